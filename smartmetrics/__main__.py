@@ -1,0 +1,3 @@
+from smartmetrics.cli import main
+
+raise SystemExit(main())

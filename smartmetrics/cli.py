@@ -1,0 +1,137 @@
+"""The `smartmetrics` command line: every user-facing message and exit code lives here.
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from smartmetrics import __version__
+from smartmetrics.config import Config, ConfigError, load_config, render_config
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+log = logging.getLogger("smartmetrics")
+
+
+def _load(path: str) -> Config:
+    """Load a config or print every problem and exit 2."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"error: {exc.source}: invalid configuration", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+
+
+def _pick_baselines(config: Config, wanted: Sequence[str] | None) -> list[str]:
+    """The baseline aliases a command works on: all, or those named, each checked to exist."""
+    if not wanted:
+        return list(config.baselines)
+    unknown = [a for a in wanted if a not in config.baselines]
+    if unknown:
+        print(
+            f"error: unknown baseline {', '.join(unknown)} (configured: {', '.join(config.baselines)})",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_USAGE)
+    return list(wanted)
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    print(f"# {args.config}: valid ({len(config.sources)} sources, {len(config.baselines)} baselines)")
+    print(render_config(config), end="")
+    return EXIT_OK
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from smartmetrics.fetch import run_fetch
+
+    config = _load(args.config)
+    return run_fetch(config, _pick_baselines(config, args.baseline), args.out, end=args.end)
+
+
+# --- parser ---------------------------------------------------------------------------------
+
+
+def _add(
+    sub: argparse._SubParsersAction,
+    name: str,
+    handler: Callable[[argparse.Namespace], int],
+    help: str,
+    description: str,
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        name, help=help, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smartmetrics",
+        description=(
+            "Learned anomaly baselines for Prometheus and Grafana.\n\n"
+            "smartmetrics reads each series' history from Prometheus, learns its normal band\n"
+            "(yhat, yhat_lower, yhat_upper) for the coming day, and exports the band as metrics\n"
+            "so that alerts fire only when a series leaves its own range."
+        ),
+        epilog="Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"smartmetrics {__version__}")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"],
+        help="how much to log on stderr (default: info)",
+    )
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    p = _add(
+        sub, "check-config", cmd_check_config, "validate a config file and print it resolved",
+        "Validate a YAML config. On success print it with every default filled in (secrets redacted);\n"
+        "on failure list every problem by its path and exit 2.",
+    )
+    p.add_argument("config", metavar="F", help="path to the YAML config")
+
+    p = _add(
+        sub, "fetch", cmd_fetch, "download each baseline's history to CSV files",
+        "Run each baseline's expr over its history at its step against its source and write\n"
+        "every series as DIR/<baseline>/<series>.csv (timestamp,value; gaps left empty) with its\n"
+        "labels in DIR/<baseline>/labels.json. The CSVs are valid input to `smartmetrics backtest`.",
+    )
+    p.add_argument("--config", required=True, metavar="F", help="path to the YAML config")
+    p.add_argument("--baseline", action="append", metavar="A", help="only this baseline (repeatable)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write into (created if missing)")
+    p.add_argument(
+        "--end", type=float, default=None, metavar="UNIX_SECONDS",
+        help="end of the range (default: now); the range is [end - history, end]",
+    )
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,340 @@
+"""Typed configuration: YAML in, a validated `Config` or a `ConfigError` listing every problem by path.
+
+Durations are written Prometheus-style (`5m`, `14d`) and held as seconds. Secrets are never written
+in the file itself unless the user insists: each secret field has `_file` and `_env` twins.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from smartmetrics.durations import format_duration, parse_duration
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+"""Seconds, written in YAML as `30s`, `5m`, `14d`."""
+
+SENSITIVITY_WORDS = ("low", "medium", "high")
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; `problems` holds one `path: message` line each."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _read_secret(value: str | None, file: str | None, env: str | None, what: str) -> str | None:
+    """The secret given inline, in a file (trailing newline stripped) or in an environment variable."""
+    given = [x for x in (value, file, env) if x is not None]
+    if len(given) > 1:
+        raise ValueError(f"give only one of {what}, {what}_file, {what}_env")
+    if file is not None:
+        try:
+            return Path(file).read_text().rstrip("\n")
+        except OSError as exc:
+            raise ValueError(f"{what}_file {file!r} cannot be read: {exc.strerror}") from None
+    if env is not None:
+        if env not in os.environ:
+            raise ValueError(f"{what}_env: environment variable {env} is not set")
+        return os.environ[env]
+    return value
+
+
+class BasicAuth(_Strict):
+    username: str
+    password: str | None = Field(default=None, repr=False)
+    password_file: str | None = None
+    password_env: str | None = None
+
+    @model_validator(mode="after")
+    def _check_password(self) -> BasicAuth:
+        self.resolved_password()
+        return self
+
+    def resolved_password(self) -> str:
+        return _read_secret(self.password, self.password_file, self.password_env, "password") or ""
+
+
+class ClientTLS(_Strict):
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure_skip_verify: bool = False
+
+    @model_validator(mode="after")
+    def _check_files(self) -> ClientTLS:
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{name} {path!r} does not exist")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class Source(_Strict):
+    """A Prometheus-compatible HTTP API: Prometheus, Thanos, Mimir, Cortex, VictoriaMetrics."""
+
+    url: str
+    timeout: Duration = 30.0
+    headers: dict[str, str] = {}
+    basic_auth: BasicAuth | None = None
+    bearer_token: str | None = Field(default=None, repr=False)
+    bearer_token_file: str | None = None
+    bearer_token_env: str | None = None
+    tls: ClientTLS = ClientTLS()
+    concurrency: int = Field(default=4, ge=1, le=64)
+    retries: int = Field(default=3, ge=0, le=10)
+    max_points_per_request: int = Field(default=11000, ge=2, le=11000)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f'url "{url}" must start with http:// or https://')
+        return url.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> Source:
+        token = self.resolved_bearer_token()
+        if token is not None and self.basic_auth is not None:
+            raise ValueError("use basic_auth or a bearer token, not both")
+        return self
+
+    def resolved_bearer_token(self) -> str | None:
+        return _read_secret(self.bearer_token, self.bearer_token_file, self.bearer_token_env, "bearer_token")
+
+
+class Alert(_Strict):
+    direction: Literal["both", "up", "down"] = "both"
+    for_: Duration = Field(default=600.0, alias="for")
+    severity: str = "warning"
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+    min_abs_deviation: float = Field(default=0.0, ge=0)
+    min_rel_deviation: float = Field(default=0.0, ge=0)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _check_sensitivity(value: Any) -> str | float:
+    if isinstance(value, str) and value in SENSITIVITY_WORDS:
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1:
+        return float(value)
+    raise ValueError(f"expected low|medium|high or a number in (0,1), got {value!r}")
+
+
+CURVE_TYPES = (
+    "auto", "seasonal", "stable", "trending", "intermittent", "level_shift", "noisy", "constant",
+)
+
+
+class Baseline(_Strict):
+    """One PromQL expression whose every series gets its own band; the key becomes the `baseline` label."""
+
+    source: str | None = None
+    expr: str
+    step: Duration = 300.0
+    history: Duration = 14 * 86400.0
+    horizon: Duration = 86400.0
+    sensitivity: Annotated[str | float, BeforeValidator(_check_sensitivity)] = "medium"
+    curve_type: Literal[CURVE_TYPES] = "auto"  # type: ignore[valid-type]
+    models: list[str] | None = None
+    alert: Alert = Alert()
+    max_series: int = Field(default=1000, ge=1)
+
+    @field_validator("expr")
+    @classmethod
+    def _check_expr(cls, expr: str) -> str:
+        if not expr.strip():
+            raise ValueError("must not be empty")
+        return expr.strip()
+
+    @model_validator(mode="after")
+    def _check_grid(self) -> Baseline:
+        if self.step <= 0:
+            raise ValueError("step must be positive")
+        if self.history < 2 * self.step:
+            raise ValueError("history must cover at least two steps")
+        if self.horizon < self.step:
+            raise ValueError("horizon must be at least one step")
+        return self
+
+
+class Schedule(_Strict):
+    retrain: str = "0 3 * * *"
+    jitter: Duration = 600.0
+    discover: Duration = 300.0
+    stale_after: Duration = 3600.0
+
+    @field_validator("retrain")
+    @classmethod
+    def _check_cron(cls, cron: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(cron, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f'invalid cron expression "{cron}": {exc}') from None
+        return cron
+
+
+class Store(_Strict):
+    path: str = "models/"
+
+
+class ServerTLS(_Strict):
+    cert_file: str
+    key_file: str
+
+
+class Server(_Strict):
+    listen: str = "0.0.0.0:9877"
+    basic_auth: BasicAuth | None = None
+    tls: ServerTLS | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, listen: str) -> str:
+        host, sep, port = listen.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f'listen "{listen}" must be host:port, e.g. 0.0.0.0:9877')
+        return listen
+
+
+class Sharding(_Strict):
+    shard: int = Field(default=0, ge=0)
+    shards: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _check_shard(self) -> Sharding:
+        if self.shard >= self.shards:
+            raise ValueError(f"shard {self.shard} must be below shards {self.shards}")
+        return self
+
+
+class Config(_Strict):
+    sources: dict[str, Source]
+    baselines: dict[str, Baseline]
+    schedule: Schedule = Schedule()
+    store: Store = Store()
+    server: Server = Server()
+    sharding: Sharding = Sharding()
+
+    @model_validator(mode="after")
+    def _check_sources(self) -> Config:
+        if not self.sources:
+            raise ValueError("sources: at least one source is needed")
+        known = ", ".join(sorted(self.sources))
+        problems = []
+        for alias, baseline in self.baselines.items():
+            if baseline.source is None and len(self.sources) > 1:
+                problems.append(
+                    f"baselines.{alias}.source: required when more than one source is configured "
+                    f"(one of {known})"
+                )
+            elif baseline.source is not None and baseline.source not in self.sources:
+                problems.append(
+                    f'baselines.{alias}.source: unknown source "{baseline.source}" (configured: {known})'
+                )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def source_for(self, alias: str) -> tuple[str, Source]:
+        """The (name, Source) a baseline reads from."""
+        name = self.baselines[alias].source or next(iter(self.sources))
+        return name, self.sources[name]
+
+
+_MESSAGES = {
+    "extra_forbidden": "unknown key",
+    "missing": "required",
+}
+
+
+def _format_error(err: dict[str, Any]) -> list[str]:
+    """`path: message` lines for one pydantic error; model-level checks may report several."""
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+    msg = _MESSAGES.get(err["type"], err["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    if err["type"] == "literal_error":
+        msg = f"{msg}, got {err['input']!r}"
+    return [f"{loc}: {line}" if loc else line for line in msg.splitlines()]
+
+
+def parse_config(data: Any, source: str = "<config>") -> Config:
+    """A `Config` from already-parsed YAML data, or a `ConfigError` listing every problem."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, ["top level must be a mapping with sources and baselines"])
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = [line for e in exc.errors() for line in _format_error(e)]  # type: ignore[arg-type]
+        raise ConfigError(source, problems) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read file: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(str(path), [f"{where}not valid YAML: {problem}"]) from None
+    return parse_config(data, str(path))
+
+
+_REDACT = {"password", "bearer_token"}
+
+
+def render_config(config: Config) -> str:
+    """The resolved config as YAML, with defaults filled in and inline secrets redacted."""
+
+    def redact(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                k: ("<redacted>" if k in _REDACT and v is not None else redact(v))
+                for k, v in node.items()
+                if v is not None
+            }
+        if isinstance(node, list):
+            return [redact(v) for v in node]
+        return node
+
+    data = redact(config.model_dump(mode="json", by_alias=True))
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
