@@ -54,10 +54,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    aliases = _pick_baselines(config, args.baseline)
     from smartmetrics.fetch import run_fetch
 
-    config = _load(args.config)
-    return run_fetch(config, _pick_baselines(config, args.baseline), args.out, end=args.end)
+    return run_fetch(config, aliases, args.out, end=args.end)
 
 
 # --- parser ---------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ def format_duration(seconds: float) -> str:
     if ms == 0:
         return "0s"
     parts = []
-    for unit in _ORDER:
+    for unit in _ORDER[2:]:  # days, not weeks or years: `14d` reads better than `2w`
         size = round(_UNITS[unit] * 1000)
         count, ms = divmod(ms, size)
         if count:

@@ -1,0 +1,156 @@
+"""Config loading: defaults, durations, secrets, and errors that name their path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from smartmetrics.config import ConfigError, load_config, parse_config, render_config
+from smartmetrics.durations import format_duration, parse_duration
+
+MINIMAL = {"sources": {"prom": {"url": "http://localhost:9090"}}, "baselines": {"qps": {"expr": "up"}}}
+
+
+def problems_of(data: dict) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    return info.value.problems
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("5m", 300), ("1h30m", 5400), ("14d", 14 * 86400), ("2w", 14 * 86400), ("250ms", 0.25), (90, 90)],
+)
+def test_parse_duration(text: str | int, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["5x", "", "m5", "5m1h", "1.5h", "-5m", "5 m"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("seconds", [1, 59, 60, 3600, 5400, 86400, 14 * 86400, 90061.5])
+def test_format_duration_round_trips(seconds: float) -> None:
+    assert parse_duration(format_duration(seconds)) == seconds
+
+
+def test_minimal_config_gets_sensible_defaults() -> None:
+    config = parse_config(MINIMAL)
+    qps = config.baselines["qps"]
+    assert (qps.step, qps.history, qps.horizon) == (300, 14 * 86400, 86400)
+    assert qps.sensitivity == "medium" and qps.alert.direction == "both" and qps.alert.for_ == 600
+    assert config.source_for("qps")[0] == "prom"
+    assert config.store.path == "models/" and config.schedule.retrain == "0 3 * * *"
+
+
+def test_every_problem_is_listed_with_its_path() -> None:
+    data = {
+        "sources": {"prom": {"url": "localhost:9090", "timeout": "3x", "colour": "red"}},
+        "baselines": {
+            "qps": {"expr": "up", "step": "5x", "sensitivity": "extreme", "alert": {"direction": "sideways"}},
+            "lat": {"expr": "  "},
+        },
+        "schedule": {"retrain": "61 * * * *"},
+    }
+    problems = problems_of(data)
+    expected = [
+        'sources.prom.url: url "localhost:9090" must start with http:// or https://',
+        'sources.prom.timeout: invalid duration "3x"',
+        "sources.prom.colour: unknown key",
+        'baselines.qps.step: invalid duration "5x"',
+        "baselines.qps.sensitivity: expected low|medium|high or a number in (0,1), got 'extreme'",
+        "baselines.qps.alert.direction:",
+        "baselines.lat.expr: must not be empty",
+        'schedule.retrain: invalid cron expression "61 * * * *"',
+    ]
+    for start in expected:
+        assert any(p.startswith(start) for p in problems), (start, problems)
+    assert len(problems) == len(expected)
+
+
+@pytest.mark.parametrize(("value", "ok"), [(0.3, True), (0, False), (1, False), (1.5, False), (True, False), ("high", True)])
+def test_sensitivity_domain(value: object, ok: bool) -> None:
+    data = {**MINIMAL, "baselines": {"qps": {"expr": "up", "sensitivity": value}}}
+    if ok:
+        assert parse_config(data).baselines["qps"].sensitivity == value
+    else:
+        assert problems_of(data)[0].startswith("baselines.qps.sensitivity: expected")
+
+
+def test_unknown_source_and_ambiguous_source_are_named() -> None:
+    sources = {"a": {"url": "http://a:9090"}, "b": {"url": "http://b:9090"}}
+    problems = problems_of({"sources": sources, "baselines": {"x": {"expr": "up"}, "y": {"expr": "up", "source": "c"}}})
+    assert problems == [
+        "baselines.x.source: required when more than one source is configured (one of a, b)",
+        'baselines.y.source: unknown source "c" (configured: a, b)',
+    ]
+
+
+def test_missing_required_keys() -> None:
+    assert set(problems_of({})) == {"sources: required", "baselines: required"}
+    assert problems_of({**MINIMAL, "baselines": {"qps": {}}}) == ["baselines.qps.expr: required"]
+
+
+def test_grid_consistency_is_checked() -> None:
+    problems = problems_of({**MINIMAL, "baselines": {"qps": {"expr": "up", "step": "1h", "history": "1h"}}})
+    assert problems == ["baselines.qps: history must cover at least two steps"]
+
+
+def test_secrets_from_file_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pw").write_text("s3cret\n")
+    monkeypatch.setenv("PROM_TOKEN", "tok")
+    config = parse_config(
+        {
+            "sources": {
+                "a": {"url": "http://a", "basic_auth": {"username": "u", "password_file": str(tmp_path / "pw")}},
+                "b": {"url": "http://b", "bearer_token_env": "PROM_TOKEN"},
+            },
+            "baselines": {"x": {"expr": "up", "source": "a"}},
+        }
+    )
+    assert config.sources["a"].basic_auth.resolved_password() == "s3cret"
+    assert config.sources["b"].resolved_bearer_token() == "tok"
+
+
+def test_secret_problems_are_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOPE", raising=False)
+    source = {"url": "http://a", "bearer_token_env": "NOPE"}
+    assert problems_of({**MINIMAL, "sources": {"a": source}}) == [
+        "sources.a: bearer_token_env: environment variable NOPE is not set"
+    ]
+    auth = {"username": "u", "password": "x", "password_file": str(tmp_path / "missing")}
+    problems = problems_of({**MINIMAL, "sources": {"a": {"url": "http://a", "basic_auth": auth}}})
+    assert problems == ["sources.a.basic_auth: give only one of password, password_file, password_env"]
+
+
+def test_render_redacts_inline_secrets_and_round_trips() -> None:
+    data = {**MINIMAL, "sources": {"prom": {"url": "http://p", "basic_auth": {"username": "u", "password": "hunter2"}}}}
+    text = render_config(parse_config(data))
+    assert "hunter2" not in text and "<redacted>" in text
+    reparsed = yaml.safe_load(text)
+    reparsed["sources"]["prom"]["basic_auth"]["password"] = "hunter2"
+    assert parse_config(reparsed) == parse_config(data)
+
+
+def test_load_config_reports_yaml_position(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("sources:\n  prom: {url: http://x\nbaselines: {}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems[0].startswith("line ")
+    assert "not valid YAML" in info.value.problems[0]
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="cannot read file"):
+        load_config("/nonexistent/config.yaml")
+
+
+def test_shipped_example_config_is_valid() -> None:
+    config = load_config(Path(__file__).parent.parent / "configs" / "example.yaml")
+    assert "inference_qps" in config.baselines
+    assert config.sources["mimir-team-a"].headers == {"X-Scope-OrgID": "team-a"}
