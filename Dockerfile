@@ -1,0 +1,28 @@
+# smartmetrics daemon image: `docker run -v $PWD/config.yaml:/etc/smartmetrics/config.yaml -p 9877:9877 smartmetrics`
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY smartmetrics ./smartmetrics
+RUN pip install --no-cache-dir . \
+ && useradd --system --uid 10001 --user-group --home-dir /var/lib/smartmetrics --create-home smartmetrics \
+ && mkdir -p /etc/smartmetrics
+COPY configs/example.yaml /etc/smartmetrics/config.yaml
+
+# The store (store.path, default models/) is relative to the working directory: keep it on a volume
+# so a restarted container serves its baselines at once.
+WORKDIR /var/lib/smartmetrics
+VOLUME ["/var/lib/smartmetrics"]
+USER 10001:10001
+
+EXPOSE 9877
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9877/-/healthy', timeout=4)"]
+
+ENTRYPOINT ["smartmetrics"]
+CMD ["run", "--config", "/etc/smartmetrics/config.yaml"]

