@@ -1,0 +1,200 @@
+"""The store: fitted baselines on disk, one file per baseline, versioned, atomic, pickle-free.
+
+Layout: `<store>/<alias>/state.npz` — a NumPy archive (loaded with `allow_pickle=False`) holding
+the forecast tables of every series of the baseline as float arrays on each series' own grid, and
+their metadata (labels, curve type, models, coverage, fit time, data range) as a UTF-8 JSON
+document stored as bytes. A baseline is written to a temporary file, flushed, fsynced and renamed
+over the old one, so a crash mid-write leaves the previous state intact. A file that cannot be read
+raises `StoreError`; `load_store` logs and counts it and carries on with the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from smartmetrics.series import labels_key
+
+SCHEMA_VERSION = 1
+STATE_FILE = "state.npz"
+
+log = logging.getLogger(__name__)
+
+
+class StoreError(Exception):
+    """A stored baseline that cannot be used (corrupt, unreadable, or from an unknown schema)."""
+
+
+@dataclass(frozen=True)
+class SeriesBand:
+    """One series' forecast table: yhat and its band on the grid `start + i * step`."""
+
+    labels: dict[str, str]
+    start: int
+    step: int
+    yhat: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return labels_key(self.labels)
+
+    @property
+    def end(self) -> int:
+        """Timestamp of the table's last point."""
+        return self.start + (len(self.yhat) - 1) * self.step
+
+    def at(self, t: float) -> tuple[float, float, float] | None:
+        """(yhat, lower, upper) at time t, linearly interpolated; None outside the table or in a gap."""
+        pos = (t - self.start) / self.step
+        if not 0 <= pos <= len(self.yhat) - 1:
+            return None
+        i = min(int(pos), len(self.yhat) - 2) if len(self.yhat) > 1 else 0
+        frac = pos - i
+        out = []
+        for arr in (self.yhat, self.lower, self.upper):
+            a = arr[i] if frac == 0 or len(arr) == 1 else arr[i] + frac * (arr[i + 1] - arr[i])
+            out.append(float(a))
+        return None if any(np.isnan(out)) else (out[0], out[1], out[2])
+
+
+@dataclass(frozen=True)
+class BaselineState:
+    """Every fitted series of one baseline, as last written."""
+
+    alias: str
+    fitted_at: float
+    series: tuple[SeriesBand, ...]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def merged(self, newer: Iterable[SeriesBand], fitted_at: float, drop: frozenset[str] = frozenset()) -> BaselineState:
+        """This state with `newer` bands replacing (or adding to) those with the same labels."""
+        table = {b.key: b for b in self.series if b.key not in drop}
+        table.update({b.key: b for b in newer})
+        return BaselineState(self.alias, fitted_at, tuple(table[k] for k in sorted(table)), self.meta)
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def baseline_dir(root: str | Path, alias: str) -> Path:
+    """The folder of one baseline; aliases are config keys, made file-system safe."""
+    return Path(root) / _SAFE.sub("_", alias)
+
+
+def render_state(state: BaselineState) -> dict[str, np.ndarray]:
+    """The arrays of the archive: a JSON header plus one padded 2-D float table per column."""
+    n = max((len(b.yhat) for b in state.series), default=0)
+    tables = {name: np.full((len(state.series), n), np.nan) for name in ("yhat", "lower", "upper")}
+    for i, band in enumerate(state.series):
+        for name in tables:
+            values = getattr(band, name)
+            tables[name][i, : len(values)] = values
+    header = {
+        "schema_version": SCHEMA_VERSION,
+        "alias": state.alias,
+        "fitted_at": state.fitted_at,
+        "meta": state.meta,
+        "series": [
+            {"labels": b.labels, "start": b.start, "step": b.step, "points": len(b.yhat), "meta": b.meta}
+            for b in state.series
+        ],
+    }
+    blob = np.frombuffer(json.dumps(header, sort_keys=True, allow_nan=False).encode(), dtype=np.uint8)
+    return {"header": blob, **tables}
+
+
+def parse_state(arrays: dict[str, np.ndarray]) -> BaselineState:
+    """A `BaselineState` from the archive's arrays; `StoreError` when they do not fit the schema."""
+    try:
+        header = json.loads(arrays["header"].tobytes().decode())
+    except (KeyError, ValueError, UnicodeDecodeError) as exc:
+        raise StoreError(f"unreadable header: {exc}") from None
+    version = header.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise StoreError(f"schema version {version!r} is not supported (this build reads {SCHEMA_VERSION})")
+    try:
+        bands = []
+        for i, entry in enumerate(header["series"]):
+            n = int(entry["points"])
+            cols = {name: np.array(arrays[name][i, :n], dtype=np.float64) for name in ("yhat", "lower", "upper")}
+            bands.append(
+                SeriesBand(dict(entry["labels"]), int(entry["start"]), int(entry["step"]), meta=entry["meta"], **cols)
+            )
+        return BaselineState(header["alias"], float(header["fitted_at"]), tuple(bands), header.get("meta", {}))
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise StoreError(f"inconsistent contents: {exc!r}") from None
+
+
+def save_baseline(root: str | Path, state: BaselineState) -> Path:
+    """Write one baseline atomically (temp file, fsync, rename); returns its path."""
+    folder = baseline_dir(root, state.alias)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / STATE_FILE
+    fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".npz.tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **render_state(state))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(folder)
+    return target
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (directory entry flushed)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load_baseline(path: str | Path) -> BaselineState:
+    """Read one baseline file; `StoreError` for anything that is not a valid state."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise StoreError(f"{path}: cannot read: {exc}") from None
+    except Exception as exc:  # zipfile raises several unrelated types on damaged archives
+        raise StoreError(f"{path}: corrupt archive: {exc!r}") from None
+    try:
+        return parse_state(arrays)
+    except StoreError as exc:
+        raise StoreError(f"{path}: {exc}") from None
+
+
+def load_store(root: str | Path) -> tuple[dict[str, BaselineState], list[str]]:
+    """Every readable baseline under root, and one message per file that could not be used."""
+    states: dict[str, BaselineState] = {}
+    errors: list[str] = []
+    for path in sorted(Path(root).glob(f"*/{STATE_FILE}")):
+        try:
+            state = load_baseline(path)
+        except StoreError as exc:
+            log.error("store: %s; the baseline will be refit", exc)
+            errors.append(str(exc))
+            continue
+        states[state.alias] = state
+    for stray in Path(root).glob("*/.state-*.npz.tmp"):
+        stray.unlink(missing_ok=True)  # left by a crash mid-write; the previous state is intact
+    return states, errors
