@@ -1,0 +1,87 @@
+"""Shared fixtures: a real local Prometheus with generated history, and configs pointing at it."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+from smartmetrics.config import Config, parse_config
+from smartmetrics.promlocal import LocalPrometheus, LocalPrometheusError, MetricSeries, find_binaries
+from smartmetrics.series import align_down
+
+# --- real Prometheus with backfilled history -------------------------------------------------
+
+HISTORY_DAYS = 15
+HISTORY_STEP = 60
+GAP_HOURS = (7 * 24, 7 * 24 + 3)  # hours after the start where `sm_gappy` has no samples
+
+
+@dataclass(frozen=True)
+class PromHistory:
+    """A running Prometheus and the series backfilled into it (1-minute samples, start..end inclusive)."""
+
+    url: str
+    start: int
+    end: int
+    series: list[MetricSeries]
+
+    def expected(self, name: str, **labels: str) -> MetricSeries:
+        """The generated series with this metric name and exactly these labels."""
+        return next(s for s in self.series if s.name == name and s.labels == labels)
+
+
+def generate_history(end: int, days: int = HISTORY_DAYS, step: int = HISTORY_STEP) -> list[MetricSeries]:
+    """Seeded synthetic metrics: daily-seasonal rates, noisy latencies, counters, a gappy series, a
+    series carrying its own `baseline` label."""
+    rng = np.random.default_rng(20240611)
+    ts = np.arange(end - days * 86400, end + 1, step, dtype=np.int64)
+    daily = np.sin(2 * np.pi * (ts % 86400) / 86400)
+    out: list[MetricSeries] = []
+    for i, inst in enumerate("abc"):
+        labels = {"job": "api", "instance": inst}
+        out.append(MetricSeries("sm_requests_rate", labels, ts, 100 + 10 * i + 30 * daily))
+        out.append(MetricSeries("sm_latency_seconds", labels, ts, 0.2 + 0.01 * rng.standard_normal(len(ts))))
+    for inst in "ab":
+        increments = rng.poisson(50, len(ts)).astype(float)
+        out.append(MetricSeries("sm_requests_total", {"job": "api", "instance": inst}, ts,
+                                np.cumsum(increments), kind="counter"))
+    gap = (ts >= ts[0] + GAP_HOURS[0] * 3600) & (ts < ts[0] + GAP_HOURS[1] * 3600)
+    gappy = 5 + daily.copy()
+    gappy[-100], gappy[-50], gappy[-20] = np.nan, np.inf, -np.inf
+    out.append(MetricSeries("sm_gappy", {"job": "batch"}, ts[~gap], gappy[~gap]))
+    out.append(MetricSeries("sm_labelled", {"job": "x", "baseline": "theirs"}, ts, np.full(len(ts), 1.0)))
+    return out
+
+
+@pytest.fixture(scope="session")
+def prometheus() -> Iterator[PromHistory]:
+    """One Prometheus for the whole session; skipped without the binaries, except in CI where it fails."""
+    try:
+        find_binaries()
+    except LocalPrometheusError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {exc}")
+        pytest.skip(str(exc))
+    end = align_down(time.time(), 3600)
+    series = generate_history(end)
+    with LocalPrometheus(series) as prom:
+        yield PromHistory(prom.url, end - HISTORY_DAYS * 86400, end, series)
+
+
+# --- configs ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_config() -> Callable[..., Config]:
+    """Build a `Config` with one source `main` at `url` and the given baselines (dicts of options)."""
+
+    def build(url: str, baselines: dict[str, dict[str, Any]], **source: Any) -> Config:
+        return parse_config({"sources": {"main": {"url": url, **source}}, "baselines": baselines})
+
+    return build
