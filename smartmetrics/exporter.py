@@ -1,0 +1,137 @@
+"""Export the bands: a prometheus-client Collector over an immutable snapshot of the store.
+
+The daemon builds a new `Snapshot` after each fit and swaps it in with one reference assignment, so a
+scrape always sees one consistent state and never waits for a fit. At scrape time every series'
+forecast table is interpolated at the current time; a series whose table has run out (or has not
+started) is left out rather than exported as a stale guess. Exposition, e.g.:
+
+    smartmetrics_yhat{baseline="qps",model="llama"} 120.5
+    smartmetrics_yhat_lower{baseline="qps",model="llama"} 98.0
+    smartmetrics_yhat_upper{baseline="qps",model="llama"} 141.2
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from smartmetrics.store import BaselineState
+
+BAND_METRICS = (
+    ("smartmetrics_yhat", "Expected value of the series, learned from its history."),
+    ("smartmetrics_yhat_lower", "Lower edge of the series' normal band."),
+    ("smartmetrics_yhat_upper", "Upper edge of the series' normal band."),
+)
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """One baseline's forecast tables stacked for vectorised interpolation."""
+
+    labels: tuple[dict[str, str], ...]
+    start: np.ndarray  # (n,) int64
+    step: np.ndarray  # (n,) int64
+    points: np.ndarray  # (n,) int64
+    values: np.ndarray  # (3, n, width): yhat, lower, upper
+
+
+def export_labels(alias: str, labels: Mapping[str, str]) -> dict[str, str]:
+    """The exported label set: `baseline` plus the series' own labels (its `baseline` renamed).
+
+    >>> export_labels("qps", {"job": "api", "baseline": "x"})
+    {'baseline': 'qps', 'job': 'api', 'exported_baseline': 'x'}
+    """
+    out = {"baseline": alias}
+    for name, value in labels.items():
+        if name == "__name__":
+            continue
+        out["exported_baseline" if name == "baseline" else name] = value
+    return out
+
+
+def _stack(state: BaselineState) -> _Tables:
+    n = len(state.series)
+    width = max((len(b.yhat) for b in state.series), default=0)
+    values = np.full((3, n, max(width, 1)), np.nan)
+    for i, band in enumerate(state.series):
+        for j, arr in enumerate((band.yhat, band.lower, band.upper)):
+            values[j, i, : len(arr)] = arr
+    return _Tables(
+        labels=tuple(export_labels(state.alias, b.labels) for b in state.series),
+        start=np.array([b.start for b in state.series], dtype=np.int64),
+        step=np.array([b.step for b in state.series], dtype=np.int64),
+        points=np.array([len(b.yhat) for b in state.series], dtype=np.int64),
+        values=values,
+    )
+
+
+def interpolate_tables(tables: _Tables, now: float) -> tuple[np.ndarray, np.ndarray]:
+    """(values (3, n) at `now`, mask of series with a finite band at `now`)."""
+    n = len(tables.labels)
+    if n == 0:
+        return np.empty((3, 0)), np.zeros(0, dtype=bool)
+    pos = (now - tables.start) / tables.step
+    inside = (pos >= 0) & (pos <= tables.points - 1)
+    pos = np.clip(pos, 0, np.maximum(tables.points - 1, 0))
+    i = np.minimum(np.floor(pos).astype(np.int64), np.maximum(tables.points - 2, 0))
+    frac = np.where(tables.points > 1, pos - i, 0.0)
+    rows = np.arange(n)
+    left = tables.values[:, rows, i]
+    right = tables.values[:, rows, np.minimum(i + 1, tables.values.shape[2] - 1)]
+    out = left + frac * (right - left)
+    out = np.where(frac == 0, left, out)  # exact grid hits need no neighbour (which may be a gap)
+    ok = inside & np.isfinite(out).all(axis=0)
+    return out, ok
+
+
+class Snapshot:
+    """An immutable view of every baseline, ready to interpolate; build a new one to change it."""
+
+    def __init__(self, states: Mapping[str, BaselineState]):
+        self._tables = {alias: _stack(state) for alias, state in sorted(states.items())}
+        self.states = dict(states)
+
+    def series_count(self) -> int:
+        return sum(len(t.labels) for t in self._tables.values())
+
+    def values_at(self, now: float) -> Iterator[tuple[dict[str, str], float, float, float]]:
+        """(labels, yhat, lower, upper) for every series with a band at `now`."""
+        for tables in self._tables.values():
+            out, ok = interpolate_tables(tables, now)
+            for idx in np.flatnonzero(ok):
+                yield tables.labels[idx], float(out[0, idx]), float(out[1, idx]), float(out[2, idx])
+
+    def remaining_hours(self, now: float) -> dict[str, float]:
+        """Per baseline, hours until its earliest-ending forecast table runs out (negative: expired)."""
+        result = {}
+        for alias, tables in self._tables.items():
+            if len(tables.labels):
+                ends = tables.start + (tables.points - 1) * tables.step
+                result[alias] = float(ends.min() - now) / 3600.0
+        return result
+
+
+EMPTY = Snapshot({})
+
+
+class BandCollector(Collector):
+    """Yields `smartmetrics_yhat`, `_lower` and `_upper` for the current snapshot at the current time."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot], clock: Callable[[], float] = time.time):
+        self._snapshot = snapshot
+        self._clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        families = [Metric(name, doc, "gauge") for name, doc in BAND_METRICS]
+        for labels, *values in self._snapshot().values_at(self._clock()):
+            for family, value in zip(families, values):
+                family.add_sample(family.name, labels, value)
+        yield from families
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(Metric(name, doc, "gauge") for name, doc in BAND_METRICS)

@@ -1,0 +1,79 @@
+"""The band exporter: values at 'now' interpolated from stored tables, labelled as DESIGN.md says."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from smartmetrics.exporter import BandCollector, Snapshot
+from smartmetrics.store import BaselineState, SeriesBand
+
+T0 = 1_700_000_000
+
+
+def band(labels: dict[str, str], start: int = T0, n: int = 4, step: int = 60, base: float = 10.0) -> SeriesBand:
+    y = base + np.arange(n, dtype=float)
+    return SeriesBand(labels, start, step, y, y - 1, y + 2)
+
+
+def registry_for(states: dict[str, BaselineState], now: float) -> CollectorRegistry:
+    snapshot = Snapshot(states)
+    registry = CollectorRegistry()
+    registry.register(BandCollector(lambda: snapshot, clock=lambda: now))
+    return registry
+
+
+def test_exports_interpolated_band_with_baseline_label() -> None:
+    states = {"qps": BaselineState("qps", T0, (band({"model": "a", "tenant": "t1"}),))}
+    registry = registry_for(states, now=T0 + 90)  # halfway between points 1 and 2
+    labels = {"baseline": "qps", "model": "a", "tenant": "t1"}
+    assert registry.get_sample_value("smartmetrics_yhat", labels) == pytest.approx(11.5)
+    assert registry.get_sample_value("smartmetrics_yhat_lower", labels) == pytest.approx(10.5)
+    assert registry.get_sample_value("smartmetrics_yhat_upper", labels) == pytest.approx(13.5)
+
+
+def test_series_whose_forecast_ran_out_is_not_exported() -> None:
+    states = {
+        "qps": BaselineState(
+            "qps", T0, (band({"model": "old"}, start=T0 - 3600), band({"model": "fresh"}, start=T0 - 60))
+        )
+    }
+    registry = registry_for(states, now=T0)
+    assert registry.get_sample_value("smartmetrics_yhat", {"baseline": "qps", "model": "fresh"}) == 11.0
+    assert registry.get_sample_value("smartmetrics_yhat", {"baseline": "qps", "model": "old"}) is None
+
+
+def test_not_yet_started_and_gap_points_are_not_exported() -> None:
+    gap = band({"model": "gap"})
+    gap.upper[1] = np.nan
+    states = {"qps": BaselineState("qps", T0, (band({"model": "future"}, start=T0 + 600), gap))}
+    registry = registry_for(states, now=T0 + 60)
+    assert registry.get_sample_value("smartmetrics_yhat", {"baseline": "qps", "model": "future"}) is None
+    assert registry.get_sample_value("smartmetrics_yhat", {"baseline": "qps", "model": "gap"}) is None
+    registry = registry_for(states, now=T0 + 120)  # exactly on point 2: its neighbour's gap is irrelevant
+    assert registry.get_sample_value("smartmetrics_yhat_upper", {"baseline": "qps", "model": "gap"}) == 14.0
+
+
+def test_colliding_baseline_label_is_renamed() -> None:
+    states = {"qps": BaselineState("qps", T0, (band({"baseline": "theirs", "job": "x"}),))}
+    registry = registry_for(states, now=T0)
+    assert registry.get_sample_value("smartmetrics_yhat", {"baseline": "qps", "exported_baseline": "theirs", "job": "x"}) == 10.0
+
+
+def test_exposition_text_has_the_three_gauges_for_several_baselines() -> None:
+    states = {
+        "qps": BaselineState("qps", T0, tuple(band({"model": m}) for m in "abc")),
+        "lat": BaselineState("lat", T0, (band({"model": "a"}, n=1),)),
+    }
+    text = generate_latest(registry_for(states, now=T0)).decode()
+    for name in ("smartmetrics_yhat", "smartmetrics_yhat_lower", "smartmetrics_yhat_upper"):
+        assert f"# TYPE {name} gauge" in text
+        assert text.count(f"\n{name}{{") == 4
+    assert 'smartmetrics_yhat{baseline="lat",model="a"} 10.0' in text
+
+
+def test_remaining_hours_and_count() -> None:
+    snapshot = Snapshot({"qps": BaselineState("qps", T0, (band({"m": "a"}, n=121), band({"m": "b"}, n=61)))})
+    assert snapshot.series_count() == 2
+    assert snapshot.remaining_hours(T0) == {"qps": pytest.approx(1.0)}
