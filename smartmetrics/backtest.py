@@ -1,0 +1,155 @@
+"""Walk-forward backtest: replay a series as the daemon would live it, one row per point.
+
+At each period boundary a model is fitted on the trailing history strictly before the boundary and
+predicts the band for the period that follows; the band then goes through the same alert logic as
+the generated Prometheus rules (outside the band, honouring `direction`, for `for_points` points in a
+row). Peers are just other fit functions (or, for rule-based peers, causal band functions), so every
+detector is judged by this one loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from smartmetrics.bands import anomaly_score
+from smartmetrics.series import Series
+
+COLUMNS = ["timestamp", "value", "yhat", "yhat_lower", "yhat_upper", "anomaly_score", "firing", "alert"]
+DAY = 86400
+
+
+class Band(Protocol):
+    """Anything that can give `(yhat, lower, upper)` for timestamps (NaN where it has no forecast)."""
+
+    def band_at(self, timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+FitFn = Callable[[Series, int], "Band | None"]
+BandFn = Callable[[Series], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def slice_series(series: Series, start: int, stop: int) -> Series:
+    """The part of `series` with `start <= timestamp < stop` (same labels, step and name)."""
+    keep = (series.timestamps >= start) & (series.timestamps < stop)
+    return Series(
+        labels=dict(series.labels), timestamps=series.timestamps[keep].copy(),
+        values=series.values[keep].copy(), step=series.step, name=series.name, meta=dict(series.meta),
+    )
+
+
+def period_starts(series: Series, retrain_every: int, min_history: int) -> list[int]:
+    """Retrain times: multiples of `retrain_every` (a daily cron at 00:00 UTC) once `min_history` exists.
+
+    >>> s = Series({}, np.arange(0, 3 * DAY, 3600), np.zeros(72), 3600)
+    >>> period_starts(s, DAY, DAY)
+    [86400, 172800]
+    """
+    if len(series) == 0:
+        return []
+    first = -(-(series.start + min_history) // retrain_every) * retrain_every
+    return list(range(first, series.end + 1, retrain_every))
+
+
+def walk_forward_band(
+    series: Series, fit: FitFn, *, retrain_every: int, history: int, min_history: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bands for every point, each period predicted by a model fitted only on data before it."""
+    n = len(series)
+    yhat, lower, upper = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    for boundary in period_starts(series, retrain_every, min_history):
+        train = slice_series(series, boundary - history, boundary)
+        if train.observed == 0:
+            continue
+        target = (series.timestamps >= boundary) & (series.timestamps < boundary + retrain_every)
+        horizon = boundary + retrain_every - train.end
+        model = fit(train, int(horizon))
+        if model is None:
+            continue
+        y, lo, hi = model.band_at(series.timestamps[target])
+        yhat[target], lower[target], upper[target] = y, lo, hi
+    return yhat, lower, upper
+
+
+def outside_band(values: np.ndarray, lower: np.ndarray, upper: np.ndarray, direction: str) -> np.ndarray:
+    """Points beyond the band on the alerting side(s); NaN values or bands are never outside.
+
+    >>> outside_band(np.array([0.0, 5.0, np.nan, -5.0]), np.full(4, -1.0), np.full(4, 1.0), "up").tolist()
+    [False, True, False, False]
+    """
+    if direction not in ("both", "up", "down"):
+        raise ValueError(f"direction must be both, up or down, not {direction!r}")
+    with np.errstate(invalid="ignore"):
+        above = values > upper
+        below = values < lower
+    if direction == "up":
+        return above
+    if direction == "down":
+        return below
+    return above | below
+
+
+def firing_and_onsets(outside: np.ndarray, for_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """`firing` once a point is the `for_points`-th outside point in a row; `alert` where firing starts.
+
+    >>> f, a = firing_and_onsets(np.array([1, 1, 1, 0, 1, 1], dtype=bool), 2)
+    >>> f.astype(int).tolist(), a.astype(int).tolist()
+    ([0, 1, 1, 0, 0, 1], [0, 1, 0, 0, 0, 1])
+    """
+    need = max(int(for_points), 1)
+    run = np.zeros(len(outside), dtype=np.int64)
+    count = 0
+    for i, out in enumerate(outside):
+        count = count + 1 if out else 0
+        run[i] = count
+    firing = run >= need
+    onset = firing & ~np.concatenate(([False], firing[:-1]))
+    return firing, onset
+
+
+def assemble_frame(
+    series: Series, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray, *, for_points: int,
+    direction: str = "both",
+) -> pd.DataFrame:
+    """The backtest table (DESIGN.md columns) from a series and its band."""
+    values = series.values
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = anomaly_score(values, yhat, lower, upper)
+    score = np.where(np.isfinite(yhat) & np.isfinite(values), score, np.nan)
+    firing, onset = firing_and_onsets(outside_band(values, lower, upper, direction), for_points)
+    return pd.DataFrame({
+        "timestamp": series.timestamps, "value": values, "yhat": yhat, "yhat_lower": lower,
+        "yhat_upper": upper, "anomaly_score": score, "firing": firing.astype(np.int8),
+        "alert": onset.astype(np.int8),
+    }, columns=COLUMNS)
+
+
+def backtest_series(
+    series: Series, fit: FitFn, *, retrain_every: int = DAY, history: int = 14 * DAY, for_points: int = 1,
+    direction: str = "both", min_history: int = DAY,
+) -> pd.DataFrame:
+    """Walk-forward replay of one series with a retrained model; one row per input point."""
+    yhat, lower, upper = walk_forward_band(
+        series, fit, retrain_every=retrain_every, history=history, min_history=min_history
+    )
+    return assemble_frame(series, yhat, lower, upper, for_points=for_points, direction=direction)
+
+
+def backtest_live(
+    series: Series, band: BandFn, *, retrain_every: int = DAY, for_points: int = 1, direction: str = "both",
+    min_history: int = DAY,
+) -> pd.DataFrame:
+    """Replay of a rule-based detector whose band is computed causally from live data (no retrain).
+
+    Rows before the first retrain boundary are blanked so the detector is judged on the same rows
+    as the retrained ones.
+    """
+    yhat, lower, upper = (np.asarray(a, dtype=np.float64).copy() for a in band(series))
+    starts = period_starts(series, retrain_every, min_history)
+    early = series.timestamps < (starts[0] if starts else series.end + 1)
+    for arr in (yhat, lower, upper):
+        arr[early] = np.nan
+    return assemble_frame(series, yhat, lower, upper, for_points=for_points, direction=direction)
