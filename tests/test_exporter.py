@@ -77,3 +77,24 @@ def test_remaining_hours_and_count() -> None:
     snapshot = Snapshot({"qps": BaselineState("qps", T0, (band({"m": "a"}, n=121), band({"m": "b"}, n=61)))})
     assert snapshot.series_count() == 2
     assert snapshot.remaining_hours(T0) == {"qps": pytest.approx(1.0)}
+
+
+def test_fast_text_rendering_matches_the_collector() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    states = {
+        "qps": BaselineState("qps", T0, (band({"model": 'q"uo\\te\n', "z": "1"}), band({"model": "b"}, start=T0 + 600))),
+        "lat": BaselineState("lat", T0, (band({"baseline": "x"}, n=2),)),
+    }
+
+    def samples(text: str) -> set[tuple]:
+        return {
+            (s.name, tuple(sorted(s.labels.items())), s.value)
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    now = T0 + 30
+    fast = Snapshot(states).render_text(now)
+    slow = generate_latest(registry_for(states, now)).decode()
+    assert samples(fast) == samples(slow) and len(samples(fast)) == 6
