@@ -1,0 +1,293 @@
+"""The ensemble: per series, the models that suit its curve type, weighted by a walk-forward backtest,
+combined, and given a calibrated band; `fit_series` is the one entry point.
+
+`fit_series(series, settings)` is a pure function (no clock, no I/O, no globals), so the daemon and
+the backtest can run it in a process pool. Steps: classify, clean the training data, choose the
+candidates, backtest each on the last day(s), weight (failures and clearly bad members dropped),
+refit on all data, combine, calibrate (split conformal on the backtest residuals), and tabulate
+the forecast `series.end + step .. series.end + horizon`. A model that raises is dropped; the
+fallback model guarantees a result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from smartmetrics.bands import Calibration, apply_band, band_policy, calibrate
+from smartmetrics.models import MODELS
+from smartmetrics.models.base import DAY, WEEK, Forecast, sub_series
+from smartmetrics.series import Series
+from smartmetrics.training import clean_training, quick_classify
+
+SCHEMA_VERSION = 1
+FALLBACK = "fallback"
+CANDIDATES: dict[str, tuple[str, ...]] = {
+    "seasonal": ("profile_day", "profile_week"),
+    "stable": ("level", "profile_day"),
+    "trending": ("profile_day", "level"),
+    "intermittent": ("intermittent", "level"),
+    "level_shift": ("level", "profile_day"),
+    "noisy": ("level", "profile_day"),
+    "constant": ("level",),
+    "insufficient": ("level",),
+}
+MIN_HISTORY: dict[str, int] = {"profile_week": 10 * DAY, "profile_day": DAY}
+DROP_RATIO = 1.5
+COLD_DAYS = 7
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Per-baseline knobs of a fit (see `smartmetrics.bands` for what sensitivity means)."""
+
+    sensitivity: str | float = "medium"
+    curve_type: str = "auto"
+    models: tuple[str, ...] | None = None
+    horizon: int = 86400
+    allow_prophet: bool = False
+
+
+@dataclass
+class FittedSeries:
+    """A fitted series: what was chosen and why, and the forecast table the exporter serves."""
+
+    labels: dict[str, str]
+    step: int
+    classification: dict[str, Any]
+    members: list[dict[str, Any]]
+    coverage: dict[str, Any]
+    timestamps: np.ndarray
+    yhat: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    data_start: int
+    data_end: int
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def band_at(self, timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(yhat, lower, upper) interpolated in the table; NaN outside it (never a stale guess)."""
+        ts = np.asarray(timestamps, dtype=np.float64)
+        if len(self.timestamps) == 0:
+            nan = np.full(ts.shape, np.nan)
+            return nan, nan.copy(), nan.copy()
+        grid = self.timestamps.astype(np.float64)
+        inside = (ts >= grid[0]) & (ts <= grid[-1])
+        out = tuple(np.where(inside, np.interp(ts, grid, col), np.nan) for col in (self.yhat, self.lower, self.upper))
+        return out  # type: ignore[return-value]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form with a schema version (NaN written as null)."""
+        def col(a: np.ndarray) -> list:
+            return [float(v) if np.isfinite(v) else None for v in a]
+
+        return {
+            "schema": SCHEMA_VERSION, "labels": dict(self.labels), "step": int(self.step),
+            "classification": self.classification, "members": self.members, "coverage": self.coverage,
+            "training": self.training, "data_start": int(self.data_start), "data_end": int(self.data_end),
+            "table": {"timestamps": [int(t) for t in self.timestamps], "yhat": col(self.yhat),
+                      "lower": col(self.lower), "upper": col(self.upper)},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FittedSeries:
+        """Inverse of `to_dict`; refuses schemas newer than this code understands."""
+        if int(data.get("schema", 0)) > SCHEMA_VERSION:
+            raise ValueError(f"fitted series schema {data.get('schema')} is newer than {SCHEMA_VERSION}")
+        table = data["table"]
+
+        def col(name: str) -> np.ndarray:
+            return np.array([np.nan if v is None else v for v in table[name]], dtype=np.float64)
+
+        return cls(
+            labels=dict(data["labels"]), step=int(data["step"]), classification=data["classification"],
+            members=list(data["members"]), coverage=dict(data["coverage"]),
+            timestamps=np.array(table["timestamps"], dtype=np.int64), yhat=col("yhat"), lower=col("lower"),
+            upper=col("upper"), data_start=int(data["data_start"]), data_end=int(data["data_end"]),
+            training=dict(data.get("training", {})),
+        )
+
+
+def classify_for_fit(series: Series, curve_type: str) -> dict[str, Any]:
+    """The classifier's verdict as a dict (quick statistics if it is unavailable), overridden by config."""
+    try:
+        from smartmetrics.classify import classify_series
+
+        result = classify_series(series).to_dict()
+    except Exception:  # noqa: BLE001 - classification must never fail a fit
+        result = quick_classify(series)
+    result = dict(result)
+    result["periods"] = [int(p) for p in result.get("periods", ())]
+    if curve_type != "auto":
+        result["curve_type"] = curve_type
+        if curve_type == "seasonal" and not result["periods"]:
+            result["periods"] = [DAY]
+    return result
+
+
+def choose_candidates(curve_type: str, settings: FitSettings, history: int) -> list[str]:
+    """Model names to try: the override or the curve type's set, filtered by history, unknown dropped."""
+    names = list(settings.models) if settings.models else list(CANDIDATES.get(curve_type, ("level",)))
+    if settings.allow_prophet and not settings.models and curve_type in ("seasonal", "trending"):
+        names.append("prophet")
+    names = [n for n in names if n in MODELS and history >= MIN_HISTORY.get(n, 0)]
+    return [n for n in dict.fromkeys(names) if n != FALLBACK] or ["level"]
+
+
+def backtest_folds(n: int, step: int) -> list[tuple[int, int]]:
+    """Walk-forward (train_stop, test_stop) index pairs over the last day(s), shorter for cold starts."""
+    history = n * step
+    fold = DAY if history >= 3 * DAY else max(history // 4, 2 * step)
+    fold_points = max(1, fold // step)
+    count = 2 if history >= 5 * DAY else 1
+    return [(n - k * fold_points, n - (k - 1) * fold_points) for k in range(count, 0, -1)]
+
+
+def _fit_model(name: str, series: Series):
+    return MODELS[name]().fit(series)
+
+
+def _backtest_member(name: str, series: Series, folds: list[tuple[int, int]]) -> Forecast | None:
+    """The member's out-of-sample forecasts over all folds concatenated, or None if it failed."""
+    means, scales = [], []
+    try:
+        for train_stop, test_stop in folds:
+            model = _fit_model(name, sub_series(series, train_stop))
+            fc = model.predict(series.timestamps[train_stop:test_stop])
+            if not (np.all(np.isfinite(fc.mean)) and np.all(np.isfinite(fc.scale)) and np.all(fc.scale > 0)):
+                return None
+            means.append(fc.mean)
+            scales.append(fc.scale)
+    except Exception:  # noqa: BLE001 - one model failing never fails the fit
+        return None
+    return Forecast(np.concatenate(means), np.concatenate(scales))
+
+
+def score_member(y: np.ndarray, fc: Forecast, spread: float) -> dict[str, float]:
+    """Normalised MAE and 90% interval score of a member's own band on the test points."""
+    ok = np.isfinite(y)
+    if not ok.any():
+        return {"mae": 1.0, "interval_score": 4.0, "loss": 1.4}
+    y, mean, scale = y[ok], fc.mean[ok], fc.scale[ok]
+    lo, hi = mean - 1.645 * scale, mean + 1.645 * scale
+    interval = (hi - lo) + 20 * np.maximum(lo - y, 0) + 20 * np.maximum(y - hi, 0)
+    mae = float(np.mean(np.abs(y - mean))) / spread
+    iscore = float(np.mean(interval)) / spread
+    return {"mae": mae, "interval_score": iscore, "loss": mae + 0.1 * iscore}
+
+
+def weigh(scores: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Weights proportional to 1/loss^2 among members within `DROP_RATIO` of the best loss.
+
+    >>> weigh({"a": {"loss": 1.0}, "b": {"loss": 2.0}, "c": {"loss": 1.0}})
+    {'a': 0.5, 'c': 0.5}
+    """
+    best = min(s["loss"] for s in scores.values())
+    kept = {n: s["loss"] for n, s in scores.items() if s["loss"] <= DROP_RATIO * best + 1e-12}
+    raw = {n: 1.0 / max(loss, 1e-12) ** 2 for n, loss in kept.items()}
+    total = sum(raw.values())
+    return {n: w / total for n, w in raw.items()}
+
+
+def combine(forecasts: dict[str, Forecast], weights: dict[str, float]) -> Forecast:
+    """Weighted mean of the members' means and scales."""
+    mean = sum(weights[n] * forecasts[n].mean for n in weights)
+    scale = sum(weights[n] * forecasts[n].scale for n in weights)
+    return Forecast(np.asarray(mean, dtype=np.float64), np.asarray(scale, dtype=np.float64))
+
+
+def _spread(y: np.ndarray) -> float:
+    """Interquartile range of the finite values, or a tiny positive number."""
+    y = y[np.isfinite(y)]
+    if len(y) == 0:
+        return 1e-9
+    q1, q3 = np.quantile(y, [0.25, 0.75])
+    iqr = float(q3 - q1)
+    return iqr if iqr > 0 else max(float(np.std(y)), 1e-3 * float(np.median(np.abs(y))), 1e-9)
+
+
+def select_members(train: Series, names: list[str]) -> tuple[dict[str, float], list[dict], Forecast, np.ndarray,
+                                                               np.ndarray]:
+    """Backtest the candidates; weights, member reports, the combined backtest forecast and its truth."""
+    folds = backtest_folds(len(train), train.step)
+    first = folds[0][0]
+    y_test = train.values[first:]
+    t_test = train.timestamps[first:]
+    spread = _spread(train.values[:first])
+    forecasts = {n: fc for n in names if (fc := _backtest_member(n, train, folds)) is not None}
+    if not forecasts:
+        forecasts = {FALLBACK: _backtest_member(FALLBACK, train, folds)}
+    scores = {n: score_member(y_test, fc, spread) for n, fc in forecasts.items()}
+    weights = weigh(scores)
+    members = [{"name": n, "weight": weights.get(n, 0.0), **{k: round(v, 6) for k, v in scores[n].items()}}
+               for n in forecasts]
+    return weights, members, combine(forecasts, weights), y_test, t_test
+
+
+def refit(train: Series, weights: dict[str, float], timestamps: np.ndarray) -> tuple[dict[str, float], Forecast]:
+    """Refit the weighted members on all training data; failures dropped, the fallback if none is left."""
+    forecasts: dict[str, Forecast] = {}
+    for name in weights:
+        try:
+            fc = _fit_model(name, train).predict(timestamps)
+        except Exception:  # noqa: BLE001 - one model failing never fails the fit
+            continue
+        if np.all(np.isfinite(fc.mean)) and np.all(np.isfinite(fc.scale)):
+            forecasts[name] = fc
+    if not forecasts:
+        forecasts = {FALLBACK: MODELS[FALLBACK]().fit(train).predict(timestamps)}
+    total = sum(weights.get(n, 0.0) for n in forecasts) or 1.0
+    kept = {n: (weights.get(n, 0.0) / total if n in weights else 1.0) for n in forecasts}
+    return kept, combine(forecasts, kept)
+
+
+def cold_start_widening(history_seconds: float) -> float:
+    """Band multiplier for short histories: 1.5 at one day, falling linearly to 1 at `COLD_DAYS` days.
+
+    >>> cold_start_widening(86400), cold_start_widening(14 * 86400)
+    (1.5, 1.0)
+    """
+    days = history_seconds / DAY
+    return 1.0 + 0.5 * float(np.clip((COLD_DAYS - days) / (COLD_DAYS - 1), 0.0, 1.0))
+
+
+def fit_series(series: Series, settings: FitSettings) -> FittedSeries:
+    """Fit the ensemble to one series and tabulate its calibrated band over the horizon (pure)."""
+    policy = band_policy(settings.sensitivity)
+    classification = classify_for_fit(series, settings.curve_type)
+    curve = classification["curve_type"]
+    seasonal = curve == "seasonal" or bool(classification["periods"])
+    train, training = clean_training(series, seasonal, mask=curve not in ("intermittent", "constant"))
+    history = int(np.isfinite(train.values).sum()) * train.step
+    names = choose_candidates(curve, settings, history)
+    weights, members, backtest_fc, y_test, t_test = select_members(train, names)
+    table_ts = series.end + series.step * np.arange(1, settings.horizon // series.step + 1, dtype=np.int64)
+    weights, forecast = refit(train, weights, table_ts)
+    for m in members:
+        m["weight"] = round(weights.get(m["name"], 0.0), 6)
+    z = (y_test - backtest_fc.mean) / backtest_fc.scale
+    period = DAY if seasonal else 0
+    cal = calibrate(z, t_test, policy.coverage, period=period, buckets=4 if seasonal else 1)
+    yhat, lower, upper = _band(train, forecast, cal, table_ts, policy, cold_start_widening(history))
+    return FittedSeries(
+        labels=dict(series.labels), step=series.step, classification=classification, members=members,
+        coverage={"nominal": policy.coverage, "achieved": round(cal.achieved, 6), "n": cal.n,
+                  "q_lo": cal.q_lo, "q_hi": cal.q_hi},
+        timestamps=table_ts, yhat=yhat, lower=lower, upper=upper,
+        data_start=series.start, data_end=series.end, training=training,
+    )
+
+
+def _band(train: Series, forecast: Forecast, cal: Calibration, ts: np.ndarray, policy, widen: float):
+    """Apply calibration offsets, cold-start widening, minimum widths and the natural floor."""
+    y = train.values[np.isfinite(train.values)]
+    factors = cal.factors_at(ts) * widen
+    min_half = np.maximum(policy.min_rel * np.abs(forecast.mean), policy.min_spread * _spread(y))
+    floor = 0.0 if len(y) and y.min() >= 0 else None
+    yhat, lower, upper = apply_band(forecast.mean, forecast.scale, cal.q_lo * factors, cal.q_hi * factors,
+                                    min_half, floor)
+    if floor is not None and np.mean(y <= floor) > (1 - policy.coverage) / 2:
+        lower = np.full_like(lower, floor)  # the floor itself is a normal value (sparse counters)
+    return yhat, lower, upper

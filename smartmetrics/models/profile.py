@@ -1,0 +1,151 @@
+"""Seasonal profile: a robust level per time-of-day (or time-of-week) slot, plus trend and recent level.
+
+The workhorse for Prometheus curves with daily or weekly cycles. Fitting removes a Theil-Sen trend
+of the daily medians, takes the median of each slot across cycles (smoothed over neighbouring
+slots), and keeps a per-slot MAD as the residual scale. The recent level offset (median residual
+of the last hours) follows slow drifts without chasing single points. Fitted state is the slot
+table itself, so the model serialises to a few hundred numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from smartmetrics.models.base import (
+    DAY,
+    MAD_TO_SIGMA,
+    WEEK,
+    Forecast,
+    array_from_json,
+    array_to_json,
+    check_fitted,
+    circular_smooth,
+    finite_points,
+    group_median,
+    robust_sigma,
+    scale_floor,
+    theil_sen_slope,
+)
+from smartmetrics.series import Series
+
+
+def slot_width(period: int, step: int, max_slots: int) -> int:
+    """Seconds per slot: the step, coarsened so a period has at most `max_slots` slots.
+
+    >>> slot_width(86400, 300, 288), slot_width(604800, 300, 336)
+    (300, 1800)
+    """
+    width = max(step, -(-period // max_slots))
+    return -(-width // step) * step
+
+
+def profile_positions(timestamps: np.ndarray, period: int, width: int, step: int) -> np.ndarray:
+    """Fractional slot positions of timestamps, slot k's training points centred on position k."""
+    phase = np.mod(timestamps, period).astype(np.float64)
+    return (phase - (width - step) / 2.0) / width
+
+
+def interpolate_circular(table: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Linear interpolation in a circular table at fractional positions.
+
+    >>> interpolate_circular(np.array([0.0, 10.0]), np.array([0.5, 1.5, 2.0])).tolist()
+    [5.0, 5.0, 0.0]
+    """
+    n = len(table)
+    lo = np.floor(positions).astype(np.int64)
+    frac = positions - lo
+    return (1 - frac) * table[lo % n] + frac * table[(lo + 1) % n]
+
+
+def daily_slope(t: np.ndarray, y: np.ndarray, min_days: int = 4) -> float:
+    """Trend per second from the Theil-Sen slope of daily medians; 0 with fewer than `min_days` days."""
+    day = (t // DAY).astype(np.int64)
+    day -= day.min()
+    n_days = int(day.max()) + 1
+    if n_days < min_days:
+        return 0.0
+    med = group_median(day, y, n_days)
+    ok = np.isfinite(med)
+    return theil_sen_slope(np.arange(n_days)[ok] * float(DAY), med[ok])
+
+
+class SeasonalProfile:
+    """Robust median profile over one period (a day by default, or a week) with trend adjustment."""
+
+    name: ClassVar[str] = "profile_day"
+
+    def __init__(self, period: int = DAY, max_slots: int = 288, recent: int = 6 * 3600, trend: bool = True):
+        self.period = period
+        self.max_slots = max_slots
+        self.recent = recent
+        self.trend = trend
+        self.table_: np.ndarray | None = None
+
+    def fit(self, series: Series) -> Self:
+        """Learn the slot table, slot scales, trend and recent level from the finite points."""
+        t, y = finite_points(series)
+        if len(t) < 2:
+            raise ValueError("profile needs at least two points")
+        step = series.step
+        self.width_ = slot_width(self.period, step, self.max_slots)
+        self.step_ = step
+        self.t_ref_ = int(t[-1])
+        self.slope_ = daily_slope(t, y) if self.trend else 0.0
+        detrended = y - self.slope_ * (t - self.t_ref_)
+        n_slots = self.period // self.width_
+        slots = np.floor(profile_positions(t, self.period, self.width_, step) + 0.5).astype(np.int64) % n_slots
+        raw = group_median(slots, detrended, n_slots)
+        raw = np.where(np.isfinite(raw), raw, np.nanmedian(detrended))
+        table = circular_smooth(raw, 3)
+        resid = detrended - table[slots]
+        recent = t >= t[-1] - self.recent
+        self.level_ = float(np.median(resid[recent])) if recent.sum() >= 3 else 0.0
+        self.table_ = table
+        self.scales_ = self._slot_scales(slots, resid, n_slots, y)
+        return self
+
+    def _slot_scales(self, slots: np.ndarray, resid: np.ndarray, n_slots: int, y: np.ndarray) -> np.ndarray:
+        """Per-slot robust sigma, smoothed and floored at half the overall one."""
+        overall = max(robust_sigma(resid), scale_floor(y))
+        mad = MAD_TO_SIGMA * group_median(slots, np.abs(resid - np.median(resid)), n_slots)
+        mad = np.where(np.isfinite(mad), mad, overall)
+        return np.maximum(circular_smooth(mad, 9), 0.5 * overall)
+
+    def predict(self, timestamps: np.ndarray) -> Forecast:
+        """Slot profile plus trend and recent level at the given timestamps."""
+        check_fitted(self, "table_")
+        ts = np.asarray(timestamps, dtype=np.int64)
+        pos = profile_positions(ts, self.period, self.width_, self.step_)
+        mean = interpolate_circular(self.table_, pos) + self.level_ + self.slope_ * (ts - self.t_ref_)
+        return Forecast(mean=mean, scale=interpolate_circular(self.scales_, pos))
+
+    def to_dict(self) -> dict[str, Any]:
+        check_fitted(self, "table_")
+        return {
+            "model": self.name,
+            "params": {"period": self.period, "max_slots": self.max_slots, "recent": self.recent,
+                       "trend": self.trend},
+            "state": {"width": self.width_, "step": self.step_, "t_ref": self.t_ref_, "slope": self.slope_,
+                      "level": self.level_, "table": array_to_json(self.table_),
+                      "scales": array_to_json(self.scales_)},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        model = cls(**data["params"])
+        s = data["state"]
+        model.width_, model.step_, model.t_ref_ = int(s["width"]), int(s["step"]), int(s["t_ref"])
+        model.slope_, model.level_ = float(s["slope"]), float(s["level"])
+        model.table_, model.scales_ = array_from_json(s["table"]), array_from_json(s["scales"])
+        return model
+
+
+class WeeklyProfile(SeasonalProfile):
+    """The seasonal profile over a week in 30-minute slots (needs about two weeks of history)."""
+
+    name: ClassVar[str] = "profile_week"
+
+    def __init__(self, period: int = WEEK, max_slots: int = 336, recent: int = 6 * 3600, trend: bool = True):
+        super().__init__(period=period, max_slots=max_slots, recent=recent, trend=trend)

@@ -1,0 +1,121 @@
+"""Training data for the ensemble: a curve type when no classifier is at hand, and cleaning.
+
+Cleaning keeps yesterday's incident from widening today's band: points far from a robust baseline
+(a daily profile for seasonal curves, a one-day rolling median otherwise) are masked, and history
+before a persistent level shift is cut (or, when too little would remain to learn a daily cycle,
+moved to the new level). All functions are pure.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from smartmetrics.models.base import DAY, WEEK, robust_sigma
+from smartmetrics.models.profile import SeasonalProfile
+from smartmetrics.series import Series
+
+CLEAN_Z = 6.0
+MAX_MASKED = 0.05
+
+
+def quick_classify(series: Series) -> dict:
+    """A coarse curve type and periods from a few statistics (used when `classify` is unavailable)."""
+    y = series.values[np.isfinite(series.values)]
+    result = {"curve_type": "stable", "periods": [], "confidence": 0.3, "features": {},
+              "reasons": ["quick classification (no classifier available)"]}
+    if len(y) < max(12, 3600 // series.step):
+        return {**result, "curve_type": "insufficient"}
+    if np.ptp(y) == 0:
+        return {**result, "curve_type": "constant"}
+    if np.mean(y == 0) >= 0.5:
+        return {**result, "curve_type": "intermittent"}
+    day_corr = lag_correlation(series.values, DAY // series.step)
+    week_corr = lag_correlation(series.values, WEEK // series.step)
+    result["features"] = {"acf_day": day_corr, "acf_week": week_corr}
+    if max(day_corr, week_corr) > 0.5:
+        periods = [WEEK, DAY] if week_corr > day_corr + 0.1 else [DAY, WEEK] if week_corr > 0.5 else [DAY]
+        return {**result, "curve_type": "seasonal", "periods": periods}
+    return result
+
+
+def lag_correlation(values: np.ndarray, lag: int) -> float:
+    """Pearson correlation between the series and itself `lag` points later (0 when undefined)."""
+    if lag <= 0 or len(values) < 2 * lag:
+        return 0.0
+    a, b = values[:-lag], values[lag:]
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 10 or np.std(a[ok]) == 0 or np.std(b[ok]) == 0:
+        return 0.0
+    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+
+
+def baseline_residuals(series: Series, seasonal: bool) -> np.ndarray:
+    """Residuals from a robust baseline: a daily profile when seasonal, else a one-day rolling median."""
+    y = series.values
+    if seasonal and np.isfinite(y).sum() >= DAY // series.step:
+        fitted = SeasonalProfile(trend=False, recent=DAY).fit(series)
+        return y - fitted.predict(series.timestamps).mean
+    window = max(3, DAY // series.step)
+    med = pd.Series(y).rolling(window, center=True, min_periods=1).median().to_numpy()
+    return y - med
+
+
+def anomaly_mask(resid: np.ndarray, z: float = CLEAN_Z, max_fraction: float = MAX_MASKED) -> np.ndarray:
+    """Points whose robust z-score exceeds `z` (dilated by two points), at most `max_fraction` of them."""
+    sigma = robust_sigma(resid)
+    if sigma == 0:
+        return np.zeros(len(resid), dtype=bool)
+    absz = np.abs(resid) / sigma
+    finite = absz[np.isfinite(absz)]
+    if len(finite) and np.mean(finite > z) > max_fraction:
+        z = float(np.quantile(finite, 1 - max_fraction))
+    mask = np.nan_to_num(absz, nan=0.0) > z
+    return mask | np.roll(mask, 1) | np.roll(mask, -1) | np.roll(mask, 2) | np.roll(mask, -2)
+
+
+def find_level_shift(values: np.ndarray, step: int, min_after: int = DAY // 2) -> tuple[int, float] | None:
+    """The index and size of the latest persistent level shift in de-seasonalised values, if any.
+
+    Compares hourly block medians before and after each candidate split; a shift must be large
+    against the block noise and flat afterwards (so a trend is not taken for a shift).
+    """
+    block = max(1, 3600 // step)
+    n_blocks = len(values) // block
+    if n_blocks < 8:
+        return None
+    blocks = np.nanmedian(values[len(values) - n_blocks * block:].reshape(n_blocks, block), axis=1)
+    noise = max(robust_sigma(np.diff(blocks)) / np.sqrt(2), 1e-12)
+    min_after_blocks = max(2, -(-min_after // (block * step)))
+    best = None
+    for k in range(2, n_blocks - min_after_blocks + 1):
+        before, after = blocks[:k], blocks[k:]
+        jump = np.nanmedian(after) - np.nanmedian(before)
+        spread = np.nanmedian(np.abs(after - np.nanmedian(after)))
+        if abs(jump) > 8 * noise and spread < 0.25 * abs(jump) and abs(jump) > 3 * robust_sigma(before):
+            best = (len(values) - n_blocks * block + k * block, float(jump))
+    return best
+
+
+def clean_training(series: Series, seasonal: bool, mask: bool = True) -> tuple[Series, dict]:
+    """The series with its own anomalies masked (unless `mask` is off, as for sparse series whose
+    spikes are their normal) and history before a level shift cut or moved."""
+    values = series.values.astype(np.float64).copy()
+    info: dict = {"masked": 0, "level_shift": None}
+    deseason = baseline_residuals(series, seasonal) if seasonal else values
+    shift = find_level_shift(deseason, series.step)
+    start = 0
+    if shift is not None:
+        at, jump = shift
+        info["level_shift"] = {"at": int(series.timestamps[at]), "size": jump}
+        if not seasonal or len(values) - at >= 3 * DAY // series.step:
+            start = at
+        else:
+            values[:at] += jump
+    out = Series(series.labels, series.timestamps[start:], values[start:], series.step, series.name)
+    if not mask:
+        return out, info
+    masked = anomaly_mask(baseline_residuals(out, seasonal))
+    info["masked"] = int(masked.sum())
+    cleaned = np.where(masked, np.nan, out.values)
+    return Series(series.labels, out.timestamps, cleaned, series.step, series.name), info
