@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import socket
 import ssl
 import time
 from collections.abc import Callable, Coroutine
@@ -101,15 +103,16 @@ def build_ssl_context(tls: ClientTLS) -> ssl.SSLContext:
     return ctx
 
 
-def _describe_connect_error(exc: Exception) -> str:
+def _describe_connect_error(exc: BaseException) -> str:
     """A short human reason for a failed connection (`connection refused`, `host name not found`)."""
-    text = str(exc) or type(exc).__name__
-    low = text.lower()
-    if "refused" in low:
-        return "connection refused"
-    if "name or service not known" in low or "name resolution" in low or "nodename nor servname" in low:
-        return f"host name not found ({text})"
-    return text
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, socket.gaierror):
+            return f"host name not found ({cause.strerror})"
+        if isinstance(cause, OSError) and cause.errno:
+            return os.strerror(cause.errno).lower()
+        cause = cause.__cause__ or cause.__context__
+    return str(exc) or type(exc).__name__
 
 
 class PrometheusClient:
