@@ -7,6 +7,7 @@ mapping each file name to its series labels. One failing baseline does not stop 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,6 +58,8 @@ def _print_error(console: Console, message: str) -> None:
 def run_fetch(config: Config, aliases: Sequence[str], out_dir: str | Path, end: float | None = None) -> int:
     """Fetch and write every baseline in `aliases`; exit code 1 if any of them failed, else 0."""
     console = Console(file=sys.stderr)
+    if not logging.getLogger("httpx").isEnabledFor(logging.DEBUG):
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request hides the bar
     results: list[FetchResult] = []
     failed: list[str] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
