@@ -7,14 +7,21 @@ ensemble instantiates them with their default parameters.
 from __future__ import annotations
 
 from smartmetrics.models.base import Forecast, Forecaster, NotFittedError
+from smartmetrics.models.decompose import STLDecomposition
+from smartmetrics.models.ets import HoltWinters
 from smartmetrics.models.fallback import Fallback
+from smartmetrics.models.gbm import GradientBoostedQuantile
 from smartmetrics.models.intermittent import Intermittent
 from smartmetrics.models.level import RobustLevel
 from smartmetrics.models.profile import SeasonalProfile, WeeklyProfile
+from smartmetrics.models.prophet_model import ProphetModel
 
 MODELS: dict[str, type] = {
     cls.name: cls
-    for cls in (SeasonalProfile, WeeklyProfile, RobustLevel, Intermittent, Fallback)
+    for cls in (
+        SeasonalProfile, WeeklyProfile, HoltWinters, STLDecomposition, ProphetModel, RobustLevel,
+        Intermittent, GradientBoostedQuantile, Fallback,
+    )
 }
 
 
