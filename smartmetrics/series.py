@@ -132,7 +132,8 @@ def read_csv_series(path: str | Path, labels: dict[str, str] | None = None, step
     if pd.api.types.is_numeric_dtype(ts):
         seconds = ts.astype("int64").to_numpy()
     else:
-        seconds = pd.to_datetime(ts, utc=True).astype("int64").to_numpy() // 10**9
+        # pandas 3 parses to datetime64[us] (older versions to [ns]): pin the unit before counting seconds
+        seconds = pd.to_datetime(ts, utc=True).astype("datetime64[s, UTC]").astype("int64").to_numpy()
     values = pd.to_numeric(frame["value"], errors="coerce").to_numpy(dtype=np.float64)
     order = np.argsort(seconds, kind="stable")
     seconds, values = seconds[order], values[order]
