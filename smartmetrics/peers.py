@@ -87,14 +87,25 @@ class ProphetFit:
     model: object
     future: np.ndarray
 
-    def band(self, interval_width: float) -> TableBand:
-        """Predict the coming grid at the given interval width (uncertainty sampled by Prophet)."""
-        self.model.interval_width = interval_width
-        np.random.seed(0)  # Prophet samples its intervals; a fixed seed keeps reruns identical
+    def bands(self, widths: tuple[float, ...]) -> dict[float, TableBand]:
+        """Predict the coming grid once and read each interval width off the same posterior samples.
+
+        Prophet's own `predict` takes the same percentiles of the same samples; sampling once
+        serves both the as-built (0.8) and the fairer (0.99) variant at half the cost.
+        """
         frame = pd.DataFrame({"ds": pd.to_datetime(self.future, unit="s")})
-        out = self.model.predict(frame)
-        return TableBand(self.future, out["yhat"].to_numpy(), out["yhat_lower"].to_numpy(),
-                         out["yhat_upper"].to_numpy())
+        np.random.seed(0)  # Prophet samples its intervals; a fixed seed keeps reruns identical
+        samples = self.model.predictive_samples(frame)["yhat"]
+        samples_wanted, self.model.uncertainty_samples = self.model.uncertainty_samples, 0
+        try:
+            yhat = self.model.predict(frame)["yhat"].to_numpy(copy=True)
+        finally:
+            self.model.uncertainty_samples = samples_wanted
+        out = {}
+        for w in widths:
+            lo, hi = np.percentile(samples, [50 * (1 - w), 50 * (1 + w)], axis=1)
+            out[w] = TableBand(self.future, yhat, lo, hi)
+        return out
 
 
 def fit_prophet(train: Series, horizon: int) -> ProphetFit | None:
@@ -116,7 +127,7 @@ def prophet_band_fit(interval_width: float):
     """A backtest fit function for prophet-bands at one interval width."""
     def fit(train: Series, horizon: int) -> TableBand | None:
         fitted = fit_prophet(train, horizon)
-        return None if fitted is None else fitted.band(interval_width)
+        return None if fitted is None else fitted.bands((interval_width,))[interval_width]
     return fit
 
 
