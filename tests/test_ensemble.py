@@ -1,0 +1,137 @@
+"""fit_series: member selection, purity, cleaning, cold start and the forecast table."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from smartmetrics.ensemble import FitSettings, FittedSeries, fit_series, weigh
+from smartmetrics.models import MODELS
+from smartmetrics.series import Series
+
+DAY = 86400
+STEP = 300
+EPOCH = 1_704_067_200
+
+
+def make(days: float = 14, seed: int = 0, kind: str = "seasonal", noise: float = 3.0) -> Series:
+    """Seeded test curves: a daily cycle, a flat level, or a sparse counter."""
+    rng = np.random.default_rng(seed)
+    t = EPOCH + STEP * np.arange(int(days * DAY / STEP), dtype=np.int64)
+    if kind == "seasonal":
+        y = 100 + 40 * np.sin(2 * np.pi * t / DAY) + rng.normal(0, noise, len(t))
+    elif kind == "stable":
+        y = 50 + rng.normal(0, noise, len(t))
+    else:
+        y = np.where(rng.random(len(t)) < 0.05, rng.integers(1, 6, len(t)).astype(float), 0.0)
+    return Series({"job": kind}, t, y, STEP)
+
+
+def width(fit: FittedSeries) -> float:
+    return float(np.median(fit.upper - fit.lower))
+
+
+class Boom:
+    """A model that always raises, to prove one failure never fails a fit."""
+
+    name = "boom"
+
+    def fit(self, series: Series) -> Boom:
+        raise RuntimeError("boom")
+
+
+@pytest.fixture(scope="module")
+def seasonal_fit() -> FittedSeries:
+    return fit_series(make(), FitSettings())
+
+
+def test_table_covers_the_horizon_and_band_at_is_nan_outside(seasonal_fit: FittedSeries) -> None:
+    s = make()
+    assert seasonal_fit.timestamps[0] == s.end + STEP and seasonal_fit.timestamps[-1] == s.end + DAY
+    assert np.all(seasonal_fit.lower <= seasonal_fit.yhat) and np.all(seasonal_fit.yhat <= seasonal_fit.upper)
+    yhat, lower, upper = seasonal_fit.band_at(np.array([s.end, s.end + STEP + STEP / 2, s.end + DAY + STEP]))
+    assert np.isnan(yhat[0]) and np.isnan(upper[2]) and np.isnan(lower[0])
+    assert yhat[1] == pytest.approx((seasonal_fit.yhat[0] + seasonal_fit.yhat[1]) / 2)
+
+
+def test_band_covers_the_next_day_and_follows_the_cycle(seasonal_fit: FittedSeries) -> None:
+    nxt = make(days=15)
+    truth = nxt.values[-DAY // STEP:]
+    inside = (truth >= seasonal_fit.lower) & (truth <= seasonal_fit.upper)
+    assert inside.mean() > 0.97
+    assert 15 < width(seasonal_fit) < 40  # about +-2.8 sigma of noise 3, not the 80-wide daily swing
+    assert seasonal_fit.classification["curve_type"] == "seasonal"
+
+
+def test_json_round_trip(seasonal_fit: FittedSeries) -> None:
+    again = FittedSeries.from_dict(json.loads(json.dumps(seasonal_fit.to_dict(), allow_nan=False)))
+    np.testing.assert_array_equal(again.upper, seasonal_fit.upper)
+    assert again.members == seasonal_fit.members and again.labels == {"job": "seasonal"}
+
+
+def test_pure_same_input_same_output(seasonal_fit: FittedSeries) -> None:
+    assert fit_series(make(), FitSettings()).to_dict() == seasonal_fit.to_dict()
+
+
+def test_a_failing_member_is_dropped_and_weights_sum_to_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(MODELS, "boom", Boom)
+    fit = fit_series(make(days=3, kind="stable"), FitSettings(models=("boom", "level", "profile_day")))
+    names = {m["name"] for m in fit.members}
+    assert "boom" not in names and names <= {"level", "profile_day"}
+    assert sum(m["weight"] for m in fit.members) == pytest.approx(1.0)
+    only_boom = fit_series(make(days=3, kind="stable"), FitSettings(models=("boom",)))
+    assert [m["name"] for m in only_boom.members] == ["fallback"] and np.all(np.isfinite(only_boom.upper))
+
+
+def test_weigh_drops_clearly_bad_members() -> None:
+    weights = weigh({"good": {"loss": 1.0}, "ok": {"loss": 1.2}, "bad": {"loss": 5.0}})
+    assert set(weights) == {"good", "ok"} and weights["good"] > weights["ok"]
+
+
+def test_cold_start_is_wider_than_full_history() -> None:
+    cold = fit_series(make(days=1, seed=5, kind="stable"), FitSettings())
+    warm = fit_series(make(days=14, seed=5, kind="stable"), FitSettings())
+    assert width(cold) > 1.2 * width(warm)
+    assert np.all(np.isfinite(cold.upper))
+
+
+def test_an_incident_in_training_does_not_widen_the_band() -> None:
+    clean = make(seed=7)
+    values = clean.values.copy()
+    values[-DAY // STEP + 40: -DAY // STEP + 76] += 150.0  # a 3-hour incident yesterday
+    values[-300:-290] -= 120.0
+    dirty = Series(clean.labels, clean.timestamps, values, STEP)
+    a, b = fit_series(clean, FitSettings()), fit_series(dirty, FitSettings())
+    assert width(b) < 1.15 * width(a)
+    assert np.max(np.abs(b.yhat - a.yhat)) < 5.0
+
+
+def test_history_before_a_level_shift_is_cut() -> None:
+    s = make(kind="stable", noise=1.0)
+    values = s.values.copy()
+    values[-4 * DAY // STEP:] += 30.0
+    fit = fit_series(Series(s.labels, s.timestamps, values, STEP), FitSettings())
+    assert fit.training["level_shift"] is not None
+    assert np.median(fit.yhat) == pytest.approx(80.0, abs=1.0)
+    assert width(fit) < 10.0
+
+
+def test_intermittent_series_keeps_zero_as_its_lower_band() -> None:
+    fit = fit_series(make(kind="sparse"), FitSettings())
+    assert fit.classification["curve_type"] == "intermittent"
+    assert np.all(fit.lower == 0.0) and np.all(fit.upper >= 4.0)
+
+
+def test_higher_sensitivity_gives_a_narrower_band() -> None:
+    s = make(days=7, kind="stable")
+    assert width(fit_series(s, FitSettings(sensitivity="high"))) < width(fit_series(s, FitSettings(sensitivity="low")))
+
+
+def test_curve_type_override_and_tiny_inputs() -> None:
+    s = make(days=2, kind="stable")
+    assert fit_series(s, FitSettings(curve_type="constant")).classification["curve_type"] == "constant"
+    tiny = Series({}, s.timestamps[:3], np.array([1.0, np.nan, 1.0]), STEP)
+    fit = fit_series(tiny, FitSettings(horizon=3600))
+    assert len(fit.timestamps) == 12 and np.all(fit.lower <= 1.0) and np.all(fit.upper >= 1.0)
