@@ -75,26 +75,45 @@ def anomaly_mask(resid: np.ndarray, z: float = CLEAN_Z, max_fraction: float = MA
 
 
 def find_level_shift(values: np.ndarray, step: int, min_after: int = DAY // 2) -> tuple[int, float] | None:
-    """The index and size of the latest persistent level shift in de-seasonalised values, if any.
+    """The index and size of the most significant persistent level shift in de-seasonalised values.
 
-    Compares hourly block medians before and after each candidate split; a shift must be large
-    against the block noise and flat afterwards (so a trend is not taken for a shift).
+    The split maximising a CUSUM-style statistic on hourly block medians is kept when the jump is
+    large against the block noise and the level after it is flat (so a trend is not taken for a shift).
     """
-    block = max(1, 3600 // step)
-    n_blocks = len(values) // block
-    if n_blocks < 8:
-        return None
-    blocks = np.nanmedian(values[len(values) - n_blocks * block:].reshape(n_blocks, block), axis=1)
-    noise = max(robust_sigma(np.diff(blocks)) / np.sqrt(2), 1e-12)
+    blocks, offset, block = _hourly_blocks(values, step)
+    n = len(blocks)
     min_after_blocks = max(2, -(-min_after // (block * step)))
-    best = None
-    for k in range(2, n_blocks - min_after_blocks + 1):
-        before, after = blocks[:k], blocks[k:]
-        jump = np.nanmedian(after) - np.nanmedian(before)
-        spread = np.nanmedian(np.abs(after - np.nanmedian(after)))
-        if abs(jump) > 8 * noise and spread < 0.25 * abs(jump) and abs(jump) > 3 * robust_sigma(before):
-            best = (len(values) - n_blocks * block + k * block, float(jump))
-    return best
+    if n < 8 or n - min_after_blocks < 2:
+        return None
+    k = np.arange(2, n - min_after_blocks + 1)
+    c = np.cumsum(blocks)
+    before, after = c[k - 1] / k, (c[-1] - c[k - 1]) / (n - k)
+    stat = np.abs(after - before) * np.sqrt(k * (n - k) / n)
+    cut = int(k[np.argmax(stat)])
+    head, tail = blocks[:cut], blocks[cut:]
+    jump = float(np.median(tail) - np.median(head))
+    noise = max(robust_sigma(np.diff(blocks)) / np.sqrt(2), 1e-12)
+    flat_after = np.median(np.abs(tail - np.median(tail))) < 0.25 * abs(jump)
+    if abs(jump) > 8 * noise and flat_after and abs(jump) > 3 * robust_sigma(head):
+        return offset + cut * block, jump
+    return None
+
+
+def _hourly_blocks(values: np.ndarray, step: int) -> tuple[np.ndarray, int, int]:
+    """Medians of hour-long blocks aligned to the end (gaps interpolated), the first block's index,
+    and the block length in points."""
+    block = max(1, 3600 // step)
+    n = len(values) // block
+    offset = len(values) - n * block
+    if n == 0:
+        return np.zeros(0), offset, block
+    chunks = values[offset:].reshape(n, block)
+    ok = np.isfinite(chunks).any(axis=1)
+    medians = np.full(n, np.nan)
+    if ok.any():
+        medians[ok] = np.nanmedian(chunks[ok], axis=1)
+        medians = np.interp(np.arange(n), np.flatnonzero(ok), medians[ok])
+    return medians, offset, block
 
 
 def clean_training(series: Series, seasonal: bool, mask: bool = True) -> tuple[Series, dict]:
