@@ -61,6 +61,29 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return run_fetch(config, aliases, args.out, end=args.end)
 
 
+def cmd_fit(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    aliases = _pick_baselines(config, args.baseline)
+    from smartmetrics.fit import run_fit
+
+    return run_fit(config, aliases, workers=args.workers)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    _load(args.config)  # a bad config exits 2 before anything starts
+    from smartmetrics.daemon import Daemon
+
+    daemon = Daemon(args.config, workers=args.workers)
+    try:
+        daemon.start()
+    except OSError as exc:
+        log.error("%s", exc)
+        daemon.stop()
+        return EXIT_FAILURE
+    daemon.run_forever()
+    return EXIT_OK
+
+
 # --- parser ---------------------------------------------------------------------------------
 
 
@@ -118,6 +141,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="end of the range (default: now); the range is [end - history, end]",
     )
 
+    p = _add(
+        sub, "run", cmd_run, "run the daemon: retrain on schedule, export bands on /metrics",
+        "Run smartmetrics as a long-running daemon beside Prometheus. On start it serves the bands\n"
+        "already in the store at once, then refits what is due; it retrains on schedule.retrain (cron),\n"
+        "fits new series every schedule.discover, and exports smartmetrics_yhat, smartmetrics_yhat_lower\n"
+        "and smartmetrics_yhat_upper on server.listen /metrics. Endpoints: /metrics, /-/healthy,\n"
+        "/-/ready, /api/v1/baselines, /api/v1/baselines/<name>/series?match=&start=&end=.\n"
+        "Signals: SIGTERM/SIGINT stop cleanly; SIGHUP reloads the config (a bad one is rejected).",
+    )
+    p.add_argument("--config", required=True, metavar="F", help="path to the YAML config")
+    p.add_argument("--workers", type=int, default=None, metavar="N", help="fit worker processes (default: CPUs)")
+
+    p = _add(
+        sub, "fit", cmd_fit, "retrain now in the foreground and print a summary",
+        "Fetch each baseline's history, fit every series (classification, ensemble, calibrated band)\n"
+        "and write the result to the store, as the daemon's daily retrain does, with a progress bar and\n"
+        "a summary table. A running daemon picks the new bands up on SIGHUP or its next restart.",
+    )
+    p.add_argument("--config", required=True, metavar="F", help="path to the YAML config")
+    p.add_argument("--baseline", action="append", metavar="A", help="only this baseline (repeatable)")
+    p.add_argument("--workers", type=int, default=None, metavar="N", help="fit worker processes (default: CPUs)")
+
     return parser
 
 
@@ -128,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.log_level != "debug":
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the rest
     if not hasattr(args, "handler"):
         parser.print_help()
         return EXIT_USAGE

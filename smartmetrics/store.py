@@ -148,6 +148,7 @@ def save_baseline(root: str | Path, state: BaselineState) -> Path:
             np.savez(fh, **render_state(state))
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the store is not secret
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,283 @@
+"""The daemon: wiring only. Schedule, worker pool, store, snapshot, HTTP server and signals.
+
+Start-up order is what makes restarts cheap: load the store and publish its bands (ready in
+seconds), start serving, and only then refit what is due. Retrains never overlap; each baseline is
+fetched, fitted in the process pool and written atomically on its own, so one failing baseline or
+series never stops the others, and the last good bands keep being served meanwhile.
+This is the only module that reads the clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from prometheus_client import generate_latest
+
+from smartmetrics.api import MatchError, matches, parse_matchers, render_baselines, render_series_chart
+from smartmetrics.config import Config, ConfigError, load_config
+from smartmetrics.exporter import EMPTY, Snapshot
+from smartmetrics.retrain import RetrainOutcome, fit_fingerprint, retrain_baseline
+from smartmetrics.selfmetrics import SelfMetrics
+from smartmetrics.server import HTTPServer, serve
+from smartmetrics.source import SourceError, fetch_baseline
+from smartmetrics.store import BaselineState, load_store, save_baseline
+
+log = logging.getLogger("smartmetrics.daemon")
+
+
+class Daemon:
+    """One smartmetrics process: `start()`, then `run_forever()` or `stop()`."""
+
+    def __init__(self, config_path: str, *, workers: int | None = None):
+        self.config_path = config_path
+        self.config: Config = load_config(config_path)
+        self.metrics = SelfMetrics()
+        self.workers = workers or max(1, (os.cpu_count() or 2))
+        self.states: dict[str, BaselineState] = {}
+        self.last_seen: dict[str, dict[str, float]] = {}
+        self._snapshot: Snapshot = EMPTY
+        self._ready = threading.Event()
+        self._stopping = threading.Event()
+        self._reload = threading.Event()
+        self._retrain_lock = threading.Lock()
+        self._pool = self._new_pool()
+        self._scheduler = BackgroundScheduler(
+            timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600}
+        )
+        self._server: HTTPServer | None = None
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("forkserver"))
+
+    # --- state --------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Serve what the store holds for the configured baselines; unreadable files are counted."""
+        states, errors = load_store(self.config.store.path)
+        for _ in errors:
+            self.metrics.store_errors.labels("read").inc()
+        self.states = {a: s for a, s in states.items() if a in self.config.baselines}
+        now = time.time()
+        self.last_seen = {a: {b.key: now for b in s.series} for a, s in self.states.items()}
+        self._publish()
+        self._ready.set()
+        self.metrics.ready.set(1)
+        log.info("loaded %d series of %d baselines from %s; ready", self._snapshot.series_count(),
+                 len(self.states), self.config.store.path)
+
+    def _publish(self) -> None:
+        """Swap in a new immutable snapshot (one reference assignment: scrapes never see half a state)."""
+        self._snapshot = Snapshot(self.states)
+
+    def due(self, alias: str, now: float) -> bool:
+        """Whether a baseline needs a retrain now: never fitted, config changed, or older than its horizon."""
+        state = self.states.get(alias)
+        baseline = self.config.baselines[alias]
+        if state is None or not state.series:
+            return True
+        if state.meta.get("fingerprint") != fit_fingerprint(baseline):
+            return True
+        return now - state.fitted_at >= baseline.horizon
+
+    # --- jobs ---------------------------------------------------------------------------------
+
+    def retrain(self, aliases: list[str] | None = None, *, only_due: bool = False) -> list[RetrainOutcome]:
+        """Retrain baselines one after the other; returns at once if a retrain is already running."""
+        if not self._retrain_lock.acquire(blocking=False):
+            log.warning("retrain skipped: the previous one is still running")
+            return []
+        try:
+            now = time.time()
+            wanted = [a for a in (aliases or list(self.config.baselines)) if a in self.config.baselines]
+            return [self._retrain_one(a, now) for a in wanted if not only_due or self.due(a, now)]
+        finally:
+            self._retrain_lock.release()
+
+    def _retrain_one(
+        self, alias: str, now: float, only: set[str] | None = None, drop: frozenset[str] = frozenset()
+    ) -> RetrainOutcome:
+        if self._stopping.is_set():
+            return RetrainOutcome(alias, error="stopping")
+        log.info("retraining %s%s", alias, f" ({len(only)} new series)" if only else "")
+        outcome = retrain_baseline(self.config, alias, self.states.get(alias), self._pool, now, only=only, drop=drop)
+        self._record(outcome, now)
+        return outcome
+
+    def _record(self, outcome: RetrainOutcome, now: float) -> None:
+        """Count, store and publish one retrain's result (or keep the old state on failure)."""
+        alias, m = outcome.alias, self.metrics
+        source = self.config.source_for(alias)[0]
+        m.fit_duration.labels(alias).observe(outcome.seconds)
+        m.source_latency.labels(source).observe(outcome.fetch_seconds)
+        if outcome.error is not None:
+            log.error("%s; keeping the last good baselines", outcome.error)
+            m.source_errors.labels(source, alias).inc()
+            m.fit_failures.labels(alias, "fetch").inc()
+            return
+        for reason, count in outcome.failures.items():
+            m.fit_failures.labels(alias, reason).inc(count)
+        if "BrokenProcessPool" in outcome.failures:
+            log.error("the worker pool broke (a worker died); starting a new one")
+            self._pool = self._new_pool()
+        m.fits.labels(alias, "ok").inc(outcome.fitted)
+        m.fits.labels(alias, "failed").inc(sum(outcome.failures.values()))
+        if self._stopping.is_set() or outcome.state is None:
+            return
+        try:
+            save_baseline(self.config.store.path, outcome.state)
+        except OSError as exc:
+            log.error("store: cannot write baseline %s: %s (served from memory until the next retrain)", alias, exc)
+            m.store_errors.labels("write").inc()
+        self.states[alias] = outcome.state
+        seen = self.last_seen.setdefault(alias, {})
+        seen.update({b.key: now for b in outcome.state.series if b.key not in seen})
+        if outcome.fitted:
+            m.last_success.labels(alias).set(now)
+        m.set_series(alias, outcome.kinds)
+        self._publish()
+        self._ready.set()
+        log.info("%s: %d series fitted, %d failed, %.1fs", alias, outcome.fitted, sum(outcome.failures.values()),
+                 outcome.seconds)
+
+    def discover(self) -> None:
+        """Fit series that appeared since the last retrain; drop those gone longer than stale_after."""
+        if not self._retrain_lock.acquire(blocking=False):
+            return
+        try:
+            now = time.time()
+            for alias, baseline in self.config.baselines.items():
+                if self._stopping.is_set():
+                    return
+                self._discover_one(alias, baseline, now)
+        finally:
+            self._retrain_lock.release()
+
+    def _discover_one(self, alias: str, baseline: Any, now: float) -> None:
+        recent = self.config.model_copy(update={"baselines": {
+            alias: baseline.model_copy(update={"history": 3 * baseline.step})}})
+        try:
+            present = {s.key for s in fetch_baseline(recent, alias, end=now).series if s.observed}
+        except SourceError as exc:
+            log.warning("discovery: %s", exc)
+            self.metrics.source_errors.labels(self.config.source_for(alias)[0], alias).inc()
+            return
+        seen = self.last_seen.setdefault(alias, {})
+        seen.update({k: now for k in present})
+        state = self.states.get(alias)
+        known = {b.key for b in state.series} if state else set()
+        stale = {k for k in known if now - seen.get(k, now) > self.config.schedule.stale_after}
+        new = present - known
+        if new or stale:
+            self._retrain_one(alias, now, only=new, drop=stale)
+            for key in stale:
+                seen.pop(key, None)
+
+    # --- HTTP app -----------------------------------------------------------------------------
+
+    def is_ready(self) -> bool:
+        return self._ready.is_set()
+
+    def metrics_text(self) -> bytes:
+        now = time.time()
+        snapshot = self._snapshot
+        for alias, hours in snapshot.remaining_hours(now).items():
+            self.metrics.hours_remaining.labels(alias).set(hours)
+        return snapshot.render_text(now).encode() + generate_latest(self.metrics.registry)
+
+    def baselines_json(self) -> dict[str, Any]:
+        return render_baselines(self.config, self._snapshot.states, time.time())
+
+    def series_json(self, alias: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """Chart JSON for a baseline's series matching `match`, over [start, end] (default: last day to +1d)."""
+        if alias not in self.config.baselines:
+            return 404, {"status": "error", "error": f"unknown baseline {alias!r}"}
+        now = time.time()
+        try:
+            matchers = parse_matchers(query.get("match", ""))
+            start = float(query.get("start", now - 86400))
+            end = float(query.get("end", now + 86400))
+        except (MatchError, ValueError) as exc:
+            return 400, {"status": "error", "error": str(exc)}
+        state = self._snapshot.states.get(alias)
+        bands = [b for b in (state.series if state else ()) if matches(b.labels, matchers)]
+        values = []
+        if bands and start < now:
+            baseline = self.config.baselines[alias]
+            window = self.config.model_copy(update={"baselines": {
+                alias: baseline.model_copy(update={"history": max(min(end, now) - start, 2 * baseline.step)})}})
+            try:
+                values = fetch_baseline(window, alias, end=min(end, now)).series
+            except SourceError as exc:
+                return 502, {"status": "error", "error": str(exc)}
+        return 200, render_series_chart(bands, values, start, end)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Serve the stored bands, then schedule retrains; the first retrain of what is due runs now."""
+        self._server = serve(self, self.config.server)
+        log.info("listening on %s://%s:%d", self._server.scheme, *self._server.address)
+        self.load()
+        self._schedule()
+        self._scheduler.start()
+        self._scheduler.add_job(self.retrain, kwargs={"only_due": True}, id="startup", name="retrain what is due")
+
+    def _schedule(self) -> None:
+        schedule = self.config.schedule
+        trigger = CronTrigger.from_crontab(schedule.retrain, timezone="UTC")
+        trigger.jitter = int(schedule.jitter) or None
+        self._scheduler.add_job(self.retrain, trigger, id="retrain", name="daily retrain", replace_existing=True)
+        self._scheduler.add_job(self.discover, "interval", seconds=schedule.discover, id="discover",
+                                name="discover new series", replace_existing=True)
+
+    def reload(self) -> bool:
+        """Re-read the config; a bad one is logged and the running one kept."""
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload rejected, keeping the running config: %s", "; ".join(exc.problems))
+            return False
+        if config.server != self.config.server or config.store != self.config.store:
+            log.warning("server and store changes need a restart; the rest of the new config applies now")
+            config = config.model_copy(update={"server": self.config.server, "store": self.config.store})
+        self.config = config
+        stored, _ = load_store(config.store.path)  # e.g. written by `smartmetrics fit` meanwhile
+        for alias, state in stored.items():
+            if alias not in self.states or state.fitted_at > self.states[alias].fitted_at:
+                self.states[alias] = state
+        self.states = {a: s for a, s in self.states.items() if a in config.baselines}
+        self._publish()
+        self._schedule()
+        self._scheduler.add_job(self.retrain, kwargs={"only_due": True}, name="retrain after reload")
+        log.info("config reloaded: %d baselines", len(config.baselines))
+        return True
+
+    def run_forever(self) -> None:
+        """Block until SIGTERM/SIGINT; SIGHUP reloads the config."""
+        signal.signal(signal.SIGTERM, lambda *_: self._stopping.set())
+        signal.signal(signal.SIGINT, lambda *_: self._stopping.set())
+        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+        while not self._stopping.wait(0.5):
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop cleanly: no new jobs, running fits abandoned, the store left as last written."""
+        log.info("stopping")
+        self._stopping.set()
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._server is not None:
+            self._server.stop()

@@ -1,0 +1,191 @@
+"""One retrain of one baseline: fetch its series, fit each in a worker pool, merge, store.
+
+Used by the daemon's schedule and by `smartmetrics fit`. A series whose fit raises is counted by
+reason and skipped (its previous band, if any, stays); a fetch that fails leaves the whole previous
+state in place. The per-series fit itself is `ensemble.fit_series`, a pure function of
+(series, settings), so the pool can be processes now and a cluster later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Collection
+from concurrent.futures import Executor, Future, as_completed
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from smartmetrics.config import Baseline, Config
+from smartmetrics.ensemble import FitSettings, FittedSeries, fit_series
+from smartmetrics.series import Series
+from smartmetrics.source import FetchResult, SourceError, fetch_baseline
+from smartmetrics.store import BaselineState, SeriesBand
+
+log = logging.getLogger(__name__)
+
+
+def forecast_margin(horizon: float) -> float:
+    """Extra forecast beyond the horizon so a late or failed retrain does not leave a gap.
+
+    >>> forecast_margin(86400) / 3600
+    6.0
+    """
+    return max(0.25 * horizon, 3600.0)
+
+
+def fit_settings(baseline: Baseline) -> FitSettings:
+    """The pure fit's settings for a configured baseline."""
+    return FitSettings(
+        sensitivity=baseline.sensitivity,
+        curve_type=baseline.curve_type,
+        models=tuple(baseline.models) if baseline.models else None,
+        horizon=int(baseline.horizon + forecast_margin(baseline.horizon)),
+    )
+
+
+def fit_fingerprint(baseline: Baseline) -> str:
+    """A digest of everything in a baseline's config that changes its fit (not its alerting)."""
+    fields = baseline.model_dump(mode="json", exclude={"alert"})
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def json_safe(value: Any) -> Any:
+    """Metadata made JSON-safe: numpy scalars to Python, NaN/±Inf to None, tuples to lists."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [json_safe(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def lead_model(fitted: FittedSeries) -> str:
+    """The member with the largest weight (what `smartmetrics_series{model=...}` reports)."""
+    members = [m for m in fitted.members if m.get("weight", 0) > 0] or fitted.members
+    return max(members, key=lambda m: m.get("weight", 0))["name"] if members else "none"
+
+
+def band_from_fitted(fitted: FittedSeries, fitted_at: float) -> SeriesBand:
+    """The stored form of a fit: its forecast table and the metadata an operator wants to see."""
+    meta = {
+        "fitted_at": fitted_at,
+        "curve_type": fitted.classification.get("curve_type"),
+        "classification": fitted.classification,
+        "model": lead_model(fitted),
+        "members": fitted.members,
+        "coverage": fitted.coverage,
+        "training": fitted.training,
+        "data_start": fitted.data_start,
+        "data_end": fitted.data_end,
+    }
+    # The table starts one step after the data; the daemon exports from the moment the fit lands, so
+    # the first forecast point also stands for the step before it (from the last observed point on).
+    if len(fitted.timestamps) == 0:
+        raise ValueError("fit returned an empty forecast table")
+    start = int(fitted.timestamps[0]) - int(fitted.step)
+    cols = [np.concatenate([a[:1], a]) for a in (fitted.yhat, fitted.lower, fitted.upper)]
+    return SeriesBand(dict(fitted.labels), start, int(fitted.step), *cols, meta=json_safe(meta))
+
+
+@dataclass
+class RetrainOutcome:
+    """What one retrain of one baseline did, for logs, self-metrics and the `fit` summary table."""
+
+    alias: str
+    state: BaselineState | None = None
+    fetched: int = 0
+    fitted: int = 0
+    dropped: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    kinds: Counter[tuple[str, str]] = field(default_factory=Counter)
+    coverage: list[float] = field(default_factory=list)
+    fetch_seconds: float = 0.0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def fit_all(
+    series: list[Series], settings: FitSettings, executor: Executor | None,
+    on_done: Callable[[], None] | None = None,
+) -> tuple[list[FittedSeries], Counter[str]]:
+    """Fit every series, in the executor when given; failures counted by exception type."""
+    fitted: list[FittedSeries] = []
+    failures: Counter[str] = Counter()
+    if executor is None:
+        futures: list[Future] = []
+        for s in series:
+            future: Future = Future()
+            try:
+                future.set_result(fit_series(s, settings))
+            except Exception as exc:  # one series never stops the others
+                future.set_exception(exc)
+            futures.append(future)
+    else:
+        futures = [executor.submit(fit_series, s, settings) for s in series]
+    for future in as_completed(futures):
+        try:
+            fitted.append(future.result())
+        except Exception as exc:
+            failures[type(exc).__name__] += 1
+            log.warning("fit failed: %s: %s", type(exc).__name__, exc)
+        if on_done is not None:
+            on_done()
+    return fitted, failures
+
+
+def retrain_baseline(
+    config: Config,
+    alias: str,
+    previous: BaselineState | None,
+    executor: Executor | None,
+    now: float,
+    *,
+    only: Collection[str] | None = None,
+    drop: Collection[str] = (),
+    fetch: Callable[..., FetchResult] = fetch_baseline,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> RetrainOutcome:
+    """Fetch and fit a baseline (or only the series whose keys are in `only`) and merge with `previous`."""
+    outcome = RetrainOutcome(alias)
+    t0 = time.monotonic()
+    try:
+        result = fetch(config, alias, end=now)
+    except SourceError as exc:
+        outcome.error, outcome.seconds = str(exc), time.monotonic() - t0
+        return outcome
+    outcome.fetch_seconds = time.monotonic() - t0
+    series = [s for s in result.series if only is None or s.key in only]
+    outcome.fetched, outcome.dropped = len(series), result.dropped
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if on_progress is not None:
+            on_progress(done, len(series))
+
+    fitted, outcome.failures = fit_all(series, fit_settings(config.baselines[alias]), executor, tick)
+    bands = [band_from_fitted(f, now) for f in fitted]
+    base = previous or BaselineState(alias, now, ())
+    merged = base.merged(bands, fitted_at=now if fitted or not series else base.fitted_at, drop=set(drop))
+    baseline = config.baselines[alias]
+    meta = {"expr": baseline.expr, "step": baseline.step, "fingerprint": fit_fingerprint(baseline)}
+    outcome.state = dataclasses.replace(merged, meta=meta)
+    outcome.fitted = len(fitted)
+    for band in outcome.state.series:
+        outcome.kinds[(str(band.meta.get("curve_type")), str(band.meta.get("model")))] += 1
+    outcome.coverage = [float(f.coverage.get("achieved", math.nan)) for f in fitted]
+    outcome.seconds = time.monotonic() - t0
+    return outcome

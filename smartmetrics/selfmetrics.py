@@ -1,0 +1,59 @@
+"""The daemon's own metrics, in a registry of its own (never prometheus-client's global one).
+
+What an operator alerts on, e.g. `time() - smartmetrics_last_successful_retrain_timestamp_seconds > 26*3600`
+or `smartmetrics_forecast_hours_remaining < 2`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class SelfMetrics:
+    """Counters, gauges and histograms describing fits, the store and the sources."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        self.fit_duration = Histogram(
+            "smartmetrics_fit_duration_seconds", "Wall time of one baseline's retrain (fetch, fit, store).",
+            ["baseline"], registry=r, buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 7200),
+        )
+        self.fits = Counter("smartmetrics_fits", "Series fits, by result.", ["baseline", "result"], registry=r)
+        self.fit_failures = Counter(
+            "smartmetrics_fit_failures", "Series or baseline fits that failed, by reason.", ["baseline", "reason"],
+            registry=r,
+        )
+        self.series = Gauge(
+            "smartmetrics_series", "Fitted series, by curve type and the ensemble's heaviest model.",
+            ["baseline", "curve_type", "model"], registry=r,
+        )
+        self.last_success = Gauge(
+            "smartmetrics_last_successful_retrain_timestamp_seconds",
+            "Unix time of the baseline's last retrain that fitted its series.", ["baseline"], registry=r,
+        )
+        self.hours_remaining = Gauge(
+            "smartmetrics_forecast_hours_remaining",
+            "Hours until the baseline's earliest-ending forecast runs out.", ["baseline"], registry=r,
+        )
+        self.store_errors = Counter(
+            "smartmetrics_store_errors", "Store files that could not be read or written.", ["operation"], registry=r,
+        )
+        self.source_errors = Counter(
+            "smartmetrics_source_request_errors", "Baseline queries that failed after retries.", ["source", "baseline"],
+            registry=r,
+        )
+        self.source_latency = Histogram(
+            "smartmetrics_source_request_duration_seconds", "Wall time to fetch one baseline's history.",
+            ["source"], registry=r, buckets=(0.1, 0.5, 1, 5, 15, 60, 300),
+        )
+        self.ready = Gauge("smartmetrics_ready", "1 once stored baselines are loaded or a fit finished.", registry=r)
+
+    def set_series(self, baseline: str, kinds: Tally[tuple[str, str]]) -> None:
+        """Replace the baseline's series counts by (curve_type, model)."""
+        for labels in list(self.series._metrics):  # drop combinations that no longer exist
+            if labels[0] == baseline:
+                self.series.remove(*labels)
+        for (curve_type, model), count in kinds.items():
+            self.series.labels(baseline, curve_type, model).set(count)

@@ -1,0 +1,140 @@
+"""The daemon's HTTP server: /metrics, /-/healthy, /-/ready and the JSON API, on its own threads.
+
+It only reads: every request works on the current immutable snapshot, so scrapes never wait for a
+fit. Optional basic auth and TLS come from the `server` section of the config.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import logging
+import ssl
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from smartmetrics.config import Server as ServerConfig
+
+log = logging.getLogger(__name__)
+
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class App(Protocol):
+    """What the server asks of the daemon."""
+
+    def is_ready(self) -> bool: ...
+    def metrics_text(self) -> bytes: ...
+    def baselines_json(self) -> dict[str, Any]: ...
+    def series_json(self, alias: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+
+def _json(status: int, doc: dict[str, Any]) -> Response:
+    return Response(status, json.dumps(doc, allow_nan=False).encode())
+
+
+def route(app: App, path: str, query: dict[str, str]) -> Response:
+    """The response for one GET, independent of HTTP plumbing (tested directly)."""
+    if path == "/metrics":
+        return Response(200, app.metrics_text(), TEXT_FORMAT)
+    if path == "/-/healthy":
+        return Response(200, b"smartmetrics is healthy.\n", "text/plain")
+    if path == "/-/ready":
+        if app.is_ready():
+            return Response(200, b"smartmetrics is ready.\n", "text/plain")
+        return Response(503, b"smartmetrics is loading its baselines.\n", "text/plain")
+    if path == "/api/v1/baselines":
+        return _json(200, app.baselines_json())
+    parts = path.strip("/").split("/")
+    if len(parts) == 5 and parts[:3] == ["api", "v1", "baselines"] and parts[4] == "series":
+        status, doc = app.series_json(unquote(parts[3]), query)
+        return _json(status, doc)
+    if path == "/":
+        links = "".join(f'<li><a href="{p}">{p}</a></li>' for p in ("/metrics", "/-/ready", "/api/v1/baselines"))
+        return Response(200, f"<html><body><h1>smartmetrics</h1><ul>{links}</ul></body></html>".encode(), "text/html")
+    return _json(404, {"status": "error", "error": f"no such endpoint: {path}"})
+
+
+def _handler(app: App, auth: tuple[str, str] | None) -> type[BaseHTTPRequestHandler]:
+    expected = None if auth is None else "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "smartmetrics"
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            if expected is not None and not hmac.compare_digest(self.headers.get("Authorization", ""), expected):
+                self._send(Response(401, b"authentication required\n", "text/plain"),
+                           {"WWW-Authenticate": 'Basic realm="smartmetrics"'})
+                return
+            url = urlsplit(self.path)
+            query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            try:
+                response = route(app, url.path, query)
+            except Exception:
+                log.exception("error serving %s", self.path)
+                response = _json(500, {"status": "error", "error": "internal error, see the daemon's log"})
+            self._send(response)
+
+        def _send(self, response: Response, headers: dict[str, str] | None = None) -> None:
+            self.send_response(response.status)
+            self.send_header("Content-Type", response.content_type)
+            self.send_header("Content-Length", str(len(response.body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(response.body)
+
+        def log_message(self, fmt: str, *args: Any) -> None:
+            log.debug("%s %s", self.address_string(), fmt % args)
+
+    return Handler
+
+
+class HTTPServer:
+    """A threading HTTP server bound to `listen`, run in a daemon thread."""
+
+    def __init__(self, app: App, config: ServerConfig):
+        host, _, port = config.listen.rpartition(":")
+        auth = None
+        if config.basic_auth is not None:
+            auth = (config.basic_auth.username, config.basic_auth.resolved_password())
+        self._httpd = ThreadingHTTPServer((host.strip("[]") or "0.0.0.0", int(port)), _handler(app, auth))
+        self._httpd.daemon_threads = True
+        if config.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(config.tls.cert_file, config.tls.key_file)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+        self.scheme = "https" if config.tls is not None else "http"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="http", daemon=True)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._httpd.server_address[:2]  # type: ignore[return-value]
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def serve(app: App, config: ServerConfig) -> HTTPServer:
+    """Bind and start the server; a port in use raises OSError with the address in the message."""
+    try:
+        server = HTTPServer(app, config)
+    except OSError as exc:
+        raise OSError(f"cannot listen on {config.listen}: {exc.strerror}") from None
+    server.start()
+    return server
