@@ -1,0 +1,256 @@
+"""Seeded synthetic Prometheus-like series with ground truth: curve type, periods and labelled anomalies.
+
+Every later quality benchmark (classification, event F1, false alerts on clean series, band coverage)
+draws its data from here, so each generator mimics a real metric: inference QPS and latency with
+daily/weekly cycles, CPU-like gauges, disk growth, sparse error rates, deploy level shifts, bursty GPU
+load, flat gauges. Timestamps are UTC midnight-aligned; gaps (missing scrapes) are NaN; values are
+quantised as exporters and `rate()` make them. Same arguments, same bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.signal import lfilter
+
+from smartmetrics.series import Series
+from smartmetrics.synth_anomalies import ANOMALY_KINDS, Anomaly, inject_anomaly, plan_anomalies
+
+__all__ = [
+    "ANOMALY_KINDS", "Anomaly", "CURVE_KINDS", "LabelledSeries", "NOISE_LEVELS",
+    "inject_anomaly", "make_corpus", "make_series",
+]
+
+CURVE_KINDS = (
+    "seasonal", "stable", "trending", "intermittent", "level_shift", "noisy", "constant", "insufficient",
+)
+NOISE_LEVELS = ("low", "medium", "high")
+_NOISE = {"low": 0.02, "medium": 0.05, "high": 0.10}  # noise sd relative to the series' level
+_EPOCH = 1_704_067_200  # 2024-01-01T00:00:00Z
+DAY, WEEK = 86400, 604800
+
+
+@dataclass(frozen=True)
+class LabelledSeries:
+    """A generated `Series` with the truth a benchmark scores against."""
+
+    series: Series
+    curve_type: str
+    periods: tuple[int, ...]
+    anomalies: tuple[Anomaly, ...]
+    noise: str
+    variant: str = ""
+
+
+@dataclass
+class _Draft:
+    """A clean signal under construction: values plus what the generator knows about it."""
+
+    values: np.ndarray
+    periods: tuple[int, ...] = ()
+    noise_sd: float = 0.0
+    variant: str = ""
+    metric: str = "value"
+    quantum: float = 0.0
+
+
+def _daily_shape(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A smooth daily cycle in [-1, 1] with a random peak hour and an optional second hump."""
+    phase = 2 * np.pi * (t % DAY) / DAY
+    peak = rng.uniform(0, 2 * np.pi)
+    shape = np.cos(phase - peak) + rng.uniform(0, 0.4) * np.cos(2 * (phase - peak) + rng.uniform(-1, 1))
+    return shape / np.max(np.abs(shape))
+
+
+def _weekly_factor(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A multiplier that drops on Saturday and Sunday, with two-hour ramps at the edges."""
+    day_of_week = ((t // DAY) + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
+    weekend = (day_of_week >= 5).astype(float)
+    width = max(1, int(7200 // (t[1] - t[0])))
+    ramp = np.convolve(weekend, np.ones(width) / width, mode="same") if len(t) > width else weekend
+    return 1.0 - rng.uniform(0.3, 0.5) * ramp
+
+
+def _seasonal(t: np.ndarray, level: float, sd: float, days: float, rng: np.random.Generator) -> _Draft:
+    options = ["daily", "daily", "daily+weekly", "cron"] + (["weekly", "daily+weekly"] if days >= 14 else [])
+    variant = str(rng.choice(options))
+    amp = rng.uniform(0.3, 0.7)
+    if variant == "cron":
+        period = int(rng.choice([3600, 4 * 3600, 6 * 3600, 12 * 3600]))
+        duty = (t % period) < rng.uniform(0.2, 0.4) * period
+        clean, periods = level * (1 + amp * duty.astype(float)), (period,)
+    elif variant == "weekly":
+        clean, periods = level * _weekly_factor(t, rng), (WEEK,)
+    else:
+        clean, periods = level * (1 + amp * _daily_shape(t, rng)), (DAY,)
+        if variant == "daily+weekly":
+            clean, periods = clean * _weekly_factor(t, rng), (DAY, WEEK)
+    if rng.random() < 0.4:
+        variant += "+trend"
+        clean = clean + level * rng.uniform(0.2, 0.6) * rng.choice([-0.5, 1.0]) * _ramp(t)
+    metric = str(rng.choice(["inference_requests_per_second", "tokens_per_second", "request_latency_seconds"]))
+    return _Draft(clean + rng.normal(0, sd, len(t)), periods, sd, variant, metric)
+
+
+def _ramp(t: np.ndarray) -> np.ndarray:
+    """0 at the first timestamp rising linearly to 1 at the last."""
+    return (t - t[0]) / max(float(t[-1] - t[0]), 1.0)
+
+
+def _ar1(n: int, sd: float, rng: np.random.Generator) -> np.ndarray:
+    """Mean-zero AR(1) noise whose marginal standard deviation is `sd`."""
+    phi = rng.uniform(0.3, 0.9)
+    shocks = rng.normal(0, sd * np.sqrt(1 - phi**2), n)
+    shocks[0] = rng.normal(0, sd)
+    return lfilter([1.0], [1.0, -phi], shocks)
+
+
+def _stable(t: np.ndarray, level: float, sd: float, rng: np.random.Generator) -> _Draft:
+    metric = str(rng.choice(["cpu_utilisation_percent", "memory_used_bytes", "gpu_temperature_celsius"]))
+    return _Draft(level + _ar1(len(t), sd, rng), (), sd, "ar1", metric)
+
+
+def _trending(t: np.ndarray, level: float, sd: float, rng: np.random.Generator) -> _Draft:
+    growth = rng.uniform(0.5, 2.0) * level if rng.random() < 0.7 else -rng.uniform(0.3, 0.6) * level
+    growth = np.sign(growth) * max(abs(growth), 10 * sd)
+    shape = _ramp(t) ** rng.uniform(1.0, 1.5)
+    return _Draft(level + growth * shape + _ar1(len(t), sd, rng), (), sd, "growth", "disk_used_bytes")
+
+
+def _level_shift(t: np.ndarray, level: float, sd: float, rng: np.random.Generator) -> _Draft:
+    n = len(t)
+    values = level + _ar1(n, sd, rng)
+    count = int(rng.integers(1, 4)) if n * (t[1] - t[0]) >= 6 * DAY else 1
+    slot = 0.7 * n / count
+    offset = 0.0
+    for k in range(count):  # one deploy per slot: over 14 days, shifts stay 2.3+ days apart
+        cut = int(0.15 * n + slot * (k + rng.uniform(0.35, 0.65)))
+        direction = 1.0 if offset <= 0 else float(rng.choice([-1.0, 1.0]))
+        size = direction * max(rng.uniform(0.3, 0.8) * level, 8 * sd)
+        values[cut:] += size
+        offset += size
+    return _Draft(values, (), sd, f"{count} shifts", "process_resident_memory_bytes")
+
+
+def _noisy(t: np.ndarray, level: float, sd: float, rng: np.random.Generator) -> _Draft:
+    n = len(t)
+    if rng.random() < 0.5:
+        return _Draft(level * rng.lognormal(0, rng.uniform(0.7, 1.0), n), (), level, "lognormal", "job_duration")
+    busy, state, i = np.zeros(n), bool(rng.random() < 0.5), 0
+    while i < n:  # alternating idle/busy runs of 10 minutes to 4 hours: a batch GPU queue
+        run = int(np.exp(rng.uniform(np.log(600), np.log(4 * 3600))) // (t[1] - t[0])) + 1
+        busy[i:i + run] = state
+        state, i = not state, i + run
+    idle, high = level * rng.uniform(0.05, 0.2), level * rng.uniform(0.8, 1.2)
+    values = idle + (high - idle) * busy + rng.normal(0, 2 * sd, n)
+    return _Draft(np.clip(values, 0, None), (), 2 * sd, "bursty", "gpu_utilisation")
+
+
+def _intermittent(t: np.ndarray, level: float, noise: str, step: int, rng: np.random.Generator) -> _Draft:
+    n = len(t)
+    p = rng.uniform(0.03, 0.25)
+    starts = rng.random(n) < p
+    counts = starts * rng.poisson({"low": 1.5, "medium": 3, "high": 8}[noise], n) + starts
+    scale = max(1.0, float(np.round(level / 100)))
+    return _Draft(counts * scale / step, (), 0.0, "errors", "http_errors_per_second", quantum=scale / step)
+
+
+def _constant(t: np.ndarray, level: float, noise: str, rng: np.random.Generator) -> _Draft:
+    value = float(rng.choice([0.0, 1.0, 3.0, 8.0, round(level)]))
+    values = np.full(len(t), value)
+    for _ in range(NOISE_LEVELS.index(noise)):  # rare operator changes, reverted within an hour
+        i = int(rng.integers(0, len(t)))
+        values[i:i + int(rng.integers(1, 6))] = value + 1
+    return _Draft(values, (), 0.0, "gauge", "kube_deployment_replicas")
+
+
+def _clean(kind: str, t: np.ndarray, step: int, days: float, noise: str, scale: float,
+           rng: np.random.Generator) -> _Draft:
+    """Dispatch to the generator of one curve kind."""
+    level = scale * float(np.exp(rng.uniform(np.log(20), np.log(500))))
+    sd = _NOISE[noise] * level
+    if kind == "seasonal":
+        return _seasonal(t, level, sd * 1.2, days, rng)
+    if kind == "stable":
+        return _stable(t, level, sd, rng)
+    if kind == "trending":
+        return _trending(t, level, sd, rng)
+    if kind == "level_shift":
+        return _level_shift(t, level, sd, rng)
+    if kind == "noisy":
+        return _noisy(t, level, sd, rng)
+    if kind == "intermittent":
+        return _intermittent(t, level, noise, step, rng)
+    if kind == "constant":
+        return _constant(t, level, noise, rng)
+    raise ValueError(f"unknown curve kind {kind!r}; expected one of {', '.join(CURVE_KINDS)}")
+
+
+def _quantise(values: np.ndarray, quantum: float, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """Round to a resolution two or three digits below the typical magnitude, as exporters do."""
+    if quantum <= 0:
+        typical = float(np.nanmedian(np.abs(values))) or 1.0
+        quantum = 10.0 ** (np.floor(np.log10(typical)) - int(rng.integers(2, 4)))
+    return np.round(values / quantum) * quantum, quantum
+
+
+def _drop_scrapes(values: np.ndarray, step: int, rng: np.random.Generator) -> np.ndarray:
+    """Missing scrapes: scattered single points and, sometimes, one outage of 15 minutes to 3 hours."""
+    out = values.copy()
+    out[rng.random(len(out)) < rng.uniform(0, 0.01)] = np.nan
+    if rng.random() < 0.3 and len(out) > 10:
+        width = max(1, int(rng.uniform(900, 3 * 3600) // step))
+        at = int(rng.integers(0, max(1, len(out) - width)))
+        out[at:at + width] = np.nan
+    return out
+
+
+def make_series(kind: str, *, step: int = 300, days: float = 14, seed: int = 0, noise: str = "medium",
+                anomalies: bool = False, scale: float = 1.0) -> LabelledSeries:
+    """One synthetic series of curve type `kind` with its ground truth, deterministic in all arguments.
+
+    `insufficient` series are shorter than a day or almost empty; they never carry anomalies.
+    """
+    if noise not in _NOISE:
+        raise ValueError(f"noise must be one of {', '.join(NOISE_LEVELS)}, got {noise!r}")
+    rng = np.random.default_rng([seed, CURVE_KINDS.index(kind) if kind in CURVE_KINDS else 99])
+    base_kind, n_days = kind, days
+    if kind == "insufficient":
+        base_kind = str(rng.choice(["seasonal", "stable", "noisy"]))
+        n_days = days if rng.random() < 0.3 else rng.uniform(0.1, 0.9)
+    n = max(2, int(round(n_days * DAY / step)))
+    start = _EPOCH + int(rng.integers(0, 60)) * DAY
+    t = start + np.arange(n, dtype=np.int64) * step
+    draft = _clean(base_kind, t, step, n_days, noise, scale, rng)
+    values, quantum = _quantise(draft.values, draft.quantum, rng)
+    labelled: tuple[Anomaly, ...] = ()
+    if anomalies and kind != "insufficient":
+        plans = plan_anomalies(kind, draft.periods, t, step, draft.noise_sd, values, rng)
+        for anomaly, size in plans:
+            values = inject_anomaly(values, t, anomaly, size, seed=seed)
+        labelled = tuple(a for a, _ in plans)
+        values, _ = _quantise(values, quantum, rng)
+    values = _drop_scrapes(values, step, rng)
+    if kind == "insufficient" and n_days >= 1:  # a long history with only a handful of scrapes
+        keep = rng.random(n) < rng.integers(5, 40) / n
+        values = np.where(keep, values, np.nan)
+    labels = {"job": draft.metric, "tenant": f"tenant-{int(scale)}", "instance": f"{kind}-{seed}"}
+    series = Series(labels, t, values, step, name=draft.metric)
+    truth_periods = draft.periods if kind == "seasonal" else ()
+    return LabelledSeries(series, kind, truth_periods, labelled, noise, draft.variant)
+
+
+def make_corpus(n: int, *, step: int = 300, days: float = 14, seed: int = 0,
+                kinds: tuple[str, ...] = CURVE_KINDS, noises: tuple[str, ...] = NOISE_LEVELS,
+                scales: tuple[float, ...] = (1.0, 1000.0)) -> list[LabelledSeries]:
+    """`n` series cycling through every kind, noise level, with and without anomalies, and tenant scale."""
+    out = []
+    for i in range(n):
+        kind = kinds[i % len(kinds)]
+        noise = noises[(i // len(kinds)) % len(noises)]
+        with_anomalies = (i // (len(kinds) * len(noises))) % 2 == 0
+        scale = scales[(i // (2 * len(kinds) * len(noises))) % len(scales)]
+        out.append(make_series(kind, step=step, days=days, seed=seed * 1_000_003 + i, noise=noise,
+                               anomalies=with_anomalies, scale=scale))
+    return out
