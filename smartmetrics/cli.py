@@ -84,6 +84,47 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from smartmetrics.durations import parse_duration
+    from smartmetrics.evaluate import parse_sensitivity, run_backtest_file
+
+    try:
+        sensitivity = parse_sensitivity(args.sensitivity)
+        retrain, history = int(parse_duration(args.retrain_every)), int(parse_duration(args.history))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        frame = run_backtest_file(args.input, args.out, sensitivity=sensitivity, retrain_every=retrain,
+                                  history=history, for_points=args.for_points, direction=args.direction)
+    except (OSError, ValueError) as exc:
+        print(f"error: {args.input}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"wrote {args.out}: {len(frame)} rows, {int(frame['alert'].sum())} alerts")
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from smartmetrics.evaluate import PEERS, Replay, parse_sensitivity, run_evaluate
+
+    peers = tuple(p for p in args.peers.split(",") if p)
+    unknown = [p for p in peers if p not in PEERS]
+    if unknown or not (args.nab or args.synthetic):
+        print(f"error: unknown peer {', '.join(unknown)} (known: {', '.join(PEERS)})" if unknown
+              else "error: give --nab DIR and/or --synthetic N", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        replay = Replay(sensitivity=parse_sensitivity(args.sensitivity))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    return run_evaluate(nab=args.nab, synthetic=args.synthetic, peers=peers, replay=replay,
+                        workers=args.workers, out=args.out, console=console)
+
+
 # --- parser ---------------------------------------------------------------------------------
 
 
@@ -162,6 +203,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, metavar="F", help="path to the YAML config")
     p.add_argument("--baseline", action="append", metavar="A", help="only this baseline (repeatable)")
     p.add_argument("--workers", type=int, default=None, metavar="N", help="fit worker processes (default: CPUs)")
+
+    p = _add(
+        sub, "backtest", cmd_backtest, "walk-forward replay of one series, as the daemon would live it",
+        "Replay INPUT (a CSV with columns timestamp,value: NAB format or Unix seconds) walk-forward:\n"
+        "every period, retrain on the trailing history only and predict the next period, then apply\n"
+        "the alert logic. OUT has one row per input point: timestamp,value,yhat,yhat_lower,yhat_upper,\n"
+        "anomaly_score,firing,alert (rows before the first model have empty band columns and 0/0).\n"
+        "A Prometheus query as INPUT is not supported yet: use `smartmetrics fetch` to get CSVs.",
+    )
+    p.add_argument("input", metavar="INPUT", help="CSV file with columns timestamp,value")
+    p.add_argument("--sensitivity", default="medium", metavar="S", help="low|medium|high or a number in (0,1)")
+    p.add_argument("--retrain-every", default="1d", metavar="D", help="retrain period (default: 1d)")
+    p.add_argument("--history", default="14d", metavar="D", help="trailing training window (default: 14d)")
+    p.add_argument("--for", dest="for_points", type=int, default=None, metavar="N",
+                   help="points outside the band in a row before firing (default: the sensitivity's)")
+    p.add_argument("--direction", default="both", choices=["both", "up", "down"], help="which side alerts")
+    p.add_argument("--out", required=True, metavar="OUT.csv", help="where to write the replay")
+
+    p = _add(
+        sub, "evaluate", cmd_evaluate, "quality benchmark: smartmetrics beside its peers on labelled data",
+        "Replay smartmetrics and each peer with the same walk-forward backtest (daily retrain, 14d\n"
+        "history) on a NAB-layout folder (data/*/*.csv + combined_windows.json) and/or the seeded\n"
+        "synthetic corpus, and print per detector: NAB scores (standard, reward_low_FP, reward_low_FN),\n"
+        "event precision/recall/F1, median time to detect, false alerts per series-day and coverage on\n"
+        "clean series, band width / IQR and fit speed. Peers: prophet-bands (Prometheus Anomaly\n"
+        "Detector), prophet-bands-99 (0.99 interval, 3-point for), grafana-adaptive, static-3sigma.",
+    )
+    p.add_argument("--nab", metavar="DIR", help="folder in NAB layout")
+    p.add_argument("--synthetic", type=int, default=0, metavar="N", help="also the first N synthetic series")
+    p.add_argument("--peers", default="prophet-bands,prophet-bands-99,grafana-adaptive,static-3sigma",
+                   metavar="LIST", help="comma-separated peers to run beside smartmetrics")
+    p.add_argument("--sensitivity", default="medium", metavar="S", help="low|medium|high or a number in (0,1)")
+    p.add_argument("--workers", type=int, default=2, metavar="N", help="worker processes (default: 2)")
+    p.add_argument("--out", metavar="DIR", help="also write every backtest table as CSV under DIR")
 
     return parser
 

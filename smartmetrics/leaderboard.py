@@ -1,0 +1,105 @@
+"""The `evaluate` leaderboard: per-detector metrics from backtest tables, and their rich rendering.
+
+All detectors go through `summarise` with the same rules: NAB scores from alert onsets, event
+metrics without point-adjust, false alerts and coverage on clean series only (no labelled event),
+band width against the series' interquartile range, fit throughput per worker process.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from rich.table import Table
+
+from smartmetrics.scoring import PROFILES, EventTally, coverage, event_tally, nab_normalised, width_over_iqr
+
+
+@dataclass
+class Summary:
+    """Everything the leaderboard prints for one detector on one data set."""
+
+    detector: str
+    nominal: float | None
+    nab: dict[str, float] = field(default_factory=dict)
+    events: EventTally = field(default_factory=EventTally)
+    clean_alerts: int = 0
+    clean_days: float = 0.0
+    covered: int = 0
+    judged: int = 0
+    widths: list[float] = field(default_factory=list)
+    fit_seconds: float = 0.0
+    fits: int = 0
+    failures: int = 0
+
+    def alerts_per_day(self) -> float:
+        """False alerts per series-day on clean series."""
+        return self.clean_alerts / self.clean_days if self.clean_days else float("nan")
+
+    def coverage(self) -> float:
+        """Share of clean points inside the band."""
+        return self.covered / self.judged if self.judged else float("nan")
+
+    def fits_per_second(self) -> float:
+        """Fits (one per series per retrain) per second of one worker's time."""
+        return self.fits / self.fit_seconds if self.fit_seconds > 0 else float("nan")
+
+
+def summarise(detector: str, nominal: float | None, results: list, *, nab: bool) -> Summary:
+    """Aggregate one detector's runs; `results` holds `(case, run, windows_in_rows)` triples."""
+    out = Summary(detector, nominal)
+    files = []
+    for case, run, rows in results:
+        frame = run.frame
+        ts, values = frame["timestamp"].to_numpy(), frame["value"].to_numpy()
+        lower, upper = frame["yhat_lower"].to_numpy(), frame["yhat_upper"].to_numpy()
+        onsets = frame["alert"].to_numpy().astype(bool)
+        files.append((onsets, rows))
+        out.events.add(event_tally(ts, onsets, case.events, tolerance=run.for_points * case.series.step))
+        if not case.events:
+            banded = np.isfinite(upper)
+            out.clean_alerts += int(onsets.sum())
+            out.clean_days += banded.sum() * case.series.step / 86400
+            inside, judged = coverage(values, lower, upper)
+            out.covered, out.judged = out.covered + inside, out.judged + judged
+        ratio = width_over_iqr(values, lower, upper)
+        if math.isfinite(ratio):
+            out.widths.append(ratio)
+        out.fit_seconds += run.fit_seconds
+        out.fits += run.fits
+        out.failures += run.failures
+    if nab:
+        out.nab = {p.name: nab_normalised(files, p) for p in PROFILES}
+    return out
+
+
+def _num(x: float, fmt: str) -> str:
+    return "—" if x is None or not math.isfinite(x) else format(x, fmt)
+
+
+def render_table(title: str, summaries: list[Summary], *, nab: bool) -> Table:
+    """The leaderboard as a rich table, one row per detector."""
+    table = Table(title=title, title_justify="left", header_style="bold")
+    table.add_column("detector", style="bold")
+    if nab:
+        for head in ("NAB std", "low FP", "low FN"):
+            table.add_column(head, justify="right")
+    for head in ("event P", "event R", "event F1", "TTD min", "FA/series-day", "coverage (nominal)",
+                 "width/IQR", "fits/s", "vs prophet"):
+        table.add_column(head, justify="right")
+    base = next((s.fits_per_second() for s in summaries if s.detector == "prophet-bands"), float("nan"))
+    for s in summaries:
+        cells = [s.detector + (f" ({s.failures} failed fits)" if s.failures else "")]
+        if nab:
+            cells += [_num(s.nab.get(p.name, float("nan")), ".1f") for p in PROFILES]
+        nominal = "—" if s.nominal is None else f"{s.nominal:.3f}"
+        cells += [
+            _num(s.events.precision(), ".2f"), _num(s.events.recall(), ".2f"), _num(s.events.f1(), ".2f"),
+            _num(s.events.median_delay() / 60, ".0f"), _num(s.alerts_per_day(), ".3f"),
+            f"{_num(s.coverage(), '.3f')} ({nominal})",
+            _num(float(np.median(s.widths)) if s.widths else float("nan"), ".2f"),
+            _num(s.fits_per_second(), ".1f"), _num(s.fits_per_second() / base, ".1f") + "x",
+        ]
+        table.add_row(*cells)
+    return table

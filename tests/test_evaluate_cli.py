@@ -1,0 +1,94 @@
+"""`smartmetrics backtest` and `smartmetrics evaluate` end to end on small files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from smartmetrics.cli import main
+from smartmetrics.evaluate import load_nab, nab_rows
+
+HEADER = "timestamp,value,yhat,yhat_lower,yhat_upper,anomaly_score,firing,alert"
+
+
+def write_nab_csv(path: Path, days: int, step: int, seed: int, spike_at: int | None = None) -> pd.DatetimeIndex:
+    rng = np.random.default_rng(seed)
+    index = pd.date_range("2024-03-04", periods=days * 86400 // step, freq=f"{step}s")
+    hours = np.asarray(index.hour + index.minute / 60, dtype=float)
+    values = 20 + 5 * np.sin(2 * np.pi * hours / 24) + rng.normal(0, 0.5, len(index))
+    if spike_at is not None:
+        values[spike_at : spike_at + 4] += 40
+    frame = pd.DataFrame({"timestamp": index.strftime("%Y-%m-%d %H:%M:%S"), "value": values.round(3)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    return index
+
+
+def test_backtest_writes_exact_header_and_one_row_per_point(tmp_path: Path) -> None:
+    src = tmp_path / "in.csv"
+    write_nab_csv(src, days=3, step=300, seed=1, spike_at=700)
+    raw = pd.read_csv(src)
+    shuffled = pd.concat([raw.iloc[:10], raw.iloc[[5]], raw.iloc[10:]]).iloc[::-1]  # duplicate, reversed
+    shuffled.to_csv(src, index=False)
+    out = tmp_path / "out.csv"
+    assert main(["backtest", str(src), "--out", str(out), "--for", "2"]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == HEADER
+    assert len(lines) - 1 == len(raw)  # one row per grid point, duplicate dropped
+    frame = pd.read_csv(out)
+    assert frame["timestamp"].iloc[0] == "2024-03-04 00:00:00"
+    first_day = frame.iloc[:288]
+    assert first_day["yhat"].isna().all() and first_day[["firing", "alert"]].eq(0).all().all()
+    assert frame["yhat"].iloc[288:].notna().all()
+    assert frame["alert"].iloc[700:705].sum() == 1  # the spike on day 2 is one alert
+
+
+def test_backtest_rejects_bad_duration(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "in.csv"
+    write_nab_csv(src, days=1, step=3600, seed=0)
+    assert main(["backtest", str(src), "--out", str(tmp_path / "o.csv"), "--history", "2x"]) == 2
+    assert "invalid duration" in capsys.readouterr().err
+
+
+@pytest.fixture
+def nab_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "nab"
+    index = write_nab_csv(folder / "data" / "realX" / "spiky.csv", days=4, step=1800, seed=2, spike_at=150)
+    write_nab_csv(folder / "data" / "artificialNoAnomaly" / "calm.csv", days=4, step=1800, seed=3)
+    fmt = "%Y-%m-%d %H:%M:%S.%f"
+    windows = {
+        "realX/spiky.csv": [[index[140].strftime(fmt), index[160].strftime(fmt)]],
+        "artificialNoAnomaly/calm.csv": [],
+    }
+    (folder / "combined_windows.json").write_text(json.dumps(windows))
+    return folder
+
+
+def test_load_nab_maps_windows_to_rows(nab_folder: Path) -> None:
+    cases = {c.name: c for c in load_nab(nab_folder)}
+    assert set(cases) == {"realX/spiky.csv", "artificialNoAnomaly/calm.csv"}
+    assert nab_rows(cases["realX/spiky.csv"]) == [(140, 160)]
+    assert cases["artificialNoAnomaly/calm.csv"].events == ()
+
+
+def test_evaluate_runs_every_detector_and_prints_the_table(nab_folder: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    code = main(["evaluate", "--nab", str(nab_folder), "--workers", "2", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0
+    for name in ("smartmetrics", "prophet-bands", "prophet-bands-99", "grafana-adaptive", "static-3sigma"):
+        assert name in text
+        assert (out / "nab" / name / "realX__spiky.csv").read_text().splitlines()[0] == HEADER
+    for head in ("NAB std", "low FP", "low FN", "event F1", "FA/series-day", "coverage (nominal)", "width/IQR"):
+        assert head in text
+    assert "2 series (1 clean), 1 labelled events" in text
+
+
+def test_evaluate_usage_errors(nab_folder: Path, capsys) -> None:
+    assert main(["evaluate"]) == 2
+    assert main(["evaluate", "--nab", str(nab_folder), "--peers", "nope"]) == 2
+    assert "unknown peer nope" in capsys.readouterr().err
