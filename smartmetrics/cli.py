@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, metavar="N", help="fit worker processes (default: CPUs)")
 
     p = _add(
-        sub, "backtest", cmd_backtest, "walk-forward replay of one series, as the daemon would live it",
+        sub, "backtest", cmd_backtest, "walk-forward replay of one series (CSV in and out)",
         "Replay INPUT (a CSV with columns timestamp,value: NAB format or Unix seconds) walk-forward:\n"
         "every period, retrain on the trailing history only and predict the next period, then apply\n"
         "the alert logic. OUT has one row per input point: timestamp,value,yhat,yhat_lower,yhat_upper,\n"
@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="OUT.csv", help="where to write the replay")
 
     p = _add(
-        sub, "evaluate", cmd_evaluate, "quality benchmark: smartmetrics beside its peers on labelled data",
+        sub, "evaluate", cmd_evaluate, "benchmark smartmetrics and peers on labelled data",
         "Replay smartmetrics and each peer with the same walk-forward backtest (daily retrain, 14d\n"
         "history) on a NAB-layout folder (data/*/*.csv + combined_windows.json) and/or the seeded\n"
         "synthetic corpus, and print per detector: NAB scores (standard, reward_low_FP, reward_low_FN),\n"
