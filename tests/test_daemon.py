@@ -1,0 +1,228 @@
+"""The daemon with real processes: Prometheus (backfilled) <- daemon fits <- Prometheus scrapes it.
+
+Also: a restart serves the stored bands at once, a crash mid-write corrupts nothing, and an
+unreachable Prometheus during a retrain is counted while the last good bands keep being served.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import yaml
+
+from smartmetrics.promlocal import LocalPrometheus, MetricSeries, find_binaries, free_port
+from smartmetrics.series import align_down
+from smartmetrics.server import Response, route
+from smartmetrics.store import BaselineState, SeriesBand, load_baseline, load_store, save_baseline
+
+INSTANCES = ("a", "b", "c")
+
+
+def wait_for(check: Callable[[], object], timeout: float = 60, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+        except (httpx.HTTPError, OSError):
+            result = None
+        if result:
+            return result
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def history(end: int, days: int = 3) -> list[MetricSeries]:
+    ts = np.arange(end - days * 86400, end + 1, 60, dtype=np.int64)
+    daily = np.sin(2 * np.pi * (ts % 86400) / 86400)
+    rng = np.random.default_rng(7)
+    return [
+        MetricSeries("sm_rate", {"job": "api", "instance": inst}, ts,
+                     100 + 10 * i + 30 * daily + rng.normal(0, 1, len(ts)))
+        for i, inst in enumerate(INSTANCES)
+    ]
+
+
+def write_config(path: Path, prom_url: str, port: int, store: Path, **source: object) -> Path:
+    config = {
+        "sources": {"prom": {"url": prom_url, **source}},
+        "baselines": {"rate": {"expr": "sm_rate", "step": "5m", "history": "3d"}},
+        "schedule": {"jitter": "0s", "discover": "1h"},
+        "store": {"path": str(store)},
+        "server": {"listen": f"127.0.0.1:{port}"},
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A Prometheus scraping a daemon port every second, with 3 days of history; the daemon not yet started."""
+    try:
+        find_binaries()
+    except Exception as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    root = tmp_path_factory.mktemp("stack")
+    port = free_port()
+    end = align_down(time.time(), 60)
+    with LocalPrometheus(history(end), scrape_targets=[f"127.0.0.1:{port}"], scrape_interval="1s") as prom:
+        config = write_config(root / "config.yaml", prom.url, port, root / "models")
+        yield {"prom": prom, "port": port, "config": config, "store": root / "models", "root": root}
+
+
+def start_daemon(config: Path, log: Path) -> subprocess.Popen:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "smartmetrics", "run", "--config", str(config), "--workers", "1"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+
+
+def stop_daemon(proc: subprocess.Popen) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=30)
+
+
+def prom_query(url: str, query: str) -> list[dict]:
+    doc = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=10).json()
+    return doc["data"]["result"]
+
+
+@pytest.mark.slow
+def test_prometheus_scrapes_the_bands_the_daemon_fitted(stack: dict) -> None:
+    prom, port = stack["prom"], stack["port"]
+    daemon = start_daemon(stack["config"], stack["root"] / "daemon.log")
+    try:
+        wait_for(lambda: (stack["store"] / "rate" / "state.npz").exists(), 120, "the first fit")
+        results = wait_for(lambda: len(r := prom_query(prom.url, 'smartmetrics_yhat_upper{baseline="rate"}')) == 3 and r,
+                           60, "Prometheus to scrape three bands")
+        state = load_baseline(stack["store"] / "rate" / "state.npz")
+        bands = {b.labels["instance"]: b for b in state.series}
+        for result in results:
+            labels = dict(result["metric"])
+            assert labels.pop("__name__") == "smartmetrics_yhat_upper"
+            assert labels == {"baseline": "rate", "job": "api", "instance": labels["instance"]}
+            t, value = float(result["value"][0]), float(result["value"][1])
+            expected = bands[labels["instance"]].at(t)
+            assert expected is not None and value == pytest.approx(expected[2], rel=1e-3)
+        lower = prom_query(prom.url, 'smartmetrics_yhat_lower{baseline="rate"} < smartmetrics_yhat_upper{baseline="rate"}')
+        assert len(lower) == 3
+        up = prom_query(prom.url, 'smartmetrics_last_successful_retrain_timestamp_seconds{baseline="rate"}')
+        assert up and time.time() - float(up[0]["value"][1]) < 300
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/baselines").json()["data"][0]["series"] == 3
+    finally:
+        assert stop_daemon(daemon) == 0
+
+
+@pytest.mark.slow
+def test_restart_serves_stored_bands_at_once_even_without_prometheus(stack: dict) -> None:
+    if not (stack["store"] / "rate" / "state.npz").exists():
+        pytest.skip("needs the store written by the scrape test")
+    port = free_port()
+    config = write_config(stack["root"] / "offline.yaml", "http://127.0.0.1:9", port, stack["store"],
+                          retries=0, timeout="1s")
+    t0 = time.monotonic()
+    daemon = start_daemon(config, stack["root"] / "offline.log")
+    try:
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/-/ready").status_code == 200, 30, "ready")
+        ready_after = time.monotonic() - t0
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert text.count('smartmetrics_yhat_upper{baseline="rate"') == 3
+        assert ready_after < 15
+    finally:
+        assert stop_daemon(daemon) == 0
+
+
+WRITER = """
+import sys, numpy as np
+from smartmetrics.store import BaselineState, SeriesBand, save_baseline
+root, i = sys.argv[1], 0
+while True:
+    i += 1
+    y = np.full(2000, float(i))
+    bands = tuple(SeriesBand({"n": str(k)}, 0, 60, y, y - 1, y + 1) for k in range(200))
+    save_baseline(root, BaselineState("rate", float(i), bands))
+    print(i, flush=True)
+"""
+
+
+def test_kill_9_in_the_middle_of_writes_never_corrupts_the_store(tmp_path: Path) -> None:
+    y = np.zeros(10)
+    save_baseline(tmp_path, BaselineState("rate", 0.0, (SeriesBand({"n": "0"}, 0, 60, y, y, y),)))
+    rng = np.random.default_rng(1)
+    for _ in range(8):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        proc.stdout.readline()  # at least one write completed; the next is under way
+        time.sleep(float(rng.uniform(0, 0.3)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        states, errors = load_store(tmp_path)
+        assert errors == [] and "rate" in states
+        state = states["rate"]
+        assert all(b.yhat[0] == state.fitted_at for b in state.series)  # one consistent generation
+
+
+def test_prometheus_outage_during_retrain_keeps_serving_and_recovers(stack: dict, tmp_path: Path) -> None:
+    from smartmetrics.daemon import Daemon
+
+    prom = stack["prom"]
+    config = write_config(tmp_path / "c.yaml", prom.url, free_port(), tmp_path / "models", retries=1, timeout="1s")
+    daemon = Daemon(str(config), workers=1)
+    try:
+        daemon.load()
+        first = daemon.retrain()
+        assert first[0].error is None and first[0].fitted == 3
+        os.kill(prom.process.pid, signal.SIGSTOP)
+        wait_for(lambda: "T (stopped)" in Path(f"/proc/{prom.process.pid}/status").read_text(), 10, "SIGSTOP")
+        try:
+            outage = daemon.retrain()
+        finally:
+            os.kill(prom.process.pid, signal.SIGCONT)
+        assert outage[0].error is not None and "rate" in outage[0].error
+        text = daemon.metrics_text().decode()
+        assert text.count('smartmetrics_yhat_upper{baseline="rate"') == 3
+        assert 'smartmetrics_source_request_errors_total{baseline="rate",source="prom"} 1.0' in text
+        again = daemon.retrain()
+        assert again[0].error is None and again[0].fitted == 3
+    finally:
+        daemon.stop()
+
+
+class FakeApp:
+    ready = False
+
+    def is_ready(self) -> bool:
+        return self.ready
+
+    def metrics_text(self) -> bytes:
+        return b"x 1\n"
+
+    def baselines_json(self) -> dict:
+        return {"status": "success", "data": []}
+
+    def series_json(self, alias: str, query: dict[str, str]) -> tuple[int, dict]:
+        return (200, {"data": [], "alias": alias, "q": query})
+
+
+def test_routes() -> None:
+    app = FakeApp()
+    assert route(app, "/-/healthy", {}).status == 200
+    assert route(app, "/-/ready", {}).status == 503
+    app.ready = True
+    assert route(app, "/-/ready", {}).status == 200
+    metrics = route(app, "/metrics", {})
+    assert metrics == Response(200, b"x 1\n", "text/plain; version=0.0.4; charset=utf-8")
+    series = route(app, "/api/v1/baselines/my%20qps/series", {"match": "{a=\"b\"}"})
+    assert series.status == 200 and b'"alias": "my qps"' in series.body
+    assert route(app, "/api/v1/nothing", {}).status == 404
