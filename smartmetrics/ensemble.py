@@ -20,7 +20,7 @@ from smartmetrics.bands import Calibration, apply_band, band_policy, calibrate
 from smartmetrics.models import MODELS
 from smartmetrics.models.base import DAY, WEEK, Forecast, sub_series
 from smartmetrics.series import Series
-from smartmetrics.training import clean_training, quick_classify
+from smartmetrics.training import clean_training, quick_classify, weekly_effect
 
 SCHEMA_VERSION = 1
 FALLBACK = "fallback"
@@ -34,7 +34,8 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "constant": ("level",),
     "insufficient": ("level",),
 }
-MIN_HISTORY: dict[str, int] = {"profile_week": 10 * DAY, "profile_day": DAY}
+MIN_HISTORY: dict[str, int] = {"profile_week": 7 * DAY, "profile_day": DAY}
+SPARSE = ("intermittent", "constant")
 DROP_RATIO = 1.5
 COLD_DAYS = 7
 
@@ -127,9 +128,12 @@ def classify_for_fit(series: Series, curve_type: str) -> dict[str, Any]:
     return result
 
 
-def choose_candidates(curve_type: str, settings: FitSettings, history: int) -> list[str]:
-    """Model names to try: the override or the curve type's set, filtered by history, unknown dropped."""
+def choose_candidates(curve_type: str, settings: FitSettings, history: int, weekly: bool = False) -> list[str]:
+    """Model names to try: the override or the curve type's set (the weekly profile alone when a
+    week's pattern is known), filtered by history, unknown dropped."""
     names = list(settings.models) if settings.models else list(CANDIDATES.get(curve_type, ("level",)))
+    if weekly and not settings.models and history >= MIN_HISTORY["profile_week"]:
+        names = [n for n in names if n != "profile_day"]
     if settings.allow_prophet and not settings.models and curve_type in ("seasonal", "trending"):
         names.append("prophet")
     names = [n for n in names if n in MODELS and history >= MIN_HISTORY.get(n, 0)]
@@ -257,11 +261,16 @@ def fit_series(series: Series, settings: FitSettings) -> FittedSeries:
     """Fit the ensemble to one series and tabulate its calibrated band over the horizon (pure)."""
     policy = band_policy(settings.sensitivity)
     classification = classify_for_fit(series, settings.curve_type)
-    curve = classification["curve_type"]
+    curve, weekly = classification["curve_type"], WEEK in classification["periods"]
+    if settings.curve_type == "auto" and not weekly and curve not in SPARSE and weekly_effect(series):
+        classification["periods"].append(WEEK)
+        classification.setdefault("reasons", []).append("day-of-week effect found by the ensemble")
+        curve, weekly = "seasonal", True
+        classification["curve_type"] = curve
     seasonal = curve == "seasonal" or bool(classification["periods"])
-    train, training = clean_training(series, seasonal, mask=curve not in ("intermittent", "constant"))
+    train, training = clean_training(series, seasonal, mask=curve not in SPARSE, period=WEEK if weekly else DAY)
     history = int(np.isfinite(train.values).sum()) * train.step
-    names = choose_candidates(curve, settings, history)
+    names = choose_candidates(curve, settings, history, weekly)
     weights, members, backtest_fc, y_test, t_test = select_members(train, names)
     table_ts = series.end + series.step * np.arange(1, settings.horizon // series.step + 1, dtype=np.int64)
     weights, forecast = refit(train, weights, table_ts)
@@ -270,7 +279,7 @@ def fit_series(series: Series, settings: FitSettings) -> FittedSeries:
     z = (y_test - backtest_fc.mean) / backtest_fc.scale
     period = DAY if seasonal else 0
     cal = calibrate(z, t_test, policy.coverage, period=period, buckets=4 if seasonal else 1)
-    yhat, lower, upper = _band(train, forecast, cal, table_ts, policy, cold_start_widening(history))
+    yhat, lower, upper = _band(train, forecast, cal, table_ts, policy, history)
     return FittedSeries(
         labels=dict(series.labels), step=series.step, classification=classification, members=members,
         coverage={"nominal": policy.coverage, "achieved": round(cal.achieved, 6), "n": cal.n,
@@ -280,14 +289,19 @@ def fit_series(series: Series, settings: FitSettings) -> FittedSeries:
     )
 
 
-def _band(train: Series, forecast: Forecast, cal: Calibration, ts: np.ndarray, policy, widen: float):
+def _band(train: Series, forecast: Forecast, cal: Calibration, ts: np.ndarray, policy, history: int):
     """Apply calibration offsets, cold-start widening, minimum widths and the natural floor."""
     y = train.values[np.isfinite(train.values)]
-    factors = cal.factors_at(ts) * widen
+    factors = cal.factors_at(ts) * cold_start_widening(history)
     min_half = np.maximum(policy.min_rel * np.abs(forecast.mean), policy.min_spread * _spread(y))
     floor = 0.0 if len(y) and y.min() >= 0 else None
     yhat, lower, upper = apply_band(forecast.mean, forecast.scale, cal.q_lo * factors, cal.q_hi * factors,
                                     min_half, floor)
+    if len(y) and history < 2 * DAY:  # too short to know a day's shape: cover what has been seen
+        lo_q, hi_q = np.quantile(y, [0.005, 0.995])
+        margin = 0.1 * max(hi_q - lo_q, 0.0)
+        lower, upper = np.minimum(lower, lo_q - margin), np.maximum(upper, hi_q + margin)
+        lower = lower if floor is None else np.maximum(lower, floor)
     if floor is not None and np.mean(y <= floor) > (1 - policy.coverage) / 2:
         lower = np.full_like(lower, floor)  # the floor itself is a normal value (sparse counters)
     return yhat, lower, upper

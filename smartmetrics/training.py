@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from smartmetrics.models.base import DAY, WEEK, robust_sigma
-from smartmetrics.models.profile import SeasonalProfile
+from smartmetrics.models.base import DAY, WEEK, group_median, robust_sigma
+from smartmetrics.models.profile import SeasonalProfile, WeeklyProfile
 from smartmetrics.series import Series
 
 CLEAN_Z = 6.0
@@ -50,11 +50,42 @@ def lag_correlation(values: np.ndarray, lag: int) -> float:
     return float(np.corrcoef(a[ok], b[ok])[0, 1])
 
 
-def baseline_residuals(series: Series, seasonal: bool) -> np.ndarray:
-    """Residuals from a robust baseline: a daily profile when seasonal, else a one-day rolling median."""
+def weekly_effect(series: Series, threshold: float = 6.0) -> bool:
+    """Whether one or two days of the week sit apart from the others (a weekend dip, a Monday peak).
+
+    Needs a week of history: compares the daily medians of residuals from a daily profile within
+    each one- or two-day block of weekdays against the other days' spread.
+    """
+    t, y = series.timestamps, series.values
+    ok = np.isfinite(y)
+    if ok.sum() < 7 * DAY // series.step * 0.8 or t[-1] - t[0] < 7 * DAY - series.step:
+        return False
+    profile = SeasonalProfile(recent=DAY).fit(series)
+    resid = y[ok] - profile.predict(t[ok]).mean
+    day = (t[ok] // DAY).astype(np.int64)
+    day -= day.min()
+    medians = group_median(day, resid, int(day.max()) + 1)
+    counts = np.bincount(day)
+    keep = np.isfinite(medians) & (counts >= 0.5 * DAY / series.step)
+    dow, m = (np.flatnonzero(keep) + int(t[0] // DAY)) % 7, medians[keep]
+    floor = 0.5 * robust_sigma(resid) / np.sqrt(DAY / series.step) + 1e-12
+    best = 0.0
+    for start in range(7):
+        for length in (1, 2):
+            inside = np.isin(dow, [(start + i) % 7 for i in range(length)])
+            if inside.sum() >= 1 and (~inside).sum() >= 4:
+                diff = abs(np.median(m[inside]) - np.median(m[~inside]))
+                best = max(best, diff / max(robust_sigma(m[~inside] - np.median(m[~inside])), floor))
+    return best > threshold
+
+
+def baseline_residuals(series: Series, seasonal: bool, period: int = DAY) -> np.ndarray:
+    """Residuals from a robust baseline: a daily (or weekly) profile when seasonal, else a one-day
+    rolling median."""
     y = series.values
     if seasonal and np.isfinite(y).sum() >= DAY // series.step:
-        fitted = SeasonalProfile(trend=False, recent=DAY).fit(series)
+        model = SeasonalProfile(trend=False, recent=DAY) if period == DAY else WeeklyProfile(trend=False, recent=DAY)
+        fitted = model.fit(series)
         return y - fitted.predict(series.timestamps).mean
     window = max(3, DAY // series.step)
     med = pd.Series(y).rolling(window, center=True, min_periods=1).median().to_numpy()
@@ -116,12 +147,12 @@ def _hourly_blocks(values: np.ndarray, step: int) -> tuple[np.ndarray, int, int]
     return medians, offset, block
 
 
-def clean_training(series: Series, seasonal: bool, mask: bool = True) -> tuple[Series, dict]:
+def clean_training(series: Series, seasonal: bool, mask: bool = True, period: int = DAY) -> tuple[Series, dict]:
     """The series with its own anomalies masked (unless `mask` is off, as for sparse series whose
     spikes are their normal) and history before a level shift cut or moved."""
     values = series.values.astype(np.float64).copy()
     info: dict = {"masked": 0, "level_shift": None}
-    deseason = baseline_residuals(series, seasonal) if seasonal else values
+    deseason = baseline_residuals(series, seasonal, period) if seasonal else values
     shift = find_level_shift(deseason, series.step)
     start = 0
     if shift is not None:
@@ -134,7 +165,7 @@ def clean_training(series: Series, seasonal: bool, mask: bool = True) -> tuple[S
     out = Series(series.labels, series.timestamps[start:], values[start:], series.step, series.name)
     if not mask:
         return out, info
-    masked = anomaly_mask(baseline_residuals(out, seasonal))
+    masked = anomaly_mask(baseline_residuals(out, seasonal, period))
     info["masked"] = int(masked.sum())
     cleaned = np.where(masked, np.nan, out.values)
     return Series(series.labels, out.timestamps, cleaned, series.step, series.name), info

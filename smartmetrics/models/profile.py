@@ -2,7 +2,8 @@
 
 The workhorse for Prometheus curves with daily or weekly cycles. Fitting removes a Theil-Sen trend
 of the daily medians, takes the median of each slot across cycles (smoothed over neighbouring
-slots), and keeps a per-slot MAD as the residual scale. The recent level offset (median residual
+slots; a weekly profile fills the slots it has not seen yet from the time-of-day median), and keeps
+a per-slot MAD as the residual scale. The recent level offset (median residual
 of the last hours) follows slow drifts without chasing single points. Fitted state is the slot
 table itself, so the model serialises to a few hundred numbers.
 """
@@ -97,6 +98,10 @@ class SeasonalProfile:
         n_slots = self.period // self.width_
         slots = np.floor(profile_positions(t, self.period, self.width_, step) + 0.5).astype(np.int64) % n_slots
         raw = group_median(slots, detrended, n_slots)
+        if self.period > DAY and self.period % DAY == 0 and not np.isfinite(raw).all():
+            per_day = DAY // self.width_
+            daily = group_median(slots % per_day, detrended, per_day)
+            raw = np.where(np.isfinite(raw), raw, np.tile(daily, self.period // DAY))
         raw = np.where(np.isfinite(raw), raw, np.nanmedian(detrended))
         table = circular_smooth(raw, 3)
         resid = detrended - table[slots]
