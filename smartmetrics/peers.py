@@ -74,10 +74,17 @@ def fit_static_3sigma(train: Series, horizon: int) -> ConstantBand | None:
 
 
 def quiet_prophet() -> None:
-    """Silence Prophet's and cmdstanpy's per-fit chatter."""
-    for name in ("prophet", "cmdstanpy", "prophet.plot"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-        logging.getLogger(name).propagate = False
+    """Silence Prophet's and cmdstanpy's per-fit chatter (call before importing prophet).
+
+    cmdstanpy installs its own INFO handler unless its logger already has one, so it gets a
+    NullHandler; prophet.plot's "plotly failed" notice is an ERROR at import time.
+    """
+    for name in ("prophet", "prophet.plot", "cmdstanpy"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.CRITICAL)
+        logger.propagate = False
+        if not logger.handlers:
+            logger.addHandler(logging.NullHandler())
 
 
 @dataclass
@@ -110,9 +117,9 @@ class ProphetFit:
 
 def fit_prophet(train: Series, horizon: int) -> ProphetFit | None:
     """One Prophet per series as the Prometheus Anomaly Detector builds it (all seasonalities forced on)."""
+    quiet_prophet()
     from prophet import Prophet
 
-    quiet_prophet()
     ok = np.isfinite(train.values)
     if ok.sum() < 2:
         return None
