@@ -15,6 +15,8 @@ import numpy as np
 DAY, WEEK, HOUR = 86400, 604800, 3600
 WORK_POINTS = 4096
 PERIOD_MIN_STRENGTH = 0.4  # cross-validated strength above which a period is taken as real
+COARSE_STEP = 900  # seconds: the grid of the daily analysis
+SPECTRAL_GATE = 40.0  # times the median periodogram power a sub-daily candidate must reach
 WEEKLY_TRIM = 0.1  # two weeks give one comparison: a bad day in either must not decide it
 _MAD = 1.4826
 
@@ -45,12 +47,16 @@ def trimmed_var(x: np.ndarray, trim: float = 0.02) -> float:
 
     Unlike MAD it sees a cycle that spends most of its time at one level (a weekend dip, a cron
     burst); like MAD it ignores the few points of an incident.
+
+    >>> trimmed_var(np.r_[np.zeros(98), 1.0, 1000.0], trim=0.02)
+    0.0
     """
-    if len(x) < 2:
+    n = len(x)
+    if n < 2:
         return 0.0
-    dev = np.abs(x - np.median(x))
-    keep = dev[dev <= np.quantile(dev, 1 - trim)]
-    return float(np.mean(keep**2))
+    keep = max(1, int(n * (1 - trim)))
+    sq = (x - np.median(x)) ** 2
+    return float(np.mean(np.partition(sq, keep - 1)[:keep]))
 
 
 def fill_gaps(values: np.ndarray) -> np.ndarray:
@@ -76,7 +82,11 @@ def block_mean(x: np.ndarray, factor: int) -> np.ndarray:
 
 
 def _cycles(x: np.ndarray, lag: int) -> np.ndarray:
-    """The series cut into rows of one period each, the last row padded with NaN."""
+    """The series cut into rows of one period each: whole cycles only when there are two or more, else
+    the last row padded with NaN."""
+    k = len(x) // lag
+    if k >= 2:
+        return x[: k * lag].reshape(k, lag)
     k = -(-len(x) // lag)
     padded = np.full(k * lag, np.nan)
     padded[: len(x)] = x
@@ -102,7 +112,7 @@ def cv_strength(x: np.ndarray, lag: int, trim: float = 0.02) -> float:
     >>> round(cv_strength(np.sin(2 * np.pi * t / 50), 50), 2)
     1.0
     """
-    if lag < 2 or len(x) < 2 * lag:
+    if lag < 2 or len(x) < 1.9 * lag:  # a second cycle a few scrapes short still counts
         return 0.0
     rows = _cycles(x, lag)
     even, odd = _median_rows(rows[0::2]), _median_rows(rows[1::2])
@@ -116,23 +126,50 @@ def cv_strength(x: np.ndarray, lag: int, trim: float = 0.02) -> float:
     return float(max(0.0, 1.0 - trimmed_var(resid[ok], trim) / base))
 
 
-def dominant_lag(x: np.ndarray, min_lag: int, max_lag: int) -> int:
-    """The period (in points) of the periodogram's highest peak, refined to the nearest ACF maximum."""
+@dataclass(frozen=True)
+class Spectrum:
+    """The periodogram of a clipped, centred series (zero-padded to twice its length) and its ACF."""
+
+    power: np.ndarray
+    periods: np.ndarray
+    acf: np.ndarray
+
+
+def spectrum(x: np.ndarray) -> Spectrum:
+    """Periodogram and autocovariance from one FFT; values beyond 5 robust sd are clipped first."""
     n = len(x)
-    if max_lag < min_lag or n < 3 * min_lag:
-        return 0
-    z = np.clip(x - np.median(x), -5 * robust_sd(x) - 1e-12, 5 * robust_sd(x) + 1e-12)
-    spec = np.abs(np.fft.rfft(z, 2 * n)) ** 2
-    freqs = np.fft.rfftfreq(2 * n)
+    limit = 5 * robust_sd(x) + 1e-12
+    z = np.clip(x - np.median(x), -limit, limit)
+    power = np.abs(np.fft.rfft(z, 2 * n)) ** 2
     with np.errstate(divide="ignore"):
-        periods = 1.0 / freqs
-    band = (periods >= min_lag) & (periods <= max_lag)
-    if not band.any():
+        periods = 1.0 / np.fft.rfftfreq(2 * n)
+    return Spectrum(power, periods, np.fft.irfft(power)[:n])
+
+
+def prominent(spec: Spectrum, lag: int) -> bool:
+    """Whether the periodogram near `lag` stands far above its median (a cheap gate before the CV test).
+
+    The floor is the median power of periods within a factor 1.6 of `lag`, so red (autocorrelated)
+    noise does not pass as a cycle. A cycle strong enough to pass the cross-validated strength test
+    peaks hundreds of times above it; a noise bin is rarely beyond ten times it.
+    """
+    near = np.abs(spec.periods - lag) <= 0.03 * lag
+    around = (spec.periods >= lag / 1.6) & (spec.periods <= lag * 1.6)
+    if not near.any():
+        return False
+    floor = float(np.median(spec.power[around])) + 1e-300
+    return float(spec.power[near].max()) >= SPECTRAL_GATE * floor
+
+
+def dominant_lag(spec: Spectrum, min_lag: int, max_lag: int) -> int:
+    """The period (in points) of the periodogram's highest peak, refined to the nearest ACF maximum."""
+    n = len(spec.acf)
+    band = (spec.periods >= min_lag) & (spec.periods <= max_lag)
+    if max_lag < min_lag or n < 3 * min_lag or not band.any():
         return 0
-    guess = periods[band][np.argmax(spec[band])]
-    acf = np.fft.irfft(spec)[:n]
+    guess = spec.periods[band][np.argmax(spec.power[band])]
     lo, hi = max(min_lag, int(guess * 0.85)), min(n - 1, int(guess * 1.15) + 1)
-    return int(lo + np.argmax(acf[lo:hi + 1])) if hi > lo else int(round(guess))
+    return int(lo + np.argmax(spec.acf[lo:hi + 1])) if hi > lo else int(round(guess))
 
 
 def working_grid(values: np.ndarray, step: int) -> tuple[np.ndarray, int]:
@@ -144,18 +181,20 @@ def working_grid(values: np.ndarray, step: int) -> tuple[np.ndarray, int]:
 
 
 def daily_level(x: np.ndarray, per_day: int) -> np.ndarray:
-    """A trend through each day's median, linearly interpolated: immune to sub-day cycles and incidents."""
-    rows = _cycles(x, per_day)
-    full = np.isfinite(rows).sum(axis=1) >= per_day // 2
-    medians = np.nanmedian(rows, axis=1)
-    if full.sum() < 2:
+    """A trend through each day's median, linearly interpolated: immune to sub-day cycles and incidents.
+
+    A trailing partial day counts when it holds at least half a day.
+    """
+    k = len(x) // per_day
+    medians = list(np.median(x[: k * per_day].reshape(k, per_day), axis=1)) if k else []
+    centres = list(np.arange(k) * per_day + per_day / 2)
+    tail = len(x) - k * per_day
+    if tail >= per_day // 2:
+        medians.append(float(np.median(x[k * per_day:])))
+        centres.append(k * per_day + tail / 2)
+    if len(medians) < 2:
         return np.full(len(x), float(np.median(x)))
-    centres = np.arange(len(rows))[full] * per_day + per_day / 2
-    return np.interp(np.arange(len(x)), centres, medians[full])
-
-
-def _divides(short: int, long: int) -> bool:
-    return long % short == 0
+    return np.interp(np.arange(len(x)), centres, medians)
 
 
 def _repeats_within(profile: np.ndarray, lag: int) -> bool:
@@ -166,12 +205,14 @@ def _repeats_within(profile: np.ndarray, lag: int) -> bool:
 
 
 def _sub_daily(d: np.ndarray, w: int, per_day: int) -> dict[str, int]:
-    """Candidate periods shorter than a day, in points: hourly and the periodogram's dominant one."""
+    """Candidate periods shorter than a day (in points of step `w`) that stand out in the periodogram:
+    hourly and the dominant one."""
+    spec = spectrum(d)
     out = {}
-    if HOUR % w == 0 and HOUR // w >= 4:
+    if HOUR % w == 0 and HOUR // w >= 4 and prominent(spec, HOUR // w):
         out["hourly"] = HOUR // w
-    lag = dominant_lag(d, 4, min(len(d) // 3, int(0.8 * per_day)))
-    if lag and all(abs(lag - v) > 0.1 * v for v in out.values()):
+    lag = dominant_lag(spec, 4, min(len(d) // 3, int(0.8 * per_day)))
+    if lag and prominent(spec, lag) and all(abs(lag - v) > 0.1 * v for v in out.values()):
         out["other"] = lag
     return out
 
@@ -186,26 +227,39 @@ def _weekly(x: np.ndarray, components: np.ndarray, w: int) -> tuple[float, np.nd
     slope = float(np.median(zh[lag:] - zh[:-lag])) / lag  # week-over-week change: blind to the cycle itself
     zh = zh - slope * np.arange(len(zh))
     strength = cv_strength(zh, lag, trim=WEEKLY_TRIM)
-    return strength, np.repeat(seasonal_profile(zh, lag), factor)[: len(x)]
+    return strength, np.resize(np.repeat(seasonal_profile(zh, lag), factor), len(x))
+
+
+def _daily(x: np.ndarray, w: int) -> tuple[np.ndarray, float, np.ndarray, int]:
+    """Daily level and daily strength on a grid of at least 15 minutes (plenty for a daily shape):
+    (level at step `w`, strength, daily profile on the coarse grid, coarse factor)."""
+    factor = max(1, COARSE_STEP // w) if DAY % max(w, COARSE_STEP) == 0 else 1
+    xc = block_mean(x, factor)
+    per_day = DAY // (w * factor)
+    if len(xc) < 2 * per_day:
+        return np.full(len(x), float(np.median(x))), 0.0, np.zeros(len(xc)), factor
+    level_c = daily_level(xc, per_day)
+    level = np.interp((np.arange(len(x)) - (factor - 1) / 2) / factor, np.arange(len(xc)), level_c)
+    strength = cv_strength(xc - level_c, per_day) if DAY % w == 0 else 0.0
+    return level, strength, seasonal_profile(xc - level_c, per_day), factor
 
 
 def detect_seasonality(x: np.ndarray, w: int) -> Seasonality:
     """Periods of a gap-filled series on step `w`: sub-daily and daily on the series minus its daily
     level, tried shortest first; a daily cycle that is a repeated shorter one is reported as the shorter."""
-    per_day = DAY // w
-    level = daily_level(x, per_day) if len(x) >= 2 * per_day else np.full(len(x), float(np.median(x)))
+    level, s_day, day_profile, factor = _daily(x, w)
     d = x - level
+    per_day = DAY // w
     sub = _sub_daily(d, w, per_day)
     other_lag = sub.get("other", 0)
-    strengths = {f"seasonal_{k}": cv_strength(d, v) for k, v in sub.items()}
-    strengths["seasonal_daily"] = cv_strength(d, per_day) if DAY % w == 0 else 0.0
+    strengths = {"seasonal_hourly": 0.0, "seasonal_other": 0.0, "seasonal_daily": s_day}
+    strengths |= {f"seasonal_{k}": cv_strength(d, v) for k, v in sub.items()}
     found: list[tuple[int, float]] = []  # (period seconds, component variance)
     comp = np.zeros(len(x))
-    if strengths["seasonal_daily"] >= PERIOD_MIN_STRENGTH:
-        profile = seasonal_profile(d, per_day)
-        first = sorted(sub.items(), key=lambda kv: -strengths[f"seasonal_{kv[0]}"])
-        for name, lag in first:
-            if strengths[f"seasonal_{name}"] >= PERIOD_MIN_STRENGTH and _divides(lag, per_day) \
+    if s_day >= PERIOD_MIN_STRENGTH:
+        profile = np.resize(np.repeat(day_profile[: DAY // (w * factor)], factor), len(x))
+        for name, lag in sorted(sub.items(), key=lambda kv: -strengths[f"seasonal_{kv[0]}"]):
+            if strengths[f"seasonal_{name}"] >= PERIOD_MIN_STRENGTH and per_day % lag == 0 \
                     and _repeats_within(profile[:per_day], lag):
                 profile = seasonal_profile(d, lag)
                 sub.pop(name)
