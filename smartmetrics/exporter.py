@@ -38,7 +38,7 @@ class _Tables:
     start: np.ndarray  # (n,) int64
     step: np.ndarray  # (n,) int64
     points: np.ndarray  # (n,) int64
-    values: np.ndarray  # (3, n, width): yhat, lower, upper
+    values: np.ndarray  # (3, n, width) float32: yhat, lower, upper
 
 
 def export_labels(alias: str, labels: Mapping[str, str]) -> dict[str, str]:
@@ -71,7 +71,8 @@ def render_label_text(labels: Mapping[str, str]) -> str:
 def _stack(state: BaselineState) -> _Tables:
     n = len(state.series)
     width = max((len(b.yhat) for b in state.series), default=0)
-    values = np.full((3, n, max(width, 1)), np.nan)
+    # float32 halves the snapshot (100k series: ~430 MB); 7 significant digits are plenty for a band.
+    values = np.full((3, n, max(width, 1)), np.nan, dtype=np.float32)
     for i, band in enumerate(state.series):
         for j, arr in enumerate((band.yhat, band.lower, band.upper)):
             values[j, i, : len(arr)] = arr
@@ -99,6 +100,7 @@ def interpolate_tables(tables: _Tables, now: float) -> tuple[np.ndarray, np.ndar
     rows = np.arange(n)
     left = tables.values[:, rows, i]
     right = tables.values[:, rows, np.minimum(i + 1, tables.values.shape[2] - 1)]
+    left, right = left.astype(np.float64), right.astype(np.float64)
     out = left + frac * (right - left)
     out = np.where(frac == 0, left, out)  # exact grid hits need no neighbour (which may be a gap)
     ok = inside & np.isfinite(out).all(axis=0)
