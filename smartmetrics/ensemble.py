@@ -27,7 +27,7 @@ FALLBACK = "fallback"
 CANDIDATES: dict[str, tuple[str, ...]] = {
     "seasonal": ("profile_day", "profile_week"),
     "stable": ("level", "profile_day"),
-    "trending": ("profile_day", "level"),
+    "trending": ("profile_day", "stl", "level"),
     "intermittent": ("intermittent", "level"),
     "level_shift": ("level", "profile_day"),
     "noisy": ("level", "profile_day"),
@@ -38,6 +38,7 @@ MIN_HISTORY: dict[str, int] = {"profile_week": 7 * DAY, "profile_day": DAY}
 SPARSE = ("intermittent", "constant")
 DROP_RATIO = 1.5
 COLD_DAYS = 7
+MAX_FOLDS = 4
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ def backtest_folds(n: int, step: int) -> list[tuple[int, int]]:
     history = n * step
     fold = DAY if history >= 3 * DAY else max(history // 4, 2 * step)
     fold_points = max(1, fold // step)
-    count = 2 if history >= 5 * DAY else 1
+    count = int(np.clip(history // DAY - 3, 1, MAX_FOLDS))
     return [(n - k * fold_points, n - (k - 1) * fold_points) for k in range(count, 0, -1)]
 
 

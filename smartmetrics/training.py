@@ -2,8 +2,7 @@
 
 Cleaning keeps yesterday's incident from widening today's band: points far from a robust baseline
 (a daily profile for seasonal curves, a one-day rolling median otherwise) are masked, and history
-before a persistent level shift is cut (or, when too little would remain to learn a daily cycle,
-moved to the new level). All functions are pure.
+before a persistent level shift is moved to the new level (or cut, when enough follows the shift). All functions are pure.
 """
 
 from __future__ import annotations
@@ -17,6 +16,8 @@ from smartmetrics.series import Series
 
 CLEAN_Z = 6.0
 MAX_MASKED = 0.05
+MAX_SHIFTS = 3
+CUT_AFTER = 3 * DAY
 
 
 def quick_classify(series: Series) -> dict:
@@ -73,10 +74,21 @@ def weekly_effect(series: Series, threshold: float = 6.0) -> bool:
     for start in range(7):
         for length in (1, 2):
             inside = np.isin(dow, [(start + i) % 7 for i in range(length)])
-            if inside.sum() >= 1 and (~inside).sum() >= 4:
+            if inside.sum() >= 1 and (~inside).sum() >= 4 and _surrounded(inside):
                 diff = abs(np.median(m[inside]) - np.median(m[~inside]))
                 best = max(best, diff / max(robust_sigma(m[~inside] - np.median(m[~inside])), floor))
     return best > threshold
+
+
+def _surrounded(inside: np.ndarray) -> bool:
+    """Whether ordinary days come both before and after the first and last flagged days, so that a
+    level shift (all days after it differ) is not taken for a day-of-week pattern.
+
+    >>> _surrounded(np.array([False, True, True, False])), _surrounded(np.array([False, False, True]))
+    (True, False)
+    """
+    idx, out = np.flatnonzero(inside), np.flatnonzero(~inside)
+    return bool(len(idx) and len(out) and out[0] < idx[0] and out[-1] > idx[-1])
 
 
 def baseline_residuals(series: Series, seasonal: bool, period: int = DAY) -> np.ndarray:
@@ -93,19 +105,20 @@ def baseline_residuals(series: Series, seasonal: bool, period: int = DAY) -> np.
 
 
 def anomaly_mask(resid: np.ndarray, z: float = CLEAN_Z, max_fraction: float = MAX_MASKED) -> np.ndarray:
-    """Points whose robust z-score exceeds `z` (dilated by two points), at most `max_fraction` of them."""
+    """Points whose robust z-score exceeds `z` (dilated by two points); none when more than
+    `max_fraction` exceed it, since then the tails are the series' nature, not an incident."""
     sigma = robust_sigma(resid)
     if sigma == 0:
         return np.zeros(len(resid), dtype=bool)
     absz = np.abs(resid) / sigma
     finite = absz[np.isfinite(absz)]
-    if len(finite) and np.mean(finite > z) > max_fraction:
-        z = float(np.quantile(finite, 1 - max_fraction))
+    if len(finite) and np.mean(finite > z) > max_fraction:  # heavy tails, not incidents: keep them
+        return np.zeros(len(resid), dtype=bool)
     mask = np.nan_to_num(absz, nan=0.0) > z
     return mask | np.roll(mask, 1) | np.roll(mask, -1) | np.roll(mask, 2) | np.roll(mask, -2)
 
 
-def find_level_shift(values: np.ndarray, step: int, min_after: int = DAY // 2) -> tuple[int, float] | None:
+def find_level_shift(values: np.ndarray, step: int, min_after: int = 2 * 3600) -> tuple[int, float] | None:
     """The index and size of the most significant persistent level shift in de-seasonalised values.
 
     The split maximising a CUSUM-style statistic on hourly block medians is kept when the jump is
@@ -148,23 +161,29 @@ def _hourly_blocks(values: np.ndarray, step: int) -> tuple[np.ndarray, int, int]
 
 
 def clean_training(series: Series, seasonal: bool, mask: bool = True, period: int = DAY) -> tuple[Series, dict]:
-    """The series with its own anomalies masked (unless `mask` is off, as for sparse series whose
-    spikes are their normal) and history before a level shift cut or moved."""
+    """The series with its own anomalies masked and its level shifts undone (unless `mask` is off, as
+    for sparse series whose spikes are their normal).
+
+    Up to three shifts are found, latest level first; history before a shift is moved to the new level
+    (keeping its noise and daily shape for the scale), or cut when three days or more follow the shift.
+    """
     values = series.values.astype(np.float64).copy()
     info: dict = {"masked": 0, "level_shift": None}
-    deseason = baseline_residuals(series, seasonal, period) if seasonal else values
-    shift = find_level_shift(deseason, series.step)
-    start = 0
-    if shift is not None:
-        at, jump = shift
-        info["level_shift"] = {"at": int(series.timestamps[at]), "size": jump}
-        if not seasonal or len(values) - at >= 3 * DAY // series.step:
-            start = at
-        else:
-            values[:at] += jump
-    out = Series(series.labels, series.timestamps[start:], values[start:], series.step, series.name)
     if not mask:
-        return out, info
+        return Series(series.labels, series.timestamps, values, series.step, series.name), info
+    deseason = baseline_residuals(series, seasonal, period) if seasonal else values.copy()
+    latest = 0
+    for _ in range(MAX_SHIFTS):
+        shift = find_level_shift(deseason, series.step)
+        if shift is None:
+            break
+        at, jump = shift
+        values[:at] += jump
+        deseason[:at] += jump
+        latest = max(latest, at)
+        info["level_shift"] = {"at": int(series.timestamps[latest]), "size": jump}
+    start = latest if latest and len(values) - latest >= CUT_AFTER // series.step else 0
+    out = Series(series.labels, series.timestamps[start:], values[start:], series.step, series.name)
     masked = anomaly_mask(baseline_residuals(out, seasonal, period))
     info["masked"] = int(masked.sum())
     cleaned = np.where(masked, np.nan, out.values)

@@ -115,7 +115,7 @@ def test_history_before_a_level_shift_is_cut() -> None:
     fit = fit_series(Series(s.labels, s.timestamps, values, STEP), FitSettings())
     assert fit.training["level_shift"] is not None
     assert np.median(fit.yhat) == pytest.approx(80.0, abs=1.0)
-    assert width(fit) < 10.0
+    assert width(fit) < 15.0  # half the shift: the old level is not inside the band
 
 
 def test_intermittent_series_keeps_zero_as_its_lower_band() -> None:

@@ -60,7 +60,7 @@ def interpolate_circular(table: np.ndarray, positions: np.ndarray) -> np.ndarray
     return (1 - frac) * table[lo % n] + frac * table[(lo + 1) % n]
 
 
-def daily_slope(t: np.ndarray, y: np.ndarray, min_days: int = 4) -> float:
+def daily_slope(t: np.ndarray, y: np.ndarray, min_days: int = 3) -> float:
     """Trend per second from the Theil-Sen slope of daily medians; 0 with fewer than `min_days` days."""
     day = (t // DAY).astype(np.int64)
     day -= day.min()
