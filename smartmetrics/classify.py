@@ -33,6 +33,7 @@ CONSTANT_SHARE = 0.9
 SHIFT_RATIO, SHIFT_MIN_STRENGTH, SHIFT_MIN_SIZE = 0.35, 0.5, 5.0
 TREND_MIN_STRENGTH, TREND_MIN_SIZE = 0.5, 5.0
 NOISY_RELATIVE = 0.3
+WEEKLY_MARGIN = 0.03  # a weekly-only cycle yields to a step fit only when the step fits clearly better
 
 KEY_FEATURES = (
     "history_days", "seasonal_daily", "seasonal_weekly", "trend_strength", "shift_strength",
@@ -105,7 +106,7 @@ def decide(f: dict[str, float], periods: tuple[int, ...]) -> tuple[str, float, t
         return "constant", _margin(f["flat_share"], CONSTANT_SHARE, 0.05), (
             f"one value holds {f['flat_share']:.1%} of points >= {CONSTANT_SHARE:.0%}",)
     name, strength = _strongest_season(f)
-    if periods == (WEEK,) and _is_level_shift(f) and f["shift_strength"] >= strength:
+    if periods == (WEEK,) and _is_level_shift(f) and f["shift_strength"] >= strength + WEEKLY_MARGIN:
         return "level_shift", _margin(f["shift_strength"], strength, 0.1), (
             f"step fit R² {f['shift_strength']:.2f} >= weekly seasonal strength {strength:.2f}: "
             "two weeks cannot tell a weekly cycle from deploys",

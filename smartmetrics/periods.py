@@ -8,6 +8,7 @@ per-phase medians), so a single incident cannot fake or hide a cycle, and noise 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,7 +95,12 @@ def _cycles(x: np.ndarray, lag: int) -> np.ndarray:
 
 
 def _median_rows(rows: np.ndarray) -> np.ndarray:
-    return np.nanmedian(rows, axis=0) if np.isnan(rows).any() else np.median(rows, axis=0)
+    """Per-column medians; the NaN-aware (slower) path only for a padded last cycle."""
+    if not np.isnan(rows).any():
+        return np.median(rows, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column stays NaN, as it should
+        return np.nanmedian(rows, axis=0)
 
 
 def seasonal_profile(x: np.ndarray, lag: int) -> np.ndarray:
@@ -217,6 +223,20 @@ def _sub_daily(d: np.ndarray, w: int, per_day: int) -> dict[str, int]:
     return out
 
 
+def theil_sen_slope(y: np.ndarray) -> float:
+    """Median of the slopes between all pairs of points (Theil-Sen): a trend estimate that a level shift
+    or a weekly cycle only nudges, where a least-squares line or week-over-week differences follow them.
+
+    >>> theil_sen_slope(np.array([0.0, 1.0, 2.0, 30.0, 4.0]))
+    1.0
+    """
+    y = y[np.isfinite(y)]
+    if len(y) < 2:
+        return 0.0
+    i, j = np.triu_indices(len(y), k=1)
+    return float(np.median((y[j] - y[i]) / (j - i)))
+
+
 def _weekly(x: np.ndarray, components: np.ndarray, w: int) -> tuple[float, np.ndarray]:
     """Cross-validated weekly strength on hourly means of the series minus its trend and sub-weekly cycles."""
     factor = max(1, HOUR // w)
@@ -224,8 +244,7 @@ def _weekly(x: np.ndarray, components: np.ndarray, w: int) -> tuple[float, np.nd
     lag = WEEK // (w * factor)
     if len(zh) < 1.9 * lag:
         return 0.0, np.zeros(len(x))
-    slope = float(np.median(zh[lag:] - zh[:-lag])) / lag  # week-over-week change: blind to the cycle itself
-    zh = zh - slope * np.arange(len(zh))
+    zh = zh - theil_sen_slope(block_mean(zh, lag // 7)) / (lag // 7) * np.arange(len(zh))
     strength = cv_strength(zh, lag, trim=WEEKLY_TRIM)
     return strength, np.resize(np.repeat(seasonal_profile(zh, lag), factor), len(x))
 

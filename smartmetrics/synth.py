@@ -233,7 +233,8 @@ def make_series(kind: str, *, step: int = 300, days: float = 14, seed: int = 0, 
         values, _ = _quantise(values, quantum, rng)
     values = _drop_scrapes(values, step, rng)
     if kind == "insufficient" and n_days >= 1:  # a long history with only a handful of scrapes
-        keep = rng.random(n) < rng.integers(5, 40) / n
+        keep = np.zeros(n, bool)
+        keep[rng.choice(n, size=min(n, int(rng.integers(5, 40))), replace=False)] = True
         values = np.where(keep, values, np.nan)
     labels = {"job": draft.metric, "tenant": f"tenant-{int(scale)}", "instance": f"{kind}-{seed}"}
     series = Series(labels, t, values, step, name=draft.metric)
