@@ -125,6 +125,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                         workers=args.workers, out=args.out, console=console)
 
 
+def cmd_classify(args: argparse.Namespace) -> int:
+    from smartmetrics.classify_cli import run_classify
+
+    if bool(args.csv) == bool(args.config):
+        print("error: give either --config F or --csv FILE [FILE...]", file=sys.stderr)
+        return EXIT_USAGE
+    config = _load(args.config) if args.config else None
+    aliases = _pick_baselines(config, args.baseline) if config else []
+    return run_classify(csv=args.csv, config=config, aliases=aliases, as_json=args.json, end=args.end)
+
+
 # --- parser ---------------------------------------------------------------------------------
 
 
@@ -237,6 +248,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sensitivity", default="medium", metavar="S", help="low|medium|high or a number in (0,1)")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="worker processes (default: 2)")
     p.add_argument("--out", metavar="DIR", help="also write every backtest table as CSV under DIR")
+
+    p = _add(
+        sub, "classify", cmd_classify, "curve type, periods and features of each series",
+        "Classify every series of the configured baselines (fetched from their sources) or of NAB-format\n"
+        "CSV files as seasonal, stable, trending, intermittent, level_shift, noisy, constant or\n"
+        "insufficient, with its periods (strongest first), a confidence and the features that decided it.",
+    )
+    p.add_argument("--config", metavar="F", help="path to the YAML config")
+    p.add_argument("--baseline", action="append", metavar="A", help="only this baseline (repeatable)")
+    p.add_argument("--csv", nargs="+", metavar="FILE", help="timestamp,value CSV files instead of a config")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--end", type=float, default=None, metavar="UNIX_SECONDS", help="end of the range (default: now)")
 
     return parser
 

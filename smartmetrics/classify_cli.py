@@ -1,0 +1,112 @@
+"""`smartmetrics classify`: curve type per series from a config's baselines or from CSV files.
+
+Loading, classifying and rendering live here so that `cli.py` only wires the arguments; the output is
+a rich table for people or JSON (one object per series) for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from smartmetrics.classify import Classification, classify_series, format_periods
+from smartmetrics.config import Config
+from smartmetrics.series import Series, format_labels, read_csv_series
+
+EXIT_OK, EXIT_FAILURE = 0, 1
+
+
+class InputError(Exception):
+    """The series to classify could not be had (a source error); the message says why."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One classified series: where it came from and the verdict."""
+
+    source: str
+    name: str
+    labels: dict[str, str]
+    result: Classification
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "name": self.name, "labels": self.labels} | self.result.to_dict()
+
+
+def classify_csv(paths: Sequence[str]) -> list[Row]:
+    """Classify NAB-format `timestamp,value` files; a file that cannot be read raises ValueError/OSError."""
+    rows = []
+    for path in paths:
+        series = read_csv_series(path)
+        rows.append(Row("csv", path, {}, classify_series(series)))
+    return rows
+
+
+def classify_baselines(config: Config, aliases: Sequence[str], end: float | None = None) -> list[Row]:
+    """Fetch each baseline's history from its source and classify every series it returns."""
+    from smartmetrics.source import SourceError, fetch_baseline  # network I/O only on this path
+
+    rows = []
+    for alias in aliases:
+        try:
+            result = fetch_baseline(config, alias, end)
+        except SourceError as exc:
+            raise InputError(str(exc)) from None
+        rows.extend(_row(alias, s) for s in result.series)
+    return rows
+
+
+def _row(alias: str, series: Series) -> Row:
+    return Row(alias, format_labels(series.labels), dict(series.labels), classify_series(series))
+
+
+def render_json(rows: Sequence[Row]) -> str:
+    """All rows as a JSON array (stable key order)."""
+    return json.dumps([r.to_dict() for r in rows], indent=2, sort_keys=True)
+
+
+def _cell(features: dict[str, float], key: str) -> str:
+    value = features.get(key)
+    return "-" if value is None else f"{value:.2f}"
+
+
+def render_table(rows: Sequence[Row], file: Any = None) -> None:
+    """A rich table: series, type, periods, confidence, the key features and the deciding reason."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"curve types of {len(rows)} series", show_lines=False)
+    for title in ("series", "type", "periods", "conf.", "season", "trend", "shift", "noise/level",
+                  "zeros", "history", "why"):
+        table.add_column(title, overflow="fold")
+    for row in rows:
+        f = row.result.features
+        season = max((f.get(k, 0.0) for k in ("seasonal_daily", "seasonal_weekly", "seasonal_hourly",
+                                              "seasonal_other")), default=0.0)
+        table.add_row(
+            Path(row.name).name if row.source == "csv" else f"{row.source} {row.name}", row.result.curve_type,
+            format_periods(row.result.periods), f"{row.result.confidence:.2f}", f"{season:.2f}",
+            _cell(f, "trend_strength"), _cell(f, "shift_strength"), _cell(f, "relative_noise"),
+            _cell(f, "zero_share"), f"{f.get('history_days', 0.0):.1f}d",
+            row.result.reasons[0] if row.result.reasons else "",
+        )
+    Console(file=file or sys.stdout, width=200).print(table)
+
+
+def run_classify(*, csv: Sequence[str] | None, config: Config | None, aliases: Sequence[str],
+                 as_json: bool, end: float | None = None) -> int:
+    """The command: classify, print table or JSON, return the exit code (1 when input cannot be read)."""
+    try:
+        rows = classify_csv(csv) if csv else classify_baselines(config, aliases, end) if config else []
+    except (OSError, ValueError, InputError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if as_json:
+        print(render_json(rows))
+    else:
+        render_table(rows)
+    return EXIT_OK
