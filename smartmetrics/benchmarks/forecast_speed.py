@@ -1,0 +1,64 @@
+"""Forecast speed: full fits (14 days at 5 minutes, fit plus calibration, one-day horizon) per second
+of wall time on a process pool, smartmetrics' default ensemble beside prophet-bands, same series.
+
+    python -m smartmetrics.benchmarks.forecast_speed [--series 96] [--prophet-series 24] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+from smartmetrics.series import Series
+
+DAY = 86400
+
+
+def _fit_smartmetrics(series: Series) -> None:
+    from smartmetrics.ensemble import FitSettings, fit_series
+
+    fit_series(series, FitSettings(horizon=DAY))
+
+
+def _fit_prophet(series: Series) -> None:
+    from smartmetrics.peers import prophet_band_fit
+
+    prophet_band_fit(0.8)(series, DAY)
+
+
+def series_per_second(fit, corpus: list[Series], workers: int) -> float:
+    """Wall-clock throughput of `fit` over `corpus` on `workers` processes (pool start-up excluded)."""
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(_noop, range(workers)))
+        start = time.perf_counter()
+        list(pool.map(fit, corpus, chunksize=1))
+        return len(corpus) / (time.perf_counter() - start)
+
+
+def _noop(_: int) -> None:
+    from smartmetrics.peers import quiet_prophet
+
+    quiet_prophet()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print series/s for each detector and the ratio."""
+    from smartmetrics.synth import make_corpus
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--series", type=int, default=96)
+    parser.add_argument("--prophet-series", type=int, default=24)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    corpus = [item.series for item in make_corpus(args.series) if item.series.observed > DAY // 300]
+    ours = series_per_second(_fit_smartmetrics, corpus, args.workers)
+    theirs = series_per_second(_fit_prophet, corpus[: args.prophet_series], args.workers)
+    print(f"{len(corpus)} synthetic series, 14 days at 5m, horizon 1d, {args.workers} worker processes")
+    print(f"smartmetrics (default ensemble, no Prophet): {ours:8.1f} series/s")
+    print(f"prophet-bands (first {min(len(corpus), args.prophet_series)} series):   {theirs:8.1f} series/s")
+    print(f"ratio smartmetrics / prophet-bands:          {ours / theirs:8.1f}x")
+
+
+if __name__ == "__main__":
+    main()
