@@ -19,8 +19,9 @@ interquartile range), because a fixed number cannot suit both bytes/s and error 
 
 Calibration is split-conformal on out-of-sample (walk-forward) residuals normalised by the models'
 own scale: `z = (y - yhat) / scale`. Each side gets its own quantile, so skewed residuals give an
-asymmetric band; tails beyond the data are extrapolated with an exponential tail fitted to the top
-exceedances, which is exact for Laplace noise and close for Gaussian. Where the curve is seasonal,
+asymmetric band; tails beyond the data are extrapolated with a generalised Pareto tail fitted to
+the top exceedances (shape clipped to [0, 0.5]: exponential for Laplace or Gaussian noise, heavier
+for lognormal-like residuals). Where the curve is seasonal,
 a per time-of-day bucket factor (shrunk towards 1) widens the hours that were harder to predict.
 """
 
@@ -85,9 +86,27 @@ def tail_quantile(x: np.ndarray, p: float) -> float:
         rank = min(n, math.ceil((n + 1) * (1 - p)))
         return float(x[max(rank, 1) - 1])
     u = float(x[min(n - 1, math.ceil((n + 1) * (1 - p_u)) - 1)])
-    excess = x[x > u] - u
-    b = float(excess.mean()) if len(excess) else 0.0
-    return u + b * math.log(p_u / p)
+    return u + gpd_excess_quantile(x[x > u] - u, p_u / p)
+
+
+def gpd_excess_quantile(excess: np.ndarray, ratio: float) -> float:
+    """How far past the threshold the `1/ratio` tail quantile of a generalised Pareto fit lies.
+
+    Method of moments for the shape, clipped to [0, 0.5]: never lighter than exponential (so
+    Gaussian residuals get a slightly conservative band) but heavy tails (lognormal latencies) are
+    followed.
+
+    >>> round(gpd_excess_quantile(np.array([1.0, 1.0, 1.0]), math.e), 6)
+    1.0
+    """
+    if len(excess) == 0:
+        return 0.0
+    m, v = float(np.mean(excess)), float(np.var(excess))
+    shape = float(np.clip(0.5 * (1 - m * m / v), 0.0, 0.5)) if v > 0 else 0.0
+    if shape < 1e-6:
+        return m * math.log(ratio)
+    sigma = m * (1 - shape)
+    return sigma / shape * (ratio**shape - 1)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
 }
 MIN_HISTORY: dict[str, int] = {"profile_week": 7 * DAY, "profile_day": DAY}
 SPARSE = ("intermittent", "constant")
+UNMASKED = SPARSE + ("noisy",)  # their extremes are their nature, not incidents
 DROP_RATIO = 1.5
 COLD_DAYS = 7
 MAX_FOLDS = 4
@@ -269,7 +270,7 @@ def fit_series(series: Series, settings: FitSettings) -> FittedSeries:
         curve, weekly = "seasonal", True
         classification["curve_type"] = curve
     seasonal = curve == "seasonal" or bool(classification["periods"])
-    train, training = clean_training(series, seasonal, mask=curve not in SPARSE, period=WEEK if weekly else DAY)
+    train, training = clean_training(series, seasonal, mask=curve not in UNMASKED, period=WEEK if weekly else DAY)
     history = int(np.isfinite(train.values).sum()) * train.step
     names = choose_candidates(curve, settings, history, weekly)
     weights, members, backtest_fc, y_test, t_test = select_members(train, names)

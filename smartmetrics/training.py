@@ -15,7 +15,7 @@ from smartmetrics.models.profile import SeasonalProfile, WeeklyProfile
 from smartmetrics.series import Series
 
 CLEAN_Z = 6.0
-MAX_MASKED = 0.05
+MAX_MASKED = 0.02
 MAX_SHIFTS = 3
 CUT_AFTER = 3 * DAY
 
