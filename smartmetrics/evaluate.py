@@ -104,6 +104,7 @@ class _Timed:
         self.fit, self.seconds, self.fits, self.failures = fit, 0.0, 0, 0
 
     def __call__(self, train: Series, horizon: int) -> object:
+        """Fit as the wrapped function would, or return None (no band this period) if it raises."""
         start = time.perf_counter()
         try:
             return self.fit(train, horizon)

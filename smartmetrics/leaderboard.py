@@ -75,6 +75,7 @@ def summarise(detector: str, nominal: float | None, results: list, *, nab: bool)
 
 
 def _num(x: float, fmt: str) -> str:
+    """A number for the table, or a dash when it is undefined (no events, no clean series...)."""
     return "—" if x is None or not math.isfinite(x) else format(x, fmt)
 
 
