@@ -72,10 +72,10 @@ class Classification:
 def format_periods(periods: tuple[int, ...]) -> str:
     """Periods written as durations, strongest first.
 
-    >>> format_periods((86400, 604800))
-    '1d, 1w'
+    >>> format_periods((86400, 604800, 5400))
+    '1d, 1w, 1h30m'
     """
-    return ", ".join(format_duration(p) for p in periods) or "-"
+    return ", ".join("1w" if p == WEEK else format_duration(p) for p in periods) or "-"
 
 
 def _margin(value: float, threshold: float, scale: float) -> float:
