@@ -74,3 +74,11 @@ def test_fetch_of_one_named_baseline(prometheus, tmp_path):
     assert [p.name for p in out.iterdir()] == ["a"]
     assert list(json.loads((out / "a" / "labels.json").read_text()).values()) == [
         {"exported_baseline": "theirs", "job": "x"}]
+
+
+def test_fetch_benchmark_runs_and_both_ways_agree(capsys):
+    from smartmetrics.benchmarks.fetch import main as bench
+
+    assert bench(["--series", "2", "--days", "1", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "same data: both got 2 series and 2,882 points" in out and "series/s" in out
