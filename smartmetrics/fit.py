@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import statistics
-import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from rich.table import Table
 
 from smartmetrics.config import Config
 from smartmetrics.retrain import RetrainOutcome, retrain_baseline
+from smartmetrics.terminal import make_console
 from smartmetrics.store import STATE_FILE, BaselineState, StoreError, baseline_dir, load_baseline, save_baseline
 
 
@@ -60,7 +60,7 @@ def _previous(config: Config, alias: str, console: Console) -> BaselineState | N
 
 def run_fit(config: Config, aliases: Sequence[str], workers: int | None = None) -> int:
     """Retrain the baselines now and write them to the store; exit 1 if any baseline failed."""
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     outcomes = []
     ctx = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool, Progress(
@@ -83,5 +83,5 @@ def run_fit(config: Config, aliases: Sequence[str], workers: int | None = None) 
             progress.update(task, description=f"{alias}: done", total=max(outcome.fetched, 1),
                             completed=max(outcome.fetched, 1))
             outcomes.append(outcome)
-    Console(file=sys.stdout).print(render_fit_summary(outcomes))
+    make_console().print(render_fit_summary(outcomes))
     return 1 if any(o.error for o in outcomes) else 0
