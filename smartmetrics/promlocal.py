@@ -174,12 +174,14 @@ class LocalPrometheus:
         scrape_interval: str = "15s",
         workdir: str | Path | None = None,
         startup_timeout: float = 60.0,
+        tls: tuple[str | Path, str | Path] | None = None,
     ):
         self.series = list(series)
         self.scrape_targets = list(scrape_targets)
         self.rule_files = list(rule_files)
         self.scrape_interval = scrape_interval
         self.startup_timeout = startup_timeout
+        self.tls = tls  # (cert_file, key_file): serve HTTPS
         self._own_dir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="smartmetrics-prom-"))
         self.port = 0
@@ -187,7 +189,7 @@ class LocalPrometheus:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def __enter__(self) -> LocalPrometheus:
         self.start()
@@ -199,22 +201,14 @@ class LocalPrometheus:
     def start(self) -> None:
         """Backfill, write the config, start Prometheus and wait until it answers `/-/ready`."""
         prometheus, _ = find_binaries()
-        data_dir = self.workdir / "data"
-        if self.series:
-            backfill(self.series, data_dir)
-        config_file = self.workdir / "prometheus.yml"
-        config_file.write_text(render_prometheus_config(
-            self.scrape_targets, self.rule_files, self.scrape_interval))
+        flags = self._prepare()
         for _ in range(3):  # the free port may be taken between probing and binding
             self.port = free_port()
-            log_file = (self.workdir / "prometheus.log").open("wb")
-            self.process = subprocess.Popen(
-                [prometheus, f"--config.file={config_file}", f"--storage.tsdb.path={data_dir}",
-                 f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=100y",
-                 "--web.enable-lifecycle", "--log.level=warn"],
-                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
-            log_file.close()
+            with (self.workdir / "prometheus.log").open("wb") as log_file:
+                self.process = subprocess.Popen(
+                    [prometheus, *flags, f"--web.listen-address=127.0.0.1:{self.port}"],
+                    stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                )
             if self._wait_ready():
                 return
             if "address already in use" not in self.log_tail():
@@ -222,6 +216,22 @@ class LocalPrometheus:
         tail = self.log_tail()
         self.stop()
         raise LocalPrometheusError(f"prometheus did not become ready within {self.startup_timeout:g}s:\n{tail}")
+
+    def _prepare(self) -> list[str]:
+        """Backfill the TSDB, write prometheus.yml (and web.yml for TLS); the command-line flags."""
+        data_dir = self.workdir / "data"
+        if self.series:
+            backfill(self.series, data_dir)
+        config_file = self.workdir / "prometheus.yml"
+        config_file.write_text(render_prometheus_config(self.scrape_targets, self.rule_files, self.scrape_interval))
+        flags = [f"--config.file={config_file}", f"--storage.tsdb.path={data_dir}",
+                 "--storage.tsdb.retention.time=100y", "--web.enable-lifecycle", "--log.level=warn"]
+        if self.tls:
+            web_file = self.workdir / "web.yml"
+            web_file.write_text(yaml.safe_dump({"tls_server_config": {
+                "cert_file": str(self.tls[0]), "key_file": str(self.tls[1])}}))
+            flags.append(f"--web.config.file={web_file}")
+        return flags
 
     def _wait_ready(self) -> bool:
         """Poll `/-/ready` until it answers 200 (True) or the process exits or time runs out (False)."""
@@ -231,7 +241,7 @@ class LocalPrometheus:
             if self.process.poll() is not None:
                 return False
             try:
-                if httpx.get(self.url + "/-/ready", timeout=2.0).status_code == 200:
+                if httpx.get(self.url + "/-/ready", timeout=2.0, verify=False).status_code == 200:
                     return True
             except httpx.HTTPError:
                 pass
@@ -245,7 +255,7 @@ class LocalPrometheus:
 
     def reload(self) -> None:
         """Ask Prometheus to re-read its config and rule files (`/-/reload`)."""
-        httpx.post(self.url + "/-/reload", timeout=10.0).raise_for_status()
+        httpx.post(self.url + "/-/reload", timeout=10.0, verify=False).raise_for_status()
 
     def stop(self) -> None:
         """Terminate Prometheus (kill it if it lingers) and remove the temporary directory."""

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import shutil
+import subprocess
 import threading
 
 import httpx
 import numpy as np
 import pytest
 
+from smartmetrics.promlocal import LocalPrometheus
 from smartmetrics.source import (
     Matrix,
     RawSeries,
@@ -190,3 +193,35 @@ def test_unknown_baseline_is_a_clear_error(prometheus, make_config):
     config = make_config(prometheus.url, {"r": {"expr": "up"}})
     with pytest.raises(SourceError, match="baseline nope: not configured"):
         fetch_baseline(config, "nope", prometheus.end)
+
+
+@pytest.fixture(scope="module")
+def tls_prometheus(prometheus, tmp_path_factory):
+    """A second, empty Prometheus serving HTTPS with a self-signed certificate for 127.0.0.1."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    with LocalPrometheus(tls=(cert, key)) as prom:
+        yield prom.url, str(cert)
+
+
+@pytest.mark.parametrize("tls", ["ca_file", "insecure_skip_verify"])
+def test_https_with_a_private_ca_or_skip_verify(tls_prometheus, make_config, tls):
+    url, cert = tls_prometheus
+    settings = {"ca_file": cert} if tls == "ca_file" else {"insecure_skip_verify": True}
+    config = make_config(url, {"one": {"expr": "vector(1)", "step": "1m", "history": "5m"}}, tls=settings)
+    (series,) = fetch_baseline(config, "one").series
+    assert series.labels == {} and series.values[-1] == 1.0
+
+
+def test_https_with_an_unknown_ca_is_not_retried_and_says_what_to_check(tls_prometheus, make_config):
+    url, _ = tls_prometheus
+    config = make_config(url, {"one": {"expr": "vector(1)", "history": "1h"}})
+    transport = RecordingTransport()  # verifies against the system CAs, which do not know ours
+    with pytest.raises(SourceError, match=r"baseline one: TLS verification of https://.* failed.*tls.ca_file"):
+        fetch_baseline(config, "one", transport=transport)
+    assert len(transport.requests) == 1
