@@ -85,3 +85,28 @@ def make_config() -> Callable[..., Config]:
         return parse_config({"sources": {"main": {"url": url, **source}}, "baselines": baselines})
 
     return build
+
+
+# --- golden files -----------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden/ from the current output")
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
+    """Compare text with tests/golden/<name>, or rewrite that file under `--update-golden`."""
+    from pathlib import Path
+
+    root = Path(__file__).parent / "golden"
+
+    def check(name: str, text: str) -> None:
+        path = root / name
+        if request.config.getoption("--update-golden"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        assert path.exists(), f"{path} is missing; run pytest --update-golden"
+        assert text == path.read_text(), f"{name} differs from its golden file; run pytest --update-golden if intended"
+
+    return check
