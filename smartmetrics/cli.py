@@ -142,6 +142,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, duration=args.duration, workers=args.workers)
 
 
+def cmd_rules(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    from smartmetrics.rules import RulesError, write_rules
+
+    try:
+        paths, store_errors = write_rules(config, args.out, args.grafana_url)
+    except RulesError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"error: cannot write to {args.out}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILURE
+    for problem in store_errors:
+        print(f"warning: {problem}", file=sys.stderr)
+    for path in paths:
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
 # --- parser ---------------------------------------------------------------------------------
 
 
@@ -279,6 +298,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                    help="stop after serving this long instead of waiting for Ctrl-C")
     p.add_argument("--workers", type=int, default=None, metavar="N", help="fit worker processes (default: CPUs)")
+
+    p = _add(
+        sub, "rules", cmd_rules, "write Prometheus recording and alerting rules",
+        "Write DIR/smartmetrics.rules.yml: per baseline the recording rules smartmetrics:value and\n"
+        "smartmetrics:anomaly_score and one alert honouring alert.direction, for, severity, labels and\n"
+        "annotations; and DIR/smartmetrics.rules.test.yml, its `promtool test rules` cases. Value and band\n"
+        "are matched on the series' own labels, read from the store (run `smartmetrics fit` first) or\n"
+        "from the expr's outer `by (...)`. Same config and store, same bytes.",
+    )
+    p.add_argument("--config", required=True, metavar="F", help="path to the YAML config")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write into (created if missing)")
+    p.add_argument("--grafana-url", metavar="URL", help="link each alert to its Grafana dashboard panel")
 
     return parser
 

@@ -1,0 +1,132 @@
+"""`promtool test rules` cases for the generated rules: each alert fires outside the band, through its `for`.
+
+Per baseline, one test feeds a series' value and band at one-minute resolution (the band series also
+carry a daemon `job`/`instance` when the series has none, as a `honor_labels` scrape gives them) and
+walks through: inside the band, above it long enough to fire, back inside, below it, back inside,
+and, when a minimum deviation is set, just outside the band but by less than that minimum. Alerts
+are expected only on the sides that `direction` allows, never before `for` has passed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote_plus
+
+from smartmetrics.config import Alert, Config
+from smartmetrics.rules import (
+    LOWER,
+    SCORE_THRESHOLD,
+    UPPER,
+    VALUE,
+    VALUE_PANEL_ID,
+    YHAT,
+    alert_name,
+    check_grafana_url,
+    dashboard_uid,
+)
+from smartmetrics.series import format_labels
+
+YHAT_VALUE, LOWER_VALUE, UPPER_VALUE = 100.0, 90.0, 120.0
+INSIDE = 105.0
+SAMPLE_LABEL_VALUE = 'x"y\\z'
+"""Test label values carry a quote and a backslash so that every quoting path is exercised."""
+DAEMON = {"job": "smartmetrics", "instance": "daemon:9877"}
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A stretch of minutes at one value, and which side (if any) it is expected to alert on."""
+
+    value: float
+    minutes: int
+    side: str | None
+
+
+def excursion(alert: Alert, half: float, yhat: float) -> float:
+    """A deviation that is clearly an anomaly: past the threshold and past both minimum deviations."""
+    return max(half * (SCORE_THRESHOLD + 2.0), 2 * alert.min_abs_deviation,
+               2 * alert.min_rel_deviation * abs(yhat))
+
+
+def plan_phases(alert: Alert) -> list[Phase]:
+    """Inside, above, inside, below, inside (and a small excursion when a minimum deviation is set)."""
+    hold = math.ceil(alert.for_ / 60) + 5
+    up = YHAT_VALUE + excursion(alert, UPPER_VALUE - YHAT_VALUE, YHAT_VALUE)
+    down = YHAT_VALUE - excursion(alert, YHAT_VALUE - LOWER_VALUE, YHAT_VALUE)
+    phases = [Phase(INSIDE, 10, None), Phase(up, hold, "up"), Phase(INSIDE, 10, None),
+              Phase(down, hold, "down"), Phase(INSIDE, 10, None)]
+    small = max(alert.min_abs_deviation, alert.min_rel_deviation * YHAT_VALUE)
+    if small > UPPER_VALUE - YHAT_VALUE:  # a value outside the band but under the minimum deviation
+        phases += [Phase(UPPER_VALUE + 0.5 * (small - (UPPER_VALUE - YHAT_VALUE)), hold, None),
+                   Phase(INSIDE, 5, None)]
+    return phases
+
+
+def series_values(phases: list[Phase]) -> str:
+    """promtool's expanding notation for the phases, one value per minute."""
+    return " ".join(f"{p.value:g}x{p.minutes - 1}" for p in phases)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def expected_link(grafana_url: str, alias: str, labels: dict[str, str]) -> str:
+    """The dashboard link as the alert template should render it for these labels."""
+    params = "".join(f"&var-{k}={quote_plus(v)}" for k, v in labels.items() if k != "baseline")
+    return f"{check_grafana_url(grafana_url)}/d/{dashboard_uid(alias)}/?orgId=1&viewPanel={VALUE_PANEL_ID}{params}"
+
+
+def expected_alert(alias: str, config: Config, labels: dict[str, str], value: float,
+                   grafana_url: str | None = None) -> dict[str, Any]:
+    """The firing alert promtool should see for a value (its labels and rendered annotations)."""
+    alert = config.baselines[alias].alert
+    above = value >= YHAT_VALUE
+    half = (UPPER_VALUE if above else LOWER_VALUE) - YHAT_VALUE
+    score = abs(value - YHAT_VALUE) / abs(half)
+    rendered = {
+        "summary": f"{alias} is outside its expected range",
+        "description": (f"Value {_fmt(value)} is outside the expected range {_fmt(LOWER_VALUE)} to "
+                        f"{_fmt(UPPER_VALUE)} (expected {_fmt(YHAT_VALUE)}); anomaly score {score:.2f}."),
+        "value": _fmt(value), "expected_range": f"{_fmt(LOWER_VALUE)} to {_fmt(UPPER_VALUE)}",
+        "anomaly_score": f"{score:.2f}", "baseline": alias,
+    }
+    if grafana_url:
+        rendered["dashboard"] = expected_link(grafana_url, alias, labels)
+    rendered.update(alert.annotations)
+    exp_labels = {**labels, **alert.labels, "severity": alert.severity, "baseline": alias}
+    return {"exp_labels": dict(sorted(exp_labels.items())), "exp_annotations": dict(sorted(rendered.items()))}
+
+
+def render_case(alias: str, config: Config, names: tuple[str, ...], grafana_url: str | None = None) -> dict[str, Any]:
+    """One promtool test: the inputs of one series and the alerts expected along its phases."""
+    alert = config.baselines[alias].alert
+    labels = {"baseline": alias, **{n: SAMPLE_LABEL_VALUE for n in names}}
+    band_labels = {**{k: v for k, v in DAEMON.items() if k not in names}, **labels}
+    phases = plan_phases(alert)
+    inputs = [{"series": VALUE + format_labels(labels), "values": series_values(phases)}]
+    total = sum(p.minutes for p in phases)
+    for metric, level in ((YHAT, YHAT_VALUE), (LOWER, LOWER_VALUE), (UPPER, UPPER_VALUE)):
+        inputs.append({"series": metric + format_labels(band_labels), "values": f"{level:g}x{total - 1}"})
+    checks, start, for_minutes = [], 0, math.ceil(alert.for_ / 60)
+    for phase in phases:
+        allowed = phase.side is not None and alert.direction in ("both", phase.side)
+        if for_minutes >= 1 and phase.side is not None:
+            checks.append({"eval_time": f"{start + for_minutes - 1}m", "alertname": alert_name(alias),
+                           "exp_alerts": []})  # still pending
+        fired = [expected_alert(alias, config, labels, phase.value, grafana_url)] if allowed else []
+        checks.append({"eval_time": f"{start + phase.minutes - 1}m", "alertname": alert_name(alias),
+                       "exp_alerts": fired})
+        start += phase.minutes
+    return {"name": f"{alias}: fires outside the band after for, silent inside", "interval": "1m",
+            "input_series": inputs, "alert_rule_test": checks}
+
+
+def render_rule_tests(config: Config, names: Mapping[str, tuple[str, ...]], rule_file: str,
+                      grafana_url: str | None = None) -> dict[str, Any]:
+    """The `promtool test rules` document for every baseline."""
+    tests = [render_case(alias, config, names[alias], grafana_url) for alias in sorted(config.baselines)]
+    return {"rule_files": [rule_file], "evaluation_interval": "1m", "tests": tests}
