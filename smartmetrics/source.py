@@ -103,16 +103,32 @@ def build_ssl_context(tls: ClientTLS) -> ssl.SSLContext:
     return ctx
 
 
+def _cause(exc: BaseException, kind: type[BaseException], errno: bool = False) -> BaseException | None:
+    """The first exception of type `kind` (with an errno, if asked) in the cause/context chain of `exc`."""
+    seen: BaseException | None = exc
+    while seen is not None and not (isinstance(seen, kind) and (not errno or getattr(seen, "errno", None))):
+        seen = seen.__cause__ or seen.__context__
+    return seen
+
+
 def _describe_connect_error(exc: BaseException) -> str:
     """A short human reason for a failed connection (`connection refused`, `host name not found`)."""
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, socket.gaierror):
-            return f"host name not found ({cause.strerror})"
-        if isinstance(cause, OSError) and cause.errno:
-            return os.strerror(cause.errno).lower()
-        cause = cause.__cause__ or cause.__context__
+    if (dns := _cause(exc, socket.gaierror)) is not None:
+        return f"host name not found ({dns.strerror})"  # type: ignore[attr-defined]
+    if isinstance(os_error := _cause(exc, OSError, errno=True), OSError) and os_error.errno:
+        return os.strerror(os_error.errno).lower()
     return str(exc) or type(exc).__name__
+
+
+def _tls_failure(exc: BaseException, url: str, name: str) -> SourceError | None:
+    """A final `SourceError` if a connection failed in TLS (retrying cannot help), else None."""
+    if (bad := _cause(exc, ssl.SSLCertVerificationError)) is not None:
+        return SourceError(f"TLS verification of {url} failed: {getattr(bad, 'verify_message', bad)} "
+                           f"(check sources.{name}.tls.ca_file, or set insecure_skip_verify)")
+    if (bad := _cause(exc, ssl.SSLError)) is not None:
+        return SourceError(f"TLS handshake with {url} failed: {getattr(bad, 'reason', None) or bad} "
+                           f"(does it serve HTTPS? check sources.{name}.url and tls)")
+    return None
 
 
 class PrometheusClient:
@@ -141,9 +157,13 @@ class PrometheusClient:
         auth = None
         if source.basic_auth is not None:
             auth = httpx.BasicAuth(source.basic_auth.username, source.basic_auth.resolved_password())
+        try:
+            verify = build_ssl_context(source.tls) if transport is None else True
+        except (ssl.SSLError, OSError) as exc:
+            raise SourceError(f"sources.{name}.tls: cannot load the CA or client certificate: {exc}") from None
         self._http = httpx.AsyncClient(
             base_url=source.url, headers=headers, auth=auth, timeout=source.timeout,
-            transport=transport, verify=build_ssl_context(source.tls) if transport is None else True,
+            transport=transport, verify=verify,
         )
 
     async def __aenter__(self) -> PrometheusClient:
@@ -202,9 +222,8 @@ class PrometheusClient:
             except httpx.TimeoutException:
                 raise _Retry("timeout", f"timed out after {self.source.timeout:g}s") from None
             except httpx.ConnectError as exc:
-                if "CERTIFICATE_VERIFY_FAILED" in str(exc) or isinstance(exc.__context__, ssl.SSLError):
-                    raise SourceError(f"TLS verification of {url} failed: {exc} (check sources.{self.name}"
-                                      ".tls.ca_file, or set insecure_skip_verify)") from None
+                if (tls_error := _tls_failure(exc, url, self.name)) is not None:
+                    raise tls_error from None
                 raise _Retry("connect", _describe_connect_error(exc)) from None
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
                 raise _Retry("broken", f"connection broken: {exc or type(exc).__name__}") from None
@@ -310,7 +329,10 @@ def fetch_baseline(
         async with PrometheusClient(name, source, transport, backoff=backoff) as client:
             return await fetch_baseline_async(client, config, alias, end, on_progress)
 
-    return run_sync(main())
+    try:
+        return run_sync(main())
+    except SourceError as exc:
+        raise exc if exc.baseline else exc.for_baseline(alias) from None
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

@@ -225,3 +225,9 @@ def test_https_with_an_unknown_ca_is_not_retried_and_says_what_to_check(tls_prom
     with pytest.raises(SourceError, match=r"baseline one: TLS verification of https://.* failed.*tls.ca_file"):
         fetch_baseline(config, "one", transport=transport)
     assert len(transport.requests) == 1
+
+
+def test_https_to_a_plain_http_server_is_a_clear_tls_error(prometheus, make_config):
+    config = make_config(prometheus.url.replace("http://", "https://"), {"one": {"expr": "vector(1)"}}, retries=0)
+    with pytest.raises(SourceError, match=r"baseline one: TLS handshake with https://.* failed.*serve HTTPS"):
+        fetch_baseline(config, "one")

@@ -159,3 +159,11 @@ def test_concurrency_is_bounded(make_config):
                          concurrency=3, max_points_per_request=100)
     result = fetch_baseline(config, "qps", END, transport=httpx.MockTransport(slow))
     assert result.requests == 15 and peak == 3
+
+
+def test_unreadable_ca_file_is_a_clear_error(make_config, tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not a certificate")
+    config = make_config("https://prom.test", {"qps": {"expr": "up"}}, tls={"ca_file": str(ca)})
+    with pytest.raises(SourceError, match="baseline qps: sources.main.tls: cannot load the CA or client certificate"):
+        fetch_baseline(config, "qps", END)
