@@ -189,6 +189,7 @@ class LocalPrometheus:
 
     @property
     def url(self) -> str:
+        """The base URL, e.g. `http://127.0.0.1:41234` (https when serving TLS)."""
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def __enter__(self) -> LocalPrometheus:

@@ -173,6 +173,7 @@ class PrometheusClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close the connection pool."""
         await self._http.aclose()
 
     async def query_range(

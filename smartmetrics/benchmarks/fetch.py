@@ -129,6 +129,7 @@ def render_table(rows: dict[str, tuple[Run, float, float]]) -> Table:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; exit code 1 if the two ways disagree on the data."""
     parser = argparse.ArgumentParser(prog="python -m smartmetrics.benchmarks.fetch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--series", type=int, default=50, help="how many series (default 50)")
