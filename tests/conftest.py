@@ -60,14 +60,19 @@ def generate_history(end: int, days: int = HISTORY_DAYS, step: int = HISTORY_STE
 
 
 @pytest.fixture(scope="session")
-def prometheus() -> Iterator[PromHistory]:
-    """One Prometheus for the whole session; skipped without the binaries, except in CI where it fails."""
+def prometheus_binaries() -> tuple[str, str]:
+    """Paths of prometheus and promtool; skipped without them, except in CI where that is a failure."""
     try:
-        find_binaries()
+        return find_binaries()
     except LocalPrometheusError as exc:
         if os.environ.get("CI"):
             pytest.fail(f"CI is set but {exc}")
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def prometheus(prometheus_binaries: tuple[str, str]) -> Iterator[PromHistory]:
+    """One Prometheus for the whole session, with generated history backfilled."""
     end = align_down(time.time(), 3600)
     series = generate_history(end)
     with LocalPrometheus(series) as prom:

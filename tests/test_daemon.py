@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from smartmetrics.promlocal import LocalPrometheus, MetricSeries, find_binaries, free_port
+from smartmetrics.promlocal import LocalPrometheus, MetricSeries, free_port
 from smartmetrics.series import align_down
 from smartmetrics.server import Response, route
 from smartmetrics.store import BaselineState, SeriesBand, load_baseline, load_store, save_baseline
@@ -64,14 +64,8 @@ def write_config(path: Path, prom_url: str, port: int, store: Path, **source: ob
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def stack(tmp_path_factory: pytest.TempPathFactory, prometheus_binaries: tuple[str, str]) -> Iterator[dict]:
     """A Prometheus scraping a daemon port every second, with 3 days of history; the daemon not yet started."""
-    try:
-        find_binaries()
-    except Exception as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
     root = tmp_path_factory.mktemp("stack")
     port = free_port()
     end = align_down(time.time(), 60)

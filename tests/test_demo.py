@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -10,17 +9,10 @@ import pytest
 
 from smartmetrics.demo import run_demo
 from smartmetrics.demo_data import DEMO_INCIDENTS
-from smartmetrics.promlocal import find_binaries
 
 
 @pytest.mark.slow
-def test_demo_catches_the_injected_incidents_and_cleans_up(tmp_path: Path) -> None:
-    try:
-        find_binaries()
-    except Exception as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+def test_demo_catches_the_injected_incidents_and_cleans_up(tmp_path: Path, prometheus_binaries: tuple) -> None:
     assert run_demo(tmp_path, duration=0, workers=1) == 0
     replays = {p.name: pd.read_csv(p) for p in (tmp_path / "replay").glob("*.csv")}
     assert len(replays) == 22
