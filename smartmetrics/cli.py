@@ -161,6 +161,26 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_grafana(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    from smartmetrics.grafana import write_grafana
+    from smartmetrics.rules import RulesError
+
+    try:
+        paths, store_errors = write_grafana(config, args.out, args.datasource_uid, args.grafana_url)
+    except RulesError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"error: cannot write to {args.out}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILURE
+    for problem in store_errors:
+        print(f"warning: {problem}", file=sys.stderr)
+    for path in paths:
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
 # --- parser ---------------------------------------------------------------------------------
 
 
@@ -310,6 +330,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, metavar="F", help="path to the YAML config")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write into (created if missing)")
     p.add_argument("--grafana-url", metavar="URL", help="link each alert to its Grafana dashboard panel")
+
+    p = _add(
+        sub, "grafana", cmd_grafana, "write Grafana dashboards and Grafana-managed alert rules",
+        "Write DIR/dashboards/<uid>.json, one dashboard per baseline (value, yhat and the band as a filled\n"
+        "area, anomaly score, a variable per series label) plus smartmetrics-fleet.json (the daemons'\n"
+        "self-metrics), and DIR/alerting/smartmetrics-alerts.yml, Grafana alert rule file provisioning\n"
+        "equivalent to the Prometheus alerts of `smartmetrics rules` (whose recording rules it needs).",
+    )
+    p.add_argument("--config", required=True, metavar="F", help="path to the YAML config")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write into (created if missing)")
+    p.add_argument("--datasource-uid", default="prometheus", metavar="UID",
+                   help="uid of the Prometheus data source in Grafana (default: prometheus)")
+    p.add_argument("--grafana-url", metavar="URL", help="also put an absolute panel link in each alert's annotations")
 
     return parser
 

@@ -1,0 +1,303 @@
+"""Grafana from the config and the fitted state: baseline dashboards, a fleet overview and alert rules.
+
+Built with Grafana's own grafana-foundation-sdk builders and written as JSON (dashboards) and file
+provisioning YAML (alert rules) with sorted keys, so the same config and store give the same bytes.
+Each baseline dashboard has one template variable per series label (single-select, chained), so its
+first panel shows exactly one series: the value, `yhat`, and the band drawn as the area between
+`lower` and `upper` (a "fill below to" override). The Grafana-managed alert of a baseline asks
+Prometheus the same condition as the Prometheus alert (it needs the recording rules of
+`smartmetrics rules` loaded) and applies the same threshold and `for`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from grafana_foundation_sdk.builders import alerting, dashboard, expr, prometheus, stat, timeseries
+from grafana_foundation_sdk.builders import common as builders_common
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as dm
+
+from smartmetrics.config import Config
+from smartmetrics.durations import format_duration
+from smartmetrics.promql import RulesError, quote
+from smartmetrics.rules import (
+    LOWER,
+    SCORE,
+    SCORE_THRESHOLD,
+    UPPER,
+    VALUE,
+    VALUE_PANEL_ID,
+    YHAT,
+    alert_condition,
+    alert_name,
+    check_grafana_url,
+    dashboard_link,
+    dashboard_uid,
+    render_alert_labels,
+    render_yaml,
+    series_label_names,
+)
+from smartmetrics.store import BaselineState
+
+FOLDER = "smartmetrics"
+FLEET_UID = "smartmetrics-fleet"
+ALERTS_FILE = "alerting/smartmetrics-alerts.yml"
+
+
+def _ds(uid: str) -> dm.DataSourceRef:
+    return dm.DataSourceRef(type_val="prometheus", uid=uid)
+
+
+def _nav_link() -> dashboard.DashboardLink:
+    """A drop-down of every smartmetrics dashboard (by tag), keeping the time range."""
+    return (dashboard.DashboardLink("smartmetrics").type(dm.DashboardLinkType.DASHBOARDS).tags([FOLDER])
+            .as_dropdown(True).keep_time(True).include_vars(False).target_blank(False).icon("external link")
+            .tooltip("").url(""))
+
+
+def _query(ref: str, promql: str, legend: str) -> prometheus.Dataquery:
+    return prometheus.Dataquery().ref_id(ref).expr(promql).legend_format(legend).range()
+
+
+def _timeseries(uid: str, panel_id: int, title: str, pos: dm.GridPos) -> timeseries.Panel:
+    """A time-series panel with a list legend below and a shared tooltip."""
+    legend = (builders_common.VizLegendOptions().show_legend(True).display_mode(common.LegendDisplayMode.LIST)
+              .placement(common.LegendPlacement.BOTTOM).calcs([]))
+    tooltip = builders_common.VizTooltipOptions().mode(common.TooltipDisplayMode.MULTI).sort(common.SortOrder.NONE)
+    return (timeseries.Panel().id(panel_id).title(title).datasource(_ds(uid)).grid_pos(pos)
+            .legend(legend).tooltip(tooltip))
+
+
+def series_selector(metric: str, alias: str, names: tuple[str, ...]) -> str:
+    """`metric{baseline="alias", l1=~"$l1", ...}`: the series picked by the dashboard variables."""
+    matchers = [f"baseline={quote(alias)}", *(f'{n}=~"${n}"' for n in names)]
+    return metric + "{" + ", ".join(matchers) + "}"
+
+
+def label_variable(alias: str, name: str, before: tuple[str, ...], uid: str) -> dashboard.QueryVariable:
+    """A single-select variable over one series label, filtered by the variables before it."""
+    query = f"label_values({series_selector(YHAT, alias, before)}, {name})"
+    return (dashboard.QueryVariable(name).label(name).datasource(_ds(uid)).query(query)
+            .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.ALPHABETICAL_ASC)
+            .multi(False).include_all(False))
+
+
+def band_panel(alias: str, names: tuple[str, ...], uid: str) -> timeseries.Panel:
+    """Value, expected value, and the band as a filled area between its lower and upper edges."""
+    def sel(metric: str) -> str:
+        return series_selector(metric, alias, names)
+
+    band_edge = [dm.DynamicConfigValue("custom.lineWidth", 0), dm.DynamicConfigValue("custom.hideFrom",
+                 {"legend": True, "tooltip": False, "viz": False})]
+    fill = [dm.DynamicConfigValue("custom.fillBelowTo", "lower"), dm.DynamicConfigValue("custom.fillOpacity", 25),
+            dm.DynamicConfigValue("color", {"mode": "fixed", "fixedColor": "green"})]
+    return (_timeseries(uid, VALUE_PANEL_ID, "Value and expected range", dm.GridPos(h=10, w=24, x=0, y=0))
+            .with_target(_query("A", sel(VALUE), "value"))
+            .with_target(_query("B", sel(YHAT), "expected"))
+            .with_target(_query("C", sel(LOWER), "lower"))
+            .with_target(_query("D", sel(UPPER), "upper"))
+            .line_width(1).fill_opacity(0).span_nulls(False)
+            .override_by_name("value", [dm.DynamicConfigValue("custom.lineWidth", 2),
+                                        dm.DynamicConfigValue("color", {"mode": "fixed", "fixedColor": "blue"})])
+            .override_by_name("expected", [dm.DynamicConfigValue("custom.lineStyle", {"fill": "dash", "dash": [6, 4]}),
+                                           dm.DynamicConfigValue("color", {"mode": "fixed", "fixedColor": "green"})])
+            .override_by_name("lower", band_edge + [dm.DynamicConfigValue("color", {"mode": "fixed",
+                                                                                    "fixedColor": "green"})])
+            .override_by_name("upper", band_edge + fill))
+
+
+def _threshold_steps() -> dashboard.ThresholdsConfig:
+    steps = [dm.Threshold(value=None, color="green"), dm.Threshold(value=SCORE_THRESHOLD, color="red")]
+    return dashboard.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps(steps)
+
+
+def score_panels(alias: str, names: tuple[str, ...], uid: str) -> list[timeseries.Panel]:
+    """The selected series' anomaly score with the alert threshold, and the baseline's top scores."""
+    legend = " ".join(f"{{{{{n}}}}}" for n in names) or alias
+    panels = []
+    for i, (title, promql, name) in enumerate((
+        ("Anomaly score (1 = band edge)", series_selector(SCORE, alias, names), "score"),
+        ("Top 10 anomaly scores in this baseline", f"topk(10, {SCORE}{{baseline={quote(alias)}}})", legend),
+    )):
+        style = builders_common.GraphThresholdsStyleConfig().mode(common.GraphTresholdsStyleMode.LINE)
+        panels.append(_timeseries(uid, 2 + i, title, dm.GridPos(h=8, w=12, x=12 * i, y=10))
+                      .min(0).fill_opacity(10).thresholds(_threshold_steps())
+                      .thresholds_style(style).with_target(_query("A", promql, name)))
+    return panels
+
+
+def render_baseline_dashboard(alias: str, names: tuple[str, ...], uid: str) -> dict[str, Any]:
+    """The dashboard of one baseline as a JSON-ready dict."""
+    board = (dashboard.Dashboard(f"smartmetrics: {alias}").uid(dashboard_uid(alias)).tags([FOLDER])
+             .time("now-2d", "now").refresh("1m").timezone("utc")
+             .description(f"Value, expected value and normal band of every series of baseline {alias}.")
+             .link(_nav_link()))
+    for i, name in enumerate(names):
+        board = board.with_variable(label_variable(alias, name, names[:i], uid))
+    board = board.with_panel(band_panel(alias, names, uid))
+    for panel in score_panels(alias, names, uid):
+        board = board.with_panel(panel)
+    return to_plain(board.build())
+
+
+FLEET_PANELS = (
+    ("Series by baseline", "sum by (baseline) (smartmetrics_series)", "{{baseline}}", "short"),
+    ("Series by curve type", "sum by (curve_type) (smartmetrics_series)", "{{curve_type}}", "short"),
+    ("Hours since the last successful retrain",
+     "(time() - smartmetrics_last_successful_retrain_timestamp_seconds) / 3600", "{{baseline}}", "h"),
+    ("Forecast hours remaining", "smartmetrics_forecast_hours_remaining", "{{baseline}}", "h"),
+    ("Mean fit duration (last day)", ("increase(smartmetrics_fit_duration_seconds_sum[1d]) / "
+                                      "increase(smartmetrics_fit_duration_seconds_count[1d])"), "{{baseline}}", "s"),
+    ("Fits per hour by result", "sum by (baseline, result) (increase(smartmetrics_fits_total[1h]))",
+     "{{baseline}} {{result}}", "short"),
+    ("Fit failures per hour by reason",
+     "sum by (baseline, reason) (increase(smartmetrics_fit_failures_total[1h]))", "{{baseline}} {{reason}}", "short"),
+    ("Store errors per hour", "sum by (operation) (increase(smartmetrics_store_errors_total[1h]))",
+     "{{operation}}", "short"),
+    ("Source request errors per hour",
+     "sum by (source, baseline) (increase(smartmetrics_source_request_errors_total[1h]))",
+     "{{source}} {{baseline}}", "short"),
+    ("Source request duration (p90, last hour)", ("histogram_quantile(0.9, sum by (source, le) "
+     "(rate(smartmetrics_source_request_duration_seconds_bucket[1h])))"), "{{source}}", "s"),
+)
+
+
+def render_fleet_dashboard(uid: str) -> dict[str, Any]:
+    """The overview of the daemons' own health: fits, failures, freshness, store and source errors."""
+    board = (dashboard.Dashboard("smartmetrics: fleet").uid(FLEET_UID).tags([FOLDER]).time("now-7d", "now")
+             .refresh("1m").timezone("utc").description("Health of the smartmetrics daemons (self-metrics).")
+             .link(_nav_link()))
+    ready = (stat.Panel().id(1).title("Daemons ready").datasource(_ds(uid)).grid_pos(dm.GridPos(h=4, w=24, x=0, y=0))
+             .reduce_options(builders_common.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+             .color_mode(common.BigValueColorMode.VALUE)
+             .with_target(prometheus.Dataquery().ref_id("A").expr("sum(smartmetrics_ready)").instant()))
+    board = board.with_panel(ready)
+    for i, (title, promql, legend, unit) in enumerate(FLEET_PANELS):
+        pos = dm.GridPos(h=8, w=12, x=12 * (i % 2), y=4 + 8 * (i // 2))
+        board = board.with_panel(_timeseries(uid, i + 2, title, pos).unit(unit)
+                                 .with_target(_query("A", promql, legend)))
+    return to_plain(board.build())
+
+
+def _instant(ref: str, promql: str, uid: str) -> alerting.Query:
+    model = prometheus.Dataquery().ref_id(ref).expr(promql).instant()
+    return (alerting.Query(ref).datasource_uid(uid).model(model)
+            .relative_time_range(alerting_range(600)))
+
+
+def alerting_range(seconds: int) -> Any:
+    """The relative time range of an alert query (the last `seconds` up to now)."""
+    from grafana_foundation_sdk.models.alerting import RelativeTimeRange
+
+    return RelativeTimeRange(from_val=seconds, to=0)
+
+
+def _on_value_labels(metric: str, alias: str, names: tuple[str, ...]) -> str:
+    """A band metric carried onto the value's label set, so Grafana pairs it with the alert instance."""
+    on = "on(" + ", ".join(("baseline", *names)) + ")"
+    return f"0 * {VALUE}{{baseline={quote(alias)}}} + {on} {metric}{{baseline={quote(alias)}}}"
+
+
+def render_alert_rule(alias: str, config: Config, names: tuple[str, ...], uid: str,
+                      grafana_url: str | None = None) -> dict[str, Any]:
+    """The Grafana-managed twin of a baseline's Prometheus alert (provisioning form of one rule)."""
+    alert = config.baselines[alias].alert
+    threshold = expr.TypeThreshold().ref_id("B").expression("A").conditions([
+        expr.ExprTypeThresholdConditions().evaluator(
+            expr.ExprTypeThresholdConditionsEvaluator().type("gt").params([SCORE_THRESHOLD]))])
+    shown = "{{ with $values.%s }}{{ printf \"%%.4g\" .Value }}{{ end }}"
+    annotations = {
+        "summary": "{{ $labels.baseline }} is outside its expected range",
+        "description": (f"Value {shown % 'V'} is outside the expected range {shown % 'L'} to {shown % 'U'}; "
+                        "anomaly score {{ with $values.A }}{{ printf \"%.2f\" .Value }}{{ end }}."),
+        "baseline": "{{ $labels.baseline }}",
+        "__dashboardUid__": dashboard_uid(alias),
+        "__panelId__": str(VALUE_PANEL_ID),
+    }
+    if grafana_url:
+        annotations["dashboard"] = dashboard_link(check_grafana_url(grafana_url), alias, names)
+    annotations.update(alert.annotations)
+    rule = (alerting.Rule(alert_name(alias)).uid(alert_uid(alias)).condition("B")
+            .with_query(_instant("A", alert_condition(alias, alert, names), uid))
+            .with_query(alerting.Query("B").datasource_uid("__expr__").model(threshold)
+                        .relative_time_range(alerting_range(600)))
+            .with_query(_instant("V", f"{VALUE}{{baseline={quote(alias)}}}", uid))
+            .with_query(_instant("L", _on_value_labels(LOWER, alias, names), uid))
+            .with_query(_instant("U", _on_value_labels(UPPER, alias, names), uid))
+            .for_val(format_duration(alert.for_)).no_data_state("OK").exec_err_state("Error")
+            .labels(render_alert_labels(alias, alert)).annotations(dict(sorted(annotations.items())))
+            .is_paused(False).folder_uid(FOLDER).rule_group(FOLDER).org_id(1))
+    plain = to_plain(rule.build())
+    for key in ("folderUID", "ruleGroup", "orgID"):  # group-level in a provisioning file
+        plain.pop(key)
+    return plain
+
+
+def alert_uid(alias: str) -> str:
+    """The uid of a baseline's Grafana alert rule (derived from its dashboard uid)."""
+    return "a" + dashboard_uid(alias)[1:]
+
+
+def render_alert_provisioning(config: Config, names: Mapping[str, tuple[str, ...]], uid: str,
+                              grafana_url: str | None = None) -> dict[str, Any]:
+    """The file provisioning document: `apiVersion: 1` and one group holding every baseline's rule."""
+    rules = [render_alert_rule(a, config, names[a], uid, grafana_url) for a in sorted(config.baselines)]
+    return {"apiVersion": 1, "groups": [{"orgId": 1, "name": FOLDER, "folder": FOLDER, "interval": "1m",
+                                         "rules": rules}]}
+
+
+def to_plain(obj: Any) -> Any:
+    """An SDK object as plain JSON data (dicts, lists, numbers, strings)."""
+    return json.loads(json.dumps(obj, cls=JSONEncoder))
+
+
+def render_json(doc: Any) -> str:
+    """Deterministic JSON: sorted keys, two-space indent, final newline."""
+    return json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def check_uid(uid: str) -> str:
+    """A data source uid as Grafana accepts it (1-40 characters of letters, digits, `-`, `_`)."""
+    import re
+
+    if not re.match(r"^[A-Za-z0-9_-]{1,40}$", uid):
+        raise RulesError(f"datasource uid {uid!r} must be 1-40 letters, digits, '-' or '_'")
+    return uid
+
+
+def write_grafana(config: Config, out: Any, datasource_uid: str,
+                  grafana_url: str | None = None) -> tuple[list[Any], list[str]]:
+    """Load the store, render the Grafana files and write them under `out`; (paths, store errors)."""
+    from smartmetrics.rules import write_files
+    from smartmetrics.store import load_store
+
+    states, errors = load_store(config.store.path)
+    return write_files(out, render_grafana_files(config, states, datasource_uid, grafana_url)), errors
+
+
+def render_grafana_files(config: Config, states: Mapping[str, BaselineState],
+                         datasource_uid: str = "prometheus", grafana_url: str | None = None) -> dict[str, str]:
+    """File name -> text: one dashboard per baseline, the fleet dashboard and the alert provisioning."""
+    uid = check_uid(datasource_uid)
+    names = series_label_names(config, states)
+    files = {f"dashboards/{dashboard_uid(a)}.json": render_json(render_baseline_dashboard(a, names[a], uid))
+             for a in sorted(config.baselines)}
+    files["dashboards/smartmetrics-fleet.json"] = render_json(render_fleet_dashboard(uid))
+    header = ("# Generated by `smartmetrics grafana`: Grafana alert rule file provisioning.\n"
+              "# Needs the recording rules of `smartmetrics rules` loaded in the Prometheus below.\n")
+    files[ALERTS_FILE] = render_yaml(sort_keys(render_alert_provisioning(config, names, uid, grafana_url)), header)
+    return files
+
+
+def sort_keys(doc: Any) -> Any:
+    """The same data with every mapping's keys sorted (for stable YAML)."""
+    if isinstance(doc, dict):
+        return {k: sort_keys(doc[k]) for k in sorted(doc)}
+    if isinstance(doc, list):
+        return [sort_keys(v) for v in doc]
+    return doc
+
