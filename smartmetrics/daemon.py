@@ -54,6 +54,7 @@ class Daemon:
             timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600}
         )
         self._server: HTTPServer | None = None
+        self.fetch = fetch_baseline  # the only way history comes in; tests may swap it
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("forkserver"))
@@ -108,7 +109,8 @@ class Daemon:
         if self._stopping.is_set():
             return RetrainOutcome(alias, error="stopping")
         log.info("retraining %s%s", alias, f" ({len(only)} new series)" if only else "")
-        outcome = retrain_baseline(self.config, alias, self.states.get(alias), self._pool, now, only=only, drop=drop)
+        outcome = retrain_baseline(self.config, alias, self.states.get(alias), self._pool, now, only=only, drop=drop,
+                                   fetch=self.fetch)
         self._record(outcome, now)
         return outcome
 
@@ -165,7 +167,7 @@ class Daemon:
         recent = self.config.model_copy(update={"baselines": {
             alias: baseline.model_copy(update={"history": 3 * baseline.step})}})
         try:
-            present = {s.key for s in fetch_baseline(recent, alias, end=now).series if s.observed}
+            present = {s.key for s in self.fetch(recent, alias, end=now).series if s.observed}
         except SourceError as exc:
             log.warning("discovery: %s", exc)
             self.metrics.source_errors.labels(self.config.source_for(alias)[0], alias).inc()
@@ -215,7 +217,7 @@ class Daemon:
             window = self.config.model_copy(update={"baselines": {
                 alias: baseline.model_copy(update={"history": max(min(end, now) - start, 2 * baseline.step)})}})
             try:
-                values = fetch_baseline(window, alias, end=min(end, now)).series
+                values = self.fetch(window, alias, end=min(end, now)).series
             except SourceError as exc:
                 return 502, {"status": "error", "error": str(exc)}
         return 200, render_series_chart(bands, values, start, end)

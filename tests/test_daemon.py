@@ -220,3 +220,90 @@ def test_routes() -> None:
     series = route(app, "/api/v1/baselines/my%20qps/series", {"match": "{a=\"b\"}"})
     assert series.status == 200 and b'"alias": "my qps"' in series.body
     assert route(app, "/api/v1/nothing", {}).status == 404
+
+
+class FakeSource:
+    """History for the in-process daemon without a server: a set of series that tests change."""
+
+    def __init__(self, series: list) -> None:
+        self.series = series
+        self.calls = 0
+
+    def __call__(self, config, alias: str, end: float | None = None, **_: object):
+        from smartmetrics.source import FetchResult
+
+        self.calls += 1
+        return FetchResult(alias=alias, series=list(self.series), dropped=0, requests=1, points=0, seconds=0.0)
+
+
+def series_for(instance: str, seed: int):
+    from smartmetrics.series import Series
+    from smartmetrics.synth import make_series
+
+    s = make_series("stable", days=3, seed=seed).series
+    return Series({"instance": instance, "job": "api"}, s.timestamps, s.values, s.step)
+
+
+@pytest.fixture
+def offline_daemon(tmp_path: Path):
+    from smartmetrics.daemon import Daemon
+
+    config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", free_port(), tmp_path / "models")
+    daemon = Daemon(str(config), workers=1)
+    daemon._pool.shutdown()
+    daemon._pool = None  # fit inline: these tests are about scheduling, not fitting speed
+    daemon.load()
+    yield daemon
+    daemon.stop = lambda: None  # nothing was started
+
+
+def test_discovery_fits_only_new_series_and_expires_gone_ones(offline_daemon) -> None:
+    daemon = offline_daemon
+    source = FakeSource([series_for("a", 1), series_for("b", 2)])
+    daemon.fetch = source
+    assert daemon.retrain()[0].fitted == 2
+    fitted_at = {b.key: b.meta["fitted_at"] for b in daemon.states["rate"].series}
+
+    source.series = [*source.series, series_for("c", 3)]
+    daemon.discover()
+    state = daemon.states["rate"]
+    assert sorted(b.labels["instance"] for b in state.series) == ["a", "b", "c"]
+    assert {b.key: b.meta["fitted_at"] for b in state.series if b.key in fitted_at} == fitted_at  # not refit
+
+    source.series = source.series[1:]  # "a" disappears from the source
+    stale_key = series_for("a", 1).key
+    daemon.last_seen["rate"][stale_key] -= daemon.config.schedule.stale_after + 1
+    daemon.discover()
+    assert sorted(b.labels["instance"] for b in daemon.states["rate"].series) == ["b", "c"]
+    assert daemon._snapshot.series_count() == 2  # the published snapshot follows the state
+
+
+def test_retrains_never_overlap(offline_daemon) -> None:
+    daemon = offline_daemon
+    daemon.fetch = FakeSource([series_for("a", 1)])
+    with daemon._retrain_lock:
+        assert daemon.retrain() == []
+        daemon.discover()
+    assert daemon.fetch.calls == 0
+    assert len(daemon.retrain()) == 1
+
+
+def test_a_bad_reloaded_config_is_rejected_and_the_old_one_kept(offline_daemon) -> None:
+    daemon = offline_daemon
+    before = daemon.config
+    Path(daemon.config_path).write_text("sources: {prom: {url: 'http://x'}}\nbaselines: {rate: {expr: up, step: 5x}}\n")
+    assert daemon.reload() is False
+    assert daemon.config is before
+
+
+def test_due_when_never_fitted_stale_or_config_changed(offline_daemon) -> None:
+    daemon = offline_daemon
+    daemon.fetch = FakeSource([series_for("a", 1)])
+    now = time.time()
+    assert daemon.due("rate", now)
+    daemon.retrain()
+    assert not daemon.due("rate", now + 60)
+    assert daemon.due("rate", now + daemon.config.baselines["rate"].horizon + 1)
+    changed = daemon.config.baselines["rate"].model_copy(update={"expr": "sm_rate{job='api'}"})
+    daemon.config = daemon.config.model_copy(update={"baselines": {"rate": changed}})
+    assert daemon.due("rate", now + 60)
