@@ -2,8 +2,9 @@
 
 At each period boundary a model is fitted on the trailing history strictly before the boundary and
 predicts the band for the period that follows; the band then goes through the same alert logic as
-the generated Prometheus rules (outside the band, honouring `direction`, for `for_points` points in a
-row). Peers are just other fit functions (or, for rule-based peers, causal band functions), so every
+the generated Prometheus rules (the anomaly score above `threshold`, honouring `direction`, for
+`for_points` points in a row, then still firing for `keep_points` points after the condition clears, as
+Prometheus' `keep_firing_for` does). Peers are just other fit functions (or, for rule-based peers, causal band functions), so every
 detector is judged by this one loop.
 """
 
@@ -74,14 +75,22 @@ def walk_forward_band(
     return yhat, lower, upper
 
 
-def outside_band(values: np.ndarray, lower: np.ndarray, upper: np.ndarray, direction: str) -> np.ndarray:
+def outside_band(values: np.ndarray, lower: np.ndarray, upper: np.ndarray, direction: str,
+                 yhat: np.ndarray | None = None, threshold: float = 1.0) -> np.ndarray:
     """Points beyond the band on the alerting side(s); NaN values or bands are never outside.
+
+    With `yhat` and a `threshold` other than 1 the edges move to `yhat + threshold * (edge - yhat)`:
+    the anomaly score above `threshold`, as the generated rules compare it.
 
     >>> outside_band(np.array([0.0, 5.0, np.nan, -5.0]), np.full(4, -1.0), np.full(4, 1.0), "up").tolist()
     [False, True, False, False]
+    >>> outside_band(np.array([1.5, 2.5]), np.zeros(2), np.ones(2), "up", np.zeros(2), 2.0).tolist()
+    [False, True]
     """
     if direction not in ("both", "up", "down"):
         raise ValueError(f"direction must be both, up or down, not {direction!r}")
+    if yhat is not None and threshold != 1.0:
+        lower, upper = yhat + threshold * (lower - yhat), yhat + threshold * (upper - yhat)
     with np.errstate(invalid="ignore"):
         above = values > upper
         below = values < lower
@@ -92,34 +101,45 @@ def outside_band(values: np.ndarray, lower: np.ndarray, upper: np.ndarray, direc
     return above | below
 
 
-def firing_and_onsets(outside: np.ndarray, for_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """`firing` once a point is the `for_points`-th outside point in a row; `alert` where firing starts.
+def firing_and_onsets(outside: np.ndarray, for_points: int, keep_points: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """`firing` once a point is the `for_points`-th outside point in a row, and for `keep_points` points
+    after the condition clears (an outside point meanwhile continues the same alert); `alert` where
+    firing starts.
 
     >>> f, a = firing_and_onsets(np.array([1, 1, 1, 0, 1, 1], dtype=bool), 2)
     >>> f.astype(int).tolist(), a.astype(int).tolist()
     ([0, 1, 1, 0, 0, 1], [0, 1, 0, 0, 0, 1])
+    >>> f, a = firing_and_onsets(np.array([1, 0, 0, 1, 0, 0, 0, 1], dtype=bool), 1, keep_points=2)
+    >>> f.astype(int).tolist(), a.astype(int).tolist()
+    ([1, 1, 1, 1, 1, 1, 0, 1], [1, 0, 0, 0, 0, 0, 0, 1])
     """
-    need = max(int(for_points), 1)
-    run = np.zeros(len(outside), dtype=np.int64)
-    count = 0
+    need, keep = max(int(for_points), 1), max(int(keep_points), 0)
+    firing = np.zeros(len(outside), dtype=bool)
+    run = quiet = 0
+    active = False
     for i, out in enumerate(outside):
-        count = count + 1 if out else 0
-        run[i] = count
-    firing = run >= need
+        run = run + 1 if out else 0
+        if active and not out:
+            quiet += 1
+            active = quiet <= keep
+        elif out and (active or run >= need):
+            active, quiet = True, 0
+        firing[i] = active
     onset = firing & ~np.concatenate(([False], firing[:-1]))
     return firing, onset
 
 
 def assemble_frame(
     series: Series, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray, *, for_points: int,
-    direction: str = "both",
+    direction: str = "both", keep_points: int = 0, threshold: float = 1.0,
 ) -> pd.DataFrame:
     """The backtest table (DESIGN.md columns) from a series and its band."""
     values = series.values
     with np.errstate(invalid="ignore", divide="ignore"):
         score = anomaly_score(values, yhat, lower, upper)
     score = np.where(np.isfinite(yhat) & np.isfinite(values), score, np.nan)
-    firing, onset = firing_and_onsets(outside_band(values, lower, upper, direction), for_points)
+    outside = outside_band(values, lower, upper, direction, yhat, threshold)
+    firing, onset = firing_and_onsets(outside, for_points, keep_points)
     return pd.DataFrame({
         "timestamp": series.timestamps, "value": values, "yhat": yhat, "yhat_lower": lower,
         "yhat_upper": upper, "anomaly_score": score, "firing": firing.astype(np.int8),
@@ -129,13 +149,14 @@ def assemble_frame(
 
 def backtest_series(
     series: Series, fit: FitFn, *, retrain_every: int = DAY, history: int = 14 * DAY, for_points: int = 1,
-    direction: str = "both", min_history: int = DAY,
+    direction: str = "both", min_history: int = DAY, keep_points: int = 0, threshold: float = 1.0,
 ) -> pd.DataFrame:
     """Walk-forward replay of one series with a retrained model; one row per input point."""
     yhat, lower, upper = walk_forward_band(
         series, fit, retrain_every=retrain_every, history=history, min_history=min_history
     )
-    return assemble_frame(series, yhat, lower, upper, for_points=for_points, direction=direction)
+    return assemble_frame(series, yhat, lower, upper, for_points=for_points, direction=direction,
+                          keep_points=keep_points, threshold=threshold)
 
 
 def backtest_live(

@@ -115,3 +115,26 @@ def test_live_band_is_blanked_before_the_first_retrain() -> None:
 
     frame = backtest_live(series, band, for_points=1)
     assert frame["yhat"].isna().sum() == 24 and frame["yhat"].iloc[24:].eq(0).all()
+
+
+def test_keep_firing_for_merges_the_onsets_of_one_flapping_incident() -> None:
+    outside = np.array([0, 1, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 1, 0], dtype=bool)
+    _, flapping = firing_and_onsets(outside, 1)
+    assert flapping.sum() == 4
+    firing, onset = firing_and_onsets(outside, 1, keep_points=3)
+    assert onset.astype(int).tolist() == [0, 1] + [0] * 10 + [1, 0]  # gap of 4 > 3 points: a new alert
+    assert firing[1:11].all() and not firing[11] and firing[12:].all()
+
+
+def test_keep_firing_for_does_not_bypass_the_for_duration() -> None:
+    outside = np.array([1, 0, 1, 0, 1, 1, 0, 0], dtype=bool)
+    firing, onset = firing_and_onsets(outside, 2, keep_points=2)
+    assert firing.astype(int).tolist() == [0, 0, 0, 0, 0, 1, 1, 1]
+    assert onset.sum() == 1
+
+
+def test_score_threshold_moves_the_alerting_edges() -> None:
+    series = Series({}, np.arange(4, dtype=np.int64), np.array([1.5, 2.5, -1.5, -2.5]), 1)
+    frame = assemble_frame(series, np.zeros(4), -np.ones(4), np.ones(4), for_points=1, threshold=2.0)
+    assert frame["firing"].tolist() == [0, 1, 0, 1]
+    assert frame["anomaly_score"].tolist() == [1.5, 2.5, 1.5, 2.5]
