@@ -94,11 +94,11 @@ def render_table(title: str, summaries: list[Summary], *, nab: bool) -> Table:
         cells = [s.detector + (f" ({s.failures} failed fits)" if s.failures else "")]
         if nab:
             cells += [_num(s.nab.get(p.name, float("nan")), ".1f") for p in PROFILES]
-        nominal = "—" if s.nominal is None else f"{s.nominal:.3f}"
+        nominal = "—" if s.nominal is None else f"{s.nominal:.4g}"
         cells += [
             _num(s.events.precision(), ".2f"), _num(s.events.recall(), ".2f"), _num(s.events.f1(), ".2f"),
             _num(s.events.median_delay() / 60, ".0f"), _num(s.alerts_per_day(), ".3f"),
-            f"{_num(s.coverage(), '.3f')} ({nominal})",
+            f"{_num(s.coverage(), '.4f')} ({nominal})",
             _num(float(np.median(s.widths)) if s.widths else float("nan"), ".2f"),
             _num(s.fits_per_second(), ".1f"), _num(s.fits_per_second() / base, ".1f") + "x",
         ]
