@@ -2,12 +2,16 @@
 
 Sensitivity maps to a band policy (measured on the synthetic corpus, not on NAB):
 
-| sensitivity | coverage | min half-width, relative to abs(yhat) | min half-width, x training IQR | `for` (points) |
-|-------------|----------|---------------------------------------|--------------------------------|----------------|
-| low         | 0.9999   | 0.10                                  | 0.10                           | 2              |
-| medium      | 0.9995   | 0.05                                  | 0.05                           | 1              |
-| high        | 0.998    | 0.02                                  | 0.02                           | 1              |
-| s in (0,1)  | 1 - 10**(2.6 s - 4.65) (0.5 -> 0.99955) | 0.05 at 0.5, scaled by the miss rate | same | 2 if s < 0.4, else 1 |
+| sensitivity | coverage | min half-width, relative to abs(yhat) | min half-width, x training IQR | `for` (points) | `keep_firing_for` | score threshold |
+|-------------|----------|------|------|---|-----|-----|
+| low         | 0.9999   | 0.10 | 0.10 | 2 | 2h  | 1.0 |
+| medium      | 0.9995   | 0.05 | 0.05 | 1 | 1h  | 1.0 |
+| high        | 0.998    | 0.02 | 0.02 | 1 | 30m | 1.0 |
+| s in (0,1)  | 1 - 10**(2.6 s - 4.65) (0.5 -> 0.99955) | 0.05 at 0.5, scaled by the miss rate | same | 2 if s < 0.4, else 1 | 2h if s < 0.4, 1h below 0.65, else 30m | 1.0 |
+
+`keep_firing_for` (Prometheus 2.42+) keeps an alert firing after the score falls back under the
+threshold; a value that hovers around the band edge during one incident then raises one alert, not
+one per crossing. The alert fires while `anomaly_score > threshold` for `for`.
 
 Why so wide: at a 5-minute step a series has 288 points a day, so a budget of 0.05 false alerts
 per series-day leaves a per-point miss rate near 2e-4; and one-point spikes are only caught with a
@@ -34,21 +38,32 @@ import numpy as np
 
 SENSITIVITY_WORDS = {"low": 0.25, "medium": 0.5, "high": 0.75}
 _WORD_POLICY = {
-    "low": (0.9999, 0.10, 0.10, 2),
-    "medium": (0.9995, 0.05, 0.05, 1),
-    "high": (0.998, 0.02, 0.02, 1),
+    "low": (0.9999, 0.10, 0.10, 2, 7200, 1.0),
+    "medium": (0.9995, 0.05, 0.05, 1, 3600, 1.0),
+    "high": (0.998, 0.02, 0.02, 1, 1800, 1.0),
 }
 TAIL_EXCEEDANCES = 10
 
 
 @dataclass(frozen=True)
 class BandPolicy:
-    """What a sensitivity means: nominal coverage, minimum half-widths, and the alert `for` in points."""
+    """What a sensitivity means: nominal coverage, minimum half-widths, the alert `for` in points, its
+    `keep_firing_for` in seconds and the anomaly-score threshold it fires above."""
 
     coverage: float
     min_rel: float
     min_spread: float
     for_points: int
+    keep_firing_for: int = 0
+    threshold: float = 1.0
+
+    def keep_points(self, step: int) -> int:
+        """`keep_firing_for` in points of `step` seconds (rounded up).
+
+        >>> band_policy("medium").keep_points(300), band_policy("medium").keep_points(3600)
+        (12, 1)
+        """
+        return -(-self.keep_firing_for // max(int(step), 1))
 
 
 def band_policy(sensitivity: str | float) -> BandPolicy:
@@ -67,7 +82,9 @@ def band_policy(sensitivity: str | float) -> BandPolicy:
     miss = 10 ** (2.6 * s - 4.65)
     width = 0.05 * math.sqrt(0.00045 / miss)
     for_points = 2 if s < 0.4 else 1
-    return BandPolicy(coverage=round(1 - miss, 6), min_rel=width, min_spread=width, for_points=for_points)
+    keep = 7200 if s < 0.4 else 3600 if s < 0.65 else 1800
+    return BandPolicy(coverage=round(1 - miss, 6), min_rel=width, min_spread=width, for_points=for_points,
+                      keep_firing_for=keep, threshold=_WORD_POLICY["medium"][5])
 
 
 def tail_quantile(x: np.ndarray, p: float) -> float:

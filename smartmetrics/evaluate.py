@@ -165,7 +165,8 @@ def run_case(case: Case, detectors: tuple[str, ...], replay: Replay) -> dict[str
             continue
         k, fit, width = _retrained(name, replay, prophet)
         timed = _Timed(fit)
-        frame = backtest_series(series, timed, history=replay.history, for_points=k, **common)
+        alerting = _alerting(name, replay, series.step)
+        frame = backtest_series(series, timed, history=replay.history, for_points=k, **common, **alerting)
         seconds = timed.seconds + prophet.reused.get(width, 0.0)
         runs[name] = Run(frame, k, seconds, timed.fits, timed.failures)
     return runs
@@ -183,6 +184,14 @@ def _retrained(name: str, replay: Replay, prophet: _SharedProphet) -> tuple[int,
     if name == "static-3sigma":
         return 3, fit_static_3sigma, 0.0
     raise ValueError(f"unknown detector {name!r} (known: {SMARTMETRICS}, {', '.join(PEERS)})")
+
+
+def _alerting(name: str, replay: Replay, step: int) -> dict[str, float]:
+    """smartmetrics' `keep_firing_for` (in points) and score threshold; the peers alert as published."""
+    if name != SMARTMETRICS:
+        return {}
+    policy = band_policy(replay.sensitivity)
+    return {"keep_points": policy.keep_points(step), "threshold": policy.threshold}
 
 
 def run_cases(
@@ -216,10 +225,11 @@ def run_backtest_file(
 ) -> pd.DataFrame:
     """The `backtest` command: replay one CSV series with smartmetrics and write the DESIGN.md table."""
     series = read_csv_series(path)
-    k = for_points or band_policy(sensitivity).for_points
+    policy = band_policy(sensitivity)
     frame = backtest_series(
         series, smartmetrics_fit(sensitivity), retrain_every=retrain_every, history=history,
-        for_points=k, direction=direction, min_history=min(DAY, history),
+        for_points=for_points or policy.for_points, direction=direction, min_history=min(DAY, history),
+        keep_points=policy.keep_points(series.step), threshold=policy.threshold,
     )
     write_frame(frame, out)
     return frame
