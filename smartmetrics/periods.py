@@ -75,6 +75,9 @@ def block_mean(x: np.ndarray, factor: int) -> np.ndarray:
         return x
     m = len(x) // factor * factor
     blocks = x[:m].reshape(-1, factor)
+    means = blocks.mean(axis=1)
+    if np.isfinite(means).all():
+        return means
     ok = np.isfinite(blocks)
     count = ok.sum(axis=1)
     total = np.where(ok, blocks, 0.0).sum(axis=1)
@@ -124,7 +127,7 @@ def cv_strength(x: np.ndarray, lag: int, trim: float = 0.02) -> float:
     even, odd = _median_rows(rows[0::2]), _median_rows(rows[1::2])
     predicted = np.where((np.arange(len(rows)) % 2 == 0)[:, None], odd, even)
     resid = (rows - predicted).ravel()
-    centred = (rows - np.nanmedian(rows)).ravel()
+    centred = (rows - (np.nanmedian(rows) if np.isnan(rows).any() else np.median(rows))).ravel()
     ok = np.isfinite(resid)
     base = trimmed_var(centred[ok], trim)
     if base == 0:
@@ -138,21 +141,26 @@ class Spectrum:
 
     power: np.ndarray
     periods: np.ndarray
-    acf: np.ndarray
+    n: int
+
+    def acf(self) -> np.ndarray:
+        """Autocovariance by lag (unnormalised), from the same transform."""
+        return np.fft.irfft(self.power)[: self.n]
 
 
 def spectrum(x: np.ndarray) -> Spectrum:
-    """Periodogram and autocovariance from one FFT; values beyond 5 robust sd are clipped first."""
+    """Periodogram of the series with values beyond 5 robust sd (from every 4th point) clipped."""
     n = len(x)
-    limit = 5 * robust_sd(x) + 1e-12
-    z = np.clip(x - np.median(x), -limit, limit)
-    power = np.abs(np.fft.rfft(z, 2 * n)) ** 2
+    centre = float(np.median(x))
+    limit = 5 * robust_sd(x[::4]) + 1e-12
+    size = 1 << (2 * n - 1).bit_length()  # zero-padded to a power of two, at least twice the length
+    power = np.abs(np.fft.rfft(np.clip(x - centre, -limit, limit), size)) ** 2
     with np.errstate(divide="ignore"):
-        periods = 1.0 / np.fft.rfftfreq(2 * n)
-    return Spectrum(power, periods, np.fft.irfft(power)[:n])
+        periods = 1.0 / np.fft.rfftfreq(size)
+    return Spectrum(power, periods, n)
 
 
-def prominent(spec: Spectrum, lag: int) -> bool:
+def prominent(spec: Spectrum, lag: float) -> bool:
     """Whether the periodogram near `lag` stands far above its median (a cheap gate before the CV test).
 
     The floor is the median power of periods within a factor 1.6 of `lag`, so red (autocorrelated)
@@ -168,14 +176,17 @@ def prominent(spec: Spectrum, lag: int) -> bool:
 
 
 def dominant_lag(spec: Spectrum, min_lag: int, max_lag: int) -> int:
-    """The period (in points) of the periodogram's highest peak, refined to the nearest ACF maximum."""
-    n = len(spec.acf)
+    """The period (in points) of the periodogram's highest peak if it is prominent, refined to the
+    nearest ACF maximum (the periodogram's resolution is coarse at long periods); 0 if none."""
+    n = spec.n
     band = (spec.periods >= min_lag) & (spec.periods <= max_lag)
     if max_lag < min_lag or n < 3 * min_lag or not band.any():
         return 0
     guess = spec.periods[band][np.argmax(spec.power[band])]
+    if not prominent(spec, guess):
+        return 0
     lo, hi = max(min_lag, int(guess * 0.85)), min(n - 1, int(guess * 1.15) + 1)
-    return int(lo + np.argmax(spec.acf[lo:hi + 1])) if hi > lo else int(round(guess))
+    return int(lo + np.argmax(spec.acf()[lo:hi + 1])) if hi > lo else int(round(guess))
 
 
 def working_grid(values: np.ndarray, step: int) -> tuple[np.ndarray, int]:
@@ -218,7 +229,7 @@ def _sub_daily(d: np.ndarray, w: int, per_day: int) -> dict[str, int]:
     if HOUR % w == 0 and HOUR // w >= 4 and prominent(spec, HOUR // w):
         out["hourly"] = HOUR // w
     lag = dominant_lag(spec, 4, min(len(d) // 3, int(0.8 * per_day)))
-    if lag and prominent(spec, lag) and all(abs(lag - v) > 0.1 * v for v in out.values()):
+    if lag and all(abs(lag - v) > 0.1 * v for v in out.values()):
         out["other"] = lag
     return out
 
@@ -246,27 +257,29 @@ def _weekly(x: np.ndarray, components: np.ndarray, w: int) -> tuple[float, np.nd
         return 0.0, np.zeros(len(x))
     zh = zh - theil_sen_slope(block_mean(zh, lag // 7)) / (lag // 7) * np.arange(len(zh))
     strength = cv_strength(zh, lag, trim=WEEKLY_TRIM)
+    if strength < PERIOD_MIN_STRENGTH:
+        return strength, np.zeros(len(x))
     return strength, np.resize(np.repeat(seasonal_profile(zh, lag), factor), len(x))
 
 
 def _daily(x: np.ndarray, w: int) -> tuple[np.ndarray, float, np.ndarray, int]:
     """Daily level and daily strength on a grid of at least 15 minutes (plenty for a daily shape):
-    (level at step `w`, strength, daily profile on the coarse grid, coarse factor)."""
+    (level at step `w`, strength, coarse series minus its level, coarse factor)."""
     factor = max(1, COARSE_STEP // w) if DAY % max(w, COARSE_STEP) == 0 else 1
     xc = block_mean(x, factor)
     per_day = DAY // (w * factor)
     if len(xc) < 2 * per_day:
-        return np.full(len(x), float(np.median(x))), 0.0, np.zeros(len(xc)), factor
+        return np.full(len(x), float(np.median(x))), 0.0, xc - np.median(xc), factor
     level_c = daily_level(xc, per_day)
     level = np.interp((np.arange(len(x)) - (factor - 1) / 2) / factor, np.arange(len(xc)), level_c)
     strength = cv_strength(xc - level_c, per_day) if DAY % w == 0 else 0.0
-    return level, strength, seasonal_profile(xc - level_c, per_day), factor
+    return level, strength, xc - level_c, factor
 
 
 def detect_seasonality(x: np.ndarray, w: int) -> Seasonality:
     """Periods of a gap-filled series on step `w`: sub-daily and daily on the series minus its daily
     level, tried shortest first; a daily cycle that is a repeated shorter one is reported as the shorter."""
-    level, s_day, day_profile, factor = _daily(x, w)
+    level, s_day, coarse, factor = _daily(x, w)
     d = x - level
     per_day = DAY // w
     sub = _sub_daily(d, w, per_day)
@@ -276,7 +289,8 @@ def detect_seasonality(x: np.ndarray, w: int) -> Seasonality:
     found: list[tuple[int, float]] = []  # (period seconds, component variance)
     comp = np.zeros(len(x))
     if s_day >= PERIOD_MIN_STRENGTH:
-        profile = np.resize(np.repeat(day_profile[: DAY // (w * factor)], factor), len(x))
+        day_profile = seasonal_profile(coarse, DAY // (w * factor))[: DAY // (w * factor)]
+        profile = np.resize(np.repeat(day_profile, factor), len(x))
         for name, lag in sorted(sub.items(), key=lambda kv: -strengths[f"seasonal_{kv[0]}"]):
             if strengths[f"seasonal_{name}"] >= PERIOD_MIN_STRENGTH and per_day % lag == 0 \
                     and _repeats_within(profile[:per_day], lag):
