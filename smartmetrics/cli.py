@@ -181,6 +181,27 @@ def cmd_grafana(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    aliases = _pick_baselines(config, args.baseline)
+    from rich.console import Console
+
+    from smartmetrics.config import ConfigError
+    from smartmetrics.tune import parse_budget, run_tune
+
+    try:
+        parse_budget(args.budget)
+    except ValueError as exc:
+        print(f"error: --budget: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    try:
+        return run_tune(args.config, config, aliases, args.budget, write=args.write, console=console)
+    except (ConfigError, OSError) as exc:
+        print(f"error: cannot write {args.config}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
 # --- parser ---------------------------------------------------------------------------------
 
 
@@ -343,6 +364,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasource-uid", default="prometheus", metavar="UID",
                    help="uid of the Prometheus data source in Grafana (default: prometheus)")
     p.add_argument("--grafana-url", metavar="URL", help="also put an absolute panel link in each alert's annotations")
+
+    p = _add(
+        sub, "tune", cmd_tune, "recommend sensitivity and `for` per baseline for an alert budget",
+        "Replay each baseline's history walk-forward (daily retrain) at several sensitivities and `for`\n"
+        "durations, count the alerts the history would have raised (per series-week) and the injected\n"
+        "excursions (6 residual sds for 30 minutes, every 12 hours) that fire, and recommend per baseline\n"
+        "the setting within the budget that catches most, soonest. --write puts sensitivity and\n"
+        "alert.for into the config file (comments and layout kept; written atomically).",
+    )
+    p.add_argument("--config", required=True, metavar="F", help="path to the YAML config")
+    p.add_argument("--budget", default="1/week", metavar="N/UNIT",
+                   help="alerts per series allowed on history: 1/week (default), 0.5/day, ...")
+    p.add_argument("--baseline", action="append", metavar="A", help="only this baseline (repeatable)")
+    p.add_argument("--write", action="store_true", help="write the recommendations back into F")
 
     return parser
 

@@ -1,0 +1,302 @@
+"""Sensitivity tuning: per baseline, the sensitivity and `for` that keep alerts within a budget on history.
+
+Each series of a baseline is replayed walk-forward (daily retrain on the trailing history, as the
+daemon lives it) once per candidate sensitivity. The alert logic of the generated rules (score over
+the threshold, on the allowed side, deviation over the minimums, for `for` points in a row) then
+counts, per candidate `for`: the alerts the history itself would have raised (its expected rate,
+per series-week), and how many injected excursions it catches (a jump of `size` residual standard
+deviations lasting `duration`, every 12 hours, on the alerting side). The pick is the candidate
+within budget that catches most, then alerts soonest, then alerts least; with none within budget,
+the quietest. Sensitivity places the band edge, where the alert threshold (score 1) sits.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from smartmetrics.backtest import DAY, firing_and_onsets, walk_forward_band
+from smartmetrics.bands import anomaly_score
+from smartmetrics.config import Alert, Baseline
+from smartmetrics.rules import SCORE_THRESHOLD
+from smartmetrics.series import Series
+
+WEEK = 7 * DAY
+SENSITIVITIES = (0.1, 0.2, 0.35, 0.5, 0.65, 0.8)
+FOR_POINTS = (1, 2, 3, 4)
+_UNITS = {"week": WEEK, "w": WEEK, "day": DAY, "d": DAY, "hour": 3600, "h": 3600}
+
+
+def parse_budget(text: str) -> float:
+    """Alerts per series-week from `N/week`, `N/day` or `N/hour` (also `N/w`, `N/d`, `N/h`).
+
+    >>> parse_budget("1/week"), parse_budget("0.5/d")
+    (1.0, 3.5)
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*/\s*([a-z]+)\s*", str(text))
+    if not match or match.group(2) not in _UNITS:
+        raise ValueError(f"budget {text!r} must look like 1/week, 0.5/day or 2/hour")
+    return float(match.group(1)) * WEEK / _UNITS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class Replay:
+    """One series' values and its walk-forward band at one sensitivity."""
+
+    timestamps: np.ndarray
+    values: np.ndarray
+    yhat: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    step: int
+
+    @property
+    def weeks(self) -> float:
+        """Series-weeks with a band (the part of history the alerts are judged on)."""
+        return float(np.isfinite(self.yhat).sum()) * self.step / WEEK
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one (sensitivity, for) did on a baseline's history."""
+
+    sensitivity: float | str
+    for_points: int
+    alerts: int
+    weeks: float
+    caught: int
+    injected: int
+
+    @property
+    def rate(self) -> float:
+        """Alerts per series-week."""
+        return self.alerts / self.weeks if self.weeks else 0.0
+
+    @property
+    def recall(self) -> float:
+        """Share of the injected excursions that fired."""
+        return self.caught / self.injected if self.injected else 0.0
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The pick for one baseline, what the config has now, and whether the pick meets the budget."""
+
+    alias: str
+    series: int
+    step: int
+    budget: float
+    chosen: Outcome
+    current: Outcome
+
+    @property
+    def meets(self) -> bool:
+        return self.chosen.rate <= self.budget
+
+    @property
+    def for_seconds(self) -> int:
+        """The Prometheus `for` of the chosen points in a row: the first outside point starts pending."""
+        return (self.chosen.for_points - 1) * self.step
+
+
+def alerting_points(values: np.ndarray, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                    alert: Alert) -> np.ndarray:
+    """Points where the generated alert condition holds (before `for`), as the rules compute it."""
+    with np.errstate(invalid="ignore"):
+        score = anomaly_score(values, yhat, lower, upper)
+        out = np.nan_to_num(score, nan=0.0) > SCORE_THRESHOLD
+        if alert.direction == "up":
+            out &= values > yhat
+        elif alert.direction == "down":
+            out &= values < yhat
+        deviation = np.abs(values - yhat)
+        out &= deviation >= alert.min_abs_deviation
+        out &= deviation >= alert.min_rel_deviation * np.abs(yhat)
+    return out & np.isfinite(yhat) & np.isfinite(lower) & np.isfinite(upper)
+
+
+def inject_excursions(replay: Replay, alert: Alert, size: float, duration: int,
+                      every: int = DAY // 2) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Values with a jump of `size` residual sds for `duration` every `every` seconds; the windows (rows)."""
+    banded = np.flatnonzero(np.isfinite(replay.yhat) & np.isfinite(replay.values))
+    if len(banded) == 0:
+        return replay.values.copy(), []
+    resid = (replay.values - replay.yhat)[banded]
+    sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid)))) or float(np.std(resid)) or 1.0
+    width, gap = max(1, duration // replay.step), max(1, every // replay.step)
+    values, windows = replay.values.copy(), []
+    for n, start in enumerate(range(int(banded[0]) + gap // 2, len(values) - width, gap)):
+        rows = slice(start, start + width)
+        level = float(np.nanmedian(np.abs(replay.yhat[rows]))) if np.isfinite(replay.yhat[rows]).any() else 0.0
+        jump = max(size * sigma, 1.5 * alert.min_abs_deviation, 1.5 * alert.min_rel_deviation * level)
+        sign = {"up": 1.0, "down": -1.0}.get(alert.direction, 1.0 if n % 2 == 0 else -1.0)
+        values[rows] = replay.yhat[rows] + sign * jump
+        windows.append((start, start + width - 1))
+    return values, windows
+
+
+def evaluate(replays: Sequence[Replay], sensitivity: float | str, alert: Alert, for_points: int,
+             size: float, duration: int) -> Outcome:
+    """Alerts on the history as it was, and injected excursions caught, for one candidate."""
+    alerts = caught = injected = 0
+    for r in replays:
+        _, onsets = firing_and_onsets(alerting_points(r.values, r.yhat, r.lower, r.upper, alert), for_points)
+        alerts += int(onsets.sum())
+        values, windows = inject_excursions(r, alert, size, duration)
+        firing, _ = firing_and_onsets(alerting_points(values, r.yhat, r.lower, r.upper, alert), for_points)
+        caught += sum(bool(firing[a:b + 1].any()) for a, b in windows)
+        injected += len(windows)
+    return Outcome(sensitivity, for_points, alerts, sum(r.weeks for r in replays), caught, injected)
+
+
+def choose(outcomes: Sequence[Outcome], budget: float) -> Outcome:
+    """Within budget: most caught, then smallest `for`, then fewest alerts; else the quietest."""
+    within = [o for o in outcomes if o.rate <= budget]
+    if within:
+        return min(within, key=lambda o: (-o.recall, o.for_points, o.rate))
+    return min(outcomes, key=lambda o: (o.rate, -o.recall, o.for_points))
+
+
+FitFactory = Callable[[float | str], Callable[[Series, int], object]]
+
+
+def replay_series(series: Series, fit: Callable[[Series, int], object], history: int) -> Replay:
+    """The walk-forward band of one series (daily retrain on `history` before each day)."""
+    yhat, lower, upper = walk_forward_band(series, fit, retrain_every=DAY, history=history,  # type: ignore[arg-type]
+                                           min_history=min(DAY, history))
+    return Replay(series.timestamps, series.values, yhat, lower, upper, series.step)
+
+
+def tune_baseline(alias: str, baseline: Baseline, series: Sequence[Series], budget: float, fit_factory: FitFactory,
+                  *, sensitivities: Sequence[float] = SENSITIVITIES, size: float = 6.0,
+                  duration: int = 1800) -> Recommendation:
+    """Replay every candidate sensitivity and `for` on the baseline's series and pick one for the budget."""
+    step = int(baseline.step)
+    current_points = math.ceil(baseline.alert.for_ / step) + 1
+    candidates = list(dict.fromkeys([*sensitivities, baseline.sensitivity]))
+    outcomes, current = [], None
+    for s in candidates:
+        fit = fit_factory(s)
+        replays = [replay_series(one, fit, int(baseline.history)) for one in series]
+        for k in sorted({*FOR_POINTS, current_points}):
+            outcome = evaluate(replays, s, baseline.alert, k, size, duration)
+            if s == baseline.sensitivity and k == current_points:
+                current = outcome
+            if s in sensitivities and k in FOR_POINTS and (k - 1) * step < duration:
+                outcomes.append(outcome)
+    assert current is not None
+    return Recommendation(alias, len(series), step, budget, choose(outcomes, budget), current)
+
+
+def render_table(recs: Sequence[Recommendation], budget_text: str):
+    """A rich table: per baseline the current and the recommended settings with their rates on history."""
+    from rich.table import Table
+
+    from smartmetrics.durations import format_duration
+
+    table = Table(title=f"Alert tuning for a budget of {budget_text} per series")
+    for col in ("baseline", "series", "series-weeks", "now: sensitivity / for", "alerts/series-week now",
+                "recommended sensitivity", "for", "alerts/series-week", "excursions caught", "verdict"):
+        table.add_column(col, justify="left" if col in ("baseline", "verdict") else "right")
+    for r in recs:
+        now_for = format_duration((r.current.for_points - 1) * r.step)
+        table.add_row(
+            r.alias, str(r.series), f"{r.chosen.weeks:.1f}", f"{r.current.sensitivity} / {now_for}",
+            f"{r.current.rate:.2f}", f"{r.chosen.sensitivity}", format_duration(r.for_seconds),
+            f"{r.chosen.rate:.2f}", f"{r.chosen.caught}/{r.chosen.injected}",
+            "within budget" if r.meets else "over budget (quietest shown)")
+    return table
+
+
+def render_updated_config(text: str, recs: Sequence[Recommendation]) -> str:
+    """The config text with each baseline's `sensitivity` and `alert.for` set; comments and order kept."""
+    import io
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
+
+    from smartmetrics.durations import format_duration
+
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    data = yaml.load(text)
+    for r in recs:
+        node = data["baselines"][r.alias]
+        node["sensitivity"] = r.chosen.sensitivity
+        if not isinstance(node.get("alert"), dict):
+            node["alert"] = CommentedMap()
+        node["alert"]["for"] = format_duration(r.for_seconds)
+    out = io.StringIO()
+    yaml.dump(data, out)
+    return out.getvalue()
+
+
+def write_config(path: str, recs: Sequence[Recommendation]) -> None:
+    """Write the recommendations into the YAML config atomically, after checking the result still loads."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    import yaml
+
+    from smartmetrics.config import parse_config
+
+    target = Path(path)
+    text = render_updated_config(target.read_text(), recs)
+    parse_config(yaml.safe_load(text), str(target))  # never write a config the daemon would refuse
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, target.stat().st_mode & 0o7777)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def engine_fit(baseline: Baseline) -> FitFactory:
+    """The daemon's own fit for this baseline (its curve type and models), as a factory over sensitivity."""
+    from smartmetrics.ensemble import FitSettings, fit_series
+
+    def factory(sensitivity: float | str) -> Callable[[Series, int], object]:
+        def fit(train: Series, horizon: int) -> object:
+            models = tuple(baseline.models) if baseline.models else None
+            settings = FitSettings(sensitivity=sensitivity, curve_type=baseline.curve_type, models=models,
+                                   horizon=horizon)
+            return fit_series(train, settings)
+        return fit
+    return factory
+
+
+def run_tune(config_path: str, config, aliases: Sequence[str], budget_text: str, *, write: bool, console,
+             end: float | None = None) -> int:
+    """The `tune` command: fetch each baseline's history, tune it, print the table, optionally write back."""
+    from smartmetrics.source import SourceError, fetch_baseline
+
+    budget = parse_budget(budget_text)
+    recs = []
+    for alias in aliases:
+        baseline = config.baselines[alias]
+        try:
+            fetched = fetch_baseline(config, alias, end)
+        except SourceError as exc:
+            console.print(f"[red]error[/red]: {exc}")
+            return 1
+        if not fetched.series:
+            console.print(f"baseline {alias}: the expr returned no series; skipped")
+            continue
+        with console.status(f"tuning {alias}: {len(fetched.series)} series"):
+            recs.append(tune_baseline(alias, baseline, fetched.series, budget, engine_fit(baseline)))
+    console.print(render_table(recs, budget_text))
+    if write and recs:
+        write_config(config_path, recs)
+        console.print(f"wrote sensitivity and alert.for of {len(recs)} baselines to {config_path}")
+    return 0
