@@ -29,7 +29,7 @@ from smartmetrics.series import Series
 MIN_HISTORY_DAYS = 1.0
 MIN_POINTS = 48
 INTERMITTENT_ZEROS, INTERMITTENT_RUNS = 0.3, 8
-CONSTANT_SHARE = 0.9
+CONSTANT_SHARE, CONSTANT_EPISODES_SHARE, CONSTANT_EPISODES = 0.9, 0.6, 6
 SHIFT_RATIO, SHIFT_MIN_STRENGTH, SHIFT_MIN_SIZE = 0.35, 0.5, 5.0
 TREND_MIN_STRENGTH, TREND_MIN_SIZE = 0.5, 5.0
 NOISY_RELATIVE = 0.3
@@ -105,6 +105,10 @@ def decide(f: dict[str, float], periods: tuple[int, ...]) -> tuple[str, float, t
     if f["flat_share"] >= CONSTANT_SHARE:
         return "constant", _margin(f["flat_share"], CONSTANT_SHARE, 0.05), (
             f"one value holds {f['flat_share']:.1%} of points >= {CONSTANT_SHARE:.0%}",)
+    if f["flat_share"] >= CONSTANT_EPISODES_SHARE and f["off_mode_runs"] <= CONSTANT_EPISODES:
+        return "constant", _margin(f["flat_share"], CONSTANT_EPISODES_SHARE, 0.1), (
+            f"one value holds {f['flat_share']:.1%} of points, left only {f['off_mode_runs']:.0f} times "
+            f"(<= {CONSTANT_EPISODES})",)
     name, strength = _strongest_season(f)
     if periods == (WEEK,) and _is_level_shift(f) and f["shift_strength"] >= strength + WEEKLY_MARGIN:
         return "level_shift", _margin(f["shift_strength"], strength, 0.1), (

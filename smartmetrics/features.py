@@ -19,6 +19,7 @@ from smartmetrics.periods import (
 
 ADI_LIMIT, CV2_LIMIT = 1.32, 0.49  # Syntetos & Boylan (2005) demand-pattern thresholds
 MIN_SEGMENT = 2.25 * DAY  # a new level must hold 2+ days: incidents and weekend dips cannot pose as one
+MIN_SEGMENT_SHARE = 0.25  # ... or a quarter of a shorter history (at least half a day)
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,19 @@ def intermittency(values: np.ndarray) -> dict[str, float]:
 
 
 def value_shape(values: np.ndarray) -> dict[str, float]:
-    """Flatness (share of the most common value) and discreteness (distinct values per point)."""
+    """Flatness (share of the most common value), the number of runs away from it, and discreteness
+    (distinct values per point).
+
+    >>> value_shape(np.array([3, 3, 4, 4, 3, 3, 3, 5, 3.0]))["off_mode_runs"]
+    2.0
+    """
     finite = values[np.isfinite(values)]
     if len(finite) == 0:
-        return {"flat_share": 0.0, "distinct_share": 0.0}
-    _, counts = np.unique(finite, return_counts=True)
-    return {"flat_share": float(counts.max() / len(finite)), "distinct_share": float(len(counts) / len(finite))}
+        return {"flat_share": 0.0, "distinct_share": 0.0, "off_mode_runs": 0.0}
+    distinct, counts = np.unique(finite, return_counts=True)
+    off = np.r_[False, finite != distinct[np.argmax(counts)], False].astype(np.int8)
+    return {"flat_share": float(counts.max() / len(finite)), "distinct_share": float(len(counts) / len(finite)),
+            "off_mode_runs": float(np.sum(np.diff(off) == 1))}
 
 
 def _robust_r2(y: np.ndarray, fitted: np.ndarray) -> float:
@@ -107,7 +115,8 @@ def level_features(level: np.ndarray, block: int) -> dict[str, float]:
     noise = robust_sd(np.diff(level)) / np.sqrt(2) + 1e-12 * (1 + abs(float(np.median(level))))
     out["trend_strength"] = _robust_r2(level, line)
     out["trend_size"] = float(abs(line[-1] - line[0]) / noise)
-    min_seg = max(2, int(MIN_SEGMENT // block))
+    span = len(level) * block
+    min_seg = max(2, int(max(DAY / 2, min(MIN_SEGMENT, MIN_SEGMENT_SHARE * span)) // block))
     if len(level) >= 2 * min_seg:
         fit, jump = step_fit(level, min_seg)
         out["shift_strength"] = _robust_r2(level, fit)

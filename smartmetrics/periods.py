@@ -18,6 +18,7 @@ WORK_POINTS = 4096
 PERIOD_MIN_STRENGTH = 0.4  # cross-validated strength above which a period is taken as real
 COARSE_STEP = 900  # seconds: the grid of the daily analysis
 SPECTRAL_GATE = 40.0  # times the median periodogram power a sub-daily candidate must reach
+WEEKLY_BLOCK = 3 * HOUR  # weekly cycles are compared on 3-hour means: day-level shapes, little noise
 WEEKLY_TRIM = 0.1  # two weeks give one comparison: a bad day in either must not decide it
 _MAD = 1.4826
 
@@ -249,8 +250,8 @@ def theil_sen_slope(y: np.ndarray) -> float:
 
 
 def _weekly(x: np.ndarray, components: np.ndarray, w: int) -> tuple[float, np.ndarray]:
-    """Cross-validated weekly strength on hourly means of the series minus its trend and sub-weekly cycles."""
-    factor = max(1, HOUR // w)
+    """Cross-validated weekly strength on 3-hour means of the series minus its trend and sub-weekly cycles."""
+    factor = max(1, WEEKLY_BLOCK // w)
     zh = block_mean(x - components, factor)
     lag = WEEK // (w * factor)
     if len(zh) < 1.9 * lag:

@@ -73,11 +73,12 @@ def _weekly_factor(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _seasonal(t: np.ndarray, level: float, sd: float, days: float, rng: np.random.Generator) -> _Draft:
-    options = ["daily", "daily", "daily+weekly", "cron"] + (["weekly", "daily+weekly"] if days >= 14 else [])
-    variant = str(rng.choice(options))
+    options = ["daily", "daily", "cron"] + (["weekly", "daily+weekly", "daily+weekly"] if days >= 14 else [])
+    variant = str(rng.choice(options))  # a weekly cycle is only knowable (and labelled) with two weeks
     amp = rng.uniform(0.3, 0.7)
     if variant == "cron":
-        period = int(rng.choice([3600, 4 * 3600, 6 * 3600, 12 * 3600]))
+        step = int(t[1] - t[0])
+        period = int(rng.choice([p for p in (3600, 4 * 3600, 6 * 3600, 12 * 3600) if p >= 4 * step] or [DAY]))
         duty = (t % period) < rng.uniform(0.2, 0.4) * period
         clean, periods = level * (1 + amp * duty.astype(float)), (period,)
     elif variant == "weekly":
@@ -121,10 +122,11 @@ def _trending(t: np.ndarray, level: float, sd: float, rng: np.random.Generator) 
 def _level_shift(t: np.ndarray, level: float, sd: float, rng: np.random.Generator) -> _Draft:
     n = len(t)
     values = level + _ar1(n, sd, rng)
-    count = int(rng.integers(1, 4)) if n * (t[1] - t[0]) >= 6 * DAY else 1
+    days = n * (t[1] - t[0]) / DAY
+    count = int(rng.integers(1, 1 + min(3, max(1, int(days / 4.5)))))  # shifts stay well apart
     slot = 0.7 * n / count
     offset = 0.0
-    for k in range(count):  # one deploy per slot: over 14 days, shifts stay 2.3+ days apart
+    for k in range(count):  # one deploy per slot, at least a quarter of the history or 2.3 days apart
         cut = int(0.15 * n + slot * (k + rng.uniform(0.35, 0.65)))
         direction = 1.0 if offset <= 0 else float(rng.choice([-1.0, 1.0]))
         size = direction * max(rng.uniform(0.3, 0.8) * level, 8 * sd)
