@@ -18,7 +18,6 @@ from urllib.parse import quote_plus
 from smartmetrics.config import Alert, Config
 from smartmetrics.rules import (
     LOWER,
-    SCORE_THRESHOLD,
     UPPER,
     VALUE,
     VALUE_PANEL_ID,
@@ -26,6 +25,8 @@ from smartmetrics.rules import (
     alert_name,
     check_grafana_url,
     dashboard_uid,
+    keep_firing_seconds,
+    score_threshold,
 )
 from smartmetrics.series import format_labels
 
@@ -45,19 +46,19 @@ class Phase:
     side: str | None
 
 
-def excursion(alert: Alert, half: float, yhat: float) -> float:
+def excursion(alert: Alert, half: float, yhat: float, threshold: float) -> float:
     """A deviation that is clearly an anomaly: past the threshold and past both minimum deviations."""
-    return max(half * (SCORE_THRESHOLD + 2.0), 2 * alert.min_abs_deviation,
-               2 * alert.min_rel_deviation * abs(yhat))
+    return max(half * (threshold + 2.0), 2 * alert.min_abs_deviation, 2 * alert.min_rel_deviation * abs(yhat))
 
 
-def plan_phases(alert: Alert) -> list[Phase]:
-    """Inside, above, inside, below, inside (and a small excursion when a minimum deviation is set)."""
-    hold = math.ceil(alert.for_ / 60) + 5
-    up = YHAT_VALUE + excursion(alert, UPPER_VALUE - YHAT_VALUE, YHAT_VALUE)
-    down = YHAT_VALUE - excursion(alert, YHAT_VALUE - LOWER_VALUE, YHAT_VALUE)
-    phases = [Phase(INSIDE, 10, None), Phase(up, hold, "up"), Phase(INSIDE, 10, None),
-              Phase(down, hold, "down"), Phase(INSIDE, 10, None)]
+def plan_phases(alert: Alert, threshold: float, keep_minutes: int) -> list[Phase]:
+    """Inside, above, inside, below, inside (and a small excursion when a minimum deviation is set);
+    each quiet stretch after an excursion outlasts `keep_firing_for`."""
+    hold, calm = math.ceil(alert.for_ / 60) + 5, keep_minutes + 10
+    up = YHAT_VALUE + excursion(alert, UPPER_VALUE - YHAT_VALUE, YHAT_VALUE, threshold)
+    down = YHAT_VALUE - excursion(alert, YHAT_VALUE - LOWER_VALUE, YHAT_VALUE, threshold)
+    phases = [Phase(INSIDE, 10, None), Phase(up, hold, "up"), Phase(INSIDE, calm, None),
+              Phase(down, hold, "down"), Phase(INSIDE, calm, None)]
     small = max(alert.min_abs_deviation, alert.min_rel_deviation * YHAT_VALUE)
     if small > UPPER_VALUE - YHAT_VALUE:  # a value outside the band but under the minimum deviation
         phases += [Phase(UPPER_VALUE + 0.5 * (small - (UPPER_VALUE - YHAT_VALUE)), hold, None),
@@ -103,23 +104,28 @@ def expected_alert(alias: str, config: Config, labels: dict[str, str], value: fl
 
 def render_case(alias: str, config: Config, names: tuple[str, ...], grafana_url: str | None = None) -> dict[str, Any]:
     """One promtool test: the inputs of one series and the alerts expected along its phases."""
-    alert = config.baselines[alias].alert
+    baseline = config.baselines[alias]
+    alert, keep = baseline.alert, math.ceil(keep_firing_seconds(baseline) / 60)
     labels = {"baseline": alias, **{n: SAMPLE_LABEL_VALUE for n in names}}
     band_labels = {**{k: v for k, v in DAEMON.items() if k not in names}, **labels}
-    phases = plan_phases(alert)
+    phases = plan_phases(alert, score_threshold(baseline), keep)
     inputs = [{"series": VALUE + format_labels(labels), "values": series_values(phases)}]
     total = sum(p.minutes for p in phases)
     for metric, level in ((YHAT, YHAT_VALUE), (LOWER, LOWER_VALUE), (UPPER, UPPER_VALUE)):
         inputs.append({"series": metric + format_labels(band_labels), "values": f"{level:g}x{total - 1}"})
-    checks, start, for_minutes = [], 0, math.ceil(alert.for_ / 60)
+    checks, start, for_minutes, fired = [], 0, math.ceil(alert.for_ / 60), []
+
+    def check(minute: int, alerts: list) -> None:
+        checks.append({"eval_time": f"{minute}m", "alertname": alert_name(alias), "exp_alerts": alerts})
+
     for phase in phases:
+        if phase.side is not None and for_minutes >= 1:
+            check(start + for_minutes - 1, [])  # still pending
+        if phase.side is None and fired and keep >= 2:
+            check(start + keep // 2, fired)  # back inside, but kept firing
         allowed = phase.side is not None and alert.direction in ("both", phase.side)
-        if for_minutes >= 1 and phase.side is not None:
-            checks.append({"eval_time": f"{start + for_minutes - 1}m", "alertname": alert_name(alias),
-                           "exp_alerts": []})  # still pending
         fired = [expected_alert(alias, config, labels, phase.value, grafana_url)] if allowed else []
-        checks.append({"eval_time": f"{start + phase.minutes - 1}m", "alertname": alert_name(alias),
-                       "exp_alerts": fired})
+        check(start + phase.minutes - 1, fired)
         start += phase.minutes
     return {"name": f"{alias}: fires outside the band after for, silent inside", "interval": "1m",
             "input_series": inputs, "alert_rule_test": checks}

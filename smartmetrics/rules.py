@@ -4,7 +4,7 @@ Per baseline, one rule group (evaluated in order, so the alert sees this evaluat
 
     smartmetrics:value{baseline="qps", <series labels>}          the baseline's expr
     smartmetrics:anomaly_score{baseline="qps", <series labels>}  0 at yhat, 1 at the band edge
-    alert QpsAnomaly                                              score > 1 for `alert.for`
+    alert QpsAnomaly                      score > threshold for `alert.for`, kept firing for a while
 
 Value and band are matched with `on(baseline, <the series' own label names>)`: Prometheus scrapes
 the daemon with `honor_labels: true`, so a band whose series has no `job` or `instance` of its own
@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from smartmetrics.bands import band_policy
 from smartmetrics.config import Alert, Baseline, Config
 from smartmetrics.durations import format_duration
 from smartmetrics.exporter import export_labels
@@ -33,8 +34,6 @@ from smartmetrics.store import BaselineState
 
 VALUE, SCORE = "smartmetrics:value", "smartmetrics:anomaly_score"
 YHAT, LOWER, UPPER = "smartmetrics_yhat", "smartmetrics_yhat_lower", "smartmetrics_yhat_upper"
-SCORE_THRESHOLD = 1.0
-"""The score above which an alert fires: the band edge; sensitivity places the edge (see `tune`)."""
 EPSILON = 1e-9
 """A zero-width half-band is clamped to this, so a value on it scores 0 and one beyond scores huge."""
 RULES_FILE = "smartmetrics.rules.yml"
@@ -76,6 +75,16 @@ def alert_name(alias: str) -> str:
     if not name or not name[0].isalpha():
         name = "Baseline" + name
     return name + "Anomaly"
+
+
+def score_threshold(baseline: Baseline) -> float:
+    """The score above which the baseline alerts: its sensitivity's threshold (1 is the band edge)."""
+    return band_policy(baseline.sensitivity).threshold
+
+
+def keep_firing_seconds(baseline: Baseline) -> float:
+    """How long an alert keeps firing after the score falls back (one incident, one alert)."""
+    return float(band_policy(baseline.sensitivity).keep_firing_for)
 
 
 def _on(names: Iterable[str]) -> str:
@@ -188,13 +197,17 @@ def render_alert_rule(alias: str, baseline: Baseline, names: tuple[str, ...],
                       grafana_url: str | None = None) -> dict[str, Any]:
     """The one alerting rule of a baseline."""
     alert = baseline.alert
-    return {
+    rule = {
         "alert": alert_name(alias),
-        "expr": alert_condition(alias, alert, names, SCORE_THRESHOLD),
+        "expr": alert_condition(alias, alert, names, score_threshold(baseline)),
         "for": format_duration(alert.for_),
+        "keep_firing_for": format_duration(keep_firing_seconds(baseline)),
         "labels": render_alert_labels(alias, alert),
         "annotations": render_annotations(alias, alert, names, grafana_url),
     }
+    if not keep_firing_seconds(baseline):
+        del rule["keep_firing_for"]
+    return rule
 
 
 def render_rule_groups(config: Config, names: Mapping[str, tuple[str, ...]],

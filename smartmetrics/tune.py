@@ -20,9 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from smartmetrics.backtest import DAY, firing_and_onsets, walk_forward_band
-from smartmetrics.bands import anomaly_score
+from smartmetrics.bands import anomaly_score, band_policy
 from smartmetrics.config import Alert, Baseline
-from smartmetrics.rules import SCORE_THRESHOLD
 from smartmetrics.series import Series
 
 WEEK = 7 * DAY
@@ -104,11 +103,11 @@ class Recommendation:
 
 
 def alerting_points(values: np.ndarray, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-                    alert: Alert) -> np.ndarray:
+                    alert: Alert, threshold: float = 1.0) -> np.ndarray:
     """Points where the generated alert condition holds (before `for`), as the rules compute it."""
     with np.errstate(invalid="ignore"):
         score = anomaly_score(values, yhat, lower, upper)
-        out = np.nan_to_num(score, nan=0.0) > SCORE_THRESHOLD
+        out = np.nan_to_num(score, nan=0.0) > threshold
         if alert.direction == "up":
             out &= values > yhat
         elif alert.direction == "down":
@@ -141,13 +140,20 @@ def inject_excursions(replay: Replay, alert: Alert, size: float, duration: int,
 
 def evaluate(replays: Sequence[Replay], sensitivity: float | str, alert: Alert, for_points: int,
              size: float, duration: int) -> Outcome:
-    """Alerts on the history as it was, and injected excursions caught, for one candidate."""
+    """Alerts on the history as it was, and injected excursions caught, for one candidate.
+
+    An alert is one firing period, as Prometheus notifies it: with the sensitivity's threshold, and
+    its `keep_firing_for` merging crossings of one incident.
+    """
+    policy = band_policy(sensitivity)
     alerts = caught = injected = 0
     for r in replays:
-        _, onsets = firing_and_onsets(alerting_points(r.values, r.yhat, r.lower, r.upper, alert), for_points)
-        alerts += int(onsets.sum())
+        keep = policy.keep_points(r.step)
+        outside = alerting_points(r.values, r.yhat, r.lower, r.upper, alert, policy.threshold)
+        alerts += int(firing_and_onsets(outside, for_points, keep)[1].sum())
         values, windows = inject_excursions(r, alert, size, duration)
-        firing, _ = firing_and_onsets(alerting_points(values, r.yhat, r.lower, r.upper, alert), for_points)
+        outside = alerting_points(values, r.yhat, r.lower, r.upper, alert, policy.threshold)
+        firing, _ = firing_and_onsets(outside, for_points, keep)
         caught += sum(bool(firing[a:b + 1].any()) for a, b in windows)
         injected += len(windows)
     return Outcome(sensitivity, for_points, alerts, sum(r.weeks for r in replays), caught, injected)

@@ -18,7 +18,7 @@ from smartmetrics.cli import main
 from smartmetrics.config import Config, parse_config
 from smartmetrics.grafana import ALERTS_FILE, render_grafana_files, to_plain
 from smartmetrics.promql import RulesError
-from smartmetrics.rules import SCORE_THRESHOLD, dashboard_uid, render_rule_files
+from smartmetrics.rules import dashboard_uid, render_rule_files, score_threshold
 from smartmetrics.selfmetrics import SelfMetrics
 from smartmetrics.store import BaselineState, SeriesBand
 
@@ -90,7 +90,8 @@ def test_baseline_panel_draws_the_band_between_lower_and_upper(files: dict[str, 
     assert doc["templating"]["list"][1]["query"] == \
         'label_values(smartmetrics_yhat{baseline="inference_qps", model=~"$model"}, tenant)'
     score = doc["panels"][1]
-    assert score["fieldConfig"]["defaults"]["thresholds"]["steps"][1]["value"] == SCORE_THRESHOLD
+    limit = score_threshold(make_config().baselines["inference_qps"])
+    assert score["fieldConfig"]["defaults"]["thresholds"]["steps"][1]["value"] == limit
 
 
 def test_every_query_parses_as_promql(files: dict[str, str]) -> None:
@@ -133,8 +134,10 @@ def test_grafana_alerts_are_equivalent_to_the_prometheus_alerts(files: dict[str,
         data = {q["refId"]: q["model"] for q in rule["data"]}
         threshold = data[rule["condition"]]
         assert threshold["type"] == "threshold" and threshold["expression"] == "A"
-        assert threshold["conditions"][0]["evaluator"] == {"type": "gt", "params": [SCORE_THRESHOLD]}
-        assert expected["expr"].replace(" > 1\n", "\n", 1).removesuffix(" > 1") == data["A"]["expr"]
+        limit = score_threshold(config.baselines[expected["labels"]["baseline"]])
+        assert threshold["conditions"][0]["evaluator"] == {"type": "gt", "params": [limit]}
+        cut = f" > {limit:g}"
+        assert expected["expr"].replace(cut + "\n", "\n", 1).removesuffix(cut) == data["A"]["expr"]
         assert data["A"]["instant"] is True
         assert rule["for"] == expected["for"] and rule["labels"] == expected["labels"]
         assert rule["annotations"]["dashboard"] == expected["annotations"]["dashboard"]
