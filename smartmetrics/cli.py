@@ -202,6 +202,35 @@ def cmd_tune(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from smartmetrics.durations import parse_duration
+    from smartmetrics.evaluate import parse_sensitivity
+    from smartmetrics.plot_cli import SourceError, plot_baseline, plot_csv
+
+    try:
+        last = parse_duration(args.last) if args.last else None
+        sensitivity = parse_sensitivity(args.sensitivity)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if (args.input is None) == (args.config is None):
+        print("error: give either a CSV file or --config with --baseline", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.input is not None:
+            paths = [plot_csv(args.input, args.out, sensitivity=sensitivity, last=last, title=args.title)]
+        else:
+            config = _load(args.config)
+            alias = _pick_baselines(config, [args.baseline] if args.baseline else None)[0]
+            paths = plot_baseline(config, alias, args.match, args.out, last)
+    except (OSError, ValueError, SourceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    for path in paths:
+        print(f"wrote {path}")
+    return EXIT_OK if paths else EXIT_FAILURE
+
+
 # --- parser ---------------------------------------------------------------------------------
 
 
@@ -378,6 +407,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="alerts per series allowed on history: 1/week (default), 0.5/day, ...")
     p.add_argument("--baseline", action="append", metavar="A", help="only this baseline (repeatable)")
     p.add_argument("--write", action="store_true", help="write the recommendations back into F")
+
+    p = _add(
+        sub, "plot", cmd_plot, "PNG of a series with its band, forecast and alert periods",
+        "Draw a series with its band (filled), yhat and the periods its alert fired, as a PNG.\n\n"
+        "  smartmetrics plot replay.csv --out replay.png        a `backtest` output, drawn as is\n"
+        "  smartmetrics plot series.csv --out s.png             a timestamp,value CSV, replayed first\n"
+        "  smartmetrics plot --config F --baseline A --out DIR  live series + stored forecast, one PNG each",
+    )
+    p.add_argument("input", nargs="?", metavar="CSV", help="backtest output or timestamp,value CSV")
+    p.add_argument("--out", required=True, metavar="PATH", help="PNG file (CSV input) or folder (--config)")
+    p.add_argument("--config", metavar="F", help="plot a configured baseline's live series instead")
+    p.add_argument("--baseline", metavar="A", help="with --config: which baseline (default: the first)")
+    p.add_argument("--match", metavar="SELECTOR", help='with --config: only series matching e.g. {model="a"}')
+    p.add_argument("--sensitivity", default="medium", help="for replaying a plain CSV (default: medium)")
+    p.add_argument("--last", metavar="DURATION", help="only the last part, e.g. 3d")
+    p.add_argument("--title", help="title above the plot")
 
     return parser
 
