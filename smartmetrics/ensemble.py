@@ -34,7 +34,7 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "constant": ("level",),
     "insufficient": ("level",),
 }
-MIN_HISTORY: dict[str, int] = {"profile_week": 7 * DAY, "profile_day": DAY}
+MIN_HISTORY: dict[str, int] = {"profile_week": 2 * DAY, "profile_day": DAY}
 SPARSE = ("intermittent", "constant")
 UNMASKED = SPARSE + ("noisy",)  # their extremes are their nature, not incidents
 DROP_RATIO = 1.5

@@ -54,12 +54,15 @@ def lag_correlation(values: np.ndarray, lag: int) -> float:
 def weekly_effect(series: Series, threshold: float = 6.0) -> bool:
     """Whether one or two days of the week sit apart from the others (a weekend dip, a Monday peak).
 
-    Needs a week of history: compares the daily medians of residuals from a daily profile within
-    each one- or two-day block of weekdays against the other days' spread.
+    Needs six days of history: compares the daily medians of residuals from a daily profile within
+    each one- or two-day block of weekdays against the other days' spread. A block seen only once
+    must be framed by ordinary days that agree with each other, so a deploy shift (or two to different
+    levels) cannot pose as a weekend; a block seen in two weeks needs no frame. (A deploy rolled back
+    to the very same level one or two days later does pose as one until a second week disagrees.)
     """
     t, y = series.timestamps, series.values
     ok = np.isfinite(y)
-    if ok.sum() < 7 * DAY // series.step * 0.8 or t[-1] - t[0] < 7 * DAY - series.step:
+    if ok.sum() < 6 * DAY // series.step * 0.8 or t[-1] - t[0] < 6 * DAY - series.step:
         return False
     profile = SeasonalProfile(recent=DAY).fit(series)
     resid = y[ok] - profile.predict(t[ok]).mean
@@ -68,27 +71,49 @@ def weekly_effect(series: Series, threshold: float = 6.0) -> bool:
     medians = group_median(day, resid, int(day.max()) + 1)
     counts = np.bincount(day)
     keep = np.isfinite(medians) & (counts >= 0.5 * DAY / series.step)
-    dow, m = (np.flatnonzero(keep) + int(t[0] // DAY)) % 7, medians[keep]
+    days, m = np.flatnonzero(keep), medians[keep]
+    dow = (days + int(t[0] // DAY)) % 7
     floor = 0.5 * robust_sigma(resid) / np.sqrt(DAY / series.step) + 1e-12
-    best = 0.0
     for start in range(7):
         for length in (1, 2):
             inside = np.isin(dow, [(start + i) % 7 for i in range(length)])
-            if inside.sum() >= 1 and (~inside).sum() >= 4 and _surrounded(inside):
-                diff = abs(np.median(m[inside]) - np.median(m[~inside]))
-                best = max(best, diff / max(robust_sigma(m[~inside] - np.median(m[~inside])), floor))
-    return best > threshold
+            if inside.sum() < 1 or (~inside).sum() < 4:
+                continue
+            base, level = np.median(m[~inside]), np.median(m[inside])
+            diff = abs(level - base)
+            score = diff / max(robust_sigma(m[~inside] - base), floor)
+            agree = np.max(np.abs(m[inside] - level)) < 0.25 * diff \
+                and np.sum(np.abs(m[~inside] - base) >= 0.25 * diff) <= 1  # one odd ordinary day at most
+            if score > threshold and agree and (_repeated(days[inside]) or _framed(days, inside, m, base, diff)):
+                return True
+    return False
 
 
-def _surrounded(inside: np.ndarray) -> bool:
-    """Whether ordinary days come both before and after the first and last flagged days, so that a
-    level shift (all days after it differ) is not taken for a day-of-week pattern.
+def _repeated(days: np.ndarray) -> bool:
+    """Whether flagged days lie a week apart or more (the block came back: a cycle, not a shift).
 
-    >>> _surrounded(np.array([False, True, True, False])), _surrounded(np.array([False, False, True]))
+    >>> _repeated(np.array([5, 6, 12])), _repeated(np.array([5, 6]))
     (True, False)
     """
-    idx, out = np.flatnonzero(inside), np.flatnonzero(~inside)
-    return bool(len(idx) and len(out) and out[0] < idx[0] and out[-1] > idx[-1])
+    return bool(len(days) and days.max() - days.min() >= 6)
+
+
+def _framed(days: np.ndarray, inside: np.ndarray, m: np.ndarray, base: float, diff: float) -> bool:
+    """Whether the day just before and the day just after the flagged block are ordinary days close
+    to the ordinary level (within a quarter of the block's difference).
+
+    >>> d = np.arange(6); m = np.array([0.0, 0.0, 5.0, 5.0, 0.0, 0.0])
+    >>> _framed(d, m > 1, m, 0.0, 5.0), _framed(d, d == 3, m, 0.0, 5.0)
+    (True, False)
+    """
+    idx = np.flatnonzero(inside)
+    first, last = idx[0], idx[-1]
+    if first == 0 or last == len(days) - 1 or days[last] - days[first] > 1:
+        return False
+    before, after = first - 1, last + 1
+    return bool(days[before] == days[first] - 1 and days[after] == days[last] + 1
+                and not inside[before] and not inside[after]
+                and abs(m[before] - base) < 0.25 * diff and abs(m[after] - base) < 0.25 * diff)
 
 
 def baseline_residuals(series: Series, seasonal: bool, period: int = DAY) -> np.ndarray:
@@ -118,29 +143,53 @@ def anomaly_mask(resid: np.ndarray, z: float = CLEAN_Z, max_fraction: float = MA
     return mask | np.roll(mask, 1) | np.roll(mask, -1) | np.roll(mask, 2) | np.roll(mask, -2)
 
 
-def find_level_shift(values: np.ndarray, step: int, min_after: int = 2 * 3600) -> tuple[int, float] | None:
+def find_level_shift(values: np.ndarray, step: int, min_after: int = 2 * 3600,
+                     window: int = DAY) -> tuple[int, float] | None:
     """The index and size of the most significant persistent level shift in de-seasonalised values.
 
-    The split maximising a CUSUM-style statistic on hourly block medians is kept when the jump is
-    large against the block noise and the level after it is flat (so a trend is not taken for a shift).
+    Each split of the hourly block medians is judged on the `window` on either side only, so earlier
+    or later shifts do not blur it: kept when the jump is large against the block noise and the
+    levels on both sides are flat (so a trend or a wave is not taken for a shift).
     """
     blocks, offset, block = _hourly_blocks(values, step)
-    n = len(blocks)
+    n, w = len(blocks), max(2, window // (block * step))
     min_after_blocks = max(2, -(-min_after // (block * step)))
     if n < 8 or n - min_after_blocks < 2:
         return None
-    k = np.arange(2, n - min_after_blocks + 1)
-    c = np.cumsum(blocks)
-    before, after = c[k - 1] / k, (c[-1] - c[k - 1]) / (n - k)
-    stat = np.abs(after - before) * np.sqrt(k * (n - k) / n)
-    cut = int(k[np.argmax(stat)])
-    head, tail = blocks[:cut], blocks[cut:]
-    jump = float(np.median(tail) - np.median(head))
     noise = max(robust_sigma(np.diff(blocks)) / np.sqrt(2), 1e-12)
-    flat_after = np.median(np.abs(tail - np.median(tail))) < 0.25 * abs(jump)
-    if abs(jump) > 8 * noise and flat_after and abs(jump) > 3 * robust_sigma(head):
-        return offset + cut * block, jump
+    best, best_k = 0.0, 0
+    for k in range(2, n - min_after_blocks + 1):
+        head, tail = blocks[max(0, k - w):k], blocks[k:k + w]
+        stat = abs(np.median(tail) - np.median(head)) / np.sqrt(1 / len(head) + 1 / len(tail))
+        if stat > best:
+            best, best_k = stat, k
+    best_k = _refine_split(blocks, best_k, w, min_after_blocks)
+    head, tail = blocks[max(0, best_k - w):best_k], blocks[best_k:best_k + w]
+    jump = float(np.median(tail) - np.median(head))
+    flat = max(_spread_of(head), _spread_of(tail)) < 0.2 * abs(jump)
+    if best_k and abs(jump) > 8 * noise and flat and abs(jump) > 3 * robust_sigma(head):
+        return offset + best_k * block, jump
     return None
+
+
+def _refine_split(blocks: np.ndarray, k: int, w: int, min_after: int) -> int:
+    """The split within three blocks of `k` that a two-level step (medians of the `w` blocks on either
+    side) fits best: window medians barely move near the true split, the step's error does.
+
+    >>> _refine_split(np.r_[np.zeros(10), np.ones(10)], 12, 8, 2)
+    10
+    """
+    lo, hi = max(2, k - 3), min(len(blocks) - min_after, k + 3)
+    region = blocks[max(0, k - w):k + w]
+    a, b = np.median(blocks[max(0, k - w):k]), np.median(blocks[k:k + w])
+    errors = [np.abs(region - np.where(np.arange(len(region)) < c - max(0, k - w), a, b)).sum()
+              for c in range(lo, hi + 1)]
+    return lo + int(np.argmin(errors)) if hi >= lo else k
+
+
+def _spread_of(x: np.ndarray) -> float:
+    """Median absolute deviation from the median."""
+    return float(np.median(np.abs(x - np.median(x))))
 
 
 def _hourly_blocks(values: np.ndarray, step: int) -> tuple[np.ndarray, int, int]:

@@ -1,11 +1,15 @@
-"""Seasonal profile: a robust level per time-of-day (or time-of-week) slot, plus trend and recent level.
+"""Seasonal profile: a robust level per time-of-day slot, optional time-of-week offsets, plus trend and
+recent level.
 
 The workhorse for Prometheus curves with daily or weekly cycles. Fitting removes a Theil-Sen trend
-of the daily medians, takes the median of each slot across cycles (smoothed over neighbouring
-slots; a weekly profile fills the slots it has not seen yet from the time-of-day median), and keeps
-a per-slot MAD as the residual scale. The recent level offset (median residual
-of the last hours) follows slow drifts without chasing single points. Fitted state is the slot
-table itself, so the model serialises to a few hundred numbers.
+of the daily medians and takes the median of each slot across cycles (a 3-slot median filter only
+while fewer than `SMOOTH_BELOW` cycles were seen, so a sharp peak that recurs every day is kept), and
+keeps a per-slot MAD as the residual scale. The weekly variant adds a half-hour-of-week offset table
+(the median residual from the daily shape in each half hour of the week, median-filtered so a
+weekend step or ramp survives and noise does not): weekday/weekend levels are learned from a single
+week, and half hours not seen yet get no offset. The recent level offset (median residual of the
+last hours) follows slow drifts without chasing single points. Fitted state is the tables
+themselves, so the model serialises to a few hundred numbers.
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ from smartmetrics.models.base import (
     theil_sen_slope,
 )
 from smartmetrics.series import Series
+
+SMOOTH_BELOW = 5  # cycles: with fewer, slot medians are noisy enough to need a median filter
+WEEK_SLOT = 1800  # seconds per slot of the weekly offset table
+MIN_WEEK_SLOT_POINTS = 3
 
 
 def slot_width(period: int, step: int, max_slots: int) -> int:
@@ -72,16 +80,54 @@ def daily_slope(t: np.ndarray, y: np.ndarray, min_days: int = 3) -> float:
     return theil_sen_slope(np.arange(n_days)[ok] * float(DAY), med[ok])
 
 
+def circular_median3(x: np.ndarray) -> np.ndarray:
+    """Median of each element and its two circular neighbours, ignoring NaN (keeps steps and ramps).
+
+    >>> circular_median3(np.array([0.0, 9.0, 0.0, 1.0, 1.0, 1.0])).tolist()
+    [1.0, 0.0, 1.0, 1.0, 1.0, 1.0]
+    """
+    if len(x) < 3:
+        return x.copy()
+    stacked = np.vstack((np.roll(x, 1), x, np.roll(x, -1)))
+    if not np.isnan(x).any():
+        return np.median(stacked, axis=0)
+    out = np.full(len(x), np.nan)
+    seen = np.isfinite(stacked).any(axis=0)
+    out[seen] = np.nanmedian(stacked[:, seen], axis=0)
+    return out
+
+
+def week_offsets(t: np.ndarray, resid: np.ndarray) -> np.ndarray:
+    """Median residual per half hour of the week (median-filtered; 0 where fewer than 3 points)."""
+    n = WEEK // WEEK_SLOT
+    idx = (np.mod(t, WEEK) // WEEK_SLOT).astype(np.int64)
+    med = group_median(idx, resid, n)
+    med[np.bincount(idx, minlength=n) < MIN_WEEK_SLOT_POINTS] = np.nan
+    if not np.isfinite(med).any():
+        return np.zeros(n)
+    return np.nan_to_num(circular_median3(med), nan=0.0)
+
+
+def week_offset_at(offsets: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+    """The weekly offset of each timestamp (zeros when the table is empty)."""
+    if len(offsets) == 0:
+        return np.zeros(len(timestamps))
+    return offsets[(np.mod(timestamps, WEEK) // WEEK_SLOT).astype(np.int64)]
+
+
 class SeasonalProfile:
-    """Robust median profile over one period (a day by default, or a week) with trend adjustment."""
+    """Robust median profile over one period (a day by default) with trend adjustment and, when
+    `weekly`, half-hour-of-week offsets."""
 
     name: ClassVar[str] = "profile_day"
 
-    def __init__(self, period: int = DAY, max_slots: int = 288, recent: int = 6 * 3600, trend: bool = True):
+    def __init__(self, period: int = DAY, max_slots: int = 288, recent: int = 6 * 3600, trend: bool = True,
+                 weekly: bool = False):
         self.period = period
         self.max_slots = max_slots
         self.recent = recent
         self.trend = trend
+        self.weekly = weekly
         self.table_: np.ndarray | None = None
 
     def fit(self, series: Series) -> Self:
@@ -97,19 +143,32 @@ class SeasonalProfile:
         detrended = y - self.slope_ * (t - self.t_ref_)
         n_slots = self.period // self.width_
         slots = np.floor(profile_positions(t, self.period, self.width_, step) + 0.5).astype(np.int64) % n_slots
-        raw = group_median(slots, detrended, n_slots)
-        if self.period > DAY and self.period % DAY == 0 and not np.isfinite(raw).all():
-            per_day = DAY // self.width_
-            daily = group_median(slots % per_day, detrended, per_day)
-            raw = np.where(np.isfinite(raw), raw, np.tile(daily, self.period // DAY))
-        raw = np.where(np.isfinite(raw), raw, np.nanmedian(detrended))
-        table = circular_smooth(raw, 3)
-        resid = detrended - table[slots]
+        table, offsets = self._tables(t, detrended, slots, n_slots)
+        resid = detrended - table[slots] - week_offset_at(offsets, t)
         recent = t >= t[-1] - self.recent
         self.level_ = float(np.median(resid[recent])) if recent.sum() >= 3 else 0.0
-        self.table_ = table
+        self.table_, self.week_ = table, offsets
         self.scales_ = self._slot_scales(slots, resid, n_slots, y)
         return self
+
+    def _tables(self, t: np.ndarray, y: np.ndarray, slots: np.ndarray, n_slots: int) -> tuple[np.ndarray, np.ndarray]:
+        """The slot table and, when weekly, the weekly offsets (alternated twice, so that the special
+        days do not bend the daily shape)."""
+        table = self._slot_table(t, y, slots, n_slots)
+        if not self.weekly:
+            return table, np.zeros(0)
+        offsets = np.zeros(WEEK // WEEK_SLOT)
+        for _ in range(2):
+            offsets = week_offsets(t, y - table[slots])
+            table = self._slot_table(t, y - week_offset_at(offsets, t), slots, n_slots)
+        return table, offsets
+
+    def _slot_table(self, t: np.ndarray, y: np.ndarray, slots: np.ndarray, n_slots: int) -> np.ndarray:
+        """Median per slot (unseen slots from the median), median-filtered only for short histories."""
+        raw = group_median(slots, y, n_slots)
+        raw = np.where(np.isfinite(raw), raw, np.nanmedian(y))
+        cycles = (t[-1] - t[0]) / self.period
+        return circular_median3(raw) if cycles < SMOOTH_BELOW else raw
 
     def _slot_scales(self, slots: np.ndarray, resid: np.ndarray, n_slots: int, y: np.ndarray) -> np.ndarray:
         """Per-slot robust sigma, smoothed and floored at half the overall one."""
@@ -123,7 +182,8 @@ class SeasonalProfile:
         check_fitted(self, "table_")
         ts = np.asarray(timestamps, dtype=np.int64)
         pos = profile_positions(ts, self.period, self.width_, self.step_)
-        mean = interpolate_circular(self.table_, pos) + self.level_ + self.slope_ * (ts - self.t_ref_)
+        mean = interpolate_circular(self.table_, pos) + week_offset_at(self.week_, ts) + self.level_ \
+            + self.slope_ * (ts - self.t_ref_)
         return Forecast(mean=mean, scale=interpolate_circular(self.scales_, pos))
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,10 +191,10 @@ class SeasonalProfile:
         return {
             "model": self.name,
             "params": {"period": self.period, "max_slots": self.max_slots, "recent": self.recent,
-                       "trend": self.trend},
+                       "trend": self.trend, "weekly": self.weekly},
             "state": {"width": self.width_, "step": self.step_, "t_ref": self.t_ref_, "slope": self.slope_,
                       "level": self.level_, "table": array_to_json(self.table_),
-                      "scales": array_to_json(self.scales_)},
+                      "week": array_to_json(self.week_), "scales": array_to_json(self.scales_)},
         }
 
     @classmethod
@@ -144,13 +204,15 @@ class SeasonalProfile:
         model.width_, model.step_, model.t_ref_ = int(s["width"]), int(s["step"]), int(s["t_ref"])
         model.slope_, model.level_ = float(s["slope"]), float(s["level"])
         model.table_, model.scales_ = array_from_json(s["table"]), array_from_json(s["scales"])
+        model.week_ = array_from_json(s.get("week", []))
         return model
 
 
 class WeeklyProfile(SeasonalProfile):
-    """The seasonal profile over a week in 30-minute slots (needs about two weeks of history)."""
+    """The daily profile plus half-hour-of-week offsets: weekday/weekend levels from a week of history."""
 
     name: ClassVar[str] = "profile_week"
 
-    def __init__(self, period: int = WEEK, max_slots: int = 336, recent: int = 6 * 3600, trend: bool = True):
-        super().__init__(period=period, max_slots=max_slots, recent=recent, trend=trend)
+    def __init__(self, period: int = DAY, max_slots: int = 288, recent: int = 6 * 3600, trend: bool = True,
+                 weekly: bool = True):
+        super().__init__(period=period, max_slots=max_slots, recent=recent, trend=trend, weekly=weekly)

@@ -1,0 +1,56 @@
+"""Training-data helpers: the day-of-week test and the level-shift finder."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from smartmetrics.series import Series
+from smartmetrics.training import find_level_shift, weekly_effect
+
+DAY = 86400
+STEP = 300
+EPOCH = 1_704_067_200  # a Monday
+
+
+def flat(days: int, seed: int = 0) -> Series:
+    rng = np.random.default_rng(seed)
+    t = EPOCH + STEP * np.arange(days * DAY // STEP, dtype=np.int64)
+    return Series({}, t, 100 + rng.normal(0, 1, len(t)), STEP)
+
+
+def with_values(series: Series, values: np.ndarray) -> Series:
+    return Series(series.labels, series.timestamps, values, series.step)
+
+
+def test_weekend_dip_is_a_weekly_effect_from_nine_days() -> None:
+    s = flat(9)
+    weekend = ((s.timestamps // DAY) + 3) % 7 >= 5
+    assert weekly_effect(with_values(s, s.values - 30 * weekend))
+    assert not weekly_effect(s)
+
+
+def test_two_deploys_framing_two_days_are_not_a_weekly_effect() -> None:
+    s = flat(9, seed=1)
+    t = s.timestamps
+    up = (t >= EPOCH + 3 * DAY + 16 * 3600).astype(float)
+    down = (t >= EPOCH + 6 * DAY + 8 * 3600).astype(float)
+    assert not weekly_effect(with_values(s, s.values + 30 * up - 45 * down))
+    later = t >= EPOCH + 7 * DAY + 10 * 3600  # one shift near the end of the window
+    assert not weekly_effect(with_values(s, s.values + 30 * later))
+
+
+def test_level_shift_is_found_between_two_others() -> None:
+    s = flat(10, seed=2)
+    t, y = s.timestamps, s.values.copy()
+    y[t >= EPOCH + 2 * DAY] += 40
+    y[t >= EPOCH + 5 * DAY + 6 * 3600] -= 25
+    y[t >= EPOCH + 8 * DAY] += 30
+    at, jump = find_level_shift(y - 100, STEP)
+    assert abs(jump) > 20
+    assert min(abs(int(t[at]) - int(EPOCH + k)) for k in (2 * DAY, 5 * DAY + 6 * 3600, 8 * DAY)) <= 3600
+
+
+def test_a_steady_trend_is_not_a_level_shift() -> None:
+    s = flat(6, seed=3)
+    y = s.values + np.linspace(0, 60, len(s.values))
+    assert find_level_shift(y, STEP) is None
