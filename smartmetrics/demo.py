@@ -29,6 +29,7 @@ from smartmetrics.config import Config, load_config, parse_config
 from smartmetrics.demo_data import DEMO_INCIDENTS, generate_demo_metrics
 from smartmetrics.ensemble import FittedSeries, fit_series
 from smartmetrics.fit import run_fit
+from smartmetrics.plots import plot_band
 from smartmetrics.promlocal import LocalPrometheus, free_port
 from smartmetrics.retrain import fit_settings
 from smartmetrics.series import Series, align_down, format_labels
@@ -80,15 +81,22 @@ def summarize(config: Config, out: Path) -> Table:
         result = fetch_baseline(config, alias)
         stored = {b.key: b.meta.get("curve_type", "?") for b in states[alias].series} if alias in states else {}
         alerts, inside, curves = [], [], Counter()
+        pictured: tuple[int, pd.DataFrame, Series] | None = None
         for series in result.series:
             frame = replay(config, alias, series)
             frame.to_csv(out / "replay" / f"{alias}-{series.key[:8]}.csv", index=False)
+            if pictured is None or int(frame.alert.sum()) > pictured[0]:
+                pictured = (int(frame.alert.sum()), frame, series)
             banded = frame.dropna(subset=["yhat_lower", "value"])
             inside.append(float(((banded.value >= banded.yhat_lower) & (banded.value <= banded.yhat_upper)).mean()))
             for ts in frame.timestamp[frame.alert == 1]:
                 when = pd.Timestamp(int(ts), unit="s").strftime("%a %H:%M")
                 alerts.append(f"{format_labels(series.labels)}: {when}")
             curves[stored.get(series.key, "not fitted")] += 1
+        if pictured is not None:
+            _, frame, series = pictured
+            plot_band(frame, out / "plots" / f"{alias}.png", title=f"{alias} {format_labels(series.labels)}",
+                      last=REPLAY_DAYS * 86400)
         table.add_row(alias, str(len(result.series)), ", ".join(f"{k} {v}" for k, v in curves.most_common()),
                       f"{statistics.median(inside):.3f}" if inside else "-", "\n".join(alerts) or "none")
     return table
@@ -123,6 +131,8 @@ def run_demo(out: str | Path = "out/demo", duration: float | None = None, worker
         config = load_config(config_path)
         console.print(f"config: {config_path}  (from {DEMO_CONFIG.name}, pointed at {prom.url})")
         run_fit(config, list(config.baselines), workers=workers)
+        with _stage(console, "writing Prometheus rules and Grafana dashboards; loading the rules"):
+            rule_files = load_generated_rules(config, prom, out)
         with _stage(console, f"replaying the last {REPLAY_DAYS} days walk-forward for every series"):
             table = summarize(config, out)
         console.print(table)
@@ -143,6 +153,22 @@ def run_demo(out: str | Path = "out/demo", duration: float | None = None, worker
     return 0
 
 
+def load_generated_rules(config: Config, prom: LocalPrometheus, out: Path) -> list[Path]:
+    """Write `smartmetrics rules` and `smartmetrics grafana` output and have the local Prometheus load the rules."""
+    from smartmetrics.grafana import write_grafana
+    from smartmetrics.promlocal import render_prometheus_config
+    from smartmetrics.rules import write_rules
+
+    written, _ = write_rules(config, out / "rules")
+    rule_files = [p for p in written if not p.name.endswith(".test.yml")]  # those are promtool unit tests
+    write_grafana(config, out / "grafana", "prometheus")
+    prom.rule_files = list(rule_files)
+    (prom.workdir / "prometheus.yml").write_text(
+        render_prometheus_config(prom.scrape_targets, prom.rule_files, prom.scrape_interval))
+    prom.reload()
+    return rule_files
+
+
 def _wait_scraped(prom_url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -159,6 +185,9 @@ def _print_links(console: Console, prom_url: str, port: int, out: Path) -> None:
         f"\nPrometheus: {prom_url}/graph?g0.expr={query}&g0.tab=0&g0.range_input=1d\n"
         f"daemon:     http://127.0.0.1:{port}/metrics  http://127.0.0.1:{port}/api/v1/baselines\n"
         f"files:      {out}/replay/*.csv (one walk-forward replay per series)\n"
+        f"plots:      {out}/plots/*.png (one series per baseline, with its band and alerts)\n"
+        f"rules:      {out}/rules/  (loaded by this Prometheus: {prom_url}/alerts)\n"
+        f"grafana:    {out}/grafana/  (dashboards and alert provisioning; data source uid `prometheus`)\n"
     )
 
 
