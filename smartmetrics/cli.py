@@ -398,9 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub, "tune", cmd_tune, "recommend sensitivity and `for` per baseline for an alert budget",
         "Replay each baseline's history walk-forward (daily retrain) at several sensitivities and `for`\n"
         "durations, count the alerts the history would have raised (per series-week) and the injected\n"
-        "excursions (6 residual sds for 30 minutes, every 12 hours) that fire, and recommend per baseline\n"
-        "the setting within the budget that catches most, soonest. --write puts sensitivity and\n"
-        "alert.for into the config file (comments and layout kept; written atomically).",
+        "excursions (6 residual sds, at least 10% of the level, 30 minutes, every 12 hours) that fire,\n"
+        "and recommend per baseline the setting within the budget that catches most, soonest. --write puts\n"
+        "sensitivity and alert.for into the config file (comments and layout kept; written atomically).",
     )
     p.add_argument("--config", required=True, metavar="F", help="path to the YAML config")
     p.add_argument("--budget", default="1/week", metavar="N/UNIT",

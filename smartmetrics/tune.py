@@ -5,9 +5,10 @@ daemon lives it) once per candidate sensitivity. The alert logic of the generate
 the threshold, on the allowed side, deviation over the minimums, for `for` points in a row) then
 counts, per candidate `for`: the alerts the history itself would have raised (its expected rate,
 per series-week), and how many injected excursions it catches (a jump of `size` residual standard
-deviations lasting `duration`, every 12 hours, on the alerting side). The pick is the candidate
-within budget that catches most, then alerts soonest, then alerts least; with none within budget,
-the quietest. Sensitivity places the band edge, where the alert threshold (score 1) sits.
+deviations, at least 10% of the level, lasting `duration`, every 12 hours, on the alerting side).
+The pick is the candidate within budget that catches most, then alerts soonest, then alerts least;
+with none within budget, the quietest. Sensitivity sets both the band (where score 1 sits) and the
+score threshold and `keep_firing_for` of its policy (`smartmetrics.bands`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from smartmetrics.series import Series
 WEEK = 7 * DAY
 SENSITIVITIES = (0.1, 0.2, 0.35, 0.5, 0.65, 0.8)
 FOR_POINTS = (1, 2, 3, 4)
+FLOOR = 0.1
+"""An injected excursion is at least this share of the series' level (near-constant series have sigma ~ 0)."""
 _UNITS = {"week": WEEK, "w": WEEK, "day": DAY, "d": DAY, "hour": 3600, "h": 3600}
 
 
@@ -120,7 +123,8 @@ def alerting_points(values: np.ndarray, yhat: np.ndarray, lower: np.ndarray, upp
 
 def inject_excursions(replay: Replay, alert: Alert, size: float, duration: int,
                       every: int = DAY // 2) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Values with a jump of `size` residual sds for `duration` every `every` seconds; the windows (rows)."""
+    """Values with a jump of `size` residual sds (at least `FLOOR` of the level) for `duration`, every
+    `every` seconds, on the alerting side; and the windows (rows)."""
     banded = np.flatnonzero(np.isfinite(replay.yhat) & np.isfinite(replay.values))
     if len(banded) == 0:
         return replay.values.copy(), []
@@ -131,7 +135,7 @@ def inject_excursions(replay: Replay, alert: Alert, size: float, duration: int,
     for n, start in enumerate(range(int(banded[0]) + gap // 2, len(values) - width, gap)):
         rows = slice(start, start + width)
         level = float(np.nanmedian(np.abs(replay.yhat[rows]))) if np.isfinite(replay.yhat[rows]).any() else 0.0
-        jump = max(size * sigma, 1.5 * alert.min_abs_deviation, 1.5 * alert.min_rel_deviation * level)
+        jump = max(size * sigma, FLOOR * level, 1.5 * alert.min_abs_deviation, 1.5 * alert.min_rel_deviation * level)
         sign = {"up": 1.0, "down": -1.0}.get(alert.direction, 1.0 if n % 2 == 0 else -1.0)
         values[rows] = replay.yhat[rows] + sign * jump
         windows.append((start, start + width - 1))

@@ -180,3 +180,12 @@ def test_cli_tunes_against_prometheus_and_writes_back(prometheus, tmp_path: Path
     tuned = load_config(path).baselines["rate"]
     assert isinstance(tuned.sensitivity, float)
     assert main(["tune", "--config", str(path), "--budget", "often"]) == 2
+
+
+def test_a_near_constant_series_still_gets_a_visible_excursion() -> None:
+    n = 3 * DAY // STEP
+    y = np.full(n, 0.9)
+    flat = Replay(np.arange(n) * STEP, y + 1e-9 * np.arange(n), y, y - 0.05, y + 0.05, STEP)
+    values, windows = inject_excursions(flat, alert(direction="down"), 6.0, 1800)
+    a, _ = windows[0]
+    assert values[a] <= 0.9 * 0.9 + 1e-12  # 10% of the level, not 6 x a sigma of 1e-9
