@@ -265,7 +265,8 @@ def evaluate_dataset(
             for name, run in runs.items():
                 per_detector[name].append((case, run, rows))
                 if out is not None:
-                    write_frame(run.frame, out / name / (case.name.replace("/", "__")))
+                    stem = case.name.replace("/", "__").removesuffix(".csv")
+                    write_frame(run.frame, out / name / f"{stem}.csv")
             progress.advance(task)
     nominal = {**NOMINAL, SMARTMETRICS: band_policy(replay.sensitivity).coverage}
     summaries = [summarise(d, nominal[d], sorted(per_detector[d], key=lambda r: r[0].name), nab=nab)
