@@ -72,6 +72,8 @@ def expr_label_names(expr: str) -> tuple[str, ...] | None:
             node = node.lhs
         elif isinstance(node, promql_parser.BinaryExpr) and _is_scalar(node.lhs):
             node = node.rhs
+        elif isinstance(node, promql_parser.BinaryExpr) and _one_to_one(node):
+            node = node.lhs  # one-to-one matching keeps the left side's labels
         elif isinstance(node, promql_parser.Call) and node.func.name == "histogram_quantile":
             dropped.add("le")
             node = node.args[1]
@@ -85,6 +87,13 @@ def expr_label_names(expr: str) -> tuple[str, ...] | None:
             return tuple(sorted(names))
         else:
             return None
+
+
+def _one_to_one(node: Any) -> bool:
+    import promql_parser
+
+    modifier = node.modifier
+    return modifier is None or modifier.card == promql_parser.VectorMatchCardinality.OneToOne
 
 
 def _is_scalar(node: Any) -> bool:

@@ -152,6 +152,8 @@ def test_label_names_come_from_the_store_first() -> None:
     ("-sum by (baseline) (x)", ("exported_baseline",)),
     ("sum(x)", ()),
     ("sum without (pod) (x)", None),
+    ("sum by (model) (rate(e[5m])) / sum by (model) (rate(r[5m]))", ("model",)),
+    ("sum by (a) (x) / on(a) group_left(b) sum by (a, b) (y)", None),
     ("x / y", None),
     ("rate(x[5m]", None),
 ])
@@ -196,3 +198,16 @@ def test_cli_writes_the_files_and_explains_a_missing_fit(tmp_path: Path, capsys)
     config.write_text(yaml.safe_dump(data))
     assert main(["rules", "--config", str(config), "--out", str(tmp_path / "out")]) == 2
     assert "baselines.new" in capsys.readouterr().err
+
+
+def test_the_shipped_configs_give_rules_promtool_accepts(tmp_path: Path) -> None:
+    from smartmetrics.config import load_config
+
+    root = Path(__file__).parent.parent / "configs"
+    for name in ("demo.yaml", "example.yaml"):
+        folder = tmp_path / name
+        write_files(folder, render_rule_files(load_config(root / name), {}, GRAFANA))
+        check = promtool("check", "rules", RULES_FILE, cwd=folder)
+        assert check.returncode == 0, check.stdout + check.stderr
+        run = promtool("test", "rules", TESTS_FILE, cwd=folder)
+        assert run.returncode == 0, run.stdout + run.stderr
