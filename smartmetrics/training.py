@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage
 
 from smartmetrics.models.base import DAY, WEEK, group_median, robust_sigma
 from smartmetrics.models.profile import SeasonalProfile, WeeklyProfile
 from smartmetrics.series import Series
 
 CLEAN_Z = 6.0
+GROW_Z = 3.0  # an incident's shoulders, masked with its peak
 MAX_MASKED = 0.02
 MAX_SHIFTS = 3
 CUT_AFTER = 3 * DAY
@@ -73,7 +75,7 @@ def weekly_effect(series: Series, threshold: float = 6.0) -> bool:
     keep = np.isfinite(medians) & (counts >= 0.5 * DAY / series.step)
     days, m = np.flatnonzero(keep), medians[keep]
     dow = (days + int(t[0] // DAY)) % 7
-    floor = 0.5 * robust_sigma(resid) / np.sqrt(DAY / series.step) + 1e-12
+    floor = day_median_noise(resid - medians[day], DAY // series.step)
     for start in range(7):
         for length in (1, 2):
             inside = np.isin(dow, [(start + i) % 7 for i in range(length)])
@@ -87,6 +89,21 @@ def weekly_effect(series: Series, threshold: float = 6.0) -> bool:
             if score > threshold and agree and (_repeated(days[inside]) or _framed(days, inside, m, base, diff)):
                 return True
     return False
+
+
+def day_median_noise(resid: np.ndarray, per_day: int) -> float:
+    """The standard error of a day's median from residuals centred on their day's median, allowing for
+    autocorrelation (an AR(1)-like series has far fewer independent points a day than samples).
+
+    >>> float(round(day_median_noise(np.tile([1.0, -1.0], 144), 288), 3))
+    0.109
+    """
+    sigma = robust_sigma(resid)
+    a, b = resid[:-1], resid[1:]
+    phi = float(np.corrcoef(a, b)[0, 1]) if len(resid) > 2 and np.std(a) > 0 and np.std(b) > 0 else 0.0
+    phi = float(np.clip(np.nan_to_num(phi), 0.0, 0.98))
+    effective = max(per_day * (1 - phi) / (1 + phi), 1.0)
+    return 1.25 * sigma / np.sqrt(effective) + 1e-12
 
 
 def _repeated(days: np.ndarray) -> bool:
@@ -130,17 +147,19 @@ def baseline_residuals(series: Series, seasonal: bool, period: int = DAY) -> np.
 
 
 def anomaly_mask(resid: np.ndarray, z: float = CLEAN_Z, max_fraction: float = MAX_MASKED) -> np.ndarray:
-    """Points whose robust z-score exceeds `z` (dilated by two points); none when more than
-    `max_fraction` exceed it, since then the tails are the series' nature, not an incident."""
+    """Incidents: runs of robust |z| above `GROW_Z` that reach `z` somewhere (so the whole incident is
+    masked, not only its peak), dilated by two points; none when more than `max_fraction` of points
+    exceed `z`, since then the tails are the series' nature, not an incident."""
     sigma = robust_sigma(resid)
     if sigma == 0:
         return np.zeros(len(resid), dtype=bool)
-    absz = np.abs(resid) / sigma
-    finite = absz[np.isfinite(absz)]
-    if len(finite) and np.mean(finite > z) > max_fraction:  # heavy tails, not incidents: keep them
+    absz = np.nan_to_num(np.abs(resid) / sigma, nan=0.0)
+    if len(absz) and np.mean(absz > z) > max_fraction:  # heavy tails, not incidents: keep them
         return np.zeros(len(resid), dtype=bool)
-    mask = np.nan_to_num(absz, nan=0.0) > z
-    return mask | np.roll(mask, 1) | np.roll(mask, -1) | np.roll(mask, 2) | np.roll(mask, -2)
+    runs, _ = ndimage.label(absz > GROW_Z)
+    seeds = np.unique(runs[(absz > z) & (runs > 0)])
+    mask = np.isin(runs, seeds) & (runs > 0)
+    return ndimage.binary_dilation(mask, iterations=2) if mask.any() else mask
 
 
 def find_level_shift(values: np.ndarray, step: int, min_after: int = 2 * 3600,
@@ -157,19 +176,33 @@ def find_level_shift(values: np.ndarray, step: int, min_after: int = 2 * 3600,
     if n < 8 or n - min_after_blocks < 2:
         return None
     noise = max(robust_sigma(np.diff(blocks)) / np.sqrt(2), 1e-12)
-    best, best_k = 0.0, 0
-    for k in range(2, n - min_after_blocks + 1):
-        head, tail = blocks[max(0, k - w):k], blocks[k:k + w]
-        stat = abs(np.median(tail) - np.median(head)) / np.sqrt(1 / len(head) + 1 / len(tail))
-        if stat > best:
-            best, best_k = stat, k
-    best_k = _refine_split(blocks, best_k, w, min_after_blocks)
+    k = np.arange(2, n - min_after_blocks + 1)
+    padded = np.concatenate((np.full(w, np.nan), blocks, np.full(w, np.nan)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, w)
+    head, tail = windows[k], windows[k + w]  # blocks[k - w:k] and blocks[k:k + w], NaN-padded
+    (m_head, n_head), (m_tail, n_tail) = _row_medians(head), _row_medians(tail)
+    stat = np.abs(m_tail - m_head) / np.sqrt(1 / n_head + 1 / n_tail)
+    best_k = _refine_split(blocks, int(k[np.argmax(stat)]), w, min_after_blocks)
     head, tail = blocks[max(0, best_k - w):best_k], blocks[best_k:best_k + w]
     jump = float(np.median(tail) - np.median(head))
     flat = max(_spread_of(head), _spread_of(tail)) < 0.2 * abs(jump)
-    if best_k and abs(jump) > 8 * noise and flat and abs(jump) > 3 * robust_sigma(head):
+    if abs(jump) > 8 * noise and flat and abs(jump) > 3 * robust_sigma(head):
         return offset + best_k * block, jump
     return None
+
+
+def _row_medians(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median of the finite values of each row (rows have at least one) and their count; a fast
+    `nanmedian` (NaN sorts last).
+
+    >>> _row_medians(np.array([[1.0, 5.0, np.nan], [3.0, 1.0, 2.0]]))
+    (array([3., 2.]), array([2, 3]))
+    """
+    ordered = np.sort(x, axis=1)
+    count = np.isfinite(x).sum(axis=1)
+    lo = np.take_along_axis(ordered, ((count - 1) // 2)[:, None], axis=1)[:, 0]
+    hi = np.take_along_axis(ordered, (count // 2)[:, None], axis=1)[:, 0]
+    return 0.5 * (lo + hi), count
 
 
 def _refine_split(blocks: np.ndarray, k: int, w: int, min_after: int) -> int:
@@ -229,8 +262,9 @@ def clean_training(series: Series, seasonal: bool, mask: bool = True, period: in
         at, jump = shift
         values[:at] += jump
         deseason[:at] += jump
-        latest = max(latest, at)
-        info["level_shift"] = {"at": int(series.timestamps[latest]), "size": jump}
+        if at >= latest:
+            latest = at
+            info["level_shift"] = {"at": int(series.timestamps[latest]), "size": jump}
     start = latest if latest and len(values) - latest >= CUT_AFTER // series.step else 0
     out = Series(series.labels, series.timestamps[start:], values[start:], series.step, series.name)
     masked = anomaly_mask(baseline_residuals(out, seasonal, period))

@@ -71,5 +71,6 @@ def test_policy_keeps_firing_longer_at_lower_sensitivity() -> None:
     keeps = [band_policy(s).keep_firing_for for s in ("low", "medium", "high")]
     assert keeps[0] > keeps[1] > keeps[2] > 0
     assert band_policy(0.2).keep_firing_for >= band_policy(0.5).keep_firing_for >= band_policy(0.9).keep_firing_for
-    assert band_policy("medium").keep_points(300) == 12 and band_policy("medium").keep_points(7) == 515
-    assert band_policy("medium").threshold >= 1.0
+    assert band_policy("medium").keep_points(300) == 24 and band_policy("medium").keep_points(7) == 1029
+    thresholds = [band_policy(s).threshold for s in ("low", "medium", "high")]
+    assert thresholds[0] > thresholds[1] > thresholds[2] >= 1.0

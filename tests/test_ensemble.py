@@ -135,3 +135,46 @@ def test_curve_type_override_and_tiny_inputs() -> None:
     tiny = Series({}, s.timestamps[:3], np.array([1.0, np.nan, 1.0]), STEP)
     fit = fit_series(tiny, FitSettings(horizon=3600))
     assert len(fit.timestamps) == 12 and np.all(fit.lower <= 1.0) and np.all(fit.upper >= 1.0)
+
+
+def replay_onsets(series: Series, start_day: int) -> tuple[int, "object"]:
+    """Alert onsets of a daily walk-forward replay from `start_day`, with the medium policy's alerting."""
+    from smartmetrics.backtest import backtest_series
+    from smartmetrics.bands import band_policy
+
+    policy = band_policy("medium")
+    frame = backtest_series(
+        series, lambda train, horizon: fit_series(train, FitSettings(horizon=horizon)), retrain_every=DAY,
+        history=14 * DAY, for_points=policy.for_points, keep_points=policy.keep_points(STEP),
+        threshold=policy.threshold, min_history=start_day * DAY,
+    )
+    return int(frame["alert"].sum()), frame
+
+
+def weekly_traffic(days: int, seed: int = 0) -> Series:
+    """The demo's tenant traffic: a daytime peak, weekends at 60% of weekdays, a little noise."""
+    rng = np.random.default_rng(seed)
+    t = EPOCH + STEP * np.arange(days * DAY // STEP, dtype=np.int64)  # EPOCH is a Monday
+    hour = (t % DAY) / 3600
+    shape = 0.25 + 0.75 * np.exp(-0.5 * ((hour - 14) / 4.0) ** 2)
+    weekend = ((t // DAY) + 3) % 7 >= 5
+    y = 1000 * shape * np.where(weekend, 0.6, 1.0) * (1 + rng.normal(0, 0.02, len(t)))
+    return Series({"job": "traffic"}, t, y, STEP)
+
+
+def test_weekly_pattern_from_one_to_two_weeks_raises_no_weekend_alerts() -> None:
+    onsets, frame = replay_onsets(weekly_traffic(21, seed=3), start_day=8)
+    assert onsets == 0, frame.loc[frame["alert"] == 1, "timestamp"].tolist()
+    ts = frame["timestamp"].to_numpy()
+    saturday = (ts >= EPOCH + 19 * DAY) & (ts < EPOCH + 20 * DAY)
+    assert frame.loc[saturday, "yhat"].max() < 0.75 * frame.loc[~saturday & (ts >= EPOCH + 14 * DAY), "yhat"].max()
+
+
+def test_a_deploy_level_shift_raises_at_most_one_alert() -> None:
+    series = make(days=14, seed=4, kind="stable", noise=1.0)
+    values = series.values.copy()
+    values[series.timestamps >= EPOCH + 9 * DAY + 13 * 3600] += 15.0
+    onsets, frame = replay_onsets(Series(series.labels, series.timestamps, values, STEP), start_day=7)
+    assert onsets <= 1
+    next_day = frame["timestamp"] >= EPOCH + 10 * DAY + 2 * 3600  # after keep_firing_for, the day is normal
+    assert frame.loc[next_day, "firing"].sum() == 0

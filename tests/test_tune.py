@@ -99,7 +99,10 @@ class ConstantBand:
 
 
 def fake_factory(sensitivity):
-    half = {"medium": 1.5}.get(sensitivity, None) or 1.0 / float(sensitivity)
+    from smartmetrics.bands import band_policy
+
+    # medium alerts at 1.5 sigma whatever the policy's score threshold (the band is scaled to it)
+    half = {"medium": 1.5 / band_policy("medium").threshold}.get(sensitivity, None) or 1.0 / float(sensitivity)
     return lambda train, horizon: ConstantBand(half)
 
 
