@@ -24,6 +24,13 @@ def test_accuracy_on_a_small_seeded_corpus() -> None:
         assert right[kind] / total[kind] >= 0.85, kind
 
 
+@pytest.mark.parametrize("step,days", [(60, 14), (300, 7), (3600, 28)])
+def test_accuracy_holds_at_other_steps_and_lengths(step: int, days: int) -> None:
+    corpus = make_corpus(64, seed=44, step=step, days=days)
+    right = sum(classify_series(c.series).curve_type == c.curve_type for c in corpus)
+    assert right / len(corpus) >= 0.9
+
+
 def test_seasonal_periods_match_the_truth() -> None:
     corpus = [c for c in make_corpus(240, seed=43) if c.curve_type == "seasonal"]
     hits = 0

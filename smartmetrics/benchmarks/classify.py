@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=2400, help="corpus size for accuracy (default 2400)")
     parser.add_argument("--seed", type=int, default=2026, help="corpus seed (default 2026)")
     parser.add_argument("--speed-n", type=int, default=1200, help="series timed at 5-minute step")
-    parser.add_argument("--stl-n", type=int, default=16, help="series timed with robust STL at 5-minute step")
+    parser.add_argument("--stl-n", type=int, default=8, help="series timed with robust STL at 5-minute step")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="pool size for the speed run")
     parser.add_argument("--nab", metavar="DIR", help="also classify every DIR/*/*.csv")
     args = parser.parse_args(argv)
