@@ -105,8 +105,6 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from smartmetrics.evaluate import PEERS, Replay, parse_sensitivity, run_evaluate
 
     peers = tuple(p for p in args.peers.split(",") if p)
@@ -120,7 +118,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    from smartmetrics.terminal import make_console
+
+    console = make_console()
     return run_evaluate(nab=args.nab, synthetic=args.synthetic, peers=peers, replay=replay,
                         workers=args.workers, out=args.out, console=console)
 
@@ -142,51 +142,45 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, duration=args.duration, workers=args.workers)
 
 
-def cmd_rules(args: argparse.Namespace) -> int:
-    config = _load(args.config)
-    from smartmetrics.rules import RulesError, write_rules
+def _report_written(write: Callable[[], tuple[list, list[str]]], out: str) -> int:
+    """Run a generator of files (rules, dashboards) and report what it wrote, or why it could not."""
+    from smartmetrics.rules import RulesError
 
     try:
-        paths, store_errors = write_rules(config, args.out, args.grafana_url)
+        paths, store_errors = write()
     except RulesError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
-        print(f"error: cannot write to {args.out}: {exc.strerror}", file=sys.stderr)
+        print(f"error: cannot write to {out}: {exc.strerror}", file=sys.stderr)
         return EXIT_FAILURE
     for problem in store_errors:
         print(f"warning: {problem}", file=sys.stderr)
     for path in paths:
         print(f"wrote {path}")
     return EXIT_OK
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    from smartmetrics.rules import write_rules
+
+    return _report_written(lambda: write_rules(config, args.out, args.grafana_url), args.out)
 
 
 def cmd_grafana(args: argparse.Namespace) -> int:
     config = _load(args.config)
     from smartmetrics.grafana import write_grafana
-    from smartmetrics.rules import RulesError
 
-    try:
-        paths, store_errors = write_grafana(config, args.out, args.datasource_uid, args.grafana_url)
-    except RulesError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as exc:
-        print(f"error: cannot write to {args.out}: {exc.strerror}", file=sys.stderr)
-        return EXIT_FAILURE
-    for problem in store_errors:
-        print(f"warning: {problem}", file=sys.stderr)
-    for path in paths:
-        print(f"wrote {path}")
-    return EXIT_OK
+    return _report_written(
+        lambda: write_grafana(config, args.out, args.datasource_uid, args.grafana_url), args.out)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
     config = _load(args.config)
     aliases = _pick_baselines(config, args.baseline)
-    from rich.console import Console
-
     from smartmetrics.config import ConfigError
+    from smartmetrics.terminal import make_console
     from smartmetrics.tune import parse_budget, run_tune
 
     try:
@@ -194,7 +188,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: --budget: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    console = make_console()
     try:
         return run_tune(args.config, config, aliases, args.budget, write=args.write, console=console)
     except (ConfigError, OSError) as exc:
