@@ -6,7 +6,7 @@ import sys
 
 from rich.console import Console
 
-PIPE_WIDTH = 160
+PIPE_WIDTH = 200
 
 
 def make_console(stderr: bool = False) -> Console:
