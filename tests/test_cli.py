@@ -73,3 +73,28 @@ def test_every_command_has_help() -> None:
     for command in commands:
         sub = subprocess.run([sys.executable, "-m", "smartmetrics", command, "--help"], capture_output=True, text=True)
         assert sub.returncode == 0 and len(sub.stdout) > 200, command
+
+
+def test_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
+    import json
+    import signal
+    import time
+
+    from smartmetrics.promlocal import free_port
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "sources: {p: {url: 'http://127.0.0.1:9', retries: 0}}\nbaselines: {qps: {expr: up}}\n"
+        f"store: {{path: {tmp_path / 'models'}}}\nserver: {{listen: '127.0.0.1:{free_port()}'}}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "smartmetrics", "--log-format", "json", "run", "--config", str(config), "--workers", "1"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(4)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    records = [json.loads(line) for line in err.splitlines()]
+    assert {"time", "level", "logger", "msg"} <= set(records[0])
+    assert any(r["level"] == "error" and "cannot reach" in r["msg"] for r in records)

@@ -21,7 +21,6 @@ import yaml
 
 from smartmetrics.promlocal import LocalPrometheus, MetricSeries, free_port
 from smartmetrics.series import align_down
-from smartmetrics.server import Response, route
 from smartmetrics.store import BaselineState, SeriesBand, load_baseline, load_store, save_baseline
 
 INSTANCES = ("a", "b", "c")
@@ -191,35 +190,6 @@ def test_prometheus_outage_during_retrain_keeps_serving_and_recovers(stack: dict
         assert again[0].error is None and again[0].fitted == 3
     finally:
         daemon.stop()
-
-
-class FakeApp:
-    ready = False
-
-    def is_ready(self) -> bool:
-        return self.ready
-
-    def metrics_text(self) -> bytes:
-        return b"x 1\n"
-
-    def baselines_json(self) -> dict:
-        return {"status": "success", "data": []}
-
-    def series_json(self, alias: str, query: dict[str, str]) -> tuple[int, dict]:
-        return (200, {"data": [], "alias": alias, "q": query})
-
-
-def test_routes() -> None:
-    app = FakeApp()
-    assert route(app, "/-/healthy", {}).status == 200
-    assert route(app, "/-/ready", {}).status == 503
-    app.ready = True
-    assert route(app, "/-/ready", {}).status == 200
-    metrics = route(app, "/metrics", {})
-    assert metrics == Response(200, b"x 1\n", "text/plain; version=0.0.4; charset=utf-8")
-    series = route(app, "/api/v1/baselines/my%20qps/series", {"match": "{a=\"b\"}"})
-    assert series.status == 200 and b'"alias": "my qps"' in series.body
-    assert route(app, "/api/v1/nothing", {}).status == 404
 
 
 class FakeSource:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import shutil
-import subprocess
 import threading
 
 import httpx
@@ -196,15 +194,9 @@ def test_unknown_baseline_is_a_clear_error(prometheus, make_config):
 
 
 @pytest.fixture(scope="module")
-def tls_prometheus(prometheus, tmp_path_factory):
+def tls_prometheus(prometheus, self_signed_cert):
     """A second, empty Prometheus serving HTTPS with a self-signed certificate for 127.0.0.1."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    cert, key = self_signed_cert
     with LocalPrometheus(tls=(cert, key)) as prom:
         yield prom.url, str(cert)
 

@@ -1,0 +1,78 @@
+"""The daemon's HTTP server: routes, basic auth and TLS, with a stand-in for the daemon."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from smartmetrics.config import BasicAuth, Server, ServerTLS
+from smartmetrics.promlocal import free_port
+from smartmetrics.server import Response, route, serve
+
+
+class FakeApp:
+    ready = False
+
+    def is_ready(self) -> bool:
+        return self.ready
+
+    def metrics_text(self) -> bytes:
+        return b"x 1\n"
+
+    def baselines_json(self) -> dict:
+        return {"status": "success", "data": []}
+
+    def series_json(self, alias: str, query: dict[str, str]) -> tuple[int, dict]:
+        return (200, {"data": [], "alias": alias, "q": query})
+
+
+@contextmanager
+def running(config: Server) -> Iterator[str]:
+    server = serve(FakeApp(), config)
+    try:
+        yield f"{server.scheme}://127.0.0.1:{server.address[1]}"
+    finally:
+        server.stop()
+
+
+def test_routes() -> None:
+    app = FakeApp()
+    assert route(app, "/-/healthy", {}).status == 200
+    assert route(app, "/-/ready", {}).status == 503
+    app.ready = True
+    assert route(app, "/-/ready", {}).status == 200
+    assert route(app, "/metrics", {}) == Response(200, b"x 1\n", "text/plain; version=0.0.4; charset=utf-8")
+    series = route(app, "/api/v1/baselines/my%20qps/series", {"match": '{a="b"}'})
+    assert series.status == 200 and b'"alias": "my qps"' in series.body
+    assert route(app, "/api/v1/nothing", {}).status == 404
+
+
+def test_basic_auth_guards_every_endpoint() -> None:
+    config = Server(listen=f"127.0.0.1:{free_port()}", basic_auth=BasicAuth(username="prom", password="s3cret"))
+    with running(config) as url:
+        denied = httpx.get(f"{url}/metrics")
+        assert denied.status_code == 401 and denied.headers["WWW-Authenticate"].startswith("Basic")
+        assert httpx.get(f"{url}/metrics", auth=("prom", "wrong")).status_code == 401
+        ok = httpx.get(f"{url}/metrics", auth=("prom", "s3cret"))
+        assert ok.status_code == 200 and ok.text == "x 1\n"
+
+
+def test_tls(self_signed_cert: tuple[Path, Path]) -> None:
+    cert, key = self_signed_cert
+    config = Server(listen=f"127.0.0.1:{free_port()}", tls=ServerTLS(cert_file=str(cert), key_file=str(key)))
+    with running(config) as url:
+        assert url.startswith("https://")
+        assert httpx.get(f"{url}/-/healthy", verify=str(cert)).status_code == 200
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/-/healthy")  # not trusted without the CA
+
+
+def test_port_in_use_names_the_address() -> None:
+    config = Server(listen=f"127.0.0.1:{free_port()}")
+    with running(config):
+        with pytest.raises(OSError, match=f"cannot listen on {config.listen}"):
+            serve(FakeApp(), config)
