@@ -19,7 +19,8 @@ PERIOD_MIN_STRENGTH = 0.4  # cross-validated strength above which a period is ta
 COARSE_STEP = 900  # seconds: the grid of the daily analysis
 SPECTRAL_GATE = 40.0  # times the median periodogram power a sub-daily candidate must reach
 WEEKLY_BLOCK = 3 * HOUR  # weekly cycles are compared on 3-hour means: day-level shapes, little noise
-WEEKLY_TRIM = 0.1  # two weeks give one comparison: a bad day in either must not decide it
+WEEKLY_TRIM = 0.1
+WEEKLY_MATERIAL = 0.2  # a weekly cycle's sd must be a fifth of the series' own (trimmed) sd  # two weeks give one comparison: a bad day in either must not decide it
 _MAD = 1.4826
 
 
@@ -261,18 +262,25 @@ def theil_sen_slope(y: np.ndarray) -> float:
     return float(np.median((y[j] - y[i]) / (j - i)))
 
 
-def _weekly(x: np.ndarray, components: np.ndarray, w: int) -> tuple[float, np.ndarray]:
-    """Cross-validated weekly strength on 3-hour means of the series minus its trend and sub-weekly cycles."""
+def _weekly(x: np.ndarray, components: np.ndarray, w: int) -> tuple[float, np.ndarray, bool]:
+    """Cross-validated weekly strength on 3-hour means of the series minus its trend and sub-weekly cycles,
+    the weekly component, and whether that component is just one day repeated."""
     factor = max(1, WEEKLY_BLOCK // w)
     zh = block_mean(x - components, factor)
     lag = WEEK // (w * factor)
     if len(zh) < 1.9 * lag:
-        return 0.0, np.zeros(len(x))
+        return 0.0, np.zeros(len(x)), False
     zh = zh - theil_sen_slope(block_mean(zh, lag // 7)) / (lag // 7) * np.arange(len(zh))
     strength = cv_strength(zh, lag, trim=WEEKLY_TRIM)
     if strength < PERIOD_MIN_STRENGTH:
-        return strength, np.zeros(len(x))
-    return strength, np.resize(np.repeat(seasonal_profile(zh, lag), factor), len(x))
+        return strength, np.zeros(len(x)), False
+    profile = seasonal_profile(zh, lag)[:lag]
+    weekly = np.resize(np.repeat(profile, factor), len(x))
+    # Two weeks of block means can agree on a pattern far smaller than the series' own wiggle (a
+    # quantised gauge drifting by a hundredth): such a cycle is real but immaterial, so it is not one.
+    if np.std(weekly) < WEEKLY_MATERIAL * np.sqrt(trimmed_var(x - components)):
+        return 0.0, np.zeros(len(x)), False
+    return strength, weekly, _repeats_within(profile, lag // 7)
 
 
 def _daily(x: np.ndarray, w: int) -> tuple[np.ndarray, float, np.ndarray, int]:
@@ -321,9 +329,13 @@ def detect_seasonality(x: np.ndarray, w: int) -> Seasonality:
             profile = seasonal_profile(d - comp, lag)
             found.append((lag * w, float(np.var(profile))))
             comp = comp + profile
-    strengths["seasonal_weekly"], weekly = _weekly(x, comp, w)
+    strengths["seasonal_weekly"], weekly, daily_only = _weekly(x, comp, w)
     if strengths["seasonal_weekly"] >= PERIOD_MIN_STRENGTH:
-        found.append((WEEK, float(np.var(weekly))))
+        # a brief daily event (a nightly job's spike) that the daily test trims away as an outlier
+        # shows up in the 3-hour means of both weeks alike: it is a daily cycle, not a weekly one
+        period = DAY if daily_only else WEEK
+        if all(p != period for p, _ in found):
+            found.append((period, float(np.var(weekly))))
     strengths["other_period"] = float(other_lag * w)
     periods = tuple(p for p, _ in sorted(found, key=lambda pv: -pv[1]))
     return Seasonality(periods, strengths, d - comp, comp)

@@ -86,3 +86,13 @@ def test_step_fit_finds_shifts_and_theil_sen_ignores_one() -> None:
 def test_all_nan_and_tiny_inputs_do_not_crash() -> None:
     assert compute_features(np.full(100, np.nan), STEP).values["finite_points"] == 0
     assert compute_features(np.array([1.0, 2.0, 3.0]), STEP).periods == ()
+
+
+def test_brief_nightly_spike_is_a_daily_cycle_not_a_weekly_one() -> None:
+    t = np.arange(14 * DAY // STEP) * STEP
+    rng = np.random.default_rng(4)
+    values = np.round(0.08 + rng.choice([-0.015, 0.015], len(t)), 3)  # a quantised, idle gauge
+    values[(t % DAY) // STEP == 30] = 1.4  # a five-minute job at 02:30 every night
+    f = compute_features(values, STEP)
+    assert 7 * DAY not in f.periods
+    assert f.periods == (DAY,)
