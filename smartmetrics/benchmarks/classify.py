@@ -150,12 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     corpus = make_corpus(args.n, seed=args.seed)
     predicted = [_ours((c.series.values, c.series.step)) for c in corpus]
-    print("## (a) accuracy (14 days at 5-minute step, seed %d)\n" % args.seed)
+    print("### (a) accuracy (14 days at 5-minute step, seed %d)\n" % args.seed)
     print(report_accuracy(corpus, predicted))
-    print("\n## (b) speed\n")
+    print("\n### (b) speed\n")
     print(report_speed(args.speed_n, args.stl_n, args.workers, args.seed))
     if args.nab:
-        print(f"\n## (c) NAB files ({args.nab})\n")
+        print(f"\n### (c) NAB files ({args.nab})\n")
         print(report_nab(args.nab))
     return 0
 
