@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from smartmetrics.periods import (
-    DAY, HOUR, block_mean, detect_seasonality, fill_gaps, robust_sd, trimmed_var, working_grid,
-)
+from smartmetrics.periods import DAY, HOUR, detect_seasonality, working_grid
+from smartmetrics.robust import block_mean, fill_gaps, robust_sd, trimmed_var
 
 ADI_LIMIT, CV2_LIMIT = 1.32, 0.49  # Syntetos & Boylan (2005) demand-pattern thresholds
 MIN_SEGMENT = 2.25 * DAY  # a new level must hold 2+ days: incidents and weekend dips cannot pose as one

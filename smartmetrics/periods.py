@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from smartmetrics.robust import block_mean, fill_gaps, robust_sd, theil_sen_slope, trimmed_var
+
 DAY, WEEK, HOUR = 86400, 604800, 3600
 WORK_POINTS = 4096
 PERIOD_MIN_STRENGTH = 0.4  # cross-validated strength above which a period is taken as real
@@ -21,7 +23,6 @@ SPECTRAL_GATE = 40.0  # times the median periodogram power a sub-daily candidate
 WEEKLY_BLOCK = 3 * HOUR  # weekly cycles are compared on 3-hour means: day-level shapes, little noise
 WEEKLY_TRIM = 0.1
 WEEKLY_MATERIAL = 0.2  # a weekly cycle's sd must be a fifth of the series' own (trimmed) sd  # two weeks give one comparison: a bad day in either must not decide it
-_MAD = 1.4826
 
 
 @dataclass(frozen=True)
@@ -32,70 +33,6 @@ class Seasonality:
     strengths: dict[str, float]
     remainder: np.ndarray
     components: np.ndarray
-
-
-def upper_median(x: np.ndarray) -> float:
-    """The median by one partition (the upper of the two middle values for an even count): robust
-    statistics here run tens of times per series, and `np.median`'s overhead is most of their cost.
-
-    >>> upper_median(np.array([3.0, 1.0, 2.0, 10.0]))
-    3.0
-    """
-    k = len(x) // 2
-    return float(np.partition(x, k)[k])
-
-
-def robust_sd(x: np.ndarray) -> float:
-    """Standard deviation estimated from the median absolute deviation (0 for fewer than 2 points).
-
-    >>> round(robust_sd(np.array([1.0, 2.0, 3.0, 4.0, 100.0])), 3)
-    1.483
-    """
-    if len(x) < 2:
-        return 0.0
-    return _MAD * upper_median(np.abs(x - upper_median(x)))
-
-
-def trimmed_var(x: np.ndarray, trim: float = 0.02) -> float:
-    """Mean squared deviation from the median after dropping the `trim` share of largest deviations.
-
-    Unlike MAD it sees a cycle that spends most of its time at one level (a weekend dip, a cron
-    burst); like MAD it ignores the few points of an incident.
-
-    >>> trimmed_var(np.r_[np.zeros(98), 1.0, 1000.0], trim=0.02)
-    0.0
-    """
-    n = len(x)
-    if n < 2:
-        return 0.0
-    keep = max(1, int(n * (1 - trim)))
-    sq = (x - upper_median(x)) ** 2
-    return float(np.mean(np.partition(sq, keep - 1)[:keep]))
-
-
-def fill_gaps(values: np.ndarray) -> np.ndarray:
-    """Linear interpolation across NaN gaps, flat beyond the first and last finite points."""
-    ok = np.isfinite(values)
-    if ok.all() or not ok.any():
-        return values.astype(np.float64)
-    idx = np.arange(len(values))
-    return np.interp(idx, idx[ok], values[ok])
-
-
-def block_mean(x: np.ndarray, factor: int) -> np.ndarray:
-    """Means of consecutive blocks of `factor` points (NaN-aware; an all-NaN block stays NaN)."""
-    if factor <= 1:
-        return x
-    m = len(x) // factor * factor
-    blocks = x[:m].reshape(-1, factor)
-    means = blocks.mean(axis=1)
-    if np.isfinite(means).all():
-        return means
-    ok = np.isfinite(blocks)
-    count = ok.sum(axis=1)
-    total = np.where(ok, blocks, 0.0).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def _cycles(x: np.ndarray, lag: int) -> np.ndarray:
@@ -246,20 +183,6 @@ def _sub_daily(d: np.ndarray, w: int, per_day: int) -> dict[str, int]:
     if lag and all(abs(lag - v) > 0.1 * v for v in out.values()):
         out["other"] = lag
     return out
-
-
-def theil_sen_slope(y: np.ndarray) -> float:
-    """Median of the slopes between all pairs of points (Theil-Sen): a trend estimate that a level shift
-    or a weekly cycle only nudges, where a least-squares line or week-over-week differences follow them.
-
-    >>> theil_sen_slope(np.array([0.0, 1.0, 2.0, 30.0, 4.0]))
-    1.0
-    """
-    y = y[np.isfinite(y)]
-    if len(y) < 2:
-        return 0.0
-    i, j = np.triu_indices(len(y), k=1)
-    return float(np.median((y[j] - y[i]) / (j - i)))
 
 
 def _weekly(x: np.ndarray, components: np.ndarray, w: int) -> tuple[float, np.ndarray, bool]:

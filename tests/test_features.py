@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from smartmetrics.features import compute_features, intermittency, step_fit
-from smartmetrics.periods import cv_strength, theil_sen_slope
+from smartmetrics.periods import cv_strength
+from smartmetrics.robust import theil_sen_slope
 
 STEP, DAY = 300, 86400
 

@@ -76,7 +76,7 @@ def stl_classify(values: np.ndarray, step: int) -> str:
     """The slow reference: a full robust STL (daily period) per series, then strength-based rules."""
     from statsmodels.tsa.seasonal import STL
 
-    from smartmetrics.periods import fill_gaps
+    from smartmetrics.robust import fill_gaps
 
     x = fill_gaps(values)
     fit = STL(x, period=86400 // step, robust=True).fit()
