@@ -101,3 +101,22 @@ def test_cli_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None
     assert main(["classify"]) == 2
     assert main(["classify", "--csv", str(tmp_path / "missing.csv")]) == 1
     assert "error" in capsys.readouterr().err
+
+
+@pytest.mark.prometheus
+def test_cli_classifies_a_configured_baseline_from_prometheus(prometheus, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"sources": {"main": {"url": prometheus.url}}, "baselines": {
+        "qps": {"expr": "sm_requests_rate", "step": "5m", "history": "14d"},
+        "latency": {"expr": "sm_latency_seconds", "step": "5m", "history": "14d"},
+    }}))  # JSON is YAML
+    code = main(["classify", "--config", str(config), "--end", str(prometheus.end), "--json"])
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)
+    by_source = {(r["source"], r["labels"]["instance"]): r for r in rows}
+    assert len(by_source) == 6
+    for inst in "abc":
+        assert by_source[("qps", inst)]["curve_type"] == "seasonal"
+        assert by_source[("qps", inst)]["periods"] == [86400]
+        assert by_source[("latency", inst)]["curve_type"] == "stable"
