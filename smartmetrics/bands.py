@@ -36,8 +36,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from smartmetrics.series import Series
 
 SENSITIVITY_WORDS = {"low": 0.25, "medium": 0.5, "high": 0.75}
 _WORD_POLICY = {
@@ -46,6 +50,8 @@ _WORD_POLICY = {
     "high": (0.998, 0.02, 0.02, 1, 3600, 1.1),
 }
 TAIL_EXCEEDANCES = 10
+REVERSAL_DAYS = 2
+WEEKEND_DIP = 0.5
 
 
 @dataclass(frozen=True)
@@ -215,3 +221,39 @@ def anomaly_score(value: np.ndarray | float, yhat: np.ndarray | float, lower: np
     with np.errstate(divide="ignore", invalid="ignore"):
         score = np.where(half > 0, dev / np.where(half > 0, half, 1.0), np.where(dev > 0, np.inf, 0.0))
     return np.where(np.isnan(value) | np.isnan(yhat), np.nan, score)
+
+
+def allow_reversal(lower: np.ndarray, upper: np.ndarray, yhat: np.ndarray, shift: dict | None,
+                   end: int) -> tuple[np.ndarray, np.ndarray]:
+    """Within `REVERSAL_DAYS` of a level shift, stretch the band back over the level it left: the
+    first weekend looks like a shift on Saturday, and a rolled-back deploy is no incident either.
+
+    >>> allow_reversal(np.array([9.0]), np.array([11.0]), np.array([10.0]), {"at": 0, "size": 5.0}, 3600)
+    (array([5.]), array([11.]))
+    """
+    if not shift or end - shift["at"] > REVERSAL_DAYS * 86400:
+        return lower, upper
+    old = yhat - shift["size"]
+    return np.minimum(lower, old), np.maximum(upper, old)
+
+
+def weekend_prior(lower: np.ndarray, yhat: np.ndarray, ts: np.ndarray, train: Series) -> np.ndarray:
+    """On a Saturday or Sunday (UTC) the history has not shown yet, let the band reach down to
+    `WEEKEND_DIP` of `yhat`: many services are quieter at weekends, and before the first weekend
+    the engine cannot know whether this one is.
+
+    >>> from smartmetrics.series import Series
+    >>> s = Series({}, np.arange(0, 2 * 86400, 3600), np.ones(48), 3600)  # a Thursday and a Friday
+    >>> weekend_prior(np.full(2, 9.0), np.full(2, 10.0), np.array([2 * 86400, 3 * 86400]), s).tolist()
+    [5.0, 5.0]
+    """
+    seen = np.unique(_day_of_week(train.timestamps[np.isfinite(train.values)]))
+    unseen = np.isin(_day_of_week(ts), (5, 6)) & ~np.isin(_day_of_week(ts), seen)
+    if not unseen.any():
+        return lower
+    return np.where(unseen & (yhat > 0), np.minimum(lower, WEEKEND_DIP * yhat), lower)
+
+
+def _day_of_week(ts: np.ndarray) -> np.ndarray:
+    """0 = Monday (1970-01-01 was a Thursday)."""
+    return ((np.asarray(ts) // 86400) + 3) % 7

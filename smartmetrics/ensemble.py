@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from smartmetrics.bands import Calibration, apply_band, band_policy, calibrate
+from smartmetrics.bands import Calibration, allow_reversal, apply_band, band_policy, calibrate, weekend_prior
 from smartmetrics.models import MODELS
 from smartmetrics.models.base import DAY, WEEK, Forecast, sub_series
 from smartmetrics.series import Series
@@ -40,8 +40,6 @@ UNMASKED = SPARSE + ("noisy",)  # their extremes are their nature, not incidents
 DROP_RATIO = 1.5
 COLD_DAYS = 7
 MAX_FOLDS = 4
-REVERSAL_DAYS = 2
-WEEKEND_DIP = 0.5
 
 
 @dataclass(frozen=True)
@@ -294,41 +292,6 @@ def fit_series(series: Series, settings: FitSettings) -> FittedSeries:
         timestamps=table_ts, yhat=yhat, lower=lower, upper=upper,
         data_start=series.start, data_end=series.end, training=training,
     )
-
-
-def allow_reversal(lower: np.ndarray, upper: np.ndarray, yhat: np.ndarray, shift: dict | None,
-                   end: int) -> tuple[np.ndarray, np.ndarray]:
-    """Within `REVERSAL_DAYS` of a level shift, stretch the band back over the level it left: the
-    first weekend looks like a shift on Saturday, and a rolled-back deploy is no incident either.
-
-    >>> allow_reversal(np.array([9.0]), np.array([11.0]), np.array([10.0]), {"at": 0, "size": 5.0}, 3600)
-    (array([5.]), array([11.]))
-    """
-    if not shift or end - shift["at"] > REVERSAL_DAYS * DAY:
-        return lower, upper
-    old = yhat - shift["size"]
-    return np.minimum(lower, old), np.maximum(upper, old)
-
-
-def weekend_prior(lower: np.ndarray, yhat: np.ndarray, ts: np.ndarray, train: Series) -> np.ndarray:
-    """On a Saturday or Sunday (UTC) the history has not shown yet, let the band reach down to
-    `WEEKEND_DIP` of `yhat`: many services are quieter at weekends, and before the first weekend
-    the engine cannot know whether this one is.
-
-    >>> s = Series({}, np.arange(0, 2 * DAY, 3600), np.ones(48), 3600)  # a Thursday and a Friday
-    >>> weekend_prior(np.full(2, 9.0), np.full(2, 10.0), np.array([2 * DAY, 3 * DAY]), s).tolist()
-    [5.0, 5.0]
-    """
-    seen = np.unique(_day_of_week(train.timestamps[np.isfinite(train.values)]))
-    unseen = np.isin(_day_of_week(ts), (5, 6)) & ~np.isin(_day_of_week(ts), seen)
-    if not unseen.any():
-        return lower
-    return np.where(unseen & (yhat > 0), np.minimum(lower, WEEKEND_DIP * yhat), lower)
-
-
-def _day_of_week(ts: np.ndarray) -> np.ndarray:
-    """0 = Monday (1970-01-01 was a Thursday)."""
-    return ((np.asarray(ts) // DAY) + 3) % 7
 
 
 def _band(train: Series, forecast: Forecast, cal: Calibration, ts: np.ndarray, policy, history: int):
