@@ -204,6 +204,20 @@ def combine(forecasts: dict[str, Forecast], weights: dict[str, float]) -> Foreca
     return Forecast(np.asarray(mean, dtype=np.float64), np.asarray(scale, dtype=np.float64))
 
 
+SPAN_CAP = 2.0  # most a half-band may be, in spans (0.5%..99.5% quantiles) of the training history
+
+
+def floor_scale(scales: np.ndarray, values: np.ndarray) -> float:
+    """The smallest residual scale a point may have: a tenth of the typical one, and 1% of the spread.
+
+    Without it, a slot where the history sat on one value (a histogram quantile on a bucket edge, a
+    quantised gauge) gets a scale near zero, its residuals normalise to thousands, and the calibrated
+    band explodes wherever the scale is ordinary.
+    """
+    typical = float(np.median(scales)) if len(scales) else 0.0
+    return max(0.1 * typical, 0.01 * _spread(values), 1e-12)
+
+
 def _spread(y: np.ndarray) -> float:
     """Interquartile range of the finite values, or a tiny positive number."""
     y = y[np.isfinite(y)]
@@ -278,7 +292,9 @@ def fit_series(series: Series, settings: FitSettings) -> FittedSeries:
     weights, forecast = refit(train, weights, table_ts)
     for m in members:
         m["weight"] = round(weights.get(m["name"], 0.0), 6)
-    z = (y_test - backtest_fc.mean) / backtest_fc.scale
+    scale_floor = floor_scale(backtest_fc.scale, train.values)
+    z = (y_test - backtest_fc.mean) / np.maximum(backtest_fc.scale, scale_floor)
+    forecast = Forecast(forecast.mean, np.maximum(forecast.scale, scale_floor))
     period = DAY if seasonal else 0
     cal = calibrate(z, t_test, policy.coverage, period=period, buckets=4 if seasonal else 1)
     yhat, lower, upper = _band(train, forecast, cal, table_ts, policy, history)
@@ -302,6 +318,9 @@ def _band(train: Series, forecast: Forecast, cal: Calibration, ts: np.ndarray, p
     floor = 0.0 if len(y) and y.min() >= 0 else None
     yhat, lower, upper = apply_band(forecast.mean, forecast.scale, cal.q_lo * factors, cal.q_hi * factors,
                                     min_half, floor)
+    if len(y):  # a half-band wider than the history's whole span can never alert on anything
+        cap = np.maximum(SPAN_CAP * float(np.subtract(*np.quantile(y, [0.995, 0.005]))), min_half)
+        upper, lower = np.minimum(upper, yhat + cap), np.maximum(lower, yhat - cap)
     if len(y) and history < 2 * DAY:  # too short to know a day's shape: cover what has been seen
         lo_q, hi_q = np.quantile(y, [0.005, 0.995])
         margin = 0.1 * max(hi_q - lo_q, 0.0)
