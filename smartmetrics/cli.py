@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from smartmetrics import __version__
 from smartmetrics.config import Config, ConfigError, load_config, render_config
+from smartmetrics.series import format_labels
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -98,19 +99,47 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _query_series(config: Config, query: str, source: str | None, step: float, span: float):
+    """The one series a PromQL query returns over the last `span` (exit 1 or 2 with the reason otherwise)."""
+    from smartmetrics.config import Baseline
+    from smartmetrics.source import SourceError, fetch_baseline
+
+    name = source or next(iter(config.sources))
+    if name not in config.sources:
+        print(f"error: unknown source {name} (configured: {', '.join(config.sources)})", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+    baseline = Baseline(source=name, expr=query, step=step, history=span, max_series=50)
+    try:
+        found = fetch_baseline(config.model_copy(update={"baselines": {"backtest": baseline}}), "backtest").series
+    except SourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_FAILURE) from None
+    if len(found) != 1:
+        listing = "".join(f"\n  {format_labels(s.labels)}" for s in found[:10])
+        print(f"error: the query returned {len(found)} series; narrow it to one{listing}", file=sys.stderr)
+        raise SystemExit(EXIT_FAILURE)
+    return found[0]
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
     from smartmetrics.durations import parse_duration
-    from smartmetrics.evaluate import parse_sensitivity, run_backtest_file
+    from smartmetrics.evaluate import parse_sensitivity, run_backtest_file, run_backtest_series
 
     try:
         sensitivity = parse_sensitivity(args.sensitivity)
         retrain, history = int(parse_duration(args.retrain_every)), int(parse_duration(args.history))
+        step, span = parse_duration(args.step), parse_duration(args.range)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    options = dict(sensitivity=sensitivity, retrain_every=retrain, history=history, for_points=args.for_points,
+                   direction=args.direction)
     try:
-        frame = run_backtest_file(args.input, args.out, sensitivity=sensitivity, retrain_every=retrain,
-                                  history=history, for_points=args.for_points, direction=args.direction)
+        if args.config:
+            series = _query_series(_load(args.config), args.input, args.source, step, span)
+            frame = run_backtest_series(series, args.out, **options)
+        else:
+            frame = run_backtest_file(args.input, args.out, **options)
     except (OSError, ValueError) as exc:
         print(f"error: {args.input}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -323,14 +352,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, metavar="N", help="fit worker processes (default: CPUs)")
 
     p = _add(
-        sub, "backtest", cmd_backtest, "walk-forward replay of one series (CSV in and out)",
+        sub, "backtest", cmd_backtest, "walk-forward replay of one series (CSV or PromQL in, CSV out)",
         "Replay INPUT (a CSV with columns timestamp,value: NAB format or Unix seconds) walk-forward:\n"
         "every period, retrain on the trailing history only and predict the next period, then apply\n"
         "the alert logic. OUT has one row per input point: timestamp,value,yhat,yhat_lower,yhat_upper,\n"
         "anomaly_score,firing,alert (rows before the first model have empty band columns and 0/0).\n"
-        "A Prometheus query as INPUT is not supported yet: use `smartmetrics fetch` to get CSVs.",
+        "With --config, INPUT is a PromQL query returning one series, read from the config's source\n"
+        "over the last --range at --step.",
     )
-    p.add_argument("input", metavar="INPUT", help="CSV file with columns timestamp,value")
+    p.add_argument("input", metavar="INPUT", help="CSV file with columns timestamp,value, or a query with --config")
+    p.add_argument("--config", metavar="F", help="read INPUT as a PromQL query against this config's source")
+    p.add_argument("--source", metavar="NAME", help="with --config: which source (default: the first)")
+    p.add_argument("--step", default="5m", metavar="D", help="with --config: query resolution (default: 5m)")
+    p.add_argument("--range", default="28d", metavar="D", help="with --config: how far back to read (default: 28d)")
     p.add_argument("--sensitivity", default="medium", metavar="S", help="low|medium|high or a number in (0,1)")
     p.add_argument("--retrain-every", default="1d", metavar="D", help="retrain period (default: 1d)")
     p.add_argument("--history", default="14d", metavar="D", help="trailing training window (default: 14d)")

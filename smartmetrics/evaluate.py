@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -223,8 +223,16 @@ def run_backtest_file(
     path: str | Path, out: str | Path, *, sensitivity: str | float, retrain_every: int, history: int,
     for_points: int | None, direction: str = "both",
 ) -> pd.DataFrame:
-    """The `backtest` command: replay one CSV series with smartmetrics and write the DESIGN.md table."""
-    series = read_csv_series(path)
+    """The `backtest` command on a CSV series: replay it with smartmetrics, write the DESIGN.md table."""
+    return run_backtest_series(read_csv_series(path), out, sensitivity=sensitivity, retrain_every=retrain_every,
+                               history=history, for_points=for_points, direction=direction)
+
+
+def run_backtest_series(
+    series: Series, out: str | Path, *, sensitivity: str | float, retrain_every: int, history: int,
+    for_points: int | None, direction: str = "both",
+) -> pd.DataFrame:
+    """Replay one series walk-forward with smartmetrics' fit and alert logic; write the table to `out`."""
     policy = band_policy(sensitivity)
     frame = backtest_series(
         series, smartmetrics_fit(sensitivity), retrain_every=retrain_every, history=history,
