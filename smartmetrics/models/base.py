@@ -35,6 +35,15 @@ class Forecast:
     scale: np.ndarray
 
 
+def flat_forecast(n: int, mean: float, scale: float) -> Forecast:
+    """The same mean and scale at every one of n timestamps (level-like models).
+
+    >>> flat_forecast(2, 5.0, 1.0).mean.tolist()
+    [5.0, 5.0]
+    """
+    return Forecast(mean=np.full(n, float(mean)), scale=np.full(n, float(scale)))
+
+
 @runtime_checkable
 class Forecaster(Protocol):
     """What the ensemble needs from a model; see the module docstring for the rules."""

@@ -13,8 +13,15 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from smartmetrics.models.base import (
-    DAY, Forecast, array_from_json, array_to_json, check_fitted, finite_points,
-    robust_sigma, scale_floor, theil_sen_slope,
+    DAY,
+    Forecast,
+    array_from_json,
+    array_to_json,
+    check_fitted,
+    finite_points,
+    robust_sigma,
+    scale_floor,
+    theil_sen_slope,
 )
 from smartmetrics.models.resample import bucket_width, downsample
 from smartmetrics.series import Series

@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from smartmetrics.models.base import Forecast, check_fitted, robust_sigma, scale_floor
+from smartmetrics.models.base import Forecast, check_fitted, flat_forecast, robust_sigma, scale_floor
 from smartmetrics.series import Series
 
 
@@ -38,7 +38,7 @@ class Fallback:
         """The same level and scale for every timestamp."""
         check_fitted(self, "level_")
         n = len(timestamps)
-        return Forecast(mean=np.full(n, self.level_), scale=np.full(n, self.scale_))
+        return flat_forecast(n, self.level_, self.scale_)
 
     def to_dict(self) -> dict[str, Any]:
         check_fitted(self, "level_")

@@ -14,8 +14,17 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from smartmetrics.models.base import (
-    DAY, MAD_TO_SIGMA, WEEK, Forecast, array_from_json, array_to_json, check_fitted, finite_points,
-    group_median, robust_sigma, scale_floor,
+    DAY,
+    MAD_TO_SIGMA,
+    WEEK,
+    Forecast,
+    array_from_json,
+    array_to_json,
+    check_fitted,
+    finite_points,
+    group_median,
+    robust_sigma,
+    scale_floor,
 )
 from smartmetrics.models.profile import interpolate_circular
 from smartmetrics.series import Series

@@ -12,7 +12,15 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from smartmetrics.models.base import DAY, Forecast, array_from_json, array_to_json, check_fitted, finite_points
+from smartmetrics.models.base import (
+    DAY,
+    Forecast,
+    array_from_json,
+    array_to_json,
+    check_fitted,
+    finite_points,
+    flat_forecast,
+)
 from smartmetrics.series import Series
 
 QUANTILES = (0.5, 0.9, 0.99)
@@ -46,7 +54,7 @@ class Intermittent:
         """Expected value and mixture std for every timestamp (the process has no memory of time)."""
         check_fitted(self, "p_nonzero_")
         n = len(timestamps)
-        return Forecast(mean=np.full(n, self.mean_), scale=np.full(n, self.scale_))
+        return flat_forecast(n, self.mean_, self.scale_)
 
     def to_dict(self) -> dict[str, Any]:
         check_fitted(self, "p_nonzero_")

@@ -10,7 +10,15 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from smartmetrics.models.base import DAY, Forecast, check_fitted, finite_points, robust_sigma, scale_floor
+from smartmetrics.models.base import (
+    DAY,
+    Forecast,
+    check_fitted,
+    finite_points,
+    flat_forecast,
+    robust_sigma,
+    scale_floor,
+)
 from smartmetrics.series import Series
 
 
@@ -41,7 +49,7 @@ class RobustLevel:
         """The same level and scale for every timestamp."""
         check_fitted(self, "level_")
         n = len(timestamps)
-        return Forecast(mean=np.full(n, self.level_), scale=np.full(n, self.scale_))
+        return flat_forecast(n, self.level_, self.scale_)
 
     def to_dict(self) -> dict[str, Any]:
         check_fitted(self, "level_")

@@ -16,7 +16,15 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from smartmetrics.models.base import (
-    DAY, WEEK, Forecast, array_from_json, array_to_json, check_fitted, finite_points, robust_sigma, scale_floor,
+    DAY,
+    WEEK,
+    Forecast,
+    array_from_json,
+    array_to_json,
+    check_fitted,
+    finite_points,
+    robust_sigma,
+    scale_floor,
 )
 from smartmetrics.models.resample import bucket_width, downsample
 from smartmetrics.series import Series
