@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench-fetch bench-classify bench-quality clean
+.PHONY: install demo test test-fast lint bench bench-fetch bench-classify bench-quality bench-speed bench-daemon bench-tuning clean
 
 $(STAMP): pyproject.toml
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
@@ -40,6 +40,18 @@ bench-classify: $(STAMP)
 
 bench-quality: $(STAMP)
 	$(BIN)/smartmetrics evaluate --nab ../shared/bench/nab --synthetic 300
+
+bench-speed: $(STAMP)
+	$(BIN)/python -m smartmetrics.benchmarks.forecast_speed --series 96 --prophet-series 24 --workers 2
+
+bench-daemon: $(STAMP)
+	$(BIN)/python -m smartmetrics.benchmarks.daemon --sizes 1000,10000,100000 --retrain-series 200 --prophet-series 10
+
+bench-tuning: $(STAMP)
+	$(BIN)/python -m smartmetrics.benchmarks.tuning
+
+# every benchmark of BENCHMARKS.md, one after the other (about 40 minutes on 2 cores)
+bench: bench-fetch bench-classify bench-quality bench-speed bench-daemon bench-tuning
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
