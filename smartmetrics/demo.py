@@ -9,14 +9,15 @@ running.
 
 from __future__ import annotations
 
+import dataclasses
+import signal
 import statistics
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import dataclasses
 
 import httpx
 import pandas as pd
@@ -132,7 +133,7 @@ def run_demo(out: str | Path = "out/demo", duration: float | None = None, worker
         console.print(f"config: {config_path}  (from {DEMO_CONFIG.name}, pointed at {prom.url})")
         run_fit(config, list(config.baselines), workers=workers)
         with _stage(console, "writing Prometheus rules and Grafana dashboards; loading the rules"):
-            rule_files = load_generated_rules(config, prom, out)
+            load_generated_rules(config, prom, out)
         with _stage(console, f"replaying the last {REPLAY_DAYS} days walk-forward for every series"):
             table = summarize(config, out)
         console.print(table)
@@ -192,14 +193,16 @@ def _print_links(console: Console, prom_url: str, port: int, out: Path) -> None:
 
 
 def _serve(console: Console, duration: float | None) -> None:
-    if duration is not None:
-        time.sleep(duration)
-        return
-    console.print("serving; press Ctrl-C to stop")
+    """Wait for Ctrl-C or SIGTERM (or `duration`); both stop the demo cleanly, even where the shell
+    started it with SIGINT ignored (a background job)."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        console.print("Ctrl-C: stopping")
-
-
+        if duration is None:
+            console.print("serving; press Ctrl-C to stop")
+        stop.wait(duration)
+        if stop.is_set():
+            console.print("stopping")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -204,18 +204,11 @@ def combine(forecasts: dict[str, Forecast], weights: dict[str, float]) -> Foreca
     return Forecast(np.asarray(mean, dtype=np.float64), np.asarray(scale, dtype=np.float64))
 
 
-SPAN_CAP = 2.0  # most a half-band may be, in spans (0.5%..99.5% quantiles) of the training history
-
-
-def floor_scale(scales: np.ndarray, values: np.ndarray) -> float:
-    """The smallest residual scale a point may have: a tenth of the typical one, and 1% of the spread.
-
-    Without it, a slot where the history sat on one value (a histogram quantile on a bucket edge, a
-    quantised gauge) gets a scale near zero, its residuals normalise to thousands, and the calibrated
-    band explodes wherever the scale is ordinary.
-    """
-    typical = float(np.median(scales)) if len(scales) else 0.0
-    return max(0.1 * typical, 0.01 * _spread(values), 1e-12)
+# Most a half-band may be, in spans (0.5%..99.5% quantiles) of the training history. Without it, a
+# series that sits on one value for hours (a histogram quantile on a bucket edge, a quantised gauge)
+# gets slot scales near zero, normalised residuals in the thousands, and bands that explode wherever
+# the scale is ordinary.
+SPAN_CAP = 2.0
 
 
 def _spread(y: np.ndarray) -> float:
@@ -292,9 +285,7 @@ def fit_series(series: Series, settings: FitSettings) -> FittedSeries:
     weights, forecast = refit(train, weights, table_ts)
     for m in members:
         m["weight"] = round(weights.get(m["name"], 0.0), 6)
-    scale_floor = floor_scale(backtest_fc.scale, train.values)
-    z = (y_test - backtest_fc.mean) / np.maximum(backtest_fc.scale, scale_floor)
-    forecast = Forecast(forecast.mean, np.maximum(forecast.scale, scale_floor))
+    z = (y_test - backtest_fc.mean) / backtest_fc.scale
     period = DAY if seasonal else 0
     cal = calibrate(z, t_test, policy.coverage, period=period, buckets=4 if seasonal else 1)
     yhat, lower, upper = _band(train, forecast, cal, table_ts, policy, history)
