@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,7 +67,8 @@ def test_tls(self_signed_cert: tuple[Path, Path]) -> None:
     config = Server(listen=f"127.0.0.1:{free_port()}", tls=ServerTLS(cert_file=str(cert), key_file=str(key)))
     with running(config) as url:
         assert url.startswith("https://")
-        assert httpx.get(f"{url}/-/healthy", verify=str(cert)).status_code == 200
+        trusted = ssl.create_default_context(cafile=str(cert))
+        assert httpx.get(f"{url}/-/healthy", verify=trusted).status_code == 200
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{url}/-/healthy")  # not trusted without the CA
 
