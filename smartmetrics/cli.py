@@ -242,7 +242,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from smartmetrics.durations import parse_duration
     from smartmetrics.evaluate import parse_sensitivity
-    from smartmetrics.plot_cli import SourceError, plot_baseline, plot_csv
+    from smartmetrics.plot_cli import plot_baseline, plot_csv
+    from smartmetrics.source import SourceError
 
     try:
         last = parse_duration(args.last) if args.last else None

@@ -163,9 +163,13 @@ class Daemon:
         finally:
             self._retrain_lock.release()
 
+    def _with_history(self, alias: str, history: float) -> Config:
+        """The config with only this baseline, reading `history` seconds back instead of its own."""
+        baseline = self.config.baselines[alias].model_copy(update={"history": history})
+        return self.config.model_copy(update={"baselines": {alias: baseline}})
+
     def _discover_one(self, alias: str, baseline: Any, now: float) -> None:
-        recent = self.config.model_copy(update={"baselines": {
-            alias: baseline.model_copy(update={"history": 3 * baseline.step})}})
+        recent = self._with_history(alias, 3 * baseline.step)
         try:
             present = {s.key for s in self.fetch(recent, alias, end=now).series if s.observed}
         except SourceError as exc:
@@ -213,9 +217,8 @@ class Daemon:
         bands = [b for b in (state.series if state else ()) if matches(b.labels, matchers)]
         values = []
         if bands and start < now:
-            baseline = self.config.baselines[alias]
-            window = self.config.model_copy(update={"baselines": {
-                alias: baseline.model_copy(update={"history": max(min(end, now) - start, 2 * baseline.step)})}})
+            step = self.config.baselines[alias].step
+            window = self._with_history(alias, max(min(end, now) - start, 2 * step))
             try:
                 values = self.fetch(window, alias, end=min(end, now)).series
             except SourceError as exc:

@@ -20,7 +20,7 @@ import numpy as np
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from smartmetrics.store import BaselineState
+from smartmetrics.store import BaselineState, stack_columns
 
 BAND_METRICS = (
     ("smartmetrics_yhat", "Expected value of the series, learned from its history."),
@@ -69,13 +69,7 @@ def render_label_text(labels: Mapping[str, str]) -> str:
 
 
 def _stack(state: BaselineState) -> _Tables:
-    n = len(state.series)
-    width = max((len(b.yhat) for b in state.series), default=0)
-    # float32 halves the snapshot (100k series: ~430 MB); 7 significant digits are plenty for a band.
-    values = np.full((3, n, max(width, 1)), np.nan, dtype=np.float32)
-    for i, band in enumerate(state.series):
-        for j, arr in enumerate((band.yhat, band.lower, band.upper)):
-            values[j, i, : len(arr)] = arr
+    values = stack_columns(state.series, min_width=1)
     labels = tuple(export_labels(state.alias, b.labels) for b in state.series)
     return _Tables(
         labels=labels,

@@ -11,7 +11,7 @@ from smartmetrics.backtest import COLUMNS
 from smartmetrics.config import Config
 from smartmetrics.plots import plot_band, render_live_frame
 from smartmetrics.series import format_labels, slug
-from smartmetrics.source import SourceError, fetch_baseline
+from smartmetrics.source import fetch_baseline
 from smartmetrics.store import STATE_FILE, StoreError, baseline_dir, load_baseline
 
 
@@ -52,5 +52,3 @@ def plot_baseline(config: Config, alias: str, match: str | None, out_dir: str, l
         written.append(plot_band(frame, path, title=f"{alias} {format_labels(series.labels)}", last=last))
     return written
 
-
-__all__ = ["SourceError", "plot_baseline", "plot_csv"]
