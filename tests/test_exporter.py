@@ -12,9 +12,11 @@ from smartmetrics.store import BaselineState, SeriesBand
 T0 = 1_700_000_000
 
 
-def band(labels: dict[str, str], start: int = T0, n: int = 4, step: int = 60, base: float = 10.0) -> SeriesBand:
+def band(labels: dict[str, str], start: int = T0, n: int = 4, step: int = 60, base: float = 10.0,
+         stuck_after: object = None) -> SeriesBand:
     y = base + np.arange(n, dtype=float)
-    return SeriesBand(labels, start, step, y, y - 1, y + 2)
+    meta = {} if stuck_after is None else {"training": {"stuck_after": stuck_after}}
+    return SeriesBand(labels, start, step, y, y - 1, y + 2, meta=meta)
 
 
 def registry_for(states: dict[str, BaselineState], now: float) -> CollectorRegistry:
@@ -79,12 +81,42 @@ def test_remaining_hours_and_count() -> None:
     assert snapshot.remaining_hours(T0) == {"qps": pytest.approx(1.0)}
 
 
+def test_stuck_after_is_exported_only_for_series_with_stuck_detection_and_a_current_band() -> None:
+    series = (
+        band({"model": "busy", "baseline": "theirs"}, stuck_after=1800),
+        band({"model": "ratio"}, stuck_after=90.5),
+        band({"model": "sparse"}, stuck_after=0),
+        band({"model": "old"}),
+        band({"model": "expired"}, start=T0 - 3600, stuck_after=600),
+        band({"model": "future"}, start=T0 + 600, stuck_after=600),
+        *(band({"model": f"bad{i}"}, stuck_after=v) for i, v in enumerate([True, "1800", -60, float("nan"), [1]])),
+    )
+    registry = registry_for({"qps": BaselineState("qps", T0, series)}, now=T0 + 60)
+    name = "smartmetrics_stuck_after_seconds"
+    assert registry.get_sample_value(name, {"baseline": "qps", "exported_baseline": "theirs", "model": "busy"}) == 1800
+    assert registry.get_sample_value(name, {"baseline": "qps", "model": "ratio"}) == 90.5
+    exported = [s for family in registry.collect() if family.name == name for s in family.samples]
+    assert sorted(s.labels["model"] for s in exported) == ["busy", "ratio"]
+    yhat = {tuple(sorted(s.labels.items())) for f in registry.collect() if f.name == "smartmetrics_yhat"
+            for s in f.samples}
+    assert {tuple(sorted(s.labels.items())) for s in exported} <= yhat  # the same label sets as the band
+
+
+def test_stuck_after_family_has_help_and_type_even_when_empty() -> None:
+    text = Snapshot({"qps": BaselineState("qps", T0, (band({"m": "a"}),))}).render_text(T0)
+    assert "# TYPE smartmetrics_stuck_after_seconds gauge" in text
+    assert "# HELP smartmetrics_stuck_after_seconds Seconds without any change" in text
+    assert "\nsmartmetrics_stuck_after_seconds{" not in text
+
+
 def test_fast_text_rendering_matches_the_collector() -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     states = {
-        "qps": BaselineState("qps", T0, (band({"model": 'q"uo\\te\n', "z": "1"}), band({"model": "b"}, start=T0 + 600))),
-        "lat": BaselineState("lat", T0, (band({"baseline": "x"}, n=2),)),
+        "qps": BaselineState("qps", T0, (band({"model": 'q"uo\\te\n', "z": "1"}, stuck_after=1200),
+                                         band({"model": "b"}, start=T0 + 600, stuck_after=300),
+                                         band({"model": "c"}, stuck_after=0))),
+        "lat": BaselineState("lat", T0, (band({"baseline": "x"}, n=2, stuck_after=3600),)),
     }
 
     def samples(text: str) -> set[tuple]:
@@ -97,4 +129,5 @@ def test_fast_text_rendering_matches_the_collector() -> None:
     now = T0 + 30
     fast = Snapshot(states).render_text(now)
     slow = generate_latest(registry_for(states, now)).decode()
-    assert samples(fast) == samples(slow) and len(samples(fast)) == 6
+    assert samples(fast) == samples(slow) and len(samples(fast)) == 3 * 3 + 2
+    assert {s[0] for s in samples(fast)} >= {"smartmetrics_stuck_after_seconds"}
