@@ -11,6 +11,7 @@ detector is judged by this one loop.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -18,6 +19,7 @@ import pandas as pd
 
 from smartmetrics.bands import anomaly_score
 from smartmetrics.series import Series
+from smartmetrics.stuck import held_seconds
 
 COLUMNS = ["timestamp", "value", "yhat", "yhat_lower", "yhat_upper", "anomaly_score", "firing", "alert"]
 DAY = 86400
@@ -55,12 +57,22 @@ def period_starts(series: Series, retrain_every: int, min_history: int) -> list[
     return list(range(first, series.end + 1, retrain_every))
 
 
+@dataclass(frozen=True)
+class WalkForward:
+    """Per point: the band predicted for it, and the stuck limit (seconds, NaN: none) of its model."""
+
+    yhat: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    stuck_after: np.ndarray
+
+
 def walk_forward_band(
     series: Series, fit: FitFn, *, retrain_every: int, history: int, min_history: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> WalkForward:
     """Bands for every point, each period predicted by a model fitted only on data before it."""
     n = len(series)
-    yhat, lower, upper = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    yhat, lower, upper, stuck = (np.full(n, np.nan) for _ in range(4))
     for boundary in period_starts(series, retrain_every, min_history):
         train = slice_series(series, boundary - history, boundary)
         if train.observed == 0:
@@ -72,7 +84,9 @@ def walk_forward_band(
             continue
         y, lo, hi = model.band_at(series.timestamps[target])
         yhat[target], lower[target], upper[target] = y, lo, hi
-    return yhat, lower, upper
+        limit = getattr(model, "stuck_after", 0)
+        stuck[target] = limit if limit > 0 else np.nan
+    return WalkForward(yhat, lower, upper, stuck)
 
 
 def outside_band(values: np.ndarray, lower: np.ndarray, upper: np.ndarray, direction: str,
@@ -129,17 +143,37 @@ def firing_and_onsets(outside: np.ndarray, for_points: int, keep_points: int = 0
     return firing, onset
 
 
+def stuck_points(series: Series, stuck_after: np.ndarray | None) -> np.ndarray:
+    """Points whose value has not changed for at least their model's `stuck_after` seconds.
+
+    >>> s = Series({}, np.arange(5) * 60, np.array([1.0, 2.0, 2.0, 2.0, 3.0]), 60)
+    >>> stuck_points(s, np.full(5, 120.0)).astype(int).tolist()
+    [0, 0, 0, 1, 0]
+    """
+    if stuck_after is None:
+        return np.zeros(len(series), dtype=bool)
+    held = held_seconds(series.timestamps, series.values)
+    with np.errstate(invalid="ignore"):
+        return np.nan_to_num(held, nan=-1.0) >= np.nan_to_num(stuck_after, nan=np.inf)
+
+
 def assemble_frame(
     series: Series, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray, *, for_points: int,
-    direction: str = "both", keep_points: int = 0, threshold: float = 1.0,
+    direction: str = "both", keep_points: int = 0, threshold: float = 1.0, stuck_after: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """The backtest table (DESIGN.md columns) from a series and its band."""
+    """The backtest table (DESIGN.md columns) from a series and its band.
+
+    With `stuck_after` (per point, seconds; NaN for none) a value held unchanged that long fires
+    too, as the generated stuck-value alert does; `firing` and `alert` cover both alerts.
+    """
     values = series.values
     with np.errstate(invalid="ignore", divide="ignore"):
         score = anomaly_score(values, yhat, lower, upper)
     score = np.where(np.isfinite(yhat) & np.isfinite(values), score, np.nan)
     outside = outside_band(values, lower, upper, direction, yhat, threshold)
-    firing, onset = firing_and_onsets(outside, for_points, keep_points)
+    firing, _ = firing_and_onsets(outside, for_points, keep_points)
+    firing |= firing_and_onsets(stuck_points(series, stuck_after), 1, keep_points)[0]
+    onset = firing & ~np.concatenate(([False], firing[:-1]))
     return pd.DataFrame({
         "timestamp": series.timestamps, "value": values, "yhat": yhat, "yhat_lower": lower,
         "yhat_upper": upper, "anomaly_score": score, "firing": firing.astype(np.int8),
@@ -152,11 +186,9 @@ def backtest_series(
     direction: str = "both", min_history: int = DAY, keep_points: int = 0, threshold: float = 1.0,
 ) -> pd.DataFrame:
     """Walk-forward replay of one series with a retrained model; one row per input point."""
-    yhat, lower, upper = walk_forward_band(
-        series, fit, retrain_every=retrain_every, history=history, min_history=min_history
-    )
-    return assemble_frame(series, yhat, lower, upper, for_points=for_points, direction=direction,
-                          keep_points=keep_points, threshold=threshold)
+    band = walk_forward_band(series, fit, retrain_every=retrain_every, history=history, min_history=min_history)
+    return assemble_frame(series, band.yhat, band.lower, band.upper, for_points=for_points, direction=direction,
+                          keep_points=keep_points, threshold=threshold, stuck_after=band.stuck_after)
 
 
 def backtest_live(

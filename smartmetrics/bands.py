@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 if TYPE_CHECKING:
     from smartmetrics.series import Series
@@ -73,6 +74,9 @@ class BandPolicy:
         (24, 2)
         """
         return -(-self.keep_firing_for // max(int(step), 1))
+
+
+WEEK_SECONDS = 7 * 86400
 
 
 def band_policy(sensitivity: str | float) -> BandPolicy:
@@ -225,16 +229,16 @@ def anomaly_score(value: np.ndarray | float, yhat: np.ndarray | float, lower: np
 
 def allow_reversal(lower: np.ndarray, upper: np.ndarray, yhat: np.ndarray, shift: dict | None,
                    end: int) -> tuple[np.ndarray, np.ndarray]:
-    """Within `REVERSAL_DAYS` of a level shift, stretch the band back over the level it left: the
-    first weekend looks like a shift on Saturday, and a rolled-back deploy is no incident either.
+    """Within `REVERSAL_DAYS` of a level shift, widen the band to also cover itself moved back to the
+    level it left: the first weekend looks like a shift on Saturday, a rolled-back deploy is no
+    incident, and a shift seen for a few hours may be an incident that ends.
 
     >>> allow_reversal(np.array([9.0]), np.array([11.0]), np.array([10.0]), {"at": 0, "size": 5.0}, 3600)
-    (array([5.]), array([11.]))
+    (array([4.]), array([11.]))
     """
     if not shift or end - shift["at"] > REVERSAL_DAYS * 86400:
         return lower, upper
-    old = yhat - shift["size"]
-    return np.minimum(lower, old), np.maximum(upper, old)
+    return np.minimum(lower, lower - shift["size"]), np.maximum(upper, upper - shift["size"])
 
 
 def weekend_prior(lower: np.ndarray, yhat: np.ndarray, ts: np.ndarray, train: Series) -> np.ndarray:
@@ -252,6 +256,29 @@ def weekend_prior(lower: np.ndarray, yhat: np.ndarray, ts: np.ndarray, train: Se
     if not unseen.any():
         return lower
     return np.where(unseen & (yhat > 0), np.minimum(lower, WEEKEND_DIP * yhat), lower)
+
+
+def last_week_prior(lower: np.ndarray, upper: np.ndarray, yhat: np.ndarray, ts: np.ndarray,
+                    train: Series) -> tuple[np.ndarray, np.ndarray]:
+    """Widen the band to also cover itself re-centred on the same hour one week earlier (an hourly
+    median of the cleaned history), until a weekly pattern is known: the second Saturday looks like
+    the first, and a Monday after a quiet weekend looks like the Monday before.
+
+    >>> from smartmetrics.series import Series
+    >>> t = np.arange(0, 8 * 86400, 3600)
+    >>> s = Series({}, t, np.where(t < 86400, 5.0, 10.0), 3600)  # last week's day one was quieter
+    >>> lo, hi = last_week_prior(np.full(2, 9.0), np.full(2, 11.0), np.full(2, 10.0), np.array([7, 8]) * 86400, s)
+    >>> lo.tolist(), hi.tolist()
+    ([4.0, 9.0], [11.0, 11.0])
+    """
+    width = max(1, 3600 // train.step)
+    smooth = pd.Series(train.values).rolling(width, center=True, min_periods=1).median().to_numpy()
+    pos = np.searchsorted(train.timestamps, ts - WEEK_SECONDS)
+    pos = np.clip(pos, 0, len(train.timestamps) - 1)
+    exact = (len(train.timestamps) > 0) & (np.abs(train.timestamps[pos] - (ts - WEEK_SECONDS)) < train.step)
+    shift = np.where(exact, smooth[pos] - yhat, 0.0)
+    shift = np.nan_to_num(shift, nan=0.0)
+    return np.minimum(lower, lower + shift), np.maximum(upper, upper + shift)
 
 
 def _day_of_week(ts: np.ndarray) -> np.ndarray:

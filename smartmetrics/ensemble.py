@@ -16,7 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from smartmetrics.bands import Calibration, allow_reversal, apply_band, band_policy, calibrate, weekend_prior
+from smartmetrics import stuck
+from smartmetrics.bands import (
+    Calibration,
+    allow_reversal,
+    apply_band,
+    band_policy,
+    calibrate,
+    last_week_prior,
+    weekend_prior,
+)
 from smartmetrics.models import MODELS
 from smartmetrics.models.base import DAY, WEEK, Forecast, sub_series
 from smartmetrics.series import Series
@@ -80,6 +89,11 @@ class FittedSeries:
         inside = (ts >= grid[0]) & (ts <= grid[-1])
         out = tuple(np.where(inside, np.interp(ts, grid, col), np.nan) for col in (self.yhat, self.lower, self.upper))
         return out  # type: ignore[return-value]
+
+    @property
+    def stuck_after(self) -> int:
+        """Seconds without a change after which the series counts as stuck (0: never)."""
+        return int(self.training.get("stuck_after", 0) or 0)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form with a schema version (NaN written as null)."""
@@ -278,6 +292,7 @@ def fit_series(series: Series, settings: FitSettings) -> FittedSeries:
         classification["curve_type"] = curve
     seasonal = curve == "seasonal" or bool(classification["periods"])
     train, training = clean_training(series, seasonal, mask=curve not in UNMASKED, period=WEEK if weekly else DAY)
+    training["stuck_after"] = stuck.stuck_after(series.timestamps, series.values, series.step)
     history = int(np.isfinite(train.values).sum()) * train.step
     names = choose_candidates(curve, settings, history, weekly)
     weights, members, backtest_fc, y_test, t_test = select_members(train, names)
@@ -289,9 +304,13 @@ def fit_series(series: Series, settings: FitSettings) -> FittedSeries:
     period = DAY if seasonal else 0
     cal = calibrate(z, t_test, policy.coverage, period=period, buckets=4 if seasonal else 1)
     yhat, lower, upper = _band(train, forecast, cal, table_ts, policy, history)
+    if curve == "insufficient":
+        lower, upper = _sparse_guard(train, lower, upper)
     lower, upper = allow_reversal(lower, upper, yhat, training.get("level_shift"), series.end)
     if not weekly and curve not in SPARSE:
         lower = weekend_prior(lower, yhat, table_ts, series)
+        lower, upper = last_week_prior(lower, upper, yhat, table_ts, train)
+    lower, upper = _span_cap(series, yhat, lower, upper)
     return FittedSeries(
         labels=dict(series.labels), step=series.step, classification=classification, members=members,
         coverage={"nominal": policy.coverage, "achieved": round(cal.achieved, 6), "n": cal.n,
@@ -299,6 +318,29 @@ def fit_series(series: Series, settings: FitSettings) -> FittedSeries:
         timestamps=table_ts, yhat=yhat, lower=lower, upper=upper,
         data_start=series.start, data_end=series.end, training=training,
     )
+
+
+def _span_cap(series: Series, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """No half-band wider than `SPAN_CAP` spans of the raw history, whatever the priors added."""
+    y = series.values[np.isfinite(series.values)]
+    if len(y) == 0:
+        return lower, upper
+    cap = SPAN_CAP * float(np.subtract(*np.quantile(y, [0.995, 0.005])))
+    if cap <= 0:
+        return lower, upper
+    return np.maximum(lower, yhat - cap), np.minimum(upper, yhat + cap)
+
+
+def _sparse_guard(train: Series, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A band for a series with too few samples to learn from: everything seen, with as much again
+    (or half the typical level) on either side; it alerts only on values far outside the history."""
+    y = train.values[np.isfinite(train.values)]
+    if len(y) == 0:
+        return lower, upper
+    margin = max(float(np.ptp(y)), 0.5 * abs(float(np.median(y))))
+    low = float(y.min()) - margin
+    low = max(low, 0.0) if y.min() >= 0 else low
+    return np.minimum(lower, low), np.maximum(upper, float(y.max()) + margin)
 
 
 def _band(train: Series, forecast: Forecast, cal: Calibration, ts: np.ndarray, policy, history: int):

@@ -176,9 +176,9 @@ FitFactory = Callable[[float | str], Callable[[Series, int], object]]
 
 def replay_series(series: Series, fit: Callable[[Series, int], object], history: int) -> Replay:
     """The walk-forward band of one series (daily retrain on `history` before each day)."""
-    yhat, lower, upper = walk_forward_band(series, fit, retrain_every=DAY, history=history,  # type: ignore[arg-type]
-                                           min_history=min(DAY, history))
-    return Replay(series.timestamps, series.values, yhat, lower, upper, series.step)
+    band = walk_forward_band(series, fit, retrain_every=DAY, history=history,  # type: ignore[arg-type]
+                             min_history=min(DAY, history))
+    return Replay(series.timestamps, series.values, band.yhat, band.lower, band.upper, series.step)
 
 
 def tune_baseline(alias: str, baseline: Baseline, series: Sequence[Series], budget: float, fit_factory: FitFactory,
