@@ -137,6 +137,9 @@ class Alert(_Strict):
     annotations: dict[str, str] = {}
     min_abs_deviation: float = Field(default=0.0, ge=0)
     min_rel_deviation: float = Field(default=0.0, ge=0)
+    stuck: bool = True
+    """Also alert when a series that normally changes at almost every step stops changing (a flatline
+    inside the band); only series whose fit found such a rhythm take part."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -47,6 +47,15 @@ def test_minimal_config_gets_sensible_defaults() -> None:
     assert config.store.path == "models/" and config.schedule.retrain == "0 3 * * *"
 
 
+def test_stuck_alert_is_on_by_default_and_can_be_switched_off() -> None:
+    assert parse_config(MINIMAL).baselines["qps"].alert.stuck is True
+    off = parse_config({**MINIMAL, "baselines": {"qps": {"expr": "up", "alert": {"stuck": False}}}})
+    assert off.baselines["qps"].alert.stuck is False
+    assert "stuck: false" in render_config(off)
+    problems = problems_of({**MINIMAL, "baselines": {"qps": {"expr": "up", "alert": {"stuck": "maybe"}}}})
+    assert problems[0].startswith("baselines.qps.alert.stuck:")
+
+
 def test_every_problem_is_listed_with_its_path() -> None:
     data = {
         "sources": {"prom": {"url": "localhost:9090", "timeout": "3x", "colour": "red"}},
@@ -154,3 +163,4 @@ def test_shipped_example_config_is_valid() -> None:
     config = load_config(Path(__file__).parent.parent / "configs" / "example.yaml")
     assert "inference_qps" in config.baselines
     assert config.sources["mimir-team-a"].headers == {"X-Scope-OrgID": "team-a"}
+    assert config.baselines["inference_qps"].alert.stuck is True
