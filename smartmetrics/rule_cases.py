@@ -5,6 +5,11 @@ carry a daemon `job`/`instance` when the series has none, as a `honor_labels` sc
 walks through: inside the band, above it long enough to fire, back inside, below it, back inside,
 and, when a minimum deviation is set, just outside the band but by less than that minimum. Alerts
 are expected only on the sides that `direction` allows, never before `for` has passed.
+
+A baseline with a stuck-value alert gets a second test: its series appears holding one value (quiet:
+not yet watched for a whole window), changes at every step (quiet), holds one value (fires once the
+window has passed), then disappears (quiet at once). A second series that holds one value all along
+but has no `smartmetrics_stuck_after_seconds` (no stuck detection) never alerts.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from smartmetrics.config import Alert, Config
+from smartmetrics.durations import format_duration
 from smartmetrics.rules import (
     LOWER,
     UPPER,
@@ -29,6 +35,7 @@ from smartmetrics.rules import (
     score_threshold,
 )
 from smartmetrics.series import format_labels
+from smartmetrics.stuck_rules import STUCK, stuck_alert_name
 
 YHAT_VALUE, LOWER_VALUE, UPPER_VALUE = 100.0, 90.0, 120.0
 INSIDE = 105.0
@@ -131,8 +138,64 @@ def render_case(alias: str, config: Config, names: tuple[str, ...], grafana_url:
             "input_series": inputs, "alert_rule_test": checks}
 
 
-def render_rule_tests(config: Config, names: Mapping[str, tuple[str, ...]], rule_file: str,
+STUCK_VALUE, STUCK_CONTROL = 42.0, 50.0
+
+
+def expected_stuck_alert(alias: str, config: Config, labels: dict[str, str], window: int,
+                         grafana_url: str | None = None) -> dict[str, Any]:
+    """The firing stuck-value alert promtool should see for a series holding `STUCK_VALUE`."""
+    alert, w = config.baselines[alias].alert, format_duration(window)
+    rendered = {
+        "summary": f"{alias} has not changed for {w}",
+        "description": (f"Value {_fmt(STUCK_VALUE)} has not changed for {w}, though this series normally "
+                        "changes at almost every step: its source may be stuck (a frozen exporter, a stalled "
+                        "counter, a cached result)."),
+        "value": _fmt(STUCK_VALUE), "baseline": alias,
+    }
+    if grafana_url:
+        rendered["dashboard"] = expected_link(grafana_url, alias, labels)
+    rendered.update(alert.annotations)
+    exp_labels = {**labels, **alert.labels, "severity": alert.severity, "baseline": alias}
+    return {"exp_labels": dict(sorted(exp_labels.items())), "exp_annotations": dict(sorted(rendered.items()))}
+
+
+def render_stuck_case(alias: str, config: Config, names: tuple[str, ...], window: int,
                       grafana_url: str | None = None) -> dict[str, Any]:
-    """The `promtool test rules` document for every baseline."""
-    tests = [render_case(alias, config, names[alias], grafana_url) for alias in sorted(config.baselines)]
+    """One promtool test of the stuck-value alert (phases in the module docstring), at one-minute steps."""
+    minutes = window // 60
+    labels = {"baseline": alias, **{n: SAMPLE_LABEL_VALUE for n in names}}
+    band_labels = {**{k: v for k, v in DAEMON.items() if k not in names}, **labels}
+    appear, moving, held, gone = max(1, min(10, minutes - 1)), minutes + 10, minutes + 5, minutes + 5
+    values = (f"{STUCK_CONTROL:g}x{appear - 1} 100+1x{moving - 1} {STUCK_VALUE:g}x{held - 1} "
+              f"stale _x{gone - 1}")
+    total = appear + moving + held + gone
+    inputs = [{"series": VALUE + format_labels(labels), "values": values},
+              {"series": STUCK + format_labels(band_labels), "values": f"{window}x{total - 1}"}]
+    if names:  # holds one value all along, but has no stuck detection
+        control = {**labels, names[0]: "other"}
+        inputs.append({"series": VALUE + format_labels(control), "values": f"{STUCK_CONTROL:g}x{total - 1}"})
+    fired = [expected_stuck_alert(alias, config, labels, window, grafana_url)]
+    held_from, gone_from = appear + moving, appear + moving + held
+    expectations = [
+        (appear - 1, []),  # one value since it appeared, but not watched for a whole window yet
+        (appear + moving // 2, []), (held_from - 1, []),  # changing
+        (held_from + minutes - 2, []),  # held, but not for the whole window yet
+        (held_from + minutes, fired), (gone_from - 1, fired),
+        (gone_from + 1, []), (gone_from + gone - 1, []),  # absent: no alert
+    ]
+    checks = [{"eval_time": f"{m}m", "alertname": stuck_alert_name(alias), "exp_alerts": alerts}
+              for m, alerts in sorted(dict(expectations).items()) if m >= 0]
+    return {"name": f"{alias}: stuck after {format_duration(window)} without a change, silent while it "
+                    "changes or is absent",
+            "interval": "1m", "input_series": inputs, "alert_rule_test": checks}
+
+
+def render_rule_tests(config: Config, names: Mapping[str, tuple[str, ...]], rule_file: str,
+                      grafana_url: str | None = None, stuck: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """The `promtool test rules` document for every baseline (and every stuck-value alert in `stuck`)."""
+    tests = []
+    for alias in sorted(config.baselines):
+        tests.append(render_case(alias, config, names[alias], grafana_url))
+        if stuck and stuck.get(alias):
+            tests.append(render_stuck_case(alias, config, names[alias], stuck[alias], grafana_url))
     return {"rule_files": [rule_file], "evaluation_interval": "1m", "tests": tests}
