@@ -6,7 +6,8 @@ Each baseline dashboard has one template variable per series label (single-selec
 first panel shows exactly one series: the value, `yhat`, and the band drawn as the area between
 `lower` and `upper` (a "fill below to" override). The Grafana-managed alert of a baseline asks
 Prometheus the same condition as the Prometheus alert (it needs the recording rules of
-`smartmetrics rules` loaded) and applies the same threshold and `for`.
+`smartmetrics rules` loaded) and applies the same threshold and `for`; so does its stuck-value
+alert, where the rules have one.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ from smartmetrics.rules import (
     series_label_names,
 )
 from smartmetrics.store import BaselineState
+from smartmetrics.stuck_rules import (
+    render_stuck_annotations,
+    stuck_alert_name,
+    stuck_condition,
+    stuck_windows,
+)
 
 FOLDER = "smartmetrics"
 FLEET_UID = "smartmetrics-fleet"
@@ -206,9 +213,6 @@ def render_alert_rule(alias: str, config: Config, names: tuple[str, ...], uid: s
                       grafana_url: str | None = None) -> dict[str, Any]:
     """The Grafana-managed twin of a baseline's Prometheus alert (provisioning form of one rule)."""
     alert, limit = config.baselines[alias].alert, score_threshold(config.baselines[alias])
-    threshold = expr.TypeThreshold().ref_id("B").expression("A").conditions([
-        expr.ExprTypeThresholdConditions().evaluator(
-            expr.ExprTypeThresholdConditionsEvaluator().type("gt").params([limit]))])
     shown = "{{ with $values.%s }}{{ printf \"%%.4g\" .Value }}{{ end }}"
     annotations = {
         "summary": "{{ $labels.baseline }} is outside its expected range",
@@ -223,13 +227,41 @@ def render_alert_rule(alias: str, config: Config, names: tuple[str, ...], uid: s
     annotations.update(alert.annotations)
     rule = (alerting.Rule(alert_name(alias)).uid(alert_uid(alias)).condition("B")
             .with_query(_instant("A", alert_condition(alias, alert, names), uid))
-            .with_query(alerting.Query("B").datasource_uid("__expr__").model(threshold)
-                        .relative_time_range(alerting_range(600)))
+            .with_query(_threshold("B", "A", "gt", limit))
             .with_query(_instant("V", f"{VALUE}{{baseline={quote(alias)}}}", uid))
             .with_query(_instant("L", _on_value_labels(LOWER, alias, names), uid))
-            .with_query(_instant("U", _on_value_labels(UPPER, alias, names), uid))
-            .for_val(format_duration(alert.for_)).no_data_state("OK").exec_err_state("Error")
-            .labels(render_alert_labels(alias, alert)).annotations(dict(sorted(annotations.items())))
+            .with_query(_instant("U", _on_value_labels(UPPER, alias, names), uid)))
+    return _provisioned(rule, alert.for_, render_alert_labels(alias, alert), annotations)
+
+
+def render_stuck_alert_rule(alias: str, config: Config, names: tuple[str, ...], window: int, uid: str,
+                            grafana_url: str | None = None) -> dict[str, Any]:
+    """The Grafana-managed twin of a baseline's stuck-value alert: the same query without its `== 0`,
+    which Grafana applies as a threshold (changes below 1), and no `for` (the window is the duration)."""
+    alert = config.baselines[alias].alert
+    shown = "{{ with $values.V }}{{ printf \"%.4g\" .Value }}{{ end }}"
+    annotations = {"__dashboardUid__": dashboard_uid(alias), "__panelId__": str(VALUE_PANEL_ID),
+                   **render_stuck_annotations(alias, alert, names, window, grafana_url, value=shown)}
+    rule = (alerting.Rule(stuck_alert_name(alias)).uid(stuck_alert_uid(alias)).condition("B")
+            .with_query(_instant("A", stuck_condition(alias, names, window, compare=False), uid))
+            .with_query(_threshold("B", "A", "lt", 1))
+            .with_query(_instant("V", f"{VALUE}{{baseline={quote(alias)}}}", uid)))
+    return _provisioned(rule, 0, render_alert_labels(alias, alert), annotations)
+
+
+def _threshold(ref: str, source: str, kind: str, limit: float) -> alerting.Query:
+    """A server-side expression step: `source` compared with `limit` (`gt` or `lt`)."""
+    model = expr.TypeThreshold().ref_id(ref).expression(source).conditions([
+        expr.ExprTypeThresholdConditions().evaluator(
+            expr.ExprTypeThresholdConditionsEvaluator().type(kind).params([limit]))])
+    return alerting.Query(ref).datasource_uid("__expr__").model(model).relative_time_range(alerting_range(600))
+
+
+def _provisioned(rule: alerting.Rule, for_seconds: float, labels: dict[str, str],
+                 annotations: dict[str, str]) -> dict[str, Any]:
+    """A rule with the settings every smartmetrics alert shares, in its provisioning form."""
+    rule = (rule.for_val(format_duration(for_seconds)).no_data_state("OK").exec_err_state("Error")
+            .labels(labels).annotations(dict(sorted(annotations.items())))
             .is_paused(False).folder_uid(FOLDER).rule_group(FOLDER).org_id(1))
     plain = to_plain(rule.build())
     for key in ("folderUID", "ruleGroup", "orgID"):  # group-level in a provisioning file
@@ -242,10 +274,25 @@ def alert_uid(alias: str) -> str:
     return "a" + dashboard_uid(alias)[1:]
 
 
+def stuck_alert_uid(alias: str) -> str:
+    """The uid of a baseline's Grafana stuck-value alert rule (as long as its dashboard uid).
+
+    >>> stuck_alert_uid("inference_qps"), alert_uid("inference_qps")
+    ('as-inference_qps-932923f0', 'am-inference_qps-932923f0')
+    """
+    return "as" + dashboard_uid(alias)[2:]
+
+
 def render_alert_provisioning(config: Config, names: Mapping[str, tuple[str, ...]], uid: str,
-                              grafana_url: str | None = None) -> dict[str, Any]:
-    """The file provisioning document: `apiVersion: 1` and one group holding every baseline's rule."""
-    rules = [render_alert_rule(a, config, names[a], uid, grafana_url) for a in sorted(config.baselines)]
+                              grafana_url: str | None = None, stuck: Mapping[str, int] | None = None
+                              ) -> dict[str, Any]:
+    """The file provisioning document: `apiVersion: 1` and one group holding every baseline's rule
+    (and its stuck-value rule for the baselines in `stuck`, alias -> window in seconds)."""
+    rules = []
+    for alias in sorted(config.baselines):
+        rules.append(render_alert_rule(alias, config, names[alias], uid, grafana_url))
+        if stuck and stuck.get(alias):
+            rules.append(render_stuck_alert_rule(alias, config, names[alias], stuck[alias], uid, grafana_url))
     return {"apiVersion": 1, "groups": [{"orgId": 1, "name": FOLDER, "folder": FOLDER, "interval": "1m",
                                          "rules": rules}]}
 
@@ -283,7 +330,7 @@ def render_grafana_files(config: Config, states: Mapping[str, BaselineState],
                          datasource_uid: str = "prometheus", grafana_url: str | None = None) -> dict[str, str]:
     """File name -> text: one dashboard per baseline, the fleet dashboard and the alert provisioning."""
     uid = check_uid(datasource_uid)
-    names = series_label_names(config, states)
+    names, stuck = series_label_names(config, states), stuck_windows(config, states)
     files = {}
     for alias in sorted(config.baselines):
         board = render_baseline_dashboard(alias, names[alias], uid, score_threshold(config.baselines[alias]))
@@ -291,7 +338,8 @@ def render_grafana_files(config: Config, states: Mapping[str, BaselineState],
     files["dashboards/smartmetrics-fleet.json"] = render_json(render_fleet_dashboard(uid))
     header = ("# Generated by `smartmetrics grafana`: Grafana alert rule file provisioning.\n"
               "# Needs the recording rules of `smartmetrics rules` loaded in the Prometheus below.\n")
-    files[ALERTS_FILE] = render_yaml(sort_keys(render_alert_provisioning(config, names, uid, grafana_url)), header)
+    provisioning = render_alert_provisioning(config, names, uid, grafana_url, stuck)
+    files[ALERTS_FILE] = render_yaml(sort_keys(provisioning), header)
     return files
 
 

@@ -38,12 +38,12 @@ def make_config() -> Config:
     return parse_config({"sources": {"p": {"url": "http://127.0.0.1:9090"}}, "baselines": BASELINES})
 
 
-def band(labels: dict[str, str]) -> SeriesBand:
+def band(labels: dict[str, str], stuck_after: int = 0) -> SeriesBand:
     y = np.ones(2)
-    return SeriesBand(labels, 0, 60, y, y, y)
+    return SeriesBand(labels, 0, 60, y, y, y, meta={"training": {"stuck_after": stuck_after}})
 
 
-STATES = {"raw": BaselineState("raw", 0.0, (band({"job": "x", "baseline": "theirs"}),))}
+STATES = {"raw": BaselineState("raw", 0.0, (band({"job": "x", "baseline": "theirs"}, stuck_after=1500),))}
 
 
 @pytest.fixture(scope="module")
@@ -128,20 +128,40 @@ def test_grafana_alerts_are_equivalent_to_the_prometheus_alerts(files: dict[str,
     prom = yaml.safe_load(render_rule_files(config, STATES, "https://grafana.example.com")["smartmetrics.rules.yml"])
     prom_alerts = {r["alert"]: r for g in prom["groups"] for r in g["rules"] if "alert" in r}
     grafana = {r["title"]: r for r in yaml.safe_load(files[ALERTS_FILE])["groups"][0]["rules"]}
-    assert set(prom_alerts) == set(grafana)
+    assert set(prom_alerts) == set(grafana) and "RawAnomalyStuck" in grafana
     for name, rule in grafana.items():
         expected = prom_alerts[name]
         data = {q["refId"]: q["model"] for q in rule["data"]}
+        assert rule["labels"] == expected["labels"]
+        assert rule["annotations"]["dashboard"] == expected["annotations"]["dashboard"]
+        assert rule["annotations"]["__panelId__"] == "1" and data["A"]["instant"] is True
+        if name.endswith("Stuck"):  # Grafana applies the `== 0` as `changes < 1`, at once
+            assert data[rule["condition"]]["conditions"][0]["evaluator"] == {"type": "lt", "params": [1]}
+            assert expected["expr"].replace(" == 0\n", "\n", 1) == data["A"]["expr"] != expected["expr"]
+            assert rule["for"] == "0s" and "for" not in expected
+            assert rule["annotations"]["summary"] == expected["annotations"]["summary"]
+            continue
         threshold = data[rule["condition"]]
         assert threshold["type"] == "threshold" and threshold["expression"] == "A"
         limit = score_threshold(config.baselines[expected["labels"]["baseline"]])
         assert threshold["conditions"][0]["evaluator"] == {"type": "gt", "params": [limit]}
         cut = f" > {limit:g}"
         assert expected["expr"].replace(cut + "\n", "\n", 1).removesuffix(cut) == data["A"]["expr"]
-        assert data["A"]["instant"] is True
-        assert rule["for"] == expected["for"] and rule["labels"] == expected["labels"]
-        assert rule["annotations"]["dashboard"] == expected["annotations"]["dashboard"]
-        assert rule["annotations"]["__panelId__"] == "1"
+        assert rule["for"] == expected["for"]
+
+
+def test_stuck_rule_only_where_the_prometheus_rules_have_one() -> None:
+    def rules(config: Config, states: dict[str, BaselineState]) -> list[dict]:
+        return yaml.safe_load(render_grafana_files(config, states)[ALERTS_FILE])["groups"][0]["rules"]
+
+    unfit = {"raw": BaselineState("raw", 0.0, (band({"job": "x"}),))}
+    assert not any(r["title"].endswith("Stuck") for r in rules(make_config(), unfit))
+    off = parse_config({"sources": {"p": {"url": "http://127.0.0.1:9090"}},
+                        "baselines": {**BASELINES, "raw": {"expr": "sm_labelled", "alert": {"stuck": False}}}})
+    assert not any(r["title"].endswith("Stuck") for r in rules(off, STATES))
+    both = rules(make_config(), STATES)
+    assert len({r["uid"] for r in both}) == len(both) == len(BASELINES) + 1
+    assert all(len(r["uid"]) <= 40 for r in both)
 
 
 def test_bad_datasource_uid_is_refused() -> None:
