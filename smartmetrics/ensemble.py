@@ -309,7 +309,7 @@ def fit_series(series: Series, settings: FitSettings) -> FittedSeries:
     lower, upper = allow_reversal(lower, upper, yhat, training.get("level_shift"), series.end)
     if not weekly and curve not in SPARSE:
         lower = weekend_prior(lower, yhat, table_ts, series)
-        lower, upper = last_week_prior(lower, upper, yhat, table_ts, train)
+        lower, upper = last_week_prior(lower, upper, yhat, table_ts, _unshifted(series, train))
     lower, upper = _span_cap(series, yhat, lower, upper)
     return FittedSeries(
         labels=dict(series.labels), step=series.step, classification=classification, members=members,
@@ -318,6 +318,15 @@ def fit_series(series: Series, settings: FitSettings) -> FittedSeries:
         timestamps=table_ts, yhat=yhat, lower=lower, upper=upper,
         data_start=series.start, data_end=series.end, training=training,
     )
+
+
+def _unshifted(series: Series, train: Series) -> Series:
+    """The raw series with the points cleaning masked as anomalies blanked, but its levels as they
+    were: a weekend that looked like a level shift must still look like a weekend."""
+    values = series.values.astype(np.float64).copy()
+    pos = np.searchsorted(series.timestamps, train.timestamps)
+    values[pos[np.isnan(train.values)]] = np.nan
+    return Series(series.labels, series.timestamps, values, series.step, series.name)
 
 
 def _span_cap(series: Series, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -106,6 +106,8 @@ def plan_anomalies(kind: str, periods: tuple[int, ...], timestamps: np.ndarray, 
     kinds = _KINDS_FOR.get(kind, _GENERIC)
     if 86400 not in periods:
         kinds = tuple(k for k in kinds if k != "seasonality_break")
+    if np.nanmax(values) <= 0:  # a dip below zero is clipped away: nothing to see, nothing to label
+        kinds = tuple(k for k in kinds if k != "dip")
     n, taken, plans = len(timestamps), np.zeros(len(timestamps), bool), []
     for _ in range(int(rng.integers(1, 4))):
         what = str(rng.choice(kinds))
