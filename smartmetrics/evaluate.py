@@ -40,6 +40,7 @@ class Case:
     name: str
     series: Series
     events: tuple[tuple[int, int], ...]
+    kinds: tuple[str, ...] = ()  # the anomaly kind of each event, where known (synthetic)
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def load_synthetic(n: int, seed: int = 0) -> list[Case]:
     for i, item in enumerate(make_corpus(n, seed=seed)):
         name = f"synthetic/{i:03d}-{item.curve_type}-{item.noise}"
         events = tuple((int(a.start), int(a.end)) for a in item.anomalies)
-        cases.append(Case(name, item.series, events))
+        cases.append(Case(name, item.series, events, tuple(a.kind for a in item.anomalies)))
     return cases
 
 
@@ -261,7 +262,7 @@ def evaluate_dataset(
     """Replay a data set with every detector, print its leaderboard, optionally write the tables."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from smartmetrics.leaderboard import render_table, summarise
+    from smartmetrics.leaderboard import recall_by_kind, render_kinds, render_table, summarise
 
     per_detector: dict[str, list] = {d: [] for d in detectors}
     started = time.perf_counter()
@@ -284,6 +285,9 @@ def evaluate_dataset(
     console.print(render_table(
         f"{title}: {len(cases)} series ({clean} clean), {events} labelled events, "
         f"sensitivity {replay.sensitivity}, {time.perf_counter() - started:.0f} s", summaries, nab=nab))
+    if any(c.kinds for c in cases):
+        console.print(render_kinds(f"{title}: event recall by anomaly kind",
+                                   {d: recall_by_kind(per_detector[d]) for d in detectors}))
     return summaries
 
 

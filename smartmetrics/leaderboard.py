@@ -74,6 +74,37 @@ def summarise(detector: str, nominal: float | None, results: list, *, nab: bool)
     return out
 
 
+def recall_by_kind(results: list) -> dict[str, tuple[int, int]]:
+    """Per anomaly kind: (events detected, events) over `(case, run, rows)` triples whose cases know
+    their kinds; an event counts as detected as in `event_tally` (an onset inside it, or within `for`)."""
+    out: dict[str, tuple[int, int]] = {}
+    for case, run, _ in results:
+        ts = run.frame["timestamp"].to_numpy()
+        times = ts[run.frame["alert"].to_numpy().astype(bool)]
+        tolerance = run.for_points * case.series.step
+        for (start, end), kind in zip(case.events, case.kinds):
+            hit = bool(((times >= start) & (times <= end + tolerance)).any())
+            found, total = out.get(kind, (0, 0))
+            out[kind] = (found + hit, total + 1)
+    return out
+
+
+def render_kinds(title: str, recalls: dict[str, dict[str, tuple[int, int]]]) -> Table:
+    """Event recall per anomaly kind, one row per detector (`found/total` and the share)."""
+    kinds = sorted({k for r in recalls.values() for k in r})
+    table = Table(title=title, title_justify="left", header_style="bold")
+    table.add_column("detector", style="bold")
+    for kind in kinds:
+        table.add_column(kind.replace("_", " "), justify="right")
+    for detector, recall in recalls.items():
+        cells = []
+        for kind in kinds:
+            found, total = recall.get(kind, (0, 0))
+            cells.append(f"{found}/{total} {found / total:.2f}" if total else "—")
+        table.add_row(detector, *cells)
+    return table
+
+
 def _num(x: float, fmt: str) -> str:
     """A number for the table, or a dash when it is undefined (no events, no clean series...)."""
     return "—" if x is None or not math.isfinite(x) else format(x, fmt)

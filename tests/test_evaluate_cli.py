@@ -92,3 +92,23 @@ def test_evaluate_usage_errors(nab_folder: Path, capsys) -> None:
     assert main(["evaluate"]) == 2
     assert main(["evaluate", "--nab", str(nab_folder), "--peers", "nope"]) == 2
     assert "unknown peer nope" in capsys.readouterr().err
+
+
+def test_recall_by_kind_counts_each_event_under_its_kind() -> None:
+    from smartmetrics.evaluate import Case, Run
+    from smartmetrics.leaderboard import recall_by_kind
+    from smartmetrics.series import Series
+
+    t = np.arange(20) * 60
+    series = Series({}, t, np.zeros(20), 60)
+    case = Case("x", series, ((120, 240), (600, 660), (900, 960)), ("spike", "spike", "flatline"))
+    alert = np.zeros(20, dtype=np.int8)
+    alert[3] = 1  # inside the first spike only
+    run = Run(pd.DataFrame({"timestamp": t, "alert": alert}), for_points=1)
+    assert recall_by_kind([(case, run, [])]) == {"spike": (1, 2), "flatline": (0, 1)}
+
+
+def test_evaluate_synthetic_prints_recall_by_kind(capsys) -> None:
+    assert main(["evaluate", "--synthetic", "9", "--peers", "", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "event recall by anomaly kind" in out
