@@ -115,7 +115,18 @@ def test_history_before_a_level_shift_is_cut() -> None:
     fit = fit_series(Series(s.labels, s.timestamps, values, STEP), FitSettings())
     assert fit.training["level_shift"] is not None
     assert np.median(fit.yhat) == pytest.approx(80.0, abs=1.0)
-    assert width(fit) < 15.0  # half the shift: the old level is not inside the band
+    assert np.median(fit.upper - fit.yhat) < 15.0  # half the shift: the band is the new level's
+    # until a week has passed, the band also reaches the level this hour had a week ago
+    assert np.median(fit.lower) < 52.0
+
+
+def test_a_week_after_a_level_shift_the_old_level_is_outside_the_band() -> None:
+    s = make(kind="stable", noise=1.0)
+    values = s.values.copy()
+    values[-8 * DAY // STEP:] += 30.0
+    fit = fit_series(Series(s.labels, s.timestamps, values, STEP), FitSettings())
+    assert np.median(fit.yhat) == pytest.approx(80.0, abs=1.0)
+    assert width(fit) < 15.0  # the old level is not inside the band
 
 
 def test_intermittent_series_keeps_zero_as_its_lower_band() -> None:
