@@ -65,14 +65,14 @@ def _counter(rng: np.random.Generator, rate: np.ndarray, step: int) -> np.ndarra
 
 def _histogram(name: str, labels: dict[str, str], ts: np.ndarray, counts: np.ndarray, buckets: tuple[float, ...],
                shares: np.ndarray) -> list[MetricSeries]:
-    """Cumulative `_bucket` counters (plus `+Inf`) from per-step counts and per-bucket shares."""
-    cumulative = np.cumsum(counts)
+    """Cumulative `_bucket` counters (plus `+Inf`) from per-step counts and per-bucket shares: each
+    step's requests fall into the buckets by that step's shares, so a bucket only ever grows."""
     out = []
     for i, le in enumerate((*buckets, float("inf"))):
         share = np.clip(shares[:, i] if shares.ndim == 2 else shares[i], 0, 1)
         le_text = "+Inf" if np.isinf(le) else repr(le)
         out.append(MetricSeries(f"{name}_bucket", {**labels, "le": le_text}, ts,
-                                np.floor(cumulative * share), kind="counter"))
+                                np.floor(np.cumsum(counts * share)), kind="counter"))
     return out
 
 
