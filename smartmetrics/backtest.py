@@ -139,8 +139,16 @@ def firing_and_onsets(outside: np.ndarray, for_points: int, keep_points: int = 0
         elif out and (active or run >= need):
             active, quiet = True, 0
         firing[i] = active
-    onset = firing & ~np.concatenate(([False], firing[:-1]))
-    return firing, onset
+    return firing, onsets(firing)
+
+
+def onsets(firing: np.ndarray) -> np.ndarray:
+    """Where firing starts: a firing point whose predecessor was not firing.
+
+    >>> onsets(np.array([1, 1, 0, 1], dtype=bool)).astype(int).tolist()
+    [1, 0, 0, 1]
+    """
+    return firing & ~np.concatenate(([False], firing[:-1]))
 
 
 def stuck_points(series: Series, stuck_after: np.ndarray | None) -> np.ndarray:
@@ -159,7 +167,8 @@ def stuck_points(series: Series, stuck_after: np.ndarray | None) -> np.ndarray:
 
 def assemble_frame(
     series: Series, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray, *, for_points: int,
-    direction: str = "both", keep_points: int = 0, threshold: float = 1.0, stuck_after: np.ndarray | None = None,
+    direction: str = "both", keep_points: int = 0, threshold: float = 1.0,
+    stuck_after: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The backtest table (DESIGN.md columns) from a series and its band.
 
@@ -173,7 +182,7 @@ def assemble_frame(
     outside = outside_band(values, lower, upper, direction, yhat, threshold)
     firing, _ = firing_and_onsets(outside, for_points, keep_points)
     firing |= firing_and_onsets(stuck_points(series, stuck_after), 1, keep_points)[0]
-    onset = firing & ~np.concatenate(([False], firing[:-1]))
+    onset = onsets(firing)
     return pd.DataFrame({
         "timestamp": series.timestamps, "value": values, "yhat": yhat, "yhat_lower": lower,
         "yhat_upper": upper, "anomaly_score": score, "firing": firing.astype(np.int8),
@@ -186,9 +195,11 @@ def backtest_series(
     direction: str = "both", min_history: int = DAY, keep_points: int = 0, threshold: float = 1.0,
 ) -> pd.DataFrame:
     """Walk-forward replay of one series with a retrained model; one row per input point."""
-    band = walk_forward_band(series, fit, retrain_every=retrain_every, history=history, min_history=min_history)
-    return assemble_frame(series, band.yhat, band.lower, band.upper, for_points=for_points, direction=direction,
-                          keep_points=keep_points, threshold=threshold, stuck_after=band.stuck_after)
+    band = walk_forward_band(series, fit, retrain_every=retrain_every, history=history,
+                             min_history=min_history)
+    return assemble_frame(series, band.yhat, band.lower, band.upper, for_points=for_points,
+                          direction=direction, keep_points=keep_points, threshold=threshold,
+                          stuck_after=band.stuck_after)
 
 
 def backtest_live(

@@ -53,6 +53,7 @@ _WORD_POLICY = {
 TAIL_EXCEEDANCES = 10
 REVERSAL_DAYS = 2
 WEEKEND_DIP = 0.5
+WEEK_SECONDS = 7 * 86400
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,6 @@ class BandPolicy:
         (24, 2)
         """
         return -(-self.keep_firing_for // max(int(step), 1))
-
-
-WEEK_SECONDS = 7 * 86400
 
 
 def band_policy(sensitivity: str | float) -> BandPolicy:

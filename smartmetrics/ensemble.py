@@ -332,12 +332,15 @@ def _unshifted(series: Series, train: Series) -> Series:
 def _span_cap(series: Series, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """No half-band wider than `SPAN_CAP` spans of the raw history, whatever the priors added."""
     y = series.values[np.isfinite(series.values)]
-    if len(y) == 0:
-        return lower, upper
-    cap = SPAN_CAP * float(np.subtract(*np.quantile(y, [0.995, 0.005])))
+    cap = _half_band_cap(y) if len(y) else 0.0
     if cap <= 0:
         return lower, upper
     return np.maximum(lower, yhat - cap), np.minimum(upper, yhat + cap)
+
+
+def _half_band_cap(y: np.ndarray) -> float:
+    """`SPAN_CAP` spans (0.5%..99.5% quantiles) of the finite values `y`."""
+    return SPAN_CAP * float(np.subtract(*np.quantile(y, [0.995, 0.005])))
 
 
 def _sparse_guard(train: Series, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -361,7 +364,7 @@ def _band(train: Series, forecast: Forecast, cal: Calibration, ts: np.ndarray, p
     yhat, lower, upper = apply_band(forecast.mean, forecast.scale, cal.q_lo * factors, cal.q_hi * factors,
                                     min_half, floor)
     if len(y):  # a half-band wider than the history's whole span can never alert on anything
-        cap = np.maximum(SPAN_CAP * float(np.subtract(*np.quantile(y, [0.995, 0.005]))), min_half)
+        cap = np.maximum(_half_band_cap(y), min_half)
         upper, lower = np.minimum(upper, yhat + cap), np.maximum(lower, yhat - cap)
     if len(y) and history < 2 * DAY:  # too short to know a day's shape: cover what has been seen
         lo_q, hi_q = np.quantile(y, [0.005, 0.995])

@@ -76,14 +76,13 @@ def summarise(detector: str, nominal: float | None, results: list, *, nab: bool)
 
 def recall_by_kind(results: list) -> dict[str, tuple[int, int]]:
     """Per anomaly kind: (events detected, events) over `(case, run, rows)` triples whose cases know
-    their kinds; an event counts as detected as in `event_tally` (an onset inside it, or within `for`)."""
+    their kinds; an event counts as detected exactly as `event_tally` counts it."""
     out: dict[str, tuple[int, int]] = {}
     for case, run, _ in results:
-        ts = run.frame["timestamp"].to_numpy()
-        times = ts[run.frame["alert"].to_numpy().astype(bool)]
+        ts, onsets = run.frame["timestamp"].to_numpy(), run.frame["alert"].to_numpy().astype(bool)
         tolerance = run.for_points * case.series.step
-        for (start, end), kind in zip(case.events, case.kinds):
-            hit = bool(((times >= start) & (times <= end + tolerance)).any())
+        for event, kind in zip(case.events, case.kinds):
+            hit = event_tally(ts, onsets, [event], tolerance).detected
             found, total = out.get(kind, (0, 0))
             out[kind] = (found + hit, total + 1)
     return out

@@ -102,6 +102,12 @@ def expected_alert(alias: str, config: Config, labels: dict[str, str], value: fl
         "value": _fmt(value), "expected_range": f"{_fmt(LOWER_VALUE)} to {_fmt(UPPER_VALUE)}",
         "anomaly_score": f"{score:.2f}", "baseline": alias,
     }
+    return _expected(alias, alert, labels, rendered, grafana_url)
+
+
+def _expected(alias: str, alert: Alert, labels: dict[str, str], rendered: dict[str, str],
+              grafana_url: str | None) -> dict[str, Any]:
+    """An expected firing alert: its labels, and `rendered` plus the dashboard link and the user's annotations."""
     if grafana_url:
         rendered["dashboard"] = expected_link(grafana_url, alias, labels)
     rendered.update(alert.annotations)
@@ -152,11 +158,7 @@ def expected_stuck_alert(alias: str, config: Config, labels: dict[str, str], win
                         "counter, a cached result)."),
         "value": _fmt(STUCK_VALUE), "baseline": alias,
     }
-    if grafana_url:
-        rendered["dashboard"] = expected_link(grafana_url, alias, labels)
-    rendered.update(alert.annotations)
-    exp_labels = {**labels, **alert.labels, "severity": alert.severity, "baseline": alias}
-    return {"exp_labels": dict(sorted(exp_labels.items())), "exp_annotations": dict(sorted(rendered.items()))}
+    return _expected(alias, alert, labels, rendered, grafana_url)
 
 
 def render_stuck_case(alias: str, config: Config, names: tuple[str, ...], window: int,

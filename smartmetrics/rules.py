@@ -183,6 +183,12 @@ def render_annotations(alias: str, alert: Alert, names: tuple[str, ...], grafana
         "anomaly_score": '{{ $value | printf "%.2f" }}',
         "baseline": "{{ $labels.baseline }}",
     }
+    return finish_annotations(out, alias, alert, names, grafana_url)
+
+
+def finish_annotations(out: dict[str, str], alias: str, alert: Alert, names: tuple[str, ...],
+                       grafana_url: str | None) -> dict[str, str]:
+    """Add the dashboard link (with a Grafana URL) and the user's annotations on top; sorted."""
     if grafana_url:
         out["dashboard"] = dashboard_link(check_grafana_url(grafana_url), alias, names)
     out.update(alert.annotations)

@@ -53,10 +53,11 @@ def stuck_after(timestamps: np.ndarray, values: np.ndarray, step: int) -> int:
     if ok.sum() * step < MIN_DAYS * 86400 * 0.8:
         return 0
     seen = v[ok]
-    if np.mean(seen[1:] != seen[:-1]) < MIN_CHANGING:
+    changed = seen[1:] != seen[:-1]
+    if np.mean(changed) < MIN_CHANGING:
         return 0
     held = held_seconds(np.asarray(timestamps)[ok], seen)
-    run_ends = np.concatenate((seen[1:] != seen[:-1], [True]))
+    run_ends = np.concatenate((changed, [True]))
     holds = np.sort(held[run_ends])
     longest = float(holds[-2] if len(holds) > 1 else holds[-1])  # one past incident must not raise it
     after = max(MARGIN * (longest + step), MIN_STEPS * step)

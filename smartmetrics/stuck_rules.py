@@ -37,8 +37,7 @@ from smartmetrics.rules import (
     VALUE,
     _on,
     alert_name,
-    check_grafana_url,
-    dashboard_link,
+    finish_annotations,
     query_template,
     render_alert_labels,
 )
@@ -101,10 +100,7 @@ def render_stuck_annotations(alias: str, alert: Alert, names: tuple[str, ...], w
         "value": shown,
         "baseline": "{{ $labels.baseline }}",
     }
-    if grafana_url:
-        out["dashboard"] = dashboard_link(check_grafana_url(grafana_url), alias, names)
-    out.update(alert.annotations)
-    return dict(sorted(out.items()))
+    return finish_annotations(out, alias, alert, names, grafana_url)
 
 
 def render_stuck_rule(alias: str, alert: Alert, names: tuple[str, ...], window: int,
