@@ -20,6 +20,7 @@ import pandas as pd
 from smartmetrics.bands import anomaly_score
 from smartmetrics.series import Series
 from smartmetrics.stuck import held_seconds
+from smartmetrics.sustained import rolling_mean, window_seconds
 
 COLUMNS = ["timestamp", "value", "yhat", "yhat_lower", "yhat_upper", "anomaly_score", "firing", "alert"]
 DAY = 86400
@@ -59,12 +60,15 @@ def period_starts(series: Series, retrain_every: int, min_history: int) -> list[
 
 @dataclass(frozen=True)
 class WalkForward:
-    """Per point: the band predicted for it, and the stuck limit (seconds, NaN: none) of its model."""
+    """Per point: the band predicted for it, and its model's stuck limit (seconds) and limits of the
+    trailing mean (NaN: none)."""
 
     yhat: np.ndarray
     lower: np.ndarray
     upper: np.ndarray
     stuck_after: np.ndarray
+    mean_lower: np.ndarray
+    mean_upper: np.ndarray
 
 
 def walk_forward_band(
@@ -72,7 +76,7 @@ def walk_forward_band(
 ) -> WalkForward:
     """Bands for every point, each period predicted by a model fitted only on data before it."""
     n = len(series)
-    yhat, lower, upper, stuck = (np.full(n, np.nan) for _ in range(4))
+    yhat, lower, upper, stuck, mean_lower, mean_upper = (np.full(n, np.nan) for _ in range(6))
     for boundary in period_starts(series, retrain_every, min_history):
         train = slice_series(series, boundary - history, boundary)
         if train.observed == 0:
@@ -86,7 +90,10 @@ def walk_forward_band(
         yhat[target], lower[target], upper[target] = y, lo, hi
         limit = getattr(model, "stuck_after", 0)
         stuck[target] = limit if limit > 0 else np.nan
-    return WalkForward(yhat, lower, upper, stuck)
+        limits = getattr(model, "sustained", None) or {}
+        for arr, key in ((mean_lower, "lower"), (mean_upper, "upper")):
+            arr[target] = np.nan if limits.get(key) is None else limits[key]
+    return WalkForward(yhat, lower, upper, stuck, mean_lower, mean_upper)
 
 
 def outside_band(values: np.ndarray, lower: np.ndarray, upper: np.ndarray, direction: str,
@@ -165,15 +172,37 @@ def stuck_points(series: Series, stuck_after: np.ndarray | None) -> np.ndarray:
         return np.nan_to_num(held, nan=-1.0) >= np.nan_to_num(stuck_after, nan=np.inf)
 
 
+def sustained_points(series: Series, mean_lower: np.ndarray | None, mean_upper: np.ndarray | None,
+                     direction: str = "both") -> np.ndarray:
+    """Points whose trailing mean (`smartmetrics.sustained`) is beyond its model's limits (NaN: none).
+
+    >>> s = Series({}, np.arange(0, 7200, 600), np.r_[np.zeros(6), np.full(6, 5.0)], 600)
+    >>> sustained_points(s, None, np.full(12, 2.0)).astype(int).tolist()
+    [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1]
+    """
+    out = np.zeros(len(series), dtype=bool)
+    if len(series) == 0 or (mean_lower is None and mean_upper is None):
+        return out
+    mean = rolling_mean(series.timestamps, series.values, window_seconds(series.step), series.step)
+    with np.errstate(invalid="ignore"):
+        if mean_upper is not None and direction != "down":
+            out |= mean > mean_upper
+        if mean_lower is not None and direction != "up":
+            out |= mean < mean_lower
+    return out
+
+
 def assemble_frame(
     series: Series, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray, *, for_points: int,
     direction: str = "both", keep_points: int = 0, threshold: float = 1.0,
-    stuck_after: np.ndarray | None = None,
+    stuck_after: np.ndarray | None = None, mean_lower: np.ndarray | None = None,
+    mean_upper: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The backtest table (DESIGN.md columns) from a series and its band.
 
     With `stuck_after` (per point, seconds; NaN for none) a value held unchanged that long fires
-    too, as the generated stuck-value alert does; `firing` and `alert` cover both alerts.
+    too, as the generated stuck-value alert does; with `mean_lower`/`mean_upper` a trailing mean
+    beyond them fires, as the sustained-deviation alert does. `firing` and `alert` cover all alerts.
     """
     values = series.values
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -182,6 +211,8 @@ def assemble_frame(
     outside = outside_band(values, lower, upper, direction, yhat, threshold)
     firing, _ = firing_and_onsets(outside, for_points, keep_points)
     firing |= firing_and_onsets(stuck_points(series, stuck_after), 1, keep_points)[0]
+    beyond = sustained_points(series, mean_lower, mean_upper, direction)
+    firing |= firing_and_onsets(beyond, 1, keep_points)[0]
     onset = onsets(firing)
     return pd.DataFrame({
         "timestamp": series.timestamps, "value": values, "yhat": yhat, "yhat_lower": lower,
@@ -199,7 +230,8 @@ def backtest_series(
                              min_history=min_history)
     return assemble_frame(series, band.yhat, band.lower, band.upper, for_points=for_points,
                           direction=direction, keep_points=keep_points, threshold=threshold,
-                          stuck_after=band.stuck_after)
+                          stuck_after=band.stuck_after, mean_lower=band.mean_lower,
+                          mean_upper=band.mean_upper)
 
 
 def backtest_live(

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from smartmetrics import stuck
+from smartmetrics import stuck, sustained
 from smartmetrics.bands import (
     Calibration,
     allow_reversal,
@@ -94,6 +94,11 @@ class FittedSeries:
     def stuck_after(self) -> int:
         """Seconds without a change after which the series counts as stuck (0: never)."""
         return int(self.training.get("stuck_after", 0) or 0)
+
+    @property
+    def sustained(self) -> dict[str, Any] | None:
+        """Limits of the trailing mean (`{"window", "lower", "upper"}`, see `smartmetrics.sustained`), or None."""
+        return self.training.get("sustained") or None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form with a schema version (NaN written as null)."""
@@ -293,6 +298,8 @@ def fit_series(series: Series, settings: FitSettings) -> FittedSeries:
     seasonal = curve == "seasonal" or bool(classification["periods"])
     train, training = clean_training(series, seasonal, mask=curve not in UNMASKED, period=WEEK if weekly else DAY)
     training["stuck_after"] = stuck.stuck_after(series.timestamps, series.values, series.step)
+    if curve in sustained.CURVE_TYPES:
+        training["sustained"] = sustained.mean_limits(train.timestamps, train.values, train.step, policy.coverage)
     history = int(np.isfinite(train.values).sum()) * train.step
     names = choose_candidates(curve, settings, history, weekly)
     weights, members, backtest_fc, y_test, t_test = select_members(train, names)
