@@ -140,6 +140,10 @@ class Alert(_Strict):
     stuck: bool = True
     """Also alert when a series that normally changes at almost every step stops changing (a flatline
     inside the band); only series whose fit found such a rhythm take part."""
+    sustained: bool = True
+    """Also alert when the mean over a trailing window leaves the range such means normally keep
+    (a sustained shift, a burst of errors); only series whose fit learned limits for it take part
+    (curve types intermittent and noisy)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

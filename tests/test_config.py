@@ -56,6 +56,15 @@ def test_stuck_alert_is_on_by_default_and_can_be_switched_off() -> None:
     assert problems[0].startswith("baselines.qps.alert.stuck:")
 
 
+def test_sustained_alert_is_on_by_default_and_can_be_switched_off() -> None:
+    assert parse_config(MINIMAL).baselines["qps"].alert.sustained is True
+    off = parse_config({**MINIMAL, "baselines": {"qps": {"expr": "up", "alert": {"sustained": False}}}})
+    assert off.baselines["qps"].alert.sustained is False and off.baselines["qps"].alert.stuck is True
+    assert "sustained: false" in render_config(off)
+    problems = problems_of({**MINIMAL, "baselines": {"qps": {"expr": "up", "alert": {"sustained": "maybe"}}}})
+    assert problems[0].startswith("baselines.qps.alert.sustained:")
+
+
 def test_every_problem_is_listed_with_its_path() -> None:
     data = {
         "sources": {"prom": {"url": "localhost:9090", "timeout": "3x", "colour": "red"}},
@@ -164,3 +173,4 @@ def test_shipped_example_config_is_valid() -> None:
     assert "inference_qps" in config.baselines
     assert config.sources["mimir-team-a"].headers == {"X-Scope-OrgID": "team-a"}
     assert config.baselines["inference_qps"].alert.stuck is True
+    assert config.baselines["inference_qps"].alert.sustained is True
