@@ -68,16 +68,32 @@ def interpolate_circular(table: np.ndarray, positions: np.ndarray) -> np.ndarray
     return (1 - frac) * table[lo % n] + frac * table[(lo + 1) % n]
 
 
-def daily_slope(t: np.ndarray, y: np.ndarray, min_days: int = 3) -> float:
-    """Trend per second from the Theil-Sen slope of daily medians; 0 with fewer than `min_days` days."""
+def daily_slope(t: np.ndarray, y: np.ndarray, min_days: int = 5, weekly: bool = False) -> float:
+    """Trend per second from the Theil-Sen slope of daily medians; 0 with fewer than `min_days` days.
+
+    With `weekly`, only pairs of days a whole number of weeks apart count (0 until there are eight
+    days): a quiet weekend at the end of a short history is no downward trend.
+
+    >>> t = np.arange(0, 8 * DAY, 3600)
+    >>> y = np.where(np.isin(t // DAY % 7, (2, 3)), 5.0, 10.0) + t / DAY  # weekend dips on a rising line
+    >>> round(daily_slope(t, y, weekly=True) * DAY, 3), daily_slope(t[t < 7 * DAY], y[t < 7 * DAY], weekly=True)
+    (1.0, 0.0)
+    """
     day = (t // DAY).astype(np.int64)
     day -= day.min()
     n_days = int(day.max()) + 1
-    if n_days < min_days:
+    if n_days < (max(min_days, 8) if weekly else min_days):
         return 0.0
     med = group_median(day, y, n_days)
     ok = np.isfinite(med)
-    return theil_sen_slope(np.arange(n_days)[ok] * float(DAY), med[ok])
+    days = np.arange(n_days)[ok]
+    if not weekly:
+        return theil_sen_slope(days * float(DAY), med[ok])
+    i, j = np.triu_indices(len(days), k=1)
+    same = (days[j] - days[i]) % 7 == 0
+    if not same.any():
+        return 0.0
+    return float(np.median((med[ok][j] - med[ok][i])[same] / ((days[j] - days[i])[same] * float(DAY))))
 
 
 def circular_median3(x: np.ndarray) -> np.ndarray:
@@ -139,7 +155,7 @@ class SeasonalProfile:
         self.width_ = slot_width(self.period, step, self.max_slots)
         self.step_ = step
         self.t_ref_ = int(t[-1])
-        self.slope_ = daily_slope(t, y) if self.trend else 0.0
+        self.slope_ = daily_slope(t, y, weekly=self.weekly) if self.trend else 0.0
         detrended = y - self.slope_ * (t - self.t_ref_)
         n_slots = self.period // self.width_
         slots = np.floor(profile_positions(t, self.period, self.width_, step) + 0.5).astype(np.int64) % n_slots
