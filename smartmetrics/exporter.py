@@ -9,10 +9,16 @@ started) is left out rather than exported as a stale guess. Exposition, e.g.:
     smartmetrics_yhat_lower{baseline="qps",model="llama"} 98.0
     smartmetrics_yhat_upper{baseline="qps",model="llama"} 141.2
     smartmetrics_stuck_after_seconds{baseline="qps",model="llama"} 1800.0
+    smartmetrics_mean_upper{baseline="errors",model="llama"} 0.42
+    smartmetrics_mean_lower{baseline="errors",model="llama"} 0.013
 
-The last is a per-series constant from the fit, exported only with a current band and only for a
-series whose fit found that it normally changes at almost every step (`stuck_after` > 0 in its
-training metadata); the stuck-value alert of `smartmetrics rules` joins on it.
+The last three are per-series constants from the fit, exported only with a current band and only
+for series that have them in their training metadata: `stuck_after` > 0 for a series that normally
+changes at almost every step (the stuck-value alert joins on it), and `sustained` limits for the mean
+over a trailing window of a sparse or noisy series (the sustained-deviation alert joins on them;
+either limit may be absent). The window itself is not exported: it follows from the step (an hour,
+or three steps where longer), so it is the same for every series of a baseline and the generated
+rule holds it. Stored values that are not finite numbers count as absent, never as an error.
 """
 
 from __future__ import annotations
@@ -39,6 +45,36 @@ STUCK_METRIC = (
     ("Seconds without any change in value after which the series counts as stuck (it normally changes "
      "at almost every step); only for series with stuck detection."),
 )
+MEAN_UPPER_METRIC = (
+    "smartmetrics_mean_upper",
+    ("Upper limit for the series' mean over its trailing window (an hour, or three steps where longer); "
+     "a mean above it is a sustained deviation. Only for series with such limits."),
+)
+MEAN_LOWER_METRIC = (
+    "smartmetrics_mean_lower",
+    ("Lower limit for the series' mean over its trailing window (an hour, or three steps where longer); "
+     "a mean below it is a sustained deviation. Only for series with such limits."),
+)
+CONSTANT_METRICS = (STUCK_METRIC, MEAN_UPPER_METRIC, MEAN_LOWER_METRIC)
+"""Per-series constants of the fit, in the order `constant_values` gives them."""
+
+
+@dataclass(frozen=True)
+class MeanLimits:
+    """A stored series' limits for its mean over the trailing `window` seconds (either may be None)."""
+
+    window: float
+    lower: float | None
+    upper: float | None
+
+
+@dataclass(frozen=True)
+class _Constants:
+    """One per-series constant of a baseline: the series that have it, its values and exposition lines."""
+
+    rows: np.ndarray  # (k,) int64
+    values: tuple[float, ...]  # (k,)
+    lines: tuple[str, ...]  # (k,) rendered once per snapshot (the value never changes)
 
 
 @dataclass(frozen=True)
@@ -51,9 +87,7 @@ class _Tables:
     step: np.ndarray  # (n,) int64
     points: np.ndarray  # (n,) int64
     values: np.ndarray  # (3, n, width) float32: yhat, lower, upper
-    stuck_rows: np.ndarray  # (k,) int64: the series with stuck detection
-    stuck_after: np.ndarray  # (k,) float64: their stuck_after, seconds
-    stuck_lines: tuple[str, ...]  # (k,) their exposition lines, rendered once per snapshot (a constant)
+    constants: tuple[_Constants, ...]  # one per CONSTANT_METRICS family
 
 
 def export_labels(alias: str, labels: Mapping[str, str]) -> dict[str, str]:
@@ -70,17 +104,53 @@ def export_labels(alias: str, labels: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
+def _finite(value: Any) -> float | None:
+    """`value` as a float if it is a finite number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _training(meta: Mapping[str, Any], key: str) -> Any:
+    training = meta.get("training") if isinstance(meta, Mapping) else None
+    return training.get(key) if isinstance(training, Mapping) else None
+
+
 def stored_stuck_after(meta: Mapping[str, Any]) -> float:
     """A stored series' `training.stuck_after` in seconds; 0 when absent, not positive or not a number.
 
     >>> stored_stuck_after({"training": {"stuck_after": 1800}}), stored_stuck_after({})
     (1800.0, 0.0)
     """
-    training = meta.get("training") if isinstance(meta, Mapping) else None
-    value = training.get("stuck_after") if isinstance(training, Mapping) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        return 0.0
-    return float(value)
+    value = _finite(_training(meta, "stuck_after"))
+    return value if value is not None and value > 0 else 0.0
+
+
+def stored_mean_limits(meta: Mapping[str, Any]) -> MeanLimits | None:
+    """A stored series' `training.sustained` limits; None when absent, without a positive window, without
+    a finite limit, or with a lower limit not below the upper one (a limit that is not a finite number
+    counts as absent).
+
+    >>> stored_mean_limits({"training": {"sustained": {"window": 3600, "lower": None, "upper": 2.5}}})
+    MeanLimits(window=3600.0, lower=None, upper=2.5)
+    >>> stored_mean_limits({"training": {"sustained": {"window": 3600, "lower": 3, "upper": "2"}}})
+    MeanLimits(window=3600.0, lower=3.0, upper=None)
+    """
+    sustained = _training(meta, "sustained")
+    if not isinstance(sustained, Mapping):
+        return None
+    window, lower, upper = (_finite(sustained.get(k)) for k in ("window", "lower", "upper"))
+    if window is None or window <= 0 or (lower is None and upper is None):
+        return None
+    if lower is not None and upper is not None and lower >= upper:
+        return None
+    return MeanLimits(window, lower, upper)
+
+
+def constant_values(meta: Mapping[str, Any]) -> tuple[float | None, ...]:
+    """A stored series' per-series constants in `CONSTANT_METRICS` order (None: not exported)."""
+    limits = stored_mean_limits(meta) or MeanLimits(0.0, None, None)
+    return stored_stuck_after(meta) or None, limits.upper, limits.lower
 
 
 def render_label_text(labels: Mapping[str, str]) -> str:
@@ -100,7 +170,7 @@ def _stack(state: BaselineState) -> _Tables:
     values = stack_columns(state.series, min_width=1)
     labels = tuple(export_labels(state.alias, b.labels) for b in state.series)
     label_text = tuple(render_label_text(x) for x in labels)
-    stuck = [(i, s) for i, s in enumerate(stored_stuck_after(b.meta) for b in state.series) if s > 0]
+    per_series = [constant_values(b.meta) for b in state.series]
     return _Tables(
         labels=labels,
         label_text=label_text,
@@ -108,10 +178,15 @@ def _stack(state: BaselineState) -> _Tables:
         step=np.array([b.step for b in state.series], dtype=np.int64),
         points=np.array([len(b.yhat) for b in state.series], dtype=np.int64),
         values=values,
-        stuck_rows=np.array([i for i, _ in stuck], dtype=np.int64),
-        stuck_after=np.array([s for _, s in stuck], dtype=np.float64),
-        stuck_lines=tuple(f"{STUCK_METRIC[0]}{label_text[i]} {s!r}\n" for i, s in stuck),
+        constants=tuple(_constants(name, label_text, [v[j] for v in per_series])
+                        for j, (name, _) in enumerate(CONSTANT_METRICS)),
     )
+
+
+def _constants(name: str, label_text: tuple[str, ...], values: list[float | None]) -> _Constants:
+    present = [(i, v) for i, v in enumerate(values) if v is not None]
+    return _Constants(np.array([i for i, _ in present], dtype=np.int64), tuple(v for _, v in present),
+                      tuple(f"{name}{label_text[i]} {v!r}\n" for i, v in present))
 
 
 def interpolate_tables(tables: _Tables, now: float) -> tuple[np.ndarray, np.ndarray]:
@@ -151,15 +226,18 @@ class Snapshot:
             for idx in np.flatnonzero(ok):
                 yield tables.labels[idx], float(out[0, idx]), float(out[1, idx]), float(out[2, idx])
 
-    def stuck_after_at(self, now: float) -> Iterator[tuple[dict[str, str], float]]:
-        """(labels, stuck_after seconds) for every series with stuck detection and a band at `now`."""
+    def constants_at(self, now: float) -> Iterator[tuple[int, dict[str, str], float]]:
+        """(index in `CONSTANT_METRICS`, labels, value) for every per-series constant of a series with a
+        band at `now`."""
         for tables in self._tables.values():
-            current = interpolate_tables(tables, now)[1][tables.stuck_rows]
-            for row, seconds in zip(tables.stuck_rows[current].tolist(), tables.stuck_after[current].tolist()):
-                yield tables.labels[row], seconds
+            ok = interpolate_tables(tables, now)[1]
+            for j, constants in enumerate(tables.constants):
+                for k in np.flatnonzero(ok[constants.rows]).tolist():
+                    yield j, tables.labels[constants.rows[k]], constants.values[k]
 
     def render_text(self, now: float) -> str:
-        """The band and stuck-after families in the Prometheus text format, as `BandCollector` yields them.
+        """The band and per-series constant families in the Prometheus text format, as `BandCollector`
+        yields them.
 
         Label strings are rendered once per snapshot, so a scrape costs one interpolation and one
         float formatting per value: 100k series scrape in well under a second.
@@ -172,10 +250,11 @@ class Snapshot:
                 idx = np.flatnonzero(ok).tolist()
                 text = tables.label_text
                 chunks.extend(f"{name}{text[i]} {v!r}\n" for i, v in zip(idx, out[row, idx].tolist()))
-        chunks.append(f"# HELP {STUCK_METRIC[0]} {STUCK_METRIC[1]}\n# TYPE {STUCK_METRIC[0]} gauge\n")
-        for tables, _, ok in current:
-            lines = tables.stuck_lines
-            chunks.extend(lines[j] for j in np.flatnonzero(ok[tables.stuck_rows]).tolist())
+        for j, (name, doc) in enumerate(CONSTANT_METRICS):
+            chunks.append(f"# HELP {name} {doc}\n# TYPE {name} gauge\n")
+            for tables, _, ok in current:
+                constants = tables.constants[j]
+                chunks.extend(constants.lines[k] for k in np.flatnonzero(ok[constants.rows]).tolist())
         return "".join(chunks)
 
     def remaining_hours(self, now: float) -> dict[str, float]:
@@ -192,8 +271,8 @@ EMPTY = Snapshot({})
 
 
 class BandCollector(Collector):
-    """Yields `smartmetrics_yhat`, `_lower`, `_upper` and `smartmetrics_stuck_after_seconds` for the current
-    snapshot at the current time."""
+    """Yields `smartmetrics_yhat`, `_lower`, `_upper` and the per-series constants (`CONSTANT_METRICS`)
+    for the current snapshot at the current time."""
 
     def __init__(self, snapshot: Callable[[], Snapshot], clock: Callable[[], float] = time.time):
         self._snapshot = snapshot
@@ -205,10 +284,10 @@ class BandCollector(Collector):
         for labels, *values in snapshot.values_at(now):
             for family, value in zip(families, values):
                 family.add_sample(family.name, labels, value)
-        stuck = Metric(*STUCK_METRIC, "gauge")
-        for labels, seconds in snapshot.stuck_after_at(now):
-            stuck.add_sample(stuck.name, labels, seconds)
-        yield from (*families, stuck)
+        constants = [Metric(name, doc, "gauge") for name, doc in CONSTANT_METRICS]
+        for j, labels, value in snapshot.constants_at(now):
+            constants[j].add_sample(constants[j].name, labels, value)
+        yield from (*families, *constants)
 
     def describe(self) -> Iterator[Metric]:
-        return iter(Metric(name, doc, "gauge") for name, doc in (*BAND_METRICS, STUCK_METRIC))
+        return iter(Metric(name, doc, "gauge") for name, doc in (*BAND_METRICS, *CONSTANT_METRICS))

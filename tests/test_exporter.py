@@ -13,10 +13,15 @@ T0 = 1_700_000_000
 
 
 def band(labels: dict[str, str], start: int = T0, n: int = 4, step: int = 60, base: float = 10.0,
-         stuck_after: object = None) -> SeriesBand:
+         stuck_after: object = None, sustained: object = None) -> SeriesBand:
     y = base + np.arange(n, dtype=float)
-    meta = {} if stuck_after is None else {"training": {"stuck_after": stuck_after}}
+    training = {"stuck_after": stuck_after, "sustained": sustained}
+    meta = {"training": {k: v for k, v in training.items() if v is not None}}
     return SeriesBand(labels, start, step, y, y - 1, y + 2, meta=meta)
+
+
+def limits(lower: object = None, upper: object = None, window: object = 3600) -> dict:
+    return {"window": window, "lower": lower, "upper": upper}
 
 
 def registry_for(states: dict[str, BaselineState], now: float) -> CollectorRegistry:
@@ -109,13 +114,49 @@ def test_stuck_after_family_has_help_and_type_even_when_empty() -> None:
     assert "\nsmartmetrics_stuck_after_seconds{" not in text
 
 
+def test_mean_limits_are_exported_only_where_stored_valid_and_with_a_current_band() -> None:
+    series = (
+        band({"model": "both", "baseline": "theirs"}, sustained=limits(0.25, 4)),
+        band({"model": "sparse"}, sustained=limits(None, 1.5)),
+        band({"model": "low"}, sustained=limits(2, None), stuck_after=600),
+        band({"model": "none"}, sustained=None, stuck_after=600),
+        band({"model": "expired"}, start=T0 - 3600, sustained=limits(1, 2)),
+        band({"model": "future"}, start=T0 + 600, sustained=limits(1, 2)),
+        band({"model": "nan_lower"}, sustained=limits(float("nan"), 3)),
+        band({"model": "text_upper"}, sustained=limits(1, "3")),
+        *(band({"model": f"bad{i}"}, sustained=v) for i, v in enumerate([
+            limits(None, None), limits(True, False), limits(float("-inf"), float("inf")),
+            limits(1, 2, window=0), limits(1, 2, window=None), limits(1, 2, window="1h"),
+            limits(3, 2), limits(2, 2), [1, 2], "x", {"window": 3600}])),
+    )
+    registry = registry_for({"qps": BaselineState("qps", T0, series)}, now=T0 + 60)
+
+    def exported(name: str) -> dict[str, float]:
+        return {s.labels["model"]: s.value for f in registry.collect() if f.name == name for s in f.samples}
+
+    assert exported("smartmetrics_mean_upper") == {"both": 4, "sparse": 1.5, "nan_lower": 3}
+    assert exported("smartmetrics_mean_lower") == {"both": 0.25, "low": 2, "text_upper": 1}
+    assert set(exported("smartmetrics_stuck_after_seconds")) == {"low", "none"}
+    labels = {"baseline": "qps", "exported_baseline": "theirs", "model": "both"}
+    assert registry.get_sample_value("smartmetrics_mean_upper", labels) == 4
+
+
+def test_mean_limit_families_have_help_and_type_even_when_empty() -> None:
+    text = Snapshot({"qps": BaselineState("qps", T0, (band({"m": "a"}),))}).render_text(T0)
+    for name in ("smartmetrics_mean_upper", "smartmetrics_mean_lower"):
+        assert f"# TYPE {name} gauge" in text and f"\n{name}{{" not in text
+        assert f"# HELP {name} " in text and "mean over its trailing window" in text
+
+
 def test_fast_text_rendering_matches_the_collector() -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     states = {
-        "qps": BaselineState("qps", T0, (band({"model": 'q"uo\\te\n', "z": "1"}, stuck_after=1200),
-                                         band({"model": "b"}, start=T0 + 600, stuck_after=300),
-                                         band({"model": "c"}, stuck_after=0))),
+        "qps": BaselineState("qps", T0, (band({"model": 'q"uo\\te\n', "z": "1"}, stuck_after=1200,
+                                              sustained=limits(0.1, 7.25)),
+                                         band({"model": "b"}, start=T0 + 600, stuck_after=300,
+                                              sustained=limits(1, 2)),
+                                         band({"model": "c"}, stuck_after=0, sustained=limits(None, 1e-7)))),
         "lat": BaselineState("lat", T0, (band({"baseline": "x"}, n=2, stuck_after=3600),)),
     }
 
@@ -129,5 +170,6 @@ def test_fast_text_rendering_matches_the_collector() -> None:
     now = T0 + 30
     fast = Snapshot(states).render_text(now)
     slow = generate_latest(registry_for(states, now)).decode()
-    assert samples(fast) == samples(slow) and len(samples(fast)) == 3 * 3 + 2
-    assert {s[0] for s in samples(fast)} >= {"smartmetrics_stuck_after_seconds"}
+    assert samples(fast) == samples(slow) and len(samples(fast)) == 3 * 3 + 2 + 2 + 1
+    assert {s[0] for s in samples(fast)} >= {"smartmetrics_stuck_after_seconds", "smartmetrics_mean_upper",
+                                             "smartmetrics_mean_lower"}
