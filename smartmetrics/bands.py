@@ -257,10 +257,12 @@ def weekend_prior(lower: np.ndarray, yhat: np.ndarray, ts: np.ndarray, train: Se
 
 
 def last_week_prior(lower: np.ndarray, upper: np.ndarray, yhat: np.ndarray, ts: np.ndarray,
-                    train: Series) -> tuple[np.ndarray, np.ndarray]:
+                    train: Series, slope: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Widen the band to also cover itself re-centred on the same hour one week earlier (an hourly
     median of the cleaned history), until a weekly pattern is known: the second Saturday looks like
-    the first, and a Monday after a quiet weekend looks like the Monday before.
+    the first, and a Monday after a quiet weekend looks like the Monday before. A trending series'
+    last week is moved by a week of its trend (`slope`, per second) first: last week's lower level
+    is its past, not a level it may return to.
 
     >>> from smartmetrics.series import Series
     >>> t = np.arange(0, 8 * 86400, 3600)
@@ -274,7 +276,7 @@ def last_week_prior(lower: np.ndarray, upper: np.ndarray, yhat: np.ndarray, ts: 
     pos = np.searchsorted(train.timestamps, ts - WEEK_SECONDS)
     pos = np.clip(pos, 0, len(train.timestamps) - 1)
     exact = (len(train.timestamps) > 0) & (np.abs(train.timestamps[pos] - (ts - WEEK_SECONDS)) < train.step)
-    shift = np.where(exact, smooth[pos] - yhat, 0.0)
+    shift = np.where(exact, smooth[pos] + slope * WEEK_SECONDS - yhat, 0.0)
     shift = np.nan_to_num(shift, nan=0.0)
     return np.minimum(lower, lower + shift), np.maximum(upper, upper + shift)
 

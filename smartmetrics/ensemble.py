@@ -28,6 +28,7 @@ from smartmetrics.bands import (
 )
 from smartmetrics.models import MODELS
 from smartmetrics.models.base import DAY, WEEK, Forecast, sub_series
+from smartmetrics.models.profile import daily_slope
 from smartmetrics.series import Series
 from smartmetrics.training import clean_training, quick_classify, weekly_effect
 
@@ -316,7 +317,8 @@ def fit_series(series: Series, settings: FitSettings) -> FittedSeries:
     lower, upper = allow_reversal(lower, upper, yhat, training.get("level_shift"), series.end)
     if not weekly and curve not in SPARSE:
         lower = weekend_prior(lower, yhat, table_ts, series)
-        lower, upper = last_week_prior(lower, upper, yhat, table_ts, _unshifted(series, train))
+        slope = daily_slope(train.timestamps, train.values) if curve == "trending" else 0.0
+        lower, upper = last_week_prior(lower, upper, yhat, table_ts, _unshifted(series, train), slope)
     lower, upper = _span_cap(series, yhat, lower, upper)
     return FittedSeries(
         labels=dict(series.labels), step=series.step, classification=classification, members=members,

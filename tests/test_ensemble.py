@@ -129,6 +129,15 @@ def test_a_week_after_a_level_shift_the_old_level_is_outside_the_band() -> None:
     assert width(fit) < 15.0  # the old level is not inside the band
 
 
+def test_a_growing_series_band_does_not_reach_back_to_last_weeks_level() -> None:
+    t = EPOCH + STEP * np.arange(9 * DAY // STEP, dtype=np.int64)
+    growth = 100 + 10 * (t - t[0]) / DAY  # disk usage: +10 a day, +70 a week
+    y = growth + np.random.default_rng(4).normal(0, 1.0, len(t))
+    fit = fit_series(Series({"job": "disk"}, t, y, STEP), FitSettings())
+    assert fit.classification["curve_type"] == "trending"
+    assert np.median(fit.yhat - fit.lower) < 25.0  # not the 70 back to where it was a week ago
+
+
 def test_intermittent_series_keeps_zero_as_its_lower_band() -> None:
     fit = fit_series(make(kind="sparse"), FitSettings())
     assert fit.classification["curve_type"] == "intermittent"
