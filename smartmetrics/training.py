@@ -20,6 +20,7 @@ GROW_Z = 3.0  # an incident's shoulders, masked with its peak
 MAX_MASKED = 0.02
 MAX_SHIFTS = 3
 CUT_AFTER = 3 * DAY
+LONG_RUN = 3600  # seconds beyond GROW_Z that make an incident even without a peak at CLEAN_Z
 
 
 def quick_classify(series: Series) -> dict:
@@ -146,10 +147,18 @@ def baseline_residuals(series: Series, seasonal: bool, period: int = DAY) -> np.
     return y - med
 
 
-def anomaly_mask(resid: np.ndarray, z: float = CLEAN_Z, max_fraction: float = MAX_MASKED) -> np.ndarray:
+def anomaly_mask(resid: np.ndarray, z: float = CLEAN_Z, max_fraction: float = MAX_MASKED,
+                 long_run: int = 0) -> np.ndarray:
     """Incidents: runs of robust |z| above `GROW_Z` that reach `z` somewhere (so the whole incident is
-    masked, not only its peak), dilated by two points; none when more than `max_fraction` of points
-    exceed `z`, since then the tails are the series' nature, not an incident."""
+    masked, not only its peak) or last `long_run` points or more (a drift or a shift of a few hours
+    that never gets far enough), dilated by two points; none when more than `max_fraction` of points
+    exceed `z`, since then the tails are the series' nature, not an incident.
+
+    >>> noise = np.random.default_rng(0).normal(0, 1, 200)
+    >>> r = np.r_[noise[:100], np.full(6, 4.5), noise[100:]]  # 4.5 sigma for 6 points
+    >>> int(anomaly_mask(r).sum()), int(anomaly_mask(r, long_run=6).sum())
+    (0, 10)
+    """
     sigma = robust_sigma(resid)
     if sigma == 0:
         return np.zeros(len(resid), dtype=bool)
@@ -158,6 +167,10 @@ def anomaly_mask(resid: np.ndarray, z: float = CLEAN_Z, max_fraction: float = MA
         return np.zeros(len(resid), dtype=bool)
     runs, _ = ndimage.label(absz > GROW_Z)
     seeds = np.unique(runs[(absz > z) & (runs > 0)])
+    if long_run > 0:
+        sizes = np.bincount(runs.ravel())
+        seeds = np.union1d(seeds, np.flatnonzero(sizes >= long_run)[1:] if len(sizes) > 1 else [])
+        seeds = seeds[seeds > 0]
     mask = np.isin(runs, seeds) & (runs > 0)
     return ndimage.binary_dilation(mask, iterations=2) if mask.any() else mask
 
@@ -267,7 +280,7 @@ def clean_training(series: Series, seasonal: bool, mask: bool = True, period: in
             info["level_shift"] = {"at": int(series.timestamps[latest]), "size": jump}
     start = latest if latest and len(values) - latest >= CUT_AFTER // series.step else 0
     out = Series(series.labels, series.timestamps[start:], values[start:], series.step, series.name)
-    masked = anomaly_mask(baseline_residuals(out, seasonal, period))
+    masked = anomaly_mask(baseline_residuals(out, seasonal, period), long_run=max(3, LONG_RUN // series.step))
     info["masked"] = int(masked.sum())
     cleaned = np.where(masked, np.nan, out.values)
     return Series(series.labels, out.timestamps, cleaned, series.step, series.name), info

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from smartmetrics.series import Series
-from smartmetrics.training import find_level_shift, weekly_effect
+from smartmetrics.training import clean_training, find_level_shift, weekly_effect
 
 DAY = 86400
 STEP = 300
@@ -54,3 +54,15 @@ def test_a_steady_trend_is_not_a_level_shift() -> None:
     s = flat(6, seed=3)
     y = s.values + np.linspace(0, 60, len(s.values))
     assert find_level_shift(y, STEP) is None
+
+
+def test_a_slow_drift_that_never_peaks_is_masked_from_training() -> None:
+    s = flat(7)
+    values = s.values.copy()
+    at, width = 4 * 288, 36  # three hours climbing to about 5 sigma and back
+    sigma = float(np.std(s.values))
+    values[at:at + width] += 5 * sigma * np.sin(np.linspace(0, np.pi, width))
+    cleaned, info = clean_training(with_values(s, values), seasonal=False)
+    masked = np.isnan(cleaned.values) & np.isfinite(values)
+    assert masked[at + width // 3:at + 2 * width // 3].all()  # the top of the drift
+    assert info["masked"] < 3 * width  # and not much else
