@@ -167,11 +167,11 @@ def anomaly_mask(resid: np.ndarray, z: float = CLEAN_Z, max_fraction: float = MA
         return np.zeros(len(resid), dtype=bool)
     runs, _ = ndimage.label(absz > GROW_Z)
     seeds = np.unique(runs[(absz > z) & (runs > 0)])
-    if long_run > 0:
-        sizes = np.bincount(runs.ravel())
-        seeds = np.union1d(seeds, np.flatnonzero(sizes >= long_run)[1:] if len(sizes) > 1 else [])
-        seeds = seeds[seeds > 0]
     mask = np.isin(runs, seeds) & (runs > 0)
+    if long_run > 0:  # on a 3-point median, so noise does not break a long run into short ones
+        long_runs, _ = ndimage.label(ndimage.median_filter(absz, size=3, mode="nearest") > GROW_Z)
+        sizes = np.bincount(long_runs.ravel())
+        mask |= np.isin(long_runs, np.flatnonzero(sizes >= long_run)) & (long_runs > 0)
     return ndimage.binary_dilation(mask, iterations=2) if mask.any() else mask
 
 
