@@ -316,10 +316,11 @@ def fit_series(series: Series, settings: FitSettings) -> FittedSeries:
         lower, upper = _sparse_guard(train, lower, upper)
     lower, upper = allow_reversal(lower, upper, yhat, training.get("level_shift"), series.end)
     if not weekly and curve not in SPARSE:
-        lower = weekend_prior(lower, yhat, table_ts, series)
         slope = daily_slope(train.timestamps, train.values) if curve == "trending" else 0.0
         lower, upper = last_week_prior(lower, upper, yhat, table_ts, _unshifted(series, train), slope)
     lower, upper = _span_cap(series, yhat, lower, upper)
+    if not weekly and curve not in SPARSE:  # a first weekend may fall below anything the history shows
+        lower = weekend_prior(lower, yhat, table_ts, series)
     return FittedSeries(
         labels=dict(series.labels), step=series.step, classification=classification, members=members,
         coverage={"nominal": policy.coverage, "achieved": round(cal.achieved, 6), "n": cal.n,

@@ -190,6 +190,13 @@ def test_weekly_pattern_from_one_to_two_weeks_raises_no_weekend_alerts() -> None
     assert frame.loc[saturday, "yhat"].max() < 0.75 * frame.loc[~saturday & (ts >= EPOCH + 14 * DAY), "yhat"].max()
 
 
+def test_a_first_weekend_may_fall_below_anything_a_quiet_history_shows() -> None:
+    t = EPOCH + STEP * np.arange(5 * DAY // STEP, dtype=np.int64)  # Monday to Friday
+    y = 140 + np.random.default_rng(5).normal(0, 2.0, len(t))  # a narrow history: its span is ~10
+    fit = fit_series(Series({"job": "flat"}, t, y, STEP), FitSettings())  # predicts the Saturday
+    assert np.median(fit.lower) <= 0.5 * np.median(fit.yhat) + 1.0  # the weekend prior, not the span cap
+
+
 def test_a_deploy_level_shift_raises_at_most_one_alert() -> None:
     series = make(days=14, seed=4, kind="stable", noise=1.0)
     values = series.values.copy()
