@@ -10,6 +10,15 @@ A baseline with a stuck-value alert gets a second test: its series appears holdi
 not yet watched for a whole window), changes at every step (quiet), holds one value (fires once the
 window has passed), then disappears (quiet at once). A second series that holds one value all along
 but has no `smartmetrics_stuck_after_seconds` (no stuck detection) never alerts.
+
+A baseline with a sustained-deviation alert gets a third test, its series' mean limits fed as the
+daemon exports them (both limits, whatever the rule's sides): the series appears outside its range
+(quiet while the window holds fewer than N samples, then fires), comes back inside (still firing
+while the window's mean is outside, at a step where that can be seen), makes a one-step spike outside
+(quiet: the mean stays inside), leaves on the other side (fires only where `direction` and the
+stored limits allow), and leaves again and disappears (kept firing for `keep_firing_for`, then quiet,
+well before the window's mean would forget it). A second series outside all along but without limits
+never alerts.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from smartmetrics.rules import (
 )
 from smartmetrics.series import format_labels
 from smartmetrics.stuck_rules import STUCK, stuck_alert_name
+from smartmetrics.sustained_rules import SIDES, MeanWindow, sustained_alert_name
 
 YHAT_VALUE, LOWER_VALUE, UPPER_VALUE = 100.0, 90.0, 120.0
 INSIDE = 105.0
@@ -192,12 +202,88 @@ def render_stuck_case(alias: str, config: Config, names: tuple[str, ...], window
             "interval": "1m", "input_series": inputs, "alert_rule_test": checks}
 
 
+MEAN_LIMIT = {"upper": 20.0, "lower": 10.0}
+MEAN_OUTSIDE = {"upper": 25.0, "lower": 5.0}
+"""Far enough out that a one-step spike in a window of at least three steps keeps the mean inside."""
+MEAN_INSIDE = 15.0
+
+
+def expected_sustained_alert(alias: str, config: Config, labels: dict[str, str], window: MeanWindow,
+                             mean: float, grafana_url: str | None = None) -> dict[str, Any]:
+    """The firing sustained-deviation alert promtool should see for a window whose mean is `mean`."""
+    alert, w = config.baselines[alias].alert, format_duration(window.seconds)
+    limits = ", ".join(f"{side} limit {_fmt(MEAN_LIMIT[side])}" for side in window.sides)
+    rendered = {
+        "summary": f"{alias}: the mean over the last {w} left its normal range",
+        "description": (f"The mean over the last {w} is {_fmt(mean)}, outside the range this series' means "
+                        f"normally keep ({limits}): a sustained shift or a burst, though each single value "
+                        "may be inside the band."),
+        "mean": _fmt(mean), "baseline": alias,
+    }
+    return _expected(alias, alert, labels, rendered, grafana_url)
+
+
+def render_sustained_case(alias: str, config: Config, names: tuple[str, ...], window: MeanWindow,
+                          grafana_url: str | None = None) -> dict[str, Any]:
+    """One promtool test of the sustained-deviation alert (phases in the module docstring), at one-minute
+    steps; the mean is only checked where the whole window holds one value."""
+    keep = math.ceil(keep_firing_seconds(config.baselines[alias]) / 60)
+    minutes, step_minutes = window.seconds // 60, window.step / 60
+    labels = {"baseline": alias, **{n: SAMPLE_LABEL_VALUE for n in names}}
+    band_labels = {**{k: v for k, v in DAEMON.items() if k not in names}, **labels}
+    first = window.sides[0]
+    other = next(side for side in SIDES if side != first)
+
+    def fired(side: str) -> list[dict[str, Any]]:
+        if side not in window.sides:
+            return []
+        return [expected_sustained_alert(alias, config, labels, window, MEAN_OUTSIDE[side], grafana_url)]
+
+    # back inside at a minute no subquery step falls on, so the mean still is the excursion's alone
+    hold = next((m for m in range(minutes + 5, minutes + 5 + math.ceil(step_minutes) + 1)
+                 if (m * 60) % window.step), minutes + 5)
+    calm, spike = minutes + keep + 10, max(1, math.ceil(step_minutes))
+    phases = [(MEAN_OUTSIDE[first], hold), (MEAN_INSIDE, calm), (MEAN_OUTSIDE[first], spike),
+              (MEAN_INSIDE, minutes + 5), (MEAN_OUTSIDE[other], minutes + 5), (MEAN_INSIDE, calm),
+              (MEAN_OUTSIDE[first], minutes + 5)]
+    starts = [sum(m for _, m in phases[:i]) for i in range(len(phases) + 1)]
+    gone = starts[-1]
+    total = gone + keep + 5
+    values = " ".join(f"{v:g}x{m - 1}" for v, m in phases) + f" stale _x{keep + 3}"
+    inputs = [{"series": VALUE + format_labels(labels), "values": values}]
+    for side, (_, metric) in SIDES.items():
+        inputs.append({"series": metric + format_labels(band_labels), "values": f"{MEAN_LIMIT[side]:g}x{total - 1}"})
+    if names:  # outside all along, but has no limits
+        control = {**labels, names[0]: "other"}
+        inputs.append({"series": VALUE + format_labels(control), "values": f"{MEAN_OUTSIDE[first]:g}x{total - 1}"})
+    expectations = [
+        (math.ceil((window.points - 1) * step_minutes) - 1, []),  # just appeared: fewer than N samples
+        (hold - 1, fired(first)),
+        (starts[2] - 1, []), (starts[3] - 1, []), (starts[4] - 1, []),  # calm, the spike, after it
+        (starts[5] - 1, fired(other)), (starts[6] - 1, []),
+        (gone - 1, fired(first)), (gone + keep + 1, []),  # gone: quiet once keep_firing_for has passed
+    ]
+    if (hold * 60) % window.step:
+        expectations.append((hold, fired(first)))  # the value is back inside, the window's mean is not
+    if keep >= 3:
+        expectations.append((gone + keep - 2, fired(first)))
+    checks = [{"eval_time": f"{m}m", "alertname": sustained_alert_name(alias), "exp_alerts": alerts}
+              for m, alerts in sorted(dict(expectations).items())]
+    return {"name": f"{alias}: fires when the mean over {format_duration(window.seconds)} leaves its limits, "
+                    "silent inside, when new or gone",
+            "interval": "1m", "input_series": inputs, "alert_rule_test": checks}
+
+
 def render_rule_tests(config: Config, names: Mapping[str, tuple[str, ...]], rule_file: str,
-                      grafana_url: str | None = None, stuck: Mapping[str, int] | None = None) -> dict[str, Any]:
-    """The `promtool test rules` document for every baseline (and every stuck-value alert in `stuck`)."""
+                      grafana_url: str | None = None, stuck: Mapping[str, int] | None = None,
+                      sustained: Mapping[str, MeanWindow] | None = None) -> dict[str, Any]:
+    """The `promtool test rules` document for every baseline (and every stuck-value alert in `stuck`,
+    every sustained-deviation alert in `sustained`)."""
     tests = []
     for alias in sorted(config.baselines):
         tests.append(render_case(alias, config, names[alias], grafana_url))
         if stuck and stuck.get(alias):
             tests.append(render_stuck_case(alias, config, names[alias], stuck[alias], grafana_url))
+        if sustained and alias in sustained:
+            tests.append(render_sustained_case(alias, config, names[alias], sustained[alias], grafana_url))
     return {"rule_files": [rule_file], "evaluation_interval": "1m", "tests": tests}

@@ -8,6 +8,9 @@ Per baseline, one rule group (evaluated in order, so the alert sees this evaluat
     alert QpsAnomalyStuck                 no change for a while in a series that normally always
                                           changes (`alert.stuck`, and only after a fit found such
                                           series; see `stuck_rules`)
+    alert QpsAnomalySustained             the mean over the last hour left its normal range
+                                          (`alert.sustained`, and only after a fit learned limits
+                                          for it; see `sustained_rules`)
 
 Value and band are matched with `on(baseline, <the series' own label names>)`: Prometheus scrapes
 the daemon with `honor_labels: true`, so a band whose series has no `job` or `instance` of its own
@@ -24,7 +27,7 @@ import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -34,6 +37,9 @@ from smartmetrics.durations import format_duration
 from smartmetrics.exporter import export_labels
 from smartmetrics.promql import RulesError, check_label_name, expr_label_names, number, selector
 from smartmetrics.store import BaselineState
+
+if TYPE_CHECKING:
+    from smartmetrics.sustained_rules import MeanWindow
 
 VALUE, SCORE = "smartmetrics:value", "smartmetrics:anomaly_score"
 YHAT, LOWER, UPPER = "smartmetrics_yhat", "smartmetrics_yhat_lower", "smartmetrics_yhat_upper"
@@ -90,6 +96,12 @@ def keep_firing_seconds(baseline: Baseline) -> float:
     return float(band_policy(baseline.sensitivity).keep_firing_for)
 
 
+def keep_firing(baseline: Baseline) -> dict[str, str]:
+    """An alerting rule's `keep_firing_for` entry (none when the sensitivity keeps nothing)."""
+    seconds = keep_firing_seconds(baseline)
+    return {"keep_firing_for": format_duration(seconds)} if seconds else {}
+
+
 def _on(names: Iterable[str]) -> str:
     return "on(" + ", ".join(("baseline", *names)) + ")"
 
@@ -130,12 +142,14 @@ def alert_condition(alias: str, alert: Alert, names: tuple[str, ...], threshold:
     return f"\nand {on}\n".join(parts)
 
 
-def query_template(metric: str, names: tuple[str, ...]) -> str:
-    """A Go template that shows `metric` for the alerting series (labels quoted by `%q`)."""
+def query_template(metric: str, names: tuple[str, ...], missing: str = "") -> str:
+    """A Go template that shows `metric` for the alerting series (labels quoted by `%q`), or `missing`
+    where the query finds nothing."""
     matchers = ",".join(f"{n}=%q" for n in ("baseline", *names))
     args = " ".join(f"$labels.{n}" for n in ("baseline", *names))
+    end = f"{{{{ else }}}}{missing}{{{{ end }}}}" if missing else "{{ end }}"
     return f'{{{{ with printf "{metric}{{{matchers}}}" {args} | query }}}}' \
-           '{{ . | first | value | printf "%.4g" }}{{ end }}'
+           '{{ . | first | value | printf "%.4g" }}' + end
 
 
 def escape_template(text: str) -> str:
@@ -206,24 +220,24 @@ def render_alert_rule(alias: str, baseline: Baseline, names: tuple[str, ...],
                       grafana_url: str | None = None) -> dict[str, Any]:
     """The one alerting rule of a baseline."""
     alert = baseline.alert
-    rule = {
+    return {
         "alert": alert_name(alias),
         "expr": alert_condition(alias, alert, names, score_threshold(baseline)),
         "for": format_duration(alert.for_),
-        "keep_firing_for": format_duration(keep_firing_seconds(baseline)),
+        **keep_firing(baseline),
         "labels": render_alert_labels(alias, alert),
         "annotations": render_annotations(alias, alert, names, grafana_url),
     }
-    if not keep_firing_seconds(baseline):
-        del rule["keep_firing_for"]
-    return rule
 
 
 def render_rule_groups(config: Config, names: Mapping[str, tuple[str, ...]], grafana_url: str | None = None,
-                       stuck: Mapping[str, int] | None = None) -> dict[str, Any]:
+                       stuck: Mapping[str, int] | None = None,
+                       sustained: Mapping[str, MeanWindow] | None = None) -> dict[str, Any]:
     """The rule file document: one group per baseline (sorted by alias); `stuck` maps the baselines
-    that get a stuck-value alert to its window in seconds."""
+    that get a stuck-value alert to its window in seconds, `sustained` those that get a
+    sustained-deviation alert to its window."""
     from smartmetrics.stuck_rules import render_stuck_rule
+    from smartmetrics.sustained_rules import render_sustained_rule
 
     seen: dict[str, str] = {}
     groups = []
@@ -233,6 +247,8 @@ def render_rule_groups(config: Config, names: Mapping[str, tuple[str, ...]], gra
                  render_alert_rule(alias, baseline, names[alias], grafana_url)]
         if stuck and stuck.get(alias):
             rules.append(render_stuck_rule(alias, baseline.alert, names[alias], stuck[alias], grafana_url))
+        if sustained and alias in sustained:
+            rules.append(render_sustained_rule(alias, baseline, names[alias], sustained[alias], grafana_url))
         for name in (r["alert"] for r in rules if "alert" in r):
             if name in seen:
                 raise RulesError(f"baselines {seen[name]} and {alias} both give the alert name {name}; rename one")
@@ -272,10 +288,12 @@ def render_rule_files(config: Config, states: Mapping[str, BaselineState],
     """File name -> text: the rule file and its `promtool test rules` cases (pure, deterministic)."""
     from smartmetrics.rule_cases import render_rule_tests
     from smartmetrics.stuck_rules import stuck_windows
+    from smartmetrics.sustained_rules import mean_windows
 
-    names, stuck = series_label_names(config, states), stuck_windows(config, states)
-    rules = render_yaml(render_rule_groups(config, names, grafana_url, stuck), HEADER)
-    tests = render_yaml(render_rule_tests(config, names, RULES_FILE, grafana_url, stuck),
+    names = series_label_names(config, states)
+    stuck, sustained = stuck_windows(config, states), mean_windows(config, states)
+    rules = render_yaml(render_rule_groups(config, names, grafana_url, stuck, sustained), HEADER)
+    tests = render_yaml(render_rule_tests(config, names, RULES_FILE, grafana_url, stuck, sustained),
                         f"# Generated by `smartmetrics rules`; run: promtool test rules {TESTS_FILE}\n")
     return {RULES_FILE: rules, TESTS_FILE: tests}
 

@@ -52,13 +52,15 @@ def make_config(baselines: dict | None = None) -> Config:
                          "baselines": baselines or BASELINES})
 
 
-def band(labels: dict[str, str], stuck_after: int = 0) -> SeriesBand:
+def band(labels: dict[str, str], stuck_after: int = 0, sustained: dict | None = None) -> SeriesBand:
     y = np.array([1.0, 2.0])
-    return SeriesBand(labels, 0, 60, y, y - 1, y + 1, meta={"training": {"stuck_after": stuck_after}})
+    training = {"stuck_after": stuck_after, "sustained": sustained}
+    return SeriesBand(labels, 0, 60, y, y - 1, y + 1, meta={"training": training})
 
 
-STATES = {"raw": BaselineState("raw", 0.0, (band({"job": "x", "baseline": "theirs"}, stuck_after=1500),
-                                             band({"job": "x", "instance": "b"})))}
+STATES = {"raw": BaselineState("raw", 0.0, (
+    band({"job": "x", "baseline": "theirs"}, stuck_after=1500),
+    band({"job": "x", "instance": "b"}, sustained={"window": 3600, "lower": 0.5, "upper": 4.0})))}
 
 
 def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -85,7 +87,7 @@ def test_promtool_accepts_the_rules_and_their_tests_pass(tmp_path: Path, grafana
     write_files(tmp_path, render_rule_files(make_config(), STATES, grafana_url))
     check = promtool("check", "rules", RULES_FILE, cwd=tmp_path)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 16 rules found" in check.stdout  # 5 baselines x 3, and raw's stuck-value alert
+    assert "SUCCESS: 17 rules found" in check.stdout  # 5 baselines x 3, and raw's stuck and sustained alerts
     run = promtool("test", "rules", TESTS_FILE, cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
 
