@@ -6,8 +6,9 @@ Each baseline dashboard has one template variable per series label (single-selec
 first panel shows exactly one series: the value, `yhat`, and the band drawn as the area between
 `lower` and `upper` (a "fill below to" override). The Grafana-managed alert of a baseline asks
 Prometheus the same condition as the Prometheus alert (it needs the recording rules of
-`smartmetrics rules` loaded) and applies the same threshold and `for`; so does its stuck-value
-alert, where the rules have one.
+`smartmetrics rules` loaded) and applies the same threshold and `for`; so do its stuck-value and
+sustained-deviation alerts, where the rules have them. A baseline with a sustained-deviation alert
+also gets a panel of the mean over its window with the mean's limits.
 """
 
 from __future__ import annotations
@@ -48,6 +49,14 @@ from smartmetrics.stuck_rules import (
     stuck_alert_name,
     stuck_condition,
     stuck_windows,
+)
+from smartmetrics.sustained_rules import (
+    SIDES,
+    MeanWindow,
+    mean_windows,
+    render_sustained_annotations,
+    sustained_alert_name,
+    sustained_condition,
 )
 
 FOLDER = "smartmetrics"
@@ -137,8 +146,23 @@ def score_panels(alias: str, names: tuple[str, ...], uid: str, threshold: float)
     return panels
 
 
-def render_baseline_dashboard(alias: str, names: tuple[str, ...], uid: str, threshold: float = 1.0) -> dict[str, Any]:
-    """The dashboard of one baseline as a JSON-ready dict."""
+def mean_panel(alias: str, names: tuple[str, ...], uid: str, window: MeanWindow) -> timeseries.Panel:
+    """The selected series' mean over the sustained-deviation window, between its limits (dashed)."""
+    span = f"[{format_duration(window.seconds)}:{format_duration(window.step)}]"
+    title = f"Mean over the last {format_duration(window.seconds)} and its normal range"
+    panel = (_timeseries(uid, 4, title, dm.GridPos(h=8, w=24, x=0, y=18)).fill_opacity(0)
+             .with_target(_query("A", f"avg_over_time({series_selector(VALUE, alias, names)}{span})", "mean")))
+    limit_style = [dm.DynamicConfigValue("custom.lineStyle", {"fill": "dash", "dash": [6, 4]}),
+                   dm.DynamicConfigValue("color", {"mode": "fixed", "fixedColor": "red"})]
+    for ref, side in zip("BC", window.sides):
+        panel = (panel.with_target(_query(ref, series_selector(SIDES[side][1], alias, names), f"{side} limit"))
+                 .override_by_name(f"{side} limit", limit_style))
+    return panel
+
+
+def render_baseline_dashboard(alias: str, names: tuple[str, ...], uid: str, threshold: float = 1.0,
+                              window: MeanWindow | None = None) -> dict[str, Any]:
+    """The dashboard of one baseline as a JSON-ready dict (a mean panel with a sustained-deviation window)."""
     board = (dashboard.Dashboard(f"smartmetrics: {alias}").uid(dashboard_uid(alias)).tags([FOLDER])
              .time("now-2d", "now").refresh("1m").timezone("utc")
              .description(f"Value, expected value and normal band of every series of baseline {alias}.")
@@ -148,6 +172,8 @@ def render_baseline_dashboard(alias: str, names: tuple[str, ...], uid: str, thre
     board = board.with_panel(band_panel(alias, names, uid))
     for panel in score_panels(alias, names, uid, threshold):
         board = board.with_panel(panel)
+    if window is not None:
+        board = board.with_panel(mean_panel(alias, names, uid, window))
     return to_plain(board.build())
 
 
@@ -249,6 +275,26 @@ def render_stuck_alert_rule(alias: str, config: Config, names: tuple[str, ...], 
     return _provisioned(rule, 0, render_alert_labels(alias, alert), annotations)
 
 
+def render_sustained_alert_rule(alias: str, config: Config, names: tuple[str, ...], window: MeanWindow, uid: str,
+                                grafana_url: str | None = None) -> dict[str, Any]:
+    """The Grafana-managed twin of a baseline's sustained-deviation alert: the same query, which returns
+    only the series whose mean has left its limits (the limits are per series, so no threshold step
+    can stand in for the comparison); every number it returns fires, at once."""
+    alert = config.baselines[alias].alert
+    shown = {"mean": "{{ with $values.A }}{{ printf \"%.4g\" .Value }}{{ end }}",
+             **{side: f"{{{{ with $values.{side[0].upper()} }}}}{{{{ printf \"%.4g\" .Value }}}}"
+                      "{{ else }}none{{ end }}" for side in window.sides}}
+    annotations = {"__dashboardUid__": dashboard_uid(alias), "__panelId__": str(VALUE_PANEL_ID),
+                   **render_sustained_annotations(alias, alert, names, window, grafana_url, shown)}
+    rule = (alerting.Rule(sustained_alert_name(alias)).uid(sustained_alert_uid(alias)).condition("B")
+            .with_query(_instant("A", sustained_condition(alias, names, window), uid))
+            .with_query(alerting.Query("B").datasource_uid("__expr__").relative_time_range(alerting_range(600))
+                        .model(expr.TypeMath().ref_id("B").expression("is_number($A)"))))
+    for side in window.sides:
+        rule = rule.with_query(_instant(side[0].upper(), _on_value_labels(SIDES[side][1], alias, names), uid))
+    return _provisioned(rule, 0, render_alert_labels(alias, alert), annotations)
+
+
 def _threshold(ref: str, source: str, kind: str, limit: float) -> alerting.Query:
     """A server-side expression step: `source` compared with `limit` (`gt` or `lt`)."""
     model = expr.TypeThreshold().ref_id(ref).expression(source).conditions([
@@ -283,16 +329,29 @@ def stuck_alert_uid(alias: str) -> str:
     return "as" + dashboard_uid(alias)[2:]
 
 
+def sustained_alert_uid(alias: str) -> str:
+    """The uid of a baseline's Grafana sustained-deviation alert rule (as long as its dashboard uid).
+
+    >>> sustained_alert_uid("inference_qps")
+    'ad-inference_qps-932923f0'
+    """
+    return "ad" + dashboard_uid(alias)[2:]
+
+
 def render_alert_provisioning(config: Config, names: Mapping[str, tuple[str, ...]], uid: str,
-                              grafana_url: str | None = None, stuck: Mapping[str, int] | None = None
-                              ) -> dict[str, Any]:
+                              grafana_url: str | None = None, stuck: Mapping[str, int] | None = None,
+                              sustained: Mapping[str, MeanWindow] | None = None) -> dict[str, Any]:
     """The file provisioning document: `apiVersion: 1` and one group holding every baseline's rule
-    (and its stuck-value rule for the baselines in `stuck`, alias -> window in seconds)."""
+    (and its stuck-value rule for the baselines in `stuck`, alias -> window in seconds, and its
+    sustained-deviation rule for those in `sustained`)."""
     rules = []
     for alias in sorted(config.baselines):
         rules.append(render_alert_rule(alias, config, names[alias], uid, grafana_url))
         if stuck and stuck.get(alias):
             rules.append(render_stuck_alert_rule(alias, config, names[alias], stuck[alias], uid, grafana_url))
+        if sustained and alias in sustained:
+            rules.append(render_sustained_alert_rule(alias, config, names[alias], sustained[alias], uid,
+                                                     grafana_url))
     return {"apiVersion": 1, "groups": [{"orgId": 1, "name": FOLDER, "folder": FOLDER, "interval": "1m",
                                          "rules": rules}]}
 
@@ -330,15 +389,17 @@ def render_grafana_files(config: Config, states: Mapping[str, BaselineState],
                          datasource_uid: str = "prometheus", grafana_url: str | None = None) -> dict[str, str]:
     """File name -> text: one dashboard per baseline, the fleet dashboard and the alert provisioning."""
     uid = check_uid(datasource_uid)
-    names, stuck = series_label_names(config, states), stuck_windows(config, states)
+    names = series_label_names(config, states)
+    stuck, sustained = stuck_windows(config, states), mean_windows(config, states)
     files = {}
     for alias in sorted(config.baselines):
-        board = render_baseline_dashboard(alias, names[alias], uid, score_threshold(config.baselines[alias]))
+        board = render_baseline_dashboard(alias, names[alias], uid, score_threshold(config.baselines[alias]),
+                                          sustained.get(alias))
         files[f"dashboards/{dashboard_uid(alias)}.json"] = render_json(board)
     files["dashboards/smartmetrics-fleet.json"] = render_json(render_fleet_dashboard(uid))
     header = ("# Generated by `smartmetrics grafana`: Grafana alert rule file provisioning.\n"
               "# Needs the recording rules of `smartmetrics rules` loaded in the Prometheus below.\n")
-    provisioning = render_alert_provisioning(config, names, uid, grafana_url, stuck)
+    provisioning = render_alert_provisioning(config, names, uid, grafana_url, stuck, sustained)
     files[ALERTS_FILE] = render_yaml(sort_keys(provisioning), header)
     return files
 

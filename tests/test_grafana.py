@@ -38,12 +38,13 @@ def make_config() -> Config:
     return parse_config({"sources": {"p": {"url": "http://127.0.0.1:9090"}}, "baselines": BASELINES})
 
 
-def band(labels: dict[str, str], stuck_after: int = 0) -> SeriesBand:
+def band(labels: dict[str, str], stuck_after: int = 0, sustained: dict | None = None) -> SeriesBand:
     y = np.ones(2)
-    return SeriesBand(labels, 0, 60, y, y, y, meta={"training": {"stuck_after": stuck_after}})
+    return SeriesBand(labels, 0, 60, y, y, y, meta={"training": {"stuck_after": stuck_after, "sustained": sustained}})
 
 
-STATES = {"raw": BaselineState("raw", 0.0, (band({"job": "x", "baseline": "theirs"}, stuck_after=1500),))}
+LIMITS = {"window": 3600, "lower": 0.5, "upper": 4.0}
+STATES = {"raw": BaselineState("raw", 0.0, (band({"job": "x", "baseline": "theirs"}, 1500, LIMITS),))}
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +129,7 @@ def test_grafana_alerts_are_equivalent_to_the_prometheus_alerts(files: dict[str,
     prom = yaml.safe_load(render_rule_files(config, STATES, "https://grafana.example.com")["smartmetrics.rules.yml"])
     prom_alerts = {r["alert"]: r for g in prom["groups"] for r in g["rules"] if "alert" in r}
     grafana = {r["title"]: r for r in yaml.safe_load(files[ALERTS_FILE])["groups"][0]["rules"]}
-    assert set(prom_alerts) == set(grafana) and "RawAnomalyStuck" in grafana
+    assert set(prom_alerts) == set(grafana) and {"RawAnomalyStuck", "RawAnomalySustained"} <= set(grafana)
     for name, rule in grafana.items():
         expected = prom_alerts[name]
         data = {q["refId"]: q["model"] for q in rule["data"]}
@@ -140,6 +141,12 @@ def test_grafana_alerts_are_equivalent_to_the_prometheus_alerts(files: dict[str,
             assert expected["expr"].replace(" == 0\n", "\n", 1) == data["A"]["expr"] != expected["expr"]
             assert rule["for"] == "0s" and "for" not in expected
             assert rule["annotations"]["summary"] == expected["annotations"]["summary"]
+            continue
+        if name.endswith("Sustained"):  # the same query; each series it returns fires, at once
+            assert data[rule["condition"]] == {"refId": "B", "type": "math", "expression": "is_number($A)"}
+            assert data["A"]["expr"] == expected["expr"] and rule["for"] == "0s"
+            assert rule["annotations"]["summary"] == expected["annotations"]["summary"]
+            assert "upper limit {{ with $values.U }}" in rule["annotations"]["description"]
             continue
         threshold = data[rule["condition"]]
         assert threshold["type"] == "threshold" and threshold["expression"] == "A"
@@ -160,7 +167,7 @@ def test_stuck_rule_only_where_the_prometheus_rules_have_one() -> None:
                         "baselines": {**BASELINES, "raw": {"expr": "sm_labelled", "alert": {"stuck": False}}}})
     assert not any(r["title"].endswith("Stuck") for r in rules(off, STATES))
     both = rules(make_config(), STATES)
-    assert len({r["uid"] for r in both}) == len(both) == len(BASELINES) + 1
+    assert len({r["uid"] for r in both}) == len(both) == len(BASELINES) + 2
     assert all(len(r["uid"]) <= 40 for r in both)
 
 

@@ -1,8 +1,9 @@
 """The sustained-deviation alert: rendered only when enabled and fitted, its window and sides, the
-precedence of its `or`, and promtool as the judge."""
+precedence of its `or`, the Grafana twin, and promtool as the judge."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -15,6 +16,7 @@ import yaml
 from smartmetrics import sustained_rules
 from smartmetrics.config import Config, parse_config
 from smartmetrics.durations import parse_duration
+from smartmetrics.grafana import ALERTS_FILE, render_grafana_files, sustained_alert_uid
 from smartmetrics.rules import RULES_FILE, TESTS_FILE, render_rule_files, write_files
 from smartmetrics.store import BaselineState, SeriesBand
 from smartmetrics.sustained_rules import MeanWindow, mean_window, mean_windows, sustained_alert_name
@@ -211,3 +213,37 @@ def test_generated_cases_catch_a_rule_that_ignores_direction(tmp_path: Path, pro
     cases = render_rule_files(make_config(q={"direction": cases_direction}), states)[TESTS_FILE]
     run = promtool(prometheus_binaries, "test", "rules", TESTS_FILE, cwd=write_rules(tmp_path, rules, cases))
     assert run.returncode != 0 and "QAnomalySustained" in run.stdout + run.stderr
+
+
+def grafana_rules(config: Config, states: dict[str, BaselineState]) -> dict[str, dict]:
+    doc = yaml.safe_load(render_grafana_files(config, states, "prom", GRAFANA)[ALERTS_FILE])
+    return {r["title"]: r for r in doc["groups"][0]["rules"]}
+
+
+def test_grafana_twin_asks_the_same_query_and_fires_on_every_series_it_returns() -> None:
+    config, states = make_config(qps={"direction": "up"}), {"qps": state("qps", limits())}
+    twin = grafana_rules(config, states)["QpsAnomalySustained"]
+    prom = alerts_of(render_rule_files(config, states, GRAFANA))["QpsAnomalySustained"]
+    data = {q["refId"]: q["model"] for q in twin["data"]}
+    assert set(data) == {"A", "B", "U"} and twin["condition"] == "B" and twin["for"] == "0s"
+    assert data["A"]["expr"] == prom["expr"] and data["A"]["instant"] is True
+    assert data["B"] == {"refId": "B", "type": "math", "expression": "is_number($A)"}
+    assert "smartmetrics_mean_upper" in data["U"]["expr"]
+    assert twin["uid"] == sustained_alert_uid("qps") == "ad-qps-" + twin["annotations"]["__dashboardUid__"][7:]
+    assert twin["labels"] == prom["labels"]
+    for key in ("summary", "dashboard", "baseline"):
+        assert twin["annotations"][key] == prom["annotations"][key]
+    assert "upper limit {{ with $values.U }}" in twin["annotations"]["description"]
+
+
+def test_grafana_twin_and_mean_panel_only_where_the_rules_have_the_alert() -> None:
+    states = {"qps": state("qps", limits()), "lat": state("lat", limits())}
+    config = make_config(qps={}, lat={"sustained": False})
+    rules = grafana_rules(config, states)
+    assert {n for n in rules if n.endswith("Sustained")} == {"QpsAnomalySustained"}
+    assert len({r["uid"] for r in rules.values()}) == len(rules) and all(len(u) <= 40 for u in
+                                                                           (r["uid"] for r in rules.values()))
+    files = render_grafana_files(config, states, "prom")
+    panels = {name: [p["title"] for p in json.loads(text)["panels"]]
+              for name, text in files.items() if name.startswith("dashboards/sm-")}
+    assert sum("Mean over the last 1h and its normal range" in titles for titles in panels.values()) == 1
