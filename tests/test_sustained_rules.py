@@ -16,7 +16,8 @@ import yaml
 from smartmetrics import sustained_rules
 from smartmetrics.config import Config, parse_config
 from smartmetrics.durations import parse_duration
-from smartmetrics.grafana import ALERTS_FILE, render_grafana_files, sustained_alert_uid
+from smartmetrics.grafana import ALERTS_FILE, render_grafana_files
+from smartmetrics.grafana_alerts import sustained_alert_uid
 from smartmetrics.rules import RULES_FILE, TESTS_FILE, render_rule_files, write_files
 from smartmetrics.store import BaselineState, SeriesBand
 from smartmetrics.sustained_rules import MeanWindow, mean_window, mean_windows, sustained_alert_name
