@@ -45,7 +45,7 @@ from smartmetrics.rules import (
 )
 from smartmetrics.series import format_labels
 from smartmetrics.stuck_rules import STUCK, stuck_alert_name
-from smartmetrics.sustained_rules import SIDES, MeanWindow, sustained_alert_name
+from smartmetrics.sustained_rules import SIDES, MeanWindow, describe_sustained, sustained_alert_name
 
 YHAT_VALUE, LOWER_VALUE, UPPER_VALUE = 100.0, 90.0, 120.0
 INSIDE = 105.0
@@ -211,16 +211,9 @@ MEAN_INSIDE = 15.0
 def expected_sustained_alert(alias: str, config: Config, labels: dict[str, str], window: MeanWindow,
                              mean: float, grafana_url: str | None = None) -> dict[str, Any]:
     """The firing sustained-deviation alert promtool should see for a window whose mean is `mean`."""
-    alert, w = config.baselines[alias].alert, format_duration(window.seconds)
-    limits = ", ".join(f"{side} limit {_fmt(MEAN_LIMIT[side])}" for side in window.sides)
-    rendered = {
-        "summary": f"{alias}: the mean over the last {w} left its normal range",
-        "description": (f"The mean over the last {w} is {_fmt(mean)}, outside the range this series' means "
-                        f"normally keep ({limits}): a sustained shift or a burst, though each single value "
-                        "may be inside the band."),
-        "mean": _fmt(mean), "baseline": alias,
-    }
-    return _expected(alias, alert, labels, rendered, grafana_url)
+    shown = {"mean": _fmt(mean), **{side: _fmt(MEAN_LIMIT[side]) for side in window.sides}}
+    rendered = describe_sustained(alias, window, shown)
+    return _expected(alias, config.baselines[alias].alert, labels, rendered, grafana_url)
 
 
 def render_sustained_case(alias: str, config: Config, names: tuple[str, ...], window: MeanWindow,

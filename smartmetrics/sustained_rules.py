@@ -138,25 +138,31 @@ def _indent(text: str) -> str:
     return "\n".join("  " + line for line in text.split("\n"))
 
 
-def render_sustained_annotations(alias: str, alert: Alert, names: tuple[str, ...], window: MeanWindow,
-                                 grafana_url: str | None, shown: Mapping[str, str] | None = None
-                                 ) -> dict[str, str]:
-    """Summary, description, mean and baseline as templates, the dashboard link, the user's annotations
-    on top. `shown` gives the templates of the `mean` and of each side's limit (default: `$value` and a
-    query of the limit's metric, `none` for a series without that limit)."""
-    if shown is None:
-        shown = {"mean": '{{ $value | printf "%.4g" }}',
-                 **{side: query_template(SIDES[side][1], names, missing="none") for side in window.sides}}
+def describe_sustained(baseline: str, window: MeanWindow, shown: Mapping[str, str]) -> dict[str, str]:
+    """Summary, description, mean and baseline, with `baseline`, the `mean` and each side's limit as
+    `shown` gives them (templates in the rule, their rendered values in the promtool cases)."""
     w = format_duration(window.seconds)
     limits = ", ".join(f"{side} limit {shown[side]}" for side in window.sides)
-    out = {
-        "summary": f"{{{{ $labels.baseline }}}}: the mean over the last {w} left its normal range",
+    return {
+        "summary": f"{baseline}: the mean over the last {w} left its normal range",
         "description": (f"The mean over the last {w} is {shown['mean']}, outside the range this series' "
                         f"means normally keep ({limits}): a sustained shift or a burst, though each single "
                         "value may be inside the band."),
         "mean": shown["mean"],
-        "baseline": "{{ $labels.baseline }}",
+        "baseline": baseline,
     }
+
+
+def render_sustained_annotations(alias: str, alert: Alert, names: tuple[str, ...], window: MeanWindow,
+                                 grafana_url: str | None, shown: Mapping[str, str] | None = None
+                                 ) -> dict[str, str]:
+    """The annotations as templates, the dashboard link, the user's annotations on top. `shown` gives
+    the templates of the `mean` and of each side's limit (default: `$value` and a query of the limit's
+    metric, `none` for a series without that limit)."""
+    if shown is None:
+        shown = {"mean": '{{ $value | printf "%.4g" }}',
+                 **{side: query_template(SIDES[side][1], names, missing="none") for side in window.sides}}
+    out = describe_sustained("{{ $labels.baseline }}", window, shown)
     return finish_annotations(out, alias, alert, names, grafana_url)
 
 

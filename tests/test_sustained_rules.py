@@ -38,12 +38,15 @@ def state(alias: str, *sustained: object, step: int = 300) -> BaselineState:
     return BaselineState(alias, 0.0, tuple(band({"model": f"m{i}"}, s, step) for i, s in enumerate(sustained)))
 
 
-def make_config(exprs: dict[str, str] | None = None, **alerts: dict) -> Config:
-    """One baseline per keyword (its `alert` options), `sum by (model)` unless `exprs` says otherwise."""
-    exprs = exprs or {}
-    baselines = {alias: {"expr": exprs.get(alias, "sum by (model) (rate(x[5m]))"), "alert": alert}
-                 for alias, alert in alerts.items()}
-    return parse_config({"sources": {"p": {"url": "http://127.0.0.1:9090"}}, "baselines": baselines})
+def config_of(**baselines: dict) -> Config:
+    """One baseline per keyword, `sum by (model) (x)` with the given options (`alert` among them)."""
+    full = {alias: {"expr": "sum by (model) (x)", **options} for alias, options in baselines.items()}
+    return parse_config({"sources": {"p": {"url": "http://127.0.0.1:9090"}}, "baselines": full})
+
+
+def alert_config(**alerts: dict) -> Config:
+    """One baseline per keyword with these `alert` options."""
+    return config_of(**{alias: {"alert": alert} for alias, alert in alerts.items()})
 
 
 def alerts_of(files: dict[str, str]) -> dict[str, dict]:
@@ -75,7 +78,7 @@ def test_the_points_needed_are_half_the_windows_samples_as_the_fit_asks() -> Non
 
 
 def test_rule_only_when_enabled_and_a_fitted_series_has_limits() -> None:
-    config = make_config(on={}, off={"sustained": False}, none={}, unfitted={}, down={"direction": "down"})
+    config = alert_config(on={}, off={"sustained": False}, none={}, unfitted={}, down={"direction": "down"})
     states = {"on": state("on", None, limits()), "off": state("off", limits()), "none": state("none", None),
               "down": state("down", limits(lower=None))}
     assert mean_windows(config, states) == {"on": MeanWindow(3600, 300, ("upper", "lower"))}
@@ -85,7 +88,7 @@ def test_rule_only_when_enabled_and_a_fitted_series_has_limits() -> None:
 
 
 def test_rule_text_labels_and_annotations() -> None:
-    config = make_config(qps={"severity": "page", "labels": {"team": "ml"}, "annotations": {"runbook": "r"}})
+    config = alert_config(qps={"severity": "page", "labels": {"team": "ml"}, "annotations": {"runbook": "r"}})
     rule = alerts_of(render_rule_files(config, {"qps": state("qps", limits())}, GRAFANA))["QpsAnomalySustained"]
     main = alerts_of(render_rule_files(config, {}))["QpsAnomaly"]
     assert rule["expr"] == (
@@ -115,7 +118,7 @@ def test_rule_text_labels_and_annotations() -> None:
     ("down", '< on(baseline, model) smartmetrics_mean_lower{baseline="q"}', "smartmetrics_mean_upper"),
 ])
 def test_one_side_needs_no_parentheses(direction: str, kept: str, left_out: str) -> None:
-    rule = alerts_of(render_rule_files(make_config(q={"direction": direction}), {"q": state("q", limits())}))
+    rule = alerts_of(render_rule_files(alert_config(q={"direction": direction}), {"q": state("q", limits())}))
     expr = rule["QAnomalySustained"]["expr"]
     assert kept in expr and left_out not in expr and "or" not in expr.split() and not expr.startswith("(")
     assert left_out.rsplit("_", 1)[1] + " limit" not in rule["QAnomalySustained"]["annotations"]["description"]
@@ -131,7 +134,7 @@ def conjuncts(node: object) -> list[object]:
 @pytest.mark.parametrize("direction", ["both", "up", "down"])
 def test_the_guards_apply_to_every_side(direction: str) -> None:
     """`and` binds tighter than `or`: the guards must be outside the parenthesised `or`."""
-    rule = alerts_of(render_rule_files(make_config(q={"direction": direction}), {"q": state("q", limits())}))
+    rule = alerts_of(render_rule_files(alert_config(q={"direction": direction}), {"q": state("q", limits())}))
     parts = conjuncts(promql_parser.parse(rule["QAnomalySustained"]["expr"]))
     assert len(parts) == 3  # the sides, the sample count, present now
     sides = parts[0].expr if isinstance(parts[0], promql_parser.ParenExpr) else parts[0]
@@ -141,17 +144,15 @@ def test_the_guards_apply_to_every_side(direction: str) -> None:
 
 
 def test_the_window_and_step_are_durations_prometheus_reads() -> None:
-    rule = alerts_of(render_rule_files(make_config(q={}), {"q": state("q", limits(window=5401), step=90)}))
+    rule = alerts_of(render_rule_files(alert_config(q={}), {"q": state("q", limits(window=5401), step=90)}))
     window, step = re.search(r"\[(\w+):(\w+)\]\)", rule["QAnomalySustained"]["expr"]).groups()
     assert (window, parse_duration(window), step, parse_duration(step)) == ("1h31m", 5460, "1m30s", 90)
 
 
 def test_promtool_accepts_the_rule_and_its_cases_pass(tmp_path: Path, prometheus_binaries) -> None:
-    baselines = {"qps": {"alert": {"for": "3m"}}, "total": {"expr": "sum(x)", "alert": {"direction": "down"}},
-                 "lat": {"step": "1h", "alert": {"direction": "up", "annotations": {"owner": 'x"y'}}},
-                 "hi": {"step": "1m", "sensitivity": "high"}, "sparse": {"step": "7m", "sensitivity": "low"}}
-    config = parse_config({"sources": {"p": {"url": "http://127.0.0.1:9090"}},
-                           "baselines": {k: {"expr": "sum by (model) (x)", **v} for k, v in baselines.items()}})
+    config = config_of(qps={"alert": {"for": "3m"}}, total={"expr": "sum(x)", "alert": {"direction": "down"}},
+                       lat={"step": "1h", "alert": {"direction": "up", "annotations": {"owner": 'x"y'}}},
+                       hi={"step": "1m", "sensitivity": "high"}, sparse={"step": "7m", "sensitivity": "low"})
     states = {"qps": state("qps", limits(), None), "lat": state("lat", limits(window=10800), step=3600),
               "total": BaselineState("total", 0.0, (band({}, limits()),)), "hi": state("hi", limits(), step=60),
               "sparse": state("sparse", limits(lower=None), step=420)}
@@ -190,7 +191,7 @@ def broken(change: str):
 ])
 def test_generated_cases_catch_a_careless_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                prometheus_binaries, change: str, why: str) -> None:
-    config, states = make_config(qps={}), {"qps": state("qps", limits())}
+    config, states = alert_config(qps={}), {"qps": state("qps", limits())}
     cases = render_rule_files(config, states)[TESTS_FILE]
     good = render_rule_files(config, states)[RULES_FILE]
     monkeypatch.setattr(sustained_rules, "sustained_condition", broken(change))
@@ -210,8 +211,8 @@ def write_rules(folder: Path, rules: str, cases: str) -> Path:
 def test_generated_cases_catch_a_rule_that_ignores_direction(tmp_path: Path, prometheus_binaries,
                                                              rules_direction: str, cases_direction: str) -> None:
     states = {"q": state("q", limits())}
-    rules = render_rule_files(make_config(q={"direction": rules_direction}), states)[RULES_FILE]
-    cases = render_rule_files(make_config(q={"direction": cases_direction}), states)[TESTS_FILE]
+    rules = render_rule_files(alert_config(q={"direction": rules_direction}), states)[RULES_FILE]
+    cases = render_rule_files(alert_config(q={"direction": cases_direction}), states)[TESTS_FILE]
     run = promtool(prometheus_binaries, "test", "rules", TESTS_FILE, cwd=write_rules(tmp_path, rules, cases))
     assert run.returncode != 0 and "QAnomalySustained" in run.stdout + run.stderr
 
@@ -222,7 +223,7 @@ def grafana_rules(config: Config, states: dict[str, BaselineState]) -> dict[str,
 
 
 def test_grafana_twin_asks_the_same_query_and_fires_on_every_series_it_returns() -> None:
-    config, states = make_config(qps={"direction": "up"}), {"qps": state("qps", limits())}
+    config, states = alert_config(qps={"direction": "up"}), {"qps": state("qps", limits())}
     twin = grafana_rules(config, states)["QpsAnomalySustained"]
     prom = alerts_of(render_rule_files(config, states, GRAFANA))["QpsAnomalySustained"]
     data = {q["refId"]: q["model"] for q in twin["data"]}
@@ -239,7 +240,7 @@ def test_grafana_twin_asks_the_same_query_and_fires_on_every_series_it_returns()
 
 def test_grafana_twin_and_mean_panel_only_where_the_rules_have_the_alert() -> None:
     states = {"qps": state("qps", limits()), "lat": state("lat", limits())}
-    config = make_config(qps={}, lat={"sustained": False})
+    config = alert_config(qps={}, lat={"sustained": False})
     rules = grafana_rules(config, states)
     assert {n for n in rules if n.endswith("Sustained")} == {"QpsAnomalySustained"}
     assert len({r["uid"] for r in rules.values()}) == len(rules) and all(len(u) <= 40 for u in
