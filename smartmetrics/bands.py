@@ -26,8 +26,9 @@ interquartile range), because a fixed number cannot suit both bytes/s and error 
 
 Calibration is split-conformal on out-of-sample (walk-forward) residuals normalised by the models'
 own scale: `z = (y - yhat) / scale`. Each side gets its own quantile, so skewed residuals give an
-asymmetric band; tails beyond the data are extrapolated with a generalised Pareto tail fitted to
-the top exceedances (shape clipped to [0, 0.5]: exponential for Laplace or Gaussian noise, heavier
+asymmetric band (but from fewer than `SKEW_EVIDENCE` residuals, a young series' single day, neither
+side is narrower than half the other: one biased day is no proof of skew); tails beyond the data
+are extrapolated with a generalised Pareto tail fitted to the top exceedances (shape clipped to [0, 0.5]: exponential for Laplace or Gaussian noise, heavier
 for lognormal-like residuals). Where the curve is seasonal,
 a per time-of-day bucket factor (shrunk towards 1) widens the hours that were harder to predict.
 """
@@ -51,6 +52,8 @@ _WORD_POLICY = {
     "high": (0.998, 0.02, 0.02, 1, 3600, 1.1),
 }
 TAIL_EXCEEDANCES = 10
+MIN_SIDE_RATIO = 0.5  # with little evidence, neither side is narrower than half the other...
+SKEW_EVIDENCE = 500  # ...below this many residuals
 REVERSAL_DAYS = 2
 WEEKEND_DIP = 0.5
 WEEK_SECONDS = 7 * 86400
@@ -185,6 +188,8 @@ def calibrate(z: np.ndarray, timestamps: np.ndarray, coverage: float, period: in
     miss = (1 - coverage) / 2
     q_hi = max(tail_quantile(zn, miss), 0.0)
     q_lo = min(-tail_quantile(-zn, miss), 0.0)
+    if len(zn) < SKEW_EVIDENCE:  # a day of residuals from one young fit is no proof of skew
+        q_hi, q_lo = max(q_hi, -MIN_SIDE_RATIO * q_lo), min(q_lo, -MIN_SIDE_RATIO * q_hi)
     achieved = float(np.mean((zn >= q_lo) & (zn <= q_hi))) if len(zn) else 1.0
     return Calibration(q_lo, q_hi, factors, period or 1, coverage, achieved, len(z))
 

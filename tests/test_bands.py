@@ -26,6 +26,12 @@ def test_skewed_residuals_give_an_asymmetric_band() -> None:
     assert cal.q_lo >= -1.05  # the exponential's lower bound, up to the tail fit
 
 
+def test_one_biased_day_of_residuals_keeps_both_sides_at_least_half_as_wide() -> None:
+    z = np.random.default_rng(3).normal(size=288) - 2.5  # a young model that over-predicted all day
+    cal = calibrate(z, np.arange(288), 0.9995)
+    assert cal.q_hi >= 0.5 * abs(cal.q_lo) > 0
+
+
 def test_bucket_factors_widen_the_noisier_hours() -> None:
     rng = np.random.default_rng(2)
     t = 300 * np.arange(2880)
