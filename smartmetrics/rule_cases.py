@@ -216,41 +216,49 @@ def expected_sustained_alert(alias: str, config: Config, labels: dict[str, str],
     return _expected(alias, config.baselines[alias].alert, labels, rendered, grafana_url)
 
 
+def plan_mean_phases(window: MeanWindow, keep: int) -> list[tuple[float, int]]:
+    """(value, minutes): outside on the rule's first side from the start, inside, a one-step spike,
+    inside, outside on the other side, inside, outside again; each quiet stretch after an excursion
+    outlasts the window and `keep` minutes of `keep_firing_for`."""
+    minutes, step_minutes = window.seconds // 60, window.step / 60
+    first = window.sides[0]
+    other = next(side for side in SIDES if side != first)
+    # back inside at a minute no subquery step falls on, so the mean still is the excursion's alone
+    hold = next((m for m in range(minutes + 5, minutes + 5 + math.ceil(step_minutes) + 1)
+                 if (m * 60) % window.step), minutes + 5)
+    calm, spike = minutes + keep + 10, max(1, math.ceil(step_minutes))
+    return [(MEAN_OUTSIDE[first], hold), (MEAN_INSIDE, calm), (MEAN_OUTSIDE[first], spike),
+            (MEAN_INSIDE, minutes + 5), (MEAN_OUTSIDE[other], minutes + 5), (MEAN_INSIDE, calm),
+            (MEAN_OUTSIDE[first], minutes + 5)]
+
+
 def render_sustained_case(alias: str, config: Config, names: tuple[str, ...], window: MeanWindow,
                           grafana_url: str | None = None) -> dict[str, Any]:
     """One promtool test of the sustained-deviation alert (phases in the module docstring), at one-minute
     steps; the mean is only checked where the whole window holds one value."""
     keep = math.ceil(keep_firing_seconds(config.baselines[alias]) / 60)
-    minutes, step_minutes = window.seconds // 60, window.step / 60
     labels = {"baseline": alias, **{n: SAMPLE_LABEL_VALUE for n in names}}
     band_labels = {**{k: v for k, v in DAEMON.items() if k not in names}, **labels}
-    first = window.sides[0]
-    other = next(side for side in SIDES if side != first)
+    first, other = window.sides[0], next(side for side in SIDES if side != window.sides[0])
 
     def fired(side: str) -> list[dict[str, Any]]:
         if side not in window.sides:
             return []
         return [expected_sustained_alert(alias, config, labels, window, MEAN_OUTSIDE[side], grafana_url)]
 
-    # back inside at a minute no subquery step falls on, so the mean still is the excursion's alone
-    hold = next((m for m in range(minutes + 5, minutes + 5 + math.ceil(step_minutes) + 1)
-                 if (m * 60) % window.step), minutes + 5)
-    calm, spike = minutes + keep + 10, max(1, math.ceil(step_minutes))
-    phases = [(MEAN_OUTSIDE[first], hold), (MEAN_INSIDE, calm), (MEAN_OUTSIDE[first], spike),
-              (MEAN_INSIDE, minutes + 5), (MEAN_OUTSIDE[other], minutes + 5), (MEAN_INSIDE, calm),
-              (MEAN_OUTSIDE[first], minutes + 5)]
+    phases = plan_mean_phases(window, keep)
     starts = [sum(m for _, m in phases[:i]) for i in range(len(phases) + 1)]
-    gone = starts[-1]
-    total = gone + keep + 5
+    hold, gone = starts[1], starts[-1]
     values = " ".join(f"{v:g}x{m - 1}" for v, m in phases) + f" stale _x{keep + 3}"
     inputs = [{"series": VALUE + format_labels(labels), "values": values}]
+    total = gone + keep + 5
     for side, (_, metric) in SIDES.items():
         inputs.append({"series": metric + format_labels(band_labels), "values": f"{MEAN_LIMIT[side]:g}x{total - 1}"})
     if names:  # outside all along, but has no limits
         control = {**labels, names[0]: "other"}
         inputs.append({"series": VALUE + format_labels(control), "values": f"{MEAN_OUTSIDE[first]:g}x{total - 1}"})
     expectations = [
-        (math.ceil((window.points - 1) * step_minutes) - 1, []),  # just appeared: fewer than N samples
+        (math.ceil((window.points - 1) * window.step / 60) - 1, []),  # just appeared: fewer than N samples
         (hold - 1, fired(first)),
         (starts[2] - 1, []), (starts[3] - 1, []), (starts[4] - 1, []),  # calm, the spike, after it
         (starts[5] - 1, fired(other)), (starts[6] - 1, []),
