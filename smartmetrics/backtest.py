@@ -189,7 +189,7 @@ def sustained_points(series: Series, mean_lower: np.ndarray | None, mean_upper: 
             out |= mean > mean_upper
         if mean_lower is not None and direction != "up":
             out |= mean < mean_lower
-    return out
+    return out & np.isfinite(series.values)  # a missing scrape is no evidence, as the rule's presence guard
 
 
 def assemble_frame(

@@ -39,6 +39,15 @@ def window_seconds(step: int) -> int:
     return max(WINDOW, MIN_POINTS * int(step))
 
 
+def min_points(window: int, step: int) -> int:
+    """Samples a window must hold for its mean to count: half of those expected, at least 2.
+
+    >>> min_points(3600, 300), min_points(900, 300)
+    (6, 2)
+    """
+    return max(2, -(-int(window) // int(step)) // 2)
+
+
 def rolling_mean(timestamps: np.ndarray, values: np.ndarray, window: int, step: int) -> np.ndarray:
     """Per point, the mean of the finite samples within the trailing `window` seconds (the point
     included), or NaN where fewer than half of the window's expected samples are present, as the
@@ -50,9 +59,8 @@ def rolling_mean(timestamps: np.ndarray, values: np.ndarray, window: int, step: 
     t = pd.to_datetime(np.asarray(timestamps, dtype=np.int64), unit="s")
     s = pd.Series(np.asarray(values, dtype=np.float64), index=t)
     rolled = s.rolling(f"{int(window)}s", closed="both")  # [t - window, t], as Prometheus 2.x ranges
-    need = max(2, -(-int(window) // int(step)) // 2)
     mean, count = rolled.mean().to_numpy(), rolled.count().to_numpy()
-    return np.where(count >= need, mean, np.nan)
+    return np.where(count >= min_points(window, step), mean, np.nan)
 
 
 def mean_limits(timestamps: np.ndarray, values: np.ndarray, step: int, coverage: float) -> dict[str, Any] | None:

@@ -59,6 +59,7 @@ from smartmetrics.rules import (
     render_alert_labels,
 )
 from smartmetrics.store import BaselineState
+from smartmetrics.sustained import min_points
 
 MEAN_UPPER, MEAN_LOWER = MEAN_UPPER_METRIC[0], MEAN_LOWER_METRIC[0]
 SIDES = {"upper": (">", MEAN_UPPER), "lower": ("<", MEAN_LOWER)}
@@ -81,7 +82,7 @@ class MeanWindow:
     @property
     def points(self) -> int:
         """N: the samples the window must hold, half of those expected (at least 2), as the fit asks."""
-        return max(2, -(-self.seconds // self.step) // 2)
+        return min_points(self.seconds, self.step)
 
 
 def sustained_alert_name(alias: str) -> str:

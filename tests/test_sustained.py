@@ -88,3 +88,11 @@ def test_sustained_points_honour_the_direction() -> None:
     down = sustained_points(s, np.full(len(t), 0.5), np.full(len(t), 4.0), "down")
     assert up[-1] and not up[:12].any()
     assert not down.any()
+
+
+def test_a_missing_scrape_never_fires_the_sustained_test() -> None:
+    t = np.arange(0, 3 * 3600, STEP)
+    values = np.r_[np.ones(12), np.full(24, 9.0)]
+    values[-3] = np.nan  # the mean over the hour still exists there; the value does not
+    out = sustained_points(Series({}, t, values, STEP), None, np.full(len(t), 4.0))
+    assert out[-4] and not out[-3] and out[-2]
