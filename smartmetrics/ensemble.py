@@ -314,6 +314,8 @@ def fit_series(series: Series, settings: FitSettings) -> FittedSeries:
     yhat, lower, upper = _band(train, forecast, cal, table_ts, policy, history)
     if curve == "insufficient":
         lower, upper = _sparse_guard(train, lower, upper)
+    if curve == "noisy":
+        lower, upper = _envelope(train, lower, upper)
     lower, upper = allow_reversal(lower, upper, yhat, training.get("level_shift"), series.end)
     if not weekly and curve not in SPARSE:
         slope = daily_slope(train.timestamps, train.values) if curve == "trending" else 0.0
@@ -351,6 +353,16 @@ def _span_cap(series: Series, yhat: np.ndarray, lower: np.ndarray, upper: np.nda
 def _half_band_cap(y: np.ndarray) -> float:
     """`SPAN_CAP` spans (0.5%..99.5% quantiles) of the finite values `y`."""
     return SPAN_CAP * float(np.subtract(*np.quantile(y, [0.995, 0.005])))
+
+
+def _envelope(train: Series, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A noisy series' band reaches at least as far as its history's 0.1%..99.9% quantiles: its
+    normal range is its whole distribution, whatever shape a profile fitted to its noise has."""
+    y = train.values[np.isfinite(train.values)]
+    if len(y) < 10:
+        return lower, upper
+    lo, hi = np.quantile(y, [0.001, 0.999])
+    return np.minimum(lower, lo), np.maximum(upper, hi)
 
 
 def _sparse_guard(train: Series, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

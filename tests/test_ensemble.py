@@ -138,6 +138,19 @@ def test_a_growing_series_band_does_not_reach_back_to_last_weeks_level() -> None
     assert np.median(fit.yhat - fit.lower) < 25.0  # not the 70 back to where it was a week ago
 
 
+def test_a_bursty_queue_band_covers_its_busy_level_all_day() -> None:
+    rng = np.random.default_rng(1)
+    t = EPOCH + STEP * np.arange(3 * DAY // STEP, dtype=np.int64)
+    busy, state, i = np.zeros(len(t), bool), True, 0
+    while i < len(t):  # a batch GPU queue: busy and idle runs of 10 minutes to 4 hours
+        run = int(np.exp(rng.uniform(np.log(2), np.log(48))))
+        busy[i:i + run], state, i = state, not state, i + run
+    y = np.clip(np.where(busy, 90.0, 10.0) + rng.normal(0, 4, len(t)), 0, None)
+    fit = fit_series(Series({"gpu": "0"}, t, y, STEP), FitSettings())
+    assert fit.classification["curve_type"] == "noisy"
+    assert fit.upper.min() >= 90.0  # a busy run at any hour tomorrow is normal (a profile said 51)
+
+
 def test_intermittent_series_keeps_zero_as_its_lower_band() -> None:
     fit = fit_series(make(kind="sparse"), FitSettings())
     assert fit.classification["curve_type"] == "intermittent"
