@@ -28,9 +28,10 @@ Calibration is split-conformal on out-of-sample (walk-forward) residuals normali
 own scale: `z = (y - yhat) / scale`. Each side gets its own quantile, so skewed residuals give an
 asymmetric band (but from fewer than `SKEW_EVIDENCE` residuals, a young series' single day, neither
 side is narrower than half the other: one biased day is no proof of skew); tails beyond the data
-are extrapolated with a generalised Pareto tail fitted to the top exceedances (shape clipped to [0, 0.5]: exponential for Laplace or Gaussian noise, heavier
-for lognormal-like residuals). Where the curve is seasonal,
-a per time-of-day bucket factor (shrunk towards 1) widens the hours that were harder to predict.
+are extrapolated with a generalised Pareto tail fitted to the top exceedances (shape clipped to
+[0, 0.5]: exponential for Laplace or Gaussian noise, heavier for lognormal-like residuals). Where the
+curve is seasonal, a per time-of-day bucket factor (shrunk towards 1) widens the hours that were
+harder to predict.
 """
 
 from __future__ import annotations

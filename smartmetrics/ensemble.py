@@ -317,11 +317,12 @@ def fit_series(series: Series, settings: FitSettings) -> FittedSeries:
     if curve == "noisy":
         lower, upper = _envelope(train, lower, upper)
     lower, upper = allow_reversal(lower, upper, yhat, training.get("level_shift"), series.end)
-    if not weekly and curve not in SPARSE:
+    week_unknown = not weekly and curve not in SPARSE
+    if week_unknown:
         slope = daily_slope(train.timestamps, train.values) if curve == "trending" else 0.0
         lower, upper = last_week_prior(lower, upper, yhat, table_ts, _unshifted(series, train), slope)
     lower, upper = _span_cap(series, yhat, lower, upper)
-    if not weekly and curve not in SPARSE:  # a first weekend may fall below anything the history shows
+    if week_unknown:  # after the cap: a first weekend may fall below anything the history shows
         lower = weekend_prior(lower, yhat, table_ts, series)
     return FittedSeries(
         labels=dict(series.labels), step=series.step, classification=classification, members=members,

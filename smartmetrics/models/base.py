@@ -128,13 +128,22 @@ def circular_smooth(x: np.ndarray, width: int) -> np.ndarray:
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-def theil_sen_slope(t: np.ndarray, y: np.ndarray) -> float:
-    """Median of pairwise slopes: a trend estimate that ignores outliers (for a few dozen points)."""
-    if len(t) < 3:
+def theil_sen_slope(t: np.ndarray, y: np.ndarray, period: float = 0.0) -> float:
+    """Median of pairwise slopes: a trend estimate that ignores outliers (for a few dozen points).
+
+    With a `period`, only pairs a whole number of periods apart count (a cycle cannot pose as a trend).
+
+    >>> t = np.arange(8.0)
+    >>> theil_sen_slope(t, t + np.where(t % 7 == 5, -9.0, 0.0), period=7.0)
+    1.0
+    """
+    if len(t) < (2 if period else 3):
         return 0.0
     i, j = np.triu_indices(len(t), k=1)
     dt = t[j] - t[i]
     keep = dt != 0
+    if period:
+        keep &= np.mod(dt, period) == 0
     return float(np.median((y[j] - y[i])[keep] / dt[keep])) if keep.any() else 0.0
 
 

@@ -86,14 +86,7 @@ def daily_slope(t: np.ndarray, y: np.ndarray, min_days: int = 5, weekly: bool = 
         return 0.0
     med = group_median(day, y, n_days)
     ok = np.isfinite(med)
-    days = np.arange(n_days)[ok]
-    if not weekly:
-        return theil_sen_slope(days * float(DAY), med[ok])
-    i, j = np.triu_indices(len(days), k=1)
-    same = (days[j] - days[i]) % 7 == 0
-    if not same.any():
-        return 0.0
-    return float(np.median((med[ok][j] - med[ok][i])[same] / ((days[j] - days[i])[same] * float(DAY))))
+    return theil_sen_slope(np.arange(n_days)[ok] * float(DAY), med[ok], period=float(WEEK) if weekly else 0.0)
 
 
 def circular_median3(x: np.ndarray) -> np.ndarray:
