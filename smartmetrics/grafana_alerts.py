@@ -22,6 +22,7 @@ from smartmetrics.rules import (
     UPPER,
     VALUE,
     VALUE_PANEL_ID,
+    _on,
     alert_condition,
     alert_name,
     check_grafana_url,
@@ -53,21 +54,36 @@ def alerting_range(seconds: int) -> Any:
     return RelativeTimeRange(from_val=seconds, to=0)
 
 
+def _value_of(ref: str, fmt: str = "%.4g", missing: str = "") -> str:
+    """A Go template showing the value of the rule's query `ref` (or `missing` when it has none).
+
+    >>> _value_of("V")
+    '{{ with $values.V }}{{ printf "%.4g" .Value }}{{ end }}'
+    >>> _value_of("U", missing="none")
+    '{{ with $values.U }}{{ printf "%.4g" .Value }}{{ else }}none{{ end }}'
+    """
+    end = f"{{{{ else }}}}{missing}{{{{ end }}}}" if missing else "{{ end }}"
+    return f'{{{{ with $values.{ref} }}}}{{{{ printf "{fmt}" .Value }}}}' + end
+
+
+def _expression(ref: str, model: Any) -> alerting.Query:
+    """A server-side expression step of the rule (`__expr__`), over the same range as the queries."""
+    return alerting.Query(ref).datasource_uid("__expr__").model(model).relative_time_range(alerting_range(600))
+
+
 def _on_value_labels(metric: str, alias: str, names: tuple[str, ...]) -> str:
     """A band metric carried onto the value's label set, so Grafana pairs it with the alert instance."""
-    on = "on(" + ", ".join(("baseline", *names)) + ")"
-    return f"0 * {VALUE}{{baseline={quote(alias)}}} + {on} {metric}{{baseline={quote(alias)}}}"
+    return f"0 * {VALUE}{{baseline={quote(alias)}}} + {_on(names)} {metric}{{baseline={quote(alias)}}}"
 
 
 def render_alert_rule(alias: str, config: Config, names: tuple[str, ...], uid: str,
                       grafana_url: str | None = None) -> dict[str, Any]:
     """The Grafana-managed twin of a baseline's Prometheus alert (provisioning form of one rule)."""
     alert, limit = config.baselines[alias].alert, score_threshold(config.baselines[alias])
-    shown = "{{ with $values.%s }}{{ printf \"%%.4g\" .Value }}{{ end }}"
     annotations = {
         "summary": "{{ $labels.baseline }} is outside its expected range",
-        "description": (f"Value {shown % 'V'} is outside the expected range {shown % 'L'} to {shown % 'U'}; "
-                        "anomaly score {{ with $values.A }}{{ printf \"%.2f\" .Value }}{{ end }}."),
+        "description": (f"Value {_value_of('V')} is outside the expected range {_value_of('L')} to "
+                        f"{_value_of('U')}; anomaly score {_value_of('A', '%.2f')}."),
         "baseline": "{{ $labels.baseline }}",
         "__dashboardUid__": dashboard_uid(alias),
         "__panelId__": str(VALUE_PANEL_ID),
@@ -89,9 +105,8 @@ def render_stuck_alert_rule(alias: str, config: Config, names: tuple[str, ...], 
     """The Grafana-managed twin of a baseline's stuck-value alert: the same query without its `== 0`,
     which Grafana applies as a threshold (changes below 1), and no `for` (the window is the duration)."""
     alert = config.baselines[alias].alert
-    shown = "{{ with $values.V }}{{ printf \"%.4g\" .Value }}{{ end }}"
     annotations = {"__dashboardUid__": dashboard_uid(alias), "__panelId__": str(VALUE_PANEL_ID),
-                   **render_stuck_annotations(alias, alert, names, window, grafana_url, value=shown)}
+                   **render_stuck_annotations(alias, alert, names, window, grafana_url, value=_value_of("V"))}
     rule = (alerting.Rule(stuck_alert_name(alias)).uid(stuck_alert_uid(alias)).condition("B")
             .with_query(_instant("A", stuck_condition(alias, names, window, compare=False), uid))
             .with_query(_threshold("B", "A", "lt", 1))
@@ -105,15 +120,12 @@ def render_sustained_alert_rule(alias: str, config: Config, names: tuple[str, ..
     only the series whose mean has left its limits (the limits are per series, so no threshold step
     can stand in for the comparison); every number it returns fires, at once."""
     alert = config.baselines[alias].alert
-    shown = {"mean": "{{ with $values.A }}{{ printf \"%.4g\" .Value }}{{ end }}",
-             **{side: f"{{{{ with $values.{side[0].upper()} }}}}{{{{ printf \"%.4g\" .Value }}}}"
-                      "{{ else }}none{{ end }}" for side in window.sides}}
+    shown = {"mean": _value_of("A"), **{side: _value_of(side[0].upper(), missing="none") for side in window.sides}}
     annotations = {"__dashboardUid__": dashboard_uid(alias), "__panelId__": str(VALUE_PANEL_ID),
                    **render_sustained_annotations(alias, alert, names, window, grafana_url, shown)}
     rule = (alerting.Rule(sustained_alert_name(alias)).uid(sustained_alert_uid(alias)).condition("B")
             .with_query(_instant("A", sustained_condition(alias, names, window), uid))
-            .with_query(alerting.Query("B").datasource_uid("__expr__").relative_time_range(alerting_range(600))
-                        .model(expr.TypeMath().ref_id("B").expression("is_number($A)"))))
+            .with_query(_expression("B", expr.TypeMath().ref_id("B").expression("is_number($A)"))))
     for side in window.sides:
         rule = rule.with_query(_instant(side[0].upper(), _on_value_labels(SIDES[side][1], alias, names), uid))
     return _provisioned(rule, 0, render_alert_labels(alias, alert), annotations)
@@ -124,7 +136,7 @@ def _threshold(ref: str, source: str, kind: str, limit: float) -> alerting.Query
     model = expr.TypeThreshold().ref_id(ref).expression(source).conditions([
         expr.ExprTypeThresholdConditions().evaluator(
             expr.ExprTypeThresholdConditionsEvaluator().type(kind).params([limit]))])
-    return alerting.Query(ref).datasource_uid("__expr__").model(model).relative_time_range(alerting_range(600))
+    return _expression(ref, model)
 
 
 def _provisioned(rule: alerting.Rule, for_seconds: float, labels: dict[str, str],

@@ -216,13 +216,18 @@ def expected_sustained_alert(alias: str, config: Config, labels: dict[str, str],
     return _expected(alias, config.baselines[alias].alert, labels, rendered, grafana_url)
 
 
+def _first_and_other(window: MeanWindow) -> tuple[str, str]:
+    """The rule's first side of the normal range and the opposite side (which it may not alert on)."""
+    first = window.sides[0]
+    return first, next(side for side in SIDES if side != first)
+
+
 def plan_mean_phases(window: MeanWindow, keep: int) -> list[tuple[float, int]]:
     """(value, minutes): outside on the rule's first side from the start, inside, a one-step spike,
     inside, outside on the other side, inside, outside again; each quiet stretch after an excursion
     outlasts the window and `keep` minutes of `keep_firing_for`."""
     minutes, step_minutes = window.seconds // 60, window.step / 60
-    first = window.sides[0]
-    other = next(side for side in SIDES if side != first)
+    first, other = _first_and_other(window)
     # back inside at a minute no subquery step falls on, so the mean still is the excursion's alone
     hold = next((m for m in range(minutes + 5, minutes + 5 + math.ceil(step_minutes) + 1)
                  if (m * 60) % window.step), minutes + 5)
@@ -239,7 +244,7 @@ def render_sustained_case(alias: str, config: Config, names: tuple[str, ...], wi
     keep = math.ceil(keep_firing_seconds(config.baselines[alias]) / 60)
     labels = {"baseline": alias, **{n: SAMPLE_LABEL_VALUE for n in names}}
     band_labels = {**{k: v for k, v in DAEMON.items() if k not in names}, **labels}
-    first, other = window.sides[0], next(side for side in SIDES if side != window.sides[0])
+    first, other = _first_and_other(window)
 
     def fired(side: str) -> list[dict[str, Any]]:
         if side not in window.sides:
