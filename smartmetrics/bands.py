@@ -264,11 +264,15 @@ def weekend_prior(lower: np.ndarray, yhat: np.ndarray, ts: np.ndarray, train: Se
 
 def last_week_prior(lower: np.ndarray, upper: np.ndarray, yhat: np.ndarray, ts: np.ndarray,
                     train: Series, slope: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Widen the band to also cover itself re-centred on the same hour one week earlier (an hourly
-    median of the cleaned history), until a weekly pattern is known: the second Saturday looks like
-    the first, and a Monday after a quiet weekend looks like the Monday before. A trending series'
-    last week is moved by a week of its trend (`slope`, per second) first: last week's lower level
-    is its past, not a level it may return to.
+    """Widen the band to also cover itself re-centred on earlier days like the coming one (an hourly
+    median of the cleaned history), until a weekly pattern is known:
+
+    - the same hour one week earlier: the second Saturday looks like the first;
+    - the same hour of the latest day of the same kind (weekday or weekend day) when that is not
+      yesterday: a Monday after a quiet first weekend looks like Friday, not like Sunday.
+
+    A trending series' earlier days are moved by its trend (`slope`, per second) first: last week's
+    lower level is its past, not a level it may return to.
 
     >>> from smartmetrics.series import Series
     >>> t = np.arange(0, 8 * 86400, 3600)
@@ -276,15 +280,40 @@ def last_week_prior(lower: np.ndarray, upper: np.ndarray, yhat: np.ndarray, ts: 
     >>> lo, hi = last_week_prior(np.full(2, 9.0), np.full(2, 11.0), np.full(2, 10.0), np.array([7, 8]) * 86400, s)
     >>> lo.tolist(), hi.tolist()
     ([4.0, 9.0], [11.0, 11.0])
+    >>> t = np.arange(0, 4 * 86400, 3600)  # Thursday to Sunday: a quiet weekend, then Monday
+    >>> s = Series({}, t, np.where(t < 2 * 86400, 10.0, 5.0), 3600)
+    >>> last_week_prior(np.full(1, 4.0), np.full(1, 6.0), np.full(1, 5.0), np.array([4 * 86400]), s)[1].tolist()
+    [11.0]
     """
     width = max(1, 3600 // train.step)
     smooth = pd.Series(train.values).rolling(width, center=True, min_periods=1).median().to_numpy()
-    pos = np.searchsorted(train.timestamps, ts - WEEK_SECONDS)
-    pos = np.clip(pos, 0, len(train.timestamps) - 1)
-    exact = (len(train.timestamps) > 0) & (np.abs(train.timestamps[pos] - (ts - WEEK_SECONDS)) < train.step)
-    shift = np.where(exact, smooth[pos] + slope * WEEK_SECONDS - yhat, 0.0)
-    shift = np.nan_to_num(shift, nan=0.0)
-    return np.minimum(lower, lower + shift), np.maximum(upper, upper + shift)
+    for lag in (np.full(len(ts), WEEK_SECONDS), _last_like_day(ts, train) * 86400):
+        ref = np.where(lag > 0, _value_at(train, smooth, ts - lag), np.nan)
+        shift = np.nan_to_num(ref + slope * lag - yhat, nan=0.0)
+        lower, upper = np.minimum(lower, lower + shift), np.maximum(upper, upper + shift)
+    return lower, upper
+
+
+def _value_at(train: Series, values: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """`values` (aligned with `train`) at the training timestamps `ts`, NaN where there is none."""
+    if len(train.timestamps) == 0:
+        return np.full(len(ts), np.nan)
+    pos = np.clip(np.searchsorted(train.timestamps, ts), 0, len(train.timestamps) - 1)
+    exact = np.abs(train.timestamps[pos] - ts) < train.step
+    return np.where(exact, values[pos], np.nan)
+
+
+def _last_like_day(ts: np.ndarray, train: Series) -> np.ndarray:
+    """Per timestamp, how many days back (2..6) the latest day of the same kind (weekday or weekend
+    day) with data lies; 0 where that is yesterday or there is none (nothing to add)."""
+    seen = set(np.unique(train.timestamps[np.isfinite(train.values)] // 86400).tolist())
+    weekend = _day_of_week(ts) >= 5
+    out = np.zeros(len(ts), dtype=np.int64)
+    for lag in range(6, 0, -1):  # the nearest wins
+        day = ts // 86400 - lag
+        like = ((_day_of_week(day * 86400) >= 5) == weekend) & np.isin(day, list(seen))
+        out = np.where(like, lag, out)
+    return np.where(out >= 2, out, 0)
 
 
 def _day_of_week(ts: np.ndarray) -> np.ndarray:

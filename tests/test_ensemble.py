@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from smartmetrics.bands import anomaly_score, band_policy
 from smartmetrics.ensemble import FitSettings, FittedSeries, fit_series, weigh
 from smartmetrics.models import MODELS
 from smartmetrics.series import Series
@@ -208,6 +209,19 @@ def test_a_first_weekend_may_fall_below_anything_a_quiet_history_shows() -> None
     y = 140 + np.random.default_rng(5).normal(0, 2.0, len(t))  # a narrow history: its span is ~10
     fit = fit_series(Series({"job": "flat"}, t, y, STEP), FitSettings())  # predicts the Saturday
     assert np.median(fit.lower) <= 0.5 * np.median(fit.yhat) + 1.0  # the weekend prior, not the span cap
+
+
+def test_the_monday_after_a_first_quiet_weekend_may_return_to_fridays_level() -> None:
+    def traffic(days: int) -> Series:  # from a Wednesday: three weekdays, a weekend at 60%, noisy
+        t = EPOCH + 2 * DAY + STEP * np.arange(days * DAY // STEP, dtype=np.int64)
+        weekend = ((t // DAY) + 3) % 7 >= 5
+        y = 1000 * (1 + 0.6 * np.cos(2 * np.pi * ((t % DAY) / 3600 - 14) / 24)) * np.where(weekend, 0.6, 1.0)
+        return Series({"job": "traffic"}, t, y + np.random.default_rng(2).normal(0, 120, len(t)), STEP)
+
+    fit = fit_series(traffic(5), FitSettings())  # no weekly period yet: predicts the Monday
+    monday = traffic(6).values[-len(fit.timestamps):]
+    score = anomaly_score(monday, fit.yhat, fit.lower, fit.upper)
+    assert score.max() < band_policy("medium").threshold, "a Monday back at the weekday level alerted"
 
 
 def test_a_deploy_level_shift_raises_at_most_one_alert() -> None:
