@@ -134,12 +134,13 @@ def _framed(days: np.ndarray, inside: np.ndarray, m: np.ndarray, base: float, di
                 and abs(m[before] - base) < 0.25 * diff and abs(m[after] - base) < 0.25 * diff)
 
 
-def baseline_residuals(series: Series, seasonal: bool, period: int = DAY) -> np.ndarray:
-    """Residuals from a robust baseline: a daily (or weekly) profile when seasonal, else a one-day
-    rolling median."""
+def baseline_residuals(series: Series, seasonal: bool, period: int = DAY, recent: int = DAY) -> np.ndarray:
+    """Residuals from a robust baseline: a daily (or weekly) profile, at the level of the last
+    `recent` seconds (0: of the whole history), when seasonal, else a one-day rolling median."""
     y = series.values
     if seasonal and np.isfinite(y).sum() >= DAY // series.step:
-        model = SeasonalProfile(trend=False, recent=DAY) if period == DAY else WeeklyProfile(trend=False, recent=DAY)
+        kind = SeasonalProfile if period == DAY else WeeklyProfile
+        model = kind(trend=False, recent=recent)
         fitted = model.fit(series)
         return y - fitted.predict(series.timestamps).mean
     window = max(3, DAY // series.step)
@@ -280,7 +281,11 @@ def clean_training(series: Series, seasonal: bool, mask: bool = True, period: in
             info["level_shift"] = {"at": int(series.timestamps[latest]), "size": jump}
     start = latest if latest and len(values) - latest >= CUT_AFTER // series.step else 0
     out = Series(series.labels, series.timestamps[start:], values[start:], series.step, series.name)
-    masked = anomaly_mask(baseline_residuals(out, seasonal, period), long_run=max(3, LONG_RUN // series.step))
+    long_run = max(3, LONG_RUN // series.step)
+    masked = anomaly_mask(baseline_residuals(out, seasonal, period), long_run=long_run)
+    if seasonal and masked.any():  # an incident against the recent level and the whole history alike:
+        # against a quiet Sunday alone, a first week's weekdays would look like one long incident
+        masked &= anomaly_mask(baseline_residuals(out, seasonal, period, recent=0), long_run=long_run)
     info["masked"] = int(masked.sum())
     cleaned = np.where(masked, np.nan, out.values)
     return Series(series.labels, out.timestamps, cleaned, series.step, series.name), info

@@ -171,7 +171,7 @@ def test_curve_type_override_and_tiny_inputs() -> None:
     assert len(fit.timestamps) == 12 and np.all(fit.lower <= 1.0) and np.all(fit.upper >= 1.0)
 
 
-def replay_onsets(series: Series, start_day: int) -> tuple[int, "object"]:
+def replay_onsets(series: Series, start_day: int) -> tuple[int, object]:
     """Alert onsets of a daily walk-forward replay from `start_day`, with the medium policy's alerting."""
     from smartmetrics.backtest import backtest_series
     from smartmetrics.bands import band_policy

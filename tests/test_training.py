@@ -65,3 +65,17 @@ def test_an_incident_of_hours_that_never_peaks_is_masked_from_training() -> None
     masked = np.isnan(cleaned.values) & np.isfinite(values)
     assert masked[at + 2:at + width - 2].all()
     assert info["masked"] < 2 * width  # and not much else
+
+
+def test_a_history_ending_on_a_quiet_weekend_keeps_its_weekdays() -> None:
+    """Against Sunday's level alone the weekdays look like one long incident; against the whole
+    history the weekend does. Neither is: only what both call an incident is masked."""
+    t = EPOCH + 2 * DAY + STEP * np.arange(5 * DAY // STEP, dtype=np.int64)  # Wednesday to Sunday
+    weekend = ((t // DAY) + 3) % 7 >= 5
+    y = 1000 * (1 + 0.6 * np.cos(2 * np.pi * ((t % DAY) / 3600 - 14) / 24)) * np.where(weekend, 0.5, 1.0)
+    y = y + np.random.default_rng(0).normal(0, 60, len(t))
+    y[100:112] += 2000  # and a real incident on Wednesday
+    cleaned, _ = clean_training(Series({}, t, y, STEP), seasonal=True)
+    masked = np.isnan(cleaned.values)
+    assert masked[~weekend].mean() < 0.05, f"{masked[~weekend].mean():.0%} of the weekdays masked"
+    assert masked[100:112].all()
