@@ -57,6 +57,8 @@ MIN_SIDE_RATIO = 0.5  # with little evidence, neither side is narrower than half
 SKEW_EVIDENCE = 500  # ...below this many residuals
 REVERSAL_DAYS = 2
 WEEKEND_DIP = 0.5
+RECUR_SLACK = 600  # seconds either side of the same time of day
+RECUR_SHARE = 0.5
 WEEK_SECONDS = 7 * 86400
 
 
@@ -291,6 +293,44 @@ def last_week_prior(lower: np.ndarray, upper: np.ndarray, yhat: np.ndarray, ts: 
         ref = np.where(lag > 0, _value_at(train, smooth, ts - lag), np.nan)
         shift = np.nan_to_num(ref + slope * lag - yhat, nan=0.0)
         lower, upper = np.minimum(lower, lower + shift), np.maximum(upper, upper + shift)
+    return lower, upper
+
+
+def recurring_excursions(lower: np.ndarray, upper: np.ndarray, ts: np.ndarray, history: Series,
+                         period: int = 86400) -> tuple[np.ndarray, np.ndarray]:
+    """Widen the band over excursions that recur at the same time of day: a nightly backup's CPU
+    spike, a cron job's drop. For each timestamp, each earlier day's extreme within `RECUR_SLACK`
+    seconds of the same time of day (raw history: cleaning masks such spikes as incidents), moved by
+    how far that day's median lies from the last day's (a trend or a level shift is no excursion);
+    where at least two days, and `RECUR_SHARE` of the days seen, went beyond the band, the band
+    reaches their furthest. Spikes at random times never recur at one time of day.
+
+    >>> from smartmetrics.series import Series
+    >>> t = np.arange(0, 3 * 86400, 3600)
+    >>> s = Series({}, t, np.where(t % 86400 == 7200, 9.0, 1.0), 3600)  # 02:00 every day
+    >>> lo, hi = recurring_excursions(np.zeros(3), np.full(3, 2.0), np.array([1, 2, 3]) * 3600 + 3 * 86400, s)
+    >>> hi.tolist()
+    [9.0, 9.0, 9.0]
+    """
+    values = history.values
+    days = int((history.end - history.start) // period)
+    recent = values[(history.timestamps > history.end - period) & np.isfinite(values)]
+    if days < 2 or len(recent) == 0:
+        return lower, upper
+    half = max(1, RECUR_SLACK // history.step)
+    rolled = pd.Series(values).rolling(2 * half + 1, center=True, min_periods=1)
+    level = pd.Series(values).rolling(max(3, period // history.step), center=True, min_periods=3).median()
+    moved = float(np.median(recent)) - level
+    highs, lows = (rolled.max() + moved).to_numpy(), (rolled.min() + moved).to_numpy()
+    lags = np.arange(1, days + 1) * period
+    hi = np.stack([_value_at(history, highs, ts - lag) for lag in lags])
+    lo = np.stack([_value_at(history, lows, ts - lag) for lag in lags])
+    need = np.maximum(2, np.ceil(RECUR_SHARE * np.isfinite(hi).sum(axis=0)))
+    above, below = hi > upper, lo < lower
+    top = np.max(np.where(above, hi, -np.inf), axis=0)
+    bottom = np.min(np.where(below, lo, np.inf), axis=0)
+    upper = np.where(above.sum(axis=0) >= need, np.maximum(upper, top), upper)
+    lower = np.where(below.sum(axis=0) >= need, np.minimum(lower, bottom), lower)
     return lower, upper
 
 

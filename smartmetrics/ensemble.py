@@ -24,6 +24,7 @@ from smartmetrics.bands import (
     band_policy,
     calibrate,
     last_week_prior,
+    recurring_excursions,
     weekend_prior,
 )
 from smartmetrics.models import MODELS
@@ -324,6 +325,7 @@ def fit_series(series: Series, settings: FitSettings) -> FittedSeries:
     lower, upper = _span_cap(series, yhat, lower, upper)
     if week_unknown:  # after the cap: a first weekend may fall below anything the history shows
         lower = weekend_prior(lower, yhat, table_ts, series)
+    lower, upper = recurring_excursions(lower, upper, table_ts, series)
     return FittedSeries(
         labels=dict(series.labels), step=series.step, classification=classification, members=members,
         coverage={"nominal": policy.coverage, "achieved": round(cal.achieved, 6), "n": cal.n,

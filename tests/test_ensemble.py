@@ -224,6 +224,29 @@ def test_the_monday_after_a_first_quiet_weekend_may_return_to_fridays_level() ->
     assert score.max() < band_policy("medium").threshold, "a Monday back at the weekday level alerted"
 
 
+def test_a_nightly_job_is_learned_and_a_spike_at_another_hour_still_alerts() -> None:
+    series = make(days=6, seed=7, kind="stable", noise=1.0)
+    jitter = np.random.default_rng(7).integers(-1, 2, 7) * STEP  # the job starts 03:00 +- 5 minutes
+    values = series.values.copy()
+    for day in range(6):
+        values[series.timestamps == EPOCH + day * DAY + 3 * 3600 + jitter[day]] += 30.0
+    fit = fit_series(Series(series.labels, series.timestamps, values, STEP), FitSettings())
+    at = (fit.timestamps - EPOCH - 6 * DAY) // STEP  # the next day, by step
+    tonight = 50.0 + np.where(at == 3 * 3600 // STEP + jitter[6] // STEP, 30.0, 0.0)
+    assert anomaly_score(tonight, fit.yhat, fit.lower, fit.upper).max() <= 1.0  # the job, as every night
+    noon = np.where(at == 12 * 3600 // STEP, 80.0, 50.0)
+    assert anomaly_score(noon, fit.yhat, fit.lower, fit.upper).max() > 2.0  # the same spike at noon
+
+
+def test_a_trend_is_no_recurring_excursion() -> None:
+    """Every earlier day of a growing series lies below the coming day's band at every hour: that
+    is the trend, not a nightly drop, and a dip must still alert."""
+    series = make(days=7, seed=8, kind="stable", noise=1.0)
+    rising = Series(series.labels, series.timestamps, series.values + 10 * (series.timestamps - EPOCH) / DAY, STEP)
+    fit = fit_series(rising, FitSettings())
+    assert np.median(fit.yhat - fit.lower) < 20.0  # about a day of growth; a blind band would reach 70
+
+
 def test_a_deploy_level_shift_raises_at_most_one_alert() -> None:
     series = make(days=14, seed=4, kind="stable", noise=1.0)
     values = series.values.copy()
