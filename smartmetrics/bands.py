@@ -57,8 +57,9 @@ MIN_SIDE_RATIO = 0.5  # with little evidence, neither side is narrower than half
 SKEW_EVIDENCE = 500  # ...below this many residuals
 REVERSAL_DAYS = 2
 WEEKEND_DIP = 0.5
-RECUR_SLACK = 600  # seconds either side of the same time of day
+RECUR_SLACK = 1800  # seconds either side of the same time of day
 RECUR_SHARE = 0.5
+RECUR_CONTRAST = 3.0
 WEEK_SECONDS = 7 * 86400
 
 
@@ -299,18 +300,20 @@ def last_week_prior(lower: np.ndarray, upper: np.ndarray, yhat: np.ndarray, ts: 
 def recurring_excursions(lower: np.ndarray, upper: np.ndarray, ts: np.ndarray, history: Series,
                          period: int = 86400) -> tuple[np.ndarray, np.ndarray]:
     """Widen the band over excursions that recur at the same time of day: a nightly backup's CPU
-    spike, a cron job's drop. For each timestamp, each earlier day's extreme within `RECUR_SLACK`
-    seconds of the same time of day (raw history: cleaning masks such spikes as incidents), moved by
-    how far that day's median lies from the last day's (a trend or a level shift is no excursion);
-    where at least two days, and `RECUR_SHARE` of the days seen, went beyond the band, the band
-    reaches their furthest. Spikes at random times never recur at one time of day.
+    spike, a cron job's drop, each starting within half an hour of its usual time. For each
+    timestamp, each earlier day's extreme within `RECUR_SLACK` seconds of the same time of day (raw
+    history: cleaning masks such spikes as incidents), moved by how far that day's median lies from
+    the last day's (a trend or a level shift is no excursion); where those beyond the band recur
+    (`_recurs`), the band reaches their furthest. Spikes at random times recur at no time of day. The
+    contrast is taken over the timestamps given: pass a whole day.
 
     >>> from smartmetrics.series import Series
-    >>> t = np.arange(0, 3 * 86400, 3600)
-    >>> s = Series({}, t, np.where(t % 86400 == 7200, 9.0, 1.0), 3600)  # 02:00 every day
-    >>> lo, hi = recurring_excursions(np.zeros(3), np.full(3, 2.0), np.array([1, 2, 3]) * 3600 + 3 * 86400, s)
-    >>> hi.tolist()
-    [9.0, 9.0, 9.0]
+    >>> t = np.arange(0, 3 * 86400, 600)
+    >>> s = Series({}, t, np.where(t % 86400 == 7200, 9.0, 1.0), 600)  # 02:00 every day
+    >>> ts = 3 * 86400 + np.arange(1, 145) * 600  # the next day
+    >>> lo, hi = recurring_excursions(np.zeros(144), np.full(144, 2.0), ts, s)
+    >>> (ts[hi > 2.0] % 86400 / 3600).tolist()  # 01:30 to 02:30
+    [1.5, 1.6666666666666667, 1.8333333333333333, 2.0, 2.1666666666666665, 2.3333333333333335, 2.5]
     """
     values = history.values
     days = int((history.end - history.start) // period)
@@ -325,13 +328,22 @@ def recurring_excursions(lower: np.ndarray, upper: np.ndarray, ts: np.ndarray, h
     lags = np.arange(1, days + 1) * period
     hi = np.stack([_value_at(history, highs, ts - lag) for lag in lags])
     lo = np.stack([_value_at(history, lows, ts - lag) for lag in lags])
-    need = np.maximum(2, np.ceil(RECUR_SHARE * np.isfinite(hi).sum(axis=0)))
     above, below = hi > upper, lo < lower
     top = np.max(np.where(above, hi, -np.inf), axis=0)
     bottom = np.min(np.where(below, lo, np.inf), axis=0)
-    upper = np.where(above.sum(axis=0) >= need, np.maximum(upper, top), upper)
-    lower = np.where(below.sum(axis=0) >= need, np.minimum(lower, bottom), lower)
+    upper = np.where(_recurs(above, np.isfinite(hi)), np.maximum(upper, top), upper)
+    lower = np.where(_recurs(below, np.isfinite(lo)), np.minimum(lower, bottom), lower)
     return lower, upper
+
+
+def _recurs(beyond: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Per column (time of day), whether the days (rows) beyond the band recur: on two days or more,
+    on `RECUR_SHARE` of the days seen, and `RECUR_CONTRAST` times as often as at other times of day
+    (a band that noise crosses everywhere has no recurring time)."""
+    days = beyond.sum(axis=0)
+    share = days / np.maximum(seen.sum(axis=0), 1)
+    overall = beyond.sum() / max(int(seen.sum()), 1)
+    return (days >= 2) & (share >= RECUR_SHARE) & (share >= RECUR_CONTRAST * overall)
 
 
 def _value_at(train: Series, values: np.ndarray, ts: np.ndarray) -> np.ndarray:

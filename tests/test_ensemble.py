@@ -226,7 +226,7 @@ def test_the_monday_after_a_first_quiet_weekend_may_return_to_fridays_level() ->
 
 def test_a_nightly_job_is_learned_and_a_spike_at_another_hour_still_alerts() -> None:
     series = make(days=6, seed=7, kind="stable", noise=1.0)
-    jitter = np.random.default_rng(7).integers(-1, 2, 7) * STEP  # the job starts 03:00 +- 5 minutes
+    jitter = np.random.default_rng(7).integers(-4, 5, 7) * STEP  # the job starts 03:00 +- 20 minutes
     values = series.values.copy()
     for day in range(6):
         values[series.timestamps == EPOCH + day * DAY + 3 * 3600 + jitter[day]] += 30.0
