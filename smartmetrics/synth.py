@@ -41,6 +41,7 @@ class LabelledSeries:
     anomalies: tuple[Anomaly, ...]
     noise: str
     variant: str = ""
+    changes: tuple[int, ...] = ()  # Unix seconds of the unlabelled benign changes: normal, never scored
 
 
 @dataclass
@@ -53,6 +54,7 @@ class _Draft:
     variant: str = ""
     metric: str = "value"
     quantum: float = 0.0
+    changes: tuple[int, ...] = ()  # indices where a benign change starts (a deploy, an operator)
 
 
 def _daily_shape(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -125,14 +127,15 @@ def _level_shift(t: np.ndarray, level: float, sd: float, rng: np.random.Generato
     days = n * (t[1] - t[0]) / DAY
     count = int(rng.integers(1, 1 + min(3, max(1, int(days / 4.5)))))  # shifts stay well apart
     slot = 0.7 * n / count
-    offset = 0.0
+    offset, cuts = 0.0, []
     for k in range(count):  # one deploy per slot, at least a quarter of the history or 2.3 days apart
         cut = int(0.15 * n + slot * (k + rng.uniform(0.35, 0.65)))
         direction = 1.0 if offset <= 0 else float(rng.choice([-1.0, 1.0]))
         size = direction * max(rng.uniform(0.3, 0.8) * level, 8 * sd)
         values[cut:] += size
         offset += size
-    return _Draft(values, (), sd, f"{count} shifts", "process_resident_memory_bytes")
+        cuts.append(cut)
+    return _Draft(values, (), sd, f"{count} shifts", "process_resident_memory_bytes", changes=tuple(cuts))
 
 
 def _noisy(t: np.ndarray, level: float, sd: float, rng: np.random.Generator) -> _Draft:
@@ -160,11 +163,12 @@ def _intermittent(t: np.ndarray, level: float, noise: str, step: int, rng: np.ra
 
 def _constant(t: np.ndarray, level: float, noise: str, rng: np.random.Generator) -> _Draft:
     value = float(rng.choice([0.0, 1.0, 3.0, 8.0, round(level)]))
-    values = np.full(len(t), value)
+    values, starts = np.full(len(t), value), []
     for _ in range(NOISE_LEVELS.index(noise)):  # rare operator changes, reverted within an hour
         i = int(rng.integers(0, len(t)))
         values[i:i + int(rng.integers(1, 6))] = value + 1
-    return _Draft(values, (), 0.0, "gauge", "kube_deployment_replicas")
+        starts.append(i)
+    return _Draft(values, (), 0.0, "gauge", "kube_deployment_replicas", changes=tuple(sorted(starts)))
 
 
 def _clean(kind: str, t: np.ndarray, step: int, days: float, noise: str, scale: float,
@@ -241,7 +245,8 @@ def make_series(kind: str, *, step: int = 300, days: float = 14, seed: int = 0, 
     labels = {"job": draft.metric, "tenant": f"tenant-{int(scale)}", "instance": f"{kind}-{seed}"}
     series = Series(labels, t, values, step, name=draft.metric)
     truth_periods = draft.periods if kind == "seasonal" else ()
-    return LabelledSeries(series, kind, truth_periods, labelled, noise, draft.variant)
+    changes = tuple(int(t[i]) for i in draft.changes) if kind != "insufficient" else ()
+    return LabelledSeries(series, kind, truth_periods, labelled, noise, draft.variant, changes)
 
 
 def make_corpus(n: int, *, step: int = 300, days: float = 14, seed: int = 0,

@@ -87,3 +87,19 @@ def test_seasonal_truth_periods_and_insufficient_is_short_or_sparse() -> None:
             s = item.series
             assert len(s) * s.step < 86400 or s.observed < 48
             assert item.anomalies == ()
+
+
+def test_benign_changes_are_recorded_where_the_level_moves() -> None:
+    shifted = make_series("level_shift", seed=3, noise="low")
+    assert 1 <= len(shifted.changes) <= 3 and not shifted.anomalies
+    v, t = shifted.series.values, shifted.series.timestamps
+    for at in shifted.changes:  # the median level an hour either side differs by a deploy's jump
+        before = np.nanmedian(v[(t >= at - 3600) & (t < at)])
+        after = np.nanmedian(v[(t >= at) & (t < at + 3600)])
+        assert abs(after - before) > 0.25 * np.nanmedian(v)
+    gauge = make_series("constant", seed=3, noise="high")  # two operator changes at high noise
+    g = gauge.series
+    at = g.values[np.searchsorted(g.timestamps, gauge.changes)]
+    assert len(gauge.changes) == 2
+    assert np.all((at == np.nanmedian(g.values) + 1) | np.isnan(at))  # +1, or a missed scrape
+    assert make_series("stable", seed=3).changes == ()
