@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from smartmetrics.models.base import group_median
+
 if TYPE_CHECKING:
     from smartmetrics.series import Series
 
@@ -322,9 +324,10 @@ def recurring_excursions(lower: np.ndarray, upper: np.ndarray, ts: np.ndarray, h
         return lower, upper
     half = max(1, RECUR_SLACK // history.step)
     rolled = pd.Series(values).rolling(2 * half + 1, center=True, min_periods=1)
-    level = pd.Series(values).rolling(max(3, period // history.step), center=True, min_periods=3).median()
-    moved = float(np.median(recent)) - level
-    highs, lows = (rolled.max() + moved).to_numpy(), (rolled.min() + moved).to_numpy()
+    day = (history.timestamps - history.start) // period
+    ok = np.isfinite(values)
+    moved = float(np.median(recent)) - group_median(day[ok], values[ok], int(day[-1]) + 1)[day]
+    highs, lows = rolled.max().to_numpy() + moved, rolled.min().to_numpy() + moved
     lags = np.arange(1, days + 1) * period
     hi = np.stack([_value_at(history, highs, ts - lag) for lag in lags])
     lo = np.stack([_value_at(history, lows, ts - lag) for lag in lags])

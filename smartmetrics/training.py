@@ -134,18 +134,23 @@ def _framed(days: np.ndarray, inside: np.ndarray, m: np.ndarray, base: float, di
                 and abs(m[before] - base) < 0.25 * diff and abs(m[after] - base) < 0.25 * diff)
 
 
-def baseline_residuals(series: Series, seasonal: bool, period: int = DAY, recent: int = DAY) -> np.ndarray:
-    """Residuals from a robust baseline: a daily (or weekly) profile, at the level of the last
-    `recent` seconds (0: of the whole history), when seasonal, else a one-day rolling median."""
+def baseline_residuals(series: Series, seasonal: bool, period: int = DAY) -> np.ndarray:
+    """Residuals from a robust baseline: a daily (or weekly) profile at the last day's level when
+    seasonal, else a one-day rolling median."""
+    return _baseline(series, seasonal, period)[0]
+
+
+def _baseline(series: Series, seasonal: bool, period: int = DAY) -> tuple[np.ndarray, float]:
+    """`baseline_residuals` and the last day's level offset they include (0 for the rolling median):
+    adding it back gives the residuals from the whole history's level."""
     y = series.values
     if seasonal and np.isfinite(y).sum() >= DAY // series.step:
         kind = SeasonalProfile if period == DAY else WeeklyProfile
-        model = kind(trend=False, recent=recent)
-        fitted = model.fit(series)
-        return y - fitted.predict(series.timestamps).mean
+        fitted = kind(trend=False, recent=DAY).fit(series)
+        return y - fitted.predict(series.timestamps).mean, fitted.level_
     window = max(3, DAY // series.step)
     med = pd.Series(y).rolling(window, center=True, min_periods=1).median().to_numpy()
-    return y - med
+    return y - med, 0.0
 
 
 def anomaly_mask(resid: np.ndarray, z: float = CLEAN_Z, max_fraction: float = MAX_MASKED,
@@ -282,10 +287,11 @@ def clean_training(series: Series, seasonal: bool, mask: bool = True, period: in
     start = latest if latest and len(values) - latest >= CUT_AFTER // series.step else 0
     out = Series(series.labels, series.timestamps[start:], values[start:], series.step, series.name)
     long_run = max(3, LONG_RUN // series.step)
-    masked = anomaly_mask(baseline_residuals(out, seasonal, period), long_run=long_run)
-    if seasonal and masked.any():  # an incident against the recent level and the whole history alike:
+    resid, level = _baseline(out, seasonal, period)
+    masked = anomaly_mask(resid, long_run=long_run)
+    if level and masked.any():  # an incident against the recent level and the whole history alike:
         # against a quiet Sunday alone, a first week's weekdays would look like one long incident
-        masked &= anomaly_mask(baseline_residuals(out, seasonal, period, recent=0), long_run=long_run)
+        masked &= anomaly_mask(resid + level, long_run=long_run)
     info["masked"] = int(masked.sum())
     cleaned = np.where(masked, np.nan, out.values)
     return Series(series.labels, out.timestamps, cleaned, series.step, series.name), info
