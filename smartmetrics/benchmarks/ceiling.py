@@ -69,7 +69,8 @@ def tally_case(case: Case, frame, for_points: int, changes: tuple[int, ...], aft
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m smartmetrics.benchmarks.ceiling",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--synthetic", type=int, default=300, help="series in the corpus (default 300)")
     parser.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
     parser.add_argument("--peers", default="static-3sigma,grafana-adaptive",
