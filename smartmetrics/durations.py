@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
@@ -34,6 +35,15 @@ def parse_duration(text: str | int | float) -> float:
     if not s or pos != len(s):
         raise ValueError(f'invalid duration "{s}" (use e.g. 30s, 5m, 1h30m, 14d)')
     return float(total)
+
+
+def whole_minutes(seconds: float) -> int:
+    """`seconds` rounded up to a whole minute, as a rule's window is written.
+
+    >>> whole_minutes(1801), whole_minutes(3600)
+    (1860, 3600)
+    """
+    return 60 * math.ceil(seconds / 60)
 
 
 def format_duration(seconds: float) -> str:

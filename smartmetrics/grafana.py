@@ -128,10 +128,10 @@ def score_panels(alias: str, names: tuple[str, ...], uid: str, threshold: float)
 
 def mean_panel(alias: str, names: tuple[str, ...], uid: str, window: MeanWindow) -> timeseries.Panel:
     """The selected series' mean over the sustained-deviation window, between its limits (dashed)."""
-    span = f"[{format_duration(window.seconds)}:{format_duration(window.step)}]"
     title = f"Mean over the last {format_duration(window.seconds)} and its normal range"
+    mean = f"avg_over_time({series_selector(VALUE, alias, names)}{window.span})"
     panel = (_timeseries(uid, 4, title, dm.GridPos(h=8, w=24, x=0, y=18)).fill_opacity(0)
-             .with_target(_query("A", f"avg_over_time({series_selector(VALUE, alias, names)}{span})", "mean")))
+             .with_target(_query("A", mean, "mean")))
     limit_style = [dm.DynamicConfigValue("custom.lineStyle", {"fill": "dash", "dash": [6, 4]}),
                    dm.DynamicConfigValue("color", {"mode": "fixed", "fixedColor": "red"})]
     for ref, side in zip("BC", window.sides):

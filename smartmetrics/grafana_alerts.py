@@ -16,7 +16,7 @@ from grafana_foundation_sdk.builders import alerting, expr, prometheus
 from smartmetrics.config import Config
 from smartmetrics.durations import format_duration
 from smartmetrics.grafana import FOLDER, to_plain
-from smartmetrics.promql import quote
+from smartmetrics.promql import selector
 from smartmetrics.rules import (
     LOWER,
     UPPER,
@@ -73,7 +73,7 @@ def _expression(ref: str, model: Any) -> alerting.Query:
 
 def _on_value_labels(metric: str, alias: str, names: tuple[str, ...]) -> str:
     """A band metric carried onto the value's label set, so Grafana pairs it with the alert instance."""
-    return f"0 * {VALUE}{{baseline={quote(alias)}}} + {_on(names)} {metric}{{baseline={quote(alias)}}}"
+    return f"0 * {selector(VALUE, alias)} + {_on(names)} {selector(metric, alias)}"
 
 
 def render_alert_rule(alias: str, config: Config, names: tuple[str, ...], uid: str,
@@ -94,7 +94,7 @@ def render_alert_rule(alias: str, config: Config, names: tuple[str, ...], uid: s
     rule = (alerting.Rule(alert_name(alias)).uid(alert_uid(alias)).condition("B")
             .with_query(_instant("A", alert_condition(alias, alert, names), uid))
             .with_query(_threshold("B", "A", "gt", limit))
-            .with_query(_instant("V", f"{VALUE}{{baseline={quote(alias)}}}", uid))
+            .with_query(_instant("V", selector(VALUE, alias), uid))
             .with_query(_instant("L", _on_value_labels(LOWER, alias, names), uid))
             .with_query(_instant("U", _on_value_labels(UPPER, alias, names), uid)))
     return _provisioned(rule, alert.for_, render_alert_labels(alias, alert), annotations)
@@ -110,7 +110,7 @@ def render_stuck_alert_rule(alias: str, config: Config, names: tuple[str, ...], 
     rule = (alerting.Rule(stuck_alert_name(alias)).uid(stuck_alert_uid(alias)).condition("B")
             .with_query(_instant("A", stuck_condition(alias, names, window, compare=False), uid))
             .with_query(_threshold("B", "A", "lt", 1))
-            .with_query(_instant("V", f"{VALUE}{{baseline={quote(alias)}}}", uid)))
+            .with_query(_instant("V", selector(VALUE, alias), uid)))
     return _provisioned(rule, 0, render_alert_labels(alias, alert), annotations)
 
 

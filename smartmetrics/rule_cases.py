@@ -125,12 +125,26 @@ def _expected(alias: str, alert: Alert, labels: dict[str, str], rendered: dict[s
     return {"exp_labels": dict(sorted(exp_labels.items())), "exp_annotations": dict(sorted(rendered.items()))}
 
 
+def case_labels(alias: str, names: tuple[str, ...]) -> tuple[dict[str, str], dict[str, str]]:
+    """The test series' labels, and those its band and limits carry: the daemon's `job`/`instance`
+    too where the series has none, as a `honor_labels` scrape gives them."""
+    labels = {"baseline": alias, **{n: SAMPLE_LABEL_VALUE for n in names}}
+    return labels, {**{k: v for k, v in DAEMON.items() if k not in names}, **labels}
+
+
+def control_input(labels: dict[str, str], names: tuple[str, ...], values: str) -> list[dict[str, str]]:
+    """A second series of the baseline (its first label changed) without band or limits, which must
+    never alert; none when the baseline has no series labels to tell it apart."""
+    if not names:
+        return []
+    return [{"series": VALUE + format_labels({**labels, names[0]: "other"}), "values": values}]
+
+
 def render_case(alias: str, config: Config, names: tuple[str, ...], grafana_url: str | None = None) -> dict[str, Any]:
     """One promtool test: the inputs of one series and the alerts expected along its phases."""
     baseline = config.baselines[alias]
     alert, keep = baseline.alert, math.ceil(keep_firing_seconds(baseline) / 60)
-    labels = {"baseline": alias, **{n: SAMPLE_LABEL_VALUE for n in names}}
-    band_labels = {**{k: v for k, v in DAEMON.items() if k not in names}, **labels}
+    labels, band_labels = case_labels(alias, names)
     phases = plan_phases(alert, score_threshold(baseline), keep)
     inputs = [{"series": VALUE + format_labels(labels), "values": series_values(phases)}]
     total = sum(p.minutes for p in phases)
@@ -175,17 +189,14 @@ def render_stuck_case(alias: str, config: Config, names: tuple[str, ...], window
                       grafana_url: str | None = None) -> dict[str, Any]:
     """One promtool test of the stuck-value alert (phases in the module docstring), at one-minute steps."""
     minutes = window // 60
-    labels = {"baseline": alias, **{n: SAMPLE_LABEL_VALUE for n in names}}
-    band_labels = {**{k: v for k, v in DAEMON.items() if k not in names}, **labels}
+    labels, band_labels = case_labels(alias, names)
     appear, moving, held, gone = max(1, min(10, minutes - 1)), minutes + 10, minutes + 5, minutes + 5
     values = (f"{STUCK_CONTROL:g}x{appear - 1} 100+1x{moving - 1} {STUCK_VALUE:g}x{held - 1} "
               f"stale _x{gone - 1}")
     total = appear + moving + held + gone
     inputs = [{"series": VALUE + format_labels(labels), "values": values},
               {"series": STUCK + format_labels(band_labels), "values": f"{window}x{total - 1}"}]
-    if names:  # holds one value all along, but has no stuck detection
-        control = {**labels, names[0]: "other"}
-        inputs.append({"series": VALUE + format_labels(control), "values": f"{STUCK_CONTROL:g}x{total - 1}"})
+    inputs += control_input(labels, names, f"{STUCK_CONTROL:g}x{total - 1}")  # held all along, no detection
     fired = [expected_stuck_alert(alias, config, labels, window, grafana_url)]
     held_from, gone_from = appear + moving, appear + moving + held
     expectations = [
@@ -242,8 +253,7 @@ def render_sustained_case(alias: str, config: Config, names: tuple[str, ...], wi
     """One promtool test of the sustained-deviation alert (phases in the module docstring), at one-minute
     steps; the mean is only checked where the whole window holds one value."""
     keep = math.ceil(keep_firing_seconds(config.baselines[alias]) / 60)
-    labels = {"baseline": alias, **{n: SAMPLE_LABEL_VALUE for n in names}}
-    band_labels = {**{k: v for k, v in DAEMON.items() if k not in names}, **labels}
+    labels, band_labels = case_labels(alias, names)
     first, other = _first_and_other(window)
 
     def fired(side: str) -> list[dict[str, Any]]:
@@ -259,9 +269,7 @@ def render_sustained_case(alias: str, config: Config, names: tuple[str, ...], wi
     total = gone + keep + 5
     for side, (_, metric) in SIDES.items():
         inputs.append({"series": metric + format_labels(band_labels), "values": f"{MEAN_LIMIT[side]:g}x{total - 1}"})
-    if names:  # outside all along, but has no limits
-        control = {**labels, names[0]: "other"}
-        inputs.append({"series": VALUE + format_labels(control), "values": f"{MEAN_OUTSIDE[first]:g}x{total - 1}"})
+    inputs += control_input(labels, names, f"{MEAN_OUTSIDE[first]:g}x{total - 1}")  # outside, no limits
     expectations = [
         (math.ceil((window.points - 1) * window.step / 60) - 1, []),  # just appeared: fewer than N samples
         (hold - 1, fired(first)),

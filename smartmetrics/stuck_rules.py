@@ -25,12 +25,11 @@ single evaluation trustworthy. No `keep_firing_for` either: the alert ends with 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from smartmetrics.config import Alert, Config
-from smartmetrics.durations import format_duration
+from smartmetrics.durations import format_duration, whole_minutes
 from smartmetrics.exporter import STUCK_METRIC, stored_stuck_after
 from smartmetrics.promql import number, selector
 from smartmetrics.rules import (
@@ -66,7 +65,7 @@ def stuck_window(state: BaselineState | None) -> int:
     if state is None:
         return 0
     longest = max((stored_stuck_after(band.meta) for band in state.series), default=0.0)
-    return 60 * math.ceil(longest / 60)
+    return whole_minutes(longest)
 
 
 def stuck_windows(config: Config, states: Mapping[str, BaselineState]) -> dict[str, int]:

@@ -40,13 +40,12 @@ that hovers around its limit during one incident raises one alert.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from smartmetrics.config import Alert, Baseline, Config
-from smartmetrics.durations import format_duration
+from smartmetrics.durations import format_duration, whole_minutes
 from smartmetrics.exporter import MEAN_LOWER_METRIC, MEAN_UPPER_METRIC, stored_mean_limits
 from smartmetrics.promql import selector
 from smartmetrics.rules import (
@@ -78,6 +77,15 @@ class MeanWindow:
     seconds: int  # W: the largest stored window, rounded up to a minute
     step: int  # the subquery's resolution: the series' step
     sides: tuple[str, ...]  # "upper" and/or "lower", in that order
+
+    @property
+    def span(self) -> str:
+        """The subquery range the mean is taken over: `[W:step]`.
+
+        >>> MeanWindow(3600, 300, ("upper",)).span
+        '[1h:5m]'
+        """
+        return f"[{format_duration(self.seconds)}:{format_duration(self.step)}]"
 
     @property
     def points(self) -> int:
@@ -114,7 +122,7 @@ def mean_window(state: BaselineState | None, direction: str = "both") -> MeanWin
         return None
     sides = tuple(side for side in allowed if any(getattr(limits, side) is not None for _, limits in taking_part))
     longest = max(limits.window for _, limits in taking_part)
-    return MeanWindow(60 * math.ceil(longest / 60), max(step for step, _ in taking_part), sides)
+    return MeanWindow(whole_minutes(longest), max(step for step, _ in taking_part), sides)
 
 
 def mean_windows(config: Config, states: Mapping[str, BaselineState]) -> dict[str, MeanWindow]:
@@ -126,8 +134,7 @@ def mean_windows(config: Config, states: Mapping[str, BaselineState]) -> dict[st
 
 def sustained_condition(alias: str, names: tuple[str, ...], window: MeanWindow) -> str:
     """The series whose mean over the window has left its limits, as the module docstring explains."""
-    on, value = _on(names), selector(VALUE, alias)
-    span = f"[{format_duration(window.seconds)}:{format_duration(window.step)}]"
+    on, value, span = _on(names), selector(VALUE, alias), window.span
     beyond = [f"avg_over_time({value}{span})\n{SIDES[side][0]} {on} {selector(SIDES[side][1], alias)}"
               for side in window.sides]
     left = beyond[0] if len(beyond) == 1 else "(\n" + "\nor\n".join(_indent(b) for b in beyond) + "\n)"
