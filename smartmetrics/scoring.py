@@ -156,15 +156,26 @@ def event_tally(
     """
     times = np.asarray(timestamps)[np.asarray(onsets, dtype=bool)]
     tally = EventTally(events=len(events))
-    matched = np.zeros(len(times), dtype=bool)
     for start, end in events:
         hit = (times >= start) & (times <= end + tolerance)
-        matched |= hit
         if hit.any():
             tally.detected += 1
             tally.delays.append(float(times[hit].min() - start))
-    tally.false_alerts = int((~matched).sum())
+    tally.false_alerts = len(false_onsets(times, events, tolerance))
     return tally
+
+
+def false_onsets(times: np.ndarray, events: Sequence[tuple[int, int]], tolerance: float) -> np.ndarray:
+    """The alert onset `times` that fall in no event (each extended by `tolerance`): false alerts.
+
+    >>> false_onsets(np.array([120, 480]), [(60, 180)], tolerance=60).tolist()
+    [480]
+    """
+    times = np.asarray(times)
+    matched = np.zeros(len(times), dtype=bool)
+    for start, end in events:
+        matched |= (times >= start) & (times <= end + tolerance)
+    return times[~matched]
 
 
 def coverage(values: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[int, int]:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smartmetrics.benchmarks.ceiling import Tally, tally_case
+from smartmetrics.benchmarks.ceiling import tally_case
 from smartmetrics.evaluate import Case
 from smartmetrics.series import Series
 
@@ -17,6 +17,10 @@ def test_alerts_are_split_into_found_events_benign_changes_and_the_rest() -> Non
                           "yhat_upper": np.where(t >= 300, 1.0, np.nan)})
     case = Case("c", Series({}, t, np.zeros(len(t)), 10), ((100, 200),))
     tally = tally_case(case, frame, for_points=1, changes=(50, 500), after=60)
-    assert tally == Tally(events=1, detected=1, false_alerts=2, at_changes=1, changes=1)  # 50: before any band
-    assert tally.scores() == pytest.approx((1 / 3, 1.0, 0.5))  # one found, two false
-    assert tally.scores(drop_changes=True) == pytest.approx((0.5, 1.0, 2 / 3))  # the one at a change left out
+    found = tally.events
+    assert (found.events, found.detected, found.false_alerts) == (1, 1, 2)
+    assert (tally.at_changes, tally.changes) == (1, 1)  # the change at 50 came before any band
+    # one found and two false; then without the false alert at a change
+    assert (found.precision(), found.recall(), found.f1()) == pytest.approx((1 / 3, 1.0, 0.5))
+    kept = tally.without_changes()
+    assert (kept.precision(), kept.recall(), kept.f1()) == pytest.approx((0.5, 1.0, 2 / 3))

@@ -18,36 +18,35 @@ begin within `--after` of such a change, then prints
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from smartmetrics.evaluate import SMARTMETRICS, Case, Replay, run_cases
-from smartmetrics.scoring import event_tally
+from smartmetrics.scoring import EventTally, event_tally, false_onsets
 from smartmetrics.synth import make_corpus
 
 
 @dataclass
 class Tally:
-    events: int = 0
-    detected: int = 0
-    false_alerts: int = 0
+    """A detector's events and false alerts as `evaluate` counts them, and how many of those false
+    alerts began at a benign change; `changes`: the benign changes that came while it had a band."""
+
+    events: EventTally = field(default_factory=EventTally)
     at_changes: int = 0
-    changes: int = 0  # benign changes while the detector had a band (after its warm-up)
+    changes: int = 0
 
-    def scores(self, drop_changes: bool = False) -> tuple[float, float, float]:
-        """Precision, recall and F1 over alert onsets, as `evaluate` computes them."""
-        false = self.false_alerts - (self.at_changes if drop_changes else 0)
-        return _prf(self.detected, false, self.events)
+    def add(self, other: Tally) -> None:
+        self.events.add(other.events)
+        self.at_changes += other.at_changes
+        self.changes += other.changes
 
-
-def _prf(detected: int, false: int, events: int) -> tuple[float, float, float]:
-    precision = detected / (detected + false) if detected + false else 0.0
-    recall = detected / events if events else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return precision, recall, f1
+    def without_changes(self) -> EventTally:
+        """The same events with the false alerts at benign changes left out."""
+        found = self.events
+        return EventTally(found.events, found.detected, found.false_alerts - self.at_changes)
 
 
 def tally_case(case: Case, frame, for_points: int, changes: tuple[int, ...], after: int) -> Tally:
@@ -56,16 +55,16 @@ def tally_case(case: Case, frame, for_points: int, changes: tuple[int, ...], aft
     ts = frame["timestamp"].to_numpy()
     onsets = frame["alert"].to_numpy().astype(bool)
     tolerance = for_points * case.series.step
-    found = event_tally(ts, onsets, case.events, tolerance)
-    times = ts[onsets]
-    in_event = np.zeros(len(times), dtype=bool)
-    for start, end in case.events:
-        in_event |= (times >= start) & (times <= end + tolerance)
     starts = np.asarray(changes, dtype=np.int64)
-    near = np.array([bool(np.any((t >= starts) & (t <= starts + after))) for t in times[~in_event]], dtype=bool)
+    false = false_onsets(ts[onsets], case.events, tolerance)
+    near = sum(bool(np.any((t >= starts) & (t <= starts + after))) for t in false)
     banded = ts[np.isfinite(frame["yhat_upper"].to_numpy())]
     seen = int(np.sum(starts >= banded.min())) if len(banded) else 0
-    return Tally(len(case.events), found.detected, found.false_alerts, int(near.sum()), seen)
+    return Tally(event_tally(ts, onsets, case.events, tolerance), near, seen)
+
+
+def _scores(tally: EventTally) -> str:
+    return "  ".join(f"{x:.2f}" for x in (tally.precision(), tally.recall(), tally.f1()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,27 +86,22 @@ def main(argv: list[str] | None = None) -> int:
     totals = {d: Tally() for d in detectors}
     for case, runs in run_cases(cases, detectors, Replay(), args.workers):
         for name, run in runs.items():
-            t = tally_case(case, run.frame, run.for_points, changes[case.name], args.after)
-            total = totals[name]
-            total.events += t.events
-            total.detected += t.detected
-            total.false_alerts += t.false_alerts
-            total.at_changes += t.at_changes
-            total.changes += t.changes
+            totals[name].add(tally_case(case, run.frame, run.for_points, changes[case.name], args.after))
     ours = totals[SMARTMETRICS]
     console = Console(width=max(Console().width, 100))
-    console.print(f"synthetic corpus: {args.synthetic} series, seed {args.seed}, {ours.events} labelled anomalies, "
-                  f"{ours.changes} unlabelled benign changes after the first day (deploy shifts, operator changes)")
+    console.print(f"synthetic corpus: {args.synthetic} series, seed {args.seed}, {ours.events.events} labelled "
+                  f"anomalies, {ours.changes} unlabelled benign changes after the first day (deploy shifts, "
+                  "operator changes)")
     table = Table("detector", "found", "false", f"at a change (<= {args.after // 60} min)", "P  R  F1",
                   "P  R  F1 without those", caption="P R F1: event precision, recall, F1 (as evaluate)")
     for name, t in totals.items():
-        table.add_row(name, f"{t.detected}/{t.events}", str(t.false_alerts), str(t.at_changes),
-                      "  ".join(f"{x:.2f}" for x in t.scores()),
-                      "  ".join(f"{x:.2f}" for x in t.scores(drop_changes=True)))
+        table.add_row(name, f"{t.events.detected}/{t.events.events}", str(t.events.false_alerts),
+                      str(t.at_changes), _scores(t.events), _scores(t.without_changes()))
     console.print(table)
-    p, r, f = _prf(ours.events, ours.changes, ours.events)
+    n = ours.events.events
+    ceiling = EventTally(n, n, ours.changes)
     console.print(f"ceiling: every labelled anomaly found and one false alert per benign change: "
-                  f"P {p:.2f} R {r:.2f} F1 {f:.2f}")
+                  f"P {ceiling.precision():.2f} R {ceiling.recall():.2f} F1 {ceiling.f1():.2f}")
     return 0
 
 
