@@ -317,15 +317,14 @@ def recurring_excursions(lower: np.ndarray, upper: np.ndarray, ts: np.ndarray, h
     >>> (ts[hi > 2.0] % 86400 / 3600).tolist()  # 01:30 to 02:30
     [1.5, 1.6666666666666667, 1.8333333333333333, 2.0, 2.1666666666666665, 2.3333333333333335, 2.5]
     """
-    values = history.values
+    values, ok = history.values, np.isfinite(history.values)
     days = int((history.end - history.start) // period)
-    recent = values[(history.timestamps > history.end - period) & np.isfinite(values)]
+    recent = values[(history.timestamps > history.end - period) & ok]
     if days < 2 or len(recent) == 0:
         return lower, upper
     half = max(1, RECUR_SLACK // history.step)
     rolled = pd.Series(values).rolling(2 * half + 1, center=True, min_periods=1)
     day = (history.timestamps - history.start) // period
-    ok = np.isfinite(values)
     moved = float(np.median(recent)) - group_median(day[ok], values[ok], int(day[-1]) + 1)[day]
     highs, lows = rolled.max().to_numpy() + moved, rolled.min().to_numpy() + moved
     lags = np.arange(1, days + 1) * period
@@ -361,12 +360,12 @@ def _value_at(train: Series, values: np.ndarray, ts: np.ndarray) -> np.ndarray:
 def _last_like_day(ts: np.ndarray, train: Series) -> np.ndarray:
     """Per timestamp, how many days back (2..6) the latest day of the same kind (weekday or weekend
     day) with data lies; 0 where that is yesterday or there is none (nothing to add)."""
-    seen = set(np.unique(train.timestamps[np.isfinite(train.values)] // 86400).tolist())
+    seen = np.unique(train.timestamps[np.isfinite(train.values)] // 86400)
     weekend = _day_of_week(ts) >= 5
     out = np.zeros(len(ts), dtype=np.int64)
     for lag in range(6, 0, -1):  # the nearest wins
         day = ts // 86400 - lag
-        like = ((_day_of_week(day * 86400) >= 5) == weekend) & np.isin(day, list(seen))
+        like = ((_day_of_week(day * 86400) >= 5) == weekend) & np.isin(day, seen)
         out = np.where(like, lag, out)
     return np.where(out >= 2, out, 0)
 
