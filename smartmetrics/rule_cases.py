@@ -44,7 +44,7 @@ from smartmetrics.rules import (
     score_threshold,
 )
 from smartmetrics.series import format_labels
-from smartmetrics.stuck_rules import STUCK, stuck_alert_name
+from smartmetrics.stuck_rules import STUCK, describe_stuck, stuck_alert_name
 from smartmetrics.sustained_rules import SIDES, MeanWindow, describe_sustained, sustained_alert_name
 
 YHAT_VALUE, LOWER_VALUE, UPPER_VALUE = 100.0, 90.0, 120.0
@@ -174,15 +174,8 @@ STUCK_VALUE, STUCK_CONTROL = 42.0, 50.0
 def expected_stuck_alert(alias: str, config: Config, labels: dict[str, str], window: int,
                          grafana_url: str | None = None) -> dict[str, Any]:
     """The firing stuck-value alert promtool should see for a series holding `STUCK_VALUE`."""
-    alert, w = config.baselines[alias].alert, format_duration(window)
-    rendered = {
-        "summary": f"{alias} has not changed for {w}",
-        "description": (f"Value {_fmt(STUCK_VALUE)} has not changed for {w}, though this series normally "
-                        "changes at almost every step: its source may be stuck (a frozen exporter, a stalled "
-                        "counter, a cached result)."),
-        "value": _fmt(STUCK_VALUE), "baseline": alias,
-    }
-    return _expected(alias, alert, labels, rendered, grafana_url)
+    rendered = describe_stuck(alias, window, _fmt(STUCK_VALUE))
+    return _expected(alias, config.baselines[alias].alert, labels, rendered, grafana_url)
 
 
 def render_stuck_case(alias: str, config: Config, names: tuple[str, ...], window: int,

@@ -85,21 +85,27 @@ def stuck_condition(alias: str, names: tuple[str, ...], window: int, compare: bo
     return f"\nand {on}\n".join(parts)
 
 
-def render_stuck_annotations(alias: str, alert: Alert, names: tuple[str, ...], window: int,
-                             grafana_url: str | None, value: str | None = None) -> dict[str, str]:
-    """Summary, description, value and baseline as templates (the value query unless `value` is given),
-    the dashboard link, the user's annotations on top."""
-    shown = query_template(VALUE, names) if value is None else value
+def describe_stuck(baseline: str, window: int, shown: str) -> dict[str, str]:
+    """Summary, description, value and baseline, with `baseline` and the value as `shown` gives them
+    (templates in the rule, their rendered values in the promtool cases)."""
     w = format_duration(window)
-    out = {
-        "summary": f"{{{{ $labels.baseline }}}} has not changed for {w}",
+    return {
+        "summary": f"{baseline} has not changed for {w}",
         "description": (f"Value {shown} has not changed for {w}, though this series normally changes at "
                         "almost every step: its source may be stuck (a frozen exporter, a stalled counter, "
                         "a cached result)."),
         "value": shown,
-        "baseline": "{{ $labels.baseline }}",
+        "baseline": baseline,
     }
-    return finish_annotations(out, alias, alert, names, grafana_url)
+
+
+def render_stuck_annotations(alias: str, alert: Alert, names: tuple[str, ...], window: int,
+                             grafana_url: str | None, value: str | None = None) -> dict[str, str]:
+    """The annotations as templates (the value query unless `value` is given), the dashboard link, the
+    user's annotations on top."""
+    shown = query_template(VALUE, names) if value is None else value
+    return finish_annotations(describe_stuck("{{ $labels.baseline }}", window, shown), alias, alert, names,
+                              grafana_url)
 
 
 def render_stuck_rule(alias: str, alert: Alert, names: tuple[str, ...], window: int,
