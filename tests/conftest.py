@@ -74,6 +74,15 @@ def prometheus_binaries() -> tuple[str, str]:
 
 
 @pytest.fixture(scope="session")
+def promtool(prometheus_binaries: tuple[str, str]) -> Callable[..., subprocess.CompletedProcess]:
+    """Run promtool, e.g. `promtool("test", "rules", "cases.yml", cwd=folder)`; output captured."""
+    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([prometheus_binaries[1], *args], check=False, cwd=cwd, capture_output=True,
+                              text=True, timeout=120)
+    return run
+
+
+@pytest.fixture(scope="session")
 def self_signed_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(certificate, key) PEM files for 127.0.0.1, made with openssl."""
     if shutil.which("openssl") is None:

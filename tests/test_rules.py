@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -63,13 +61,6 @@ STATES = {"raw": BaselineState("raw", 0.0, (
     band({"job": "x", "instance": "b"}, sustained={"window": 3600, "lower": 0.5, "upper": 4.0})))}
 
 
-def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    exe = shutil.which("promtool")
-    if exe is None:
-        pytest.skip("promtool not installed")
-    return subprocess.run([exe, *args], check=False, cwd=cwd, capture_output=True, text=True, timeout=60)
-
-
 def test_rule_files_match_golden(golden) -> None:
     files = render_rule_files(make_config(), STATES, GRAFANA)
     for name, text in files.items():
@@ -83,7 +74,8 @@ def test_same_config_and_state_give_the_same_bytes() -> None:
 
 
 @pytest.mark.parametrize("grafana_url", [None, GRAFANA])
-def test_promtool_accepts_the_rules_and_their_tests_pass(tmp_path: Path, grafana_url: str | None) -> None:
+def test_promtool_accepts_the_rules_and_their_tests_pass(tmp_path: Path, promtool,
+                                                        grafana_url: str | None) -> None:
     write_files(tmp_path, render_rule_files(make_config(), STATES, grafana_url))
     check = promtool("check", "rules", RULES_FILE, cwd=tmp_path)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -92,7 +84,7 @@ def test_promtool_accepts_the_rules_and_their_tests_pass(tmp_path: Path, grafana
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-def test_generated_cases_catch_a_rule_that_ignores_direction(tmp_path: Path) -> None:
+def test_generated_cases_catch_a_rule_that_ignores_direction(tmp_path: Path, promtool) -> None:
     """Rules rendered as if `up` were `both` fire below the band: the `up` cases must fail on that."""
     up = {"lat": {"expr": "sum by (model) (x)", "alert": {"direction": "up", "for": "3m"}}}
     both = {"lat": {"expr": "sum by (model) (x)", "alert": {"direction": "both", "for": "3m"}}}
@@ -103,7 +95,7 @@ def test_generated_cases_catch_a_rule_that_ignores_direction(tmp_path: Path) -> 
     assert run.returncode != 0 and "FAILED" in run.stdout + run.stderr
 
 
-def test_generated_cases_catch_a_rule_without_for(tmp_path: Path) -> None:
+def test_generated_cases_catch_a_rule_without_for(tmp_path: Path, promtool) -> None:
     slow = {"q": {"expr": "sum by (model) (x)", "alert": {"for": "4m"}}}
     fast = {"q": {"expr": "sum by (model) (x)", "alert": {"for": "0s"}}}
     rules = render_rule_files(make_config(fast), {})[RULES_FILE]
@@ -111,7 +103,7 @@ def test_generated_cases_catch_a_rule_without_for(tmp_path: Path) -> None:
     assert promtool("test", "rules", TESTS_FILE, cwd=tmp_path).returncode != 0
 
 
-def test_value_rule_labels_and_matching_on_real_inputs(tmp_path: Path) -> None:
+def test_value_rule_labels_and_matching_on_real_inputs(tmp_path: Path, promtool) -> None:
     """The value rule keeps the series' labels, moves its own `baseline` aside and matches a band that
     carries the daemon's extra job/instance (honor_labels) exactly once."""
     config = make_config({"agg": {"expr": "sum by (model) (sm_rate)", "alert": {"for": "0s"}},
@@ -202,7 +194,7 @@ def test_cli_writes_the_files_and_explains_a_missing_fit(tmp_path: Path, capsys)
     assert "baselines.new" in capsys.readouterr().err
 
 
-def test_the_shipped_configs_give_rules_promtool_accepts(tmp_path: Path) -> None:
+def test_the_shipped_configs_give_rules_promtool_accepts(tmp_path: Path, promtool) -> None:
     from smartmetrics.config import load_config
 
     root = Path(__file__).parent.parent / "configs"

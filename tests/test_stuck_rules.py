@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +17,6 @@ from smartmetrics.store import BaselineState, SeriesBand
 from smartmetrics.stuck_rules import stuck_alert_name, stuck_window, stuck_windows
 
 GRAFANA = "https://grafana.example.com"
-
-
-def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    exe = shutil.which("promtool")
-    if exe is None:
-        pytest.skip("promtool not installed")
-    return subprocess.run([exe, *args], check=False, cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
 def band(labels: dict[str, str], stuck_after: object = None) -> SeriesBand:
@@ -86,7 +77,7 @@ def test_stuck_rule_uses_the_window_the_labels_and_the_anomaly_alerts_labels() -
     assert rule["annotations"]["runbook"] == "r" and "/d/sm-qps-" in rule["annotations"]["dashboard"]
 
 
-def test_promtool_accepts_the_stuck_rule_and_its_cases_pass(tmp_path: Path) -> None:
+def test_promtool_accepts_the_stuck_rule_and_its_cases_pass(tmp_path: Path, promtool) -> None:
     config = make_config({"total": "sum(rate(x[5m]))"}, qps={"for": "3m"},
                          lat={"direction": "up", "annotations": {"owner": 'x"y'}}, total={})
     states = {"qps": state("qps", 1500, 0), "lat": state("lat", 61),
@@ -118,7 +109,8 @@ def drop_part(index: int):
     (2, "present W ago: fires on a series that just appeared"),
     (3, "stuck_after: fires for series without stuck detection"),
 ])
-def test_generated_cases_catch_a_rule_without_each_guard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_generated_cases_catch_a_rule_without_each_guard(tmp_path: Path, promtool,
+                                                        monkeypatch: pytest.MonkeyPatch,
                                                         index: int, why: str) -> None:
     config, states = make_config(qps={}), {"qps": state("qps", 600)}
     cases = render_rule_files(config, states)[TESTS_FILE]
@@ -130,7 +122,7 @@ def test_generated_cases_catch_a_rule_without_each_guard(tmp_path: Path, monkeyp
     assert run.returncode != 0 and "QpsAnomalyStuck" in run.stdout + run.stderr, why
 
 
-def test_generated_cases_catch_a_window_that_is_too_short(tmp_path: Path) -> None:
+def test_generated_cases_catch_a_window_that_is_too_short(tmp_path: Path, promtool) -> None:
     config = make_config(qps={})
     cases = render_rule_files(config, {"qps": state("qps", 1800)})[TESTS_FILE]
     rules = render_rule_files(config, {"qps": state("qps", 1200)})[RULES_FILE]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +51,6 @@ def alert_config(**alerts: dict) -> Config:
 def alerts_of(files: dict[str, str]) -> dict[str, dict]:
     doc = yaml.safe_load(files[RULES_FILE])
     return {r["alert"]: r for g in doc["groups"] for r in g["rules"] if "alert" in r}
-
-
-def promtool(binaries: tuple[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([binaries[1], *args], check=False, cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize(("stored", "direction", "expected"), [
@@ -149,7 +144,7 @@ def test_the_window_and_step_are_durations_prometheus_reads() -> None:
     assert (window, parse_duration(window), step, parse_duration(step)) == ("1h31m", 5460, "1m30s", 90)
 
 
-def test_promtool_accepts_the_rule_and_its_cases_pass(tmp_path: Path, prometheus_binaries) -> None:
+def test_promtool_accepts_the_rule_and_its_cases_pass(tmp_path: Path, promtool) -> None:
     config = config_of(qps={"alert": {"for": "3m"}}, total={"expr": "sum(x)", "alert": {"direction": "down"}},
                        lat={"step": "1h", "alert": {"direction": "up", "annotations": {"owner": 'x"y'}}},
                        hi={"step": "1m", "sensitivity": "high"}, sparse={"step": "7m", "sensitivity": "low"})
@@ -157,12 +152,12 @@ def test_promtool_accepts_the_rule_and_its_cases_pass(tmp_path: Path, prometheus
               "total": BaselineState("total", 0.0, (band({}, limits()),)), "hi": state("hi", limits(), step=60),
               "sparse": state("sparse", limits(lower=None), step=420)}
     write_files(tmp_path, render_rule_files(config, states, GRAFANA))
-    check = promtool(prometheus_binaries, "check", "rules", RULES_FILE, cwd=tmp_path)
+    check = promtool("check", "rules", RULES_FILE, cwd=tmp_path)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "SUCCESS: 20 rules found" in check.stdout  # 5 baselines x (2 recording, 1 anomaly, 1 sustained)
     cases = yaml.safe_load((tmp_path / TESTS_FILE).read_text())["tests"]
     assert sum("mean over" in c["name"] for c in cases) == 5
-    run = promtool(prometheus_binaries, "test", "rules", TESTS_FILE, cwd=tmp_path)
+    run = promtool("test", "rules", TESTS_FILE, cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
 
 
@@ -190,15 +185,15 @@ def broken(change: str):
     ("raw samples", "the mean of the recorded samples, not of the series' steps"),
 ])
 def test_generated_cases_catch_a_careless_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                               prometheus_binaries, change: str, why: str) -> None:
+                                               promtool, change: str, why: str) -> None:
     config, states = alert_config(qps={}), {"qps": state("qps", limits())}
     cases = render_rule_files(config, states)[TESTS_FILE]
     good = render_rule_files(config, states)[RULES_FILE]
     monkeypatch.setattr(sustained_rules, "sustained_condition", broken(change))
     rules = render_rule_files(config, states)[RULES_FILE]
-    assert rules != good and promtool(prometheus_binaries, "check", "rules", RULES_FILE, cwd=write_rules(
+    assert rules != good and promtool("check", "rules", RULES_FILE, cwd=write_rules(
         tmp_path, rules, cases)).returncode == 0
-    run = promtool(prometheus_binaries, "test", "rules", TESTS_FILE, cwd=tmp_path)
+    run = promtool("test", "rules", TESTS_FILE, cwd=tmp_path)
     assert run.returncode != 0 and "QpsAnomalySustained" in run.stdout + run.stderr, why
 
 
@@ -208,12 +203,12 @@ def write_rules(folder: Path, rules: str, cases: str) -> Path:
 
 
 @pytest.mark.parametrize(("rules_direction", "cases_direction"), [("both", "up"), ("both", "down"), ("up", "both")])
-def test_generated_cases_catch_a_rule_that_ignores_direction(tmp_path: Path, prometheus_binaries,
+def test_generated_cases_catch_a_rule_that_ignores_direction(tmp_path: Path, promtool,
                                                              rules_direction: str, cases_direction: str) -> None:
     states = {"q": state("q", limits())}
     rules = render_rule_files(alert_config(q={"direction": rules_direction}), states)[RULES_FILE]
     cases = render_rule_files(alert_config(q={"direction": cases_direction}), states)[TESTS_FILE]
-    run = promtool(prometheus_binaries, "test", "rules", TESTS_FILE, cwd=write_rules(tmp_path, rules, cases))
+    run = promtool("test", "rules", TESTS_FILE, cwd=write_rules(tmp_path, rules, cases))
     assert run.returncode != 0 and "QAnomalySustained" in run.stdout + run.stderr
 
 
