@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from smartmetrics.bands import anomaly_score
+from smartmetrics.releases import SETTLE, replay_releases
 from smartmetrics.series import Series
 from smartmetrics.stuck import held_seconds
 from smartmetrics.sustained import rolling_mean, window_seconds
@@ -69,6 +70,19 @@ class WalkForward:
     stuck_after: np.ndarray
     mean_lower: np.ndarray
     mean_upper: np.ndarray
+    periods: tuple[tuple[int, int], ...] = ()  # `[start, stop)` predicted by each fitted model
+
+    def with_releases(self, series: Series, releases: tuple[float, ...], settle: float, absorb: str) -> WalkForward:
+        """This band with release re-anchoring (`smartmetrics.releases`) applied, as the daemon would."""
+        if not releases:
+            return self
+        yhat, lower, upper, mean_lower, mean_upper = replay_releases(
+            series.timestamps, series.values, self.yhat, self.lower, self.upper,
+            (self.mean_lower, self.mean_upper), releases, self.periods,
+            settle=settle, absorb=absorb,
+        )
+        stuck = np.where(np.isnan(lower) & ~np.isnan(self.lower), np.nan, self.stuck_after)  # held, not moved
+        return WalkForward(yhat, lower, upper, stuck, mean_lower, mean_upper, self.periods)
 
 
 def walk_forward_band(
@@ -77,6 +91,7 @@ def walk_forward_band(
     """Bands for every point, each period predicted by a model fitted only on data before it."""
     n = len(series)
     yhat, lower, upper, stuck, mean_lower, mean_upper = (np.full(n, np.nan) for _ in range(6))
+    periods = []
     for boundary in period_starts(series, retrain_every, min_history):
         train = slice_series(series, boundary - history, boundary)
         if train.observed == 0:
@@ -86,6 +101,7 @@ def walk_forward_band(
         model = fit(train, int(horizon))
         if model is None:
             continue
+        periods.append((boundary, boundary + retrain_every))
         y, lo, hi = model.band_at(series.timestamps[target])
         yhat[target], lower[target], upper[target] = y, lo, hi
         limit = getattr(model, "stuck_after", 0)
@@ -93,7 +109,7 @@ def walk_forward_band(
         limits = getattr(model, "sustained", None) or {}
         for arr, key in ((mean_lower, "lower"), (mean_upper, "upper")):
             arr[target] = np.nan if limits.get(key) is None else limits[key]
-    return WalkForward(yhat, lower, upper, stuck, mean_lower, mean_upper)
+    return WalkForward(yhat, lower, upper, stuck, mean_lower, mean_upper, tuple(periods))
 
 
 def outside_band(values: np.ndarray, lower: np.ndarray, upper: np.ndarray, direction: str,
@@ -224,10 +240,21 @@ def assemble_frame(
 def backtest_series(
     series: Series, fit: FitFn, *, retrain_every: int = DAY, history: int = 14 * DAY, for_points: int = 1,
     direction: str = "both", min_history: int = DAY, keep_points: int = 0, threshold: float = 1.0,
+    releases: tuple[float, ...] = (), settle: float = SETTLE, absorb: str = "both",
 ) -> pd.DataFrame:
-    """Walk-forward replay of one series with a retrained model; one row per input point."""
+    """Walk-forward replay of one series with a retrained model; one row per input point.
+
+    With `releases` (Unix seconds) each model's band is re-anchored after them (`smartmetrics.releases`).
+    """
     band = walk_forward_band(series, fit, retrain_every=retrain_every, history=history,
-                             min_history=min_history)
+                             min_history=min_history).with_releases(series, releases, settle, absorb)
+    return band_frame(series, band, for_points=for_points, direction=direction, keep_points=keep_points,
+                      threshold=threshold)
+
+
+def band_frame(series: Series, band: WalkForward, *, for_points: int, direction: str = "both",
+               keep_points: int = 0, threshold: float = 1.0) -> pd.DataFrame:
+    """The backtest table of a walk-forward band, with all of its alerts."""
     return assemble_frame(series, band.yhat, band.lower, band.upper, for_points=for_points,
                           direction=direction, keep_points=keep_points, threshold=threshold,
                           stuck_after=band.stuck_after, mean_lower=band.mean_lower,

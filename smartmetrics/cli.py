@@ -124,16 +124,22 @@ def _query_series(config: Config, query: str, source: str | None, step: float, s
 def cmd_backtest(args: argparse.Namespace) -> int:
     from smartmetrics.durations import parse_duration
     from smartmetrics.evaluate import parse_sensitivity, run_backtest_file, run_backtest_series
+    from smartmetrics.releases import read_releases
 
     try:
         sensitivity = parse_sensitivity(args.sensitivity)
         retrain, history = int(parse_duration(args.retrain_every)), int(parse_duration(args.history))
         step, span = parse_duration(args.step), parse_duration(args.range)
+        settle = parse_duration(args.settle)
+        releases = read_releases(args.releases) if args.releases else ()
+    except OSError as exc:
+        print(f"error: --releases {args.releases}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     options = dict(sensitivity=sensitivity, retrain_every=retrain, history=history, for_points=args.for_points,
-                   direction=args.direction)
+                   direction=args.direction, releases=releases, settle=settle, absorb=args.absorb)
     try:
         if args.config:
             series = _query_series(_load(args.config), args.input, args.source, step, span)
@@ -359,7 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
         "the alert logic. OUT has one row per input point: timestamp,value,yhat,yhat_lower,yhat_upper,\n"
         "anomaly_score,firing,alert (rows before the first model have empty band columns and 0/0).\n"
         "With --config, INPUT is a PromQL query returning one series, read from the config's source\n"
-        "over the last --range at --step.",
+        "over the last --range at --step.\n\n"
+        "With --releases FILE (one deploy time per line: Unix seconds or a UTC date and time), the band\n"
+        "is withdrawn for --settle after each release and comes back moved to the level the series\n"
+        "settled at, as the daemon does with releases.expr configured; --absorb down accepts only\n"
+        "moves down (error rates, latencies), so a release that makes things worse still alerts.",
     )
     p.add_argument("input", metavar="INPUT", help="CSV file with columns timestamp,value, or a query with --config")
     p.add_argument("--config", metavar="F", help="read INPUT as a PromQL query against this config's source")
@@ -372,6 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--for", dest="for_points", type=int, default=None, metavar="N",
                    help="points outside the band in a row before firing (default: the sensitivity's)")
     p.add_argument("--direction", default="both", choices=["both", "up", "down"], help="which side alerts")
+    p.add_argument("--releases", metavar="FILE", help="deploy times, one per line: re-anchor the band after each")
+    p.add_argument("--settle", default="30m", metavar="D", help="with --releases: band withdrawn this long (30m)")
+    p.add_argument("--absorb", default="both", choices=["both", "up", "down"],
+                   help="with --releases: which moves become the new normal (default: both)")
     p.add_argument("--out", required=True, metavar="OUT.csv", help="where to write the replay")
 
     p = _add(

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from smartmetrics.backtest import DAY, backtest_live, backtest_series
+from smartmetrics.backtest import DAY, backtest_live, backtest_series, band_frame, walk_forward_band
 from smartmetrics.bands import band_policy
 from smartmetrics.peers import (
     ProphetFit,
@@ -26,9 +26,13 @@ from smartmetrics.peers import (
     grafana_adaptive_band,
     grafana_for_points,
 )
+from smartmetrics.releases import SETTLE
 from smartmetrics.series import Series, read_csv_series
 
 SMARTMETRICS = "smartmetrics"
+WITH_RELEASES = "smartmetrics+releases"
+"""smartmetrics told when the data set's releases happened (`smartmetrics.releases`), as a daemon with
+`releases.expr` configured is; the same fits as `smartmetrics`, only on data sets that record releases."""
 PEERS = ("prophet-bands", "prophet-bands-99", "grafana-adaptive", "static-3sigma")
 NOMINAL = {"prophet-bands": 0.8, "prophet-bands-99": 0.99, "static-3sigma": 0.9973, "grafana-adaptive": None}
 
@@ -41,6 +45,7 @@ class Case:
     series: Series
     events: tuple[tuple[int, int], ...]
     kinds: tuple[str, ...] = ()  # the anomaly kind of each event, where known (synthetic)
+    releases: tuple[int, ...] = ()  # benign changes a deploy marker would announce, where known (synthetic)
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class Replay:
     history: int = 14 * DAY
     min_history: int = DAY
     for_points: int | None = None
+    settle: float = SETTLE
 
 
 @dataclass
@@ -94,7 +100,7 @@ def load_synthetic(n: int, seed: int = 0) -> list[Case]:
     for i, item in enumerate(make_corpus(n, seed=seed)):
         name = f"synthetic/{i:03d}-{item.curve_type}-{item.noise}"
         events = tuple((int(a.start), int(a.end)) for a in item.anomalies)
-        cases.append(Case(name, item.series, events, tuple(a.kind for a in item.anomalies)))
+        cases.append(Case(name, item.series, events, tuple(a.kind for a in item.anomalies), item.changes))
     return cases
 
 
@@ -164,10 +170,19 @@ def run_case(case: Case, detectors: tuple[str, ...], replay: Replay) -> dict[str
             frame = backtest_live(series, grafana_adaptive_band, for_points=k, **common)
             runs[name] = Run(frame, k, time.perf_counter() - start, 1)
             continue
+        if name == WITH_RELEASES:
+            continue  # derived from the smartmetrics fits below
         k, fit, width = _retrained(name, replay, prophet)
         timed = _Timed(fit)
         alerting = _alerting(name, replay, series.step)
-        frame = backtest_series(series, timed, history=replay.history, for_points=k, **common, **alerting)
+        if name == SMARTMETRICS:
+            band = walk_forward_band(series, timed, history=replay.history, **common)
+            frame = band_frame(series, band, for_points=k, **alerting)
+            if WITH_RELEASES in detectors:
+                moved = band.with_releases(series, case.releases, replay.settle, "both")
+                runs[WITH_RELEASES] = Run(band_frame(series, moved, for_points=k, **alerting), k)
+        else:
+            frame = backtest_series(series, timed, history=replay.history, for_points=k, **common, **alerting)
         seconds = timed.seconds + prophet.reused.get(width, 0.0)
         runs[name] = Run(frame, k, seconds, timed.fits, timed.failures)
     return runs
@@ -220,25 +235,24 @@ def nab_rows(case: Case) -> list[tuple[int, int]]:
     return rows
 
 
-def run_backtest_file(
-    path: str | Path, out: str | Path, *, sensitivity: str | float, retrain_every: int, history: int,
-    for_points: int | None, direction: str = "both",
-) -> pd.DataFrame:
+def run_backtest_file(path: str | Path, out: str | Path, **options) -> pd.DataFrame:
     """The `backtest` command on a CSV series: replay it with smartmetrics, write the DESIGN.md table."""
-    return run_backtest_series(read_csv_series(path), out, sensitivity=sensitivity, retrain_every=retrain_every,
-                               history=history, for_points=for_points, direction=direction)
+    return run_backtest_series(read_csv_series(path), out, **options)
 
 
 def run_backtest_series(
     series: Series, out: str | Path, *, sensitivity: str | float, retrain_every: int, history: int,
-    for_points: int | None, direction: str = "both",
+    for_points: int | None, direction: str = "both", releases: tuple[int, ...] = (), settle: float = SETTLE,
+    absorb: str = "both",
 ) -> pd.DataFrame:
-    """Replay one series walk-forward with smartmetrics' fit and alert logic; write the table to `out`."""
+    """Replay one series walk-forward with smartmetrics' fit and alert logic (re-anchored after
+    `releases`, if any); write the table to `out`."""
     policy = band_policy(sensitivity)
     frame = backtest_series(
         series, smartmetrics_fit(sensitivity), retrain_every=retrain_every, history=history,
         for_points=for_points or policy.for_points, direction=direction, min_history=min(DAY, history),
-        keep_points=policy.keep_points(series.step), threshold=policy.threshold,
+        keep_points=policy.keep_points(series.step), threshold=policy.threshold, releases=releases,
+        settle=settle, absorb=absorb,
     )
     write_frame(frame, out)
     return frame
@@ -278,6 +292,7 @@ def evaluate_dataset(
                     write_frame(run.frame, out / name / f"{stem}.csv")
             progress.advance(task)
     nominal = {**NOMINAL, SMARTMETRICS: band_policy(replay.sensitivity).coverage}
+    nominal[WITH_RELEASES] = nominal[SMARTMETRICS]
     summaries = [summarise(d, nominal[d], sorted(per_detector[d], key=lambda r: r[0].name), nab=nab)
                  for d in detectors]
     clean = sum(1 for c in cases if not c.events)
@@ -302,13 +317,16 @@ def run_evaluate(
         evaluate_dataset(f"NAB subset ({nab})", load_nab(nab), detectors, replay, workers=workers,
                          nab=True, console=console, out=folder / "nab" if folder else None)
     if synthetic:
-        evaluate_dataset(f"synthetic corpus (seed {seed})", load_synthetic(synthetic, seed), detectors, replay,
+        with_releases = (SMARTMETRICS, WITH_RELEASES, *detectors[1:])
+        evaluate_dataset(f"synthetic corpus (seed {seed})", load_synthetic(synthetic, seed), with_releases, replay,
                          workers=workers, nab=False, console=console,
                          out=folder / "synthetic" if folder else None)
     console.print(
         "TTD: median minutes from event start to the first alert onset. FA/series-day and coverage: "
         "clean series only. fits/s: one worker process (a fit = one series' daily retrain). NAB "
         "scores use one fixed sensitivity; NAB's published scoreboard uses thresholds tuned on the corpus."
+        + (f" {WITH_RELEASES}: the same fits, told when the corpus' unlabelled deploys and operator changes "
+           f"happened, as with releases.expr configured (settle {replay.settle / 60:.0f}m)." if synthetic else "")
     )
     return 0
 

@@ -1,0 +1,194 @@
+"""Releases: re-anchor a band after a deploy instead of alerting on the new level until the next retrain.
+
+A release (a deploy, a config rollout, an operator scaling a deployment) may move a series to a new
+normal level, and a band fitted before it only learns that level at the next retrain. Given when the
+releases happened (a PromQL marker expression in the daemon, a file in `backtest --releases`), each
+affected series' band is withdrawn for `settle` seconds after the release, so none of its alerts can
+fire while the rollout settles, and then comes back moved by the median difference between what the
+series did while settling and what the band expected.
+
+This takes the level a release leaves behind as the new normal, which is right for traffic moved
+between versions and wrong for a release that breaks something for good. `absorb` says which moves
+are accepted: `down` for error rates and latencies (an improvement becomes the baseline, a regression
+still alerts once the settle time is over), `up`, or `both` (the default, for traffic and load). A
+move in a direction not absorbed leaves the band where it was.
+
+Releases closer together than `settle` form one burst: the band is withdrawn from the first to
+`settle` after the last, and the shift is measured over the last release's settle window. The shift
+is additive: it moves `yhat`, both edges and the trailing-mean limits alike (the band keeps its
+width), and nothing that was at or above zero is pushed below zero. Fewer than `MIN_POINTS`
+observed points in the window measure nothing, and the band comes back unmoved.
+
+Everything here is a pure function of arrays, shared by the daemon (on a stored forecast table) and
+the walk-forward backtest (on the replayed band), so both treat a release the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SETTLE = 1800.0
+"""Default settle time: long enough for a rolling update to finish and give a few points at 5m."""
+MIN_POINTS = 3
+"""Observed points needed in the settle window to measure the shift."""
+ABSORB = ("both", "up", "down")
+
+
+@dataclass(frozen=True)
+class Burst:
+    """Releases closer together than the settle time: the band is withdrawn over `[first, until)`
+    and re-anchored on the points of `[last, until)`."""
+
+    first: int
+    last: int
+    until: int
+
+    def held(self, timestamps: np.ndarray) -> np.ndarray:
+        """Where the band is withdrawn."""
+        return (timestamps >= self.first) & (timestamps < self.until)
+
+    def measured(self, timestamps: np.ndarray) -> np.ndarray:
+        """The points the shift is measured on."""
+        return (timestamps >= self.last) & (timestamps < self.until)
+
+
+def bursts(releases: Iterable[float], settle: float = SETTLE) -> list[Burst]:
+    """Release times grouped into bursts, in time order.
+
+    >>> bursts([7200, 0, 600], settle=1800)
+    [Burst(first=0, last=600, until=2400), Burst(first=7200, last=7200, until=9000)]
+    """
+    out: list[Burst] = []
+    for t in sorted(int(r) for r in releases):
+        if out and t < out[-1].until:
+            out[-1] = Burst(out[-1].first, t, int(t + settle))
+        else:
+            out.append(Burst(t, t, int(t + settle)))
+    return out
+
+
+def level_shift(values: np.ndarray, yhat: np.ndarray, min_points: int = MIN_POINTS) -> float | None:
+    """Median of `values - yhat` over the points where both are known; None with fewer than `min_points`.
+
+    >>> level_shift(np.array([5.0, 6.0, np.nan, 7.0]), np.array([1.0, 1.0, 1.0, 1.0]))
+    5.0
+    >>> level_shift(np.array([5.0, np.nan]), np.array([1.0, 1.0])) is None
+    True
+    """
+    diff = np.asarray(values, dtype=np.float64) - np.asarray(yhat, dtype=np.float64)
+    diff = diff[np.isfinite(diff)]
+    return float(np.median(diff)) if len(diff) >= max(int(min_points), 1) else None
+
+
+def moved(arr: np.ndarray, shift: float) -> np.ndarray:
+    """`arr + shift`, except that what was not negative is not pushed below zero (NaN stays NaN).
+
+    >>> moved(np.array([2.0, 1.0, -1.0, np.nan]), -1.5).tolist()
+    [0.5, 0.0, -2.5, nan]
+    """
+    arr = np.asarray(arr, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.where(arr >= 0, np.maximum(arr + shift, 0.0), arr + shift)
+
+
+def shift_limit(limit: float | None, shift: float) -> float | None:
+    """A stored trailing-mean limit moved with the band (absent stays absent)."""
+    return None if limit is None else float(moved(np.array([limit]), shift)[0])
+
+
+def absorbed(shift: float | None, absorb: str) -> float | None:
+    """The shift to apply: `shift` if its direction is accepted, else None (the band stays where it was).
+
+    >>> absorbed(2.0, "down"), absorbed(-2.0, "down"), absorbed(2.0, "both")
+    (None, -2.0, 2.0)
+    """
+    if absorb not in ABSORB:
+        raise ValueError(f"absorb must be one of {', '.join(ABSORB)}, not {absorb!r}")
+    if shift is None or (absorb == "up" and shift < 0) or (absorb == "down" and shift > 0):
+        return None
+    return shift
+
+
+def measure_shift(
+    burst: Burst, timestamps: np.ndarray, values: np.ndarray, band_times: np.ndarray, yhat: np.ndarray,
+    absorb: str = "both", min_points: int = MIN_POINTS,
+) -> float | None:
+    """The accepted shift of a burst: observed `values` at `timestamps` against `yhat` (on the grid
+    `band_times`, linearly interpolated) over the burst's settle window; None to leave the band as is."""
+    window = burst.measured(timestamps)
+    expected = _interpolate(band_times, yhat, timestamps[window])
+    return absorbed(level_shift(values[window], expected, min_points), absorb)
+
+
+def _interpolate(grid: np.ndarray, values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """`values` on `grid` at times `at`, NaN outside the grid or next to a gap."""
+    if len(grid) == 0:
+        return np.full(len(at), np.nan)
+    if len(grid) == 1:
+        return np.where(at == grid[0], values[0], np.nan)
+    pos = np.interp(at, grid, np.arange(len(grid), dtype=np.float64), left=np.nan, right=np.nan)
+    ok = np.isfinite(pos)
+    i = np.minimum(np.floor(np.where(ok, pos, 0)).astype(np.int64), len(grid) - 2)
+    frac = np.where(ok, pos, 0) - i
+    left, right = values[i], values[i + 1]
+    out = np.where(frac == 0, left, left + frac * (right - left))
+    return np.where(ok, out, np.nan)
+
+
+def replay_releases(
+    timestamps: np.ndarray, values: np.ndarray, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+    limits: tuple[np.ndarray, ...], releases: Iterable[float], periods: Iterable[tuple[int, int]], *,
+    settle: float = SETTLE, absorb: str = "both",
+) -> tuple[np.ndarray, ...]:
+    """A walk-forward band with releases applied: `(yhat, lower, upper, *limits)`, new arrays.
+
+    `periods` are the `[start, stop)` spans each fitted model predicted. A release inside a period
+    applies to that model from the release to the period's end (the next retrain has seen it): the
+    edges and limits are withdrawn (NaN) over the burst, then moved by the burst's accepted shift.
+    `yhat` stays during the burst, as the daemon keeps it to measure the shift on.
+    """
+    out = [np.array(a, dtype=np.float64, copy=True) for a in (yhat, lower, upper, *limits)]
+    found = bursts(releases, settle)
+    for start, stop in periods:
+        for burst in (b for b in found if start <= b.first < stop):
+            span = (timestamps >= start) & (timestamps < stop)
+            held = burst.held(timestamps) & span
+            shift = measure_shift(burst, timestamps[span], values[span], timestamps[span], yhat[span], absorb)
+            for arr in out[1:]:
+                arr[held] = np.nan
+            if shift is None:
+                continue
+            after = span & (timestamps >= burst.until)
+            for arr in out:
+                arr[after] = moved(arr[after], shift)
+    return tuple(out)
+
+
+def read_releases(path: str | Path) -> tuple[int, ...]:
+    """Release times from a text file: one per line, Unix seconds or a UTC date and time
+    (`2024-05-01 14:30:00`, ISO 8601 too), optionally as the first column of a CSV with a header;
+    blank lines and `#` comments are skipped. `ValueError` names the line that cannot be read.
+    """
+    import pandas as pd
+
+    out: list[int] = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        field = line.split("#", 1)[0].split(",", 1)[0].strip()
+        if not field or (number == 1 and field.lower() in ("timestamp", "time", "release")):
+            continue
+        try:
+            out.append(int(float(field)))
+            continue
+        except ValueError:
+            pass
+        try:
+            when = pd.Timestamp(field)
+            when = when.tz_localize("UTC") if when.tzinfo is None else when
+            out.append(int(when.timestamp()))
+        except (ValueError, TypeError):
+            raise ValueError(f"{path}:{number}: {field!r} is neither Unix seconds nor a date and time") from None
+    return tuple(sorted(out))

@@ -1,0 +1,158 @@
+"""Release re-anchoring: the band is withdrawn while a release settles, then moved to the new level;
+only in the directions `absorb` accepts; the backtest and `smartmetrics backtest --releases` use it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from smartmetrics.backtest import DAY, backtest_series
+from smartmetrics.cli import main
+from smartmetrics.peers import ConstantBand
+from smartmetrics.releases import Burst, bursts, level_shift, measure_shift, read_releases, replay_releases
+from smartmetrics.series import Series
+
+STEP = 300
+RELEASE = 3 * DAY + 12 * 3600  # noon on day 3, mid-period
+
+
+def level_series(days: int = 4, jump: float = 10.0, at: int = RELEASE, seed: int = 0) -> Series:
+    """Level 10 with noise 0.2, moved by `jump` at `at`."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(0, days * DAY, STEP, dtype=np.int64)
+    values = 10 + rng.normal(0, 0.2, len(t)) + np.where(t >= at, jump, 0.0)
+    return Series({"job": "api"}, t, values, STEP, name="qps")
+
+
+def mean_fit(train: Series, horizon: int) -> ConstantBand:
+    m = float(np.nanmedian(train.values))
+    return ConstantBand(m, m - 1.0, m + 1.0)
+
+
+def replay(series: Series, **kw) -> pd.DataFrame:
+    return backtest_series(series, mean_fit, history=DAY, for_points=2, **kw)
+
+
+def test_without_releases_a_deploy_shift_alerts_until_the_next_retrain() -> None:
+    frame = replay(level_series())
+    firing = frame.loc[frame.timestamp >= RELEASE, ["timestamp", "firing"]]
+    assert frame.alert.sum() == 1
+    assert firing.loc[firing.timestamp < 4 * DAY, "firing"].iloc[2:].all()
+
+
+def test_band_is_withdrawn_while_settling_then_moved_to_the_new_level() -> None:
+    series = level_series()
+    frame = replay(series, releases=(RELEASE,), settle=1800)
+    assert frame.alert.sum() == 0
+    t = frame.timestamp
+    held = frame[(t >= RELEASE) & (t < RELEASE + 1800)]
+    assert len(held) == 6 and held.yhat_upper.isna().all() and held.yhat_lower.isna().all()
+    assert held.yhat.notna().all()  # kept: the shift is measured against it
+    after = frame[(t >= RELEASE + 1800) & (t < 4 * DAY)]
+    assert after.yhat.between(19.5, 20.5).all()
+    assert np.allclose(after.yhat_upper - after.yhat, 1.0) and np.allclose(after.yhat - after.yhat_lower, 1.0)
+    before = frame[(t >= 3 * DAY) & (t < RELEASE)]
+    assert before.yhat.between(9.5, 10.5).all()  # the earlier part of the period is untouched
+
+
+def test_a_spike_after_the_release_still_alerts() -> None:
+    series = level_series()
+    spike = (series.timestamps >= RELEASE + 3 * 3600) & (series.timestamps < RELEASE + 3 * 3600 + 1200)
+    series.values[spike] += 15
+    frame = replay(series, releases=(RELEASE,))
+    onsets = frame.timestamp[frame.alert == 1].tolist()
+    assert onsets == [RELEASE + 3 * 3600 + STEP]
+
+
+@pytest.mark.parametrize(("absorb", "jump", "alerts"), [
+    ("down", 10.0, 1), ("down", -5.0, 0), ("up", -5.0, 1), ("up", 10.0, 0), ("both", -5.0, 0),
+])
+def test_absorb_only_accepts_moves_in_its_direction(absorb: str, jump: float, alerts: int) -> None:
+    frame = replay(level_series(jump=jump), releases=(RELEASE,), absorb=absorb)
+    assert frame.alert.sum() == alerts
+    if alerts:  # not absorbed: the band comes back where it was, and the alert fires after settling
+        first = frame.timestamp[frame.alert == 1].iloc[0]
+        assert first == RELEASE + 1800 + STEP
+
+
+def test_a_release_without_data_to_measure_leaves_the_band_unmoved() -> None:
+    series = level_series(jump=0.0)
+    gap = (series.timestamps >= RELEASE) & (series.timestamps < RELEASE + 1800)
+    series.values[gap] = np.nan
+    frame = replay(series, releases=(RELEASE,))
+    after = frame[(frame.timestamp >= RELEASE + 1800) & (frame.timestamp < 4 * DAY)]
+    assert after.yhat.between(9.5, 10.5).all() and after.yhat_upper.notna().all()
+
+
+def test_the_next_retrain_is_not_moved_again() -> None:
+    base = replay(level_series(days=6))
+    moved = replay(level_series(days=6), releases=(RELEASE,))
+    later, band = base.timestamp >= 4 * DAY, ["yhat", "yhat_lower", "yhat_upper"]
+    pd.testing.assert_frame_equal(base.loc[later, band], moved.loc[later, band])
+
+
+def test_releases_before_the_first_model_or_after_the_data_change_nothing() -> None:
+    series = level_series(jump=0.0)
+    base = replay(series)
+    pd.testing.assert_frame_equal(base, replay(series, releases=(3600, 99 * DAY)))
+
+
+def test_a_burst_of_releases_is_one_settle_window_measured_after_the_last() -> None:
+    assert bursts([RELEASE, RELEASE + 600, RELEASE + 5000], 1800) == [
+        Burst(RELEASE, RELEASE + 600, RELEASE + 2400), Burst(RELEASE + 5000, RELEASE + 5000, RELEASE + 6800)]
+    series = level_series(at=RELEASE + 600)  # the second release is the one that moved the level
+    frame = replay(series, releases=(RELEASE, RELEASE + 600))
+    assert frame.alert.sum() == 0
+    held = frame[(frame.timestamp >= RELEASE) & (frame.timestamp < RELEASE + 2400)]
+    assert held.yhat_upper.isna().all()
+
+
+def test_shift_is_the_median_against_the_interpolated_band() -> None:
+    grid = np.array([0, 600, 1200])
+    yhat = np.array([0.0, 6.0, 12.0])
+    times = np.array([300, 900, 1500, 2000])
+    burst = Burst(0, 0, 1800)
+    assert measure_shift(burst, times, np.array([4.0, 10.0, 99.0, 0.0]), grid, yhat, min_points=2) == 1.0
+    assert level_shift(np.array([1.0, 2.0]), np.array([0.0, 0.0])) is None  # too few points
+
+
+def test_limits_move_with_the_band_and_stay_non_negative() -> None:
+    t = np.arange(0, 4 * 3600, STEP)
+    values = np.where(t >= 3600, 1.0, 6.0)
+    yhat, lower, upper = np.full(len(t), 6.0), np.full(len(t), 4.0), np.full(len(t), 8.0)
+    limit = np.full(len(t), 3.0)
+    out = replay_releases(t, values, yhat, lower, upper, (limit,), (3600,), [(0, 4 * 3600)], settle=1800)
+    after = t >= 5400
+    assert np.allclose(out[0][after], 1.0) and np.allclose(out[1][after], 0.0) and np.allclose(out[3][after], 0.0)
+    assert np.isnan(out[3][(t >= 3600) & (t < 5400)]).all()
+    assert np.allclose(out[3][t < 3600], 3.0)
+
+
+def test_read_releases_accepts_seconds_dates_headers_and_comments(tmp_path: Path) -> None:
+    path = tmp_path / "deploys.csv"
+    path.write_text("timestamp,version\n# rollouts\n1714572000,v2\n\n2024-05-01 16:00:00\n2024-05-01T18:00:00+02:00\n")
+    assert read_releases(path) == (1714572000, 1714579200, 1714579200)
+    path.write_text("1714572000\nyesterday-ish\n")
+    with pytest.raises(ValueError, match=r"deploys.csv:2: 'yesterday-ish'"):
+        read_releases(path)
+
+
+def test_backtest_cli_with_releases(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    series = level_series()
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    pd.DataFrame({"timestamp": pd.to_datetime(series.timestamps, unit="s").strftime("%Y-%m-%d %H:%M:%S"),
+                  "value": series.values}).to_csv(src, index=False)
+    deploys = tmp_path / "deploys.txt"
+    deploys.write_text(pd.Timestamp(RELEASE, unit="s").strftime("%Y-%m-%d %H:%M:%S") + "\n")
+    assert main(["backtest", str(src), "--out", str(out)]) == 0
+    plain = pd.read_csv(out)
+    assert main(["backtest", str(src), "--out", str(out), "--releases", str(deploys)]) == 0
+    moved = pd.read_csv(out)
+    after = pd.to_datetime(moved.timestamp) >= pd.Timestamp(RELEASE + 1800, unit="s")
+    assert plain.firing[after].sum() > 0 and moved.firing[after].sum() < plain.firing[after].sum()
+    capsys.readouterr()
+    assert main(["backtest", str(src), "--out", str(out), "--releases", str(tmp_path / "missing")]) == 2
+    assert "--releases" in capsys.readouterr().err
