@@ -148,6 +148,37 @@ class Alert(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class Releases(_Strict):
+    """Deploy markers: after each release the band is withdrawn for `settle`, then re-anchored on the
+    level the series settled at (`smartmetrics.releases`), instead of alerting until the next retrain."""
+
+    expr: str
+    """PromQL that is non-zero while a release happens, e.g.
+    `changes(kube_deployment_status_observed_generation{namespace="serving"}[5m]) > 0`; each run of
+    non-zero points is one release, at its first point."""
+    match: list[str] = []
+    """Labels the marker series share with the baseline's series (e.g. [namespace, deployment]): a release
+    concerns the series with the same values. Empty: every series of the baseline."""
+    settle: Duration = 1800.0
+    absorb: Literal["both", "up", "down"] = "both"
+    """Which moves become the new normal: `down` for error rates and latencies (a release that makes
+    them worse still alerts), `up`, or `both` (traffic, load)."""
+
+    @field_validator("expr")
+    @classmethod
+    def _check_expr(cls, expr: str) -> str:
+        if not expr.strip():
+            raise ValueError("must not be empty")
+        return expr.strip()
+
+    @field_validator("settle")
+    @classmethod
+    def _check_settle(cls, settle: float) -> float:
+        if not 0 < settle <= 86400:
+            raise ValueError("settle must be more than 0s and at most 1d")
+        return settle
+
+
 def _check_sensitivity(value: Any) -> str | float:
     if isinstance(value, str) and value in SENSITIVITY_WORDS:
         return value
@@ -174,6 +205,7 @@ class Baseline(_Strict):
     models: list[str] | None = None
     alert: Alert = Alert()
     max_series: int = Field(default=1000, ge=1)
+    releases: Releases | None = None
 
     @field_validator("expr")
     @classmethod

@@ -25,6 +25,7 @@ from prometheus_client import generate_latest
 from smartmetrics.api import MatchError, matches, parse_matchers, render_baselines, render_series_chart
 from smartmetrics.config import Config, ConfigError, load_config
 from smartmetrics.exporter import EMPTY, Snapshot
+from smartmetrics.releases import apply_to_band, needs_data_since, release_onsets, releases_for
 from smartmetrics.retrain import RetrainOutcome, fit_fingerprint, retrain_baseline
 from smartmetrics.selfmetrics import SelfMetrics
 from smartmetrics.server import HTTPServer, serve
@@ -32,6 +33,9 @@ from smartmetrics.source import SourceError, fetch_baseline
 from smartmetrics.store import BaselineState, load_store, save_baseline
 
 log = logging.getLogger("smartmetrics.daemon")
+
+RELEASE_POLL = 60.0
+"""Seconds between two reads of the release markers (baselines with `releases` only)."""
 
 
 class Daemon:
@@ -44,6 +48,7 @@ class Daemon:
         self.workers = workers or max(1, (os.cpu_count() or 2))
         self.states: dict[str, BaselineState] = {}
         self.last_seen: dict[str, dict[str, float]] = {}
+        self.releases_seen: dict[str, set[tuple[str, int]]] = {}
         self._snapshot: Snapshot = EMPTY
         self._ready = threading.Event()
         self._stopping = threading.Event()
@@ -187,6 +192,66 @@ class Daemon:
             for key in stale:
                 seen.pop(key, None)
 
+    def watch_releases(self) -> None:
+        """Apply new release markers to the baselines that have them (`smartmetrics.releases`)."""
+        if not self._retrain_lock.acquire(blocking=False):
+            return  # a retrain is running; its fresh fits have seen the releases before it
+        try:
+            now = time.time()
+            for alias, baseline in self.config.baselines.items():
+                if baseline.releases is not None and alias in self.states and not self._stopping.is_set():
+                    self._releases_one(alias, baseline, now)
+        finally:
+            self._retrain_lock.release()
+
+    def _releases_one(self, alias: str, baseline: Any, now: float) -> None:
+        state, rules = self.states[alias], baseline.releases
+        if not state.series:
+            return
+        since = max(min(float(b.meta.get("data_end", state.fitted_at)) for b in state.series), now - baseline.history)
+        marker_baseline = baseline.model_copy(update={"expr": rules.expr, "history": max(now - since, 2 * baseline.step),
+                                                      "max_series": 10000})
+        config = self.config.model_copy(update={"baselines": {alias: marker_baseline}})
+        source = self.config.source_for(alias)[0]
+        try:
+            found = self.fetch(config, alias, end=now).series
+        except SourceError as exc:
+            log.warning("release markers: %s", exc)
+            self.metrics.source_errors.labels(source, alias).inc()
+            return
+        markers = [(s.labels, t) for s in found for t in release_onsets(s.timestamps, s.values)]
+        seen = self.releases_seen.setdefault(alias, set())
+        fresh = {(repr(sorted(labels.items())), t) for labels, t in markers} - seen
+        self.metrics.releases.labels(alias).inc(len(fresh))
+        seen |= fresh
+        wanted = {b.key: releases_for(b.labels, markers, rules.match) for b in state.series}
+        starts = [t for b in state.series if (t := needs_data_since(b, wanted[b.key], now)) is not None]
+        if not starts:
+            return
+        try:
+            window = self._with_history(alias, max(now - min(starts) + baseline.step, 2 * baseline.step))
+            observed = {s.key: (s.timestamps, s.values) for s in self.fetch(window, alias, end=now).series}
+        except SourceError as exc:
+            log.warning("releases: %s; the bands stay as they are until the next pass", exc)
+            self.metrics.source_errors.labels(source, alias).inc()
+            observed = {}
+        bands = [apply_to_band(b, wanted[b.key], now, observed.get(b.key), settle=rules.settle, absorb=rules.absorb)
+                 for b in state.series]
+        changed = sum(new is not old for new, old in zip(bands, state.series))
+        settling = sum(1 for b in bands if not (b.meta.get("release") or {}).get("settled", True))
+        self.metrics.settling.labels(alias).set(settling)
+        if not changed:
+            return
+        updated = BaselineState(alias, state.fitted_at, tuple(bands), state.meta)
+        try:
+            save_baseline(self.config.store.path, updated)
+        except OSError as exc:
+            log.error("store: cannot write baseline %s: %s (served from memory)", alias, exc)
+            self.metrics.store_errors.labels("write").inc()
+        self.states[alias] = updated
+        self._publish()
+        log.info("%s: releases applied to %d series, %d settling", alias, changed, settling)
+
     # --- HTTP app -----------------------------------------------------------------------------
 
     def is_ready(self) -> bool:
@@ -243,6 +308,11 @@ class Daemon:
         self._scheduler.add_job(self.retrain, trigger, id="retrain", name="daily retrain", replace_existing=True)
         self._scheduler.add_job(self.discover, "interval", seconds=schedule.discover, id="discover",
                                 name="discover new series", replace_existing=True)
+        if any(b.releases is not None for b in self.config.baselines.values()):
+            self._scheduler.add_job(self.watch_releases, "interval", seconds=RELEASE_POLL, id="releases",
+                                    name="apply release markers", replace_existing=True)
+        elif self._scheduler.get_job("releases") is not None:
+            self._scheduler.remove_job("releases")
 
     def reload(self) -> bool:
         """Re-read the config; a bad one is logged and the running one kept."""

@@ -25,11 +25,13 @@ the walk-forward backtest (on the replayed band), so both treat a release the sa
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from smartmetrics.store import SeriesBand
 
 SETTLE = 1800.0
 """Default settle time: long enough for a rolling update to finish and give a few points at 5m."""
@@ -192,3 +194,126 @@ def read_releases(path: str | Path) -> tuple[int, ...]:
         except (ValueError, TypeError):
             raise ValueError(f"{path}:{number}: {field!r} is neither Unix seconds nor a date and time") from None
     return tuple(sorted(out))
+
+
+# --- the daemon's side: releases applied to a stored forecast table ------------------------------
+
+
+def release_onsets(timestamps: np.ndarray, values: np.ndarray) -> list[int]:
+    """Where a marker series turns on: a finite non-zero value after a zero, a gap or the start.
+
+    `changes(kube_deployment_status_observed_generation[5m]) > 0` is on for a step or two after each
+    rollout; each run of "on" points is one release, at its first point.
+
+    >>> release_onsets(np.arange(6) * 60, np.array([np.nan, 1.0, 2.0, 0.0, 1.0, np.nan]))
+    [60, 240]
+    """
+    on = np.isfinite(values) & (np.nan_to_num(values) != 0)
+    starts = on & ~np.concatenate(([False], on[:-1]))
+    return [int(t) for t in timestamps[starts]]
+
+
+def releases_for(labels: Mapping[str, str], markers: Iterable[tuple[Mapping[str, str], int]],
+                 match: Iterable[str]) -> list[int]:
+    """The release times among `markers` (marker labels, time) that concern a series with `labels`:
+    those whose `match` labels equal the series' (every marker when `match` is empty).
+
+    >>> releases_for({"app": "a", "pod": "p1"}, [({"app": "a"}, 10), ({"app": "b"}, 20)], ["app"])
+    [10]
+    """
+    names = tuple(match)
+    return sorted(t for marker, t in markers if all(marker.get(n, "") == labels.get(n, "") for n in names))
+
+
+def _record(band: SeriesBand) -> dict | None:
+    record = band.meta.get("release")
+    return record if isinstance(record, dict) else None
+
+
+def _pending(band: SeriesBand, releases: Iterable[int], now: float) -> list[int]:
+    """Releases after the band's training data and after those already recorded, up to `now`."""
+    record = _record(band)
+    after = max(band.meta.get("data_end", band.start), record["last"] if record else band.start)
+    return sorted(t for t in set(releases) if after < t <= now)
+
+
+def needs_data_since(band: SeriesBand, releases: Iterable[int], now: float) -> int | None:
+    """From when `apply_to_band` needs the series' values (None: it has nothing to do).
+
+    >>> band = SeriesBand({}, 0, 60, np.zeros(3), np.zeros(3), np.zeros(3), {"data_end": 100})
+    >>> needs_data_since(band, [50, 400], now=500), needs_data_since(band, [50], now=500)
+    (400, None)
+    """
+    record, pending = _record(band), _pending(band, releases, now)
+    starts = pending[:1]
+    if record is not None and not record.get("settled", True):
+        starts.append(int(record["last"]))
+    return min(starts) if starts else None
+
+
+def apply_to_band(
+    band: SeriesBand, releases: Iterable[int], now: float, observed: tuple[np.ndarray, np.ndarray] | None, *,
+    settle: float = SETTLE, absorb: str = "both", min_points: int = MIN_POINTS,
+) -> SeriesBand:
+    """A stored band with the releases since its fit applied as far as `now` allows (the same object when
+    nothing changed).
+
+    Releases at or before the fit's `data_end` are in its training data and are ignored, as are those
+    already recorded in `meta["release"]`. A burst still settling at `now` is withdrawn (edges NaN from
+    its first release to its end); one whose settle time is over is measured on `observed`
+    (timestamps, values of the series; None when not fetched, which keeps it withdrawn until it is)
+    and the band from its end onwards moved by the accepted shift, trailing-mean limits included.
+    """
+    meta, record, pending = dict(band.meta), _record(band), _pending(band, releases, now)
+    active = Burst(record["first"], record["last"], record["until"]) if record and not record["settled"] else None
+    if not pending and (active is None or now < active.until or observed is None):
+        return band
+    grid = band.start + np.arange(len(band.yhat), dtype=np.int64) * band.step
+    yhat, lower, upper = (np.array(a, dtype=np.float64) for a in (band.yhat, band.lower, band.upper))
+    training = dict(meta.get("training") or {})
+    settled = None
+    for t in pending:
+        if active is not None and t < active.until:
+            active = Burst(active.first, t, int(t + settle))
+            continue
+        if active is not None:  # an earlier burst ended before this release: settle it first
+            settled = _settle(active, grid, yhat, lower, upper, training, observed, absorb, min_points)
+            if settled is None:
+                return band  # no data to measure the earlier burst yet; try again on the next pass
+        active = Burst(t, t, int(t + settle))
+    held = active.held(grid)
+    lower[held], upper[held] = np.nan, np.nan
+    shift = None
+    done = now >= active.until and observed is not None
+    if done:
+        settled = _settle(active, grid, yhat, lower, upper, training, observed, absorb, min_points)
+        shift = settled[0] if settled else None
+    meta["release"] = {"first": active.first, "last": active.last, "until": active.until,
+                       "settled": bool(done), "shift": shift}
+    if training:
+        meta["training"] = training
+    return SeriesBand(dict(band.labels), band.start, band.step, yhat, lower, upper, meta)
+
+
+def _settle(burst: Burst, grid: np.ndarray, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+            training: dict, observed: tuple[np.ndarray, np.ndarray] | None, absorb: str,
+            min_points: int) -> tuple[float | None] | None:
+    """Measure a finished burst and move the arrays (and `training["sustained"]`) in place from its end;
+    `(shift,)` with shift None when nothing moved, or None when there is nothing to measure with."""
+    if observed is None:
+        return None
+    times, values = observed
+    shift = measure_shift(burst, times, values, grid, yhat, absorb, min_points)
+    if shift is not None:
+        after = grid >= burst.until
+        for arr in (yhat, lower, upper):
+            arr[after] = moved(arr[after], shift)
+        limits = training.get("sustained")
+        if isinstance(limits, dict):
+            training["sustained"] = {**limits, **{k: shift_limit(_number(limits.get(k)), shift)
+                                                  for k in ("lower", "upper")}}
+    return (shift,)
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

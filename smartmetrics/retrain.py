@@ -51,8 +51,8 @@ def fit_settings(baseline: Baseline) -> FitSettings:
 
 
 def fit_fingerprint(baseline: Baseline) -> str:
-    """A digest of everything in a baseline's config that changes its fit (not its alerting)."""
-    fields = baseline.model_dump(mode="json", exclude={"alert"})
+    """A digest of everything in a baseline's config that changes its fit (not its alerting or releases)."""
+    fields = baseline.model_dump(mode="json", exclude={"alert", "releases"})
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -48,6 +48,13 @@ class SelfMetrics:
             "smartmetrics_source_request_duration_seconds", "Wall time to fetch one baseline's history.",
             ["source"], registry=r, buckets=(0.1, 0.5, 1, 5, 15, 60, 300),
         )
+        self.releases = Counter(
+            "smartmetrics_releases", "Releases seen by the release markers of a baseline.", ["baseline"], registry=r
+        )
+        self.settling = Gauge(
+            "smartmetrics_series_settling", "Series whose band is withdrawn while a release settles.", ["baseline"],
+            registry=r,
+        )
         self.ready = Gauge("smartmetrics_ready", "1 once stored baselines are loaded or a fit finished.", registry=r)
 
     def set_series(self, baseline: str, kinds: Tally[tuple[str, str]]) -> None:

@@ -277,3 +277,81 @@ def test_due_when_never_fitted_stale_or_config_changed(offline_daemon) -> None:
     changed = daemon.config.baselines["rate"].model_copy(update={"expr": "sm_rate{job='api'}"})
     daemon.config = daemon.config.model_copy(update={"baselines": {"rate": changed}})
     assert daemon.due("rate", now + 60)
+
+
+class MarkedSource:
+    """A baseline's series and a release-marker series, told apart by the query's expression."""
+
+    def __init__(self, series: list, markers: list) -> None:
+        self.series, self.markers = series, markers
+
+    def __call__(self, config, alias: str, end: float | None = None, **_: object):
+        from smartmetrics.source import FetchResult
+
+        found = self.markers if config.baselines[alias].expr.startswith("changes(") else self.series
+        return FetchResult(alias=alias, series=list(found), dropped=0, requests=1, points=0, seconds=0.0)
+
+
+def level_history(instance: str, start: float, stop: float, jump_at: float | None = None):
+    from smartmetrics.series import Series
+
+    t = np.arange(align_down(start, 300), stop, 300, dtype=np.int64)
+    values = 100 + np.random.default_rng(len(instance)).normal(0, 1, len(t))
+    if jump_at is not None:
+        values[t >= jump_at] += 50
+    return Series({"instance": instance, "job": "api"}, t, values, 300)
+
+
+def marker(deployment: str, at: float, now: float):
+    from smartmetrics.series import Series
+
+    t = np.arange(align_down(now - 6 * 3600, 300), now, 300, dtype=np.int64)
+    values = np.where((t >= at) & (t < at + 600), 1.0, np.nan)  # `changes(...[5m]) > 0`: present for two steps
+    return Series({"instance": deployment}, t, values, 300)
+
+
+def test_a_release_withdraws_the_band_then_re_anchors_it_and_survives_a_restart(tmp_path: Path) -> None:
+    from smartmetrics.daemon import Daemon
+
+    config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", free_port(), tmp_path / "models")
+    raw = yaml.safe_load(config.read_text())
+    raw["baselines"]["rate"]["releases"] = {"expr": "changes(deploy_generation[5m]) > 0", "match": ["instance"]}
+    config.write_text(yaml.safe_dump(raw))
+    daemon = Daemon(str(config), workers=1)
+    daemon._pool.shutdown()
+    daemon._pool = None
+    daemon.load()
+    now = time.time()
+    fitted = now - 3 * 3600  # the last retrain read data up to three hours ago
+    daemon.fetch = MarkedSource([level_history(i, fitted - 3 * 86400, fitted) for i in "abc"], [])
+    outcome = daemon._retrain_one("rate", fitted)
+    assert outcome.fitted == 3
+
+    early, late = align_down(now - 3600, 300), align_down(now - 600, 300)  # "a" settled, "b" settling
+    daemon.fetch = MarkedSource(
+        [level_history("a", fitted - 86400, now, early), level_history("b", fitted - 86400, now, late),
+         level_history("c", fitted - 86400, now)],
+        [marker("a", early, now), marker("b", late, now), marker("other", early, now)],
+    )
+    daemon.watch_releases()
+    served = {labels["instance"]: (yhat, lo, hi) for labels, yhat, lo, hi in daemon._snapshot.values_at(now)}
+    assert set(served) == {"a", "c"}  # "b" is withdrawn while its release settles
+    assert 145 < served["a"][0] < 155 and served["a"][1] < 150 < served["a"][2]  # re-anchored on the new level
+    assert 95 < served["c"][0] < 105  # no release for "c"
+    assert daemon.metrics.settling.labels("rate")._value.get() == 1
+    assert daemon.metrics.releases.labels("rate")._value.get() == 3
+
+    restarted = Daemon(str(config), workers=1)
+    restarted._pool.shutdown()
+    restarted._pool = None
+    restarted.load()  # the store holds the re-anchored and the withdrawn bands
+    again = {labels["instance"]: yhat for labels, yhat, _, _ in restarted._snapshot.values_at(now)}
+    assert set(again) == {"a", "c"} and abs(again["a"] - served["a"][0]) < 1e-3
+    restarted.fetch = daemon.fetch
+    restarted.watch_releases()  # nothing new: the same bands, not moved twice
+    assert {labels["instance"]: yhat for labels, yhat, _, _ in restarted._snapshot.values_at(now)} == again
+    later = now + 1800  # half an hour on, "b" has settled too
+    restarted.fetch = MarkedSource([level_history("b", fitted - 86400, later, late)], [marker("b", late, later)])
+    restarted._releases_one("rate", restarted.config.baselines["rate"], later)
+    served = {labels["instance"]: yhat for labels, yhat, _, _ in restarted._snapshot.values_at(later)}
+    assert set(served) == {"a", "b", "c"} and 145 < served["b"] < 155

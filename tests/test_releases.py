@@ -156,3 +156,18 @@ def test_backtest_cli_with_releases(tmp_path: Path, capsys: pytest.CaptureFixtur
     capsys.readouterr()
     assert main(["backtest", str(src), "--out", str(out), "--releases", str(tmp_path / "missing")]) == 2
     assert "--releases" in capsys.readouterr().err
+
+
+def test_bad_release_config_names_each_field() -> None:
+    from smartmetrics.config import ConfigError, parse_config
+
+    data = {"sources": {"p": {"url": "http://x"}},
+            "baselines": {"q": {"expr": "up", "releases": {"expr": " ", "settle": "0s", "absorb": "sideways"}}}}
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    problems = "\n".join(info.value.problems)
+    assert "baselines.q.releases.expr: must not be empty" in problems
+    assert "baselines.q.releases.settle: settle must be more than 0s and at most 1d" in problems
+    assert "baselines.q.releases.absorb:" in problems and "'sideways'" in problems
+    ok = parse_config({**data, "baselines": {"q": {"expr": "up", "releases": {"expr": "changes(x[5m]) > 0"}}}})
+    assert ok.baselines["q"].releases.settle == 1800 and ok.baselines["q"].releases.absorb == "both"
