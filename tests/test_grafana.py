@@ -186,3 +186,17 @@ def test_cli_writes_dashboards_and_provisioning(tmp_path: Path) -> None:
     assert (out / ALERTS_FILE).exists()
     board = json.loads((out / "dashboards" / f"{dashboard_uid('qps')}.json").read_text())
     assert board["panels"][0]["datasource"] == {"type": "prometheus", "uid": "abc"}
+
+
+def test_release_markers_are_annotations_on_their_baseline_dashboard_only() -> None:
+    marked = {**BASELINES, "p99_latency": {**BASELINES["p99_latency"],
+                                           "releases": {"expr": "changes(deploy_generation[5m]) > 0"}}}
+    config = parse_config({"sources": {"p": {"url": "http://127.0.0.1:9090"}}, "baselines": marked})
+    boards = dashboards(render_grafana_files(config, STATES, "prom-main"))
+    annotations = boards[f"dashboards/{dashboard_uid('p99_latency')}.json"]["annotations"]["list"]
+    releases = [a for a in annotations if a.get("name") == "Releases"]
+    assert len(releases) == 1
+    assert releases[0]["expr"] == "changes(deploy_generation[5m]) > 0"
+    assert releases[0]["datasource"]["uid"] == "prom-main" and releases[0]["enable"] is True
+    other = boards[f"dashboards/{dashboard_uid('inference_qps')}.json"].get("annotations", {}).get("list", [])
+    assert not [a for a in other if a.get("name") == "Releases"]
