@@ -204,22 +204,27 @@ class Daemon:
         finally:
             self._retrain_lock.release()
 
+    def release_markers(self, alias: str, since: float, now: float) -> list[tuple[dict[str, str], int]]:
+        """(marker labels, release time) for every release of a baseline's `releases.expr` in (since, now]."""
+        baseline = self.config.baselines[alias]
+        markers = baseline.model_copy(update={"expr": baseline.releases.expr, "max_series": 10000,
+                                              "history": max(now - since, 2 * baseline.step)})
+        config = self.config.model_copy(update={"baselines": {alias: markers}})
+        found = self.fetch(config, alias, end=now).series
+        return [(s.labels, t) for s in found for t in release_onsets(s.timestamps, s.values) if t > since]
+
     def _releases_one(self, alias: str, baseline: Any, now: float) -> None:
         state, rules = self.states[alias], baseline.releases
         if not state.series:
             return
         since = max(min(float(b.meta.get("data_end", state.fitted_at)) for b in state.series), now - baseline.history)
-        marker_baseline = baseline.model_copy(update={"expr": rules.expr, "history": max(now - since, 2 * baseline.step),
-                                                      "max_series": 10000})
-        config = self.config.model_copy(update={"baselines": {alias: marker_baseline}})
         source = self.config.source_for(alias)[0]
         try:
-            found = self.fetch(config, alias, end=now).series
+            markers = self.release_markers(alias, since, now)
         except SourceError as exc:
             log.warning("release markers: %s", exc)
             self.metrics.source_errors.labels(source, alias).inc()
             return
-        markers = [(s.labels, t) for s in found for t in release_onsets(s.timestamps, s.values)]
         seen = self.releases_seen.setdefault(alias, set())
         fresh = {(repr(sorted(labels.items())), t) for labels, t in markers} - seen
         self.metrics.releases.labels(alias).inc(len(fresh))

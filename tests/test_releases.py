@@ -12,7 +12,15 @@ import pytest
 from smartmetrics.backtest import DAY, backtest_series
 from smartmetrics.cli import main
 from smartmetrics.peers import ConstantBand
-from smartmetrics.releases import Burst, bursts, level_shift, measure_shift, read_releases, replay_releases
+from smartmetrics.releases import (
+    Burst,
+    bursts,
+    level_shift,
+    measure_shift,
+    read_releases,
+    releases_for,
+    replay_releases,
+)
 from smartmetrics.series import Series
 
 STEP = 300
@@ -171,3 +179,41 @@ def test_bad_release_config_names_each_field() -> None:
     assert "baselines.q.releases.absorb:" in problems and "'sideways'" in problems
     ok = parse_config({**data, "baselines": {"q": {"expr": "up", "releases": {"expr": "changes(x[5m]) > 0"}}}})
     assert ok.baselines["q"].releases.settle == 1800 and ok.baselines["q"].releases.absorb == "both"
+
+
+def test_daemon_reads_release_markers_from_a_real_prometheus(tmp_path: Path, prometheus_binaries) -> None:
+    """`changes(generation[5m]) > 0` over a backfilled Kubernetes-style generation gauge: one release per
+    rollout, at the first step that sees it, with the deployment's labels."""
+    import time
+
+    import yaml
+
+    from smartmetrics.daemon import Daemon
+    from smartmetrics.promlocal import LocalPrometheus, MetricSeries
+    from smartmetrics.series import align_down
+
+    end = align_down(time.time(), 60)
+    ts = np.arange(end - 6 * 3600, end + 1, 60, dtype=np.int64)
+    rollouts = {"api": [end - 5 * 3600 + 90, end - 2 * 3600 + 30], "worker": [end - 3 * 3600]}
+    series = [MetricSeries("kube_deployment_status_observed_generation", {"deployment": name},
+                           ts, 1.0 + np.searchsorted(np.array(times), ts, side="right"))
+              for name, times in rollouts.items()]
+    with LocalPrometheus(series) as prom:
+        config = tmp_path / "c.yaml"
+        config.write_text(yaml.safe_dump({
+            "sources": {"p": {"url": prom.url}},
+            "baselines": {"qps": {"expr": "up", "step": "5m", "history": "1d", "releases": {
+                "expr": "changes(kube_deployment_status_observed_generation[5m]) > 0", "match": ["deployment"]}}},
+            "store": {"path": str(tmp_path / "models")},
+        }))
+        daemon = Daemon(str(config), workers=1)
+        try:
+            found = daemon.release_markers("qps", end - 6 * 3600, end)
+        finally:
+            daemon._pool.shutdown()
+    seen = sorted((labels["deployment"], t) for labels, t in found)
+    expected = sorted((name, t) for name, times in rollouts.items() for t in times)
+    assert [name for name, _ in seen] == [name for name, _ in expected]
+    for (_, got), (_, at) in zip(seen, expected):
+        assert at <= got <= at + 300 + 60  # the first 5m step whose [5m] range holds the change
+    assert releases_for({"deployment": "worker", "pod": "w-1"}, found, ["deployment"]) == [seen[2][1]]
