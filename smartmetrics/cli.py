@@ -171,7 +171,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     console = make_console()
     return run_evaluate(nab=args.nab, synthetic=args.synthetic, peers=peers, replay=replay,
-                        workers=args.workers, out=args.out, console=console)
+                        workers=args.workers, out=args.out, console=console, seed=args.seed)
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -399,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--nab", metavar="DIR", help="folder in NAB layout")
     p.add_argument("--synthetic", type=int, default=0, metavar="N", help="also the first N synthetic series")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the synthetic corpus (default: 0)")
     p.add_argument("--peers", default="prophet-bands,prophet-bands-99,grafana-adaptive,static-3sigma",
                    metavar="LIST", help="comma-separated peers to run beside smartmetrics")
     p.add_argument("--sensitivity", default="medium", metavar="S", help="low|medium|high or a number in (0,1)")

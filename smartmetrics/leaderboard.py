@@ -104,6 +104,15 @@ def render_kinds(title: str, recalls: dict[str, dict[str, tuple[int, int]]]) -> 
     return table
 
 
+def _ratio(x: float) -> str:
+    """A speed ratio as `12.3x`, or `—` where there is none (a detector without fits of its own).
+
+    >>> _ratio(12.34), _ratio(float("nan"))
+    ('12.3x', '—')
+    """
+    return _num(x, ".1f") + ("x" if math.isfinite(x) else "")
+
+
 def _num(x: float, fmt: str) -> str:
     """A number for the table, or a dash when it is undefined (no events, no clean series...)."""
     return "—" if x is None or not math.isfinite(x) else format(x, fmt)
@@ -130,7 +139,7 @@ def render_table(title: str, summaries: list[Summary], *, nab: bool) -> Table:
             _num(s.events.median_delay() / 60, ".0f"), _num(s.alerts_per_day(), ".3f"),
             f"{_num(s.coverage(), '.4f')} ({nominal})",
             _num(float(np.median(s.widths)) if s.widths else float("nan"), ".2f"),
-            _num(s.fits_per_second(), ".1f"), _num(s.fits_per_second() / base, ".1f") + "x",
+            _num(s.fits_per_second(), ".1f"), _ratio(s.fits_per_second() / base),
         ]
         table.add_row(*cells)
     return table
