@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -32,6 +33,16 @@ Duration = Annotated[
 """Seconds, written in YAML as `30s`, `5m`, `14d`."""
 
 SENSITIVITY_WORDS = ("low", "medium", "high")
+
+
+def _check_expr(expr: str) -> str:
+    if not expr.strip():
+        raise ValueError("must not be empty")
+    return expr.strip()
+
+
+PromQL = Annotated[str, AfterValidator(_check_expr)]
+"""A PromQL expression: not blank, surrounding whitespace dropped."""
 
 
 class ConfigError(Exception):
@@ -152,7 +163,7 @@ class Releases(_Strict):
     """Deploy markers: after each release the band is withdrawn for `settle`, then re-anchored on the
     level the series settled at (`smartmetrics.releases`), instead of alerting until the next retrain."""
 
-    expr: str
+    expr: PromQL
     """PromQL that is non-zero while a release happens, e.g.
     `changes(kube_deployment_status_observed_generation{namespace="serving"}[5m]) > 0`; each run of
     non-zero points is one release, at its first point."""
@@ -163,13 +174,6 @@ class Releases(_Strict):
     absorb: Literal["both", "up", "down"] = "both"
     """Which moves become the new normal: `down` for error rates and latencies (a release that makes
     them worse still alerts), `up`, or `both` (traffic, load)."""
-
-    @field_validator("expr")
-    @classmethod
-    def _check_expr(cls, expr: str) -> str:
-        if not expr.strip():
-            raise ValueError("must not be empty")
-        return expr.strip()
 
     @field_validator("settle")
     @classmethod
@@ -196,7 +200,7 @@ class Baseline(_Strict):
     """One PromQL expression whose every series gets its own band; the key becomes the `baseline` label."""
 
     source: str | None = None
-    expr: str
+    expr: PromQL
     step: Duration = 300.0
     history: Duration = 14 * 86400.0
     horizon: Duration = 86400.0
@@ -206,13 +210,6 @@ class Baseline(_Strict):
     alert: Alert = Alert()
     max_series: int = Field(default=1000, ge=1)
     releases: Releases | None = None
-
-    @field_validator("expr")
-    @classmethod
-    def _check_expr(cls, expr: str) -> str:
-        if not expr.strip():
-            raise ValueError("must not be empty")
-        return expr.strip()
 
     @model_validator(mode="after")
     def _check_grid(self) -> Baseline:
