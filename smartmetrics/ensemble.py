@@ -30,7 +30,7 @@ from smartmetrics.bands import (
 from smartmetrics.models import MODELS
 from smartmetrics.models.base import DAY, WEEK, Forecast, sub_series
 from smartmetrics.models.profile import daily_slope
-from smartmetrics.series import Series
+from smartmetrics.series import Series, on_grid
 from smartmetrics.training import clean_training, quick_classify, weekly_effect
 
 SCHEMA_VERSION = 1
@@ -83,14 +83,7 @@ class FittedSeries:
 
     def band_at(self, timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(yhat, lower, upper) interpolated in the table; NaN outside it (never a stale guess)."""
-        ts = np.asarray(timestamps, dtype=np.float64)
-        if len(self.timestamps) == 0:
-            nan = np.full(ts.shape, np.nan)
-            return nan, nan.copy(), nan.copy()
-        grid = self.timestamps.astype(np.float64)
-        inside = (ts >= grid[0]) & (ts <= grid[-1])
-        out = tuple(np.where(inside, np.interp(ts, grid, col), np.nan) for col in (self.yhat, self.lower, self.upper))
-        return out  # type: ignore[return-value]
+        return on_grid(self.timestamps, timestamps, self.yhat, self.lower, self.upper)  # type: ignore[return-value]
 
     @property
     def stuck_after(self) -> int:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from smartmetrics.series import on_grid
 from smartmetrics.store import SeriesBand
 
 SETTLE = 1800.0
@@ -122,23 +123,8 @@ def measure_shift(
     """The accepted shift of a burst: observed `values` at `timestamps` against `yhat` (on the grid
     `band_times`, linearly interpolated) over the burst's settle window; None to leave the band as is."""
     window = burst.measured(timestamps)
-    expected = _interpolate(band_times, yhat, timestamps[window])
+    (expected,) = on_grid(band_times, timestamps[window], yhat)
     return absorbed(level_shift(values[window], expected, min_points), absorb)
-
-
-def _interpolate(grid: np.ndarray, values: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """`values` on `grid` at times `at`, NaN outside the grid or next to a gap."""
-    if len(grid) == 0:
-        return np.full(len(at), np.nan)
-    if len(grid) == 1:
-        return np.where(at == grid[0], values[0], np.nan)
-    pos = np.interp(at, grid, np.arange(len(grid), dtype=np.float64), left=np.nan, right=np.nan)
-    ok = np.isfinite(pos)
-    i = np.minimum(np.floor(np.where(ok, pos, 0)).astype(np.int64), len(grid) - 2)
-    frac = np.where(ok, pos, 0) - i
-    left, right = values[i], values[i + 1]
-    out = np.where(frac == 0, left, left + frac * (right - left))
-    return np.where(ok, out, np.nan)
 
 
 def replay_releases(

@@ -61,6 +61,21 @@ class Series:
         return pd.Series(self.values, index=index, name=self.name or None)
 
 
+def on_grid(grid: np.ndarray, at: np.ndarray, *columns: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Each column, sampled on the ascending timestamps `grid`, linearly interpolated at the times `at`;
+    NaN outside the grid (never a stale guess).
+
+    >>> [c.tolist() for c in on_grid(np.array([0, 60]), np.array([30, 90]), np.array([1.0, 3.0]))]
+    [[2.0, nan]]
+    """
+    at = np.asarray(at, dtype=np.float64)
+    if len(grid) == 0:
+        return tuple(np.full(at.shape, np.nan) for _ in columns)
+    grid = np.asarray(grid, dtype=np.float64)
+    inside = (at >= grid[0]) & (at <= grid[-1])
+    return tuple(np.where(inside, np.interp(at, grid, col), np.nan) for col in columns)
+
+
 def labels_key(labels: dict[str, str]) -> str:
     """A 16-hex-digit digest of a label set, independent of key order.
 
