@@ -104,7 +104,7 @@ def export_labels(alias: str, labels: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-def _finite(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
     """`value` as a float if it is a finite number (not a bool), else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
@@ -122,7 +122,7 @@ def stored_stuck_after(meta: Mapping[str, Any]) -> float:
     >>> stored_stuck_after({"training": {"stuck_after": 1800}}), stored_stuck_after({})
     (1800.0, 0.0)
     """
-    value = _finite(_training(meta, "stuck_after"))
+    value = finite_number(_training(meta, "stuck_after"))
     return value if value is not None and value > 0 else 0.0
 
 
@@ -139,7 +139,7 @@ def stored_mean_limits(meta: Mapping[str, Any]) -> MeanLimits | None:
     sustained = _training(meta, "sustained")
     if not isinstance(sustained, Mapping):
         return None
-    window, lower, upper = (_finite(sustained.get(k)) for k in ("window", "lower", "upper"))
+    window, lower, upper = (finite_number(sustained.get(k)) for k in ("window", "lower", "upper"))
     if window is None or window <= 0 or (lower is None and upper is None):
         return None
     if lower is not None and upper is not None and lower >= upper:

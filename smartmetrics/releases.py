@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from smartmetrics.exporter import finite_number
 from smartmetrics.series import on_grid
 from smartmetrics.store import SeriesBand
 
@@ -142,8 +143,8 @@ def replay_releases(
     out = [np.array(a, dtype=np.float64, copy=True) for a in (yhat, lower, upper, *limits)]
     found = bursts(releases, settle)
     for start, stop in periods:
+        span = (timestamps >= start) & (timestamps < stop)
         for burst in (b for b in found if start <= b.first < stop):
-            span = (timestamps >= start) & (timestamps < stop)
             held = burst.held(timestamps) & span
             shift = measure_shift(burst, timestamps[span], values[span], timestamps[span], yhat[span], absorb)
             for arr in out[1:]:
@@ -257,23 +258,19 @@ def apply_to_band(
     grid = band.start + np.arange(len(band.yhat), dtype=np.int64) * band.step
     yhat, lower, upper = (np.array(a, dtype=np.float64) for a in (band.yhat, band.lower, band.upper))
     training = dict(meta.get("training") or {})
-    settled = None
     for t in pending:
         if active is not None and t < active.until:
             active = Burst(active.first, t, int(t + settle))
             continue
         if active is not None:  # an earlier burst ended before this release: settle it first
-            settled = _settle(active, grid, yhat, lower, upper, training, observed, absorb, min_points)
-            if settled is None:
-                return band  # no data to measure the earlier burst yet; try again on the next pass
+            if observed is None:
+                return band  # no data to measure it with yet; try again on the next pass
+            _settle(active, grid, yhat, lower, upper, training, observed, absorb, min_points)
         active = Burst(t, t, int(t + settle))
     held = active.held(grid)
     lower[held], upper[held] = np.nan, np.nan
-    shift = None
     done = now >= active.until and observed is not None
-    if done:
-        settled = _settle(active, grid, yhat, lower, upper, training, observed, absorb, min_points)
-        shift = settled[0] if settled else None
+    shift = _settle(active, grid, yhat, lower, upper, training, observed, absorb, min_points) if done else None
     meta["release"] = {"first": active.first, "last": active.last, "until": active.until,
                        "settled": bool(done), "shift": shift}
     if training:
@@ -282,12 +279,9 @@ def apply_to_band(
 
 
 def _settle(burst: Burst, grid: np.ndarray, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-            training: dict, observed: tuple[np.ndarray, np.ndarray] | None, absorb: str,
-            min_points: int) -> tuple[float | None] | None:
-    """Measure a finished burst and move the arrays (and `training["sustained"]`) in place from its end;
-    `(shift,)` with shift None when nothing moved, or None when there is nothing to measure with."""
-    if observed is None:
-        return None
+            training: dict, observed: tuple[np.ndarray, np.ndarray], absorb: str, min_points: int) -> float | None:
+    """Measure a finished burst on `observed` and move the arrays (and `training["sustained"]`) in place
+    from its end; the shift applied (None: nothing moved)."""
     times, values = observed
     shift = measure_shift(burst, times, values, grid, yhat, absorb, min_points)
     if shift is not None:
@@ -296,10 +290,6 @@ def _settle(burst: Burst, grid: np.ndarray, yhat: np.ndarray, lower: np.ndarray,
             arr[after] = moved(arr[after], shift)
         limits = training.get("sustained")
         if isinstance(limits, dict):
-            training["sustained"] = {**limits, **{k: shift_limit(_number(limits.get(k)), shift)
+            training["sustained"] = {**limits, **{k: shift_limit(finite_number(limits.get(k)), shift)
                                                   for k in ("lower", "upper")}}
-    return (shift,)
-
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return shift
