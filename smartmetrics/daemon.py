@@ -28,6 +28,7 @@ from smartmetrics.exporter import EMPTY, Snapshot
 from smartmetrics.releases import apply_to_band, needs_data_since, release_onsets, releases_for
 from smartmetrics.retrain import RetrainOutcome, fit_fingerprint, retrain_baseline
 from smartmetrics.selfmetrics import SelfMetrics
+from smartmetrics.series import labels_key
 from smartmetrics.server import HTTPServer, serve
 from smartmetrics.source import SourceError, fetch_baseline
 from smartmetrics.store import BaselineState, load_store, save_baseline
@@ -139,12 +140,7 @@ class Daemon:
         m.fits.labels(alias, "failed").inc(sum(outcome.failures.values()))
         if self._stopping.is_set() or outcome.state is None:
             return
-        try:
-            save_baseline(self.config.store.path, outcome.state)
-        except OSError as exc:
-            log.error("store: cannot write baseline %s: %s (served from memory until the next retrain)", alias, exc)
-            m.store_errors.labels("write").inc()
-        self.states[alias] = outcome.state
+        self._save(outcome.state)
         seen = self.last_seen.setdefault(alias, {})
         seen.update({b.key: now for b in outcome.state.series if b.key not in seen})
         if outcome.fitted:
@@ -154,6 +150,16 @@ class Daemon:
         self._ready.set()
         log.info("%s: %d series fitted, %d failed, %.1fs", alias, outcome.fitted, sum(outcome.failures.values()),
                  outcome.seconds)
+
+    def _save(self, state: BaselineState) -> None:
+        """Write a baseline to the store and hold it in memory (served from memory if the write fails)."""
+        try:
+            save_baseline(self.config.store.path, state)
+        except OSError as exc:
+            log.error("store: cannot write baseline %s: %s (served from memory until the next retrain)",
+                      state.alias, exc)
+            self.metrics.store_errors.labels("write").inc()
+        self.states[state.alias] = state
 
     def discover(self) -> None:
         """Fit series that appeared since the last retrain; drop those gone longer than stale_after."""
@@ -226,7 +232,7 @@ class Daemon:
             self.metrics.source_errors.labels(source, alias).inc()
             return
         seen = self.releases_seen.setdefault(alias, set())
-        fresh = {(repr(sorted(labels.items())), t) for labels, t in markers} - seen
+        fresh = {(labels_key(labels), t) for labels, t in markers} - seen
         self.metrics.releases.labels(alias).inc(len(fresh))
         seen |= fresh
         wanted = {b.key: releases_for(b.labels, markers, rules.match) for b in state.series}
@@ -247,13 +253,7 @@ class Daemon:
         self.metrics.settling.labels(alias).set(settling)
         if not changed:
             return
-        updated = BaselineState(alias, state.fitted_at, tuple(bands), state.meta)
-        try:
-            save_baseline(self.config.store.path, updated)
-        except OSError as exc:
-            log.error("store: cannot write baseline %s: %s (served from memory)", alias, exc)
-            self.metrics.store_errors.labels("write").inc()
-        self.states[alias] = updated
+        self._save(BaselineState(alias, state.fitted_at, tuple(bands), state.meta))
         self._publish()
         log.info("%s: releases applied to %d series, %d settling", alias, changed, settling)
 
