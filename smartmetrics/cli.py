@@ -368,8 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
         "over the last --range at --step.\n\n"
         "With --releases FILE (one deploy time per line: Unix seconds or a UTC date and time), the band\n"
         "is withdrawn for --settle after each release and comes back moved to the level the series\n"
-        "settled at, as the daemon does with releases.expr configured; --absorb down accepts only\n"
-        "moves down (error rates, latencies), so a release that makes things worse still alerts.",
+        "settled at, and each retrain re-levels its history at the releases in it, as the daemon does\n"
+        "with releases.expr configured; --absorb down accepts only moves down (error rates,\n"
+        "latencies), so a release that makes things worse still alerts.",
     )
     p.add_argument("input", metavar="INPUT", help="CSV file with columns timestamp,value, or a query with --config")
     p.add_argument("--config", metavar="F", help="read INPUT as a PromQL query against this config's source")

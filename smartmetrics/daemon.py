@@ -25,8 +25,8 @@ from prometheus_client import generate_latest
 from smartmetrics.api import MatchError, matches, parse_matchers, render_baselines, render_series_chart
 from smartmetrics.config import Config, ConfigError, load_config
 from smartmetrics.exporter import EMPTY, Snapshot
-from smartmetrics.releases import apply_to_band, needs_data_since, release_onsets, releases_for
-from smartmetrics.retrain import RetrainOutcome, fit_fingerprint, retrain_baseline
+from smartmetrics.releases import apply_to_band, needs_data_since, releases_for
+from smartmetrics.retrain import RetrainOutcome, fetch_release_markers, fit_fingerprint, retrain_baseline
 from smartmetrics.selfmetrics import SelfMetrics
 from smartmetrics.series import labels_key
 from smartmetrics.server import HTTPServer, serve
@@ -118,6 +118,9 @@ class Daemon:
         outcome = retrain_baseline(self.config, alias, self.states.get(alias), self._pool, now, only=only, drop=drop,
                                    fetch=self.fetch)
         self._record(outcome, now)
+        baseline = self.config.baselines[alias]
+        if baseline.releases is not None and outcome.fitted and alias in self.states and not self._stopping.is_set():
+            self._releases_one(alias, baseline, now)  # a release still settling at the fit's end: withdraw now
         return outcome
 
     def _record(self, outcome: RetrainOutcome, now: float) -> None:
@@ -131,6 +134,8 @@ class Daemon:
             m.source_errors.labels(source, alias).inc()
             m.fit_failures.labels(alias, "fetch").inc()
             return
+        if outcome.release_error is not None:
+            m.source_errors.labels(source, alias).inc()
         for reason, count in outcome.failures.items():
             m.fit_failures.labels(alias, reason).inc(count)
         if "BrokenProcessPool" in outcome.failures:
@@ -212,18 +217,14 @@ class Daemon:
 
     def release_markers(self, alias: str, since: float, now: float) -> list[tuple[dict[str, str], int]]:
         """(marker labels, release time) for every release of a baseline's `releases.expr` in (since, now]."""
-        baseline = self.config.baselines[alias]
-        markers = baseline.model_copy(update={"expr": baseline.releases.expr, "max_series": 10000,
-                                              "history": max(now - since, 2 * baseline.step)})
-        config = self.config.model_copy(update={"baselines": {alias: markers}})
-        found = self.fetch(config, alias, end=now).series
-        return [(s.labels, t) for s in found for t in release_onsets(s.timestamps, s.values) if t > since]
+        return fetch_release_markers(self.config, alias, since, now, self.fetch)
 
     def _releases_one(self, alias: str, baseline: Any, now: float) -> None:
         state, rules = self.states[alias], baseline.releases
         if not state.series:
             return
-        since = max(min(float(b.meta.get("data_end", state.fitted_at)) for b in state.series), now - baseline.history)
+        fitted_on = min(float(b.meta.get("data_end", state.fitted_at)) for b in state.series)
+        since = max(fitted_on - rules.settle, now - baseline.history)  # a fit leaves unsettled releases to us
         source = self.config.source_for(alias)[0]
         try:
             markers = self.release_markers(alias, since, now)
@@ -236,7 +237,7 @@ class Daemon:
         self.metrics.releases.labels(alias).inc(len(fresh))
         seen |= fresh
         wanted = {b.key: releases_for(b.labels, markers, rules.match) for b in state.series}
-        starts = [t for b in state.series if (t := needs_data_since(b, wanted[b.key], now)) is not None]
+        starts = [t for b in state.series if (t := needs_data_since(b, wanted[b.key], now, rules.settle)) is not None]
         if not starts:
             return
         try:

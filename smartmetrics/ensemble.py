@@ -30,8 +30,9 @@ from smartmetrics.bands import (
 from smartmetrics.models import MODELS
 from smartmetrics.models.base import DAY, WEEK, Forecast, sub_series
 from smartmetrics.models.profile import daily_slope
+from smartmetrics.releases import SETTLE
 from smartmetrics.series import Series, on_grid
-from smartmetrics.training import clean_training, quick_classify, weekly_effect
+from smartmetrics.training import clean_training, quick_classify, relevel, weekly_effect
 
 SCHEMA_VERSION = 1
 FALLBACK = "fallback"
@@ -62,6 +63,8 @@ class FitSettings:
     models: tuple[str, ...] | None = None
     horizon: int = 86400
     allow_prophet: bool = False
+    settle: float = SETTLE  # a release's settle time and the shifts taken as the new normal
+    absorb: str = "both"    # (`smartmetrics.releases`), for the releases a fit is given
 
 
 @dataclass
@@ -280,8 +283,12 @@ def cold_start_widening(history_seconds: float) -> float:
     return 1.0 + 0.5 * float(np.clip((COLD_DAYS - days) / (COLD_DAYS - 1), 0.0, 1.0))
 
 
-def fit_series(series: Series, settings: FitSettings) -> FittedSeries:
-    """Fit the ensemble to one series and tabulate its calibrated band over the horizon (pure)."""
+def fit_series(series: Series, settings: FitSettings, releases: tuple[int, ...] = ()) -> FittedSeries:
+    """Fit the ensemble to one series and tabulate its calibrated band over the horizon (pure).
+
+    `releases` are the times of the series' releases in its history (`smartmetrics.releases`): the
+    shift each settled one made is undone in the training data, as the daemon moved the band for it.
+    """
     policy = band_policy(settings.sensitivity)
     classification = classify_for_fit(series, settings.curve_type)
     curve, weekly = classification["curve_type"], WEEK in classification["periods"]
@@ -291,7 +298,8 @@ def fit_series(series: Series, settings: FitSettings) -> FittedSeries:
         curve, weekly = "seasonal", True
         classification["curve_type"] = curve
     seasonal = curve == "seasonal" or bool(classification["periods"])
-    train, training = clean_training(series, seasonal, mask=curve not in UNMASKED, period=WEEK if weekly else DAY)
+    train, training = clean_training(series, seasonal, mask=curve not in UNMASKED, period=WEEK if weekly else DAY,
+                                     releases=tuple(releases), settle=settings.settle, absorb=settings.absorb)
     training["stuck_after"] = stuck.stuck_after(series.timestamps, series.values, series.step)
     if curve in sustained.CURVE_TYPES:
         training["sustained"] = sustained.mean_limits(train.timestamps, train.values, train.step, policy.coverage)
@@ -314,7 +322,7 @@ def fit_series(series: Series, settings: FitSettings) -> FittedSeries:
     week_unknown = not weekly and curve not in SPARSE
     if week_unknown:
         slope = daily_slope(train.timestamps, train.values) if curve == "trending" else 0.0
-        lower, upper = last_week_prior(lower, upper, yhat, table_ts, _unshifted(series, train), slope)
+        lower, upper = last_week_prior(lower, upper, yhat, table_ts, _unshifted(series, train, training.get("releases") or []), slope)
     lower, upper = _span_cap(series, yhat, lower, upper)
     if week_unknown:  # after the cap: a first weekend may fall below anything the history shows
         lower = weekend_prior(lower, yhat, table_ts, series)
@@ -328,10 +336,11 @@ def fit_series(series: Series, settings: FitSettings) -> FittedSeries:
     )
 
 
-def _unshifted(series: Series, train: Series) -> Series:
+def _unshifted(series: Series, train: Series, releases: list[dict]) -> Series:
     """The raw series with the points cleaning masked as anomalies blanked, but its levels as they
-    were: a weekend that looked like a level shift must still look like a weekend."""
-    values = series.values.astype(np.float64).copy()
+    were: a weekend that looked like a level shift must still look like a weekend. Only the shifts of
+    known releases are undone, as in training."""
+    values = relevel(series.timestamps, series.values, releases)
     pos = np.searchsorted(series.timestamps, train.timestamps)
     values[pos[np.isnan(train.values)]] = np.nan
     return Series(series.labels, series.timestamps, values, series.step, series.name)

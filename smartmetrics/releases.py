@@ -135,16 +135,17 @@ def replay_releases(
 ) -> tuple[np.ndarray, ...]:
     """A walk-forward band with releases applied: `(yhat, lower, upper, *limits)`, new arrays.
 
-    `periods` are the `[start, stop)` spans each fitted model predicted. A release inside a period
-    applies to that model from the release to the period's end (the next retrain has seen it): the
-    edges and limits are withdrawn (NaN) over the burst, then moved by the burst's accepted shift.
-    `yhat` stays during the burst, as the daemon keeps it to measure the shift on.
+    `periods` are the `[start, stop)` spans each fitted model predicted. A burst still settling in a
+    period applies to that model up to the period's end (a burst that settled before the period is in
+    the model's training data, which `training.undo_releases` re-levelled): the edges and limits are
+    withdrawn (NaN) over the burst, then moved by the burst's accepted shift. `yhat` stays during the
+    burst, as the daemon keeps it to measure the shift on.
     """
     out = [np.array(a, dtype=np.float64, copy=True) for a in (yhat, lower, upper, *limits)]
     found = bursts(releases, settle)
     for start, stop in periods:
         span = (timestamps >= start) & (timestamps < stop)
-        for burst in (b for b in found if start <= b.first < stop):
+        for burst in (b for b in found if b.until > start and b.first < stop):
             held = burst.held(timestamps) & span
             shift = measure_shift(burst, timestamps[span], values[span], timestamps[span], yhat[span], absorb)
             for arr in out[1:]:
@@ -217,21 +218,22 @@ def _record(band: SeriesBand) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def _pending(band: SeriesBand, releases: Iterable[int], now: float) -> list[int]:
-    """Releases after the band's training data and after those already recorded, up to `now`."""
+def _pending(band: SeriesBand, releases: Iterable[int], now: float, settle: float) -> list[int]:
+    """Releases up to `now` that the band's fit left to settle (those settled by the end of its training
+    data were re-levelled there, see `training.undo_releases`) and after those already recorded."""
     record = _record(band)
-    after = max(band.meta.get("data_end", band.start), record["last"] if record else band.start)
+    after = max(band.meta.get("data_end", band.start) - settle, record["last"] if record else -np.inf)
     return sorted(t for t in set(releases) if after < t <= now)
 
 
-def needs_data_since(band: SeriesBand, releases: Iterable[int], now: float) -> int | None:
+def needs_data_since(band: SeriesBand, releases: Iterable[int], now: float, settle: float = SETTLE) -> int | None:
     """From when `apply_to_band` needs the series' values (None: it has nothing to do).
 
     >>> band = SeriesBand({}, 0, 60, np.zeros(3), np.zeros(3), np.zeros(3), {"data_end": 100})
-    >>> needs_data_since(band, [50, 400], now=500), needs_data_since(band, [50], now=500)
+    >>> needs_data_since(band, [50, 400], now=500, settle=30), needs_data_since(band, [50], now=500, settle=30)
     (400, None)
     """
-    record, pending = _record(band), _pending(band, releases, now)
+    record, pending = _record(band), _pending(band, releases, now, settle)
     starts = pending[:1]
     if record is not None and not record.get("settled", True):
         starts.append(int(record["last"]))
@@ -245,13 +247,13 @@ def apply_to_band(
     """A stored band with the releases since its fit applied as far as `now` allows (the same object when
     nothing changed).
 
-    Releases at or before the fit's `data_end` are in its training data and are ignored, as are those
-    already recorded in `meta["release"]`. A burst still settling at `now` is withdrawn (edges NaN from
+    Releases that had settled by the fit's `data_end` were re-levelled in its training data and are
+    ignored, as are those already recorded in `meta["release"]`. A burst still settling at `now` is withdrawn (edges NaN from
     its first release to its end); one whose settle time is over is measured on `observed`
     (timestamps, values of the series; None when not fetched, which keeps it withdrawn until it is)
     and the band from its end onwards moved by the accepted shift, trailing-mean limits included.
     """
-    meta, record, pending = dict(band.meta), _record(band), _pending(band, releases, now)
+    meta, record, pending = dict(band.meta), _record(band), _pending(band, releases, now, settle)
     active = Burst(record["first"], record["last"], record["until"]) if record and not record["settled"] else None
     if not pending and (active is None or now < active.until or observed is None):
         return band

@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Executor, Future, as_completed
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +24,7 @@ import numpy as np
 
 from smartmetrics.config import Baseline, Config
 from smartmetrics.ensemble import FitSettings, FittedSeries, fit_series
+from smartmetrics.releases import release_onsets, releases_for
 from smartmetrics.series import Series
 from smartmetrics.source import FetchResult, SourceError, fetch_baseline
 from smartmetrics.store import BaselineState, SeriesBand
@@ -42,12 +43,27 @@ def forecast_margin(horizon: float) -> float:
 
 def fit_settings(baseline: Baseline) -> FitSettings:
     """The pure fit's settings for a configured baseline."""
+    marked = {"settle": baseline.releases.settle, "absorb": baseline.releases.absorb} if baseline.releases else {}
     return FitSettings(
         sensitivity=baseline.sensitivity,
         curve_type=baseline.curve_type,
         models=tuple(baseline.models) if baseline.models else None,
         horizon=int(baseline.horizon + forecast_margin(baseline.horizon)),
+        **marked,
     )
+
+
+def fetch_release_markers(
+    config: Config, alias: str, since: float, now: float, fetch: Callable[..., FetchResult] = fetch_baseline,
+) -> list[tuple[dict[str, str], int]]:
+    """(marker labels, release time) for every release of a baseline's `releases.expr` in (since, now]."""
+    baseline = config.baselines[alias]
+    if baseline.releases is None:
+        return []
+    markers = baseline.model_copy(update={"expr": baseline.releases.expr, "max_series": 10000,
+                                          "history": max(now - since, 2 * baseline.step)})
+    found = fetch(config.model_copy(update={"baselines": {alias: markers}}), alias, end=now).series
+    return [(s.labels, t) for s in found for t in release_onsets(s.timestamps, s.values) if t > since]
 
 
 def fit_fingerprint(baseline: Baseline) -> str:
@@ -114,26 +130,29 @@ class RetrainOutcome:
     fetch_seconds: float = 0.0
     seconds: float = 0.0
     error: str | None = None
+    release_error: str | None = None  # the release markers could not be read: fitted without them
 
 
 def fit_all(
     series: list[Series], settings: FitSettings, executor: Executor | None,
-    on_done: Callable[[], None] | None = None,
+    on_done: Callable[[], None] | None = None, releases: Mapping[str, tuple[int, ...]] | None = None,
 ) -> tuple[list[FittedSeries], Counter[str]]:
-    """Fit every series, in the executor when given; failures counted by exception type."""
+    """Fit every series (told its `releases`, by series key), in the executor when given; failures
+    counted by exception type."""
     fitted: list[FittedSeries] = []
     failures: Counter[str] = Counter()
+    known = releases or {}
     if executor is None:
         futures: list[Future] = []
         for s in series:
             future: Future = Future()
             try:
-                future.set_result(fit_series(s, settings))
+                future.set_result(fit_series(s, settings, known.get(s.key, ())))
             except Exception as exc:  # one series never stops the others
                 future.set_exception(exc)
             futures.append(future)
     else:
-        futures = [executor.submit(fit_series, s, settings) for s in series]
+        futures = [executor.submit(fit_series, s, settings, known.get(s.key, ())) for s in series]
     for future in as_completed(futures):
         try:
             fitted.append(future.result())
@@ -176,11 +195,19 @@ def retrain_baseline(
         if on_progress is not None:
             on_progress(done, len(series))
 
-    fitted, outcome.failures = fit_all(series, fit_settings(config.baselines[alias]), executor, tick)
+    baseline = config.baselines[alias]
+    releases = None
+    if baseline.releases is not None and series:
+        try:
+            markers = fetch_release_markers(config, alias, now - baseline.history, now, fetch)
+            releases = {s.key: tuple(releases_for(s.labels, markers, baseline.releases.match)) for s in series}
+        except SourceError as exc:
+            outcome.release_error = str(exc)
+            log.warning("%s: release markers: %s; fitting without them", alias, exc)
+    fitted, outcome.failures = fit_all(series, fit_settings(baseline), executor, tick, releases)
     bands = [band_from_fitted(f, now) for f in fitted]
     base = previous or BaselineState(alias, now, ())
     merged = base.merged(bands, fitted_at=now if fitted or not series else base.fitted_at, drop=set(drop))
-    baseline = config.baselines[alias]
     meta = {"expr": baseline.expr, "step": baseline.step, "fingerprint": fit_fingerprint(baseline)}
     outcome.state = dataclasses.replace(merged, meta=meta)
     outcome.fitted = len(fitted)

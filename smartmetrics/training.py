@@ -13,6 +13,7 @@ from scipy import ndimage
 
 from smartmetrics.models.base import DAY, WEEK, group_median, robust_sigma
 from smartmetrics.models.profile import SeasonalProfile, WeeklyProfile
+from smartmetrics.releases import SETTLE, absorbed, bursts
 from smartmetrics.series import Series
 
 CLEAN_Z = 6.0
@@ -181,6 +182,58 @@ def anomaly_mask(resid: np.ndarray, z: float = CLEAN_Z, max_fraction: float = MA
     return ndimage.binary_dilation(mask, iterations=2) if mask.any() else mask
 
 
+def release_shifts(timestamps: np.ndarray, deseason: np.ndarray, releases: tuple[int, ...],
+                   settle: float = SETTLE, absorb: str = "both") -> list[dict]:
+    """The level shift of each burst of known releases in the data (`smartmetrics.releases.bursts`):
+    `{"first", "last", "until", "shift"}`, for `relevel` to undo.
+
+    A burst that settled within the data is measured as the median of `deseason` from its last release
+    up to a day on (or to the next burst) minus the median over up to a day before its first release
+    (or since the previous burst), and kept if `absorb` accepts it, as the daemon moves a band. A burst
+    still settling at the end of the data has no shift: the daemon settles it on the new band.
+    Releases after the data are not known yet and ignored.
+
+    >>> t = np.arange(0, 2 * 86400, 3600)  # the data ends at 169200
+    >>> shifts = release_shifts(t, np.where(t < 86400, 10.0, 20.0), (86400, 167400, 172800), settle=3600)
+    >>> [(r["first"], r["until"], r["shift"]) for r in shifts]
+    [(86400, 90000, 10.0), (167400, 171000, None)]
+    """
+    if not len(timestamps):
+        return []
+    start, end = int(timestamps[0]), int(timestamps[-1])
+    found = [b for b in bursts([r for r in releases if r <= end], settle) if b.first > start]
+    out: list[dict] = []
+    for i, burst in enumerate(found):
+        size = None
+        if burst.until <= end:
+            since = found[i - 1].until if i else -np.inf
+            stop = found[i + 1].first if i + 1 < len(found) else np.inf
+            before = deseason[(timestamps >= max(since, burst.first - DAY)) & (timestamps < burst.first)]
+            after = deseason[(timestamps >= burst.last) & (timestamps < min(stop, burst.until + DAY))]
+            before, after = before[np.isfinite(before)], after[np.isfinite(after)]
+            if len(before) and len(after):
+                size = float(np.median(after) - np.median(before))
+        out.append({"first": burst.first, "last": burst.last, "until": burst.until, "shift": absorbed(size, absorb)})
+    return out
+
+
+def relevel(timestamps: np.ndarray, values: np.ndarray, shifts: list[dict]) -> np.ndarray:
+    """`values` with the history before each release moved by its shift (`release_shifts`) and the
+    points while it settled blanked; a new array.
+
+    >>> t = np.arange(0, 4 * 3600, 3600)
+    >>> relevel(t, np.array([1.0, 1.0, 5.0, 5.0]), [{"first": 3600, "until": 7200, "shift": 4.0}]).tolist()
+    [5.0, nan, 5.0, 5.0]
+    """
+    out = np.array(values, dtype=np.float64, copy=True)
+    for record in shifts:
+        if record.get("shift") is not None:
+            out[timestamps < record["first"]] += record["shift"]
+    for record in shifts:
+        out[(timestamps >= record["first"]) & (timestamps < record["until"])] = np.nan
+    return out
+
+
 def find_level_shift(values: np.ndarray, step: int, min_after: int = 2 * 3600,
                      window: int = DAY) -> tuple[int, float] | None:
     """The index and size of the most significant persistent level shift in de-seasonalised values.
@@ -261,18 +314,26 @@ def _hourly_blocks(values: np.ndarray, step: int) -> tuple[np.ndarray, int, int]
     return medians, offset, block
 
 
-def clean_training(series: Series, seasonal: bool, mask: bool = True, period: int = DAY) -> tuple[Series, dict]:
+def clean_training(series: Series, seasonal: bool, mask: bool = True, period: int = DAY, *,
+                   releases: tuple[int, ...] = (), settle: float = SETTLE, absorb: str = "both") -> tuple[Series, dict]:
     """The series with its own anomalies masked and its level shifts undone (unless `mask` is off, as
     for sparse series whose spikes are their normal).
 
-    Up to three shifts are found, latest level first; history before a shift is moved to the new level
-    (keeping its noise and daily shape for the scale), or cut when three days or more follow the shift.
+    Known `releases` come first (`release_shifts`, also when `mask` is off). Then up to three shifts are
+    found, latest level first; history before a shift is moved to the new level (keeping its noise and
+    daily shape for the scale), or cut when three days or more follow the shift.
     """
     values = series.values.astype(np.float64).copy()
     info: dict = {"masked": 0, "level_shift": None}
-    if not mask:
+    if not mask and not releases:
         return Series(series.labels, series.timestamps, values, series.step, series.name), info
     deseason = baseline_residuals(series, seasonal, period) if seasonal else values.copy()
+    if releases:
+        info["releases"] = release_shifts(series.timestamps, deseason, releases, settle, absorb)
+        values = relevel(series.timestamps, values, info["releases"])
+        deseason = relevel(series.timestamps, deseason, info["releases"])
+    if not mask:
+        return Series(series.labels, series.timestamps, values, series.step, series.name), info
     latest = 0
     for _ in range(MAX_SHIFTS):
         shift = find_level_shift(deseason, series.step)

@@ -310,7 +310,8 @@ def marker(deployment: str, at: float, now: float):
     return Series({"instance": deployment}, t, values, 300)
 
 
-def test_a_release_withdraws_the_band_then_re_anchors_it_and_survives_a_restart(tmp_path: Path) -> None:
+def daemon_with_releases(tmp_path: Path):
+    """A loaded daemon fitting in-process, its baseline `rate` reading releases from a marker query."""
     from smartmetrics.daemon import Daemon
 
     config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", free_port(), tmp_path / "models")
@@ -321,6 +322,33 @@ def test_a_release_withdraws_the_band_then_re_anchors_it_and_survives_a_restart(
     daemon._pool.shutdown()
     daemon._pool = None
     daemon.load()
+    return config, daemon
+
+
+def test_a_retrain_is_told_the_releases_in_its_history(tmp_path: Path) -> None:
+    _, daemon = daemon_with_releases(tmp_path)
+    now = align_down(time.time(), 300)
+    settled, settling = now - 90 * 60, now - 600  # too recent for the level-shift finder, both
+    daemon.fetch = MarkedSource(
+        [level_history("a", now - 3 * 86400, now + 1, settled), level_history("b", now - 3 * 86400, now + 1, settling),
+         level_history("c", now - 3 * 86400, now + 1, settled)],
+        [marker("a", settled, now + 1), marker("b", settling, now + 1)],
+    )
+    outcome = daemon._retrain_one("rate", now)
+    assert outcome.fitted == 3 and outcome.release_error is None
+    served = {labels["instance"]: (yhat, lo, hi) for labels, yhat, lo, hi in daemon._snapshot.values_at(now + 60)}
+    assert set(served) == {"a", "c"}  # "b" withdrawn at once, until its release has settled
+    assert served["a"][1] < 150 < served["a"][2] and served["a"][1] > 120  # the fit learned the new level
+    assert served["c"][1] < 100  # the same jump without a release: a band wide enough for both levels
+    bands = {b.labels["instance"]: b for b in daemon.states["rate"].series}
+    assert bands["a"].meta["training"]["releases"][0]["first"] == settled
+    assert bands["b"].meta["release"]["until"] == settling + 1800
+
+
+def test_a_release_withdraws_the_band_then_re_anchors_it_and_survives_a_restart(tmp_path: Path) -> None:
+    from smartmetrics.daemon import Daemon
+
+    config, daemon = daemon_with_releases(tmp_path)
     now = time.time()
     fitted = now - 3 * 3600  # the last retrain read data up to three hours ago
     daemon.fetch = MarkedSource([level_history(i, fitted - 3 * 86400, fitted) for i in "abc"], [])

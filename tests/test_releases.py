@@ -22,6 +22,7 @@ from smartmetrics.releases import (
     replay_releases,
 )
 from smartmetrics.series import Series
+from smartmetrics.training import release_shifts, relevel
 
 STEP = 300
 RELEASE = 3 * DAY + 12 * 3600  # noon on day 3, mid-period
@@ -137,6 +138,62 @@ def test_limits_move_with_the_band_and_stay_non_negative() -> None:
     assert np.allclose(out[0][after], 1.0) and np.allclose(out[1][after], 0.0) and np.allclose(out[3][after], 0.0)
     assert np.isnan(out[3][(t >= 3600) & (t < 5400)]).all()
     assert np.allclose(out[3][t < 3600], 3.0)
+
+
+def undo(series: Series, releases: tuple, absorb: str = "both") -> tuple[list[dict], np.ndarray]:
+    shifts = release_shifts(series.timestamps, series.values, releases, settle=1800, absorb=absorb)
+    return shifts, relevel(series.timestamps, series.values, shifts)
+
+
+def test_training_history_is_relevelled_at_a_release_and_its_settle_window_blanked() -> None:
+    series = level_series()
+    shifts, values = undo(series, (RELEASE,))
+    t = series.timestamps
+    assert [d["first"] for d in shifts] == [RELEASE] and 9.8 < shifts[0]["shift"] < 10.2
+    assert np.isnan(values[(t >= RELEASE) & (t < RELEASE + 1800)]).all()
+    rest = values[np.isfinite(values)]
+    assert abs(np.median(rest) - 20) < 0.1 and len(rest) == len(t) - 6  # one level, nothing else lost
+
+
+@pytest.mark.parametrize(("releases", "absorb", "moved"), [
+    ((RELEASE,), "down", False),            # an upward move is not accepted: the history keeps its level
+    ((RELEASE, 9 * DAY), "up", True),       # a release after the data is not known yet
+    ((4 * DAY - 600,), "both", False),      # still settling at the end of the data: the daemon settles it
+])
+def test_only_settled_accepted_shifts_relevel_training(releases: tuple, absorb: str, moved: bool) -> None:
+    series = level_series()
+    shifts, values = undo(series, releases, absorb)
+    level = float(np.nanmedian(values[series.timestamps < RELEASE]))
+    assert abs(level - (20 if moved else 10)) < 0.1
+    assert [d["first"] for d in shifts] == [r for r in releases if r <= series.end]
+    assert np.isnan(values[series.timestamps >= releases[0]][:3]).all()
+
+
+def test_a_fit_told_of_a_release_late_in_its_history_forecasts_the_new_level() -> None:
+    from smartmetrics.ensemble import FitSettings, fit_series
+
+    end = 5 * DAY
+    series = level_series(days=5, at=end - 90 * 60)  # too little after it for the shift finder
+    blind = fit_series(series, FitSettings())
+    told = fit_series(series, FitSettings(), (end - 90 * 60,))
+    assert blind.upper[0] < 15  # the new level of 20 would alert all day
+    assert told.lower[0] < 20 < told.upper[0] and told.lower[0] > 15
+    assert told.training["releases"][0]["shift"] > 9
+
+
+def test_backtest_fits_learn_a_release_just_before_their_retrain() -> None:
+    from smartmetrics.evaluate import smartmetrics_fit
+
+    for at, held in ((4 * DAY - 3600, 0), (4 * DAY - 600, 4)):  # settled before the retrain, and across it
+        series = level_series(days=5, at=at)
+        blind = backtest_series(series, smartmetrics_fit("medium"), for_points=2)
+        told = backtest_series(series, smartmetrics_fit("medium", (at,)), for_points=2, releases=(at,))
+        next_day = (told.timestamp >= 4 * DAY).to_numpy()
+        assert blind.firing[next_day].sum() > 100
+        assert told.firing.sum() == 0
+        assert told.yhat_upper[next_day].isna().sum() == held  # the part of the settle time after the retrain
+        banded = next_day & told.yhat_upper.notna().to_numpy()
+        assert told.yhat[banded].between(19, 21).all()
 
 
 def test_read_releases_accepts_seconds_dates_headers_and_comments(tmp_path: Path) -> None:
