@@ -9,7 +9,7 @@ running.
 
 from __future__ import annotations
 
-import dataclasses
+import logging
 import signal
 import statistics
 import threading
@@ -28,16 +28,16 @@ from rich.table import Table
 from smartmetrics.backtest import backtest_series
 from smartmetrics.config import Config, load_config, parse_config
 from smartmetrics.demo_data import DEMO_INCIDENTS, generate_demo_metrics
-from smartmetrics.ensemble import FittedSeries, fit_series
 from smartmetrics.fit import run_fit
 from smartmetrics.plots import plot_band
 from smartmetrics.promlocal import LocalPrometheus, free_port
-from smartmetrics.retrain import fit_settings
+from smartmetrics.retrain import baseline_fit, series_releases
 from smartmetrics.series import Series, align_down, format_labels
-from smartmetrics.source import fetch_baseline
+from smartmetrics.source import SourceError, fetch_baseline
 from smartmetrics.store import load_store
 from smartmetrics.terminal import make_console
 
+log = logging.getLogger(__name__)
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 REPLAY_DAYS = 3
 
@@ -54,21 +54,20 @@ def demo_config(template: Path, prom_url: str, out: Path, port: int) -> Path:
     return path
 
 
-def replay(config: Config, alias: str, series: Series) -> pd.DataFrame:
-    """Walk-forward replay of the last days, as the daemon would have lived them."""
+def replay(config: Config, alias: str, series: Series, releases: tuple[int, ...] = ()) -> pd.DataFrame:
+    """Walk-forward replay of the last days, as the daemon would have lived them (its `releases`
+    re-levelled in training and re-anchored after, when the baseline reads release markers)."""
     baseline = config.baselines[alias]
-    settings = fit_settings(baseline)
-
-    def fit(train: Series, horizon: int) -> FittedSeries:
-        return fit_series(train, dataclasses.replace(settings, horizon=horizon))
-
+    rules = baseline.releases
     start = series.end - REPLAY_DAYS * 86400 - int(baseline.history)
     keep = series.timestamps >= start
     recent = Series(series.labels, series.timestamps[keep], series.values[keep], series.step, series.name)
-    frame = backtest_series(recent, fit, history=int(baseline.history),
+    frame = backtest_series(recent, baseline_fit(baseline, releases=releases), history=int(baseline.history),
                             for_points=max(1, round(baseline.alert.for_ / baseline.step)),
                             direction=baseline.alert.direction,
-                            min_history=max(86400, int(recent.end - recent.start) - REPLAY_DAYS * 86400 + 1))
+                            min_history=max(86400, int(recent.end - recent.start) - REPLAY_DAYS * 86400 + 1),
+                            releases=releases if rules is not None else (),
+                            **({"settle": rules.settle, "absorb": rules.absorb} if rules is not None else {}))
     return frame
 
 
@@ -80,11 +79,17 @@ def summarize(config: Config, out: Path) -> Table:
     states, _ = load_store(config.store.path)
     for alias in config.baselines:
         result = fetch_baseline(config, alias)
+        end = max((s.end for s in result.series), default=0)
+        try:
+            releases = series_releases(config, alias, result.series, end - config.baselines[alias].history, end + 1)
+        except SourceError as exc:
+            log.warning("%s: release markers: %s; replayed without them", alias, exc)
+            releases = {}
         stored = {b.key: b.meta.get("curve_type", "?") for b in states[alias].series} if alias in states else {}
         alerts, inside, curves = [], [], Counter()
         pictured: tuple[int, pd.DataFrame, Series] | None = None
         for series in result.series:
-            frame = replay(config, alias, series)
+            frame = replay(config, alias, series, releases.get(series.key, ()))
             frame.to_csv(out / "replay" / f"{alias}-{series.key[:8]}.csv", index=False)
             if pictured is None or int(frame.alert.sum()) > pictured[0]:
                 pictured = (int(frame.alert.sum()), frame, series)

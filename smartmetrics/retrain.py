@@ -53,6 +53,34 @@ def fit_settings(baseline: Baseline) -> FitSettings:
     )
 
 
+def baseline_fit(baseline: Baseline, sensitivity: str | float | None = None,
+                 releases: Collection[int] = ()) -> Callable[[Series, int], FittedSeries]:
+    """The daemon's fit of a configured baseline as a walk-forward fit function `(train, horizon)`, at
+    another `sensitivity` if given; each training window is told the `releases` up to its end."""
+    settings = fit_settings(baseline)
+    if sensitivity is not None:
+        settings = dataclasses.replace(settings, sensitivity=sensitivity)
+    known = tuple(sorted(int(r) for r in releases))
+
+    def fit(train: Series, horizon: int) -> FittedSeries:
+        told = tuple(r for r in known if r <= train.end)
+        return fit_series(train, dataclasses.replace(settings, horizon=int(horizon)), told)
+    return fit
+
+
+def series_releases(
+    config: Config, alias: str, series: Collection[Series], since: float, now: float,
+    fetch: Callable[..., FetchResult] = fetch_baseline,
+) -> dict[str, tuple[int, ...]]:
+    """Each series' release times in (since, now] by key, from the baseline's release markers matched
+    on its `releases.match` labels; empty when the baseline has no `releases`. Raises `SourceError`."""
+    baseline = config.baselines[alias]
+    if baseline.releases is None or not series:
+        return {}
+    markers = fetch_release_markers(config, alias, since, now, fetch)
+    return {s.key: tuple(releases_for(s.labels, markers, baseline.releases.match)) for s in series}
+
+
 def fetch_release_markers(
     config: Config, alias: str, since: float, now: float, fetch: Callable[..., FetchResult] = fetch_baseline,
 ) -> list[tuple[dict[str, str], int]]:
@@ -197,13 +225,11 @@ def retrain_baseline(
 
     baseline = config.baselines[alias]
     releases = None
-    if baseline.releases is not None and series:
-        try:
-            markers = fetch_release_markers(config, alias, now - baseline.history, now, fetch)
-            releases = {s.key: tuple(releases_for(s.labels, markers, baseline.releases.match)) for s in series}
-        except SourceError as exc:
-            outcome.release_error = str(exc)
-            log.warning("%s: release markers: %s; fitting without them", alias, exc)
+    try:
+        releases = series_releases(config, alias, series, now - baseline.history, now, fetch)
+    except SourceError as exc:
+        outcome.release_error = str(exc)
+        log.warning("%s: release markers: %s; fitting without them", alias, exc)
     fitted, outcome.failures = fit_all(series, fit_settings(baseline), executor, tick, releases)
     bands = [band_from_fitted(f, now) for f in fitted]
     base = previous or BaselineState(alias, now, ())

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy as np
 from smartmetrics.backtest import DAY, firing_and_onsets, walk_forward_band
 from smartmetrics.bands import anomaly_score, band_policy
 from smartmetrics.config import Alert, Baseline
+from smartmetrics.releases import SETTLE
 from smartmetrics.series import Series
 
 WEEK = 7 * DAY
@@ -171,27 +173,40 @@ def choose(outcomes: Sequence[Outcome], budget: float) -> Outcome:
     return min(outcomes, key=lambda o: (o.rate, -o.recall, o.for_points))
 
 
-FitFactory = Callable[[float | str], Callable[[Series, int], object]]
+FitFactory = Callable[[float | str, tuple[int, ...]], Callable[[Series, int], object]]
+"""(sensitivity, the series' release times) -> walk-forward fit function."""
 
 
-def replay_series(series: Series, fit: Callable[[Series, int], object], history: int) -> Replay:
-    """The walk-forward band of one series (daily retrain on `history` before each day)."""
+def replay_series(series: Series, fit: Callable[[Series, int], object], history: int,
+                  releases: tuple[int, ...] = (), settle: float = SETTLE, absorb: str = "both") -> Replay:
+    """The walk-forward band of one series (daily retrain on `history` before each day), re-anchored
+    after its `releases` as the daemon would (pass a fit told the same releases)."""
     band = walk_forward_band(series, fit, retrain_every=DAY, history=history,  # type: ignore[arg-type]
-                             min_history=min(DAY, history))
+                             min_history=min(DAY, history)).with_releases(series, releases, settle, absorb)
     return Replay(series.timestamps, series.values, band.yhat, band.lower, band.upper, series.step)
+
+
+def replay_baseline(baseline: Baseline, series: Sequence[Series], sensitivity: float | str, fit_factory: FitFactory,
+                    releases: Mapping[str, tuple[int, ...]] | None = None) -> list[Replay]:
+    """`replay_series` of each of a baseline's series at one sensitivity, each told its `releases` (by
+    series key) when the baseline has `releases`."""
+    rules, known = baseline.releases, (releases or {}) if baseline.releases is not None else {}
+    marked = {"settle": rules.settle, "absorb": rules.absorb} if rules is not None else {}
+    return [replay_series(one, fit_factory(sensitivity, known.get(one.key, ())), int(baseline.history),
+                          known.get(one.key, ()), **marked) for one in series]
 
 
 def tune_baseline(alias: str, baseline: Baseline, series: Sequence[Series], budget: float, fit_factory: FitFactory,
                   *, sensitivities: Sequence[float] = SENSITIVITIES, size: float = 6.0,
-                  duration: int = 1800) -> Recommendation:
-    """Replay every candidate sensitivity and `for` on the baseline's series and pick one for the budget."""
+                  duration: int = 1800, releases: Mapping[str, tuple[int, ...]] | None = None) -> Recommendation:
+    """Replay every candidate sensitivity and `for` on the baseline's series (each told its `releases`,
+    by series key, when the baseline has `releases`) and pick one for the budget."""
     step = int(baseline.step)
     current_points = math.ceil(baseline.alert.for_ / step) + 1
     candidates = list(dict.fromkeys([*sensitivities, baseline.sensitivity]))
     outcomes, current = [], None
     for s in candidates:
-        fit = fit_factory(s)
-        replays = [replay_series(one, fit, int(baseline.history)) for one in series]
+        replays = replay_baseline(baseline, series, s, fit_factory, releases)
         for k in sorted({*FOR_POINTS, current_points}):
             outcome = evaluate(replays, s, baseline.alert, k, size, duration)
             if s == baseline.sensitivity and k == current_points:
@@ -273,22 +288,19 @@ def write_config(path: str, recs: Sequence[Recommendation]) -> None:
 
 
 def engine_fit(baseline: Baseline) -> FitFactory:
-    """The daemon's own fit for this baseline (its curve type and models), as a factory over sensitivity."""
-    from smartmetrics.ensemble import FitSettings, fit_series
+    """The daemon's own fit for this baseline (its curve type, models and releases), as a factory over
+    sensitivity and the series' release times."""
+    from smartmetrics.retrain import baseline_fit
 
-    def factory(sensitivity: float | str) -> Callable[[Series, int], object]:
-        def fit(train: Series, horizon: int) -> object:
-            models = tuple(baseline.models) if baseline.models else None
-            settings = FitSettings(sensitivity=sensitivity, curve_type=baseline.curve_type, models=models,
-                                   horizon=horizon)
-            return fit_series(train, settings)
-        return fit
+    def factory(sensitivity: float | str, releases: tuple[int, ...] = ()) -> Callable[[Series, int], object]:
+        return baseline_fit(baseline, sensitivity, releases)
     return factory
 
 
 def run_tune(config_path: str, config, aliases: Sequence[str], budget_text: str, *, write: bool, console,
              end: float | None = None) -> int:
     """The `tune` command: fetch each baseline's history, tune it, print the table, optionally write back."""
+    from smartmetrics.retrain import series_releases
     from smartmetrics.source import SourceError, fetch_baseline
 
     budget = parse_budget(budget_text)
@@ -303,8 +315,15 @@ def run_tune(config_path: str, config, aliases: Sequence[str], budget_text: str,
         if not fetched.series:
             console.print(f"baseline {alias}: the expr returned no series; skipped")
             continue
+        now = time.time() if end is None else end
+        try:
+            releases = series_releases(config, alias, fetched.series, now - baseline.history, now)
+        except SourceError as exc:
+            console.print(f"[yellow]warning[/yellow]: {alias}: release markers: {exc}; replayed without them")
+            releases = {}
         with console.status(f"tuning {alias}: {len(fetched.series)} series"):
-            recs.append(tune_baseline(alias, baseline, fetched.series, budget, engine_fit(baseline)))
+            recs.append(tune_baseline(alias, baseline, fetched.series, budget, engine_fit(baseline),
+                                      releases=releases))
     console.print(render_table(recs, budget_text))
     if write and recs:
         write_config(config_path, recs)

@@ -98,7 +98,7 @@ class ConstantBand:
         return y, y - self.half, y + self.half
 
 
-def fake_factory(sensitivity):
+def fake_factory(sensitivity, releases=()):
     from smartmetrics.bands import band_policy
 
     # medium alerts at 1.5 sigma whatever the policy's score threshold (the band is scaled to it)
@@ -124,6 +124,23 @@ def test_tuning_meets_the_budget_and_a_looser_budget_alerts_more() -> None:
     assert strict.current.sensitivity == "medium" and strict.current.for_points == 3  # 10m at 5m steps
     assert strict.current.rate > 0.5  # the default would have been over this budget
     assert strict.for_seconds == (strict.chosen.for_points - 1) * STEP
+
+
+def test_tuning_replays_a_baseline_with_releases_as_the_daemon_lives_it() -> None:
+    from smartmetrics.tune import engine_fit
+
+    base = {"sources": {"p": {"url": "http://127.0.0.1:9"}}}
+    plain = parse_config({**base, "baselines": {"q": {"expr": "x", "history": "3d"}}}).baselines["q"]
+    marked = parse_config({**base, "baselines": {"q": {"expr": "x", "history": "3d", "releases": {
+        "expr": "changes(generation[5m]) > 0"}}}}).baselines["q"]
+    series = noisy_series(days=6)
+    deploy = int(4 * DAY + 13 * 3600)
+    shifted = Series(series.labels, series.timestamps, series.values + 20.0 * (series.timestamps >= deploy), STEP)
+    blind = tune_baseline("q", plain, [shifted], 1.0, engine_fit(plain), sensitivities=(0.9,))
+    told = tune_baseline("q", marked, [shifted], 1.0, engine_fit(marked), sensitivities=(0.9,),
+                         releases={shifted.key: (deploy,)})
+    assert blind.current.alerts >= 1  # the deploy's new level counted as a false alert
+    assert told.current.alerts == 0 and told.current.rate < blind.current.rate
 
 
 CONFIG = """\
