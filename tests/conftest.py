@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 from smartmetrics.config import Config, parse_config
 from smartmetrics.promlocal import LocalPrometheus, LocalPrometheusError, MetricSeries, find_binaries
@@ -80,6 +82,24 @@ def promtool(prometheus_binaries: tuple[str, str]) -> Callable[..., subprocess.C
         return subprocess.run([prometheus_binaries[1], *args], check=False, cwd=cwd, capture_output=True,
                               text=True, timeout=120)
     return run
+
+
+@pytest.fixture(scope="session")
+def promtool_passes(promtool) -> Callable[[Path, dict[str, str]], tuple[int, list[dict]]]:
+    """Write generated rule files into a folder and have promtool judge them: `check rules` and then
+    `test rules` must both pass; returns (rules found, the unit-test cases) for the caller's counts."""
+    from smartmetrics.rules import RULES_FILE, TESTS_FILE, write_files
+
+    def judge(folder: Path, files: dict[str, str]) -> tuple[int, list[dict]]:
+        write_files(folder, files)
+        check = promtool("check", "rules", RULES_FILE, cwd=folder)
+        assert check.returncode == 0, check.stdout + check.stderr
+        found = re.search(r"SUCCESS: (\d+) rules found", check.stdout)
+        assert found, check.stdout
+        run = promtool("test", "rules", TESTS_FILE, cwd=folder)
+        assert run.returncode == 0, run.stdout + run.stderr
+        return int(found.group(1)), yaml.safe_load((folder / TESTS_FILE).read_text())["tests"]
+    return judge
 
 
 @pytest.fixture(scope="session")
