@@ -28,7 +28,7 @@ def test_dockerfile_passes_hadolint() -> None:
 def test_dockerfile_runs_the_daemon_as_non_root_with_a_healthcheck() -> None:
     text = (ROOT / "Dockerfile").read_text()
     port = Server().listen.rsplit(":", 1)[1]
-    assert re.search(r"^USER (?!root|0\b)\S+", text, re.M)
+    assert re.search(r"^USER (?!root|0\b)\S+", text, re.MULTILINE)
     assert f"EXPOSE {port}" in text
     assert f"127.0.0.1:{port}/-/healthy" in text
     assert 'CMD ["run", "--config", "/etc/smartmetrics/config.yaml"]' in text

@@ -75,6 +75,5 @@ def test_tls(self_signed_cert: tuple[Path, Path]) -> None:
 
 def test_port_in_use_names_the_address() -> None:
     config = Server(listen=f"127.0.0.1:{free_port()}")
-    with running(config):
-        with pytest.raises(OSError, match=f"cannot listen on {config.listen}"):
-            serve(FakeApp(), config)
+    with running(config), pytest.raises(OSError, match=f"cannot listen on {config.listen}"):
+        serve(FakeApp(), config)

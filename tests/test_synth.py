@@ -7,7 +7,12 @@ import pytest
 
 from smartmetrics.series import Series
 from smartmetrics.synth import (
-    ANOMALY_KINDS, CURVE_KINDS, Anomaly, inject_anomaly, make_corpus, make_series,
+    ANOMALY_KINDS,
+    CURVE_KINDS,
+    Anomaly,
+    inject_anomaly,
+    make_corpus,
+    make_series,
 )
 from smartmetrics.synth_anomalies import inject_series_anomaly
 
