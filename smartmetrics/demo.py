@@ -31,7 +31,7 @@ from smartmetrics.demo_data import DEMO_INCIDENTS, generate_demo_metrics
 from smartmetrics.fit import run_fit
 from smartmetrics.plots import plot_band
 from smartmetrics.promlocal import LocalPrometheus, free_port
-from smartmetrics.retrain import baseline_fit, series_releases
+from smartmetrics.retrain import baseline_fit, fit_settings, series_releases
 from smartmetrics.series import Series, align_down, format_labels
 from smartmetrics.source import SourceError, fetch_baseline
 from smartmetrics.store import load_store
@@ -58,7 +58,7 @@ def replay(config: Config, alias: str, series: Series, releases: tuple[int, ...]
     """Walk-forward replay of the last days, as the daemon would have lived them (its `releases`
     re-levelled in training and re-anchored after, when the baseline reads release markers)."""
     baseline = config.baselines[alias]
-    rules = baseline.releases
+    settings = fit_settings(baseline)  # the settle time and absorb of its releases, if any
     start = series.end - REPLAY_DAYS * 86400 - int(baseline.history)
     keep = series.timestamps >= start
     recent = Series(series.labels, series.timestamps[keep], series.values[keep], series.step, series.name)
@@ -66,8 +66,8 @@ def replay(config: Config, alias: str, series: Series, releases: tuple[int, ...]
                             for_points=max(1, round(baseline.alert.for_ / baseline.step)),
                             direction=baseline.alert.direction,
                             min_history=max(86400, int(recent.end - recent.start) - REPLAY_DAYS * 86400 + 1),
-                            releases=releases if rules is not None else (),
-                            **({"settle": rules.settle, "absorb": rules.absorb} if rules is not None else {}))
+                            releases=releases if baseline.releases is not None else (),
+                            settle=settings.settle, absorb=settings.absorb)
     return frame
 
 

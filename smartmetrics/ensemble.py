@@ -11,6 +11,8 @@ fallback model guarantees a result.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -334,6 +336,17 @@ def fit_series(series: Series, settings: FitSettings, releases: tuple[int, ...] 
         timestamps=table_ts, yhat=yhat, lower=lower, upper=upper,
         data_start=series.start, data_end=series.end, training=training,
     )
+
+
+def walk_forward_fit(settings: FitSettings, releases: tuple[int, ...] = ()) -> Callable[[Series, int], FittedSeries]:
+    """`fit_series` as a walk-forward fit function `(train, horizon)`: each training window is fitted
+    for that horizon and told the `releases` up to its end (none after it), as the daemon's retrain is."""
+    known = tuple(sorted(int(r) for r in releases))
+
+    def fit(train: Series, horizon: int) -> FittedSeries:
+        told = tuple(r for r in known if r <= train.end)
+        return fit_series(train, dataclasses.replace(settings, horizon=int(horizon)), told)
+    return fit
 
 
 def _unshifted(series: Series, train: Series, releases: list[dict]) -> Series:

@@ -152,12 +152,9 @@ def smartmetrics_fit(sensitivity: str | float, releases: tuple[int, ...] = (), s
                      absorb: str = "both") -> Callable[[Series, int], object]:
     """The engine under test as a backtest fit function; each fit is told the `releases` in its
     training data (none after it), as the daemon's retrain is."""
-    from smartmetrics.ensemble import FitSettings, fit_series
+    from smartmetrics.ensemble import FitSettings, walk_forward_fit
 
-    def fit(train: Series, horizon: int) -> object:
-        settings = FitSettings(sensitivity=sensitivity, horizon=horizon, settle=settle, absorb=absorb)
-        return fit_series(train, settings, tuple(r for r in releases if r <= train.end))
-    return fit
+    return walk_forward_fit(FitSettings(sensitivity=sensitivity, settle=settle, absorb=absorb), releases)
 
 
 def run_case(case: Case, detectors: tuple[str, ...], replay: Replay) -> dict[str, Run]:
@@ -175,7 +172,7 @@ def run_case(case: Case, detectors: tuple[str, ...], replay: Replay) -> dict[str
             runs[name] = Run(frame, k, time.perf_counter() - start, 1)
             continue
         if name == WITH_RELEASES:
-            continue  # derived from the smartmetrics fits below
+            continue  # replayed beside smartmetrics below, with fits of its own told the releases
         k, fit, width = _retrained(name, replay, prophet)
         timed = _Timed(fit)
         alerting = _alerting(name, replay, series.step)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from smartmetrics.config import Baseline, Config
-from smartmetrics.ensemble import FitSettings, FittedSeries, fit_series
+from smartmetrics.ensemble import FitSettings, FittedSeries, fit_series, walk_forward_fit
 from smartmetrics.releases import release_onsets, releases_for
 from smartmetrics.series import Series
 from smartmetrics.source import FetchResult, SourceError, fetch_baseline
@@ -60,12 +60,7 @@ def baseline_fit(baseline: Baseline, sensitivity: str | float | None = None,
     settings = fit_settings(baseline)
     if sensitivity is not None:
         settings = dataclasses.replace(settings, sensitivity=sensitivity)
-    known = tuple(sorted(int(r) for r in releases))
-
-    def fit(train: Series, horizon: int) -> FittedSeries:
-        told = tuple(r for r in known if r <= train.end)
-        return fit_series(train, dataclasses.replace(settings, horizon=int(horizon)), told)
-    return fit
+    return walk_forward_fit(settings, tuple(releases))
 
 
 def series_releases(

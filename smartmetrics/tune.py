@@ -190,10 +190,12 @@ def replay_baseline(baseline: Baseline, series: Sequence[Series], sensitivity: f
                     releases: Mapping[str, tuple[int, ...]] | None = None) -> list[Replay]:
     """`replay_series` of each of a baseline's series at one sensitivity, each told its `releases` (by
     series key) when the baseline has `releases`."""
-    rules, known = baseline.releases, (releases or {}) if baseline.releases is not None else {}
-    marked = {"settle": rules.settle, "absorb": rules.absorb} if rules is not None else {}
+    from smartmetrics.retrain import fit_settings
+
+    settings = fit_settings(baseline)  # the settle time and absorb of its releases, if any
+    known = (releases or {}) if baseline.releases is not None else {}
     return [replay_series(one, fit_factory(sensitivity, known.get(one.key, ())), int(baseline.history),
-                          known.get(one.key, ()), **marked) for one in series]
+                          known.get(one.key, ()), settings.settle, settings.absorb) for one in series]
 
 
 def tune_baseline(alias: str, baseline: Baseline, series: Sequence[Series], budget: float, fit_factory: FitFactory,
