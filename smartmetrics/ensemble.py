@@ -34,7 +34,7 @@ from smartmetrics.models.base import DAY, WEEK, Forecast, sub_series
 from smartmetrics.models.profile import daily_slope
 from smartmetrics.releases import SETTLE
 from smartmetrics.series import Series, on_grid
-from smartmetrics.training import clean_training, quick_classify, relevel, weekly_effect
+from smartmetrics.training import clean_training, excursions, quick_classify, relevel, weekly_effect
 
 SCHEMA_VERSION = 1
 FALLBACK = "fallback"
@@ -302,6 +302,9 @@ def fit_series(series: Series, settings: FitSettings, releases: tuple[int, ...] 
     seasonal = curve == "seasonal" or bool(classification["periods"])
     train, training = clean_training(series, seasonal, mask=curve not in UNMASKED, period=WEEK if weekly else DAY,
                                      releases=tuple(releases), settle=settings.settle, absorb=settings.absorb)
+    if curve == "constant" and (away := excursions(train.values, train.step)).any():
+        training["excursions"] = int(away.sum())
+        train = Series(train.labels, train.timestamps, np.where(away, np.nan, train.values), train.step, train.name)
     training["stuck_after"] = stuck.stuck_after(series.timestamps, series.values, series.step)
     if curve in sustained.CURVE_TYPES:
         training["sustained"] = sustained.mean_limits(train.timestamps, train.values, train.step, policy.coverage)

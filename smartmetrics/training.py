@@ -22,6 +22,8 @@ MAX_MASKED = 0.02
 MAX_SHIFTS = 3
 CUT_AFTER = 3 * DAY
 LONG_RUN = 3600  # seconds beyond GROW_Z that make an incident even without a peak at CLEAN_Z
+MAX_EXCURSION = DAY  # a constant gauge away from its value at most this long, and back, had an excursion...
+MAX_EXCURSION_SHARE = 0.1  # ...when it is away this rarely; more often, its other values are its nature
 
 
 def quick_classify(series: Series) -> dict:
@@ -356,3 +358,36 @@ def clean_training(series: Series, seasonal: bool, mask: bool = True, period: in
     info["masked"] = int(masked.sum())
     cleaned = np.where(masked, np.nan, out.values)
     return Series(series.labels, out.timestamps, cleaned, series.step, series.name), info
+
+
+def excursions(values: np.ndarray, step: int) -> np.ndarray:
+    """Points where a gauge held at one non-zero value (a replica count, a limit, a setting) left it
+    for at most `MAX_EXCURSION` and came back: an incident, masked from training like any other.
+
+    Robust-sigma masking sees nothing on such a series (its sigma is 0), so one afternoon at another
+    value would otherwise widen the band for a week. A departure still under way at the end may be
+    a new value and is kept; a gauge that rests at zero (queue depth, failed jobs) counts events by
+    leaving it, and one away more than `MAX_EXCURSION_SHARE` of the time has two normal values.
+
+    >>> v = np.r_[np.full(40, 8.0), np.full(3, 9.5), np.full(10, 8.0), np.full(2, 7.0)]
+    >>> np.flatnonzero(excursions(v, 300)).tolist()  # the ended visit to 9.5, not the final 7.0
+    [40, 41, 42]
+    >>> int(excursions(np.r_[np.zeros(40), np.ones(2), np.zeros(5)], 300).sum())  # resting at zero
+    0
+    """
+    out = np.zeros(len(values), dtype=bool)
+    idx = np.flatnonzero(np.isfinite(values))
+    if len(idx) == 0:
+        return out
+    seen = values[idx]
+    levels, counts = np.unique(seen, return_counts=True)
+    mode = levels[np.argmax(counts)]
+    away = seen != mode
+    if mode == 0 or not away.any() or away.mean() > MAX_EXCURSION_SHARE:
+        return out
+    edges = np.diff(np.r_[0, away.astype(np.int8), 0])
+    for first, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+        ended = stop < len(seen)
+        if ended and idx[stop - 1] - idx[first] + step <= MAX_EXCURSION:
+            out[idx[first]:idx[stop - 1] + 1] = True
+    return out

@@ -109,6 +109,20 @@ def test_an_incident_in_training_does_not_widen_the_band() -> None:
     assert np.max(np.abs(b.yhat - a.yhat)) < 5.0
 
 
+
+def test_an_afternoon_away_from_a_constant_gauges_value_does_not_widen_its_band() -> None:
+    t = EPOCH + STEP * np.arange(6 * DAY // STEP, dtype=np.int64)
+    values = np.full(len(t), 8.0)
+    away = (t >= EPOCH + 3 * DAY + 12 * 3600) & (t < EPOCH + 3 * DAY + 18 * 3600)
+    values[away] = 9.9  # six hours at another replica count, then back
+    fit = fit_series(Series({"job": "gauge"}, t, values, STEP), FitSettings())
+    assert fit.classification["curve_type"] == "constant"
+    assert fit.training["excursions"] == int(away.sum())
+    assert np.all(fit.upper < 9.0) and np.all(fit.lower > 7.0)  # 11 tomorrow is an alert, 9.9 too
+    values[away] = 8.0
+    values[-24:] = 9.9  # a value held at the end may be the new one: kept for the fit
+    assert "excursions" not in fit_series(Series({"job": "gauge"}, t, values, STEP), FitSettings()).training
+
 def test_history_before_a_level_shift_is_cut() -> None:
     s = make(kind="stable", noise=1.0)
     values = s.values.copy()
