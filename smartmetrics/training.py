@@ -160,27 +160,32 @@ def anomaly_mask(resid: np.ndarray, z: float = CLEAN_Z, max_fraction: float = MA
                  long_run: int = 0) -> np.ndarray:
     """Incidents: runs of robust |z| above `GROW_Z` that reach `z` somewhere (so the whole incident is
     masked, not only its peak) or last `long_run` points or more (a drift or a shift of a few hours
-    that never gets far enough), dilated by two points; none when more than `max_fraction` of points
-    exceed `z`, since then the tails are the series' nature, not an incident.
+    that never gets far enough), dilated by two points; none when more than `max_fraction` of the
+    points outside such long runs exceed `z`, since then the tails are the series' nature, not an
+    incident. (One eight-hour incident is 2.4% of two weeks: it must not pass for heavy tails.)
 
     >>> noise = np.random.default_rng(0).normal(0, 1, 200)
     >>> r = np.r_[noise[:100], np.full(6, 4.5), noise[100:]]  # 4.5 sigma for 6 points
     >>> int(anomaly_mask(r).sum()), int(anomaly_mask(r, long_run=6).sum())
     (0, 10)
+    >>> r = np.r_[noise[:100], np.full(20, 8.0), noise[100:]]  # 9% of the points, all in one run
+    >>> int(anomaly_mask(r).sum()), int(anomaly_mask(r, long_run=6).sum())
+    (0, 24)
     """
     sigma = robust_sigma(resid)
     if sigma == 0:
         return np.zeros(len(resid), dtype=bool)
     absz = np.nan_to_num(np.abs(resid) / sigma, nan=0.0)
-    if len(absz) and np.mean(absz > z) > max_fraction:  # heavy tails, not incidents: keep them
-        return np.zeros(len(resid), dtype=bool)
-    runs, _ = ndimage.label(absz > GROW_Z)
-    seeds = np.unique(runs[(absz > z) & (runs > 0)])
-    mask = np.isin(runs, seeds) & (runs > 0)
+    long_mask = np.zeros(len(resid), dtype=bool)
     if long_run > 0:  # on a 3-point median, so noise does not break a long run into short ones
         long_runs, _ = ndimage.label(ndimage.median_filter(absz, size=3, mode="nearest") > GROW_Z)
         sizes = np.bincount(long_runs.ravel())
-        mask |= np.isin(long_runs, np.flatnonzero(sizes >= long_run)) & (long_runs > 0)
+        long_mask = np.isin(long_runs, np.flatnonzero(sizes >= long_run)) & (long_runs > 0)
+    if len(absz) and np.mean((absz > z) & ~long_mask) > max_fraction:  # heavy tails, not incidents
+        return np.zeros(len(resid), dtype=bool)
+    runs, _ = ndimage.label(absz > GROW_Z)
+    seeds = np.unique(runs[(absz > z) & (runs > 0)])
+    mask = (np.isin(runs, seeds) & (runs > 0)) | long_mask
     return ndimage.binary_dilation(mask, iterations=2) if mask.any() else mask
 
 

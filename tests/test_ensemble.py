@@ -110,6 +110,15 @@ def test_an_incident_in_training_does_not_widen_the_band() -> None:
 
 
 
+def test_an_eight_hour_incident_is_masked_not_taken_for_heavy_tails() -> None:
+    clean = make(kind="stable", seed=3)
+    values = clean.values.copy()
+    values[-DAY // STEP: -DAY // STEP + 8 * 3600 // STEP] += 25.0  # +8 sigma for 8 hours yesterday
+    dirty = fit_series(Series(clean.labels, clean.timestamps, values, STEP), FitSettings())
+    assert dirty.training["masked"] >= 8 * 3600 // STEP  # 2.4% of the points, all in one run
+    assert width(dirty) < 1.15 * width(fit_series(clean, FitSettings()))
+
+
 def test_an_afternoon_away_from_a_constant_gauges_value_does_not_widen_its_band() -> None:
     t = EPOCH + STEP * np.arange(6 * DAY // STEP, dtype=np.int64)
     values = np.full(len(t), 8.0)
