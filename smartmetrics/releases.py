@@ -5,7 +5,7 @@ normal level, and a band fitted before it only learns that level at the next ret
 releases happened (a PromQL marker expression in the daemon, a file in `backtest --releases`), each
 affected series' band is withdrawn for `settle` seconds after the release, so none of its alerts can
 fire while the rollout settles, and then comes back moved by the median difference between what the
-series did while settling and what the band expected.
+series did at the end of the settle window and what the band expected.
 
 This takes the level a release leaves behind as the new normal, which is right for traffic moved
 between versions and wrong for a release that breaks something for good. `absorb` says which moves
@@ -14,7 +14,9 @@ still alerts once the settle time is over), `up`, or `both` (the default, for tr
 move in a direction not absorbed leaves the band where it was.
 
 Releases closer together than `settle` form one burst: the band is withdrawn from the first to
-`settle` after the last, and the shift is measured over the last release's settle window. The shift
+`settle` after the last, and the shift is measured over the later half of the last release's settle
+window: the level the rollout left, not the transition while pods were replaced, nor a temporary
+change (an operator scaling up for ten minutes) that was undone before the window ended. The shift
 is additive: it moves `yhat`, both edges and the trailing-mean limits alike (the band keeps its
 width), and nothing that was at or above zero is pushed below zero. Fewer than `MIN_POINTS`
 observed points in the window measure nothing, and the band comes back unmoved.
@@ -56,7 +58,7 @@ class Burst:
         return (timestamps >= self.first) & (timestamps < self.until)
 
     def measured(self, timestamps: np.ndarray) -> np.ndarray:
-        """The points the shift is measured on."""
+        """The window the shift is measured on (its later half, by `level_shift`)."""
         return (timestamps >= self.last) & (timestamps < self.until)
 
 
@@ -76,16 +78,22 @@ def bursts(releases: Iterable[float], settle: float = SETTLE) -> list[Burst]:
 
 
 def level_shift(values: np.ndarray, yhat: np.ndarray, min_points: int = MIN_POINTS) -> float | None:
-    """Median of `values - yhat` over the points where both are known; None with fewer than `min_points`.
+    """Median of `values - yhat` over the later half (at least `min_points`) of the points where both are
+    known, in time order; None with fewer than `min_points`.
 
     >>> level_shift(np.array([5.0, 6.0, np.nan, 7.0]), np.array([1.0, 1.0, 1.0, 1.0]))
     5.0
+    >>> level_shift(np.array([9.0, 9.0, 9.0, 0.0, 0.0, 0.0, 0.0]), np.zeros(7))  # reverted: no shift
+    0.0
     >>> level_shift(np.array([5.0, np.nan]), np.array([1.0, 1.0])) is None
     True
     """
     diff = np.asarray(values, dtype=np.float64) - np.asarray(yhat, dtype=np.float64)
     diff = diff[np.isfinite(diff)]
-    return float(np.median(diff)) if len(diff) >= max(int(min_points), 1) else None
+    need = max(int(min_points), 1)
+    if len(diff) < need:
+        return None
+    return float(np.median(diff[-max(need, (len(diff) + 1) // 2):]))
 
 
 def moved(arr: np.ndarray, shift: float) -> np.ndarray:

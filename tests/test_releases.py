@@ -119,6 +119,28 @@ def test_a_burst_of_releases_is_one_settle_window_measured_after_the_last() -> N
     assert held.yhat_upper.isna().all()
 
 
+def test_a_change_undone_within_the_settle_window_does_not_move_the_band() -> None:
+    series = level_series(jump=0.0)
+    scaled = (series.timestamps >= RELEASE) & (series.timestamps < RELEASE + 900)
+    series.values[scaled] += 10  # scaled up for a quarter of an hour, then back
+    frame = replay(series, releases=(RELEASE,), settle=1800)
+    after = frame[(frame.timestamp >= RELEASE + 1800) & (frame.timestamp < 4 * DAY)]
+    assert after.yhat.between(9.5, 10.5).all()
+    assert frame.alert.sum() == 0
+
+
+def test_the_shift_is_the_level_at_the_end_of_a_gradual_rollout() -> None:
+    series = level_series(jump=0.0)
+    window = (series.timestamps >= RELEASE) & (series.timestamps < RELEASE + 1800)
+    ramp = np.clip((series.timestamps - RELEASE) / 900, 0, 1)  # pods replaced over 15 minutes
+    series.values[:] += np.where(series.timestamps >= RELEASE, 10 * ramp, 0.0)
+    assert series.values[window][:3].mean() < 16  # the first half is still on its way up
+    frame = replay(series, releases=(RELEASE,), settle=1800)
+    after = frame[(frame.timestamp >= RELEASE + 1800) & (frame.timestamp < 4 * DAY)]
+    assert after.yhat.between(19.5, 20.5).all()
+    assert frame.alert.sum() == 0
+
+
 def test_shift_is_the_median_against_the_interpolated_band() -> None:
     grid = np.array([0, 600, 1200])
     yhat = np.array([0.0, 6.0, 12.0])
