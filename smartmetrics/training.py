@@ -138,8 +138,8 @@ def _framed(days: np.ndarray, inside: np.ndarray, m: np.ndarray, base: float, di
 
 
 def baseline_residuals(series: Series, seasonal: bool, period: int = DAY) -> np.ndarray:
-    """Residuals from a robust baseline: a daily (or weekly) profile at the last day's level when
-    seasonal, else a one-day rolling median."""
+    """Residuals from a robust baseline: a trend-adjusted daily (or weekly) profile at the last day's
+    level when seasonal, else a one-day rolling median."""
     return _baseline(series, seasonal, period)[0]
 
 
@@ -149,7 +149,9 @@ def _baseline(series: Series, seasonal: bool, period: int = DAY) -> tuple[np.nda
     y = series.values
     if seasonal and np.isfinite(y).sum() >= DAY // series.step:
         kind = SeasonalProfile if period == DAY else WeeklyProfile
-        fitted = kind(trend=False, recent=DAY).fit(series)
+        # Trend-adjusted: against a flat weekly profile a rising series steps up where each slot of
+        # the week is seen for the second time, which the shift finder takes for a level shift.
+        fitted = kind(trend=True, recent=DAY).fit(series)
         return y - fitted.predict(series.timestamps).mean, fitted.level_
     window = max(3, DAY // series.step)
     med = pd.Series(y).rolling(window, center=True, min_periods=1).median().to_numpy()

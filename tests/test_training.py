@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from smartmetrics.series import Series
 from smartmetrics.training import clean_training, find_level_shift, weekly_effect
@@ -54,6 +55,21 @@ def test_a_steady_trend_is_not_a_level_shift() -> None:
     s = flat(6, seed=3)
     y = s.values + np.linspace(0, 60, len(s.values))
     assert find_level_shift(y, STEP) is None
+
+
+@pytest.mark.parametrize("start_day", range(7))
+def test_a_rising_weekly_series_keeps_its_first_week(start_day: int) -> None:
+    """Two weeks of a rising series with a daily cycle and quiet weekends: against a flat weekly
+    profile every slot of the week seen twice steps up by a week's trend where the second week
+    begins, and that step was taken for a level shift that cut the first week (and its weekend)."""
+    rng = np.random.default_rng(start_day)
+    t = EPOCH + start_day * DAY + STEP * np.arange(13 * DAY // STEP, dtype=np.int64)
+    weekend = ((t // DAY) + 3) % 7 >= 5
+    y = 60 + 2.0 * (t - t[0]) / DAY + 30 * np.sin(2 * np.pi * (t % DAY) / DAY) - 15 * weekend
+    series = Series({}, t, y + rng.normal(0, 1, len(t)), STEP)
+    train, info = clean_training(series, seasonal=True, period=7 * DAY)
+    assert info["level_shift"] is None
+    assert train.start == series.start
 
 
 def test_an_incident_of_hours_that_never_peaks_is_masked_from_training() -> None:
