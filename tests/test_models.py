@@ -95,3 +95,18 @@ def test_intermittent_keeps_the_zero_inflated_moments() -> None:
     model = MODELS["intermittent"]().fit(Series({}, t, y, STEP))
     assert model.p_nonzero_ == pytest.approx(0.1, abs=0.03)
     assert model.predict(t[:1]).mean[0] == pytest.approx(0.5, abs=0.15)
+
+
+def test_weekly_profile_fills_an_unseen_weekend_afternoon_from_the_other_weekend_day() -> None:
+    """Nine days from a Thursday see one weekend; its Saturday afternoon was masked as an incident.
+    The next Saturday afternoon is forecast at Sunday's level, not at a weekday's."""
+    step = 300
+    t = np.arange(0, 9 * DAY, step, dtype=np.int64)  # 1970-01-01 was a Thursday
+    weekend = ((t // DAY) + 3) % 7 >= 5
+    y = 100 + 20 * np.sin(2 * np.pi * (t % DAY) / DAY) - 40 * weekend
+    y = y + np.random.default_rng(0).normal(0, 1, len(t))
+    masked = (t >= 2 * DAY + 10 * 3600) & (t < 2 * DAY + 18 * 3600)  # Saturday 10:00-18:00
+    model = MODELS["profile_week"]().fit(Series({}, t, np.where(masked, np.nan, y), step))
+    next_saturday = 9 * DAY + 12 * 3600 + np.arange(0, 4 * 3600, step)
+    truth = 100 + 20 * np.sin(2 * np.pi * (next_saturday % DAY) / DAY) - 40
+    assert np.abs(model.predict(next_saturday).mean - truth).max() < 8

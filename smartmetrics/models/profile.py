@@ -38,6 +38,7 @@ from smartmetrics.series import Series
 SMOOTH_BELOW = 5  # cycles: with fewer, slot medians are noisy enough to need a median filter
 WEEK_SLOT = 1800  # seconds per slot of the weekly offset table
 MIN_WEEK_SLOT_POINTS = 3
+WEEKEND_ROWS = (2, 3)  # Saturday and Sunday: rows of the weekly table, which starts on a Thursday (the epoch)
 
 
 def slot_width(period: int, step: int, max_slots: int) -> int:
@@ -107,14 +108,39 @@ def circular_median3(x: np.ndarray) -> np.ndarray:
 
 
 def week_offsets(t: np.ndarray, resid: np.ndarray) -> np.ndarray:
-    """Median residual per half hour of the week (median-filtered; 0 where fewer than 3 points)."""
+    """Median residual per half hour of the week (median-filtered); where fewer than 3 points, the
+    same half hour on the days of the same kind (`fill_like_days`), else 0."""
     n = WEEK // WEEK_SLOT
     idx = (np.mod(t, WEEK) // WEEK_SLOT).astype(np.int64)
     med = group_median(idx, resid, n)
     med[np.bincount(idx, minlength=n) < MIN_WEEK_SLOT_POINTS] = np.nan
     if not np.isfinite(med).any():
         return np.zeros(n)
-    return np.nan_to_num(circular_median3(med), nan=0.0)
+    return np.nan_to_num(fill_like_days(circular_median3(med)), nan=0.0)
+
+
+def fill_like_days(offsets: np.ndarray) -> np.ndarray:
+    """Half hours of the week without an offset take the median of the same half hour on the days of
+    the same kind (weekday or weekend day) that have one; a new array.
+
+    Two weeks of history see each half hour of the week only twice, and the one Saturday afternoon
+    masked as an incident would otherwise fall back to the daily profile, a weekday level.
+
+    >>> week = np.full((7, 2), np.nan); week[[0, 1], 0] = [1.0, 3.0]; week[3] = -5.0  # Thu, Fri; Sun
+    >>> fill_like_days(week.ravel()).reshape(7, 2)[:, 0].tolist()  # Sat from Sun, weekdays from Thu/Fri
+    [1.0, 3.0, -5.0, -5.0, 2.0, 2.0, 2.0]
+    """
+    table = np.asarray(offsets, dtype=np.float64).reshape(7, -1)
+    out = table.copy()
+    weekend = np.isin(np.arange(7), WEEKEND_ROWS)
+    for rows in (weekend, ~weekend):
+        block = table[rows]
+        seen = np.isfinite(block)
+        cols = seen.any(axis=0)
+        like = np.full(block.shape[1], np.nan)
+        like[cols] = np.nanmedian(block[:, cols], axis=0)
+        out[rows] = np.where(seen, block, like)
+    return out.ravel()
 
 
 def week_offset_at(offsets: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
