@@ -327,7 +327,8 @@ def fit_series(series: Series, settings: FitSettings, releases: tuple[int, ...] 
     week_unknown = not weekly and curve not in SPARSE
     if week_unknown:
         slope = daily_slope(train.timestamps, train.values) if curve == "trending" else 0.0
-        lower, upper = last_week_prior(lower, upper, yhat, table_ts, _unshifted(series, train, training.get("releases") or []), slope)
+        unshifted = _unshifted(series, train, training.get("releases") or [])
+        lower, upper = last_week_prior(lower, upper, yhat, table_ts, unshifted, slope)
     lower, upper = _span_cap(series, yhat, lower, upper)
     if week_unknown:  # after the cap: a first weekend may fall below anything the history shows
         lower = weekend_prior(lower, yhat, table_ts, series)

@@ -145,7 +145,7 @@ def replay_releases(
 
     `periods` are the `[start, stop)` spans each fitted model predicted. A burst still settling in a
     period applies to that model up to the period's end (a burst that settled before the period is in
-    the model's training data, which `training.undo_releases` re-levelled): the edges and limits are
+    the model's training data, which `training.relevel` re-levelled): the edges and limits are
     withdrawn (NaN) over the burst, then moved by the burst's accepted shift. `yhat` stays during the
     burst, as the daemon keeps it to measure the shift on.
     """
@@ -228,7 +228,7 @@ def _record(band: SeriesBand) -> dict | None:
 
 def _pending(band: SeriesBand, releases: Iterable[int], now: float, settle: float) -> list[int]:
     """Releases up to `now` that the band's fit left to settle (those settled by the end of its training
-    data were re-levelled there, see `training.undo_releases`) and after those already recorded."""
+    data were re-levelled there, see `training.release_shifts`) and after those already recorded."""
     record = _record(band)
     after = max(band.meta.get("data_end", band.start) - settle, record["last"] if record else -np.inf)
     return sorted(t for t in set(releases) if after < t <= now)
@@ -256,10 +256,11 @@ def apply_to_band(
     nothing changed).
 
     Releases that had settled by the fit's `data_end` were re-levelled in its training data and are
-    ignored, as are those already recorded in `meta["release"]`. A burst still settling at `now` is withdrawn (edges NaN from
-    its first release to its end); one whose settle time is over is measured on `observed`
-    (timestamps, values of the series; None when not fetched, which keeps it withdrawn until it is)
-    and the band from its end onwards moved by the accepted shift, trailing-mean limits included.
+    ignored, as are those already recorded in `meta["release"]`. A burst still settling at `now` is
+    withdrawn (edges NaN from its first release to its end); one whose settle time is over is measured
+    on `observed` (timestamps, values of the series; None when not fetched, which keeps it withdrawn
+    until it is) and the band from its end onwards moved by the accepted shift, trailing-mean limits
+    included.
     """
     meta, record, pending = dict(band.meta), _record(band), _pending(band, releases, now, settle)
     active = Burst(record["first"], record["last"], record["until"]) if record and not record["settled"] else None

@@ -25,6 +25,7 @@ from smartmetrics.series import Series
 MAD_TO_SIGMA = 1.4826
 DAY = 86400
 WEEK = 7 * DAY
+WEEKEND = (2, 3)  # Saturday and Sunday as days since the epoch modulo 7 (1970-01-01 was a Thursday)
 
 
 @dataclass(frozen=True)

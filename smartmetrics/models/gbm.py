@@ -17,6 +17,7 @@ from smartmetrics.models.base import (
     DAY,
     MAD_TO_SIGMA,
     WEEK,
+    WEEKEND,
     Forecast,
     array_from_json,
     array_to_json,
@@ -35,7 +36,7 @@ def calendar_features(timestamps: np.ndarray) -> np.ndarray:
     ts = np.asarray(timestamps, dtype=np.int64)
     hour = np.mod(ts, DAY) / 3600.0
     dow = np.mod(ts // DAY, 7)
-    weekend = np.isin(dow, (2, 3)).astype(np.float64)
+    weekend = np.isin(dow, WEEKEND).astype(np.float64)
     return np.column_stack((hour, dow.astype(np.float64), weekend))
 
 

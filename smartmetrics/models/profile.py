@@ -22,6 +22,7 @@ from smartmetrics.models.base import (
     DAY,
     MAD_TO_SIGMA,
     WEEK,
+    WEEKEND,
     Forecast,
     array_from_json,
     array_to_json,
@@ -38,7 +39,6 @@ from smartmetrics.series import Series
 SMOOTH_BELOW = 5  # cycles: with fewer, slot medians are noisy enough to need a median filter
 WEEK_SLOT = 1800  # seconds per slot of the weekly offset table
 MIN_WEEK_SLOT_POINTS = 3
-WEEKEND_ROWS = (2, 3)  # Saturday and Sunday: rows of the weekly table, which starts on a Thursday (the epoch)
 
 
 def slot_width(period: int, step: int, max_slots: int) -> int:
@@ -132,7 +132,7 @@ def fill_like_days(offsets: np.ndarray) -> np.ndarray:
     """
     table = np.asarray(offsets, dtype=np.float64).reshape(7, -1)
     out = table.copy()
-    weekend = np.isin(np.arange(7), WEEKEND_ROWS)
+    weekend = np.isin(np.arange(7), WEEKEND)  # the table's rows start on the epoch's Thursday
     for rows in (weekend, ~weekend):
         block = table[rows]
         seen = np.isfinite(block)
