@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from smartmetrics.bands import anomaly_score
+from smartmetrics.follow import replay_follow
 from smartmetrics.releases import SETTLE, replay_releases
 from smartmetrics.series import Series
 from smartmetrics.stuck import held_seconds
@@ -83,6 +84,17 @@ class WalkForward:
         )
         stuck = np.where(np.isnan(lower) & ~np.isnan(self.lower), np.nan, self.stuck_after)  # held, not moved
         return WalkForward(yhat, lower, upper, stuck, mean_lower, mean_upper, self.periods)
+
+    def with_follow(self, series: Series, after: float, absorb: str = "both") -> WalkForward:
+        """This band following new levels the series stays at for `after` seconds (`smartmetrics.follow`),
+        as the daemon's follow pass would; `after` 0 leaves it as it is."""
+        if after <= 0:
+            return self
+        yhat, lower, upper, mean_lower, mean_upper = replay_follow(
+            series.timestamps, series.values, self.yhat, self.lower, self.upper,
+            (self.mean_lower, self.mean_upper), self.periods, after=after, absorb=absorb,
+        )
+        return WalkForward(yhat, lower, upper, self.stuck_after, mean_lower, mean_upper, self.periods)
 
 
 def walk_forward_band(
@@ -240,14 +252,16 @@ def assemble_frame(
 def backtest_series(
     series: Series, fit: FitFn, *, retrain_every: int = DAY, history: int = 14 * DAY, for_points: int = 1,
     direction: str = "both", min_history: int = DAY, keep_points: int = 0, threshold: float = 1.0,
-    releases: tuple[float, ...] = (), settle: float = SETTLE, absorb: str = "both",
+    releases: tuple[float, ...] = (), settle: float = SETTLE, absorb: str = "both", follow: float = 0.0,
+    follow_absorb: str = "both",
 ) -> pd.DataFrame:
     """Walk-forward replay of one series with a retrained model; one row per input point.
 
-    With `releases` (Unix seconds) each model's band is re-anchored after them (`smartmetrics.releases`).
+    With `releases` (Unix seconds) each model's band is re-anchored after them (`smartmetrics.releases`);
+    with `follow` (seconds) it follows a level the series stays at that long (`smartmetrics.follow`).
     """
-    band = walk_forward_band(series, fit, retrain_every=retrain_every, history=history,
-                             min_history=min_history).with_releases(series, releases, settle, absorb)
+    band = walk_forward_band(series, fit, retrain_every=retrain_every, history=history, min_history=min_history)
+    band = band.with_releases(series, releases, settle, absorb).with_follow(series, follow, follow_absorb)
     return band_frame(series, band, for_points=for_points, direction=direction, keep_points=keep_points,
                       threshold=threshold)
 

@@ -130,7 +130,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         sensitivity = parse_sensitivity(args.sensitivity)
         retrain, history = int(parse_duration(args.retrain_every)), int(parse_duration(args.history))
         step, span = parse_duration(args.step), parse_duration(args.range)
-        settle = parse_duration(args.settle)
+        settle, follow = parse_duration(args.settle), parse_duration("0s" if args.follow == "0" else args.follow)
         releases = read_releases(args.releases) if args.releases else ()
     except OSError as exc:
         print(f"error: --releases {args.releases}: {exc.strerror}", file=sys.stderr)
@@ -139,7 +139,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     options = dict(sensitivity=sensitivity, retrain_every=retrain, history=history, for_points=args.for_points,
-                   direction=args.direction, releases=releases, settle=settle, absorb=args.absorb)
+                   direction=args.direction, releases=releases, settle=settle, absorb=args.absorb,
+                   follow=follow, follow_absorb=args.follow_absorb)
     try:
         if args.config:
             series = _query_series(_load(args.config), args.input, args.source, step, span)
@@ -370,7 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
         "is withdrawn for --settle after each release and comes back moved to the level the series\n"
         "settled at, and each retrain re-levels its history at the releases in it, as the daemon does\n"
         "with releases.expr configured; --absorb down accepts only moves down (error rates,\n"
-        "latencies), so a release that makes things worse still alerts.",
+        "latencies), so a release that makes things worse still alerts.\n\n"
+        "A series that stays beyond one edge of its band for --follow (1h) is followed there until\n"
+        "the next retrain: the band also covers the new level, as the daemon's follow pass does\n"
+        "(follow.after); --follow 0 turns this off, --follow-absorb down follows only moves down.",
     )
     p.add_argument("input", metavar="INPUT", help="CSV file with columns timestamp,value, or a query with --config")
     p.add_argument("--config", metavar="F", help="read INPUT as a PromQL query against this config's source")
@@ -387,6 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settle", default="30m", metavar="D", help="with --releases: band withdrawn this long (30m)")
     p.add_argument("--absorb", default="both", choices=["both", "up", "down"],
                    help="with --releases: which moves become the new normal (default: both)")
+    p.add_argument("--follow", default="1h", metavar="D",
+                   help="follow a level the series stays at this long (default: 1h; 0: never)")
+    p.add_argument("--follow-absorb", default="both", choices=["both", "up", "down"],
+                   help="which levels are followed (default: both)")
     p.add_argument("--out", required=True, metavar="OUT.csv", help="where to write the replay")
 
     p = _add(

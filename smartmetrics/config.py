@@ -183,6 +183,23 @@ class Releases(_Strict):
         return settle
 
 
+class Follow(_Strict):
+    """Follow a new level between retrains: once a series has stayed beyond one edge of its band for
+    `after`, the band also covers that level until the next retrain (`smartmetrics.follow`)."""
+
+    after: Duration = 3600.0
+    absorb: Literal["both", "up", "down"] = "both"
+    """Which levels are followed: `down` for error rates and latencies (a rise keeps alerting until
+    the next retrain), `up`, or `both` (traffic, load)."""
+
+    @field_validator("after")
+    @classmethod
+    def _check_after(cls, after: float) -> float:
+        if not 0 < after <= 86400:
+            raise ValueError("after must be more than 0s and at most 1d (set follow: null to never follow)")
+        return after
+
+
 def _check_sensitivity(value: Any) -> str | float:
     if isinstance(value, str) and value in SENSITIVITY_WORDS:
         return value
@@ -210,6 +227,7 @@ class Baseline(_Strict):
     alert: Alert = Alert()
     max_series: int = Field(default=1000, ge=1)
     releases: Releases | None = None
+    follow: Follow | None = Follow()
 
     @model_validator(mode="after")
     def _check_grid(self) -> Baseline:

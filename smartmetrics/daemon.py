@@ -15,6 +15,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -23,8 +24,9 @@ from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import generate_latest
 
 from smartmetrics.api import MatchError, matches, parse_matchers, render_baselines, render_series_chart
-from smartmetrics.config import Config, ConfigError, load_config
+from smartmetrics.config import Baseline, Config, ConfigError, load_config
 from smartmetrics.exporter import EMPTY, Snapshot
+from smartmetrics.follow import follow_band
 from smartmetrics.releases import apply_to_band, needs_data_since, releases_for
 from smartmetrics.retrain import RetrainOutcome, fetch_release_markers, fit_fingerprint, retrain_baseline
 from smartmetrics.selfmetrics import SelfMetrics
@@ -184,7 +186,7 @@ class Daemon:
         baseline = self.config.baselines[alias].model_copy(update={"history": history})
         return self.config.model_copy(update={"baselines": {alias: baseline}})
 
-    def _discover_one(self, alias: str, baseline: Any, now: float) -> None:
+    def _discover_one(self, alias: str, baseline: Baseline, now: float) -> None:
         recent = self._with_history(alias, 3 * baseline.step)
         try:
             present = {s.key for s in self.fetch(recent, alias, end=now).series if s.observed}
@@ -204,22 +206,53 @@ class Daemon:
                 seen.pop(key, None)
 
     def watch_releases(self) -> None:
-        """Apply new release markers to the baselines that have them (`smartmetrics.releases`)."""
+        """Apply new release markers to the baselines that have them (`smartmetrics.releases`); not
+        while a retrain runs, whose fresh fits have seen the releases before it."""
+        self._each_fitted(lambda baseline: baseline.releases is not None, self._releases_one)
+
+    def follow_levels(self) -> None:
+        """Let bands follow the new levels their series have stayed at (`smartmetrics.follow`); not
+        while a retrain runs, whose fresh fits start from the new levels."""
+        self._each_fitted(lambda baseline: baseline.follow is not None, self._follow_one)
+
+    def _each_fitted(self, wanted: Callable[[Baseline], bool], action: Callable[[str, Baseline, float], None]) -> None:
+        """`action(alias, baseline, now)` for each fitted baseline `wanted`, holding the retrain lock."""
         if not self._retrain_lock.acquire(blocking=False):
-            return  # a retrain is running; its fresh fits have seen the releases before it
+            return
         try:
             now = time.time()
             for alias, baseline in self.config.baselines.items():
-                if baseline.releases is not None and alias in self.states and not self._stopping.is_set():
-                    self._releases_one(alias, baseline, now)
+                if wanted(baseline) and alias in self.states and not self._stopping.is_set():
+                    action(alias, baseline, now)
         finally:
             self._retrain_lock.release()
+
+    def _follow_one(self, alias: str, baseline: Baseline, now: float) -> None:
+        state, rules = self.states[alias], baseline.follow
+        if not state.series or rules is None:
+            return
+        try:
+            window = self._with_history(alias, rules.after + 2 * baseline.step)
+            observed = {s.key: (s.timestamps, s.values) for s in self.fetch(window, alias, end=now).series}
+        except SourceError as exc:
+            log.warning("follow: %s", exc)
+            self.metrics.source_errors.labels(self.config.source_for(alias)[0], alias).inc()
+            return
+        bands = [follow_band(b, observed.get(b.key), now, after=rules.after, absorb=rules.absorb) for b in state.series]
+        moved = sum(new is not old and (new.meta.get("follow") or {}).get("shift") is not None
+                    for new, old in zip(bands, state.series))
+        if all(new is old for new, old in zip(bands, state.series)):
+            return
+        self.metrics.follows.labels(alias).inc(moved)
+        self._save(BaselineState(alias, state.fitted_at, tuple(bands), state.meta))
+        self._publish()
+        log.info("%s: %d bands followed their series to a new level", alias, moved)
 
     def release_markers(self, alias: str, since: float, now: float) -> list[tuple[dict[str, str], int]]:
         """(marker labels, release time) for every release of a baseline's `releases.expr` in (since, now]."""
         return fetch_release_markers(self.config, alias, since, now, self.fetch)
 
-    def _releases_one(self, alias: str, baseline: Any, now: float) -> None:
+    def _releases_one(self, alias: str, baseline: Baseline, now: float) -> None:
         state, rules = self.states[alias], baseline.releases
         if not state.series:
             return
@@ -314,6 +347,8 @@ class Daemon:
         self._scheduler.add_job(self.retrain, trigger, id="retrain", name="daily retrain", replace_existing=True)
         self._scheduler.add_job(self.discover, "interval", seconds=schedule.discover, id="discover",
                                 name="discover new series", replace_existing=True)
+        self._scheduler.add_job(self.follow_levels, "interval", seconds=schedule.discover, id="follow",
+                                name="follow new levels", replace_existing=True)
         if any(b.releases is not None for b in self.config.baselines.values()):
             self._scheduler.add_job(self.watch_releases, "interval", seconds=RELEASE_POLL, id="releases",
                                     name="apply release markers", replace_existing=True)

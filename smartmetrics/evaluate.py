@@ -19,6 +19,7 @@ import pandas as pd
 
 from smartmetrics.backtest import DAY, backtest_live, backtest_series, band_frame, walk_forward_band
 from smartmetrics.bands import band_policy
+from smartmetrics.follow import AFTER as FOLLOW
 from smartmetrics.peers import (
     ProphetFit,
     fit_prophet,
@@ -59,6 +60,7 @@ class Replay:
     min_history: int = DAY
     for_points: int | None = None
     settle: float = SETTLE
+    follow: float = FOLLOW
 
 
 @dataclass
@@ -177,12 +179,12 @@ def run_case(case: Case, detectors: tuple[str, ...], replay: Replay) -> dict[str
         timed = _Timed(fit)
         alerting = _alerting(name, replay, series.step)
         if name == SMARTMETRICS:
-            band = walk_forward_band(series, timed, history=replay.history, **common)
+            band = walk_forward_band(series, timed, history=replay.history, **common).with_follow(series, replay.follow)
             frame = band_frame(series, band, for_points=k, **alerting)
             if WITH_RELEASES in detectors:
                 told = _Timed(smartmetrics_fit(replay.sensitivity, case.releases, replay.settle))
                 moved = walk_forward_band(series, told, history=replay.history, **common).with_releases(
-                    series, case.releases, replay.settle, "both")
+                    series, case.releases, replay.settle, "both").with_follow(series, replay.follow)
                 runs[WITH_RELEASES] = Run(band_frame(series, moved, for_points=k, **alerting), k, told.seconds,
                                           told.fits, told.failures)
         else:
@@ -247,16 +249,16 @@ def run_backtest_file(path: str | Path, out: str | Path, **options) -> pd.DataFr
 def run_backtest_series(
     series: Series, out: str | Path, *, sensitivity: str | float, retrain_every: int, history: int,
     for_points: int | None, direction: str = "both", releases: tuple[int, ...] = (), settle: float = SETTLE,
-    absorb: str = "both",
+    absorb: str = "both", follow: float = FOLLOW, follow_absorb: str = "both",
 ) -> pd.DataFrame:
     """Replay one series walk-forward with smartmetrics' fit and alert logic (re-anchored after
-    `releases`, if any); write the table to `out`."""
+    `releases`, if any, and following new levels after `follow` seconds); write the table to `out`."""
     policy = band_policy(sensitivity)
     frame = backtest_series(
         series, smartmetrics_fit(sensitivity, releases, settle, absorb), retrain_every=retrain_every, history=history,
         for_points=for_points or policy.for_points, direction=direction, min_history=min(DAY, history),
         keep_points=policy.keep_points(series.step), threshold=policy.threshold, releases=releases,
-        settle=settle, absorb=absorb,
+        settle=settle, absorb=absorb, follow=follow, follow_absorb=follow_absorb,
     )
     write_frame(frame, out)
     return frame

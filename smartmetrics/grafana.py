@@ -181,6 +181,8 @@ FLEET_PANELS = (
     ("Series settling after a release (band withdrawn)", "sum by (baseline) (smartmetrics_series_settling)",
      "{{baseline}}", "short"),
     ("Releases per hour", "sum by (baseline) (increase(smartmetrics_releases_total[1h]))", "{{baseline}}", "short"),
+    ("Bands that followed a new level, per hour",
+     "sum by (baseline) (increase(smartmetrics_follows_total[1h]))", "{{baseline}}", "short"),
     ("Source request duration (p90, last hour)", ("histogram_quantile(0.9, sum by (source, le) "
      "(rate(smartmetrics_source_request_duration_seconds_bucket[1h])))"), "{{source}}", "s"),
 )

@@ -55,6 +55,10 @@ class SelfMetrics:
             "smartmetrics_series_settling", "Series whose band is withdrawn while a release settles.", ["baseline"],
             registry=r,
         )
+        self.follows = Counter(
+            "smartmetrics_follows", "Bands moved to a new level a series stayed at between retrains.", ["baseline"],
+            registry=r,
+        )
         self.ready = Gauge("smartmetrics_ready", "1 once stored baselines are loaded or a fit finished.", registry=r)
 
     def set_series(self, baseline: str, kinds: Tally[tuple[str, str]]) -> None:

@@ -178,11 +178,14 @@ FitFactory = Callable[[float | str, tuple[int, ...]], Callable[[Series, int], ob
 
 
 def replay_series(series: Series, fit: Callable[[Series, int], object], history: int,
-                  releases: tuple[int, ...] = (), settle: float = SETTLE, absorb: str = "both") -> Replay:
+                  releases: tuple[int, ...] = (), settle: float = SETTLE, absorb: str = "both",
+                  follow: float = 0.0, follow_absorb: str = "both") -> Replay:
     """The walk-forward band of one series (daily retrain on `history` before each day), re-anchored
-    after its `releases` as the daemon would (pass a fit told the same releases)."""
+    after its `releases` (pass a fit told the same releases) and following new levels after `follow`
+    seconds, as the daemon would."""
     band = walk_forward_band(series, fit, retrain_every=DAY, history=history,  # type: ignore[arg-type]
                              min_history=min(DAY, history)).with_releases(series, releases, settle, absorb)
+    band = band.with_follow(series, follow, follow_absorb)
     return Replay(series.timestamps, series.values, band.yhat, band.lower, band.upper, series.step)
 
 
@@ -194,8 +197,10 @@ def replay_baseline(baseline: Baseline, series: Sequence[Series], sensitivity: f
 
     settings = fit_settings(baseline)  # the settle time and absorb of its releases, if any
     known = (releases or {}) if baseline.releases is not None else {}
+    follow = baseline.follow
     return [replay_series(one, fit_factory(sensitivity, known.get(one.key, ())), int(baseline.history),
-                          known.get(one.key, ()), settings.settle, settings.absorb) for one in series]
+                          known.get(one.key, ()), settings.settle, settings.absorb,
+                          follow.after if follow else 0.0, follow.absorb if follow else "both") for one in series]
 
 
 def tune_baseline(alias: str, baseline: Baseline, series: Sequence[Series], budget: float, fit_factory: FitFactory,

@@ -383,3 +383,54 @@ def test_a_release_withdraws_the_band_then_re_anchors_it_and_survives_a_restart(
     restarted._releases_one("rate", restarted.config.baselines["rate"], later)
     served = {labels["instance"]: yhat for labels, yhat, _, _ in restarted._snapshot.values_at(later)}
     assert set(served) == {"a", "b", "c"} and 145 < served["b"] < 155
+
+
+def test_a_band_follows_a_level_its_series_stayed_at_and_survives_a_restart(offline_daemon) -> None:
+    from smartmetrics.daemon import Daemon
+
+    daemon = offline_daemon
+    now = time.time()
+    fitted = now - 3 * 3600  # the last retrain read data up to three hours ago
+    daemon.fetch = FakeSource([level_history(i, fitted - 3 * 86400, fitted) for i in "abc"])
+    assert daemon._retrain_one("rate", fitted).fitted == 3
+
+    moved, recent = align_down(now - 2 * 3600, 300), align_down(now - 1800, 300)  # "a" for two hours, "b" for 30m
+    daemon.fetch = FakeSource([level_history("a", fitted - 86400, now, moved),
+                               level_history("b", fitted - 86400, now, recent),
+                               level_history("c", fitted - 86400, now)])
+    daemon.follow_levels()
+    served = {labels["instance"]: (yhat, lo, hi) for labels, yhat, lo, hi in daemon._snapshot.values_at(now)}
+    assert 145 < served["a"][0] < 155 and served["a"][1] < 100 and served["a"][2] > 150  # both levels inside
+    assert 95 < served["b"][0] < 105 and served["b"][2] < 150  # half an hour is not a new level yet
+    assert 95 < served["c"][0] < 105
+    assert daemon.metrics.follows.labels("rate")._value.get() == 1
+
+    restarted = Daemon(daemon.config_path, workers=1)
+    restarted._pool.shutdown()
+    restarted._pool = None
+    restarted.load()  # the store holds the followed band and its record
+    again = {labels["instance"]: yhat for labels, yhat, _, _ in restarted._snapshot.values_at(now)}
+    assert abs(again["a"] - served["a"][0]) < 1e-3
+    restarted.fetch = daemon.fetch
+    restarted.follow_levels()  # the same data: not followed twice
+    assert {labels["instance"]: yhat for labels, yhat, _, _ in restarted._snapshot.values_at(now)} == again
+
+
+def test_follow_null_leaves_the_bands_alone(tmp_path: Path) -> None:
+    from smartmetrics.daemon import Daemon
+
+    config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", free_port(), tmp_path / "models")
+    raw = yaml.safe_load(config.read_text())
+    raw["baselines"]["rate"]["follow"] = None
+    config.write_text(yaml.safe_dump(raw))
+    daemon = Daemon(str(config), workers=1)
+    daemon._pool.shutdown()
+    daemon._pool = None
+    daemon.load()
+    now = time.time()
+    daemon.fetch = FakeSource([level_history("a", now - 3 * 3600 - 3 * 86400, now - 3 * 3600)])
+    daemon._retrain_one("rate", now - 3 * 3600)
+    daemon.fetch = FakeSource([level_history("a", now - 86400, now, align_down(now - 2 * 3600, 300))])
+    daemon.follow_levels()
+    ((_, yhat, _, _),) = daemon._snapshot.values_at(now)
+    assert 95 < yhat < 105
