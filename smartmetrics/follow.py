@@ -27,7 +27,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from smartmetrics.exporter import finite_number
-from smartmetrics.releases import MIN_POINTS, absorbed, level_shift, moved
+from smartmetrics.releases import MIN_POINTS, absorbed, level_shift, moved, shift_limit
 from smartmetrics.series import on_grid
 from smartmetrics.store import SeriesBand
 
@@ -131,15 +131,11 @@ def follow_band(band: SeriesBand, observed: tuple[np.ndarray, np.ndarray] | None
         widen(arrays, grid > times[at], shift)
         training = dict(meta.get("training") or {})
         limits = training.get("sustained")
-        if isinstance(limits, dict):
-            pair = [np.array([_or_nan(limits.get(k))]) for k in ("lower", "upper")]
-            widen([np.zeros(1), *pair], np.ones(1, dtype=bool), shift)
-            training["sustained"] = {**limits, "lower": finite_number(float(pair[0][0])),
-                                     "upper": finite_number(float(pair[1][0]))}
+        if isinstance(limits, dict):  # each limit also covers itself moved, as the edges do
+            low, high = finite_number(limits.get("lower")), finite_number(limits.get("upper"))
+            training["sustained"] = {**limits,
+                                     "lower": None if low is None else min(low, shift_limit(low, shift)),
+                                     "upper": None if high is None else max(high, shift_limit(high, shift))}
             meta["training"] = training
     return SeriesBand(dict(band.labels), band.start, band.step, *arrays, meta)
 
-
-def _or_nan(value: object) -> float:
-    number = finite_number(value)
-    return np.nan if number is None else number

@@ -23,7 +23,7 @@ import numpy as np
 
 from smartmetrics.backtest import DAY, firing_and_onsets, walk_forward_band
 from smartmetrics.bands import anomaly_score, band_policy
-from smartmetrics.config import Alert, Baseline
+from smartmetrics.config import Alert, Baseline, Follow
 from smartmetrics.releases import SETTLE
 from smartmetrics.series import Series
 
@@ -179,13 +179,14 @@ FitFactory = Callable[[float | str, tuple[int, ...]], Callable[[Series, int], ob
 
 def replay_series(series: Series, fit: Callable[[Series, int], object], history: int,
                   releases: tuple[int, ...] = (), settle: float = SETTLE, absorb: str = "both",
-                  follow: float = 0.0, follow_absorb: str = "both") -> Replay:
+                  follow: Follow | None = None) -> Replay:
     """The walk-forward band of one series (daily retrain on `history` before each day), re-anchored
-    after its `releases` (pass a fit told the same releases) and following new levels after `follow`
-    seconds, as the daemon would."""
+    after its `releases` (pass a fit told the same releases) and following new levels as the
+    baseline's `follow` says (None: never), as the daemon would."""
     band = walk_forward_band(series, fit, retrain_every=DAY, history=history,  # type: ignore[arg-type]
                              min_history=min(DAY, history)).with_releases(series, releases, settle, absorb)
-    band = band.with_follow(series, follow, follow_absorb)
+    if follow is not None:
+        band = band.with_follow(series, follow.after, follow.absorb)
     return Replay(series.timestamps, series.values, band.yhat, band.lower, band.upper, series.step)
 
 
@@ -197,10 +198,8 @@ def replay_baseline(baseline: Baseline, series: Sequence[Series], sensitivity: f
 
     settings = fit_settings(baseline)  # the settle time and absorb of its releases, if any
     known = (releases or {}) if baseline.releases is not None else {}
-    follow = baseline.follow
     return [replay_series(one, fit_factory(sensitivity, known.get(one.key, ())), int(baseline.history),
-                          known.get(one.key, ()), settings.settle, settings.absorb,
-                          follow.after if follow else 0.0, follow.absorb if follow else "both") for one in series]
+                          known.get(one.key, ()), settings.settle, settings.absorb, baseline.follow) for one in series]
 
 
 def tune_baseline(alias: str, baseline: Baseline, series: Sequence[Series], budget: float, fit_factory: FitFactory,

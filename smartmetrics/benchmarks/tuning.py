@@ -32,9 +32,7 @@ PANEL_BASELINE, PANEL_LABELS = "inference_qps", {"model": "llama-3-8b", "tenant"
 def panel_frame(config: Config, series: Series, sensitivity: float | str) -> pd.DataFrame:
     """The walk-forward replay of one series as a backtest table (value, band, firing, alert onsets)."""
     baseline = config.baselines[PANEL_BASELINE]
-    follow = baseline.follow
-    replay = replay_series(series, engine_fit(baseline)(sensitivity), int(baseline.history),
-                           follow=follow.after if follow else 0.0, follow_absorb=follow.absorb if follow else "both")
+    replay = replay_series(series, engine_fit(baseline)(sensitivity), int(baseline.history), follow=baseline.follow)
     policy = band_policy(sensitivity)
     outside = alerting_points(replay.values, replay.yhat, replay.lower, replay.upper, baseline.alert, policy.threshold)
     points = int(np.ceil(baseline.alert.for_ / replay.step)) + 1
