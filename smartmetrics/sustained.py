@@ -6,7 +6,9 @@ stays inside it point by point, though the hour as a whole is plainly unlike any
 those series the fit also learns limits for the mean over a trailing window: the tail quantiles of
 the history's own rolling means, at a miss rate set by the sensitivity (a fifth of the point band's
 miss rate; a rolling mean is not independent from one step to the next, and its tail is
-extrapolated with the same generalised Pareto fit as the band). A lower limit is only kept where it
+extrapolated with the same generalised Pareto fit as the band). Only full windows count: the first
+window after the history's start holds fewer samples, and one burst in it would set the limit far
+too high. A lower limit is only kept where it
 is above the least the history shows (a sparse counter's hourly mean of 0 is normal, not low).
 
 The daemon exports the limits (`smartmetrics_mean_upper`, `smartmetrics_mean_lower`) and the
@@ -77,8 +79,9 @@ def mean_limits(timestamps: np.ndarray, values: np.ndarray, step: int, coverage:
     if np.isfinite(v).sum() * step < MIN_DAYS * 86400:
         return None
     window = window_seconds(step)
-    means = rolling_mean(timestamps, v, window, step)
-    means = means[np.isfinite(means)]
+    t = np.asarray(timestamps, dtype=np.int64)
+    means = rolling_mean(t, v, window, step)
+    means = means[np.isfinite(means) & (t >= t[0] + window)]  # the history's first window is partial
     if len(means) < 10 or np.ptp(means) <= 0:
         return None
     miss = MISS_SHARE * (1 - coverage)

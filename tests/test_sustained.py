@@ -52,6 +52,20 @@ def test_limits_contain_the_history_and_a_sparse_counter_has_no_lower_limit() ->
     assert mean_limits(s.timestamps, flat, STEP, 0.9995) is None
 
 
+def test_limits_ignore_the_partial_window_at_the_start_of_the_history() -> None:
+    # A job spiking twice, half an hour apart, every 8 hours, with the history starting at a spike:
+    # the first hour's means are taken over fewer points and would set the limit far too high.
+    t = EPOCH + STEP * np.arange(7 * DAY // STEP, dtype=np.int64)
+    values = np.zeros(len(t))
+    values[np.isin((t - EPOCH) % (8 * 3600), (0, 1800))] = 20.0
+    lim = mean_limits(t, values, STEP, band_policy("medium").coverage)
+    full = rolling_mean(t, values, 3600, STEP)[t >= t[0] + 3600]
+    assert lim["upper"] == np.nanmax(full)  # two spikes in an hour: 40 / 13 samples
+    burst = values.copy()
+    burst[-12:] = np.where(np.arange(12) % 3 == 0, 20.0, 0.0)  # four spikes in the last hour
+    assert sustained_points(Series({}, t, burst, STEP), None, np.full(len(t), lim["upper"]))[-1]
+
+
 def test_fit_stores_limits_for_noisy_and_sparse_series_only() -> None:
     fitted = fit_series(lognormal(), FitSettings())
     assert fitted.classification["curve_type"] == "noisy"
