@@ -97,6 +97,8 @@ def test_baseline_panel_draws_the_band_between_lower_and_upper(files: dict[str, 
 
 def test_every_query_parses_as_promql(files: dict[str, str]) -> None:
     exprs = [t["expr"] for doc in dashboards(files).values() for p in doc["panels"] for t in p["targets"]]
+    exprs += [a["expr"] for doc in dashboards(files).values() for a in doc.get("annotations", {}).get("list", [])
+              if "expr" in a]
     exprs += [v["query"][len("label_values("):-1].rsplit(",", 1)[0]
               for doc in dashboards(files).values() for v in doc["templating"].get("list", [])]
     alerts = yaml.safe_load(files[ALERTS_FILE])
@@ -200,3 +202,20 @@ def test_release_markers_are_annotations_on_their_baseline_dashboard_only() -> N
     assert releases[0]["datasource"]["uid"] == "prom-main" and releases[0]["enable"] is True
     other = boards[f"dashboards/{dashboard_uid('inference_qps')}.json"].get("annotations", {}).get("list", [])
     assert not [a for a in other if a.get("name") == "Releases"]
+
+
+def test_retrains_and_follows_are_annotations_that_name_their_baseline() -> None:
+    baselines = {**BASELINES, "raw": {**BASELINES["raw"], "follow": None}}
+    config = parse_config({"sources": {"p": {"url": "http://127.0.0.1:9090"}}, "baselines": baselines})
+    boards = dashboards(render_grafana_files(config, STATES, "prom-main"))
+
+    def marks(alias: str) -> dict[str, str]:
+        annotations = boards[f"dashboards/{dashboard_uid(alias)}.json"]["annotations"]["list"]
+        return {a["name"]: a["expr"] for a in annotations if "expr" in a}
+
+    qps = marks("inference_qps")
+    assert qps["Retrains"] == ('changes(smartmetrics_last_successful_retrain_timestamp_seconds'
+                               '{baseline="inference_qps"}[5m]) > 0')
+    assert qps["Band followed a new level"] == 'increase(smartmetrics_follows_total{baseline="inference_qps"}[5m]) > 0'
+    assert 'baseline="odd \\"alias\\""' in marks('odd "alias"')["Retrains"]
+    assert set(marks("raw")) == {"Retrains"}  # follow: null, so the band never moves between retrains
