@@ -239,14 +239,15 @@ class Daemon:
             self.metrics.source_errors.labels(self.config.source_for(alias)[0], alias).inc()
             return
         bands = [follow_band(b, observed.get(b.key), now, after=rules.after, absorb=rules.absorb) for b in state.series]
-        moved = sum(new is not old and (new.meta.get("follow") or {}).get("shift") is not None
-                    for new, old in zip(bands, state.series))
-        if all(new is old for new, old in zip(bands, state.series)):
+        records = [new.meta.get("follow") or {} for new, old in zip(bands, state.series) if new is not old]
+        if not records:
             return
+        moved = sum(not r.get("back") and r.get("shift") is not None for r in records)
+        back = sum(bool(r.get("back")) for r in records)
         self.metrics.follows.labels(alias).inc(moved)
         self._save(BaselineState(alias, state.fitted_at, tuple(bands), state.meta))
         self._publish()
-        log.info("%s: %d bands followed their series to a new level", alias, moved)
+        log.info("%s: %d bands followed their series to a new level, %d went back with it", alias, moved, back)
 
     def release_markers(self, alias: str, since: float, now: float) -> list[tuple[dict[str, str], int]]:
         """(marker labels, release time) for every release of a baseline's `releases.expr` in (since, now]."""

@@ -8,7 +8,9 @@ band from there to the end of its table also covers itself moved by the median d
 the series and yhat over the later half of that window (`releases.level_shift`: the level it
 settled at), and yhat moves to that level. The old level stays inside the band, so a rollback or
 the end of an incident raises no new alert; the next retrain learns the new level (cleaning cuts
-the history at a level shift).
+the history at a level shift). When the series goes back (the same share of the same window nearer
+the old level than the new one), yhat goes back with it and the band still covers both: the
+expected value drawn in Grafana is where the series is, not where an outage took it for an hour.
 
 The move comes after the onset has alerted: it spares the rest of the day's alerts on a level that
 has become normal, not the first one. `absorb` says which moves are followed, as for releases:
@@ -47,12 +49,34 @@ def held_out(timestamps: np.ndarray, values: np.ndarray, lower: np.ndarray, uppe
     >>> held_out(t, np.array([0, 0, 0, 5, 5, 5, 5, 5, 5, 5.0]), np.full(10, -1.0), np.full(10, 1.0), 3000)
     (3, 7)
     """
-    n = len(timestamps)
-    if n == 0:
-        return None
     known = np.isfinite(values) & np.isfinite(lower) & np.isfinite(upper)
     with np.errstate(invalid="ignore"):
         sides = (known & (values > upper), known & (values < lower))
+    return _held(timestamps, known, sides, after, share)
+
+
+def held_back(timestamps: np.ndarray, values: np.ndarray, yhat: np.ndarray, shift: float, after: float,
+              share: float = SHARE) -> tuple[int, int] | None:
+    """As `held_out`, for a series back at the level a follow by `shift` left: nearer `yhat - shift`
+    (the old level) than `yhat` (the followed one).
+
+    >>> t = np.arange(8) * 600
+    >>> held_back(t, np.array([9, 9, 9, 1, 1, 1, 1, 1.0]), np.full(8, 9.0), 8.0, 1800)
+    (3, 5)
+    """
+    known = np.isfinite(values) & np.isfinite(yhat)
+    with np.errstate(invalid="ignore"):
+        back = known & ((values < yhat - shift / 2) if shift > 0 else (values > yhat - shift / 2))
+    return _held(timestamps, known, (back,), after, share)
+
+
+def _held(timestamps: np.ndarray, known: np.ndarray, sides: tuple[np.ndarray, ...], after: float,
+          share: float) -> tuple[int, int] | None:
+    """The first `(first, at)` whose trailing `after` seconds hold `share` of their known points on one of
+    `sides`, the point itself included (see `held_out`)."""
+    n = len(timestamps)
+    if n == 0:
+        return None
     first = np.searchsorted(timestamps, timestamps - after, side="right")
     c_known = _cumulative(known)
     n_known = c_known[1:] - c_known[first]
@@ -92,17 +116,35 @@ def replay_follow(
     out = [np.array(a, dtype=np.float64, copy=True) for a in (yhat, lower, upper, *limits)]
     for start, stop in periods:
         rest = np.flatnonzero((timestamps >= start) & (timestamps < stop))
+        last = None  # the shift of the follow in force
         while len(rest):
-            found = held_out(timestamps[rest], values[rest], out[1][rest], out[2][rest], after)
+            found, back = _next_move(timestamps[rest], values[rest], out[0][rest], out[1][rest], out[2][rest],
+                                     last, after)
             if found is None:
                 break
             first, at = found
             window = rest[first:at + 1]
-            shift = absorbed(level_shift(values[window], out[0][window]), absorb)
+            shift = level_shift(values[window], out[0][window])
             rest = rest[at + 1:]
-            if shift is not None:
-                widen(out, rest, shift)
+            if back:
+                out[0][rest] = out[0][rest] if shift is None else moved(out[0][rest], shift)
+                last = None
+                continue
+            last = absorbed(shift, absorb)
+            if last is not None:
+                widen(out, rest, last)
     return tuple(out)
+
+
+def _next_move(timestamps: np.ndarray, values: np.ndarray, yhat: np.ndarray, lower: np.ndarray,
+               upper: np.ndarray, last: float | None, after: float) -> tuple[tuple[int, int] | None, bool]:
+    """The earlier of a level held beyond the band and (after a follow by `last`) a return to the old
+    level: `((first, at) or None, whether it is the return)`."""
+    found = held_out(timestamps, values, lower, upper, after)
+    back = None if last is None else held_back(timestamps, values, yhat, last, after)
+    if back is not None and (found is None or back[1] < found[1]):
+        return back, True
+    return found, False
 
 
 def follow_band(band: SeriesBand, observed: tuple[np.ndarray, np.ndarray] | None, now: float, *,
@@ -114,19 +156,26 @@ def follow_band(band: SeriesBand, observed: tuple[np.ndarray, np.ndarray] | None
         return band
     record = band.meta.get("follow") if isinstance(band.meta.get("follow"), dict) else {}
     since = max(float(record.get("at", -np.inf)), band.start - band.step)
+    last = None if record.get("back") else finite_number(record.get("shift"))
     times, values = (np.asarray(a, dtype=np.float64) for a in observed)
     keep = (times > since) & (times <= now)
     times, values = times[keep], values[keep]
     grid = band.start + np.arange(len(band.yhat), dtype=np.int64) * band.step
     yhat, lower, upper = on_grid(grid, times, band.yhat, band.lower, band.upper)
-    found = held_out(times, values, lower, upper, after)
+    found, back = _next_move(times, values, yhat, lower, upper, last, after)
     if found is None:
         return band
     first, at = found
-    shift = absorbed(level_shift(values[first:at + 1], yhat[first:at + 1]), absorb)
+    shift = level_shift(values[first:at + 1], yhat[first:at + 1])
     meta = dict(band.meta)
-    meta["follow"] = {"at": int(times[at]), "shift": shift, "count": int(record.get("count", 0)) + (shift is not None)}
     arrays = [np.array(a, dtype=np.float64) for a in (band.yhat, band.lower, band.upper)]
+    if back:  # yhat goes back to the level the series returned to; the band still covers both
+        meta["follow"] = {**record, "at": int(times[at]), "back": True}
+        if shift is not None:
+            arrays[0] = np.where(grid > times[at], moved(arrays[0], shift), arrays[0])
+        return SeriesBand(dict(band.labels), band.start, band.step, *arrays, meta)
+    shift = absorbed(shift, absorb)
+    meta["follow"] = {"at": int(times[at]), "shift": shift, "count": int(record.get("count", 0)) + (shift is not None)}
     if shift is not None:
         widen(arrays, grid > times[at], shift)
         training = dict(meta.get("training") or {})

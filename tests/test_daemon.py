@@ -415,6 +415,15 @@ def test_a_band_follows_a_level_its_series_stayed_at_and_survives_a_restart(offl
     restarted.follow_levels()  # the same data: not followed twice
     assert {labels["instance"]: yhat for labels, yhat, _, _ in restarted._snapshot.values_at(now)} == again
 
+    later = now + 2 * 3600  # "a" went back to 100 at `now` (a rollback) and has stayed there
+    back = level_history("a", fitted - 86400, later, moved)
+    back.values[back.timestamps >= now] -= 50
+    restarted.fetch = FakeSource([back])
+    restarted._follow_one("rate", restarted.config.baselines["rate"], later)
+    served = {labels["instance"]: (yhat, lo, hi) for labels, yhat, lo, hi in restarted._snapshot.values_at(later)}
+    assert 95 < served["a"][0] < 105 and served["a"][2] > 150  # yhat is back; the band still covers both
+    assert restarted.metrics.follows.labels("rate")._value.get() == 0  # going back is not a new level
+
 
 def test_follow_null_leaves_the_bands_alone(tmp_path: Path) -> None:
     from smartmetrics.daemon import Daemon

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from smartmetrics.follow import follow_band, held_out, replay_follow
+from smartmetrics.follow import follow_band, held_back, held_out, replay_follow
 from smartmetrics.store import SeriesBand
 
 STEP = 300
@@ -72,6 +72,44 @@ def test_a_follow_stays_within_its_model_and_moves_the_trailing_mean_limits_too(
     assert abs(y[280] - 130) < 1 and m_lo[280] == 98 and abs(m_hi[280] - 132) < 1
     second = t >= DAY  # the next model is followed on its own: its first hour alerts like a new fit's would
     assert (y[second][:12] == 100).all() and abs(y[-1] - 130) < 1
+
+
+def outage(n: int = 288) -> np.ndarray:
+    """Traffic that drops to a fifth for 100 minutes from 08:20, then comes back."""
+    values = noisy(n)
+    values[100:120] -= 80
+    return values
+
+
+def test_yhat_goes_back_when_the_series_does_and_the_band_keeps_both_levels() -> None:
+    values = outage()
+    t, yhat, lower, upper = day_of(values)
+    y, lo, hi = replay_follow(t, values, yhat, lower, upper, (), [(0, DAY)])
+    assert abs(y[115] - 20) < 1  # followed down at 09:10
+    assert abs(y[130] - 20) < 1 and abs(y[131] - 100) < 1  # back once 11 of the hour's 12 points are
+    assert (lo[111:] <= 20).all() and (hi[111:] >= 105).all()  # both levels stay inside: no new alert
+    assert not ((values < lo) | (values > hi))[111:].any()
+    assert held_back(t[100:140], values[100:140], np.full(40, 20.0), -80.0, 3600) == (19, 30)
+
+
+def test_a_stored_band_goes_back_as_the_replay_does_then_follows_again() -> None:
+    start = 1_700_000_000 - 1_700_000_000 % DAY
+    values = outage()
+    times = start + np.arange(288) * STEP
+    down = follow_band(stored(start), (times[:112], values[:112]), float(times[111]))
+    assert down.meta["follow"]["shift"] == pytest.approx(-80, abs=1)
+    up = follow_band(down, (times[:160], values[:160]), float(times[159]))
+    fresh = stored(start)
+    y = replay_follow(times, values, fresh.yhat, fresh.lower, fresh.upper, (), [(start, start + DAY)])[0]
+    assert up.meta["follow"] == {"at": int(times[130]), "shift": down.meta["follow"]["shift"], "count": 1,
+                                 "back": True}
+    assert np.allclose(up.yhat, y) and (up.lower == down.lower).all() and (up.upper == down.upper).all()
+    assert follow_band(up, (times[:160], values[:160]), float(times[159])) is up  # nothing new
+    again = values.copy()
+    again[200:] += 40  # a deploy in the evening is followed as the first level was
+    moved = follow_band(up, (times[:240], again[:240]), float(times[239]))
+    assert moved.meta["follow"]["count"] == 2 and "back" not in moved.meta["follow"]
+    assert abs(moved.yhat[-1] - 140) < 1
 
 
 def test_held_out_needs_the_whole_window_after_the_start() -> None:
