@@ -178,9 +178,7 @@ class Releases(_Strict):
     @field_validator("settle")
     @classmethod
     def _check_settle(cls, settle: float) -> float:
-        if not 0 < settle <= 86400:
-            raise ValueError("settle must be more than 0s and at most 1d")
-        return settle
+        return _within_a_day(settle, "settle")
 
 
 class Follow(_Strict):
@@ -195,9 +193,14 @@ class Follow(_Strict):
     @field_validator("after")
     @classmethod
     def _check_after(cls, after: float) -> float:
-        if not 0 < after <= 86400:
-            raise ValueError("after must be more than 0s and at most 1d (set follow: null to never follow)")
-        return after
+        return _within_a_day(after, "after", " (set follow: null to never follow)")
+
+
+def _within_a_day(seconds: float, field: str, hint: str = "") -> float:
+    """`seconds` if in (0, 1d]; else a ValueError naming `field` (pydantic adds its path)."""
+    if not 0 < seconds <= 86400:
+        raise ValueError(f"{field} must be more than 0s and at most 1d{hint}")
+    return seconds
 
 
 def _check_sensitivity(value: Any) -> str | float:

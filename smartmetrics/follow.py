@@ -126,8 +126,9 @@ def replay_follow(
             window = rest[first:at + 1]
             shift = level_shift(values[window], out[0][window])
             rest = rest[at + 1:]
-            if back:
-                out[0][rest] = out[0][rest] if shift is None else moved(out[0][rest], shift)
+            if back:  # yhat only: the band already covers the old level
+                if shift is not None:
+                    out[0][rest] = moved(out[0][rest], shift)
                 last = None
                 continue
             last = absorbed(shift, absorb)
@@ -151,7 +152,8 @@ def follow_band(band: SeriesBand, observed: tuple[np.ndarray, np.ndarray] | None
                 after: float = AFTER, absorb: str = "both") -> SeriesBand:
     """A stored band that follows the level `observed` (timestamps, values up to `now`) has stayed at
     (the same object when nothing changed). `meta["follow"]` records the last check that found one
-    (`at`, `shift`: None when not absorbed, `count` of moves), and later calls look only after it."""
+    (`at`, `shift`: None when not absorbed, `count` of moves, and `back` once yhat went back to the
+    old level), and later calls look only after it."""
     if observed is None or len(observed[0]) == 0:
         return band
     record = band.meta.get("follow") if isinstance(band.meta.get("follow"), dict) else {}

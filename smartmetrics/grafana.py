@@ -42,7 +42,7 @@ from smartmetrics.sustained_rules import SIDES, MeanWindow, mean_windows
 FOLDER = "smartmetrics"
 FLEET_UID = "smartmetrics-fleet"
 ALERTS_FILE = "alerting/smartmetrics-alerts.yml"
-RETRAINED = "smartmetrics_last_successful_retrain_timestamp_seconds"  # self-metrics the annotations read
+RETRAINED = "smartmetrics_last_successful_retrain_timestamp_seconds"  # self-metrics read by name
 FOLLOWS = "smartmetrics_follows_total"
 
 
@@ -176,7 +176,7 @@ FLEET_PANELS = (
     ("Series by baseline", "sum by (baseline) (smartmetrics_series)", "{{baseline}}", "short"),
     ("Series by curve type", "sum by (curve_type) (smartmetrics_series)", "{{curve_type}}", "short"),
     ("Hours since the last successful retrain",
-     "(time() - smartmetrics_last_successful_retrain_timestamp_seconds) / 3600", "{{baseline}}", "h"),
+     f"(time() - {RETRAINED}) / 3600", "{{baseline}}", "h"),
     ("Forecast hours remaining", "smartmetrics_forecast_hours_remaining", "{{baseline}}", "h"),
     ("Mean fit duration (last day)", ("increase(smartmetrics_fit_duration_seconds_sum[1d]) / "
                                       "increase(smartmetrics_fit_duration_seconds_count[1d])"), "{{baseline}}", "s"),
@@ -193,7 +193,7 @@ FLEET_PANELS = (
      "{{baseline}}", "short"),
     ("Releases per hour", "sum by (baseline) (increase(smartmetrics_releases_total[1h]))", "{{baseline}}", "short"),
     ("Bands that followed a new level, per hour",
-     "sum by (baseline) (increase(smartmetrics_follows_total[1h]))", "{{baseline}}", "short"),
+     f"sum by (baseline) (increase({FOLLOWS}[1h]))", "{{baseline}}", "short"),
     ("Source request duration (p90, last hour)", ("histogram_quantile(0.9, sum by (source, le) "
      "(rate(smartmetrics_source_request_duration_seconds_bucket[1h])))"), "{{source}}", "s"),
 )
