@@ -1,11 +1,11 @@
 """Walk-forward backtest: replay a series as the daemon would live it, one row per point.
 
 At each period boundary a model is fitted on the trailing history strictly before the boundary and
-predicts the band for the period that follows; the band then goes through the same alert logic as
-the generated Prometheus rules (the anomaly score above `threshold`, honouring `direction`, for
-`for_points` points in a row, then still firing for `keep_points` points after the condition clears, as
-Prometheus' `keep_firing_for` does). Peers are just other fit functions (or, for rule-based peers, causal band functions), so every
-detector is judged by this one loop.
+predicts the band for the period that follows; the band then goes through the alert logic of
+the generated Prometheus rules (`smartmetrics.firing`: score threshold, `direction`, minimum
+deviations, `for`, `keep_firing_for`, and the stuck and sustained alerts). Peers are just other fit
+functions (or, for rule-based peers, causal band functions), so every detector is judged by this
+one loop.
 """
 
 from __future__ import annotations
@@ -17,14 +17,22 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from smartmetrics.bands import anomaly_score
+from smartmetrics.firing import (
+    AlertRules,
+    Fired,
+    anomaly_condition,
+    firing_and_onsets,
+    rule_score,
+    stuck_window,
+)
 from smartmetrics.follow import replay_follow
+from smartmetrics.ranges import stored_range
 from smartmetrics.releases import SETTLE, replay_releases
 from smartmetrics.series import Series
 from smartmetrics.stuck import held_seconds
 from smartmetrics.sustained import rolling_mean, window_seconds
 
-COLUMNS = ["timestamp", "value", "yhat", "yhat_lower", "yhat_upper", "anomaly_score", "firing", "alert"]
+COLUMNS = ["timestamp", "value", "yhat", "yhat_lower", "yhat_upper", "anomaly_score", "firing", "alert", "alerts"]
 DAY = 86400
 
 
@@ -72,6 +80,20 @@ class WalkForward:
     mean_lower: np.ndarray
     mean_upper: np.ndarray
     periods: tuple[tuple[int, int], ...] = ()  # `[start, stop)` predicted by each fitted model
+    floor: np.ndarray | None = None  # per point, the natural range of the model's series (NaN: none)
+    ceiling: np.ndarray | None = None
+
+    def clipped(self, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, ...]:
+        """A moved band put back inside the natural range, as the daemon clips what it stores."""
+        out = []
+        for arr in (yhat, lower, upper):
+            with np.errstate(invalid="ignore"):
+                if self.floor is not None:
+                    arr = np.where(arr < self.floor, self.floor, arr)
+                if self.ceiling is not None:
+                    arr = np.where(arr > self.ceiling, self.ceiling, arr)
+            out.append(arr)
+        return tuple(out)
 
     def with_releases(self, series: Series, releases: tuple[float, ...], settle: float, absorb: str) -> WalkForward:
         """This band with release re-anchoring (`smartmetrics.releases`) applied, as the daemon would."""
@@ -83,7 +105,8 @@ class WalkForward:
             settle=settle, absorb=absorb,
         )
         stuck = np.where(np.isnan(lower) & ~np.isnan(self.lower), np.nan, self.stuck_after)  # held, not moved
-        return WalkForward(yhat, lower, upper, stuck, mean_lower, mean_upper, self.periods)
+        return WalkForward(*self.clipped(yhat, lower, upper), stuck, mean_lower, mean_upper, self.periods,
+                           self.floor, self.ceiling)
 
     def with_follow(self, series: Series, after: float, absorb: str = "both") -> WalkForward:
         """This band following new levels the series stays at for `after` seconds (`smartmetrics.follow`),
@@ -94,7 +117,8 @@ class WalkForward:
             series.timestamps, series.values, self.yhat, self.lower, self.upper,
             (self.mean_lower, self.mean_upper), self.periods, after=after, absorb=absorb,
         )
-        return WalkForward(yhat, lower, upper, self.stuck_after, mean_lower, mean_upper, self.periods)
+        return WalkForward(*self.clipped(yhat, lower, upper), self.stuck_after, mean_lower, mean_upper,
+                           self.periods, self.floor, self.ceiling)
 
 
 def walk_forward_band(
@@ -102,7 +126,7 @@ def walk_forward_band(
 ) -> WalkForward:
     """Bands for every point, each period predicted by a model fitted only on data before it."""
     n = len(series)
-    yhat, lower, upper, stuck, mean_lower, mean_upper = (np.full(n, np.nan) for _ in range(6))
+    yhat, lower, upper, stuck, mean_lower, mean_upper, floor, ceiling = (np.full(n, np.nan) for _ in range(8))
     periods = []
     for boundary in period_starts(series, retrain_every, min_history):
         train = slice_series(series, boundary - history, boundary)
@@ -121,83 +145,24 @@ def walk_forward_band(
         limits = getattr(model, "sustained", None) or {}
         for arr, key in ((mean_lower, "lower"), (mean_upper, "upper")):
             arr[target] = np.nan if limits.get(key) is None else limits[key]
-    return WalkForward(yhat, lower, upper, stuck, mean_lower, mean_upper, tuple(periods))
-
-
-def outside_band(values: np.ndarray, lower: np.ndarray, upper: np.ndarray, direction: str,
-                 yhat: np.ndarray | None = None, threshold: float = 1.0) -> np.ndarray:
-    """Points beyond the band on the alerting side(s); NaN values or bands are never outside.
-
-    With `yhat` and a `threshold` other than 1 the edges move to `yhat + threshold * (edge - yhat)`:
-    the anomaly score above `threshold`, as the generated rules compare it.
-
-    >>> outside_band(np.array([0.0, 5.0, np.nan, -5.0]), np.full(4, -1.0), np.full(4, 1.0), "up").tolist()
-    [False, True, False, False]
-    >>> outside_band(np.array([1.5, 2.5]), np.zeros(2), np.ones(2), "up", np.zeros(2), 2.0).tolist()
-    [False, True]
-    """
-    if direction not in ("both", "up", "down"):
-        raise ValueError(f"direction must be both, up or down, not {direction!r}")
-    if yhat is not None and threshold != 1.0:
-        lower, upper = yhat + threshold * (lower - yhat), yhat + threshold * (upper - yhat)
-    with np.errstate(invalid="ignore"):
-        above = values > upper
-        below = values < lower
-    if direction == "up":
-        return above
-    if direction == "down":
-        return below
-    return above | below
-
-
-def firing_and_onsets(outside: np.ndarray, for_points: int, keep_points: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """`firing` once a point is the `for_points`-th outside point in a row, and for `keep_points` points
-    after the condition clears (an outside point meanwhile continues the same alert); `alert` where
-    firing starts.
-
-    >>> f, a = firing_and_onsets(np.array([1, 1, 1, 0, 1, 1], dtype=bool), 2)
-    >>> f.astype(int).tolist(), a.astype(int).tolist()
-    ([0, 1, 1, 0, 0, 1], [0, 1, 0, 0, 0, 1])
-    >>> f, a = firing_and_onsets(np.array([1, 0, 0, 1, 0, 0, 0, 1], dtype=bool), 1, keep_points=2)
-    >>> f.astype(int).tolist(), a.astype(int).tolist()
-    ([1, 1, 1, 1, 1, 1, 0, 1], [1, 0, 0, 0, 0, 0, 0, 1])
-    """
-    need, keep = max(int(for_points), 1), max(int(keep_points), 0)
-    firing = np.zeros(len(outside), dtype=bool)
-    run = quiet = 0
-    active = False
-    for i, out in enumerate(outside):
-        run = run + 1 if out else 0
-        if active and not out:
-            quiet += 1
-            active = quiet <= keep
-        elif out and (active or run >= need):
-            active, quiet = True, 0
-        firing[i] = active
-    return firing, onsets(firing)
-
-
-def onsets(firing: np.ndarray) -> np.ndarray:
-    """Where firing starts: a firing point whose predecessor was not firing.
-
-    >>> onsets(np.array([1, 1, 0, 1], dtype=bool)).astype(int).tolist()
-    [1, 0, 0, 1]
-    """
-    return firing & ~np.concatenate(([False], firing[:-1]))
+        bounds = stored_range(getattr(model, "training", None)) or (None, None)
+        for arr, bound in ((floor, bounds[0]), (ceiling, bounds[1])):
+            arr[target] = np.nan if bound is None else bound
+    return WalkForward(yhat, lower, upper, stuck, mean_lower, mean_upper, tuple(periods), floor, ceiling)
 
 
 def stuck_points(series: Series, stuck_after: np.ndarray | None) -> np.ndarray:
     """Points whose value has not changed for at least their model's `stuck_after` seconds.
 
     >>> s = Series({}, np.arange(5) * 60, np.array([1.0, 2.0, 2.0, 2.0, 3.0]), 60)
-    >>> stuck_points(s, np.full(5, 120.0)).astype(int).tolist()
+    >>> stuck_points(s, np.full(5, 120.0)).astype(int).tolist()  # the rule's window: rounded up to a minute
     [0, 0, 0, 1, 0]
     """
     if stuck_after is None:
         return np.zeros(len(series), dtype=bool)
     held = held_seconds(series.timestamps, series.values)
     with np.errstate(invalid="ignore"):
-        return np.nan_to_num(held, nan=-1.0) >= np.nan_to_num(stuck_after, nan=np.inf)
+        return np.nan_to_num(held, nan=-1.0) >= np.nan_to_num(stuck_window(stuck_after), nan=np.inf)
 
 
 def sustained_points(series: Series, mean_lower: np.ndarray | None, mean_upper: np.ndarray | None,
@@ -220,64 +185,68 @@ def sustained_points(series: Series, mean_lower: np.ndarray | None, mean_upper: 
     return out & np.isfinite(series.values)  # a missing scrape is no evidence, as the rule's presence guard
 
 
+def replay_alerts(series: Series, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray, rules: AlertRules, *,
+                  stuck_after: np.ndarray | None = None, mean_lower: np.ndarray | None = None,
+                  mean_upper: np.ndarray | None = None) -> Fired:
+    """What the baseline's generated rules fire on `series` with this band (`smartmetrics.firing`):
+    the anomaly alert always; the stuck alert where `stuck_after` is given (per point, seconds; NaN
+    none) and `rules.stuck`; the sustained alert where mean limits are given and `rules.sustained`."""
+    step = series.step
+    condition = anomaly_condition(series.values, yhat, lower, upper, rules)
+    by_kind = {"anomaly": firing_and_onsets(condition, rules.for_points(step), rules.keep_points(step))[0]}
+    if rules.stuck and stuck_after is not None:
+        by_kind["stuck"] = stuck_points(series, stuck_after)  # no `for`, no `keep_firing_for`
+    if rules.sustained and (mean_lower is not None or mean_upper is not None):
+        beyond = sustained_points(series, mean_lower, mean_upper, rules.direction)
+        by_kind["sustained"] = firing_and_onsets(beyond, 1, rules.keep_points(step))[0]
+    return Fired(by_kind)
+
+
 def assemble_frame(
-    series: Series, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray, *, for_points: int,
-    direction: str = "both", keep_points: int = 0, threshold: float = 1.0,
+    series: Series, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray, rules: AlertRules, *,
     stuck_after: np.ndarray | None = None, mean_lower: np.ndarray | None = None,
     mean_upper: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """The backtest table (DESIGN.md columns) from a series and its band.
+    """The backtest table (DESIGN.md columns, plus `alerts`) from a series, its band and the rules.
 
-    With `stuck_after` (per point, seconds; NaN for none) a value held unchanged that long fires
-    too, as the generated stuck-value alert does; with `mean_lower`/`mean_upper` a trailing mean
-    beyond them fires, as the sustained-deviation alert does. `firing` and `alert` cover all alerts.
+    `firing` and `alert` cover every alert of the baseline (`replay_alerts`); `alerts` names the ones
+    firing on each row (`anomaly`, `stuck`, `sustained`, joined by `+`).
     """
     values = series.values
-    with np.errstate(invalid="ignore", divide="ignore"):
-        score = anomaly_score(values, yhat, lower, upper)
-    score = np.where(np.isfinite(yhat) & np.isfinite(values), score, np.nan)
-    outside = outside_band(values, lower, upper, direction, yhat, threshold)
-    firing, _ = firing_and_onsets(outside, for_points, keep_points)
-    firing |= firing_and_onsets(stuck_points(series, stuck_after), 1, keep_points)[0]
-    beyond = sustained_points(series, mean_lower, mean_upper, direction)
-    firing |= firing_and_onsets(beyond, 1, keep_points)[0]
-    onset = onsets(firing)
+    score = rule_score(values, yhat, lower, upper)
+    fired = replay_alerts(series, yhat, lower, upper, rules, stuck_after=stuck_after, mean_lower=mean_lower,
+                          mean_upper=mean_upper)
     return pd.DataFrame({
         "timestamp": series.timestamps, "value": values, "yhat": yhat, "yhat_lower": lower,
-        "yhat_upper": upper, "anomaly_score": score, "firing": firing.astype(np.int8),
-        "alert": onset.astype(np.int8),
+        "yhat_upper": upper, "anomaly_score": score, "firing": fired.firing.astype(np.int8),
+        "alert": fired.alert.astype(np.int8), "alerts": fired.names(),
     }, columns=COLUMNS)
 
 
 def backtest_series(
-    series: Series, fit: FitFn, *, retrain_every: int = DAY, history: int = 14 * DAY, for_points: int = 1,
-    direction: str = "both", min_history: int = DAY, keep_points: int = 0, threshold: float = 1.0,
-    releases: tuple[float, ...] = (), settle: float = SETTLE, absorb: str = "both", follow: float = 0.0,
-    follow_absorb: str = "both",
+    series: Series, fit: FitFn, rules: AlertRules, *, retrain_every: int = DAY, history: int = 14 * DAY,
+    min_history: int = DAY, releases: tuple[float, ...] = (), settle: float = SETTLE, absorb: str = "both",
+    follow: float = 0.0, follow_absorb: str = "both",
 ) -> pd.DataFrame:
-    """Walk-forward replay of one series with a retrained model; one row per input point.
+    """Walk-forward replay of one series with a retrained model; one row per input point, alerts as
+    `rules` fire them.
 
     With `releases` (Unix seconds) each model's band is re-anchored after them (`smartmetrics.releases`);
     with `follow` (seconds) it follows a level the series stays at that long (`smartmetrics.follow`).
     """
     band = walk_forward_band(series, fit, retrain_every=retrain_every, history=history, min_history=min_history)
     band = band.with_releases(series, releases, settle, absorb).with_follow(series, follow, follow_absorb)
-    return band_frame(series, band, for_points=for_points, direction=direction, keep_points=keep_points,
-                      threshold=threshold)
+    return band_frame(series, band, rules)
 
 
-def band_frame(series: Series, band: WalkForward, *, for_points: int, direction: str = "both",
-               keep_points: int = 0, threshold: float = 1.0) -> pd.DataFrame:
+def band_frame(series: Series, band: WalkForward, rules: AlertRules) -> pd.DataFrame:
     """The backtest table of a walk-forward band, with all of its alerts."""
-    return assemble_frame(series, band.yhat, band.lower, band.upper, for_points=for_points,
-                          direction=direction, keep_points=keep_points, threshold=threshold,
-                          stuck_after=band.stuck_after, mean_lower=band.mean_lower,
-                          mean_upper=band.mean_upper)
+    return assemble_frame(series, band.yhat, band.lower, band.upper, rules, stuck_after=band.stuck_after,
+                          mean_lower=band.mean_lower, mean_upper=band.mean_upper)
 
 
 def backtest_live(
-    series: Series, band: BandFn, *, retrain_every: int = DAY, for_points: int = 1, direction: str = "both",
-    min_history: int = DAY,
+    series: Series, band: BandFn, rules: AlertRules, *, retrain_every: int = DAY, min_history: int = DAY,
 ) -> pd.DataFrame:
     """Replay of a rule-based detector whose band is computed causally from live data (no retrain).
 
@@ -289,4 +258,4 @@ def backtest_live(
     early = series.timestamps < (starts[0] if starts else series.end + 1)
     for arr in (yhat, lower, upper):
         arr[early] = np.nan
-    return assemble_frame(series, yhat, lower, upper, for_points=for_points, direction=direction)
+    return assemble_frame(series, yhat, lower, upper, rules)

@@ -124,6 +124,7 @@ def _query_series(config: Config, query: str, source: str | None, step: float, s
 def cmd_backtest(args: argparse.Namespace) -> int:
     from smartmetrics.durations import parse_duration
     from smartmetrics.evaluate import parse_sensitivity, run_backtest_file, run_backtest_series
+    from smartmetrics.firing import AlertRules
     from smartmetrics.releases import read_releases
 
     try:
@@ -138,12 +139,25 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    options = dict(sensitivity=sensitivity, retrain_every=retrain, history=history, for_points=args.for_points,
-                   direction=args.direction, releases=releases, settle=settle, absorb=args.absorb,
-                   follow=follow, follow_absorb=args.follow_absorb)
+    rules = AlertRules.of_sensitivity(sensitivity, for_points=args.for_points, direction=args.direction,
+                                      min_abs_deviation=args.min_abs_deviation,
+                                      min_rel_deviation=args.min_rel_deviation)
+    options = dict(sensitivity=sensitivity, retrain_every=retrain, history=history, rules=rules,
+                   releases=releases, settle=settle, absorb=args.absorb, follow=follow, follow_absorb=args.follow_absorb)
+    if args.baseline and not args.config:
+        print("error: --baseline needs --config", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if args.config:
-            series = _query_series(_load(args.config), args.input, args.source, step, span)
+            config = _load(args.config)
+            if args.baseline:
+                if args.baseline not in config.baselines:
+                    print(f"error: no baseline {args.baseline!r} in {args.config} "
+                          f"(known: {', '.join(sorted(config.baselines))})", file=sys.stderr)
+                    return EXIT_USAGE
+                chosen = config.baselines[args.baseline]
+                options.update(sensitivity=chosen.sensitivity, rules=AlertRules.of_baseline(chosen))
+            series = _query_series(config, args.input, args.source, step, span)
             frame = run_backtest_series(series, args.out, **options)
         else:
             frame = run_backtest_file(args.input, args.out, **options)
@@ -159,9 +173,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     peers = tuple(p for p in args.peers.split(",") if p)
     unknown = [p for p in peers if p not in PEERS]
-    if unknown or not (args.nab or args.synthetic):
+    if unknown or not (args.nab or args.synthetic or args.real):
         print(f"error: unknown peer {', '.join(unknown)} (known: {', '.join(PEERS)})" if unknown
-              else "error: give --nab DIR and/or --synthetic N", file=sys.stderr)
+              else "error: give --nab DIR, --real DIR and/or --synthetic N", file=sys.stderr)
+        return EXIT_USAGE
+    from pathlib import Path
+
+    missing = [d for d in [args.nab, *args.real] if d and not (Path(d) / "combined_windows.json").is_file()]
+    if missing:
+        print(f"error: {missing[0]} has no combined_windows.json; give a folder in NAB layout "
+              "(data/<group>/<series>.csv and combined_windows.json)", file=sys.stderr)
         return EXIT_USAGE
     try:
         replay = Replay(sensitivity=parse_sensitivity(args.sensitivity))
@@ -172,7 +193,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     console = make_console()
     return run_evaluate(nab=args.nab, synthetic=args.synthetic, peers=peers, replay=replay,
-                        workers=args.workers, out=args.out, console=console, seed=args.seed)
+                        workers=args.workers, out=args.out, console=console, seed=args.seed,
+                        real=tuple(args.real))
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -387,6 +409,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--for", dest="for_points", type=int, default=None, metavar="N",
                    help="points outside the band in a row before firing (default: the sensitivity's)")
     p.add_argument("--direction", default="both", choices=["both", "up", "down"], help="which side alerts")
+    p.add_argument("--min-abs-deviation", type=float, default=0.0, metavar="X",
+                   help="alert only where |value - yhat| >= X, as alert.min_abs_deviation (default: 0)")
+    p.add_argument("--min-rel-deviation", type=float, default=0.0, metavar="X",
+                   help="alert only where |value - yhat| >= X * |yhat|, as alert.min_rel_deviation (default: 0)")
+    p.add_argument("--baseline", metavar="A",
+                   help="with --config: replay with this baseline's sensitivity and alert settings, as its rules fire")
     p.add_argument("--releases", metavar="FILE", help="deploy times, one per line: re-anchor the band after each")
     p.add_argument("--settle", default="30m", metavar="D", help="with --releases: band withdrawn this long (30m)")
     p.add_argument("--absorb", default="both", choices=["both", "up", "down"],
@@ -407,6 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Detector), prophet-bands-99 (0.99 interval, 3-point for), grafana-adaptive, static-3sigma.",
     )
     p.add_argument("--nab", metavar="DIR", help="folder in NAB layout")
+    p.add_argument("--real", action="append", default=[], metavar="DIR",
+                   help="a real labelled corpus in NAB layout, e.g. ../shared/bench/real/asd (repeatable); "
+                        "scored like NAB, with per-family tables")
     p.add_argument("--synthetic", type=int, default=0, metavar="N", help="also the first N synthetic series")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the synthetic corpus (default: 0)")
     p.add_argument("--peers", default="prophet-bands,prophet-bands-99,grafana-adaptive,static-3sigma",

@@ -6,6 +6,7 @@ in the file itself unless the user insists: each secret field has `_file` and `_
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -142,7 +143,9 @@ class Source(_Strict):
 
 class Alert(_Strict):
     direction: Literal["both", "up", "down"] = "both"
-    for_: Duration = Field(default=600.0, alias="for")
+    for_: Duration | None = Field(default=None, alias="for")
+    """How long the score must stay above the threshold before the alert fires; unset: the
+    sensitivity's (`smartmetrics.firing.for_seconds`: 0 for medium and high, one step for low)."""
     severity: str = "warning"
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}
@@ -231,6 +234,10 @@ class Baseline(_Strict):
     max_series: int = Field(default=1000, ge=1)
     releases: Releases | None = None
     follow: Follow | None = Follow()
+    range: tuple[float | None, float | None] | None = None
+    """The values the series can take, `[lo, hi]` (either may be null); the band never leaves it.
+    Unset: 0 as the floor of a history that never went below 0, and 1 (or 100) as the ceiling of
+    one whose alias, expr or metric name says ratio, utilisation or percent (`smartmetrics.ranges`)."""
 
     @model_validator(mode="after")
     def _check_grid(self) -> Baseline:
@@ -240,6 +247,12 @@ class Baseline(_Strict):
             raise ValueError("history must cover at least two steps")
         if self.horizon < self.step:
             raise ValueError("horizon must be at least one step")
+        if self.range is not None:
+            lo, hi = self.range
+            if any(v is not None and not math.isfinite(v) for v in self.range):
+                raise ValueError("range: both ends must be finite numbers or null")
+            if lo is not None and hi is not None and lo >= hi:
+                raise ValueError(f"range: the lower end {lo:g} must be below the upper end {hi:g}")
         return self
 
 

@@ -28,6 +28,7 @@ from rich.table import Table
 from smartmetrics.backtest import backtest_series
 from smartmetrics.config import Config, load_config, parse_config
 from smartmetrics.demo_data import DEMO_INCIDENTS, generate_demo_metrics
+from smartmetrics.firing import AlertRules
 from smartmetrics.fit import run_fit
 from smartmetrics.plots import plot_band
 from smartmetrics.promlocal import LocalPrometheus, free_port
@@ -62,12 +63,13 @@ def replay(config: Config, alias: str, series: Series, releases: tuple[int, ...]
     start = series.end - REPLAY_DAYS * 86400 - int(baseline.history)
     keep = series.timestamps >= start
     recent = Series(series.labels, series.timestamps[keep], series.values[keep], series.step, series.name)
-    frame = backtest_series(recent, baseline_fit(baseline, releases=releases), history=int(baseline.history),
-                            for_points=max(1, round(baseline.alert.for_ / baseline.step)),
-                            direction=baseline.alert.direction,
+    follow = baseline.follow
+    frame = backtest_series(recent, baseline_fit(baseline, releases=releases, alias=alias), AlertRules.of_baseline(baseline),
+                            history=int(baseline.history),
                             min_history=max(86400, int(recent.end - recent.start) - REPLAY_DAYS * 86400 + 1),
                             releases=releases if baseline.releases is not None else (),
-                            settle=settings.settle, absorb=settings.absorb)
+                            settle=settings.settle, absorb=settings.absorb,
+                            follow=follow.after if follow else 0.0, follow_absorb=follow.absorb if follow else "both")
     return frame
 
 

@@ -32,6 +32,7 @@ from smartmetrics.bands import (
 from smartmetrics.models import MODELS
 from smartmetrics.models.base import DAY, WEEK, Forecast, sub_series
 from smartmetrics.models.profile import daily_slope
+from smartmetrics.ranges import clip_band, natural_range
 from smartmetrics.releases import SETTLE
 from smartmetrics.series import Series, on_grid
 from smartmetrics.training import clean_training, excursions, quick_classify, relevel, weekly_effect
@@ -67,6 +68,8 @@ class FitSettings:
     allow_prophet: bool = False
     settle: float = SETTLE  # a release's settle time and the shifts taken as the new normal
     absorb: str = "both"    # (`smartmetrics.releases`), for the releases a fit is given
+    range: tuple[float | None, float | None] | None = None  # the configured natural range (`smartmetrics.ranges`)
+    hints: str = ""  # names that may say ratio, utilisation or percent: the alias and the expr
 
 
 @dataclass
@@ -333,6 +336,9 @@ def fit_series(series: Series, settings: FitSettings, releases: tuple[int, ...] 
     if week_unknown:  # after the cap: a first weekend may fall below anything the history shows
         lower = weekend_prior(lower, yhat, table_ts, series)
     lower, upper = recurring_excursions(lower, upper, table_ts, series)
+    bounds = natural_range(series.values, f"{settings.hints} {series.name or ''}", settings.range)
+    training["range"] = list(bounds)
+    yhat, lower, upper = clip_band(yhat, lower, upper, bounds)
     return FittedSeries(
         labels=dict(series.labels), step=series.step, classification=classification, members=members,
         coverage={"nominal": policy.coverage, "achieved": round(cal.achieved, 6), "n": cal.n,

@@ -19,6 +19,7 @@ import pandas as pd
 
 from smartmetrics.backtest import DAY, backtest_live, backtest_series, band_frame, walk_forward_band
 from smartmetrics.bands import band_policy
+from smartmetrics.firing import AlertRules
 from smartmetrics.follow import AFTER as FOLLOW
 from smartmetrics.peers import (
     ProphetFit,
@@ -48,6 +49,7 @@ class Case:
     events: tuple[tuple[int, int], ...]
     kinds: tuple[str, ...] = ()  # the anomaly kind of each event, where known (synthetic)
     releases: tuple[int, ...] = ()  # benign changes a deploy marker would announce, where known (synthetic)
+    family: str = ""  # the curve family: the synthetic curve type, or the corpus' kind of metric
 
 
 @dataclass(frozen=True)
@@ -75,9 +77,12 @@ class Run:
 
 
 def load_nab(folder: str | Path) -> list[Case]:
-    """Every CSV under `folder/data` with its windows from `folder/combined_windows.json`."""
+    """Every CSV under `folder/data` with its windows from `folder/combined_windows.json` (NAB, and
+    the real corpora of shared/bench/real in the same layout); the family is the file's `kind` in
+    `meta.json` where there is one, else its folder."""
     folder = Path(folder)
     windows = json.loads((folder / "combined_windows.json").read_text())
+    meta = json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").exists() else {}
     cases = []
     for path in sorted((folder / "data").glob("*/*.csv")):
         key = f"{path.parent.name}/{path.name}"
@@ -86,7 +91,8 @@ def load_nab(folder: str | Path) -> list[Case]:
         events = tuple(
             (_unix(a), _unix(b)) for a, b in windows[key]
         )
-        cases.append(Case(key, read_csv_series(path, labels={"file": key}), events))
+        family = str((meta.get(key) or {}).get("kind") or path.parent.name)
+        cases.append(Case(key, read_csv_series(path, labels={"file": key}), events, family=family))
     return cases
 
 
@@ -103,7 +109,8 @@ def load_synthetic(n: int, seed: int = 0) -> list[Case]:
     for i, item in enumerate(make_corpus(n, seed=seed)):
         name = f"synthetic/{i:03d}-{item.curve_type}-{item.noise}"
         events = tuple((int(a.start), int(a.end)) for a in item.anomalies)
-        cases.append(Case(name, item.series, events, tuple(a.kind for a in item.anomalies), item.changes))
+        cases.append(Case(name, item.series, events, tuple(a.kind for a in item.anomalies), item.changes,
+                          family=item.curve_type))
     return cases
 
 
@@ -170,25 +177,25 @@ def run_case(case: Case, detectors: tuple[str, ...], replay: Replay) -> dict[str
         if name == "grafana-adaptive":
             start = time.perf_counter()
             k = grafana_for_points(series.step)
-            frame = backtest_live(series, grafana_adaptive_band, for_points=k, **common)
+            frame = backtest_live(series, grafana_adaptive_band, _peer_rules(k), **common)
             runs[name] = Run(frame, k, time.perf_counter() - start, 1)
             continue
         if name == WITH_RELEASES:
             continue  # replayed beside smartmetrics below, with fits of its own told the releases
         k, fit, width = _retrained(name, replay, prophet)
         timed = _Timed(fit)
-        alerting = _alerting(name, replay, series.step)
+        rules = _rules(name, replay, k)
         if name == SMARTMETRICS:
             band = walk_forward_band(series, timed, history=replay.history, **common).with_follow(series, replay.follow)
-            frame = band_frame(series, band, for_points=k, **alerting)
+            frame = band_frame(series, band, rules)
             if WITH_RELEASES in detectors:
                 told = _Timed(smartmetrics_fit(replay.sensitivity, case.releases, replay.settle))
                 moved = walk_forward_band(series, told, history=replay.history, **common).with_releases(
                     series, case.releases, replay.settle, "both").with_follow(series, replay.follow)
-                runs[WITH_RELEASES] = Run(band_frame(series, moved, for_points=k, **alerting), k, told.seconds,
+                runs[WITH_RELEASES] = Run(band_frame(series, moved, rules), k, told.seconds,
                                           told.fits, told.failures)
         else:
-            frame = backtest_series(series, timed, history=replay.history, for_points=k, **common, **alerting)
+            frame = backtest_series(series, timed, rules, history=replay.history, **common)
         seconds = timed.seconds + prophet.reused.get(width, 0.0)
         runs[name] = Run(frame, k, seconds, timed.fits, timed.failures)
     return runs
@@ -208,12 +215,16 @@ def _retrained(name: str, replay: Replay, prophet: _SharedProphet) -> tuple[int,
     raise ValueError(f"unknown detector {name!r} (known: {SMARTMETRICS}, {', '.join(PEERS)})")
 
 
-def _alerting(name: str, replay: Replay, step: int) -> dict[str, float]:
-    """smartmetrics' `keep_firing_for` (in points) and score threshold; the peers alert as published."""
+def _rules(name: str, replay: Replay, for_points: int) -> AlertRules:
+    """smartmetrics alerts as its generated rules do (threshold, `for`, `keep_firing_for`, stuck and
+    sustained alerts); the peers alert as published: band edge, `for_points` in a row, nothing else."""
     if name != SMARTMETRICS:
-        return {}
-    policy = band_policy(replay.sensitivity)
-    return {"keep_points": policy.keep_points(step), "threshold": policy.threshold}
+        return _peer_rules(for_points)
+    return AlertRules.of_sensitivity(replay.sensitivity, for_points=for_points)
+
+
+def _peer_rules(for_points: int) -> AlertRules:
+    return AlertRules(threshold=1.0, default_points=for_points, stuck=False, sustained=False)
 
 
 def run_cases(
@@ -248,17 +259,16 @@ def run_backtest_file(path: str | Path, out: str | Path, **options) -> pd.DataFr
 
 def run_backtest_series(
     series: Series, out: str | Path, *, sensitivity: str | float, retrain_every: int, history: int,
-    for_points: int | None, direction: str = "both", releases: tuple[int, ...] = (), settle: float = SETTLE,
+    rules: AlertRules | None = None, releases: tuple[int, ...] = (), settle: float = SETTLE,
     absorb: str = "both", follow: float = FOLLOW, follow_absorb: str = "both",
 ) -> pd.DataFrame:
     """Replay one series walk-forward with smartmetrics' fit and alert logic (re-anchored after
     `releases`, if any, and following new levels after `follow` seconds); write the table to `out`."""
-    policy = band_policy(sensitivity)
+    rules = rules or AlertRules.of_sensitivity(sensitivity)
     frame = backtest_series(
-        series, smartmetrics_fit(sensitivity, releases, settle, absorb), retrain_every=retrain_every, history=history,
-        for_points=for_points or policy.for_points, direction=direction, min_history=min(DAY, history),
-        keep_points=policy.keep_points(series.step), threshold=policy.threshold, releases=releases,
-        settle=settle, absorb=absorb, follow=follow, follow_absorb=follow_absorb,
+        series, smartmetrics_fit(sensitivity, releases, settle, absorb), rules, retrain_every=retrain_every,
+        history=history, min_history=min(DAY, history), releases=releases, settle=settle, absorb=absorb,
+        follow=follow, follow_absorb=follow_absorb,
     )
     write_frame(frame, out)
     return frame
@@ -277,12 +287,19 @@ def write_frame(frame: pd.DataFrame, out: str | Path) -> None:
 
 def evaluate_dataset(
     title: str, cases: list[Case], detectors: tuple[str, ...], replay: Replay, *, workers: int,
-    nab: bool, console, out: Path | None = None,
+    nab: bool, console, out: Path | None = None, families: bool = True,
 ) -> list:
     """Replay a data set with every detector, print its leaderboard, optionally write the tables."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from smartmetrics.leaderboard import recall_by_kind, render_kinds, render_table, summarise
+    from smartmetrics.leaderboard import (
+        by_family,
+        recall_by_kind,
+        render_families,
+        render_kinds,
+        render_table,
+        summarise,
+    )
 
     per_detector: dict[str, list] = {d: [] for d in detectors}
     started = time.perf_counter()
@@ -309,27 +326,36 @@ def evaluate_dataset(
     if any(c.kinds for c in cases):
         console.print(render_kinds(f"{title}: event recall by anomaly kind",
                                    {d: recall_by_kind(per_detector[d]) for d in detectors}))
+    if families:
+        console.print(render_families(f"{title}: per curve family (false alerts over all series, coverage on "
+                                      "unlabelled points)", {d: by_family(per_detector[d]) for d in detectors}))
     return summaries
 
 
 def run_evaluate(
     *, nab: str | None, synthetic: int, peers: tuple[str, ...], replay: Replay, workers: int,
-    out: str | None, console, seed: int = 0,
+    out: str | None, console, seed: int = 0, real: tuple[str, ...] = (),
 ) -> int:
-    """The `evaluate` command: the NAB folder and/or the synthetic corpus, smartmetrics beside its peers."""
+    """The `evaluate` command: the NAB folder, real corpora in its layout and/or the synthetic corpus,
+    smartmetrics beside its peers."""
     detectors = (SMARTMETRICS, *[p for p in peers if p != SMARTMETRICS])
     folder = Path(out) if out else None
     if nab:
         evaluate_dataset(f"NAB subset ({nab})", load_nab(nab), detectors, replay, workers=workers,
                          nab=True, console=console, out=folder / "nab" if folder else None)
+    for corpus in real:
+        name = Path(corpus).name
+        evaluate_dataset(f"real corpus {name} ({corpus})", load_nab(corpus), detectors, replay, workers=workers,
+                         nab=True, console=console, out=folder / name if folder else None)
     if synthetic:
         with_releases = (SMARTMETRICS, WITH_RELEASES, *detectors[1:])
         evaluate_dataset(f"synthetic corpus (seed {seed})", load_synthetic(synthetic, seed), with_releases, replay,
                          workers=workers, nab=False, console=console,
                          out=folder / "synthetic" if folder else None)
     console.print(
-        "TTD: median minutes from event start to the first alert onset. FA/series-day and coverage: "
-        "clean series only. fits/s: one worker process (a fit = one series' daily retrain). NAB "
+        "TTD: median minutes from event start to the first alert onset. FA/series-day: alert onsets in "
+        "no labelled event per banded series-day, all series; FA/clean day: the same on series without "
+        "any labelled event. Coverage: points outside every labelled event inside the band. fits/s: one worker process (a fit = one series' daily retrain). NAB "
         "scores use one fixed sensitivity; NAB's published scoreboard uses thresholds tuned on the corpus."
         + (f" {WITH_RELEASES}: told when the corpus' unlabelled deploys and operator changes happened, "
            f"as with releases.expr configured (settle {replay.settle / 60:.0f}m): the fits re-level "

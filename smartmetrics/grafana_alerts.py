@@ -15,6 +15,7 @@ from grafana_foundation_sdk.builders import alerting, expr, prometheus
 
 from smartmetrics.config import Config
 from smartmetrics.durations import format_duration
+from smartmetrics.firing import for_seconds
 from smartmetrics.grafana import FOLDER, to_plain
 from smartmetrics.promql import selector
 from smartmetrics.rules import (
@@ -97,7 +98,7 @@ def render_alert_rule(alias: str, config: Config, names: tuple[str, ...], uid: s
             .with_query(_instant("V", selector(VALUE, alias), uid))
             .with_query(_instant("L", _on_value_labels(LOWER, alias, names), uid))
             .with_query(_instant("U", _on_value_labels(UPPER, alias, names), uid)))
-    return _provisioned(rule, alert.for_, render_alert_labels(alias, alert), annotations)
+    return _provisioned(rule, for_seconds(config.baselines[alias]), render_alert_labels(alias, alert), annotations)
 
 
 def render_stuck_alert_rule(alias: str, config: Config, names: tuple[str, ...], window: int, uid: str,

@@ -26,7 +26,7 @@ def plot_csv(path: str, out: str, *, sensitivity: str | float, last: float | Non
 
         replay = Path(out).with_suffix(".backtest.csv")
         frame = run_backtest_file(path, replay, sensitivity=sensitivity, retrain_every=86400,
-                                  history=int(parse_duration("14d")), for_points=None)
+                                  history=int(parse_duration("14d")))
     if not pd.api.types.is_numeric_dtype(frame.timestamp):  # `backtest` writes NAB-style UTC text
         frame["timestamp"] = pd.to_datetime(frame.timestamp, utc=True).astype("int64") // 10**9
     return plot_band(frame, out, title=title or Path(path).name, last=last)

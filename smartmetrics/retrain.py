@@ -41,23 +41,24 @@ def forecast_margin(horizon: float) -> float:
     return max(0.25 * horizon, 3600.0)
 
 
-def fit_settings(baseline: Baseline) -> FitSettings:
-    """The pure fit's settings for a configured baseline."""
+def fit_settings(baseline: Baseline, alias: str = "") -> FitSettings:
+    """The pure fit's settings for a configured baseline (its `alias` read for what the metric is)."""
     marked = {"settle": baseline.releases.settle, "absorb": baseline.releases.absorb} if baseline.releases else {}
     return FitSettings(
         sensitivity=baseline.sensitivity,
         curve_type=baseline.curve_type,
         models=tuple(baseline.models) if baseline.models else None,
         horizon=int(baseline.horizon + forecast_margin(baseline.horizon)),
+        range=baseline.range, hints=f"{alias} {baseline.expr}",
         **marked,
     )
 
 
 def baseline_fit(baseline: Baseline, sensitivity: str | float | None = None,
-                 releases: Collection[int] = ()) -> Callable[[Series, int], FittedSeries]:
+                 releases: Collection[int] = (), alias: str = "") -> Callable[[Series, int], FittedSeries]:
     """The daemon's fit of a configured baseline as a walk-forward fit function `(train, horizon)`, at
     another `sensitivity` if given; each training window is told the `releases` up to its end."""
-    settings = fit_settings(baseline)
+    settings = fit_settings(baseline, alias)
     if sensitivity is not None:
         settings = dataclasses.replace(settings, sensitivity=sensitivity)
     return walk_forward_fit(settings, tuple(releases))
@@ -225,7 +226,7 @@ def retrain_baseline(
     except SourceError as exc:
         outcome.release_error = str(exc)
         log.warning("%s: release markers: %s; fitting without them", alias, exc)
-    fitted, outcome.failures = fit_all(series, fit_settings(baseline), executor, tick, releases)
+    fitted, outcome.failures = fit_all(series, fit_settings(baseline, alias), executor, tick, releases)
     bands = [band_from_fitted(f, now) for f in fitted]
     base = previous or BaselineState(alias, now, ())
     merged = base.merged(bands, fitted_at=now if fitted or not series else base.fitted_at, drop=set(drop))

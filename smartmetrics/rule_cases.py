@@ -31,6 +31,7 @@ from urllib.parse import quote_plus
 
 from smartmetrics.config import Alert, Config
 from smartmetrics.durations import format_duration
+from smartmetrics.firing import for_seconds
 from smartmetrics.rules import (
     LOWER,
     UPPER,
@@ -68,10 +69,10 @@ def excursion(alert: Alert, half: float, yhat: float, threshold: float) -> float
     return max(half * (threshold + 2.0), 2 * alert.min_abs_deviation, 2 * alert.min_rel_deviation * abs(yhat))
 
 
-def plan_phases(alert: Alert, threshold: float, keep_minutes: int) -> list[Phase]:
+def plan_phases(alert: Alert, threshold: float, keep_minutes: int, for_: float) -> list[Phase]:
     """Inside, above, inside, below, inside (and a small excursion when a minimum deviation is set);
     each quiet stretch after an excursion outlasts `keep_firing_for`."""
-    hold, calm = math.ceil(alert.for_ / 60) + 5, keep_minutes + 10
+    hold, calm = math.ceil(for_ / 60) + 5, keep_minutes + 10
     up = YHAT_VALUE + excursion(alert, UPPER_VALUE - YHAT_VALUE, YHAT_VALUE, threshold)
     down = YHAT_VALUE - excursion(alert, YHAT_VALUE - LOWER_VALUE, YHAT_VALUE, threshold)
     phases = [Phase(INSIDE, 10, None), Phase(up, hold, "up"), Phase(INSIDE, calm, None),
@@ -145,12 +146,12 @@ def render_case(alias: str, config: Config, names: tuple[str, ...], grafana_url:
     baseline = config.baselines[alias]
     alert, keep = baseline.alert, math.ceil(keep_firing_seconds(baseline) / 60)
     labels, band_labels = case_labels(alias, names)
-    phases = plan_phases(alert, score_threshold(baseline), keep)
+    phases = plan_phases(alert, score_threshold(baseline), keep, for_seconds(baseline))
     inputs = [{"series": VALUE + format_labels(labels), "values": series_values(phases)}]
     total = sum(p.minutes for p in phases)
     for metric, level in ((YHAT, YHAT_VALUE), (LOWER, LOWER_VALUE), (UPPER, UPPER_VALUE)):
         inputs.append({"series": metric + format_labels(band_labels), "values": f"{level:g}x{total - 1}"})
-    checks, start, for_minutes, fired = [], 0, math.ceil(alert.for_ / 60), []
+    checks, start, for_minutes, fired = [], 0, math.ceil(for_seconds(baseline) / 60), []
 
     def check(minute: int, alerts: list) -> None:
         checks.append({"eval_time": f"{minute}m", "alertname": alert_name(alias), "exp_alerts": alerts})

@@ -35,6 +35,7 @@ from smartmetrics.bands import band_policy
 from smartmetrics.config import Alert, Baseline, Config
 from smartmetrics.durations import format_duration
 from smartmetrics.exporter import export_labels
+from smartmetrics.firing import EPSILON, for_seconds
 from smartmetrics.promql import RulesError, check_label_name, expr_label_names, number, selector
 from smartmetrics.store import BaselineState
 
@@ -43,8 +44,6 @@ if TYPE_CHECKING:
 
 VALUE, SCORE = "smartmetrics:value", "smartmetrics:anomaly_score"
 YHAT, LOWER, UPPER = "smartmetrics_yhat", "smartmetrics_yhat_lower", "smartmetrics_yhat_upper"
-EPSILON = 1e-9
-"""A zero-width half-band is clamped to this, so a value on it scores 0 and one beyond scores huge."""
 RULES_FILE = "smartmetrics.rules.yml"
 VALUE_PANEL_ID = 1
 """The id of the value-and-band panel on every baseline dashboard (alert links open it)."""
@@ -223,7 +222,7 @@ def render_alert_rule(alias: str, baseline: Baseline, names: tuple[str, ...],
     return {
         "alert": alert_name(alias),
         "expr": alert_condition(alias, alert, names, score_threshold(baseline)),
-        "for": format_duration(alert.for_),
+        "for": format_duration(for_seconds(baseline)),
         **keep_firing(baseline),
         "labels": render_alert_labels(alias, alert),
         "annotations": render_annotations(alias, alert, names, grafana_url),

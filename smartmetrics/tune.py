@@ -13,17 +13,16 @@ score threshold and `keep_firing_for` of its policy (`smartmetrics.bands`).
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from smartmetrics.backtest import DAY, firing_and_onsets, walk_forward_band
-from smartmetrics.bands import anomaly_score, band_policy
+from smartmetrics.backtest import DAY, replay_alerts, walk_forward_band
 from smartmetrics.config import Alert, Baseline, Follow
+from smartmetrics.firing import AlertRules, Fired
 from smartmetrics.releases import SETTLE
 from smartmetrics.series import Series
 
@@ -57,6 +56,15 @@ class Replay:
     lower: np.ndarray
     upper: np.ndarray
     step: int
+    stuck_after: np.ndarray | None = None  # per point, seconds (NaN: none), as the walk-forward fits stored it
+    mean_lower: np.ndarray | None = None
+    mean_upper: np.ndarray | None = None
+
+    def fired(self, rules: AlertRules, values: np.ndarray | None = None) -> Fired:
+        """What the baseline's rules fire on this replay (or on `values` instead of the history's)."""
+        series = Series({}, self.timestamps, self.values if values is None else values, self.step)
+        return replay_alerts(series, self.yhat, self.lower, self.upper, rules, stuck_after=self.stuck_after,
+                             mean_lower=self.mean_lower, mean_upper=self.mean_upper)
 
     @property
     def weeks(self) -> float:
@@ -107,22 +115,6 @@ class Recommendation:
         return (self.chosen.for_points - 1) * self.step
 
 
-def alerting_points(values: np.ndarray, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-                    alert: Alert, threshold: float = 1.0) -> np.ndarray:
-    """Points where the generated alert condition holds (before `for`), as the rules compute it."""
-    with np.errstate(invalid="ignore"):
-        score = anomaly_score(values, yhat, lower, upper)
-        out = np.nan_to_num(score, nan=0.0) > threshold
-        if alert.direction == "up":
-            out &= values > yhat
-        elif alert.direction == "down":
-            out &= values < yhat
-        deviation = np.abs(values - yhat)
-        out &= deviation >= alert.min_abs_deviation
-        out &= deviation >= alert.min_rel_deviation * np.abs(yhat)
-    return out & np.isfinite(yhat) & np.isfinite(lower) & np.isfinite(upper)
-
-
 def inject_excursions(replay: Replay, alert: Alert, size: float, duration: int,
                       every: int = DAY // 2) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Values with a jump of `size` residual sds (at least `FLOOR` of the level) for `duration`, every
@@ -144,22 +136,28 @@ def inject_excursions(replay: Replay, alert: Alert, size: float, duration: int,
     return values, windows
 
 
+def candidate_rules(sensitivity: float | str, alert: Alert, for_points: int) -> AlertRules:
+    """The rules a baseline with this `alert` section would get at `sensitivity` with `for_points` in a row."""
+    return replace(AlertRules.of_sensitivity(sensitivity, for_points=for_points, direction=alert.direction,
+                                             min_abs_deviation=alert.min_abs_deviation,
+                                             min_rel_deviation=alert.min_rel_deviation),
+                   stuck=alert.stuck, sustained=alert.sustained)
+
+
 def evaluate(replays: Sequence[Replay], sensitivity: float | str, alert: Alert, for_points: int,
              size: float, duration: int) -> Outcome:
     """Alerts on the history as it was, and injected excursions caught, for one candidate.
 
-    An alert is one firing period, as Prometheus notifies it: with the sensitivity's threshold, and
-    its `keep_firing_for` merging crossings of one incident.
+    An alert is one firing period of any of the baseline's alerts, as `smartmetrics.firing` replays
+    the generated rules: the sensitivity's threshold, `for`, `keep_firing_for` merging crossings of
+    one incident, and the stuck and sustained alerts where the fits learned them.
     """
-    policy = band_policy(sensitivity)
+    rules = candidate_rules(sensitivity, alert, for_points)
     alerts = caught = injected = 0
     for r in replays:
-        keep = policy.keep_points(r.step)
-        outside = alerting_points(r.values, r.yhat, r.lower, r.upper, alert, policy.threshold)
-        alerts += int(firing_and_onsets(outside, for_points, keep)[1].sum())
+        alerts += int(r.fired(rules).alert.sum())
         values, windows = inject_excursions(r, alert, size, duration)
-        outside = alerting_points(values, r.yhat, r.lower, r.upper, alert, policy.threshold)
-        firing, _ = firing_and_onsets(outside, for_points, keep)
+        firing = r.fired(rules, values).firing
         caught += sum(bool(firing[a:b + 1].any()) for a, b in windows)
         injected += len(windows)
     return Outcome(sensitivity, for_points, alerts, sum(r.weeks for r in replays), caught, injected)
@@ -187,7 +185,8 @@ def replay_series(series: Series, fit: Callable[[Series, int], object], history:
                              min_history=min(DAY, history)).with_releases(series, releases, settle, absorb)
     if follow is not None:
         band = band.with_follow(series, follow.after, follow.absorb)
-    return Replay(series.timestamps, series.values, band.yhat, band.lower, band.upper, series.step)
+    return Replay(series.timestamps, series.values, band.yhat, band.lower, band.upper, series.step,
+                  band.stuck_after, band.mean_lower, band.mean_upper)
 
 
 def replay_baseline(baseline: Baseline, series: Sequence[Series], sensitivity: float | str, fit_factory: FitFactory,
@@ -208,7 +207,7 @@ def tune_baseline(alias: str, baseline: Baseline, series: Sequence[Series], budg
     """Replay every candidate sensitivity and `for` on the baseline's series (each told its `releases`,
     by series key, when the baseline has `releases`) and pick one for the budget."""
     step = int(baseline.step)
-    current_points = math.ceil(baseline.alert.for_ / step) + 1
+    current_points = AlertRules.of_baseline(baseline).for_points(step)
     candidates = list(dict.fromkeys([*sensitivities, baseline.sensitivity]))
     outcomes, current = [], None
     for s in candidates:
@@ -293,13 +292,13 @@ def write_config(path: str, recs: Sequence[Recommendation]) -> None:
         raise
 
 
-def engine_fit(baseline: Baseline) -> FitFactory:
+def engine_fit(baseline: Baseline, alias: str = "") -> FitFactory:
     """The daemon's own fit for this baseline (its curve type, models and releases), as a factory over
     sensitivity and the series' release times."""
     from smartmetrics.retrain import baseline_fit
 
     def factory(sensitivity: float | str, releases: tuple[int, ...] = ()) -> Callable[[Series, int], object]:
-        return baseline_fit(baseline, sensitivity, releases)
+        return baseline_fit(baseline, sensitivity, releases, alias)
     return factory
 
 
@@ -328,7 +327,7 @@ def run_tune(config_path: str, config, aliases: Sequence[str], budget_text: str,
             console.print(f"[yellow]warning[/yellow]: {alias}: release markers: {exc}; replayed without them")
             releases = {}
         with console.status(f"tuning {alias}: {len(fetched.series)} series"):
-            recs.append(tune_baseline(alias, baseline, fetched.series, budget, engine_fit(baseline),
+            recs.append(tune_baseline(alias, baseline, fetched.series, budget, engine_fit(baseline, alias),
                                       releases=releases))
     console.print(render_table(recs, budget_text))
     if write and recs:

@@ -42,7 +42,7 @@ def test_minimal_config_gets_sensible_defaults() -> None:
     config = parse_config(MINIMAL)
     qps = config.baselines["qps"]
     assert (qps.step, qps.history, qps.horizon) == (300, 14 * 86400, 86400)
-    assert qps.sensitivity == "medium" and qps.alert.direction == "both" and qps.alert.for_ == 600
+    assert qps.sensitivity == "medium" and qps.alert.direction == "both" and qps.alert.for_ is None
     assert config.source_for("qps")[0] == "prom"
     assert config.store.path == "models/" and config.schedule.retrain == "0 3 * * *"
 

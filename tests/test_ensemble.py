@@ -197,13 +197,11 @@ def test_curve_type_override_and_tiny_inputs() -> None:
 def replay_onsets(series: Series, start_day: int) -> tuple[int, object]:
     """Alert onsets of a daily walk-forward replay from `start_day`, with the medium policy's alerting."""
     from smartmetrics.backtest import backtest_series
-    from smartmetrics.bands import band_policy
+    from smartmetrics.firing import AlertRules
 
-    policy = band_policy("medium")
     frame = backtest_series(
-        series, lambda train, horizon: fit_series(train, FitSettings(horizon=horizon)), retrain_every=DAY,
-        history=14 * DAY, for_points=policy.for_points, keep_points=policy.keep_points(STEP),
-        threshold=policy.threshold, min_history=start_day * DAY,
+        series, lambda train, horizon: fit_series(train, FitSettings(horizon=horizon)),
+        AlertRules.of_sensitivity("medium"), retrain_every=DAY, history=14 * DAY, min_history=start_day * DAY,
     )
     return int(frame["alert"].sum()), frame
 

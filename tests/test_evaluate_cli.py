@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from smartmetrics.cli import main
 from smartmetrics.evaluate import load_nab, nab_rows
 
-HEADER = "timestamp,value,yhat,yhat_lower,yhat_upper,anomaly_score,firing,alert"
+HEADER = "timestamp,value,yhat,yhat_lower,yhat_upper,anomaly_score,firing,alert,alerts"
 
 
 def write_nab_csv(path: Path, days: int, step: int, seed: int, spike_at: int | None = None) -> pd.DatetimeIndex:
@@ -112,3 +113,31 @@ def test_evaluate_synthetic_prints_recall_by_kind(capsys) -> None:
     assert main(["evaluate", "--synthetic", "9", "--peers", "", "--workers", "1"]) == 0
     out = capsys.readouterr().out
     assert "event recall by anomaly kind" in out
+
+
+def test_evaluate_real_corpora_with_families_and_unlabelled_coverage(nab_folder: Path, tmp_path: Path, capsys) -> None:
+    (nab_folder / "meta.json").write_text(json.dumps({"realX/spiky.csv": {"kind": "cpu", "step": 30}}))
+    code = main(["evaluate", "--real", str(nab_folder), "--peers", "static-3sigma", "--workers", "1"])
+    text = "".join(capsys.readouterr().out.split())  # rich wraps long titles anywhere
+    assert code == 0
+    assert f"realcorpusnab({nab_folder})" in text and "percurvefamily" in text
+    assert "cpu" in text and "artificialNoAnomaly" in text  # the kind from meta.json, else the folder
+    assert main(["evaluate", "--real", str(tmp_path / "missing")]) == 2
+    assert "no combined_windows.json" in capsys.readouterr().err
+
+
+def test_false_alerts_and_coverage_count_every_series_outside_its_events() -> None:
+    from smartmetrics.evaluate import Case, Run
+    from smartmetrics.leaderboard import summarise
+    from smartmetrics.series import Series
+
+    t = np.arange(0, 2 * 86400, 3600)
+    values = np.zeros(len(t))
+    values[[5, 30]] = 10.0  # outside the band twice: once inside the labelled event, once not
+    frame = pd.DataFrame({"timestamp": t, "value": values, "yhat_lower": -1.0, "yhat_upper": 1.0,
+                          "alert": (values > 1).astype(int)})
+    case = Case("x", Series({}, t, values, 3600), ((t[4], t[6]),))
+    s = summarise("d", 0.99, [(case, Run(frame, for_points=1), [])], nab=False)
+    assert s.false_alerts == 1 and s.false_per_day() == pytest.approx(0.5)
+    assert s.judged == len(t) - 3 and s.coverage() == pytest.approx((len(t) - 4) / (len(t) - 3))
+    assert math.isnan(s.alerts_per_day())  # no clean series

@@ -11,6 +11,7 @@ import pytest
 
 from smartmetrics.backtest import DAY, backtest_series
 from smartmetrics.cli import main
+from smartmetrics.firing import AlertRules
 from smartmetrics.peers import ConstantBand
 from smartmetrics.releases import (
     Burst,
@@ -42,7 +43,7 @@ def mean_fit(train: Series, horizon: int) -> ConstantBand:
 
 
 def replay(series: Series, **kw) -> pd.DataFrame:
-    return backtest_series(series, mean_fit, history=DAY, for_points=2, **kw)
+    return backtest_series(series, mean_fit, AlertRules(default_points=2), history=DAY, **kw)
 
 
 def test_without_releases_a_deploy_shift_alerts_until_the_next_retrain() -> None:
@@ -208,8 +209,8 @@ def test_backtest_fits_learn_a_release_just_before_their_retrain() -> None:
 
     for at, held in ((4 * DAY - 3600, 0), (4 * DAY - 600, 4)):  # settled before the retrain, and across it
         series = level_series(days=5, at=at)
-        blind = backtest_series(series, smartmetrics_fit("medium"), for_points=2)
-        told = backtest_series(series, smartmetrics_fit("medium", (at,)), for_points=2, releases=(at,))
+        blind = backtest_series(series, smartmetrics_fit("medium"), AlertRules(default_points=2))
+        told = backtest_series(series, smartmetrics_fit("medium", (at,)), AlertRules(default_points=2), releases=(at,))
         next_day = (told.timestamp >= 4 * DAY).to_numpy()
         assert blind.firing[next_day].sum() > 100
         assert told.firing.sum() == 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from smartmetrics.backtest import backtest_series
-from smartmetrics.bands import band_policy
 from smartmetrics.ensemble import FitSettings, fit_series
+from smartmetrics.firing import AlertRules
 from smartmetrics.series import Series
 from smartmetrics.stuck import MAX_SECONDS, MIN_STEPS, held_seconds, stuck_after
 
@@ -55,14 +55,13 @@ def test_backtest_alerts_on_a_flatline_inside_the_band_and_not_before() -> None:
     values[start:start + 36] = values[start - 1]  # three hours at the last value
     series = Series(s.labels, s.timestamps, values, STEP)
     fit = lambda train, horizon: fit_series(train, FitSettings(horizon=horizon))
-    policy = band_policy("medium")
-    alerting = {"threshold": policy.threshold, "keep_points": policy.keep_points(STEP), "history": 14 * DAY}
-    frame = backtest_series(series, fit, **alerting)
+    rules = AlertRules.of_sensitivity("medium")
+    frame = backtest_series(series, fit, rules, history=14 * DAY)
     onsets = np.flatnonzero(frame["alert"].to_numpy())
     assert len(onsets) == 1
     assert start < onsets[0] <= start + 2 * MIN_STEPS
     inside = frame.iloc[start:start + 36]
     assert (inside["anomaly_score"] < 1).all()  # the band alone would never have seen it
     # the same series without the flatline: no alert at all
-    clean = backtest_series(s, fit, **alerting)
+    clean = backtest_series(s, fit, rules, history=14 * DAY)
     assert clean["alert"].sum() == 0

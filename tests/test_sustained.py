@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from smartmetrics.backtest import assemble_frame, backtest_series, sustained_points
 from smartmetrics.bands import band_policy
 from smartmetrics.ensemble import FitSettings, FittedSeries, fit_series
+from smartmetrics.firing import AlertRules
 from smartmetrics.series import Series
 from smartmetrics.sustained import mean_limits, rolling_mean, window_seconds
 
@@ -85,13 +88,13 @@ def test_a_shift_inside_the_point_band_alerts_on_its_mean_only() -> None:
     values[start:start + 36] += 4 * np.median(s.values)  # three hours of slower jobs
     series = Series(s.labels, s.timestamps, values, STEP)
     fit = lambda train, horizon: fit_series(train, FitSettings(horizon=horizon))
-    policy = band_policy("medium")
-    frame = backtest_series(series, fit, threshold=policy.threshold, keep_points=policy.keep_points(STEP))
+    rules = AlertRules.of_sensitivity("medium")
+    frame = backtest_series(series, fit, rules)
     onsets = np.flatnonzero(frame["alert"].to_numpy())
     assert len(onsets) == 1 and start <= onsets[0] < start + 12  # within the first hour
     assert frame["firing"].to_numpy()[:start].sum() == 0
     point_only = assemble_frame(series, *(frame[c].to_numpy() for c in ("yhat", "yhat_lower", "yhat_upper")),
-                                for_points=1, threshold=policy.threshold)
+                                replace(rules, sustained=False))
     assert point_only["firing"].to_numpy()[start:start + 36].sum() < 6  # mostly inside the band
 
 

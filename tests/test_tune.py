@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +12,14 @@ import yaml
 
 from smartmetrics.cli import main
 from smartmetrics.config import ConfigError, load_config, parse_config
+from smartmetrics.firing import anomaly_condition
 from smartmetrics.series import Series
 from smartmetrics.tune import (
     DAY,
     Outcome,
     Recommendation,
     Replay,
-    alerting_points,
+    candidate_rules,
     choose,
     inject_excursions,
     parse_budget,
@@ -42,6 +44,11 @@ def test_parse_budget(text: str, per_week: float) -> None:
 def test_bad_budget_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="budget"):
         parse_budget(text)
+
+
+def alerting_points(v, y, lo, hi, alert):
+    """The anomaly alert's condition for a candidate `alert` section, at the band edge (threshold 1)."""
+    return anomaly_condition(v, y, lo, hi, replace(candidate_rules("medium", alert, 1), threshold=1.0))
 
 
 def test_alerting_points_follow_the_rules() -> None:
@@ -121,7 +128,7 @@ def test_tuning_meets_the_budget_and_a_looser_budget_alerts_more() -> None:
     assert strict.meets and strict.chosen.rate <= 0.5
     assert loose.meets and loose.chosen.recall >= strict.chosen.recall
     assert loose.chosen.rate >= strict.chosen.rate
-    assert strict.current.sensitivity == "medium" and strict.current.for_points == 3  # 10m at 5m steps
+    assert strict.current.sensitivity == "medium" and strict.current.for_points == 1  # medium: the first point outside fires
     assert strict.current.rate > 0.5  # the default would have been over this budget
     assert strict.for_seconds == (strict.chosen.for_points - 1) * STEP
 

@@ -12,19 +12,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from rich.console import Console
 
-from smartmetrics.backtest import firing_and_onsets
-from smartmetrics.bands import band_policy
 from smartmetrics.config import Config, load_config
 from smartmetrics.demo import demo_config
 from smartmetrics.demo_data import generate_demo_metrics
+from smartmetrics.firing import AlertRules
 from smartmetrics.promlocal import LocalPrometheus, free_port
 from smartmetrics.series import Series, align_down
 from smartmetrics.source import fetch_baseline
-from smartmetrics.tune import alerting_points, engine_fit, replay_series, run_tune
+from smartmetrics.tune import engine_fit, replay_series, run_tune
 
 PANEL_BASELINE, PANEL_LABELS = "inference_qps", {"model": "llama-3-8b", "tenant": "acme"}
 
@@ -32,14 +30,11 @@ PANEL_BASELINE, PANEL_LABELS = "inference_qps", {"model": "llama-3-8b", "tenant"
 def panel_frame(config: Config, series: Series, sensitivity: float | str) -> pd.DataFrame:
     """The walk-forward replay of one series as a backtest table (value, band, firing, alert onsets)."""
     baseline = config.baselines[PANEL_BASELINE]
-    replay = replay_series(series, engine_fit(baseline)(sensitivity), int(baseline.history), follow=baseline.follow)
-    policy = band_policy(sensitivity)
-    outside = alerting_points(replay.values, replay.yhat, replay.lower, replay.upper, baseline.alert, policy.threshold)
-    points = int(np.ceil(baseline.alert.for_ / replay.step)) + 1
-    firing, onsets = firing_and_onsets(outside, points, policy.keep_points(replay.step))
+    replay = replay_series(series, engine_fit(baseline, PANEL_BASELINE)(sensitivity), int(baseline.history), follow=baseline.follow)
+    fired = replay.fired(AlertRules.of_baseline(baseline).with_sensitivity(sensitivity))
     return pd.DataFrame({"timestamp": replay.timestamps, "value": replay.values, "yhat": replay.yhat,
                          "yhat_lower": replay.lower, "yhat_upper": replay.upper,
-                         "firing": firing.astype(int), "alert": onsets.astype(int)})
+                         "firing": fired.firing.astype(int), "alert": fired.alert.astype(int)})
 
 
 def main() -> None:
