@@ -306,7 +306,8 @@ def recurring_excursions(lower: np.ndarray, upper: np.ndarray, ts: np.ndarray, h
     timestamp, each earlier day's extreme within `RECUR_SLACK` seconds of the same time of day (raw
     history: cleaning masks such spikes as incidents), moved by how far that day's median lies from
     the last day's (a trend or a level shift is no excursion); where those beyond the band recur
-    (`_recurs`), the band reaches their furthest. Spikes at random times recur at no time of day. The
+    (`_recurs`), the band reaches the second furthest of them (a one-off among them does not
+    count). Spikes at random times recur at no time of day. The
     contrast is taken over the timestamps given: pass a whole day.
 
     >>> from smartmetrics.series import Series
@@ -331,8 +332,10 @@ def recurring_excursions(lower: np.ndarray, upper: np.ndarray, ts: np.ndarray, h
     hi = np.stack([_value_at(history, highs, ts - lag) for lag in lags])
     lo = np.stack([_value_at(history, lows, ts - lag) for lag in lags])
     above, below = hi > upper, lo < lower
-    top = np.max(np.where(above, hi, -np.inf), axis=0)
-    bottom = np.min(np.where(below, lo, np.inf), axis=0)
+    # the second furthest: what at least two days showed, so a one-off at a recurring time (yesterday's
+    # incident) does not set how far the band reaches for the next two weeks
+    top = np.sort(np.where(above, hi, -np.inf), axis=0)[-2]
+    bottom = np.sort(np.where(below, lo, np.inf), axis=0)[1]
     upper = np.where(_recurs(above, np.isfinite(hi)), np.maximum(upper, top), upper)
     lower = np.where(_recurs(below, np.isfinite(lo)), np.minimum(lower, bottom), lower)
     return lower, upper

@@ -80,3 +80,17 @@ def test_policy_keeps_firing_longer_at_lower_sensitivity() -> None:
     assert band_policy("medium").keep_points(300) == 24 and band_policy("medium").keep_points(7) == 1029
     thresholds = [band_policy(s).threshold for s in ("low", "medium", "high")]
     assert thresholds[0] > thresholds[1] > thresholds[2] >= 1.0
+
+
+def test_a_one_off_at_a_recurring_time_does_not_set_how_far_the_band_reaches() -> None:
+    """Yesterday's incident stays yesterday's: a nightly job peaks at 9 every night; the one night it
+    reached 50 must not widen every following night's band to 50."""
+    from smartmetrics.bands import recurring_excursions
+    from smartmetrics.series import Series
+
+    t = np.arange(0, 10 * 86400, 600)
+    values = np.where(t % 86400 == 7200, 9.0, 1.0)
+    values[np.flatnonzero(t == 8 * 86400 + 7200)] = 50.0  # the incident, two days ago
+    ts = 10 * 86400 + np.arange(1, 145) * 600
+    _, upper = recurring_excursions(np.zeros(144), np.full(144, 2.0), ts, Series({}, t, values, 600))
+    assert upper.max() == 9.0  # the job's usual peak is covered, the incident's is not
