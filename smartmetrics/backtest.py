@@ -26,7 +26,7 @@ from smartmetrics.firing import (
     stuck_window,
 )
 from smartmetrics.follow import replay_follow
-from smartmetrics.ranges import stored_range
+from smartmetrics.ranges import clip_band, stored_range
 from smartmetrics.releases import SETTLE, replay_releases
 from smartmetrics.series import Series
 from smartmetrics.stuck import held_seconds
@@ -84,16 +84,8 @@ class WalkForward:
     ceiling: np.ndarray | None = None
 
     def clipped(self, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, ...]:
-        """A moved band put back inside the natural range, as the daemon clips what it stores."""
-        out = []
-        for arr in (yhat, lower, upper):
-            with np.errstate(invalid="ignore"):
-                if self.floor is not None:
-                    arr = np.where(arr < self.floor, self.floor, arr)
-                if self.ceiling is not None:
-                    arr = np.where(arr > self.ceiling, self.ceiling, arr)
-            out.append(arr)
-        return tuple(out)
+        """A moved band put back inside the natural range, as the daemon clips what it serves."""
+        return clip_band(yhat, lower, upper, (self.floor, self.ceiling))
 
     def with_releases(self, series: Series, releases: tuple[float, ...], settle: float, absorb: str) -> WalkForward:
         """This band with release re-anchoring (`smartmetrics.releases`) applied, as the daemon would."""

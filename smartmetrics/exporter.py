@@ -33,7 +33,7 @@ import numpy as np
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from smartmetrics.ranges import stored_range
+from smartmetrics.ranges import clip_values, stored_range
 from smartmetrics.store import BaselineState, stack_columns
 
 BAND_METRICS = (
@@ -170,11 +170,9 @@ def render_label_text(labels: Mapping[str, str]) -> str:
 def _stack(state: BaselineState) -> _Tables:
     values = stack_columns(state.series, min_width=1)
     for j, band in enumerate(state.series):  # what a release or a follow moved stays in the natural range
-        lo, hi = stored_range(band.meta.get("training") if isinstance(band.meta, Mapping) else None) or (None, None)
-        if lo is not None:
-            np.maximum(values[:, j], lo, out=values[:, j])
-        if hi is not None:
-            np.minimum(values[:, j], hi, out=values[:, j])
+        bounds = stored_range(band.meta.get("training") if isinstance(band.meta, Mapping) else None)
+        if bounds is not None:
+            values[:, j] = clip_values(values[:, j], *bounds)
     labels = tuple(export_labels(state.alias, b.labels) for b in state.series)
     label_text = tuple(render_label_text(x) for x in labels)
     per_series = [constant_values(b.meta) for b in state.series]

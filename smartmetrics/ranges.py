@@ -52,9 +52,24 @@ def natural_range(values: np.ndarray, hints: str = "", configured: Sequence[floa
     return 0.0, None
 
 
+def clip_values(values: np.ndarray, lo, hi) -> np.ndarray:
+    """`values` inside `[lo, hi]`; either bound may be None, a number or an array of them per value
+    (NaN: no bound there). NaN values stay NaN.
+
+    >>> clip_values(np.array([-1.0, 0.5, 2.0, np.nan]), np.array([0.0, 0.0, np.nan, 0.0]), 1.0).tolist()
+    [0.0, 0.5, 1.0, nan]
+    """
+    with np.errstate(invalid="ignore"):
+        if lo is not None:
+            values = np.where(values < lo, lo, values)
+        if hi is not None:
+            values = np.where(values > hi, hi, values)
+    return values
+
+
 def clip_band(yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-              bounds: Range | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The band with every edge and yhat inside `bounds` (NaN stays NaN).
+              bounds: tuple | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The band with every edge and yhat inside `bounds` (`clip_values`' bounds; None: unbounded).
 
     >>> [a.tolist() for a in clip_band(np.array([0.9]), np.array([-0.1]), np.array([1.2]), (0.0, 1.0))]
     [[0.9], [0.0], [1.0]]
@@ -62,16 +77,7 @@ def clip_band(yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray,
     if bounds is None:
         return yhat, lower, upper
     lo, hi = bounds
-    out = []
-    for arr in (yhat, lower, upper):
-        a = np.asarray(arr, dtype=np.float64)
-        with np.errstate(invalid="ignore"):
-            if lo is not None:
-                a = np.where(a < lo, lo, a)
-            if hi is not None:
-                a = np.where(a > hi, hi, a)
-        out.append(a)
-    return out[0], out[1], out[2]
+    return clip_values(yhat, lo, hi), clip_values(lower, lo, hi), clip_values(upper, lo, hi)
 
 
 def stored_range(training: dict | None) -> Range | None:

@@ -31,11 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from smartmetrics.bands import band_policy
 from smartmetrics.config import Alert, Baseline, Config
 from smartmetrics.durations import format_duration
 from smartmetrics.exporter import export_labels
-from smartmetrics.firing import EPSILON, for_seconds
+from smartmetrics.firing import EPSILON, AlertRules, for_seconds
 from smartmetrics.promql import RulesError, check_label_name, expr_label_names, number, selector
 from smartmetrics.store import BaselineState
 
@@ -86,13 +85,14 @@ def alert_name(alias: str) -> str:
 
 
 def score_threshold(baseline: Baseline) -> float:
-    """The score above which the baseline alerts: its sensitivity's threshold (1 is the band edge)."""
-    return band_policy(baseline.sensitivity).threshold
+    """The score above which the baseline alerts: its sensitivity's threshold (1 is the band edge),
+    as the replay applies it (`smartmetrics.firing.AlertRules`)."""
+    return AlertRules.of_baseline(baseline).threshold
 
 
 def keep_firing_seconds(baseline: Baseline) -> float:
     """How long an alert keeps firing after the score falls back (one incident, one alert)."""
-    return float(band_policy(baseline.sensitivity).keep_firing_for)
+    return AlertRules.of_baseline(baseline).keep_seconds
 
 
 def keep_firing(baseline: Baseline) -> dict[str, str]:
