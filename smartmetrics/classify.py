@@ -7,10 +7,12 @@ the synthetic corpus (`smartmetrics.synth`), never on benchmark data:
 2. `intermittent` — mostly zeros with many separate non-zero bursts (Syntetos-Boylan ADI >= 1.32).
 3. `constant` — one value holds almost every point.
 4. `seasonal` — a cross-validated seasonal strength at or above the period threshold.
-5. `level_shift` — a step fit explains the level far better than a line.
-6. `trending` — a line explains the level, and its rise is large against the noise.
-7. `noisy` — the remainder is large relative to the level.
-8. `stable` — none of the above: noise around a level.
+5. `regime` — the values switch between levels far apart, each entered again and again (batch jobs
+   on an idle GPU, an autoscaler's steps, on/off load; `smartmetrics.regimes`).
+6. `level_shift` — a step fit explains the level far better than a line.
+7. `trending` — a line explains the level, and its rise is large against the noise.
+8. `noisy` — the remainder is large relative to the level.
+9. `stable` — none of the above: noise around a level.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 from smartmetrics.durations import format_duration
 from smartmetrics.features import ADI_LIMIT, CV2_LIMIT, compute_features
 from smartmetrics.periods import PERIOD_MIN_STRENGTH, WEEK
+from smartmetrics.regimes import MIN_EPISODES, Regime, describe, find_regimes
 from smartmetrics.series import Series
 
 MIN_HISTORY_DAYS = 1.0
@@ -50,23 +53,28 @@ class Classification:
     confidence: float = 1.0
     features: dict[str, float] = field(default_factory=dict)
     reasons: tuple[str, ...] = ()
+    regimes: tuple[Regime, ...] = ()  # the recurring levels of a `regime` curve, lowest first
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (non-finite feature values become None)."""
-        return {
+        out = {
             "curve_type": self.curve_type,
             "periods": list(self.periods),
             "confidence": round(float(self.confidence), 4),
             "features": {k: (float(v) if math.isfinite(v) else None) for k, v in sorted(self.features.items())},
             "reasons": list(self.reasons),
         }
+        if self.regimes:
+            out["regimes"] = [r.to_dict() for r in self.regimes]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Classification:
         """The inverse of `to_dict`."""
         feats = {k: (math.nan if v is None else float(v)) for k, v in data.get("features", {}).items()}
         return cls(str(data["curve_type"]), tuple(int(p) for p in data.get("periods", ())),
-                   float(data.get("confidence", 1.0)), feats, tuple(str(r) for r in data.get("reasons", ())))
+                   float(data.get("confidence", 1.0)), feats, tuple(str(r) for r in data.get("reasons", ())),
+                   tuple(Regime(**r) for r in data.get("regimes", ())))
 
 
 def format_periods(periods: tuple[int, ...]) -> str:
@@ -121,6 +129,11 @@ def decide(f: dict[str, float], periods: tuple[int, ...]) -> tuple[str, float, t
             f"{name.removeprefix('seasonal_')} seasonal strength {strength:.2f} >= {PERIOD_MIN_STRENGTH}",
             f"periods {format_periods(periods)}",
         )
+    if f.get("regimes", 0) >= 2:
+        return "regime", _margin(f["regime_visits"], MIN_EPISODES - 0.5, 3.0), (
+            f"{f['regimes']:.0f} levels, each entered {f['regime_visits']:.0f}+ times (>= {MIN_EPISODES})",
+            f"strongest seasonal strength {strength:.2f} < {PERIOD_MIN_STRENGTH}",
+        )
     return _decide_level(f, name, strength)
 
 
@@ -160,9 +173,15 @@ def _decide_level(f: dict[str, float], season: str, strength: float) -> tuple[st
 def classify_values(values: np.ndarray, step: int) -> Classification:
     """Classify raw grid values (NaN = gap) at `step` seconds."""
     feats = compute_features(values, step)
+    regimes = find_regimes(np.asarray(values, dtype=np.float64), step)
+    feats.values["regimes"] = float(len(regimes))
+    feats.values["regime_visits"] = float(min((r.episodes for r in regimes), default=0))
     curve_type, confidence, reasons = decide(feats.values, feats.periods)
     periods = feats.periods if curve_type == "seasonal" else ()
-    return Classification(curve_type, periods, float(confidence), feats.values, reasons)
+    if curve_type != "regime":
+        return Classification(curve_type, periods, float(confidence), feats.values, reasons)
+    return Classification(curve_type, periods, float(confidence), feats.values, (*reasons, describe(regimes)),
+                          tuple(regimes))
 
 
 def classify_series(series: Series) -> Classification:

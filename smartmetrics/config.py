@@ -215,7 +215,7 @@ def _check_sensitivity(value: Any) -> str | float:
 
 
 CURVE_TYPES = (
-    "auto", "seasonal", "stable", "trending", "intermittent", "level_shift", "noisy", "constant",
+    "auto", "seasonal", "stable", "trending", "intermittent", "level_shift", "noisy", "regime", "constant",
 )
 
 

@@ -33,6 +33,7 @@ from smartmetrics.models import MODELS
 from smartmetrics.models.base import DAY, WEEK, Forecast, sub_series
 from smartmetrics.models.profile import daily_slope
 from smartmetrics.ranges import clip_band, natural_range
+from smartmetrics.regimes import Regime, blip_band, find_regimes, regime_band
 from smartmetrics.releases import SETTLE
 from smartmetrics.series import Series, on_grid
 from smartmetrics.training import clean_training, excursions, quick_classify, relevel, weekly_effect
@@ -46,12 +47,13 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "intermittent": ("intermittent", "level"),
     "level_shift": ("level", "profile_day"),
     "noisy": ("level", "profile_day"),
+    "regime": ("level", "profile_day"),
     "constant": ("level",),
     "insufficient": ("level",),
 }
 MIN_HISTORY: dict[str, int] = {"profile_week": 2 * DAY, "profile_day": DAY}
 SPARSE = ("intermittent", "constant")
-UNMASKED = SPARSE + ("noisy",)  # their extremes are their nature, not incidents
+UNMASKED = SPARSE + ("noisy", "regime")  # their extremes are their nature, not incidents
 DROP_RATIO = 1.5
 COLD_DAYS = 7
 MAX_FOLDS = 4
@@ -336,6 +338,8 @@ def fit_series(series: Series, settings: FitSettings, releases: tuple[int, ...] 
     if week_unknown:  # after the cap: a first weekend may fall below anything the history shows
         lower = weekend_prior(lower, yhat, table_ts, series)
     lower, upper = recurring_excursions(lower, upper, table_ts, series)
+    lower, upper = _recurring_levels(curve, classification, series, lower, upper, policy.coverage)
+    yhat = np.clip(yhat, lower, upper)
     bounds = natural_range(series.values, f"{settings.hints} {series.name or ''}", settings.range)
     training["range"] = list(bounds)
     yhat, lower, upper = clip_band(yhat, lower, upper, bounds)
@@ -359,6 +363,19 @@ def walk_forward_fit(settings: FitSettings, releases: tuple[int, ...] = ()) -> C
     return fit
 
 
+def _recurring_levels(curve: str, classification: dict[str, Any], series: Series, lower: np.ndarray,
+                      upper: np.ndarray, coverage: float) -> tuple[np.ndarray, np.ndarray]:
+    """What the history shows again and again is normal, whatever its size (`smartmetrics.regimes`):
+    a regime curve's band reaches every recurring level, a sparse curve's upper edge its usual blips."""
+    if curve == "regime":
+        found = [Regime(**r) for r in classification.get("regimes", ())]
+        regimes = found or find_regimes(series.values, series.step)  # a configured curve type: look now
+        return regime_band(lower, upper, series.values, regimes, coverage)
+    if curve == "intermittent":
+        return lower, blip_band(upper, series.values, coverage, floor=float(np.nanmin(series.values)))
+    return lower, upper
+
+
 def _unshifted(series: Series, train: Series, releases: list[dict]) -> Series:
     """The raw series with the points cleaning masked as anomalies blanked, but its levels as they
     were: a weekend that looked like a level shift must still look like a weekend. Only the shifts of
@@ -375,7 +392,10 @@ def _span_cap(series: Series, yhat: np.ndarray, lower: np.ndarray, upper: np.nda
     cap = _half_band_cap(y) if len(y) else 0.0
     if cap <= 0:
         return lower, upper
-    return np.maximum(lower, yhat - cap), np.minimum(upper, yhat + cap)
+    # the cap stops runaway widths; it never cuts into the 0.5%..99.5% the history holds (a sparse
+    # counter's 0 stays inside however small its yhat and its span)
+    bulk_lo, bulk_hi = np.quantile(y, [0.005, 0.995])
+    return np.maximum(lower, np.minimum(yhat - cap, bulk_lo)), np.minimum(upper, np.maximum(yhat + cap, bulk_hi))
 
 
 def _half_band_cap(y: np.ndarray) -> float:

@@ -1,6 +1,7 @@
 """Sustained deviations: the mean of the last hour leaves the range the history's hourly means keep.
 
-Sparse counters and heavy-tailed or bursty gauges (curve types `intermittent` and `noisy`) need a
+Sparse counters, heavy-tailed or bursty gauges and switching ones (curve types `intermittent`, `noisy`
+and `regime`) need a
 point band so wide that a burst of errors, a denser run of spikes or a shift of a few typical values
 stays inside it point by point, though the hour as a whole is plainly unlike any hour before. For
 those series the fit also learns limits for the mean over a trailing window: the tail quantiles of
@@ -25,7 +26,7 @@ import pandas as pd
 
 from smartmetrics.bands import tail_quantile
 
-CURVE_TYPES = ("intermittent", "noisy")
+CURVE_TYPES = ("intermittent", "noisy", "regime")
 WINDOW = 3600  # seconds: the trailing window the mean is taken over (at least MIN_POINTS steps)
 MIN_POINTS = 3
 MISS_SHARE = 0.2  # the limits' miss rate per side, as a share of the point band's two-sided miss rate

@@ -11,6 +11,7 @@ import pytest
 
 from smartmetrics.classify import Classification, classify_series
 from smartmetrics.cli import main
+from smartmetrics.regimes import Regime
 from smartmetrics.series import Series, write_csv_series
 from smartmetrics.synth import CURVE_KINDS, Anomaly, inject_anomaly, make_corpus, make_series
 
@@ -82,6 +83,25 @@ def test_classification_round_trips_through_json() -> None:
     assert back.curve_type == result.curve_type and back.periods == result.periods
     assert back.reasons == result.reasons and back.features.keys() == result.features.keys()
     assert back.confidence == pytest.approx(result.confidence, abs=1e-4)
+
+
+def test_regimes_are_found_shown_and_round_trip() -> None:
+    rng = np.random.default_rng(3)
+    t = 1_704_067_200 + 60 * np.arange(7 * 1440, dtype=np.int64)
+    y = 40.0 + rng.normal(0, 1.0, len(t))  # an idle GPU's power draw...
+    for start in rng.integers(0, len(t) - 90, 9):  # ...and batch jobs of 20 to 90 minutes at any hour
+        y[start:start + int(rng.integers(20, 90))] = 260.0 + rng.normal(0, 3.0)
+    result = classify_series(Series({"gpu": "0"}, t, y, 60))
+    assert result.curve_type == "regime"
+    assert [round(r.centre, -1) for r in result.regimes] == [40.0, 260.0]
+    assert result.regimes[1].episodes >= 3 and result.regimes[1].longest <= 90 * 60
+    assert any(r.startswith("regimes 40") for r in result.reasons)
+    back = Classification.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert back.regimes == tuple(Regime(**r) for r in result.to_dict()["regimes"])
+    one_off = y.copy()
+    one_off[(one_off > 100)] = 40.0
+    one_off[3000:3600] = 260.0  # one long visit is a shift or an incident, never a regime
+    assert classify_series(Series({"gpu": "0"}, t, one_off, 60)).curve_type != "regime"
 
 
 def test_cli_classifies_csv_files_as_json_and_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

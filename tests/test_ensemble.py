@@ -9,6 +9,7 @@ import pytest
 
 from smartmetrics.bands import anomaly_score, band_policy
 from smartmetrics.ensemble import FitSettings, FittedSeries, fit_series, weigh
+from smartmetrics.firing import rule_score
 from smartmetrics.models import MODELS
 from smartmetrics.series import Series
 
@@ -171,8 +172,37 @@ def test_a_bursty_queue_band_covers_its_busy_level_all_day() -> None:
         busy[i:i + run], state, i = state, not state, i + run
     y = np.clip(np.where(busy, 90.0, 10.0) + rng.normal(0, 4, len(t)), 0, None)
     fit = fit_series(Series({"gpu": "0"}, t, y, STEP), FitSettings())
-    assert fit.classification["curve_type"] == "noisy"
+    assert fit.classification["curve_type"] == "regime"
+    assert [round(r["centre"] / 10) for r in fit.classification["regimes"]] == [1, 9]
     assert fit.upper.min() >= 90.0  # a busy run at any hour tomorrow is normal (a profile said 51)
+    assert fit.upper.max() < 120.0  # a load beyond any regime still alerts
+
+
+def test_rare_batch_jobs_at_random_times_are_a_regime_not_an_incident() -> None:
+    rng = np.random.default_rng(4)
+    step = 60
+    t = EPOCH + step * np.arange(10 * DAY // step, dtype=np.int64)
+    y = 0.05 + rng.normal(0, 0.01, len(t))
+    for start in rng.integers(0, len(t) - 60, 12):  # a 20-50 minute job about daily, at any hour
+        y[start:start + int(rng.integers(20, 50))] = 0.93 + rng.normal(0, 0.02)
+    fit = fit_series(Series({"gpu": "1"}, t, np.clip(y, 0, 1), step, name="gpu_utilization"),
+                     FitSettings())
+    assert fit.classification["curve_type"] == "regime"
+    assert fit.training["sustained"] is not None  # a job running far longer than any before alerts
+    assert fit.upper.min() >= 0.93 and fit.upper.max() <= 1.0  # the jobs' load, inside the natural range
+
+
+def test_small_error_blips_stay_inside_the_band() -> None:
+    rng = np.random.default_rng(5)
+    step = 60
+    t = EPOCH + step * np.arange(7 * DAY // step, dtype=np.int64)
+    y = np.where(rng.random(len(t)) < 0.003, rng.uniform(0.001, 0.01, len(t)), 0.0)  # an error ratio
+    fit = fit_series(Series({"svc": "a"}, t, y, step, name="errors_ratio"), FitSettings())
+    assert fit.classification["curve_type"] == "intermittent"
+    assert np.all(fit.lower == 0.0)
+    threshold = band_policy("medium").threshold
+    assert np.all(rule_score(np.full(1440, 0.01), fit.yhat, fit.lower, fit.upper) <= threshold)  # the largest blip
+    assert np.all(rule_score(np.full(1440, 0.03), fit.yhat, fit.lower, fit.upper) > threshold)  # 3x it alerts
 
 
 def test_intermittent_series_keeps_zero_as_its_lower_band() -> None:
