@@ -338,20 +338,25 @@ def run_evaluate(
 ) -> int:
     """The `evaluate` command: the NAB folder, real corpora in its layout and/or the synthetic corpus,
     smartmetrics beside its peers."""
+    from smartmetrics.synth import TUNING_SEEDS
+
     detectors = (SMARTMETRICS, *[p for p in peers if p != SMARTMETRICS])
     folder = Path(out) if out else None
+    summaries = []
     if nab:
-        evaluate_dataset(f"NAB subset ({nab})", load_nab(nab), detectors, replay, workers=workers,
-                         nab=True, console=console, out=folder / "nab" if folder else None)
+        summaries += evaluate_dataset(f"NAB subset ({nab})", load_nab(nab), detectors, replay, workers=workers,
+                                      nab=True, console=console, out=folder / "nab" if folder else None)
     for corpus in real:
         name = Path(corpus).name
-        evaluate_dataset(f"real corpus {name} ({corpus})", load_nab(corpus), detectors, replay, workers=workers,
-                         nab=True, console=console, out=folder / name if folder else None)
+        summaries += evaluate_dataset(f"real corpus {name} ({corpus})", load_nab(corpus), detectors, replay,
+                                      workers=workers, nab=True, console=console,
+                                      out=folder / name if folder else None)
     if synthetic:
         with_releases = (SMARTMETRICS, WITH_RELEASES, *detectors[1:])
-        evaluate_dataset(f"synthetic corpus (seed {seed})", load_synthetic(synthetic, seed), with_releases, replay,
-                         workers=workers, nab=False, console=console,
-                         out=folder / "synthetic" if folder else None)
+        split = "a tuning seed: not a test figure" if seed in TUNING_SEEDS else "a test seed"
+        summaries += evaluate_dataset(f"synthetic corpus (seed {seed}, {split})", load_synthetic(synthetic, seed),
+                                      with_releases, replay, workers=workers, nab=False, console=console,
+                                      out=folder / "synthetic" if folder else None)
     console.print(
         "TTD: median minutes from event start to the first alert onset. FA/series-day: alert onsets in "
         "no labelled event per banded series-day, all series; FA/clean day: the same on series without "
@@ -361,6 +366,10 @@ def run_evaluate(
            f"as with releases.expr configured (settle {replay.settle / 60:.0f}m): the fits re-level "
            "their history at them and the band is re-anchored after them." if synthetic else "")
     )
+    failed = sum(s.failures for s in summaries if s.detector in (SMARTMETRICS, WITH_RELEASES))
+    if failed:  # a figure over fits that did not happen is no figure
+        console.print(f"[red]error:[/red] {failed} smartmetrics fits failed; the figures above are incomplete")
+        return 1
     return 0
 
 

@@ -2,9 +2,15 @@
 
 Every later quality benchmark (classification, event F1, false alerts on clean series, band coverage)
 draws its data from here, so each generator mimics a real metric: inference QPS and latency with
-daily/weekly cycles, CPU-like gauges, disk growth, sparse error rates, deploy level shifts, bursty GPU
-load, flat gauges. Timestamps are UTC midnight-aligned; gaps (missing scrapes) are NaN; values are
+daily/weekly cycles, `rate()` of counters that reset, latency quantiles from histogram buckets,
+CPU-like gauges, disk growth, sparse error rates and ratios with small blips, low-count rates, deploy
+level shifts, GPU batch jobs and autoscaled replicas switching between regimes, heavy-tailed gauges,
+flat gauges. Timestamps are UTC midnight-aligned; gaps (missing scrapes) are NaN; values are
 quantised as exporters and `rate()` make them. Same arguments, same bytes.
+
+Seeds are split: `TUNING_SEEDS` are the only ones any threshold or constant may be chosen on;
+`TEST_SEEDS` are reported. Labels are unambiguous: what a corpus does not label is either normal by
+construction or a benign change it announces (`LabelledSeries.changes`, replayed as release markers).
 """
 
 from __future__ import annotations
@@ -18,13 +24,24 @@ from smartmetrics.series import Series
 from smartmetrics.synth_anomalies import ANOMALY_KINDS, Anomaly, inject_anomaly, plan_anomalies
 
 __all__ = [
-    "ANOMALY_KINDS", "Anomaly", "CURVE_KINDS", "LabelledSeries", "NOISE_LEVELS",
-    "inject_anomaly", "make_corpus", "make_series",
+    "ANOMALY_KINDS",
+    "CURVE_KINDS",
+    "NOISE_LEVELS",
+    "TEST_SEEDS",
+    "TUNING_SEEDS",
+    "Anomaly",
+    "LabelledSeries",
+    "inject_anomaly",
+    "make_corpus",
+    "make_series",
 ]
 
 CURVE_KINDS = (
-    "seasonal", "stable", "trending", "intermittent", "level_shift", "noisy", "constant", "insufficient",
+    "seasonal", "stable", "trending", "intermittent", "level_shift", "noisy", "regime", "constant",
+    "insufficient",
 )
+TUNING_SEEDS = (0, 1)  # thresholds and constants are chosen on these corpora only...
+TEST_SEEDS = (2, 3, 4)  # ...and quality is reported on these
 NOISE_LEVELS = ("low", "medium", "high")
 _NOISE = {"low": 0.02, "medium": 0.05, "high": 0.10}  # noise sd relative to the series' level
 _EPOCH = 1_704_067_200  # 2024-01-01T00:00:00Z
@@ -75,8 +92,13 @@ def _weekly_factor(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _seasonal(t: np.ndarray, level: float, sd: float, days: float, rng: np.random.Generator) -> _Draft:
-    options = ["daily", "daily", "cron"] + (["weekly", "daily+weekly", "daily+weekly"] if days >= 14 else [])
+    options = ["daily", "daily", "cron", "counter", "histogram"] + (
+        ["weekly", "daily+weekly", "daily+weekly"] if days >= 14 else [])
     variant = str(rng.choice(options))  # a weekly cycle is only knowable (and labelled) with two weeks
+    if variant == "counter":
+        return _counter_rate(t, level, rng)
+    if variant == "histogram":
+        return _histogram_quantile(t, rng)
     amp = rng.uniform(0.3, 0.7)
     if variant == "cron":
         step = int(t[1] - t[0])
@@ -94,6 +116,60 @@ def _seasonal(t: np.ndarray, level: float, sd: float, days: float, rng: np.rando
         clean = clean + level * rng.uniform(0.2, 0.6) * rng.choice([-0.5, 1.0]) * _ramp(t)
     metric = str(rng.choice(["inference_requests_per_second", "tokens_per_second", "request_latency_seconds"]))
     return _Draft(clean + rng.normal(0, sd, len(t)), periods, sd, variant, metric)
+
+
+def _counter_rate(t: np.ndarray, level: float, rng: np.random.Generator) -> _Draft:
+    """`rate(requests_total[5m])` of a counter scraped every 15 s that restarts from zero a few times a
+    day (pod restarts), as Prometheus computes it: per-scrape increases, a drop taken as a reset and
+    counted from zero, summed over the window. At low rates the result is visibly quantised."""
+    step, scrape = int(t[1] - t[0]), 15
+    rate = level * rng.uniform(0.002, 0.05) * (1 + rng.uniform(0.3, 0.7) * _daily_shape(t, rng))
+    per_scrape = np.repeat(np.clip(rate, 0, None) * scrape, step // scrape)
+    counter = np.cumsum(rng.poisson(per_scrape)).astype(np.float64)
+    resets = np.sort(rng.choice(len(counter), size=int(rng.integers(0, 4)) * max(1, len(t) * step // DAY),
+                                replace=False))
+    for at in resets:  # the process restarts: the counter starts again from zero
+        counter[at:] -= counter[at - 1] if at else 0.0
+    increase = np.diff(counter, prepend=0.0)
+    increase = np.where(increase < 0, counter, increase)  # Prometheus' reset correction
+    per_point = increase.reshape(len(t), step // scrape).sum(axis=1)
+    return _Draft(per_point / step, (DAY,), float(np.mean(np.sqrt(per_scrape))) / step, "counter",
+                  "inference_requests_per_second", quantum=1.0 / step)
+
+
+BUCKETS = np.array([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+
+
+def _histogram_quantile(t: np.ndarray, rng: np.random.Generator) -> _Draft:
+    """`histogram_quantile(0.99, rate(latency_bucket[5m]))`: request latencies (lognormal, slower at
+    the daily peak) counted into the default buckets, the quantile interpolated linearly within its
+    bucket, as Prometheus does; values stick to bucket edges."""
+    requests = rng.uniform(200, 3000)  # per point
+    load = 1 + rng.uniform(0.3, 0.7) * _daily_shape(t, rng)
+    median = rng.uniform(0.02, 0.3) * (1 + rng.uniform(0.2, 0.6) * (load - 1))
+    sigma = rng.uniform(0.4, 0.9)
+    cdf = 0.5 * (1 + _erf((np.log(BUCKETS)[None, :] - np.log(median)[:, None]) / (sigma * np.sqrt(2))))
+    counts = rng.poisson(requests * load[:, None] * np.diff(np.c_[np.zeros(len(t)), cdf, np.ones(len(t))], axis=1))
+    cumulative = np.cumsum(counts, axis=1)[:, :-1].astype(np.float64)  # le buckets; +Inf is the total
+    total = cumulative[:, -1] + counts[:, -1]
+    rank = 0.99 * total
+    values = np.empty(len(t))
+    for i in range(len(t)):
+        b = int(np.searchsorted(cumulative[i], rank[i]))
+        if b >= len(BUCKETS):
+            values[i] = BUCKETS[-1]  # beyond the last finite bucket: its upper bound
+            continue
+        lo_edge, lo_count = (0.0, 0.0) if b == 0 else (BUCKETS[b - 1], cumulative[i, b - 1])
+        inside = cumulative[i, b] - lo_count
+        values[i] = lo_edge + (BUCKETS[b] - lo_edge) * ((rank[i] - lo_count) / inside if inside else 1.0)
+    noise = float(np.median(np.abs(np.diff(values)))) or 1e-3
+    return _Draft(values, (DAY,), noise, "histogram", "request_latency_seconds_p99")
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    from scipy.special import erf
+
+    return erf(x)
 
 
 def _ramp(t: np.ndarray) -> np.ndarray:
@@ -143,32 +219,67 @@ def _noisy(t: np.ndarray, level: float, sd: float, rng: np.random.Generator) -> 
     if rng.random() < 0.5:
         return _Draft(level * rng.lognormal(0, rng.uniform(0.7, 1.0), n), (), level, "lognormal", "job_duration")
     busy, state, i = np.zeros(n), bool(rng.random() < 0.5), 0
-    while i < n:  # alternating idle/busy runs of 10 minutes to 4 hours: a batch GPU queue
+    while i < n:  # alternating idle/busy runs of 10 minutes to 4 hours, levels blurred by heavy noise
         run = int(np.exp(rng.uniform(np.log(600), np.log(4 * 3600))) // (t[1] - t[0])) + 1
         busy[i:i + run] = state
         state, i = not state, i + run
-    idle, high = level * rng.uniform(0.05, 0.2), level * rng.uniform(0.8, 1.2)
-    values = idle + (high - idle) * busy + rng.normal(0, 2 * sd, n)
-    return _Draft(np.clip(values, 0, None), (), 2 * sd, "bursty", "gpu_utilisation")
+    idle, high = level * rng.uniform(0.2, 0.4), level * rng.uniform(0.6, 0.9)
+    values = idle + (high - idle) * busy + rng.normal(0, max(4 * sd, 0.15 * level), n)
+    return _Draft(np.clip(values, 0, None), (), max(4 * sd, 0.15 * level), "bursty", "gpu_utilisation")
+
+
+def _regime(t: np.ndarray, level: float, sd: float, rng: np.random.Generator) -> _Draft:
+    """Levels far apart that the series switches between at random times: an idle GPU's batch jobs
+    (minutes to an hour or two, a few a day), a busy/idle queue, an autoscaler's replica steps."""
+    n, step = len(t), int(t[1] - t[0])
+    variant = str(rng.choice(["batch", "queue", "autoscaled"]))
+    noise = sd * rng.uniform(0.1, 0.5)
+    if variant == "autoscaled":  # replicas between a floor and a ceiling, hours at each count
+        floor = int(rng.integers(1, 4))
+        counts = np.empty(n)
+        current, i = floor, 0
+        while i < n:
+            run = int(rng.uniform(1800, 6 * 3600) // step) + 1
+            counts[i:i + run] = current
+            current = int(np.clip(current + rng.choice([-1, 1]), floor, floor + int(rng.integers(2, 5))))
+            i += run
+        return _Draft(counts, (), 0.0, variant, "kube_deployment_status_replicas", quantum=1.0)
+    idle, busy = level * rng.uniform(0.05, 0.3), level * rng.uniform(1.0, 3.0)
+    on = np.zeros(n, bool)
+    if variant == "batch":
+        jobs = rng.poisson(rng.uniform(0.7, 3.0) * n * step / DAY)
+        for start in rng.integers(0, n, max(jobs, 3)):
+            on[start:start + int(rng.uniform(600, 2 * 3600) // step) + 1] = True
+    else:
+        state, i = bool(rng.random() < 0.5), 0
+        while i < n:
+            run = int(np.exp(rng.uniform(np.log(900), np.log(4 * 3600))) // step) + 1
+            on[i:i + run], state, i = state, not state, i + run
+    values = np.where(on, busy, idle) + rng.normal(0, noise, n)
+    return _Draft(np.clip(values, 0, None), (), noise, variant, "gpu_power_watts")
 
 
 def _intermittent(t: np.ndarray, level: float, noise: str, step: int, rng: np.random.Generator) -> _Draft:
     n = len(t)
+    variant = str(rng.choice(["errors", "errors", "blips", "low_count"]))
+    if variant == "blips":  # an error ratio: zero but for small isolated blips
+        blips = rng.random(n) < rng.uniform(0.002, 0.03)
+        sizes = rng.uniform(0.0005, 0.002) * rng.uniform(1, 5, n)
+        return _Draft(np.where(blips, sizes, 0.0), (), 0.0, variant, "http_errors_ratio", quantum=1e-5)
+    if variant == "low_count":  # rate() of a rarely incremented counter: multiples of 1/window
+        window = 300
+        counts = rng.poisson(rng.uniform(0.05, 0.6) * step / window, n)
+        return _Draft(counts / window, (), 0.0, variant, "model_reloads_per_second", quantum=1.0 / window)
     p = rng.uniform(0.03, 0.25)
     starts = rng.random(n) < p
     counts = starts * rng.poisson({"low": 1.5, "medium": 3, "high": 8}[noise], n) + starts
     scale = max(1.0, float(np.round(level / 100)))
-    return _Draft(counts * scale / step, (), 0.0, "errors", "http_errors_per_second", quantum=scale / step)
+    return _Draft(counts * scale / step, (), 0.0, variant, "http_errors_per_second", quantum=scale / step)
 
 
 def _constant(t: np.ndarray, level: float, noise: str, rng: np.random.Generator) -> _Draft:
     value = float(rng.choice([0.0, 1.0, 3.0, 8.0, round(level)]))
-    values, starts = np.full(len(t), value), []
-    for _ in range(NOISE_LEVELS.index(noise)):  # rare operator changes, reverted within an hour
-        i = int(rng.integers(0, len(t)))
-        values[i:i + int(rng.integers(1, 6))] = value + 1
-        starts.append(i)
-    return _Draft(values, (), 0.0, "gauge", "kube_deployment_replicas", changes=tuple(sorted(starts)))
+    return _Draft(np.full(len(t), value), (), 0.0, "gauge", "kube_deployment_replicas")
 
 
 def _clean(kind: str, t: np.ndarray, step: int, days: float, noise: str, scale: float,
@@ -186,6 +297,8 @@ def _clean(kind: str, t: np.ndarray, step: int, days: float, noise: str, scale: 
         return _level_shift(t, level, sd, rng)
     if kind == "noisy":
         return _noisy(t, level, sd, rng)
+    if kind == "regime":
+        return _regime(t, level, sd, rng)
     if kind == "intermittent":
         return _intermittent(t, level, noise, step, rng)
     if kind == "constant":

@@ -26,6 +26,7 @@ _KINDS_FOR = {
     "intermittent": ("spike", "level_shift", "variance_burst"),
     "constant": ("spike", "dip", "level_shift"),
     "noisy": ("spike", "level_shift", "flatline", "drift"),
+    "regime": ("spike", "level_shift"),  # beyond every regime: inside them is normal by construction
 }
 _GENERIC = ("spike", "dip", "level_shift", "variance_burst", "flatline", "drift")
 
@@ -97,6 +98,14 @@ def anomaly_size(values: np.ndarray, noise_sd: float, rng: np.random.Generator) 
     return float(size)
 
 
+def regime_size(values: np.ndarray, rng: np.random.Generator) -> float:
+    """For a series switching between levels: enough to leave every level it has, from any of them
+    (1.3 to 1.8 times the distance between the lowest and the highest)."""
+    finite = values[np.isfinite(values)]
+    span = float(np.ptp(finite)) if len(finite) else 1.0
+    return rng.uniform(1.3, 1.8) * (span or 1.0)
+
+
 def plan_anomalies(kind: str, periods: tuple[int, ...], timestamps: np.ndarray, step: int, noise_sd: float,
                    values: np.ndarray, rng: np.random.Generator) -> list[tuple[Anomaly, float]]:
     """One to three non-overlapping anomalies suited to the curve kind, each with its magnitude.
@@ -122,6 +131,7 @@ def plan_anomalies(kind: str, periods: tuple[int, ...], timestamps: np.ndarray, 
             if at >= 0 and not taken[max(0, at - width):at + 2 * width].any():
                 taken[at:at + width] = True
                 anomaly = Anomaly(what, int(timestamps[at]), int(timestamps[min(at + width, n) - 1]))
-                plans.append((anomaly, anomaly_size(values, noise_sd, rng)))
+                size = regime_size(values, rng) if kind == "regime" else anomaly_size(values, noise_sd, rng)
+                plans.append((anomaly, size))
                 break
     return sorted(plans, key=lambda p: p[0].start)

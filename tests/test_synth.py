@@ -102,9 +102,30 @@ def test_benign_changes_are_recorded_where_the_level_moves() -> None:
         before = np.nanmedian(v[(t >= at - 3600) & (t < at)])
         after = np.nanmedian(v[(t >= at) & (t < at + 3600)])
         assert abs(after - before) > 0.25 * np.nanmedian(v)
-    gauge = make_series("constant", seed=3, noise="high")  # two operator changes at high noise
-    g = gauge.series
-    at = g.values[np.searchsorted(g.timestamps, gauge.changes)]
-    assert len(gauge.changes) == 2
-    assert np.all((at == np.nanmedian(g.values) + 1) | np.isnan(at))  # +1, or a missed scrape
+    gauge = make_series("constant", seed=3, noise="high")  # no unlabelled operator changes: unambiguous
+    assert gauge.changes == () and np.nanmin(gauge.series.values) == np.nanmax(gauge.series.values)
     assert make_series("stable", seed=3).changes == ()
+
+
+@pytest.mark.parametrize("kind,variant", [("regime", "batch"), ("regime", "autoscaled"), ("intermittent", "blips"),
+                                          ("intermittent", "low_count"), ("seasonal", "counter"),
+                                          ("seasonal", "histogram")])
+def test_the_prometheus_like_families_are_there(kind: str, variant: str) -> None:
+    found = [item for seed in range(40) if (item := make_series(kind, seed=seed)).variant.startswith(variant)]
+    assert found, f"no {kind}/{variant} in 40 seeds"
+    v = found[0].series.values
+    v = v[np.isfinite(v)]
+    if variant == "autoscaled":  # whole replica counts, several of them
+        assert np.all(v == np.round(v)) and len(np.unique(v)) >= 3
+    if variant in ("low_count", "counter"):  # rate() of a counter: multiples of 1/window (or of 1/step)
+        assert np.allclose(v * 300, np.round(v * 300), atol=1e-6)
+    if variant == "histogram":  # a quantile interpolated in the default buckets: never above the last edge
+        assert v.max() <= 10.0 and v.min() >= 0.0
+    if variant == "blips":  # a ratio: zero but for small blips
+        assert np.mean(v == 0) > 0.9 and v.max() < 0.02
+
+
+def test_tuning_and_test_seeds_are_disjoint() -> None:
+    from smartmetrics.synth import TEST_SEEDS, TUNING_SEEDS
+
+    assert TEST_SEEDS and TUNING_SEEDS and not set(TEST_SEEDS) & set(TUNING_SEEDS)
