@@ -200,6 +200,27 @@ def calibrate(z: np.ndarray, timestamps: np.ndarray, coverage: float, period: in
     return Calibration(q_lo, q_hi, factors, period or 1, coverage, achieved, len(z))
 
 
+def held_out_coverage(z: np.ndarray, timestamps: np.ndarray, coverage: float, last: int, period: int = 0,
+                      buckets: int = 1) -> tuple[float | None, int]:
+    """(share of the last `last` normalised residuals inside a band calibrated only on the ones before
+    them, how many were checked): an honest estimate of the coverage a series' band keeps, where the
+    in-sample `Calibration.achieved` is near nominal by construction. (None, 0) without enough of either.
+
+    >>> z = np.random.default_rng(0).normal(size=2000)
+    >>> cov, n = held_out_coverage(z, np.arange(2000) * 300, 0.99, 500)
+    >>> n, 0.97 < cov <= 1.0
+    (500, True)
+    """
+    late = slice(len(z) - last, len(z))
+    ok_early = np.isfinite(z[:late.start])
+    ok_late = np.isfinite(z[late])
+    if last <= 0 or ok_early.sum() < 2 * TAIL_EXCEEDANCES or not ok_late.any():
+        return None, 0
+    cal = calibrate(z[:late.start], timestamps[:late.start], coverage, period=period, buckets=buckets)
+    zn = z[late][ok_late] / cal.factors_at(timestamps[late][ok_late])
+    return float(np.mean((zn >= cal.q_lo) & (zn <= cal.q_hi))), int(ok_late.sum())
+
+
 def apply_band(yhat: np.ndarray, scale: np.ndarray, lo_off: np.ndarray, hi_off: np.ndarray,
                min_half: np.ndarray, floor: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Band edges from normalised offsets, each side at least `min_half` wide, clipped at `floor`.

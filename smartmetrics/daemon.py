@@ -27,6 +27,7 @@ from smartmetrics.api import MatchError, matches, parse_matchers, render_baselin
 from smartmetrics.config import Baseline, Config, ConfigError, load_config
 from smartmetrics.exporter import EMPTY, Snapshot
 from smartmetrics.follow import follow_band
+from smartmetrics.realised import oldest_tally, tally
 from smartmetrics.releases import apply_to_band, needs_data_since, releases_for
 from smartmetrics.retrain import RetrainOutcome, fetch_release_markers, fit_fingerprint, retrain_baseline
 from smartmetrics.selfmetrics import SelfMetrics
@@ -38,6 +39,7 @@ from smartmetrics.store import BaselineState, load_store, save_baseline
 log = logging.getLogger("smartmetrics.daemon")
 
 RELEASE_POLL = 60.0
+COVERAGE_LOOKBACK = 86400.0  # after a long stop, tally at most the last day (one bounded query)
 """Seconds between two reads of the release markers (baselines with `releases` only)."""
 
 
@@ -215,6 +217,29 @@ class Daemon:
         while a retrain runs, whose fresh fits start from the new levels."""
         self._each_fitted(lambda baseline: baseline.follow is not None, self._follow_one)
 
+    def check_coverage(self) -> None:
+        """Tally the points that arrived since the last check against the bands served for them
+        (`smartmetrics.realised`), for `smartmetrics_band_coverage`; not while a retrain runs."""
+        self._each_fitted(lambda baseline: True, self._coverage_one)
+
+    def _coverage_one(self, alias: str, baseline: Baseline, now: float) -> None:
+        state = self.states[alias]
+        if not state.series:
+            return
+        window = min(max(now - oldest_tally(state.series), 2 * baseline.step), COVERAGE_LOOKBACK)
+        try:
+            observed = {s.key: (s.timestamps, s.values)
+                        for s in self.fetch(self._with_history(alias, window), alias, end=now).series}
+        except SourceError as exc:
+            log.warning("coverage: %s", exc)
+            self.metrics.source_errors.labels(self.config.source_for(alias)[0], alias).inc()
+            return
+        bands = tuple(tally(b, observed.get(b.key), now) for b in state.series)
+        if all(new is old for new, old in zip(bands, state.series)):
+            return
+        self._save(BaselineState(alias, state.fitted_at, bands, state.meta))
+        self._publish()
+
     def _each_fitted(self, wanted: Callable[[Baseline], bool], action: Callable[[str, Baseline, float], None]) -> None:
         """`action(alias, baseline, now)` for each fitted baseline `wanted`, holding the retrain lock."""
         if not self._retrain_lock.acquire(blocking=False):
@@ -350,6 +375,8 @@ class Daemon:
                                 name="discover new series", replace_existing=True)
         self._scheduler.add_job(self.follow_levels, "interval", seconds=schedule.discover, id="follow",
                                 name="follow new levels", replace_existing=True)
+        self._scheduler.add_job(self.check_coverage, "interval", seconds=schedule.discover, id="coverage",
+                                name="tally realised coverage", replace_existing=True)
         if any(b.releases is not None for b in self.config.baselines.values()):
             self._scheduler.add_job(self.watch_releases, "interval", seconds=RELEASE_POLL, id="releases",
                                     name="apply release markers", replace_existing=True)

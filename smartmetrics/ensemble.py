@@ -25,6 +25,7 @@ from smartmetrics.bands import (
     apply_band,
     band_policy,
     calibrate,
+    held_out_coverage,
     last_week_prior,
     recurring_excursions,
     weekend_prior,
@@ -323,6 +324,9 @@ def fit_series(series: Series, settings: FitSettings, releases: tuple[int, ...] 
     z = (y_test - backtest_fc.mean) / backtest_fc.scale
     period = DAY if seasonal else 0
     cal = calibrate(z, t_test, policy.coverage, period=period, buckets=4 if seasonal else 1)
+    last_fold = backtest_folds(len(train), train.step)[-1]
+    held_out, checked = held_out_coverage(z, t_test, policy.coverage, last_fold[1] - last_fold[0], period=period,
+                                          buckets=4 if seasonal else 1)
     yhat, lower, upper = _band(train, forecast, cal, table_ts, policy, history)
     if curve == "insufficient":
         lower, upper = _sparse_guard(train, lower, upper)
@@ -346,7 +350,8 @@ def fit_series(series: Series, settings: FitSettings, releases: tuple[int, ...] 
     return FittedSeries(
         labels=dict(series.labels), step=series.step, classification=classification, members=members,
         coverage={"nominal": policy.coverage, "achieved": round(cal.achieved, 6), "n": cal.n,
-                  "q_lo": cal.q_lo, "q_hi": cal.q_hi},
+                  "q_lo": cal.q_lo, "q_hi": cal.q_hi,
+                  "held_out": None if held_out is None else round(held_out, 6), "held_out_n": checked},
         timestamps=table_ts, yhat=yhat, lower=lower, upper=upper,
         data_start=series.start, data_end=series.end, training=training,
     )

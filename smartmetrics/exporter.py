@@ -11,8 +11,10 @@ started) is left out rather than exported as a stale guess. Exposition, e.g.:
     smartmetrics_stuck_after_seconds{baseline="qps",model="llama"} 1800.0
     smartmetrics_mean_upper{baseline="errors",model="llama"} 0.42
     smartmetrics_mean_lower{baseline="errors",model="llama"} 0.013
+    smartmetrics_band_coverage{baseline="qps",model="llama"} 0.9993
 
-The last three are per-series constants from the fit, exported only with a current band and only
+`smartmetrics_band_coverage` is the share of the points since the last retrain inside the band served
+for them (`smartmetrics.realised`). The three before it are per-series constants from the fit, exported only with a current band and only
 for series that have them in their training metadata: `stuck_after` > 0 for a series that normally
 changes at almost every step (the stuck-value alert joins on it), and `sustained` limits for the mean
 over a trailing window of a sparse or noisy series (the sustained-deviation alert joins on them;
@@ -34,6 +36,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from smartmetrics.ranges import clip_values, stored_range
+from smartmetrics.realised import realised_coverage
 from smartmetrics.store import BaselineState, stack_columns
 
 BAND_METRICS = (
@@ -56,7 +59,12 @@ MEAN_LOWER_METRIC = (
     ("Lower limit for the series' mean over its trailing window (an hour, or three steps where longer); "
      "a mean below it is a sustained deviation. Only for series with such limits."),
 )
-CONSTANT_METRICS = (STUCK_METRIC, MEAN_UPPER_METRIC, MEAN_LOWER_METRIC)
+COVERAGE_METRIC = (
+    "smartmetrics_band_coverage",
+    ("Share of the series' points since its last retrain that fell inside the band served for them "
+     "(smartmetrics.realised); compare with the sensitivity's nominal coverage. Only once a point was seen."),
+)
+CONSTANT_METRICS = (STUCK_METRIC, MEAN_UPPER_METRIC, MEAN_LOWER_METRIC, COVERAGE_METRIC)
 """Per-series constants of the fit, in the order `constant_values` gives them."""
 
 
@@ -151,7 +159,7 @@ def stored_mean_limits(meta: Mapping[str, Any]) -> MeanLimits | None:
 def constant_values(meta: Mapping[str, Any]) -> tuple[float | None, ...]:
     """A stored series' per-series constants in `CONSTANT_METRICS` order (None: not exported)."""
     limits = stored_mean_limits(meta) or MeanLimits(0.0, None, None)
-    return stored_stuck_after(meta) or None, limits.upper, limits.lower
+    return stored_stuck_after(meta) or None, limits.upper, limits.lower, realised_coverage(meta)
 
 
 def render_label_text(labels: Mapping[str, str]) -> str:

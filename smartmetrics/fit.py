@@ -15,8 +15,15 @@ from rich.table import Table
 
 from smartmetrics.config import Config
 from smartmetrics.retrain import RetrainOutcome, retrain_baseline
+from smartmetrics.store import (
+    STATE_FILE,
+    BaselineState,
+    StoreError,
+    baseline_dir,
+    load_baseline,
+    save_baseline,
+)
 from smartmetrics.terminal import make_console
-from smartmetrics.store import STATE_FILE, BaselineState, StoreError, baseline_dir, load_baseline, save_baseline
 
 
 def _top(counts: Counter, limit: int = 3) -> str:
@@ -24,24 +31,28 @@ def _top(counts: Counter, limit: int = 3) -> str:
 
 
 def render_fit_summary(outcomes: Sequence[RetrainOutcome]) -> Table:
-    """One row per baseline: series, curve types, chosen models, achieved coverage, failures, time."""
-    table = Table(title="smartmetrics fit", title_justify="left")
-    for column in ("baseline", "series", "curve types", "models", "coverage (median)", "failed", "seconds"):
-        table.add_column(column, justify="right" if column in ("series", "failed", "seconds") else "left")
+    """One row per baseline: series, curve types, chosen models, held-out coverage (median, and how many
+    series fall more than a point below nominal), failures, time."""
+    table = Table(title="smartmetrics fit", title_justify="left",
+                  caption="held-out coverage: the last backtest day inside a band calibrated on the days before it")
+    for column in ("baseline", "series", "curve types", "models", "held-out coverage (median)",
+                   "below nominal -1pt", "failed", "seconds"):
+        table.add_column(column, justify="left" if column in ("baseline", "curve types", "models") else "right")
     for o in outcomes:
         if o.error is not None:
-            table.add_row(o.alias, "-", "-", "-", "-", "fetch", f"{o.seconds:.1f}", style="red")
+            table.add_row(o.alias, "-", "-", "-", "-", "-", "fetch", f"{o.seconds:.1f}", style="red")
             continue
         curves: Counter[str] = Counter()
         models: Counter[str] = Counter()
         for (curve, model), n in o.kinds.items():
             curves[curve] += n
             models[model] += n
-        coverage = statistics.median(o.coverage) if o.coverage else float("nan")
+        coverage = f"{statistics.median(o.coverage):.4f}" if o.coverage else "-"
+        below = sum(c < o.nominal - 0.01 for c in o.coverage) if o.nominal is not None else 0
         failed = sum(o.failures.values())
         table.add_row(
-            o.alias, f"{o.fitted}/{o.fetched}", _top(curves), _top(models), f"{coverage:.3f}",
-            str(failed) if failed else "0", f"{o.seconds:.1f}",
+            o.alias, f"{o.fitted}/{o.fetched}", _top(curves), _top(models), coverage,
+            f"{below}/{len(o.coverage)}", str(failed) if failed else "0", f"{o.seconds:.1f}",
         )
     return table
 

@@ -178,6 +178,8 @@ FLEET_PANELS = (
     ("Hours since the last successful retrain",
      f"(time() - {RETRAINED}) / 3600", "{{baseline}}", "h"),
     ("Forecast hours remaining", "smartmetrics_forecast_hours_remaining", "{{baseline}}", "h"),
+    ("Bands that do not hold: lowest coverage since the retrain",
+     "bottomk(10, smartmetrics_band_coverage)", "{{baseline}} {{instance}}", "percentunit"),
     ("Mean fit duration (last day)", ("increase(smartmetrics_fit_duration_seconds_sum[1d]) / "
                                       "increase(smartmetrics_fit_duration_seconds_count[1d])"), "{{baseline}}", "s"),
     ("Fits per hour by result", "sum by (baseline, result) (increase(smartmetrics_fits_total[1h]))",

@@ -152,19 +152,20 @@ def describe(regimes: list[Regime]) -> str:
 
 def regime_band(lower: np.ndarray, upper: np.ndarray, values: np.ndarray, regimes: list[Regime],
                 coverage: float) -> tuple[np.ndarray, np.ndarray]:
-    """The band of a regime curve: from below the lowest regime's values to above the highest's, each
-    at the sensitivity's coverage within that regime (extrapolated where the data are short). It
-    replaces the models' band, which a mixture of levels only blurs: a level beyond every regime
-    alerts at any hour, a switch between regimes at none."""
-    if not regimes:
+    """Widen a regime curve's band from the lowest regime down to its tail and from the highest up to
+    its tail. A tail is the quantile of the values at or beyond that regime (spikes that recur on top
+    of it included) at the sensitivity's misses per side spread over those values alone, extrapolated
+    where the data are short: a switch between regimes alerts at no hour, a level beyond every
+    regime and its usual excursions at any."""
+    finite = values[np.isfinite(values)]
+    if not regimes or len(finite) == 0:
         return lower, upper
-    miss = 1 - coverage
-    top, bottom = regimes[-1], regimes[0]
-    above = values[np.isfinite(values) & (values >= top.low) & (values <= top.high)]
-    below = values[np.isfinite(values) & (values >= bottom.low) & (values <= bottom.high)]
-    high = max(tail_quantile(above, miss), top.high) if len(above) else top.high
-    low = min(-tail_quantile(-below, miss), bottom.low) if len(below) else bottom.low
-    return np.full_like(lower, low), np.full_like(upper, high)
+    miss = (1 - coverage) / 2 * len(finite)
+    top, bottom = finite[finite >= regimes[-1].low], finite[finite <= regimes[0].high]
+    high = max(tail_quantile(top, min(0.5, miss / len(top))), regimes[-1].high) if len(top) else regimes[-1].high
+    low = min(-tail_quantile(-bottom, min(0.5, miss / len(bottom))), regimes[0].low) if len(bottom) \
+        else regimes[0].low
+    return np.minimum(lower, low), np.maximum(upper, high)
 
 
 def blip_band(upper: np.ndarray, values: np.ndarray, coverage: float, floor: float = 0.0) -> np.ndarray:

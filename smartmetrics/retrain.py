@@ -150,7 +150,8 @@ class RetrainOutcome:
     dropped: int = 0
     failures: Counter[str] = field(default_factory=Counter)
     kinds: Counter[tuple[str, str]] = field(default_factory=Counter)
-    coverage: list[float] = field(default_factory=list)
+    coverage: list[float] = field(default_factory=list)  # per series, held out (`bands.held_out_coverage`)
+    nominal: float | None = None
     fetch_seconds: float = 0.0
     seconds: float = 0.0
     error: str | None = None
@@ -235,6 +236,7 @@ def retrain_baseline(
     outcome.fitted = len(fitted)
     for band in outcome.state.series:
         outcome.kinds[(str(band.meta.get("curve_type")), str(band.meta.get("model")))] += 1
-    outcome.coverage = [float(f.coverage.get("achieved", math.nan)) for f in fitted]
+    outcome.coverage = [float(f.coverage["held_out"]) for f in fitted if f.coverage.get("held_out") is not None]
+    outcome.nominal = max((float(f.coverage.get("nominal", 0.0)) for f in fitted), default=None)
     outcome.seconds = time.monotonic() - t0
     return outcome

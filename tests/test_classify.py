@@ -112,6 +112,8 @@ def test_cli_classifies_csv_files_as_json_and_table(tmp_path: Path, capsys: pyte
     rows = json.loads(capsys.readouterr().out)
     assert [r["curve_type"] for r in rows] == ["seasonal", "constant"]
     assert rows[0]["periods"] and rows[0]["name"] == str(seasonal)
+    coverage = rows[0]["coverage"]  # each series' band, fitted: what it promises and what it kept
+    assert coverage["nominal"] == 0.9995 and 0.9 <= coverage["held_out"] <= 1.0 and coverage["held_out_points"] > 200
     assert main(["classify", "--csv", str(seasonal)]) == 0
     out = capsys.readouterr().out
     assert "seasonal" in out and "qps.csv" in out

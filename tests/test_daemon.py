@@ -443,3 +443,47 @@ def test_follow_null_leaves_the_bands_alone(tmp_path: Path) -> None:
     daemon.follow_levels()
     ((_, yhat, _, _),) = daemon._snapshot.values_at(now)
     assert 95 < yhat < 105
+
+
+def test_realised_coverage_is_tallied_exported_kept_across_a_restart_and_reset_by_a_retrain(offline_daemon) -> None:
+    from smartmetrics.daemon import Daemon
+
+    daemon = offline_daemon
+    now = time.time()
+    fitted = align_down(now - 4 * 3600, 300)
+    daemon.fetch = FakeSource([level_history(i, fitted - 3 * 86400, fitted) for i in "ab"])
+    assert daemon._retrain_one("rate", fitted).fitted == 2
+    assert b"smartmetrics_band_coverage{" not in daemon.metrics_text()  # nothing seen yet: nothing claimed
+
+    jumped = align_down(now - 3600, 300)  # "b" leaves its band for the last hour; "a" stays inside
+    live = [level_history("a", fitted - 3600, now), level_history("b", fitted - 3600, now, jumped)]
+    daemon.fetch = FakeSource(live)
+    daemon.check_coverage()
+    text = daemon.metrics_text().decode()
+    coverage = {line.split('instance="')[1][0]: float(line.split()[-1]) for line in text.splitlines()
+                if line.startswith("smartmetrics_band_coverage{")}
+    t = live[0].timestamps
+    points, out = int(np.sum(t >= fitted)), int(np.sum(t >= jumped))  # after the last point the fit read
+    assert coverage["a"] > 0.95
+    assert coverage["b"] == pytest.approx(1 - out / points)  # the last hour's points out of about 48
+
+    daemon.check_coverage()  # the same points again: counted once
+    restarted = Daemon(daemon.config_path, workers=1)
+    restarted._pool.shutdown()
+    restarted._pool = None
+    restarted.load()  # the tally is stored with the band
+    again = {b.labels["instance"]: b.meta["realised"] for b in restarted.states["rate"].series}
+    assert again["b"]["points"] == points and again["b"]["inside"] == points - out
+    restarted.fetch = FakeSource([level_history(i, fitted - 3 * 86400, now) for i in "ab"])
+    restarted._retrain_one("rate", now)  # fresh bands: a fresh tally
+    assert all("realised" not in b.meta for b in restarted.states["rate"].series)
+
+
+def test_a_corrupt_tally_is_ignored_not_exported() -> None:
+    from smartmetrics.exporter import constant_values
+    from smartmetrics.realised import realised_coverage
+
+    for bad in ({"points": 10, "inside": 11}, {"points": "x"}, [1, 2], {"points": 0, "inside": 0}, None):
+        assert realised_coverage({"realised": bad}) is None
+        assert constant_values({"realised": bad})[-1] is None
+    assert realised_coverage({"realised": {"points": 4, "inside": 3}}) == 0.75

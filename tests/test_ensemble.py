@@ -175,7 +175,19 @@ def test_a_bursty_queue_band_covers_its_busy_level_all_day() -> None:
     assert fit.classification["curve_type"] == "regime"
     assert [round(r["centre"] / 10) for r in fit.classification["regimes"]] == [1, 9]
     assert fit.upper.min() >= 90.0  # a busy run at any hour tomorrow is normal (a profile said 51)
-    assert fit.upper.max() < 120.0  # a load beyond any regime still alerts
+    assert fit.upper.max() < 200.0  # a load far beyond any regime still alerts
+
+
+def test_held_out_coverage_shows_a_band_that_does_not_hold() -> None:
+    rng = np.random.default_rng(6)
+    t = EPOCH + STEP * np.arange(10 * DAY // STEP, dtype=np.int64)
+    calm = 100 + rng.normal(0, 1, len(t))
+    fit = fit_series(Series({"a": "calm"}, t, calm, STEP), FitSettings())
+    assert fit.coverage["held_out"] >= 0.99 and fit.coverage["held_out_n"] == DAY // STEP
+    wild = calm.copy()
+    wild[-DAY // STEP:] = 100 + rng.normal(0, 4, DAY // STEP)  # the last day is four times as noisy
+    fit = fit_series(Series({"a": "wild"}, t, wild, STEP), FitSettings())
+    assert fit.coverage["held_out"] < 0.95 and fit.coverage["achieved"] > 0.99  # in-sample hides it
 
 
 def test_rare_batch_jobs_at_random_times_are_a_regime_not_an_incident() -> None:
@@ -190,6 +202,21 @@ def test_rare_batch_jobs_at_random_times_are_a_regime_not_an_incident() -> None:
     assert fit.classification["curve_type"] == "regime"
     assert fit.training["sustained"] is not None  # a job running far longer than any before alerts
     assert fit.upper.min() >= 0.93 and fit.upper.max() <= 1.0  # the jobs' load, inside the natural range
+
+
+def test_spikes_that_recur_every_hour_on_a_quantised_level_are_normal() -> None:
+    rng = np.random.default_rng(8)
+    t = EPOCH + STEP * np.arange(10 * DAY // STEP, dtype=np.int64)
+    level, i = np.empty(len(t)), 0
+    while i < len(t):  # a quantised gauge flipping between 0.49 and 0.50 for hours at a time
+        run = int(rng.integers(12, 120))
+        level[i:i + run], i = rng.choice([0.49, 0.5]), i + run
+    spikes = rng.random(len(t)) < 0.03  # about nine spikes a day, up to the maximum
+    y = np.where(spikes, np.round(rng.uniform(0.55, 1.0, len(t)), 2), level)
+    fit = fit_series(Series({"dim": "4"}, t, y, STEP), FitSettings())
+    threshold = band_policy("medium").threshold
+    assert np.all(rule_score(np.full(len(fit.yhat), 1.0), fit.yhat, fit.lower, fit.upper) <= threshold)
+    assert np.all(fit.lower <= 0.49)
 
 
 def test_small_error_blips_stay_inside_the_band() -> None:
