@@ -375,7 +375,7 @@ def _recurring_levels(curve: str, classification: dict[str, Any], series: Series
     if curve == "regime":
         found = [Regime(**r) for r in classification.get("regimes", ())]
         regimes = found or find_regimes(series.values, series.step)  # a configured curve type: look now
-        return regime_band(lower, upper, series.values, regimes, coverage)
+        return regime_band(lower, upper, series.values, series.timestamps, regimes, coverage)
     if curve == "intermittent":
         return lower, blip_band(upper, series.values, coverage, floor=float(np.nanmin(series.values)))
     return lower, upper

@@ -43,6 +43,7 @@ class Regime:
     share: float
     episodes: int
     longest: int  # seconds
+    width: float = 0.0  # the resolution it was found at: a histogram bin (noise sd or quantum)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe, rounded for people."""
@@ -70,8 +71,8 @@ def find_levels(values: np.ndarray, step: int) -> list[Regime]:
     n = len(x)
     if n < 4 * MIN_POINTS:
         return []
-    stretches = [(lo, hi) for lo, hi in _stretches(x, point_noise(values))
-                 if np.sum((x >= lo) & (x <= hi)) >= max(MIN_POINTS, MIN_SHARE * n)]
+    found, width = _stretches(x, point_noise(values))
+    stretches = [(lo, hi) for lo, hi in found if np.sum((x >= lo) & (x <= hi)) >= max(MIN_POINTS, MIN_SHARE * n)]
     if len(stretches) < 2:
         return []
     which = np.full(len(values), -1)
@@ -83,7 +84,7 @@ def find_levels(values: np.ndarray, step: int) -> list[Regime]:
         inside = which == k
         count, longest = visits[k]
         levels.append(Regime(float(np.median(values[inside])), float(lo), float(hi), float(inside.sum()) / n,
-                             count, longest * int(step)))
+                             count, longest * int(step), float(width)))
     return levels
 
 
@@ -117,11 +118,12 @@ def find_regimes(values: np.ndarray, step: int) -> list[Regime]:
     return regimes if len(regimes) >= 2 else []
 
 
-def _stretches(x: np.ndarray, noise: float) -> list[tuple[float, float]]:
-    """(low, high) of the occupied stretches of the histogram, gaps of at least `MIN_GAP` noise sds."""
+def _stretches(x: np.ndarray, noise: float) -> tuple[list[tuple[float, float]], float]:
+    """(low, high) of the occupied stretches of the histogram, gaps of at least `MIN_GAP` noise sds,
+    and the histogram's bin width."""
     span = float(x.max() - x.min())
     if span <= 0:
-        return []
+        return [], 0.0
     distinct = np.unique(x)
     quantum = float(np.min(np.diff(distinct))) if len(distinct) > 1 else span
     width = max(noise, quantum, span / MAX_BINS)
@@ -130,11 +132,11 @@ def _stretches(x: np.ndarray, noise: float) -> list[tuple[float, float]]:
     counts, _ = np.histogram(x, bins=edges)
     busy = np.flatnonzero(counts >= max(3, 0.0005 * len(x)))
     if len(busy) == 0:
-        return []
+        return [], width
     # exact levels (no noise within them): every occupied bin is a level of its own
     gap_bins = max(1, math.ceil(MIN_GAP * noise / width)) if noise > 0 else 0
     split = np.flatnonzero(np.diff(busy) - 1 >= gap_bins) + 1
-    return [(float(edges[run[0]]), float(edges[run[-1] + 1])) for run in np.split(busy, split)]
+    return [(float(edges[run[0]]), float(edges[run[-1] + 1])) for run in np.split(busy, split)], width
 
 
 def describe(regimes: list[Regime]) -> str:
@@ -150,22 +152,35 @@ def describe(regimes: list[Regime]) -> str:
     return "regimes " + ", ".join(parts)
 
 
-def regime_band(lower: np.ndarray, upper: np.ndarray, values: np.ndarray, regimes: list[Regime],
-                coverage: float) -> tuple[np.ndarray, np.ndarray]:
-    """Widen a regime curve's band from the lowest regime down to its tail and from the highest up to
-    its tail. A tail is the quantile of the values at or beyond that regime (spikes that recur on top
-    of it included) at the sensitivity's misses per side spread over those values alone, extrapolated
-    where the data are short: a switch between regimes alerts at no hour, a level beyond every
-    regime and its usual excursions at any."""
-    finite = values[np.isfinite(values)]
-    if not regimes or len(finite) == 0:
+def regime_band(lower: np.ndarray, upper: np.ndarray, values: np.ndarray, timestamps: np.ndarray,
+                regimes: list[Regime], coverage: float) -> tuple[np.ndarray, np.ndarray]:
+    """A regime curve's band: from the lowest regime down to its tail to the highest up to its tail,
+    in place of the models' band, which a mixture of levels only blurs. A tail is the quantile of that regime's values, with the excursions beyond it that recur
+    (`training.recurring`: spikes every few hours on top of the level) but not the one-offs (an
+    incident stays an incident), at the sensitivity's misses per side spread over those values alone,
+    extrapolated where the data are short, and one step of the resolution the regimes were found at
+    beyond. A switch between regimes alerts at no hour, a level beyond
+    every regime and its usual excursions at any."""
+    if not regimes or not np.isfinite(values).any():
         return lower, upper
-    miss = (1 - coverage) / 2 * len(finite)
-    top, bottom = finite[finite >= regimes[-1].low], finite[finite <= regimes[0].high]
-    high = max(tail_quantile(top, min(0.5, miss / len(top))), regimes[-1].high) if len(top) else regimes[-1].high
-    low = min(-tail_quantile(-bottom, min(0.5, miss / len(bottom))), regimes[0].low) if len(bottom) \
-        else regimes[0].low
-    return np.minimum(lower, low), np.maximum(upper, high)
+    miss = (1 - coverage) / 2 * int(np.isfinite(values).sum())
+    high = _tail(values, timestamps, regimes[-1], miss)
+    bottom = regimes[0]
+    low = -_tail(-values, timestamps, Regime(-bottom.centre, -bottom.high, -bottom.low, 0, 0, 0, bottom.width), miss)
+    return np.full_like(lower, low), np.full_like(upper, high)
+
+
+def _tail(values: np.ndarray, timestamps: np.ndarray, regime: Regime, miss: float) -> float:
+    """How far above `regime` its values and their recurring excursions reach (see `regime_band`)."""
+    from smartmetrics.training import recurring
+
+    with np.errstate(invalid="ignore"):
+        beyond = np.isfinite(values) & (values > regime.high)
+        inside = np.isfinite(values) & (values >= regime.low) & (values <= regime.high)
+    usual = recurring(beyond, np.where(beyond, 1.0, 0.0), timestamps)
+    x = values[inside | usual]
+    reach = tail_quantile(x, min(0.5, miss / len(x))) if len(x) else regime.high
+    return max(reach, regime.high) + regime.width  # a step of the resolution beyond is still the regime
 
 
 def blip_band(upper: np.ndarray, values: np.ndarray, coverage: float, floor: float = 0.0) -> np.ndarray:

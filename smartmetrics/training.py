@@ -19,6 +19,8 @@ from smartmetrics.series import Series
 CLEAN_Z = 6.0
 GROW_Z = 3.0  # an incident's shoulders, masked with its peak
 MAX_MASKED = 0.02
+RECUR_EPISODES = 6  # masked episodes on one side that, spread over...
+RECUR_DAY_SHARE = 1 / 3  # ...this share of the days, are the series' nature, not incidents
 MAX_SHIFTS = 3
 CUT_AFTER = 3 * DAY
 LONG_RUN = 3600  # seconds beyond GROW_Z that make an incident even without a peak at CLEAN_Z
@@ -362,9 +364,37 @@ def clean_training(series: Series, seasonal: bool, mask: bool = True, period: in
     if level and masked.any():  # an incident against the recent level and the whole history alike:
         # against a quiet Sunday alone, a first week's weekdays would look like one long incident
         masked &= anomaly_mask(resid + level, long_run=long_run)
+    masked &= ~recurring(masked, resid, out.timestamps)
     info["masked"] = int(masked.sum())
     cleaned = np.where(masked, np.nan, out.values)
     return Series(series.labels, out.timestamps, cleaned, series.step, series.name), info
+
+
+def recurring(masked: np.ndarray, resid: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+    """The masked points that belong to behaviour the history shows again and again: on each side
+    (above or below the baseline), when the masked episodes number at least `RECUR_EPISODES` and fall
+    on at least `RECUR_DAY_SHARE` of the days with data, all of that side's episodes are normal (hourly
+    spikes, a nightly job's burst), not incidents, and stay in training. A few incidents on a few days
+    stay masked.
+
+    >>> t = np.arange(0, 7 * 86400, 3600)
+    >>> r = np.zeros(len(t)); r[::12] = 9.0  # twice a day, every day
+    >>> int(recurring(r > 5, r, t).sum()), int(recurring((r > 5) & (t < 86400), r, t).sum())
+    (14, 0)
+    """
+    out = np.zeros(len(masked), dtype=bool)
+    if not masked.any():
+        return out
+    runs, count = ndimage.label(masked)
+    days_seen = len(np.unique(timestamps // DAY))
+    signs = np.sign(ndimage.sum(np.nan_to_num(resid), runs, np.arange(1, count + 1)))
+    starts = np.asarray(ndimage.minimum(np.arange(len(masked)), runs, np.arange(1, count + 1)), dtype=np.int64)
+    for sign in (1.0, -1.0):
+        episodes = np.flatnonzero(signs == sign)
+        days = len(np.unique(timestamps[starts[episodes]] // DAY))
+        if len(episodes) >= RECUR_EPISODES and days >= RECUR_DAY_SHARE * days_seen:
+            out |= np.isin(runs, episodes + 1)
+    return out
 
 
 def excursions(values: np.ndarray, step: int) -> np.ndarray:

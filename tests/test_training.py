@@ -95,3 +95,18 @@ def test_a_history_ending_on_a_quiet_weekend_keeps_its_weekdays() -> None:
     masked = np.isnan(cleaned.values)
     assert masked[~weekend].mean() < 0.05, f"{masked[~weekend].mean():.0%} of the weekdays masked"
     assert masked[100:112].all()
+
+
+def test_spikes_that_recur_every_day_stay_in_training_and_incidents_do_not() -> None:
+    rng = np.random.default_rng(11)
+    t = np.arange(0, 10 * 86400, 300, dtype=np.int64)
+    y = 50 + rng.normal(0, 1, len(t))
+    spiky = y.copy()
+    spiky[rng.choice(len(t), 40, replace=False)] += 12  # four short bursts a day, at any hour: its nature
+    _, info = clean_training(Series({}, t, spiky, 300), seasonal=False)
+    assert info["masked"] == 0
+    incident = y.copy()
+    incident[1000:1006] += 12  # twice in ten days: incidents, kept out of the band
+    incident[2000:2004] += 12
+    _, info = clean_training(Series({}, t, incident, 300), seasonal=False)
+    assert info["masked"] >= 10
