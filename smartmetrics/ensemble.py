@@ -37,7 +37,14 @@ from smartmetrics.ranges import clip_band, natural_range
 from smartmetrics.regimes import Regime, blip_band, find_regimes, regime_band
 from smartmetrics.releases import SETTLE
 from smartmetrics.series import Series, on_grid
-from smartmetrics.training import clean_training, excursions, quick_classify, relevel, weekly_effect
+from smartmetrics.training import (
+    clean_training,
+    excursions,
+    quick_classify,
+    recurring,
+    relevel,
+    weekly_effect,
+)
 
 SCHEMA_VERSION = 1
 FALLBACK = "fallback"
@@ -308,7 +315,7 @@ def fit_series(series: Series, settings: FitSettings, releases: tuple[int, ...] 
     seasonal = curve == "seasonal" or bool(classification["periods"])
     train, training = clean_training(series, seasonal, mask=curve not in UNMASKED, period=WEEK if weekly else DAY,
                                      releases=tuple(releases), settle=settings.settle, absorb=settings.absorb)
-    if curve == "constant" and (away := excursions(train.values, train.step)).any():
+    if curve == "constant" and (away := _one_off_excursions(train)).any():
         training["excursions"] = int(away.sum())
         train = Series(train.labels, train.timestamps, np.where(away, np.nan, train.values), train.step, train.name)
     training["stuck_after"] = stuck.stuck_after(series.timestamps, series.values, series.step)
@@ -366,6 +373,17 @@ def walk_forward_fit(settings: FitSettings, releases: tuple[int, ...] = ()) -> C
         told = tuple(r for r in known if r <= train.end)
         return fit_series(train, dataclasses.replace(settings, horizon=int(horizon)), told)
     return fit
+
+
+def _one_off_excursions(train: Series) -> np.ndarray:
+    """A constant gauge's excursions from its value (`training.excursions`) but those that recur (on
+    either side, `training.recurring`): a spike every few hours is the gauge's nature, an afternoon
+    at another value once an incident."""
+    away = excursions(train.values, train.step)
+    if not away.any():
+        return away
+    offset = train.values - float(np.nanmedian(train.values))
+    return away & ~recurring(away, offset, train.timestamps)
 
 
 def _recurring_levels(curve: str, classification: dict[str, Any], series: Series, lower: np.ndarray,

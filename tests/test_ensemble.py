@@ -219,6 +219,22 @@ def test_spikes_that_recur_every_hour_on_a_quantised_level_are_normal() -> None:
     assert np.all(fit.lower <= 0.49)
 
 
+def test_a_constant_gauge_with_spikes_every_day_keeps_them_inside_the_band() -> None:
+    rng = np.random.default_rng(9)
+    t = EPOCH + STEP * np.arange(10 * DAY // STEP, dtype=np.int64)
+    y = np.full(len(t), 0.5)
+    for at in rng.choice(len(t) - 2, 40, replace=False):  # four short spikes a day, to 0.6-1.0
+        y[at:at + int(rng.integers(1, 3))] = np.round(rng.uniform(0.6, 1.0), 2)
+    fit = fit_series(Series({"dim": "4"}, t, y, STEP), FitSettings())
+    assert fit.classification["curve_type"] == "constant" and "excursions" not in fit.training
+    threshold = band_policy("medium").threshold
+    assert np.all(rule_score(np.full(len(fit.yhat), 0.9), fit.yhat, fit.lower, fit.upper) <= threshold)
+    once = np.full(len(t), 0.5)
+    once[1000:1040] = 0.9  # one afternoon at another value: an incident, kept out
+    fit = fit_series(Series({"dim": "4"}, t, once, STEP), FitSettings())
+    assert fit.training["excursions"] == 40 and np.all(fit.upper < 0.9)
+
+
 def test_small_error_blips_stay_inside_the_band() -> None:
     rng = np.random.default_rng(5)
     step = 60
