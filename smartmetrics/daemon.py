@@ -34,13 +34,19 @@ from smartmetrics.selfmetrics import SelfMetrics
 from smartmetrics.series import labels_key
 from smartmetrics.server import HTTPServer, serve
 from smartmetrics.source import SourceError, fetch_baseline
-from smartmetrics.store import BaselineState, load_store, save_baseline
+from smartmetrics.store import BaselineState, SeriesBand, load_store, save_baseline
 
 log = logging.getLogger("smartmetrics.daemon")
 
 RELEASE_POLL = 60.0
 COVERAGE_LOOKBACK = 86400.0  # after a long stop, tally at most the last day (one bounded query)
 """Seconds between two reads of the release markers (baselines with `releases` only)."""
+
+
+def _withheld(band: SeriesBand) -> bool:
+    """Whether the fit withheld this series' band (too few points): discovery fits it again."""
+    training = band.meta.get("training") if isinstance(band.meta, dict) else None
+    return isinstance(training, dict) and bool(training.get("withheld"))
 
 
 class Daemon:
@@ -201,7 +207,8 @@ class Daemon:
         state = self.states.get(alias)
         known = {b.key for b in state.series} if state else set()
         stale = {k for k in known if now - seen.get(k, now) > self.config.schedule.stale_after}
-        new = present - known
+        waiting = {b.key for b in state.series if _withheld(b)} if state else set()  # too few points yet
+        new = present - (known - waiting)
         if new or stale:
             self._retrain_one(alias, now, only=new, drop=stale)
             for key in stale:

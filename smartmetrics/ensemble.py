@@ -64,6 +64,7 @@ SPARSE = ("intermittent", "constant")
 UNMASKED = SPARSE + ("noisy", "regime")  # their extremes are their nature, not incidents
 DROP_RATIO = 1.5
 COLD_DAYS = 7
+MIN_POINTS = 48  # fewer finite points than this (`classify.MIN_POINTS`): the band is withheld
 MAX_FOLDS = 4
 
 
@@ -354,6 +355,9 @@ def fit_series(series: Series, settings: FitSettings, releases: tuple[int, ...] 
     bounds = natural_range(series.values, f"{settings.hints} {series.name or ''}", settings.range)
     training["range"] = list(bounds)
     yhat, lower, upper = clip_band(yhat, lower, upper, bounds)
+    if curve == "insufficient" and series.observed < MIN_POINTS:  # a handful of scrapes says no range
+        training["withheld"] = f"only {series.observed} points (< {MIN_POINTS}): no band until there are more"
+        yhat = lower = upper = np.full(len(yhat), np.nan)
     return FittedSeries(
         labels=dict(series.labels), step=series.step, classification=classification, members=members,
         coverage={"nominal": policy.coverage, "achieved": round(cal.achieved, 6), "n": cal.n,

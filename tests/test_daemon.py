@@ -487,3 +487,21 @@ def test_a_corrupt_tally_is_ignored_not_exported() -> None:
         assert realised_coverage({"realised": bad}) is None
         assert constant_values({"realised": bad})[-1] is None
     assert realised_coverage({"realised": {"points": 4, "inside": 3}}) == 0.75
+
+
+def test_a_series_with_too_few_points_gets_its_band_as_soon_as_discovery_sees_enough(offline_daemon) -> None:
+    from smartmetrics.series import Series
+
+    daemon = offline_daemon
+    full = series_for("young", 4)
+    sparse = full.values.copy()
+    sparse[:-10] = np.nan  # a new series: ten scrapes so far
+    steady = Series({"instance": "a", "job": "api"}, full.timestamps, full.values + 5, full.step)
+    source = FakeSource([steady, Series(full.labels, full.timestamps, sparse, full.step)])
+    daemon.fetch = source
+    assert daemon.retrain()[0].fitted == 2
+    assert [labels["instance"] for labels, *_ in daemon._snapshot.values_at(full.end + full.step)] == ["a"]
+    source.series = [steady, full]  # the next discovery pass sees its history
+    daemon.discover()
+    served = {labels["instance"] for labels, *_ in daemon._snapshot.values_at(full.end + full.step)}
+    assert served == {"a", "young"}

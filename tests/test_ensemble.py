@@ -235,6 +235,18 @@ def test_a_constant_gauge_with_spikes_every_day_keeps_them_inside_the_band() -> 
     assert fit.training["excursions"] == 40 and np.all(fit.upper < 0.9)
 
 
+def test_a_handful_of_scrapes_gets_no_band_and_says_why() -> None:
+    t = EPOCH + STEP * np.arange(3 * DAY // STEP, dtype=np.int64)
+    y = np.full(len(t), np.nan)
+    y[::30] = 5.0 + np.arange(len(y[::30])) % 3  # 29 scrapes in three days
+    fit = fit_series(Series({"job": "rare"}, t, y, STEP), FitSettings())
+    assert fit.classification["curve_type"] == "insufficient"
+    assert np.isnan(fit.yhat).all() and np.isnan(fit.lower).all() and np.isnan(fit.upper).all()
+    assert "29 points" in fit.training["withheld"]
+    y[::5] = 5.0  # 174 of them: a band, wide as a young one is
+    assert np.isfinite(fit_series(Series({"job": "rare"}, t, y, STEP), FitSettings()).upper).all()
+
+
 def test_small_error_blips_stay_inside_the_band() -> None:
     rng = np.random.default_rng(5)
     step = 60
@@ -263,8 +275,11 @@ def test_curve_type_override_and_tiny_inputs() -> None:
     s = make(days=2, kind="stable")
     assert fit_series(s, FitSettings(curve_type="constant")).classification["curve_type"] == "constant"
     tiny = Series({}, s.timestamps[:3], np.array([1.0, np.nan, 1.0]), STEP)
-    fit = fit_series(tiny, FitSettings(horizon=3600))
-    assert len(fit.timestamps) == 12 and np.all(fit.lower <= 1.0) and np.all(fit.upper >= 1.0)
+    fit = fit_series(tiny, FitSettings(horizon=3600))  # two points: a table, its band withheld
+    assert len(fit.timestamps) == 12 and np.isnan(fit.upper).all() and fit.training["withheld"]
+    short = Series({}, s.timestamps[:60], s.values[:60], STEP)  # five hours: a wide young band
+    fit = fit_series(short, FitSettings(horizon=3600))
+    assert np.all(fit.lower <= np.nanmin(short.values)) and np.all(fit.upper >= np.nanmax(short.values))
 
 
 def replay_onsets(series: Series, start_day: int) -> tuple[int, object]:
