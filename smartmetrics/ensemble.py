@@ -64,7 +64,7 @@ SPARSE = ("intermittent", "constant")
 UNMASKED = SPARSE + ("noisy", "regime")  # their extremes are their nature, not incidents
 DROP_RATIO = 1.5
 COLD_DAYS = 7
-MIN_POINTS = 48  # fewer finite points than this (`classify.MIN_POINTS`): the band is withheld
+MIN_POINTS = 48  # fewer finite points than this (`classify.MIN_POINTS`), scattered: the band is withheld
 MAX_FOLDS = 4
 
 
@@ -355,8 +355,9 @@ def fit_series(series: Series, settings: FitSettings, releases: tuple[int, ...] 
     bounds = natural_range(series.values, f"{settings.hints} {series.name or ''}", settings.range)
     training["range"] = list(bounds)
     yhat, lower, upper = clip_band(yhat, lower, upper, bounds)
-    if curve == "insufficient" and series.observed < MIN_POINTS:  # a handful of scrapes says no range
-        training["withheld"] = f"only {series.observed} points (< {MIN_POINTS}): no band until there are more"
+    if curve == "insufficient" and _scattered(series):  # a handful of scrapes says no range
+        training["withheld"] = (f"only {series.observed} points (< {MIN_POINTS}), scattered over the history: "
+                                "no band until there are more")
         yhat = lower = upper = np.full(len(yhat), np.nan)
     return FittedSeries(
         labels=dict(series.labels), step=series.step, classification=classification, members=members,
@@ -377,6 +378,15 @@ def walk_forward_fit(settings: FitSettings, releases: tuple[int, ...] = ()) -> C
         told = tuple(r for r in known if r <= train.end)
         return fit_series(train, dataclasses.replace(settings, horizon=int(horizon)), told)
     return fit
+
+
+def _scattered(series: Series) -> bool:
+    """Fewer than `MIN_POINTS` finite points, and those are less than half of the grid they span: a
+    handful of scrapes over days, not a young series (a day of hourly points is dense)."""
+    ok = np.flatnonzero(np.isfinite(series.values))
+    if series.observed >= MIN_POINTS or len(ok) == 0:
+        return False
+    return len(ok) < 0.5 * (ok[-1] - ok[0] + 1)
 
 
 def _one_off_excursions(train: Series) -> np.ndarray:

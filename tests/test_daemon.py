@@ -489,13 +489,13 @@ def test_a_corrupt_tally_is_ignored_not_exported() -> None:
     assert realised_coverage({"realised": {"points": 4, "inside": 3}}) == 0.75
 
 
-def test_a_series_with_too_few_points_gets_its_band_as_soon_as_discovery_sees_enough(offline_daemon) -> None:
+def test_a_series_with_a_handful_of_points_gets_its_band_as_soon_as_discovery_sees_enough(offline_daemon) -> None:
     from smartmetrics.series import Series
 
     daemon = offline_daemon
     full = series_for("young", 4)
-    sparse = full.values.copy()
-    sparse[:-10] = np.nan  # a new series: ten scrapes so far
+    sparse = np.full(len(full.values), np.nan)
+    sparse[::80] = full.values[::80]  # eleven scrapes in three days: too few to say a range
     steady = Series({"instance": "a", "job": "api"}, full.timestamps, full.values + 5, full.step)
     source = FakeSource([steady, Series(full.labels, full.timestamps, sparse, full.step)])
     daemon.fetch = source
