@@ -10,7 +10,6 @@ This is the only module that reads the clock.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import signal
 import threading
@@ -35,10 +34,12 @@ from smartmetrics.series import labels_key
 from smartmetrics.server import HTTPServer, serve
 from smartmetrics.source import SourceError, fetch_baseline
 from smartmetrics.store import BaselineState, SeriesBand, load_store, save_baseline
+from smartmetrics.workers import new_pool, terminate
 
 log = logging.getLogger("smartmetrics.daemon")
 
 RELEASE_POLL = 60.0
+STOP_GRACE = 5.0  # seconds a stop waits for the job under way before the process exits anyway
 COVERAGE_LOOKBACK = 86400.0  # after a long stop, tally at most the last day (one bounded query)
 """Seconds between two reads of the release markers (baselines with `releases` only)."""
 
@@ -73,7 +74,7 @@ class Daemon:
         self.fetch = fetch_baseline  # the only way history comes in; tests may swap it
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("forkserver"))
+        return new_pool(self.workers)
 
     # --- state --------------------------------------------------------------------------------
 
@@ -422,6 +423,11 @@ class Daemon:
                 self._reload.clear()
                 self.reload()
         self.stop()
+        if not self._retrain_lock.acquire(timeout=STOP_GRACE):  # a fetch still waiting on its source
+            log.warning("a job did not finish within %.0f s of the stop; exiting without it", STOP_GRACE)
+            logging.shutdown()
+            os._exit(0)  # the store is as last written: every save is atomic
+        self._retrain_lock.release()
 
     def stop(self) -> None:
         """Stop cleanly: no new jobs, running fits abandoned, the store left as last written."""
@@ -429,6 +435,7 @@ class Daemon:
         self._stopping.set()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            terminate(self._pool)  # running fits are abandoned: their bands were never going to be saved
         if self._server is not None:
             self._server.stop()

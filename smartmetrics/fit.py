@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import statistics
 import time
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,6 +22,7 @@ from smartmetrics.store import (
     save_baseline,
 )
 from smartmetrics.terminal import make_console
+from smartmetrics.workers import new_pool
 
 
 def _top(counts: Counter, limit: int = 3) -> str:
@@ -73,8 +72,7 @@ def run_fit(config: Config, aliases: Sequence[str], workers: int | None = None) 
     """Retrain the baselines now and write them to the store; exit 1 if any baseline failed."""
     console = make_console(stderr=True)
     outcomes = []
-    ctx = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool, Progress(
+    with new_pool(workers) as pool, Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, transient=False,
     ) as progress:
