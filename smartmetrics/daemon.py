@@ -126,8 +126,12 @@ class Daemon:
         if self._stopping.is_set():
             return RetrainOutcome(alias, error="stopping")
         log.info("retraining %s%s", alias, f" ({len(only)} new series)" if only else "")
-        outcome = retrain_baseline(self.config, alias, self.states.get(alias), self._pool, now, only=only, drop=drop,
-                                   fetch=self.fetch)
+        try:
+            outcome = retrain_baseline(self.config, alias, self.states.get(alias), self._pool, now, only=only,
+                                       drop=drop, fetch=self.fetch)
+        except Exception as exc:  # noqa: BLE001 - one baseline's failure never stops the others
+            log.exception("%s: retrain failed", alias)
+            outcome = RetrainOutcome(alias, error=f"{alias}: retrain failed: {type(exc).__name__}: {exc}")
         self._record(outcome, now)
         baseline = self.config.baselines[alias]
         if baseline.releases is not None and outcome.fitted and alias in self.states and not self._stopping.is_set():

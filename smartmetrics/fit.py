@@ -83,8 +83,11 @@ def run_fit(config: Config, aliases: Sequence[str], workers: int | None = None) 
                 progress.update(task, description=f"{alias}: fitting", completed=done, total=total)
 
             now = time.time()
-            outcome = retrain_baseline(config, alias, _previous(config, alias, console), pool, now,
-                                       on_progress=report)
+            try:
+                outcome = retrain_baseline(config, alias, _previous(config, alias, console), pool, now,
+                                           on_progress=report)
+            except Exception as exc:  # noqa: BLE001 - one baseline's failure never stops the others
+                outcome = RetrainOutcome(alias, error=f"{alias}: retrain failed: {type(exc).__name__}: {exc}")
             if outcome.error is not None:
                 console.print(f"[red]error:[/] {outcome.error}")
             elif outcome.state is not None:

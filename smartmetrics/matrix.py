@@ -47,6 +47,9 @@ class Matrix:
 
 
 
+MAX_ABS = 1e30  # beyond any counter, byte count or latency: a value this large is garbage, read as a gap
+
+
 def split_range(start: int, end: int, step: int, max_points: int) -> list[tuple[int, int]]:
     """Consecutive `(start, end)` chunks on the step grid, each with at most `max_points` points.
 
@@ -89,13 +92,19 @@ def _parse_doc(doc: Any) -> Matrix:
     if doc.get("status") != "success":
         raise ResponseError(parse_error_text(doc) or "response status is not success")
     data = doc.get("data") or {}
+    if not isinstance(data, dict):
+        raise ResponseError(f"malformed response: 'data' is a {type(data).__name__}, not an object")
     if data.get("resultType") != "matrix":
         raise ResponseError(f"expected a matrix result, got {data.get('resultType')!r}")
+    result = data.get("result") or []
+    if not isinstance(result, list):
+        raise ResponseError(f"malformed response: 'result' is a {type(result).__name__}, not a list")
     try:
-        series = [_parse_one(item) for item in data.get("result") or []]
-    except (KeyError, TypeError, ValueError) as exc:
+        series = [_parse_one(item) for item in result]
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise ResponseError(f"malformed matrix in response ({exc!r})") from None
-    return Matrix(series, [str(w) for w in doc.get("warnings") or []])
+    warnings = doc.get("warnings") or []
+    return Matrix(series, [str(w) for w in warnings] if isinstance(warnings, list) else [str(warnings)])
 
 
 _gc_lock = threading.Lock()
@@ -124,11 +133,20 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _parse_one(item: dict[str, Any]) -> RawSeries:
-    """One matrix entry; values arrive as strings (`"1.5"`, `"NaN"`, `"+Inf"`)."""
-    pairs = item["values"]
+    """One matrix entry; values arrive as strings (`"1.5"`, `"NaN"`, `"+Inf"`). Values no metric can
+    mean (not finite, or beyond `MAX_ABS`) become gaps: one exporter's garbage must not become a band.
+
+    >>> _parse_one({"metric": {"a": "b"}, "values": [[60, "1"], [120, "+Inf"], [180, "1e300"]]}).values.tolist()
+    [1.0, nan, nan]
+    """
+    pairs, metric = item["values"], item["metric"]
+    if not isinstance(pairs, list) or not isinstance(metric, dict):
+        raise TypeError("a series needs a 'metric' object and a 'values' list")
     times = np.fromiter((p[0] for p in pairs), dtype=np.float64, count=len(pairs))
     values = np.array([p[1] for p in pairs], dtype=np.float64)
-    return RawSeries({str(k): str(v) for k, v in item["metric"].items()}, times, values)
+    with np.errstate(invalid="ignore"):
+        values[~(np.abs(values) <= MAX_ABS)] = np.nan
+    return RawSeries({str(k): str(v) for k, v in metric.items()}, times, values)
 
 
 def parse_error_text(doc: Any) -> str | None:

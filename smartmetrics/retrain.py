@@ -25,11 +25,12 @@ import numpy as np
 from smartmetrics.config import Baseline, Config
 from smartmetrics.ensemble import FitSettings, FittedSeries, fit_series, walk_forward_fit
 from smartmetrics.releases import release_onsets, releases_for
-from smartmetrics.series import Series
+from smartmetrics.series import Series, format_labels
 from smartmetrics.source import FetchResult, SourceError, fetch_baseline
 from smartmetrics.store import BaselineState, SeriesBand
 
 log = logging.getLogger(__name__)
+FAR = 1000.0  # spans of the history beyond which a band edge is no band
 
 
 def forecast_margin(horizon: float) -> float:
@@ -178,15 +179,56 @@ def fit_all(
             futures.append(future)
     else:
         futures = [executor.submit(fit_series, s, settings, known.get(s.key, ())) for s in series]
+    of = dict(zip(futures, series))
     for future in as_completed(futures):
         try:
-            fitted.append(future.result())
+            result = future.result()
         except Exception as exc:
             failures[type(exc).__name__] += 1
             log.warning("fit failed: %s: %s", type(exc).__name__, exc)
+        else:
+            problem = band_problem(result, of[future])
+            if problem is None:
+                fitted.append(result)
+            else:  # counted as a failed fit; the series keeps the band it had
+                failures["InsaneBand"] += 1
+                log.warning("fit of %s rejected: %s", format_labels(result.labels), problem)
         if on_done is not None:
             on_done()
     return fitted, failures
+
+
+def band_problem(fitted: FittedSeries, series: Series) -> str | None:
+    """Why a fitted band must not replace the one served, or None when it is sane: every edge finite
+    (unless the fit withheld the band), lower <= yhat <= upper, no edge orders of magnitude beyond
+    anything the series showed, and some width where the series varies.
+
+    >>> from smartmetrics.ensemble import FittedSeries
+    >>> s = Series({}, np.arange(3) * 60, np.array([1.0, 2.0, 3.0]), 60)
+    >>> f = FittedSeries({}, 60, {}, [], {}, np.arange(2), np.zeros(2), np.full(2, -5e-11), np.full(2, 5e-11), 0, 120)
+    >>> band_problem(f, s)  # what NaN source values once stored
+    'a band of zero width on a series that varies'
+    """
+    if fitted.training.get("withheld"):
+        return None
+    yhat, lower, upper = fitted.yhat, fitted.lower, fitted.upper
+    if not (np.isfinite(yhat).all() and np.isfinite(lower).all() and np.isfinite(upper).all()):
+        return "the band is not finite"
+    slack = 1e-9 * (1.0 + np.abs(yhat))
+    if np.any(lower > yhat + slack):
+        return "lower edge above yhat"
+    if np.any(upper < yhat - slack):
+        return "upper edge below yhat"
+    seen = series.values[np.isfinite(series.values)]
+    if len(seen) == 0:
+        return None
+    span, size = float(np.ptp(seen)), float(np.max(np.abs(seen)))
+    reach = size + FAR * max(span, 1e-6 * size, 1e-12)
+    if np.any(np.abs(lower) > reach) or np.any(np.abs(upper) > reach):
+        return f"edges beyond {reach:.3g}, orders of magnitude past anything the series showed"
+    if span > 0 and np.all(upper - lower <= 1e-9 * max(span, size)):
+        return "a band of zero width on a series that varies"
+    return None
 
 
 def retrain_baseline(
@@ -212,6 +254,11 @@ def retrain_baseline(
     outcome.fetch_seconds = time.monotonic() - t0
     series = [s for s in result.series if only is None or s.key in only]
     outcome.fetched, outcome.dropped = len(series), result.dropped
+    empty = [s for s in series if s.observed == 0]
+    if empty:  # nothing to learn from (only gaps, or values no metric can take): the bands they had stay
+        outcome.failures["NoData"] += len(empty)
+        log.warning("%s: %d series returned no usable value; their bands stay as they were", alias, len(empty))
+        series = [s for s in series if s.observed]
     done = 0
 
     def tick() -> None:
@@ -227,7 +274,8 @@ def retrain_baseline(
     except SourceError as exc:
         outcome.release_error = str(exc)
         log.warning("%s: release markers: %s; fitting without them", alias, exc)
-    fitted, outcome.failures = fit_all(series, fit_settings(baseline, alias), executor, tick, releases)
+    fitted, failures = fit_all(series, fit_settings(baseline, alias), executor, tick, releases)
+    outcome.failures.update(failures)
     bands = [band_from_fitted(f, now) for f in fitted]
     base = previous or BaselineState(alias, now, ())
     merged = base.merged(bands, fitted_at=now if fitted or not series else base.fitted_at, drop=set(drop))

@@ -505,3 +505,67 @@ def test_a_series_with_a_handful_of_points_gets_its_band_as_soon_as_discovery_se
     daemon.discover()
     served = {labels["instance"] for labels, *_ in daemon._snapshot.values_at(full.end + full.step)}
     assert served == {"a", "young"}
+
+
+def test_bad_source_values_never_replace_good_bands(offline_daemon) -> None:
+    from smartmetrics.series import Series
+
+    daemon = offline_daemon
+    good = [series_for(i, n) for n, i in enumerate("ab")]
+    daemon.fetch = FakeSource(good)
+    assert daemon.retrain()[0].fitted == 2
+    before = {b.key: b.yhat.copy() for b in daemon.states["rate"].series}
+    nan = Series(good[0].labels, good[0].timestamps, np.full(len(good[0].values), np.nan), good[0].step)
+    flat = Series(good[1].labels, good[1].timestamps, good[1].values * 0 + 1e-300, good[1].step)  # absurdly tiny
+    daemon.fetch = FakeSource([nan, flat])
+    outcome = daemon.retrain()[0]
+    assert outcome.failures["NoData"] == 1  # only gaps: nothing fitted, counted
+    kept = {b.key: b for b in daemon.states["rate"].series}
+    assert np.array_equal(kept[nan.key].yhat, before[nan.key])  # the good band stays
+    assert daemon.metrics.fits.labels("rate", "failed")._value.get() >= 1
+
+
+def test_a_fit_whose_band_is_not_sane_is_counted_and_the_old_band_stays(offline_daemon, monkeypatch) -> None:
+    from smartmetrics import retrain
+
+    daemon = offline_daemon
+    daemon.fetch = FakeSource([series_for("a", 1)])
+    assert daemon.retrain()[0].fitted == 1
+    before = daemon.states["rate"].series[0].upper.copy()
+    fit = retrain.fit_series
+
+    def broken(series, settings, releases=()):
+        fitted = fit(series, settings, releases)
+        fitted.upper[:] = np.inf  # what values of 1e300 once made
+        return fitted
+
+    monkeypatch.setattr(retrain, "fit_series", broken)
+    outcome = daemon.retrain()[0]
+    assert outcome.fitted == 0 and outcome.failures["InsaneBand"] == 1
+    assert np.array_equal(daemon.states["rate"].series[0].upper, before)
+    kept = daemon.states["rate"].series[0]
+    assert len(list(daemon._snapshot.values_at(kept.start + kept.step))) == 1  # still served
+
+
+def test_one_baseline_failing_in_any_way_never_stops_the_others(tmp_path: Path) -> None:
+    from smartmetrics.daemon import Daemon
+
+    config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", free_port(), tmp_path / "models")
+    doc = yaml.safe_load(config.read_text())
+    doc["baselines"]["other"] = {"expr": "sm_other", "step": "5m", "history": "3d"}
+    config.write_text(yaml.safe_dump(doc))
+    daemon = Daemon(str(config), workers=1)
+    daemon._pool.shutdown()
+    daemon._pool = None
+    daemon.load()
+    good = FakeSource([series_for("a", 1)])
+
+    def fetch(config, alias, end=None, **kwargs):
+        if alias == "rate":
+            raise TypeError("'list' object has no attribute 'get'")  # a bug or an answer nobody foresaw
+        return good(config, alias, end, **kwargs)
+
+    daemon.fetch = fetch
+    outcomes = {o.alias: o for o in daemon.retrain()}
+    assert "TypeError" in outcomes["rate"].error and outcomes["other"].fitted == 1
+    assert "other" in daemon.states and "rate" not in daemon.states

@@ -167,3 +167,30 @@ def test_unreadable_ca_file_is_a_clear_error(make_config, tmp_path):
     config = make_config("https://prom.test", {"qps": {"expr": "up"}}, tls={"ca_file": str(ca)})
     with pytest.raises(SourceError, match="baseline qps: sources.main.tls: cannot load the CA or client certificate"):
         fetch_baseline(config, "qps", END)
+
+
+@pytest.mark.parametrize("doc", [
+    {"status": "success", "data": ["not", "an", "object"]},
+    {"status": "success", "data": {"resultType": "matrix", "result": {"a": 1}}},
+    {"status": "success", "data": {"resultType": "matrix", "result": [{"metric": ["job"], "values": []}]}},
+    {"status": "success", "data": {"resultType": "matrix", "result": [{"metric": {}, "values": "1,2"}]}},
+    {"status": "success", "data": {"resultType": "matrix", "result": [{"metric": {}, "values": [[1]]}]}},
+    {"status": "success", "data": {"resultType": "matrix", "result": ["x"]}},
+])
+def test_a_malformed_answer_is_a_source_error_for_its_baseline(run, doc):
+    with pytest.raises(SourceError) as info:
+        run(Script(lambda _: httpx.Response(200, text=json.dumps(doc))), retries=1)
+    assert info.value.baseline == "qps" and "malformed" in str(info.value)
+
+
+def test_warnings_of_any_shape_are_kept_as_text(run):
+    body = json.loads(OK_BODY) | {"warnings": {"odd": "shape"}}
+    result = run(Script(lambda _: httpx.Response(200, text=json.dumps(body))))
+    assert len(result.series) == 1
+
+
+def test_values_no_metric_can_take_become_gaps(run):
+    body = json.loads(OK_BODY)
+    body["data"]["result"][0]["values"] = [[END - 60, "+Inf"], [END, "1e300"]]
+    result = run(Script(lambda _: httpx.Response(200, text=json.dumps(body))))
+    assert result.series[0].observed == 0
