@@ -26,6 +26,7 @@ rule holds it. Stored values that are not finite numbers count as absent, never 
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ COVERAGE_METRIC = (
     ("Share of the series' points since its last retrain that fell inside the band served for them "
      "(smartmetrics.realised); compare with the sensitivity's nominal coverage. Only once a point was seen."),
 )
+_INVALID = re.compile(r"[^A-Za-z0-9_]")
 CONSTANT_METRICS = (STUCK_METRIC, MEAN_UPPER_METRIC, MEAN_LOWER_METRIC, COVERAGE_METRIC)
 """Per-series constants of the fit, in the order `constant_values` gives them."""
 
@@ -109,8 +111,23 @@ def export_labels(alias: str, labels: Mapping[str, str]) -> dict[str, str]:
     for name, value in labels.items():
         if name == "__name__":
             continue
-        out["exported_baseline" if name == "baseline" else name] = value
+        exported = "exported_baseline" if name == "baseline" else label_name(name)
+        while exported in out:  # `a.b` and `a_b` both present: the later one moves aside
+            exported = "exported_" + exported
+        out[exported] = str(value)
     return out
+
+
+def label_name(name: str) -> str:
+    """A label name the text exposition format accepts: characters other than `[A-Za-z0-9_]` become
+    `_`, and a leading digit gets a `_` before it, as Prometheus' own conventions map OpenTelemetry
+    names (the store keeps the original, so the source is still queried by it).
+
+    >>> label_name("service.name"), label_name("1st"), label_name("ok_name"), label_name("")
+    ('service_name', '_1st', 'ok_name', '_')
+    """
+    cleaned = _INVALID.sub("_", name) or "_"
+    return "_" + cleaned if cleaned[0].isdigit() else cleaned
 
 
 def finite_number(value: Any) -> float | None:

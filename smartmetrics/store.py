@@ -15,12 +15,14 @@ import logging
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from smartmetrics.series import labels_key
 
@@ -128,26 +130,57 @@ def render_state(state: BaselineState) -> dict[str, np.ndarray]:
     return {"header": blob, **tables}
 
 
+class _Entry(BaseModel):
+    """One series in the header, as `render_state` writes it."""
+
+    model_config = ConfigDict(extra="ignore")
+    labels: dict[StrictStr, StrictStr]
+    start: StrictInt
+    step: int = Field(gt=0)
+    points: int = Field(ge=0)
+    meta: dict[str, Any] = {}
+
+
+class _Header(BaseModel):
+    """The archive's JSON header: checked as a whole before anything of it is used."""
+
+    model_config = ConfigDict(extra="ignore")
+    schema_version: int
+    alias: StrictStr
+    fitted_at: float = Field(allow_inf_nan=False)
+    meta: dict[str, Any] = {}
+    series: list[_Entry]
+
+
 def parse_state(arrays: dict[str, np.ndarray]) -> BaselineState:
     """A `BaselineState` from the archive's arrays; `StoreError` when they do not fit the schema."""
     try:
-        header = json.loads(arrays["header"].tobytes().decode())
+        doc = json.loads(arrays["header"].tobytes().decode())
     except (KeyError, ValueError, UnicodeDecodeError) as exc:
         raise StoreError(f"unreadable header: {exc}") from None
-    version = header.get("schema_version")
+    if not isinstance(doc, dict):
+        raise StoreError(f"invalid header: a JSON {type(doc).__name__}, not an object")
+    version = doc.get("schema_version")
     if version != SCHEMA_VERSION:
         raise StoreError(f"schema version {version!r} is not supported (this build reads {SCHEMA_VERSION})")
     try:
-        bands = []
-        for i, entry in enumerate(header["series"]):
-            n = int(entry["points"])
-            cols = {name: arrays[name][i, :n] for name in COLUMNS}  # views: no copy
-            bands.append(
-                SeriesBand(dict(entry["labels"]), int(entry["start"]), int(entry["step"]), meta=entry["meta"], **cols)
-            )
-        return BaselineState(header["alias"], float(header["fitted_at"]), tuple(bands), header.get("meta", {}))
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
-        raise StoreError(f"inconsistent contents: {exc!r}") from None
+        header = _Header.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise StoreError(f"invalid header at {where}: {first['msg']} ({exc.error_count()} problem(s))") from None
+    bands = []
+    for i, entry in enumerate(header.series):
+        cols = {}
+        for name in COLUMNS:
+            table = arrays.get(name)
+            if table is None or table.ndim != 2 or table.dtype.kind != "f" or i >= len(table) \
+                    or entry.points > table.shape[1]:
+                raise StoreError(f"inconsistent contents: table {name!r} does not hold series {i}'s "
+                                 f"{entry.points} points")
+            cols[name] = table[i, :entry.points]  # a view: no copy
+        bands.append(SeriesBand(dict(entry.labels), entry.start, entry.step, meta=entry.meta, **cols))
+    return BaselineState(header.alias, header.fitted_at, tuple(bands), header.meta)
 
 
 def save_baseline(root: str | Path, state: BaselineState) -> Path:
@@ -197,6 +230,19 @@ def load_baseline(path: str | Path) -> BaselineState:
         raise StoreError(f"{path}: {exc}") from None
 
 
+def set_aside(path: Path) -> Path:
+    """Rename an unusable state file next to itself (`state.npz.bad-<unix seconds>`), never delete it:
+    whoever investigates has it, and the refit cannot overwrite it. Returns the new path (the old one
+    if even the rename fails, e.g. on a read-only store)."""
+    target = path.with_name(f"{path.name}.bad-{int(time.time())}")
+    try:
+        os.replace(path, target)
+    except OSError as exc:
+        log.error("store: cannot set aside %s: %s", path, exc)
+        return path
+    return target
+
+
 def load_store(root: str | Path) -> tuple[dict[str, BaselineState], list[str]]:
     """Every readable baseline under root, and one message per file that could not be used."""
     states: dict[str, BaselineState] = {}
@@ -204,8 +250,11 @@ def load_store(root: str | Path) -> tuple[dict[str, BaselineState], list[str]]:
     for path in sorted(Path(root).glob(f"*/{STATE_FILE}")):
         try:
             state = load_baseline(path)
+            if baseline_dir(root, state.alias).name != path.parent.name:  # never merged into another
+                raise StoreError(f"{path}: holds baseline {state.alias!r}, not the one of its folder")
         except StoreError as exc:
-            log.error("store: %s; the baseline will be refit", exc)
+            kept = set_aside(path)
+            log.error("store: %s; set aside as %s, the baseline will be refit", exc, kept.name)
             errors.append(str(exc))
             continue
         states[state.alias] = state

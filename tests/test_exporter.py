@@ -173,3 +173,18 @@ def test_fast_text_rendering_matches_the_collector() -> None:
     assert samples(fast) == samples(slow) and len(samples(fast)) == 3 * 3 + 2 + 2 + 1
     assert {s[0] for s in samples(fast)} >= {"smartmetrics_stuck_after_seconds", "smartmetrics_mean_upper",
                                              "smartmetrics_mean_lower"}
+
+
+def test_label_names_the_exposition_format_forbids_are_sanitised_never_breaking_metrics() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    odd = band({"service.name": "api", "service_name": "other", "1st": "x", "k8s-pod": 'a"b\n'})
+    fine = band({"job": "ok"})
+    states = {"qps": BaselineState("qps", T0, (odd, fine))}
+    text = Snapshot(states).render_text(T0 + 60)
+    families = {f.name: f for f in text_string_to_metric_families(text)}  # raises on an invalid name
+    labels = [s.labels for s in families["smartmetrics_yhat"].samples]
+    assert {"baseline": "qps", "service_name": "api", "exported_service_name": "other", "_1st": "x",
+            "k8s_pod": 'a"b\n'} in labels
+    assert {"baseline": "qps", "job": "ok"} in labels  # the other series of the baseline are untouched
+    assert generate_latest(registry_for(states, T0 + 60))  # the collector path renders as well

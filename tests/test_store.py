@@ -121,3 +121,35 @@ def test_stray_temp_files_from_a_crash_are_cleaned(tmp_path: Path) -> None:
 
 def test_empty_or_missing_store(tmp_path: Path) -> None:
     assert load_store(tmp_path / "nothing") == ({}, [])
+
+
+def _with_header(path: Path, edit) -> None:
+    """Rewrite the archive at `path` with its JSON header changed by `edit(header) -> header`."""
+    import json
+
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    header = edit(json.loads(arrays["header"].tobytes().decode()))
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("edit,why", [
+    (lambda h: [h], "not an object"),  # a list-shaped header
+    (lambda h: {**h, "series": {"0": h["series"][0]}}, "series"),  # nested the wrong way
+    (lambda h: {**h, "series": [{**h["series"][0], "labels": {"model": 7}}]}, "labels"),  # an integer label value
+    (lambda h: {**h, "series": [{**h["series"][0], "labels": {"a": {"b": "c"}}}]}, "labels"),
+    (lambda h: {**h, "series": [{**h["series"][0], "step": 0}]}, "step"),
+    (lambda h: {**h, "series": [{**h["series"][0], "points": 10_000}]}, "does not hold"),
+    (lambda h: {**h, "fitted_at": "yesterday"}, "fitted_at"),
+    (lambda h: {**h, "alias": "latency"}, "not the one of its folder"),  # an impostor for another baseline
+], ids=["list", "series-dict", "int-label", "nested-label", "zero-step", "points", "fitted-at", "impostor"])
+def test_a_bad_header_is_set_aside_counted_and_never_merged(tmp_path: Path, edit, why: str) -> None:
+    save_baseline(tmp_path, state("qps"))
+    save_baseline(tmp_path, state("latency"))
+    _with_header(tmp_path / "qps" / "state.npz", edit)
+    states, errors = load_store(tmp_path)
+    assert list(states) == ["latency"] and len(errors) == 1 and why in errors[0]
+    assert len(states["latency"].series) == 3  # nothing merged into it
+    assert not (tmp_path / "qps" / "state.npz").exists()
+    assert len(list((tmp_path / "qps").glob("state.npz.bad-*"))) == 1  # kept for whoever investigates
