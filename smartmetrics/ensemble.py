@@ -64,7 +64,8 @@ SPARSE = ("intermittent", "constant")
 UNMASKED = SPARSE + ("noisy", "regime")  # their extremes are their nature, not incidents
 DROP_RATIO = 1.5
 COLD_DAYS = 7
-MIN_POINTS = 48  # fewer finite points than this (`classify.MIN_POINTS`), scattered: the band is withheld
+MIN_POINTS = 48  # fewer finite points than this (`classify.MIN_POINTS`), scattered: the band is withheld...
+MIN_YOUNG = 12  # ...and below this many, however dense
 MAX_FOLDS = 4
 
 
@@ -381,12 +382,13 @@ def walk_forward_fit(settings: FitSettings, releases: tuple[int, ...] = ()) -> C
 
 
 def _scattered(series: Series) -> bool:
-    """Fewer than `MIN_POINTS` finite points, and those are less than half of the grid they span: a
-    handful of scrapes over days, not a young series (a day of hourly points is dense)."""
+    """Too few points to say a range: fewer than `MIN_YOUNG`, or fewer than `MIN_POINTS` that are
+    less than half of the grid they span (a handful of scrapes over days). A young dense series has
+    its band from `MIN_YOUNG` points on (a day of hourly points is dense)."""
     ok = np.flatnonzero(np.isfinite(series.values))
-    if series.observed >= MIN_POINTS or len(ok) == 0:
+    if series.observed >= MIN_POINTS:
         return False
-    return len(ok) < 0.5 * (ok[-1] - ok[0] + 1)
+    return len(ok) < MIN_YOUNG or len(ok) < 0.5 * (ok[-1] - ok[0] + 1)
 
 
 def _one_off_excursions(train: Series) -> np.ndarray:
