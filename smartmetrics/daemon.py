@@ -22,7 +22,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import generate_latest
 
-from smartmetrics.api import MatchError, matches, parse_matchers, render_baselines, render_series_chart
+from smartmetrics.api import (
+    MatchError,
+    matches,
+    parse_matchers,
+    parse_range,
+    render_baselines,
+    render_series_chart,
+)
 from smartmetrics.config import Baseline, Config, ConfigError, load_config
 from smartmetrics.exporter import EMPTY, Snapshot
 from smartmetrics.follow import follow_band
@@ -129,7 +136,7 @@ class Daemon:
         try:
             outcome = retrain_baseline(self.config, alias, self.states.get(alias), self._pool, now, only=only,
                                        drop=drop, fetch=self.fetch)
-        except Exception as exc:  # noqa: BLE001 - one baseline's failure never stops the others
+        except Exception as exc:
             log.exception("%s: retrain failed", alias)
             outcome = RetrainOutcome(alias, error=f"{alias}: retrain failed: {type(exc).__name__}: {exc}")
         self._record(outcome, now)
@@ -351,8 +358,7 @@ class Daemon:
         now = time.time()
         try:
             matchers = parse_matchers(query.get("match", ""))
-            start = float(query.get("start", now - 86400))
-            end = float(query.get("end", now + 86400))
+            start, end = parse_range(query, now)
         except (MatchError, ValueError) as exc:
             return 400, {"status": "error", "error": str(exc)}
         state = self._snapshot.states.get(alias)

@@ -569,3 +569,33 @@ def test_one_baseline_failing_in_any_way_never_stops_the_others(tmp_path: Path) 
     outcomes = {o.alias: o for o in daemon.retrain()}
     assert "TypeError" in outcomes["rate"].error and outcomes["other"].fitted == 1
     assert "other" in daemon.states and "rate" not in daemon.states
+
+
+@pytest.mark.parametrize("query,why", [
+    ({"start": "NaN"}, "not a time"), ({"start": "inf"}, "not a time"), ({"start": "-inf"}, "not a time"),
+    ({"start": "1e308"}, "not a time"), ({"start": "-1e308"}, "not a time"), ({"start": "0"}, "at most 35"),
+    ({"start": "yesterday"}, "neither Unix seconds nor RFC 3339"), ({"end": "2026-01-01T00:00:00"}, "time zone"),
+    ({"start": "1700000000", "end": "1699999999"}, "before start"),
+    ({"match": '{a=~"(a"}'}, "bad regular expression"), ({"match": "{" + 'a="b",' * 2000 + "}"}, "at most"),
+])
+def test_series_api_rejects_what_could_hurt_it_with_a_reason(offline_daemon, query: dict, why: str) -> None:
+    daemon = offline_daemon
+    daemon.fetch = source = FakeSource([series_for("a", 1)])
+    daemon.retrain()
+    calls = source.calls
+    status, body = daemon.series_json("rate", query)
+    assert status == 400 and why in body["error"], body
+    assert source.calls == calls  # nothing was asked of the source
+
+
+def test_series_api_takes_rfc3339_and_a_slow_regex_costs_nothing(offline_daemon) -> None:
+    daemon = offline_daemon
+    daemon.fetch = FakeSource([series_for("a", 1)])
+    daemon.retrain()
+    band = daemon.states["rate"].series[0]
+    iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(band.start))
+    status, body = daemon.series_json("rate", {"start": iso, "end": str(band.end)})
+    assert status == 200 and any(line["data"] for line in body["data"])
+    started = time.monotonic()
+    status, _ = daemon.series_json("rate", {"match": '{instance=~"(.*){11}!"}'})  # 29 s with a backtracking engine
+    assert status == 200 and time.monotonic() - started < 1.0
