@@ -68,6 +68,34 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    """Probe the running daemon's /-/healthy as its own config serves it (scheme, address, auth)."""
+    import ssl
+
+    import httpx
+
+    server = _load(args.config).server
+    host, _, port = server.listen.rpartition(":")
+    host = host.strip("[]")
+    host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host  # a listen-all address: ask locally
+    verify: ssl.SSLContext | bool = False
+    if server.tls is not None:  # its own certificate is the CA; the name on it need not be 127.0.0.1
+        verify = ssl.create_default_context(cafile=server.tls.cert_file)
+        verify.check_hostname = False
+    auth = (server.basic_auth.username, server.basic_auth.resolved_password()) if server.basic_auth else None
+    url = f"{'https' if server.tls else 'http'}://{host}:{port}/-/healthy"
+    try:
+        response = httpx.get(url, auth=auth, verify=verify, timeout=args.timeout)
+    except httpx.HTTPError as exc:
+        print(f"unhealthy: {url}: {exc or type(exc).__name__}", file=sys.stderr)
+        return EXIT_FAILURE
+    if response.status_code != 200:
+        print(f"unhealthy: {url} answered HTTP {response.status_code}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"healthy: {url}")
+    return EXIT_OK
+
+
 def cmd_fetch(args: argparse.Namespace) -> int:
     config = _load(args.config)
     aliases = _pick_baselines(config, args.baseline)
@@ -344,6 +372,15 @@ def build_parser() -> argparse.ArgumentParser:
         "on failure list every problem by its path and exit 2.",
     )
     p.add_argument("config", metavar="F", help="path to the YAML config")
+
+    p = _add(
+        sub, "health", cmd_health, "probe a running daemon's /-/healthy (the Docker HEALTHCHECK)",
+        "Ask the daemon configured by F for /-/healthy on its own listen address, over HTTPS with its\n"
+        "own certificate when server.tls is set and with its basic-auth credentials when set. Exit 0\n"
+        "when it answers 200, 1 otherwise (with the reason on stderr).",
+    )
+    p.add_argument("--config", required=True, metavar="F", help="the daemon's YAML config")
+    p.add_argument("--timeout", type=float, default=4.0, metavar="S", help="seconds to wait (default: 4)")
 
     p = _add(
         sub, "fetch", cmd_fetch, "download each baseline's history to CSV files",

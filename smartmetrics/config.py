@@ -10,6 +10,7 @@ import math
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import (
@@ -392,6 +393,19 @@ def load_config(path: str | Path) -> Config:
 _REDACT = {"password", "bearer_token"}
 
 
+def redact_url(url: str) -> str:
+    """`url` with the password of its user info hidden, for logs, errors and printed configs.
+
+    >>> redact_url("https://me:s3cret@prom.example:9090/x"), redact_url("http://prom:9090")
+    ('https://me:<redacted>@prom.example:9090/x', 'http://prom:9090')
+    """
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:<redacted>@{host}"))
+
+
 def render_config(config: Config) -> str:
     """The resolved config as YAML, with defaults filled in and inline secrets redacted."""
 
@@ -407,4 +421,7 @@ def render_config(config: Config) -> str:
         return node
 
     data = redact(config.model_dump(mode="json", by_alias=True))
+    for source in data.get("sources", {}).values():  # tokens travel in headers and URLs too
+        source["url"] = redact_url(source["url"])
+        source["headers"] = {k: "<redacted>" for k in source.get("headers", {})}
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)

@@ -22,6 +22,7 @@ from smartmetrics.config import Server as ServerConfig
 log = logging.getLogger(__name__)
 
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+CLIENT_TIMEOUT = 30.0  # seconds a connection may stay silent
 
 
 class App(Protocol):
@@ -67,13 +68,26 @@ def route(app: App, path: str, query: dict[str, str]) -> Response:
 
 
 def _handler(app: App, auth: tuple[str, str] | None) -> type[BaseHTTPRequestHandler]:
-    expected = None if auth is None else "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    expected = None if auth is None else b"Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode())
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "smartmetrics"
+        timeout = CLIENT_TIMEOUT  # a client that stays silent (or never finishes a TLS handshake) is dropped
+
+        def setup(self) -> None:
+            super().setup()  # the socket timeout is set: the TLS handshake happens here, in this request's thread
+            if isinstance(self.connection, ssl.SSLSocket):
+                self.connection.do_handshake()
+
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except (OSError, ssl.SSLError) as exc:  # a client that went away, timed out or spoke no TLS
+                log.debug("connection from %s ended: %s", self.address_string(), exc)
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            if expected is not None and not hmac.compare_digest(self.headers.get("Authorization", ""), expected):
+            given = self.headers.get("Authorization", "").encode("latin-1", errors="replace")  # as it came
+            if expected is not None and not hmac.compare_digest(given, expected):
                 self._send(Response(401, b"authentication required\n", "text/plain"),
                            {"WWW-Authenticate": 'Basic realm="smartmetrics"'})
                 return
@@ -114,7 +128,9 @@ class HTTPServer:
         if config.tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(config.tls.cert_file, config.tls.key_file)
-            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+            # no handshake in accept(): one client that never speaks would stall every other
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True,
+                                                     do_handshake_on_connect=False)
         self.scheme = "https" if config.tls is not None else "http"
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="http", daemon=True)
 

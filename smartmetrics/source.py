@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import httpx
 
 from smartmetrics import __version__
-from smartmetrics.config import ClientTLS, Config, Source
+from smartmetrics.config import ClientTLS, Config, Source, redact_url
 from smartmetrics.matrix import (
     Matrix,
     RawSeries,
@@ -215,7 +215,7 @@ class PrometheusClient:
 
     async def _attempt(self, path: str, form: dict[str, str]) -> Matrix:
         """One request and its parsing; raises `_Retry` for transient faults, `SourceError` for final ones."""
-        url = self.source.url
+        url = redact_url(self.source.url)
         async with self._semaphore:
             self.requests += 1
             try:
@@ -247,7 +247,7 @@ class PrometheusClient:
 
     def _status_message(self, status: int, body: bytes, path: str) -> str:
         """The final message for a 4xx answer other than 429."""
-        url, text = self.source.url, body[:300].decode(errors="replace").strip()
+        url, text = redact_url(self.source.url), body[:300].decode(errors="replace").strip()
         prom = parse_error_text(body)
         if status in (401, 403):
             return (f"{url} refused access (HTTP {status}): {text or 'no detail'}; check sources.{self.name}"
@@ -258,7 +258,7 @@ class PrometheusClient:
 
     def _exhausted_message(self, last: _Retry, attempts: int) -> str:
         """The final message once every retry failed, with what to check."""
-        url, tries = self.source.url, f"{attempts} attempt{'s' if attempts != 1 else ''}"
+        url, tries = redact_url(self.source.url), f"{attempts} attempt{'s' if attempts != 1 else ''}"
         if last.kind == "connect":
             return (f"cannot reach {url} after {tries}: {last.why} "
                     f"(check sources.{self.name}.url and that the server is running)")

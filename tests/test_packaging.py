@@ -30,7 +30,7 @@ def test_dockerfile_runs_the_daemon_as_non_root_with_a_healthcheck() -> None:
     port = Server().listen.rsplit(":", 1)[1]
     assert re.search(r"^USER (?!root|0\b)\S+", text, re.MULTILINE)
     assert f"EXPOSE {port}" in text
-    assert f"127.0.0.1:{port}/-/healthy" in text
+    assert 'CMD ["smartmetrics", "health", "--config", "/etc/smartmetrics/config.yaml"]' in text  # auth, TLS
     assert 'CMD ["run", "--config", "/etc/smartmetrics/config.yaml"]' in text
 
 

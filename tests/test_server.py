@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,7 +75,54 @@ def test_tls(self_signed_cert: tuple[Path, Path]) -> None:
             httpx.get(f"{url}/-/healthy")  # not trusted without the CA
 
 
+def test_odd_authorization_headers_are_refused_not_dropped() -> None:
+    config = Server(listen=f"127.0.0.1:{free_port()}", basic_auth=BasicAuth(username="prom", password="s3cret"))
+    with running(config) as url:
+        for value in ("Basic \u00e9t\u00e9", "Bearer \u00ff" * 50, "", "Basic " + "A" * 10_000):
+            response = httpx.get(f"{url}/metrics", headers={"Authorization": value.encode("latin-1", "replace")})
+            assert response.status_code == 401  # before: a non-ASCII header dropped the connection
+        assert httpx.get(f"{url}/metrics", auth=("prom", "s3cret")).status_code == 200
+
+
+def test_an_idle_connection_does_not_stall_https(self_signed_cert: tuple[Path, Path]) -> None:
+    cert, key = self_signed_cert
+    config = Server(listen=f"127.0.0.1:{free_port()}", tls=ServerTLS(cert_file=str(cert), key_file=str(key)))
+    with running(config) as url:
+        port = int(url.rsplit(":", 1)[1])
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]  # connect, never handshake
+        try:
+            trusted = ssl.create_default_context(cafile=str(cert))
+            started = time.monotonic()
+            assert httpx.get(f"{url}/metrics", verify=trusted, timeout=5).status_code == 200
+            assert time.monotonic() - started < 2
+        finally:
+            for conn in idle:
+                conn.close()
+
+
 def test_port_in_use_names_the_address() -> None:
     config = Server(listen=f"127.0.0.1:{free_port()}")
     with running(config), pytest.raises(OSError, match=f"cannot listen on {config.listen}"):
         serve(FakeApp(), config)
+
+
+def test_health_command_probes_as_the_config_serves(self_signed_cert: tuple[Path, Path], tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    import yaml
+
+    from smartmetrics.cli import main
+
+    cert, key = self_signed_cert
+    port = free_port()
+    server = {"listen": f"0.0.0.0:{port}", "tls": {"cert_file": str(cert), "key_file": str(key)},
+              "basic_auth": {"username": "prom", "password": "s3cret"}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"sources": {"p": {"url": "http://127.0.0.1:9"}},
+                                    "baselines": {"q": {"expr": "up"}}, "server": server}))
+    config = Server(listen=f"127.0.0.1:{port}", tls=ServerTLS(cert_file=str(cert), key_file=str(key)),
+                    basic_auth=BasicAuth(username="prom", password="s3cret"))
+    with running(config):
+        assert main(["health", "--config", str(path)]) == 0  # HTTPS with its own cert, with the credentials
+    assert "healthy: https://127.0.0.1" in capsys.readouterr().out
+    assert main(["health", "--config", str(path), "--timeout", "1"]) == 1  # nothing listening any more
+    assert "unhealthy" in capsys.readouterr().err

@@ -194,3 +194,20 @@ def test_values_no_metric_can_take_become_gaps(run):
     body["data"]["result"][0]["values"] = [[END - 60, "+Inf"], [END, "1e300"]]
     result = run(Script(lambda _: httpx.Response(200, text=json.dumps(body))))
     assert result.series[0].observed == 0
+
+
+def test_secrets_in_a_source_url_or_headers_never_show(make_config, tmp_path, capsys):
+    from smartmetrics.cli import main
+
+    config = make_config("http://prom:s3cret-pw@prom.test:9090", {"qps": {"expr": "up", "step": "1m", "history": "2m"}},
+                         retries=0, headers={"X-Api-Key": "tok-123"})
+    script = Script(status(500, "boom"))
+    with pytest.raises(SourceError) as info:
+        fetch_baseline(config, "qps", END, transport=httpx.MockTransport(script), backoff=0.001)
+    assert "s3cret-pw" not in str(info.value) and "prom:<redacted>@prom.test" in str(info.value)
+    path = tmp_path / "c.yaml"
+    path.write_text("sources:\n  main:\n    url: http://prom:s3cret-pw@prom.test:9090\n"
+                    "    headers: {X-Api-Key: tok-123}\nbaselines:\n  qps: {expr: up}\n")
+    assert main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "s3cret-pw" not in out and "tok-123" not in out and "X-Api-Key: <redacted>" in out
