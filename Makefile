@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning clean
+.PHONY: install demo test test-fast lint bench bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults clean
 
 $(STAMP): pyproject.toml
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
@@ -51,11 +51,14 @@ bench-speed: $(STAMP)
 bench-daemon: $(STAMP)
 	$(BIN)/python -m smartmetrics.benchmarks.daemon --sizes 1000,10000,100000 --retrain-series 200 --prophet-series 10
 
+bench-faults: $(STAMP)
+	$(BIN)/python -m smartmetrics.benchmarks.faults --kills 50 --stops 10 --fuzz 10000
+
 bench-tuning: $(STAMP)
 	$(BIN)/python -m smartmetrics.benchmarks.tuning
 
 # every benchmark of BENCHMARKS.md, one after the other (about 40 minutes on 2 cores)
-bench: bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning
+bench: bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

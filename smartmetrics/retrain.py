@@ -15,8 +15,8 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
-from concurrent.futures import Executor, Future, as_completed
+from collections.abc import Callable, Collection, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,7 +180,7 @@ def fit_all(
     else:
         futures = [executor.submit(fit_series, s, settings, known.get(s.key, ())) for s in series]
     of = dict(zip(futures, series))
-    for future in as_completed(futures):
+    for future in _as_done(futures):
         try:
             result = future.result()
         except Exception as exc:
@@ -196,6 +196,17 @@ def fit_all(
         if on_done is not None:
             on_done()
     return fitted, failures
+
+
+def _as_done(futures: list[Future]) -> Iterator[Future]:
+    """Each future as it finishes, cancelled ones included: a pool shut down with `cancel_futures`
+    cancels the queued fits without notifying `as_completed`, which would wait for them forever."""
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+        cancelled = {f for f in pending if f.cancelled()}
+        pending -= cancelled
+        yield from done | cancelled
 
 
 def band_problem(fitted: FittedSeries, series: Series) -> str | None:

@@ -15,41 +15,11 @@ import numpy as np
 import pytest
 import yaml
 
+from smartmetrics.benchmarks.faults import alive, descendants
 from smartmetrics.promlocal import LocalPrometheus, MetricSeries, free_port
 from smartmetrics.series import align_down
 
 pytestmark = pytest.mark.slow
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process below `pid` (from /proc: children, their children, ...)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z":
-                parents[int(entry.name)] = int(fields[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def alive(pids: set[int]) -> set[int]:
-    """The `pids` still running (zombies count as gone)."""
-    out = set()
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            out.add(pid)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +64,7 @@ def test_sigterm_in_the_middle_of_a_retrain_stops_within_seconds_and_leaves_no_p
     stopped = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0, log.read_text()
-    assert time.monotonic() - stopped < 8
+    assert time.monotonic() - stopped < 3  # queued fits cancelled, running ones killed: nothing to wait for
     deadline = time.monotonic() + 5
     while alive(children) and time.monotonic() < deadline:
         time.sleep(0.2)

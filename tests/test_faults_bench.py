@@ -1,0 +1,17 @@
+"""The fault benchmark runs, checks itself and passes (`make bench-faults` runs it with more trials)."""
+
+from __future__ import annotations
+
+import pytest
+
+from smartmetrics.benchmarks import faults
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_fault_row_survives(prometheus_binaries: tuple[str, str], capsys: pytest.CaptureFixture) -> None:
+    assert faults.main(["--kills", "2", "--stops", "2", "--fuzz", "300"]) == 0
+    out = capsys.readouterr().out
+    for fault in ("SIGKILL mid-retrain", "SIGTERM mid-retrain", "unusable store file", "unusable source answer",
+                  "requests built to hurt"):
+        assert fault in out
