@@ -599,3 +599,20 @@ def test_series_api_takes_rfc3339_and_a_slow_regex_costs_nothing(offline_daemon)
     started = time.monotonic()
     status, _ = daemon.series_json("rate", {"match": '{instance=~"(.*){11}!"}'})  # 29 s with a backtracking engine
     assert status == 200 and time.monotonic() - started < 1.0
+
+
+def test_an_unwritable_store_is_counted_and_the_bands_are_served_from_memory(tmp_path: Path) -> None:
+    from smartmetrics.daemon import Daemon
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the store's folder should be")  # every write fails, even as root
+    config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", free_port(), blocker / "models")
+    daemon = Daemon(str(config), workers=1)
+    daemon._pool.shutdown()
+    daemon._pool = None
+    daemon.load()
+    daemon.fetch = FakeSource([series_for("a", 1)])
+    assert daemon.retrain()[0].fitted == 1
+    assert daemon.metrics.store_errors.labels("write")._value.get() == 1
+    band = daemon.states["rate"].series[0]
+    assert len(list(daemon._snapshot.values_at(band.start + band.step))) == 1

@@ -17,6 +17,9 @@ Rows (each a fault and its trials):
   retrain and the bad baseline keep its band.
 - Requests built to hurt (bad times, huge ranges, slow or broken regexes, odd headers) and random
   ones: no answer may be a 5xx or fail to come, while `/metrics` keeps answering (its p99 reported).
+- Load: a daemon holding 10,000 stored series, hundreds of idle connections held open and 8 clients
+  sending API requests while `/metrics` is scraped in a loop: every request answered below 500 and
+  the scrape's p99 at most 1 s.
 
 The benchmark checks itself: it exits 1 if any trial did not survive.
 """
@@ -460,6 +463,60 @@ def http_trials(root: Path, prom_url: str, count: int, rng: random.Random) -> Ro
     return row
 
 
+def load_trials(root: Path, series: int, idle: int, requests: int) -> Row:
+    """`/metrics` of a daemon holding `series` stored series, scraped while `idle` connections sit
+    open and 8 clients send `requests` API requests: every scrape must answer in time (p99 <= 1 s)."""
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    from smartmetrics.benchmarks.daemon import build_store
+
+    row = Row(f"load: {series:,} series, {idle} idle connections, {requests:,} requests")
+    port = free_port()
+    config = build_store(series, root / "load", port)
+    daemon = Daemon(config, root / "load.log")
+    daemon.wait_served(series, seconds=120)
+    sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(idle)]
+    latencies: list[float] = []
+    stop = threading.Event()
+
+    def scrape() -> None:
+        with httpx.Client(timeout=10) as client:
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    client.get(f"{daemon.url}/metrics").raise_for_status()
+                    latencies.append(time.monotonic() - started)
+                except httpx.HTTPError:
+                    latencies.append(float("inf"))
+
+    def ask(i: int) -> int:
+        path = ("/api/v1/baselines", "/-/ready", "/api/v1/baselines/b0/series")[i % 3]
+        try:
+            return httpx.get(f"{daemon.url}{path}", params={"match": f'{{model="m{i % 40}"}}'}, timeout=30).status_code
+        except httpx.HTTPError:
+            return 0
+
+    scraper = threading.Thread(target=scrape, daemon=True)
+    scraper.start()
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(ask, range(requests)))
+    stop.set()
+    scraper.join(timeout=30)
+    for conn in sockets:
+        conn.close()
+    daemon.end()
+    ordered = sorted(latencies)
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else float("inf")
+    row.recover.append(p99)
+    row.notes.insert(0, f"/metrics p99 {p99 * 1000:.0f} ms over {len(latencies)} scrapes; "
+                        f"{sum(0 < s < 500 for s in statuses)}/{requests} requests answered below 500")
+    for status in statuses:
+        row.record(0 < status < 500, f"API answer {status}")
+    row.record(p99 <= 1.0, f"/metrics p99 {p99:.2f} s > 1 s")
+    return row
+
+
 def render(rows: list[Row]) -> Table:
     table = Table(title="smartmetrics under faults", title_justify="left")
     for column in ("fault", "trials", "survived", "baselines lost", "processes left", "time (median / max)"):
@@ -477,6 +534,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stops", type=int, default=5, help="SIGTERM trials (default 5)")
     parser.add_argument("--fuzz", type=int, default=2000, help="random requests beside the known attacks")
     parser.add_argument("--seed", type=int, default=20)
+    parser.add_argument("--load-series", type=int, default=10_000, help="stored series for the load row")
+    parser.add_argument("--idle", type=int, default=300, help="idle connections held during the load row")
+    parser.add_argument("--load-requests", type=int, default=2000, help="API requests during the load row")
     args = parser.parse_args(argv)
     console = Console(width=120)
     rng = random.Random(args.seed)
@@ -489,7 +549,8 @@ def main(argv: list[str] | None = None) -> int:
                           ("stops", lambda: stop_trials(root, prom.url, args.stops, rng)),
                           ("store", lambda: store_trials(root, prom.url)),
                           ("source", lambda: source_trials(root, prom.url)),
-                          ("http", lambda: http_trials(root, prom.url, args.fuzz, rng))):
+                          ("http", lambda: http_trials(root, prom.url, args.fuzz, rng)),
+                          ("load", lambda: load_trials(root, args.load_series, args.idle, args.load_requests))):
             console.print(f"[dim]running {name} ...[/dim]")
             rows.append(run())
         console.print(render(rows))
