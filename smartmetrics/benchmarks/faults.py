@@ -347,7 +347,7 @@ def _reply(status: int, body: object, delay: float = 0.0, **headers: str) -> Cal
 
 
 def _matrix(values: list[str]) -> dict:
-    now = int(time.time())
+    now = align_down(time.time(), 60)  # on the baseline's 1m grid
     pairs = [[now - 60 * (len(values) - i), v] for i, v in enumerate(values)]
     return {"status": "success", "data": {"resultType": "matrix",
                                           "result": [{"metric": {"instance": "i0"}, "values": pairs}]}}
@@ -383,6 +383,8 @@ def source_trials(root: Path, prom_url: str) -> Row:
     daemon.load()
     daemon.retrain()
     before = {b.key: b.yhat.copy() for b in daemon.states["bad"].series} if "bad" in daemon.states else {}
+    if not before:
+        row.record(False, "the fake source's good answer was not fitted: nothing to keep")
     for name, answer in answers.items():
         fake.answer = answer
         good_before = daemon.metrics.fits.labels("good", "ok")._value.get()
