@@ -9,6 +9,8 @@ Rows (each a fault and its trials):
   (processes left), and the time from restart to every stored band served is the recovery time.
 - SIGTERM at a random moment of a retrain: the process must exit within 10 s, leave no process,
   and leave a store that loads without error.
+- The real Prometheus killed just before a retrain, then back on the same port and data: the daemon
+  must stay up serving its stored bands and fit the missed baseline once the source answers.
 - Unusable store files (truncated, bit-flipped, a pickled object, a list-shaped header, a header
   naming another baseline): the daemon must start, serve the other baselines, set the bad file aside
   and refit its baseline.
@@ -250,6 +252,45 @@ def stop_trials(root: Path, prom_url: str, count: int, rng: random.Random) -> Ro
         row.recover.append(took)
         readable = stored_series(root / "stop-store") >= 0
         row.record(code == 0 and not left and readable, f"exit={code} in {took:.1f}s left={len(left)}")
+    return row
+
+
+def outage_trials(root: Path, count: int, rng: random.Random) -> Row:
+    """A real Prometheus killed with SIGKILL just before the daemon retrains what is due, then started
+    again on the same port and data: the daemon must stay up, keep serving its stored bands, and fit
+    the missed baseline once the source is back (time from its return to every band served)."""
+    row = Row("Prometheus down at a retrain, then back")
+    end = align_down(time.time(), 60)
+    with LocalPrometheus(history(end, "fault_fast") + history(end, "fault_slow")) as prom:
+        config = write_config(root / "outage.yaml", prom.url, root / "outage-store",
+                              {"schedule": {"discover": "2s"}})
+        log = root / "outage.log"
+        first = Daemon(config, log)
+        first.wait_served(SERIES, seconds=120)
+        first.end()
+        for _ in range(count):
+            (root / "outage-store" / "slow" / "state.npz").unlink(missing_ok=True)
+            assert prom.process is not None
+            args = prom.process.args
+            prom.process.kill()  # the source dies just before the daemon's retrain of what is due
+            prom.process.wait(timeout=10)
+            mark = log.stat().st_size
+            daemon = Daemon(config, log)
+            failed = daemon.wait_log("keeping the last good baselines", mark)  # the retrain met the dead source
+            time.sleep(rng.uniform(0.0, 3.0))  # and discovery keeps failing meanwhile
+            serving = failed and daemon.served() >= SERIES and daemon.proc.poll() is None
+            with (prom.workdir / "prometheus.log").open("ab") as out:
+                prom.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            back = time.monotonic()
+            ready = prom._wait_ready()
+            took = daemon.wait_served(2 * SERIES, seconds=120) if ready else None  # discovery refits it
+            if took is not None:
+                row.recover.append(time.monotonic() - back)
+            children = descendants(daemon.proc.pid)
+            daemon.end()
+            row.left += len(wait_gone(children, 5.0))
+            row.lost += 0 if serving else 1
+            row.record(serving and took is not None, f"serving={serving} recovered={took is not None}")
     return row
 
 
@@ -534,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=10, help="SIGKILL trials (default 10)")
     parser.add_argument("--stops", type=int, default=5, help="SIGTERM trials (default 5)")
+    parser.add_argument("--outages", type=int, default=3, help="Prometheus SIGKILL trials (default 3)")
     parser.add_argument("--fuzz", type=int, default=2000, help="random requests beside the known attacks")
     parser.add_argument("--seed", type=int, default=20)
     parser.add_argument("--load-series", type=int, default=10_000, help="stored series for the load row")
@@ -549,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for name, run in (("kills", lambda: kill_trials(root, prom.url, args.kills, rng)),
                           ("stops", lambda: stop_trials(root, prom.url, args.stops, rng)),
+                          ("outage", lambda: outage_trials(root, args.outages, rng)),
                           ("store", lambda: store_trials(root, prom.url)),
                           ("source", lambda: source_trials(root, prom.url)),
                           ("http", lambda: http_trials(root, prom.url, args.fuzz, rng)),
