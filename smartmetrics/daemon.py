@@ -363,15 +363,16 @@ class Daemon:
             return 400, {"status": "error", "error": str(exc)}
         state = self._snapshot.states.get(alias)
         bands = [b for b in (state.series if state else ()) if matches(b.labels, matchers)]
-        values = []
+        values, warnings = [], []
         if bands and start < now:
             step = self.config.baselines[alias].step
             window = self._with_history(alias, max(min(end, now) - start, 2 * step))
             try:
                 values = self.fetch(window, alias, end=min(end, now)).series
-            except SourceError as exc:
-                return 502, {"status": "error", "error": str(exc)}
-        return 200, render_series_chart(bands, values, start, end)
+            except SourceError as exc:  # the bands are still worth having: say what is missing, as Prometheus does
+                warnings.append(f"the series' values could not be read: {exc}")
+        doc = render_series_chart(bands, values, start, end)
+        return 200, {**doc, "warnings": warnings} if warnings else doc
 
     # --- lifecycle ----------------------------------------------------------------------------
 

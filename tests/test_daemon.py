@@ -616,3 +616,20 @@ def test_an_unwritable_store_is_counted_and_the_bands_are_served_from_memory(tmp
     assert daemon.metrics.store_errors.labels("write")._value.get() == 1
     band = daemon.states["rate"].series[0]
     assert len(list(daemon._snapshot.values_at(band.start + band.step))) == 1
+
+
+def test_series_api_serves_the_bands_with_a_warning_when_the_source_is_down(offline_daemon) -> None:
+    from smartmetrics.source import SourceError
+
+    daemon = offline_daemon
+    daemon.fetch = FakeSource([series_for("a", 1)])
+    daemon.retrain()
+    band = daemon.states["rate"].series[0]
+
+    def down(config, alias, end=None, **_):
+        raise SourceError("cannot reach http://127.0.0.1:9 after 1 attempt: connection refused", alias)
+
+    daemon.fetch = down
+    status, body = daemon.series_json("rate", {"start": str(band.start - 3600), "end": str(band.end)})
+    assert status == 200 and "connection refused" in body["warnings"][0]
+    assert [line["name"].rsplit(" ", 1)[1] for line in body["data"]] == ["yhat", "yhat_lower", "yhat_upper"]

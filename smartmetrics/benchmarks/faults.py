@@ -516,6 +516,7 @@ def load_trials(root: Path, series: int, idle: int, requests: int) -> Row:
 
     row = Row(f"load: {series:,} series, {idle} idle connections, {requests:,} requests")
     port = free_port()
+    (root / "load").mkdir(parents=True, exist_ok=True)
     config = build_store(series, root / "load", port)
     daemon = Daemon(config, root / "load.log")
     daemon.wait_served(series, seconds=120)
@@ -598,6 +599,8 @@ def main(argv: list[str] | None = None) -> int:
                           ("load", lambda: load_trials(root, args.load_series, args.idle, args.load_requests))):
             console.print(f"[dim]running {name} ...[/dim]")
             rows.append(run())
+            done = rows[-1]
+            console.print(f"[dim]{done.fault}: {done.survived}/{done.trials} survived[/dim]")
         console.print(render(rows))
         for r in rows:
             for note in r.notes[:5]:
