@@ -219,6 +219,10 @@ def band_problem(fitted: FittedSeries, series: Series) -> str | None:
     >>> f = FittedSeries({}, 60, {}, [], {}, np.arange(2), np.zeros(2), np.full(2, -5e-11), np.full(2, 5e-11), 0, 120)
     >>> band_problem(f, s)  # what NaN source values once stored
     'a band of zero width on a series that varies'
+    >>> flat = Series({}, np.arange(3) * 60, np.ones(3), 60)  # a flat series' usual band is sane
+    >>> band_problem(FittedSeries({}, 60, {}, [], {}, np.arange(2), np.ones(2), np.full(2, 0.95),
+    ...                           np.full(2, 1.05), 0, 120), flat) is None
+    True
     """
     if fitted.training.get("withheld"):
         return None
@@ -234,7 +238,7 @@ def band_problem(fitted: FittedSeries, series: Series) -> str | None:
     if len(seen) == 0:
         return None
     span, size = float(np.ptp(seen)), float(np.max(np.abs(seen)))
-    reach = size + FAR * max(span, 1e-6 * size, 1e-12)
+    reach = size + FAR * max(span, 1e-3 * size, 1.0)  # a flat series has no span: its size, or 1, stands in
     if np.any(np.abs(lower) > reach) or np.any(np.abs(upper) > reach):
         return f"edges beyond {reach:.3g}, orders of magnitude past anything the series showed"
     if span > 0 and np.all(upper - lower <= 1e-9 * max(span, size)):
