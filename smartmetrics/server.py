@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 CLIENT_TIMEOUT = 30.0  # seconds a connection may stay silent
+API_CONCURRENCY = 1  # API requests rendered at once; /metrics, health and readiness never wait for them
+API_WAIT = 20.0  # seconds an API request may queue before it is told to retry (503)
+_api_slots = threading.BoundedSemaphore(API_CONCURRENCY)
 
 
 class App(Protocol):
@@ -55,16 +58,30 @@ def route(app: App, path: str, query: dict[str, str]) -> Response:
         if app.is_ready():
             return Response(200, b"smartmetrics is ready.\n", "text/plain")
         return Response(503, b"smartmetrics is loading its baselines.\n", "text/plain")
-    if path == "/api/v1/baselines":
-        return _json(200, app.baselines_json())
-    parts = path.strip("/").split("/")
-    if len(parts) == 5 and parts[:3] == ["api", "v1", "baselines"] and parts[4] == "series":
-        status, doc = app.series_json(unquote(parts[3]), query)
-        return _json(status, doc)
+    if path.startswith("/api/"):
+        return _api(app, path, query)
     if path == "/":
         links = "".join(f'<li><a href="{p}">{p}</a></li>' for p in ("/metrics", "/-/ready", "/api/v1/baselines"))
         return Response(200, f"<html><body><h1>smartmetrics</h1><ul>{links}</ul></body></html>".encode(), "text/html")
     return _json(404, {"status": "error", "error": f"no such endpoint: {path}"})
+
+
+def _api(app: App, path: str, query: dict[str, str]) -> Response:
+    """The JSON API, one request at a time (`API_CONCURRENCY`): rendering a chart for thousands of
+    series holds the interpreter, and a scrape of `/metrics` must never wait behind many of them."""
+    if not _api_slots.acquire(timeout=API_WAIT):
+        return _json(503, {"status": "error", "error": f"busy: the API answers {API_CONCURRENCY} request(s) at a "
+                                                        "time and none finished in time; retry"})
+    try:
+        if path == "/api/v1/baselines":
+            return _json(200, app.baselines_json())
+        parts = path.strip("/").split("/")
+        if len(parts) == 5 and parts[:3] == ["api", "v1", "baselines"] and parts[4] == "series":
+            status, doc = app.series_json(unquote(parts[3]), query)
+            return _json(status, doc)
+        return _json(404, {"status": "error", "error": f"no such endpoint: {path}"})
+    finally:
+        _api_slots.release()
 
 
 def _handler(app: App, auth: tuple[str, str] | None) -> type[BaseHTTPRequestHandler]:
