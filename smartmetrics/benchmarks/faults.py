@@ -21,7 +21,7 @@ Rows (each a fault and its trials):
   ones: no answer may be a 5xx or fail to come, while `/metrics` keeps answering (its p99 reported).
 - Load: a daemon holding 10,000 stored series, hundreds of idle connections held open and 8 clients
   sending API requests while `/metrics` is scraped in a loop: every request answered below 500 and
-  the scrape's p99 at most 1 s.
+  the scrape's p99 at most 1 s; again over TLS, the idle connections never starting a handshake.
 
 The benchmark checks itself: it exits 1 if any trial did not survive.
 """
@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import statistics
 import string
@@ -119,16 +120,18 @@ def wait_gone(pids: set[int], seconds: float) -> set[int]:
 class Daemon:
     """A `smartmetrics run` process on a config, with its log."""
 
-    def __init__(self, config: Path, log: Path):
-        self.config, self.log = config, log
-        self.port = int(yaml.safe_load(config.read_text())["server"]["listen"].rsplit(":", 1)[1])
+    def __init__(self, config: Path, log: Path, verify: object = True):
+        self.config, self.log, self.verify = config, log, verify
+        server = yaml.safe_load(config.read_text())["server"]
+        self.port = int(server["listen"].rsplit(":", 1)[1])
+        self.scheme = "https" if server.get("tls") else "http"
         with log.open("ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "smartmetrics", "run", "--config", str(config),
                                           "--workers", "2"], stdout=out, stderr=subprocess.STDOUT)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def wait_log(self, text: str, after: int, seconds: float = 60) -> bool:
         deadline = time.monotonic() + seconds
@@ -143,7 +146,7 @@ class Daemon:
     def served(self) -> int:
         """Series with a band in `/metrics` now (0 when it does not answer)."""
         try:
-            text = httpx.get(f"{self.url}/metrics", timeout=5).text
+            text = httpx.get(f"{self.url}/metrics", timeout=5, verify=self.verify).text
         except httpx.HTTPError:
             return 0
         return sum(line.startswith("smartmetrics_yhat{") for line in text.splitlines())
@@ -355,7 +358,7 @@ class FakeSource:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 owner.answer(self)
 
@@ -505,26 +508,48 @@ def http_trials(root: Path, prom_url: str, count: int, rng: random.Random) -> Ro
     return row
 
 
-def load_trials(root: Path, series: int, idle: int, requests: int) -> Row:
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """(certificate, key) PEM files for 127.0.0.1, made with openssl."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def load_trials(root: Path, series: int, idle: int, requests: int, tls: bool = False) -> Row:
     """`/metrics` of a daemon holding `series` stored series, scraped while `idle` connections sit
-    open and 8 clients send `requests` API requests: every scrape must answer in time (p99 <= 1 s)."""
+    open (over TLS: connected, never handshaking) and 8 clients send `requests` API requests: every
+    scrape must answer in time (p99 <= 1 s)."""
     import socket
+    import ssl
     from concurrent.futures import ThreadPoolExecutor
 
     from smartmetrics.benchmarks.daemon import build_store
 
-    row = Row(f"load: {series:,} series, {idle} idle connections, {requests:,} requests")
+    row = Row(f"load{' over TLS' if tls else ''}: {series:,} series, {idle} idle connections, {requests:,} requests")
+    if tls and shutil.which("openssl") is None:
+        row.notes.append("not run: openssl is not installed")
+        return row
     port = free_port()
-    (root / "load").mkdir(parents=True, exist_ok=True)
-    config = build_store(series, root / "load", port)
-    daemon = Daemon(config, root / "load.log")
+    folder = root / ("load-tls" if tls else "load")
+    folder.mkdir(parents=True, exist_ok=True)
+    config = build_store(series, folder, port)
+    verify: object = True
+    if tls:
+        cert, key = self_signed(folder)
+        doc = yaml.safe_load(config.read_text())
+        doc["server"]["tls"] = {"cert_file": str(cert), "key_file": str(key)}
+        config.write_text(yaml.safe_dump(doc))
+        verify = ssl.create_default_context(cafile=str(cert))
+    daemon = Daemon(config, folder / "daemon.log", verify=verify)
     daemon.wait_served(series, seconds=120)
     sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(idle)]
     latencies: list[float] = []
     stop = threading.Event()
 
     def scrape() -> None:
-        with httpx.Client(timeout=10) as client:
+        with httpx.Client(timeout=10, verify=verify) as client:
             while not stop.is_set():
                 started = time.monotonic()
                 try:
@@ -536,7 +561,8 @@ def load_trials(root: Path, series: int, idle: int, requests: int) -> Row:
     def ask(i: int) -> int:
         path = ("/api/v1/baselines", "/-/ready", "/api/v1/baselines/b0/series")[i % 3]
         try:
-            return httpx.get(f"{daemon.url}{path}", params={"match": f'{{model="m{i % 40}"}}'}, timeout=30).status_code
+            return httpx.get(f"{daemon.url}{path}", params={"match": f'{{model="m{i % 40}"}}'}, timeout=30,
+                             verify=verify).status_code
         except httpx.HTTPError:
             return 0
 
@@ -579,7 +605,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fuzz", type=int, default=2000, help="random requests beside the known attacks")
     parser.add_argument("--seed", type=int, default=20)
     parser.add_argument("--only", default="", metavar="ROWS",
-                        help="comma-separated rows to run: kills,stops,outage,store,source,http,load (default: all)")
+                        help="comma-separated rows to run: kills,stops,outage,store,source,http,load,load-tls "
+                             "(default: all)")
     parser.add_argument("--load-series", type=int, default=10_000, help="stored series for the load row")
     parser.add_argument("--idle", type=int, default=300, help="idle connections held during the load row")
     parser.add_argument("--load-requests", type=int, default=2000, help="API requests during the load row")
@@ -598,7 +625,9 @@ def main(argv: list[str] | None = None) -> int:
                           ("store", lambda: store_trials(root, prom.url)),
                           ("source", lambda: source_trials(root, prom.url)),
                           ("http", lambda: http_trials(root, prom.url, args.fuzz, rng)),
-                          ("load", lambda: load_trials(root, args.load_series, args.idle, args.load_requests))):
+                          ("load", lambda: load_trials(root, args.load_series, args.idle, args.load_requests)),
+                          ("load-tls", lambda: load_trials(root, args.load_series, args.idle, args.load_requests,
+                                                           tls=True))):
             if wanted is not None and name not in wanted:
                 continue
             console.print(f"[dim]running {name} ...[/dim]")
