@@ -633,3 +633,40 @@ def test_series_api_serves_the_bands_with_a_warning_when_the_source_is_down(offl
     status, body = daemon.series_json("rate", {"start": str(band.start - 3600), "end": str(band.end)})
     assert status == 200 and "connection refused" in body["warnings"][0]
     assert [line["name"].rsplit(" ", 1)[1] for line in body["data"]] == ["yhat", "yhat_lower", "yhat_upper"]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 24 KiB tmpfs: a store on it fills up (skipped where mounting is not allowed)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_a_full_disk_keeps_the_last_good_file_and_serves_from_memory(tiny_disk: Path, tmp_path: Path) -> None:
+    from smartmetrics.daemon import Daemon
+    from smartmetrics.series import Series
+
+    config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", free_port(), tiny_disk / "models")
+    daemon = Daemon(str(config), workers=1)
+    daemon._pool.shutdown()
+    daemon._pool = None
+    daemon.load()
+    daemon.fetch = FakeSource([series_for("a", 1)])
+    assert daemon.retrain()[0].fitted == 1  # one series fits on the disk
+    stored = (tiny_disk / "models" / "rate" / "state.npz").read_bytes()
+    many = [series_for("a", 1)] + [Series({"instance": f"x{i}", "job": "api"}, s.timestamps, s.values, s.step)
+                                   for i, s in enumerate([series_for("b", 2)] * 12)]
+    daemon.fetch = FakeSource(many)
+    assert daemon.retrain()[0].fitted == 13  # thirteen do not: the write fails with ENOSPC
+    assert daemon.metrics.store_errors.labels("write")._value.get() >= 1
+    assert (tiny_disk / "models" / "rate" / "state.npz").read_bytes() == stored  # the last good file, intact
+    assert not list((tiny_disk / "models" / "rate").glob(".state-*"))  # no half-written temp file left
+    assert len(daemon.states["rate"].series) == 13  # served from memory
