@@ -25,7 +25,6 @@ rule holds it. Stored values that are not finite numbers count as absent, never 
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -36,7 +35,7 @@ import numpy as np
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from smartmetrics.ranges import clip_values, stored_range
+from smartmetrics.ranges import clip_values, finite_number, stored_range
 from smartmetrics.realised import realised_coverage
 from smartmetrics.store import BaselineState, stack_columns
 
@@ -128,13 +127,6 @@ def label_name(name: str) -> str:
     """
     cleaned = _INVALID.sub("_", name) or "_"
     return "_" + cleaned if cleaned[0].isdigit() else cleaned
-
-
-def finite_number(value: Any) -> float | None:
-    """`value` as a float if it is a finite number (not a bool), else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
 
 
 def _training(meta: Mapping[str, Any], key: str) -> Any:

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from smartmetrics.exporter import finite_number
+from smartmetrics.ranges import finite_number
 from smartmetrics.releases import MIN_POINTS, absorbed, level_shift, moved, shift_limit
 from smartmetrics.series import on_grid
 from smartmetrics.store import SeriesBand

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -78,6 +79,18 @@ def clip_band(yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray,
         return yhat, lower, upper
     lo, hi = bounds
     return clip_values(yhat, lo, hi), clip_values(lower, lo, hi), clip_values(upper, lo, hi)
+
+
+def finite_number(value: Any) -> float | None:
+    """`value` as a float if it is a finite number (not a bool), else None: what a stored JSON field
+    must be before it is used.
+
+    >>> finite_number(3), finite_number(True), finite_number("1"), finite_number(float("nan"))
+    (3.0, None, None, None)
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        return None
+    return float(value)
 
 
 def stored_range(training: dict | None) -> Range | None:

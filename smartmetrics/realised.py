@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from smartmetrics.ranges import clip_values, stored_range
+from smartmetrics.ranges import clip_values, finite_number, stored_range
 from smartmetrics.series import on_grid
 from smartmetrics.store import SeriesBand
 
@@ -82,6 +82,5 @@ def _after(band: SeriesBand, record: Mapping[str, Any]) -> float:
 
 
 def _number(value: Any, default: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-        return default
-    return float(value)
+    number = finite_number(value)
+    return default if number is None else number

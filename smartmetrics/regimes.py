@@ -24,6 +24,7 @@ import numpy as np
 
 from smartmetrics.bands import tail_quantile
 from smartmetrics.robust import robust_sd
+from smartmetrics.training import recurring
 
 MIN_EPISODES = 3       # separate visits that make a level a regime, not a one-off
 MIN_SHARE = 0.002      # a level holds at least this share of the points...
@@ -172,8 +173,6 @@ def regime_band(lower: np.ndarray, upper: np.ndarray, values: np.ndarray, timest
 
 def _tail(values: np.ndarray, timestamps: np.ndarray, regime: Regime, miss: float) -> float:
     """How far above `regime` its values and their recurring excursions reach (see `regime_band`)."""
-    from smartmetrics.training import recurring
-
     with np.errstate(invalid="ignore"):
         beyond = np.isfinite(values) & (values > regime.high)
         inside = np.isfinite(values) & (values >= regime.low) & (values <= regime.high)

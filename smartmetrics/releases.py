@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smartmetrics.exporter import finite_number
+from smartmetrics.ranges import finite_number
 from smartmetrics.series import on_grid
 from smartmetrics.store import SeriesBand
 
