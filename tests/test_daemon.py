@@ -214,15 +214,22 @@ def series_for(instance: str, seed: int):
     return Series({"instance": instance, "job": "api"}, s.timestamps, s.values, s.step)
 
 
-@pytest.fixture
-def offline_daemon(tmp_path: Path):
+def offline(config: object):
+    """A daemon on `config` that fits inline (no pool: these tests are about its state and schedule,
+    not fitting speed), its store loaded; nothing started."""
     from smartmetrics.daemon import Daemon
 
-    config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", free_port(), tmp_path / "models")
     daemon = Daemon(str(config), workers=1)
     daemon._pool.shutdown()
-    daemon._pool = None  # fit inline: these tests are about scheduling, not fitting speed
+    daemon._pool = None
     daemon.load()
+    return daemon
+
+
+@pytest.fixture
+def offline_daemon(tmp_path: Path):
+    config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", free_port(), tmp_path / "models")
+    daemon = offline(str(config))
     yield daemon
     daemon.stop = lambda: None  # nothing was started
 
@@ -312,16 +319,12 @@ def marker(deployment: str, at: float, now: float):
 
 def daemon_with_releases(tmp_path: Path):
     """A loaded daemon fitting in-process, its baseline `rate` reading releases from a marker query."""
-    from smartmetrics.daemon import Daemon
 
     config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", free_port(), tmp_path / "models")
     raw = yaml.safe_load(config.read_text())
     raw["baselines"]["rate"]["releases"] = {"expr": "changes(deploy_generation[5m]) > 0", "match": ["instance"]}
     config.write_text(yaml.safe_dump(raw))
-    daemon = Daemon(str(config), workers=1)
-    daemon._pool.shutdown()
-    daemon._pool = None
-    daemon.load()
+    daemon = offline(str(config))
     return config, daemon
 
 
@@ -346,8 +349,6 @@ def test_a_retrain_is_told_the_releases_in_its_history(tmp_path: Path) -> None:
 
 
 def test_a_release_withdraws_the_band_then_re_anchors_it_and_survives_a_restart(tmp_path: Path) -> None:
-    from smartmetrics.daemon import Daemon
-
     config, daemon = daemon_with_releases(tmp_path)
     now = time.time()
     fitted = now - 3 * 3600  # the last retrain read data up to three hours ago
@@ -369,10 +370,7 @@ def test_a_release_withdraws_the_band_then_re_anchors_it_and_survives_a_restart(
     assert daemon.metrics.settling.labels("rate")._value.get() == 1
     assert daemon.metrics.releases.labels("rate")._value.get() == 3
 
-    restarted = Daemon(str(config), workers=1)
-    restarted._pool.shutdown()
-    restarted._pool = None
-    restarted.load()  # the store holds the re-anchored and the withdrawn bands
+    restarted = offline(str(config))  # the store holds the re-anchored and the withdrawn bands
     again = {labels["instance"]: yhat for labels, yhat, _, _ in restarted._snapshot.values_at(now)}
     assert set(again) == {"a", "c"} and abs(again["a"] - served["a"][0]) < 1e-3
     restarted.fetch = daemon.fetch
@@ -386,8 +384,6 @@ def test_a_release_withdraws_the_band_then_re_anchors_it_and_survives_a_restart(
 
 
 def test_a_band_follows_a_level_its_series_stayed_at_and_survives_a_restart(offline_daemon) -> None:
-    from smartmetrics.daemon import Daemon
-
     daemon = offline_daemon
     now = time.time()
     fitted = now - 3 * 3600  # the last retrain read data up to three hours ago
@@ -405,10 +401,7 @@ def test_a_band_follows_a_level_its_series_stayed_at_and_survives_a_restart(offl
     assert 95 < served["c"][0] < 105
     assert daemon.metrics.follows.labels("rate")._value.get() == 1
 
-    restarted = Daemon(daemon.config_path, workers=1)
-    restarted._pool.shutdown()
-    restarted._pool = None
-    restarted.load()  # the store holds the followed band and its record
+    restarted = offline(daemon.config_path)  # the store holds the followed band and its record
     again = {labels["instance"]: yhat for labels, yhat, _, _ in restarted._snapshot.values_at(now)}
     assert abs(again["a"] - served["a"][0]) < 1e-3
     restarted.fetch = daemon.fetch
@@ -426,16 +419,11 @@ def test_a_band_follows_a_level_its_series_stayed_at_and_survives_a_restart(offl
 
 
 def test_follow_null_leaves_the_bands_alone(tmp_path: Path) -> None:
-    from smartmetrics.daemon import Daemon
-
     config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", free_port(), tmp_path / "models")
     raw = yaml.safe_load(config.read_text())
     raw["baselines"]["rate"]["follow"] = None
     config.write_text(yaml.safe_dump(raw))
-    daemon = Daemon(str(config), workers=1)
-    daemon._pool.shutdown()
-    daemon._pool = None
-    daemon.load()
+    daemon = offline(str(config))
     now = time.time()
     daemon.fetch = FakeSource([level_history("a", now - 3 * 3600 - 3 * 86400, now - 3 * 3600)])
     daemon._retrain_one("rate", now - 3 * 3600)
@@ -446,8 +434,6 @@ def test_follow_null_leaves_the_bands_alone(tmp_path: Path) -> None:
 
 
 def test_realised_coverage_is_tallied_exported_kept_across_a_restart_and_reset_by_a_retrain(offline_daemon) -> None:
-    from smartmetrics.daemon import Daemon
-
     daemon = offline_daemon
     now = time.time()
     fitted = align_down(now - 4 * 3600, 300)
@@ -468,10 +454,7 @@ def test_realised_coverage_is_tallied_exported_kept_across_a_restart_and_reset_b
     assert coverage["b"] == pytest.approx(1 - out / points)  # the last hour's points out of about 48
 
     daemon.check_coverage()  # the same points again: counted once
-    restarted = Daemon(daemon.config_path, workers=1)
-    restarted._pool.shutdown()
-    restarted._pool = None
-    restarted.load()  # the tally is stored with the band
+    restarted = offline(daemon.config_path)  # the tally is stored with the band
     again = {b.labels["instance"]: b.meta["realised"] for b in restarted.states["rate"].series}
     assert again["b"]["points"] == points and again["b"]["inside"] == points - out
     restarted.fetch = FakeSource([level_history(i, fitted - 3 * 86400, now) for i in "ab"])
@@ -548,16 +531,11 @@ def test_a_fit_whose_band_is_not_sane_is_counted_and_the_old_band_stays(offline_
 
 
 def test_one_baseline_failing_in_any_way_never_stops_the_others(tmp_path: Path) -> None:
-    from smartmetrics.daemon import Daemon
-
     config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", free_port(), tmp_path / "models")
     doc = yaml.safe_load(config.read_text())
     doc["baselines"]["other"] = {"expr": "sm_other", "step": "5m", "history": "3d"}
     config.write_text(yaml.safe_dump(doc))
-    daemon = Daemon(str(config), workers=1)
-    daemon._pool.shutdown()
-    daemon._pool = None
-    daemon.load()
+    daemon = offline(str(config))
     good = FakeSource([series_for("a", 1)])
 
     def fetch(config, alias, end=None, **kwargs):
@@ -602,15 +580,10 @@ def test_series_api_takes_rfc3339_and_a_slow_regex_costs_nothing(offline_daemon)
 
 
 def test_an_unwritable_store_is_counted_and_the_bands_are_served_from_memory(tmp_path: Path) -> None:
-    from smartmetrics.daemon import Daemon
-
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the store's folder should be")  # every write fails, even as root
     config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", free_port(), blocker / "models")
-    daemon = Daemon(str(config), workers=1)
-    daemon._pool.shutdown()
-    daemon._pool = None
-    daemon.load()
+    daemon = offline(str(config))
     daemon.fetch = FakeSource([series_for("a", 1)])
     assert daemon.retrain()[0].fitted == 1
     assert daemon.metrics.store_errors.labels("write")._value.get() == 1
@@ -652,14 +625,10 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.mark.slow
 def test_a_full_disk_keeps_the_last_good_file_and_serves_from_memory(tiny_disk: Path, tmp_path: Path) -> None:
-    from smartmetrics.daemon import Daemon
     from smartmetrics.series import Series
 
     config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", free_port(), tiny_disk / "models")
-    daemon = Daemon(str(config), workers=1)
-    daemon._pool.shutdown()
-    daemon._pool = None
-    daemon.load()
+    daemon = offline(str(config))
     daemon.fetch = FakeSource([series_for("a", 1)])
     assert daemon.retrain()[0].fitted == 1  # one series fits on the disk
     stored = (tiny_disk / "models" / "rate" / "state.npz").read_bytes()

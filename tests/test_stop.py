@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from smartmetrics.benchmarks.faults import alive, descendants
+from smartmetrics.benchmarks.faults import Daemon, alive, descendants
 from smartmetrics.promlocal import LocalPrometheus, MetricSeries, free_port
 from smartmetrics.series import align_down
 
@@ -45,16 +44,12 @@ def slow_retrain(tmp_path_factory: pytest.TempPathFactory, prometheus_binaries: 
 
 def start_fitting(config: Path, log: Path) -> tuple[subprocess.Popen, set[int]]:
     """The daemon, started and waited for until its workers are busy fitting; with its descendants."""
-    out = log.open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "smartmetrics", "run", "--config", str(config), "--workers", "2"],
-                            stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and b"retraining load" not in log.read_bytes():
-        time.sleep(0.2)
+    daemon = Daemon(config, log)
+    daemon.wait_log("retraining load", 0)
     time.sleep(4)  # the workers have started and taken their first fits
-    found = descendants(proc.pid)
-    assert proc.poll() is None and len(found) >= 2, log.read_text()
-    return proc, found
+    found = descendants(daemon.proc.pid)
+    assert daemon.proc.poll() is None and len(found) >= 2, log.read_text()
+    return daemon.proc, found
 
 
 def test_sigterm_in_the_middle_of_a_retrain_stops_within_seconds_and_leaves_no_process(

@@ -168,6 +168,41 @@ class Daemon:
             self.proc.wait(timeout=10)
 
 
+class Scraper:
+    """Scrapes a daemon's `/metrics` in a loop on its own thread while a row does its work; each
+    scrape's seconds (inf when it failed) in `latencies`."""
+
+    def __init__(self, daemon: Daemon, pause: float = 0.0):
+        self.daemon, self.pause = daemon, pause
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Scraper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=10, verify=self.daemon.verify) as client:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    client.get(f"{self.daemon.url}/metrics").raise_for_status()
+                    self.latencies.append(time.monotonic() - started)
+                except httpx.HTTPError:
+                    self.latencies.append(float("inf"))
+                time.sleep(self.pause)
+
+    def p99(self) -> float:
+        """The 99th percentile scrape time (inf when nothing was scraped)."""
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else float("inf")
+
+
 def history(end: int, metric: str) -> list[MetricSeries]:
     ts = np.arange(end - 3 * 86400, end + 1, 60, dtype=np.int64)
     rng = np.random.default_rng(len(metric))
@@ -473,23 +508,7 @@ def http_trials(root: Path, prom_url: str, count: int, rng: random.Random) -> Ro
     config = write_config(root / "http.yaml", prom_url, root / "http-store")
     daemon = Daemon(config, root / "http.log")
     daemon.wait_served(SERIES, seconds=180)
-    latencies: list[float] = []
-    stop = threading.Event()
-
-    def scrape() -> None:
-        with httpx.Client(timeout=10) as client:
-            while not stop.is_set():
-                started = time.monotonic()
-                try:
-                    client.get(f"{daemon.url}/metrics").raise_for_status()
-                    latencies.append(time.monotonic() - started)
-                except httpx.HTTPError:
-                    latencies.append(float("inf"))
-                time.sleep(0.05)
-
-    scraper = threading.Thread(target=scrape, daemon=True)
-    scraper.start()
-    with httpx.Client(timeout=10) as client:
+    with Scraper(daemon, pause=0.05) as scraper, httpx.Client(timeout=10) as client:
         for path, params, headers in _requests(rng, count):
             try:
                 status = client.get(f"{daemon.url}{path}", params=params,
@@ -497,14 +516,12 @@ def http_trials(root: Path, prom_url: str, count: int, rng: random.Random) -> Ro
                 row.record(status < 500, f"{path} {params}: HTTP {status}")
             except httpx.HTTPError as exc:
                 row.record(False, f"{path} {params}: {type(exc).__name__}")
-    stop.set()
-    scraper.join(timeout=15)
     daemon.end()
-    if latencies:
-        ordered = sorted(latencies)
-        p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    if scraper.latencies:
+        p99 = scraper.p99()
         row.recover.append(p99)
-        row.notes.insert(0, f"/metrics p99 {p99 * 1000:.0f} ms over {len(latencies)} scrapes during the requests")
+        row.notes.insert(0, f"/metrics p99 {p99 * 1000:.0f} ms over {len(scraper.latencies)} scrapes during the "
+                            "requests")
     return row
 
 
@@ -545,18 +562,6 @@ def load_trials(root: Path, series: int, idle: int, requests: int, tls: bool = F
     daemon = Daemon(config, folder / "daemon.log", verify=verify)
     daemon.wait_served(series, seconds=120)
     sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(idle)]
-    latencies: list[float] = []
-    stop = threading.Event()
-
-    def scrape() -> None:
-        with httpx.Client(timeout=10, verify=verify) as client:
-            while not stop.is_set():
-                started = time.monotonic()
-                try:
-                    client.get(f"{daemon.url}/metrics").raise_for_status()
-                    latencies.append(time.monotonic() - started)
-                except httpx.HTTPError:
-                    latencies.append(float("inf"))
 
     def ask(i: int) -> int:
         path = ("/api/v1/baselines", "/-/ready", "/api/v1/baselines/b0/series")[i % 3]
@@ -566,19 +571,14 @@ def load_trials(root: Path, series: int, idle: int, requests: int, tls: bool = F
         except httpx.HTTPError:
             return 0
 
-    scraper = threading.Thread(target=scrape, daemon=True)
-    scraper.start()
-    with ThreadPoolExecutor(8) as pool:
+    with Scraper(daemon) as scraper, ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(ask, range(requests)))
-    stop.set()
-    scraper.join(timeout=30)
     for conn in sockets:
         conn.close()
     daemon.end()
-    ordered = sorted(latencies)
-    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else float("inf")
+    p99 = scraper.p99()
     row.recover.append(p99)
-    row.notes.insert(0, f"/metrics p99 {p99 * 1000:.0f} ms over {len(latencies)} scrapes; "
+    row.notes.insert(0, f"/metrics p99 {p99 * 1000:.0f} ms over {len(scraper.latencies)} scrapes; "
                         f"{sum(0 < s < 500 for s in statuses)}/{requests} requests answered below 500")
     for status in statuses:
         row.record(0 < status < 500, f"API answer {status}")
