@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults clean
+.PHONY: install demo test test-fast lint bench bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults bench-servers clean
 
 $(STAMP): pyproject.toml
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
@@ -53,6 +53,10 @@ bench-daemon: $(STAMP)
 
 bench-faults: $(STAMP)
 	$(BIN)/python -m smartmetrics.benchmarks.faults --kills 50 --stops 10 --fuzz 10000
+
+bench-servers: $(STAMP)
+	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/python -m smartmetrics.benchmarks.servers
 
 bench-tuning: $(STAMP)
 	$(BIN)/python -m smartmetrics.benchmarks.tuning

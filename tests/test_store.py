@@ -153,3 +153,49 @@ def test_a_bad_header_is_set_aside_counted_and_never_merged(tmp_path: Path, edit
     assert len(states["latency"].series) == 3  # nothing merged into it
     assert not (tmp_path / "qps" / "state.npz").exists()
     assert len(list((tmp_path / "qps").glob("state.npz.bad-*"))) == 1  # kept for whoever investigates
+
+
+# --- SIGKILL mid-write (issue 20): 50 kills at random moments of store writes ------------------
+
+WRITER = """
+import sys, numpy as np
+from smartmetrics.store import BaselineState, SeriesBand, save_baseline
+root, n = sys.argv[1], 3000
+for generation in range(1, 1_000_000):
+    y = np.full(288, float(generation))
+    bands = tuple(SeriesBand({"i": str(i)}, 1_700_000_000, 300, y, y - 1, y + 1) for i in range(n))
+    save_baseline(root, BaselineState("qps", float(generation), bands))
+    print(generation, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_of_store_writes_never_leaves_a_partial_baseline(tmp_path: Path) -> None:
+    """A writer rewrites a 3,000-series baseline in a loop; it is killed with SIGKILL at 50 random
+    moments. After each kill the store loads without error, holds one whole generation (every band
+    from the same write, at least the last one the writer reported done) and no temp file survives
+    a load."""
+    import random
+    import subprocess
+    import sys
+    import time
+
+    rng = random.Random(20)
+    mid_write = 0
+    for trial in range(50):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        proc.stdout.readline()  # one whole write done: the kill lands in a later one
+        time.sleep(rng.uniform(0.0, 0.5))
+        proc.kill()
+        done = [int(line) for line in proc.stdout.read().split()]
+        proc.wait(timeout=10)
+        mid_write += bool(list(tmp_path.glob("*/.state-*")))  # killed between the temp file and the rename
+        states, errors = load_store(tmp_path)
+        assert errors == [], f"trial {trial}: {errors}"
+        loaded = states["qps"]
+        generations = {float(b.yhat[0]) for b in loaded.series}
+        assert len(loaded.series) == 3000 and generations == {loaded.fitted_at}, f"trial {trial}"
+        assert loaded.fitted_at >= (done[-1] if done else 1), f"trial {trial}: an older file than the last written"
+        assert not list(tmp_path.glob("*/.state-*")), f"trial {trial}: a temp file survived the load"
+    assert mid_write >= 10, f"only {mid_write} of 50 kills landed inside a write: the test did not test it"

@@ -9,8 +9,9 @@ Rows (each a fault and its trials):
   (processes left), and the time from restart to every stored band served is the recovery time.
 - SIGTERM at a random moment of a retrain: the process must exit within 10 s, leave no process,
   and leave a store that loads without error.
-- The real Prometheus killed just before a retrain, then back on the same port and data: the daemon
-  must stay up serving its stored bands and fit the missed baseline once the source answers.
+- The real Prometheus killed just before a retrain, or while the daemon's range query is in flight,
+  then back on the same port and data: the daemon must stay up serving its stored bands and fit the
+  missed baseline once the source answers.
 - Unusable store files (truncated, bit-flipped, a pickled object, a list-shaped header, a header
   naming another baseline): the daemon must start, serve the other baselines, set the bad file aside
   and refit its baseline.
@@ -70,6 +71,7 @@ class Row:
     left: int = 0  # processes still alive after the daemon ended
     recover: list[float] = field(default_factory=list)  # seconds to serve again
     notes: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)  # what a row counted beside its trials
 
     def record(self, ok: bool, note: str = "") -> None:
         self.trials += 1
@@ -120,14 +122,16 @@ def wait_gone(pids: set[int], seconds: float) -> set[int]:
 class Daemon:
     """A `smartmetrics run` process on a config, with its log."""
 
-    def __init__(self, config: Path, log: Path, verify: object = True):
+    def __init__(self, config: Path, log: Path, verify: object = True, command: list[str] | None = None):
+        """`command` replaces `smartmetrics run` (the server comparison starts another server on the
+        same config)."""
         self.config, self.log, self.verify = config, log, verify
         server = yaml.safe_load(config.read_text())["server"]
         self.port = int(server["listen"].rsplit(":", 1)[1])
         self.scheme = "https" if server.get("tls") else "http"
+        command = command or [sys.executable, "-m", "smartmetrics", "run", "--config", str(config), "--workers", "2"]
         with log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "smartmetrics", "run", "--config", str(config),
-                                          "--workers", "2"], stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
 
     @property
     def url(self) -> str:
@@ -170,10 +174,10 @@ class Daemon:
 
 class Scraper:
     """Scrapes a daemon's `/metrics` in a loop on its own thread while a row does its work; each
-    scrape's seconds (inf when it failed) in `latencies`."""
+    scrape's seconds (inf when it failed, or served fewer than `expect` bands) in `latencies`."""
 
-    def __init__(self, daemon: Daemon, pause: float = 0.0):
-        self.daemon, self.pause = daemon, pause
+    def __init__(self, daemon: Daemon, pause: float = 0.0, expect: int = 0):
+        self.daemon, self.pause, self.expect = daemon, pause, expect
         self.latencies: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -191,8 +195,10 @@ class Scraper:
             while not self._stop.is_set():
                 started = time.monotonic()
                 try:
-                    client.get(f"{self.daemon.url}/metrics").raise_for_status()
-                    self.latencies.append(time.monotonic() - started)
+                    reply = client.get(f"{self.daemon.url}/metrics").raise_for_status()
+                    took = time.monotonic() - started
+                    whole = not self.expect or reply.text.count("\nsmartmetrics_yhat{") >= self.expect
+                    self.latencies.append(took if whole else float("inf"))
                 except httpx.HTTPError:
                     self.latencies.append(float("inf"))
                 time.sleep(self.pause)
@@ -293,35 +299,57 @@ def stop_trials(root: Path, prom_url: str, count: int, rng: random.Random) -> Ro
     return row
 
 
-def outage_trials(root: Path, count: int, rng: random.Random) -> Row:
-    """A real Prometheus killed with SIGKILL just before the daemon retrains what is due, then started
-    again on the same port and data: the daemon must stay up, keep serving its stored bands, and fit
-    the missed baseline once the source is back (time from its return to every band served)."""
-    row = Row("Prometheus down at a retrain, then back")
+def _restart(prom: LocalPrometheus) -> None:
+    """Start the killed Prometheus again on the same port and data, and wait until it is ready."""
+    assert prom.process is not None
+    args = prom.process.args
+    with (prom.workdir / "prometheus.log").open("ab") as out:
+        prom.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    prom._wait_ready()
+
+
+def _kill(prom: LocalPrometheus) -> None:
+    assert prom.process is not None
+    prom.process.kill()
+    prom.process.wait(timeout=10)
+
+
+def outage_trials(root: Path, count: int, rng: random.Random, mid_fetch: bool = False) -> Row:
+    """A real Prometheus killed with SIGKILL, then started again on the same port and data.
+
+    Either just before the daemon retrains what is due (the retrain meets a dead source), or, with
+    `mid_fetch`, while the daemon's range query is in flight (the baseline's query is made slow on
+    purpose: a `quantile_over_time` over 6 h windows takes about 1.5 s here) and restarted at once.
+    The daemon must stay up, keep serving its stored bands, and fit the missed baseline once the
+    source is back (time from its return to every band served)."""
+    row = Row("Prometheus killed mid-fetch, restarted" if mid_fetch else "Prometheus down at a retrain, then back")
     end = align_down(time.time(), 60)
+    tag = "fetch" if mid_fetch else "outage"
     with LocalPrometheus(history(end, "fault_fast") + history(end, "fault_slow")) as prom:
-        config = write_config(root / "outage.yaml", prom.url, root / "outage-store",
-                              {"schedule": {"discover": "2s"}})
-        log = root / "outage.log"
+        slow = {"expr": "quantile_over_time(0.5, fault_slow[6h])", "step": "1m", "history": "3d"} if mid_fetch else {}
+        config = write_config(root / f"{tag}.yaml", prom.url, root / f"{tag}-store",
+                              {"schedule": {"discover": "2s"}, "baselines": {"slow": slow} if slow else {}})
+        log = root / f"{tag}.log"
         first = Daemon(config, log)
-        first.wait_served(SERIES, seconds=120)
+        first.wait_served(2 * SERIES if mid_fetch else SERIES, seconds=180)
         first.end()
         for _ in range(count):
-            (root / "outage-store" / "slow" / "state.npz").unlink(missing_ok=True)
-            assert prom.process is not None
-            args = prom.process.args
-            prom.process.kill()  # the source dies just before the daemon's retrain of what is due
-            prom.process.wait(timeout=10)
+            (root / f"{tag}-store" / "slow" / "state.npz").unlink(missing_ok=True)
             mark = log.stat().st_size
+            if not mid_fetch:
+                _kill(prom)  # the source dies just before the daemon's retrain of what is due
             daemon = Daemon(config, log)
+            if mid_fetch:
+                daemon.wait_log("retraining slow", mark)
+                time.sleep(rng.uniform(0.0, 1.2))  # within the query's 1.5 s
+                _kill(prom)
             failed = daemon.wait_log("keeping the last good baselines", mark)  # the retrain met the dead source
-            time.sleep(rng.uniform(0.0, 3.0))  # and discovery keeps failing meanwhile
+            if not mid_fetch:
+                time.sleep(rng.uniform(0.0, 3.0))  # and discovery keeps failing meanwhile
             serving = failed and daemon.served() >= SERIES and daemon.proc.poll() is None
-            with (prom.workdir / "prometheus.log").open("ab") as out:
-                prom.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             back = time.monotonic()
-            ready = prom._wait_ready()
-            took = daemon.wait_served(2 * SERIES, seconds=120) if ready else None  # discovery refits it
+            _restart(prom)
+            took = daemon.wait_served(2 * SERIES, seconds=120)  # discovery refits it
             if took is not None:
                 row.recover.append(time.monotonic() - back)
             children = descendants(daemon.proc.pid)
@@ -534,10 +562,12 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def load_trials(root: Path, series: int, idle: int, requests: int, tls: bool = False) -> Row:
+def load_trials(root: Path, series: int, idle: int, requests: int, tls: bool = False,
+                serve: list[str] | None = None) -> Row:
     """`/metrics` of a daemon holding `series` stored series, scraped while `idle` connections sit
     open (over TLS: connected, never handshaking) and 8 clients send `requests` API requests: every
-    scrape must answer in time (p99 <= 1 s)."""
+    scrape must answer in time (p99 <= 1 s) and serve every series. `serve` is a command that serves
+    the config's store in place of `smartmetrics run` (its config path is appended)."""
     import socket
     import ssl
     from concurrent.futures import ThreadPoolExecutor
@@ -559,7 +589,7 @@ def load_trials(root: Path, series: int, idle: int, requests: int, tls: bool = F
         doc["server"]["tls"] = {"cert_file": str(cert), "key_file": str(key)}
         config.write_text(yaml.safe_dump(doc))
         verify = ssl.create_default_context(cafile=str(cert))
-    daemon = Daemon(config, folder / "daemon.log", verify=verify)
+    daemon = Daemon(config, folder / "daemon.log", verify=verify, command=serve and [*serve, str(config)])
     daemon.wait_served(series, seconds=120)
     sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(idle)]
 
@@ -571,18 +601,22 @@ def load_trials(root: Path, series: int, idle: int, requests: int, tls: bool = F
         except httpx.HTTPError:
             return 0
 
-    with Scraper(daemon) as scraper, ThreadPoolExecutor(8) as pool:
+    with Scraper(daemon, expect=series) as scraper, ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(ask, range(requests)))
     for conn in sockets:
         conn.close()
     daemon.end()
     p99 = scraper.p99()
     row.recover.append(p99)
-    row.notes.insert(0, f"/metrics p99 {p99 * 1000:.0f} ms over {len(scraper.latencies)} scrapes; "
-                        f"{sum(0 < s < 500 for s in statuses)}/{requests} requests answered below 500")
+    row.counts = {"answered": sum(0 < s < 500 for s in statuses),
+                  "scrape_failures": sum(t == float("inf") for t in scraper.latencies)}
+    row.notes.insert(0, f"/metrics p99 {p99 * 1000:.0f} ms over {len(scraper.latencies)} scrapes "
+                        f"({row.counts['scrape_failures']} failed or incomplete); "
+                        f"{row.counts['answered']}/{requests} requests answered below 500")
     for status in statuses:
         row.record(0 < status < 500, f"API answer {status}")
     row.record(p99 <= 1.0, f"/metrics p99 {p99:.2f} s > 1 s")
+    row.record(row.counts["scrape_failures"] == 0, f"{row.counts['scrape_failures']} scrapes failed or incomplete")
     return row
 
 
@@ -605,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fuzz", type=int, default=2000, help="random requests beside the known attacks")
     parser.add_argument("--seed", type=int, default=20)
     parser.add_argument("--only", default="", metavar="ROWS",
-                        help="comma-separated rows to run: kills,stops,outage,store,source,http,load,load-tls "
+                        help="comma-separated rows to run: kills,stops,outage,fetch,store,source,http,load,load-tls "
                              "(default: all)")
     parser.add_argument("--load-series", type=int, default=10_000, help="stored series for the load row")
     parser.add_argument("--idle", type=int, default=300, help="idle connections held during the load row")
@@ -622,6 +656,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, run in (("kills", lambda: kill_trials(root, prom.url, args.kills, rng)),
                           ("stops", lambda: stop_trials(root, prom.url, args.stops, rng)),
                           ("outage", lambda: outage_trials(root, args.outages, rng)),
+                          ("fetch", lambda: outage_trials(root, args.outages, rng, mid_fetch=True)),
                           ("store", lambda: store_trials(root, prom.url)),
                           ("source", lambda: source_trials(root, prom.url)),
                           ("http", lambda: http_trials(root, prom.url, args.fuzz, rng)),
