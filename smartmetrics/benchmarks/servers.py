@@ -1,7 +1,7 @@
 """Server comparison: smartmetrics' own `http.server` against uvicorn with starlette, on the same store.
 
     pip install uvicorn starlette     # only this benchmark needs them
-    python -m smartmetrics.benchmarks.servers [--series 10000] [--runs 3]
+    python -m smartmetrics.benchmarks.servers [--series 10000] [--runs 2] [--requests 1000]
 
 Issue 20 asks whether the hand-written server (threads on `http.server`, its own TLS and auth) should
 move onto a well-kept ASGI server. Both serve the same daemon object and the same routes
@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--series", type=int, default=10_000, help="stored series (default 10,000)")
     parser.add_argument("--idle", type=int, default=300, help="idle connections held open (default 300)")
-    parser.add_argument("--requests", type=int, default=2000, help="API requests per run (default 2,000)")
-    parser.add_argument("--runs", type=int, default=3, help="runs per server and transport (default 3)")
+    parser.add_argument("--requests", type=int, default=1000, help="API requests per run (default 1,000)")
+    parser.add_argument("--runs", type=int, default=2, help="runs per server and transport (default 2)")
     parser.add_argument("--serve", metavar="CONFIG", help=argparse.SUPPRESS)  # the uvicorn child process
     args = parser.parse_args(argv)
     if args.serve:
