@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 def test_fifty_sigkills_mid_retrain_lose_nothing(prometheus_binaries: tuple[str, str],
                                                  capsys: pytest.CaptureFixture) -> None:
     assert faults.main(["--only", "kills", "--kills", "50"]) == 0
-    row = next(line for line in capsys.readouterr().out.splitlines() if "SIGKILL mid-retrain" in line)
+    row = next(line for line in capsys.readouterr().out.splitlines() if "SIGKILL mid-retrain" in line and "│" in line)
     assert re.search(r"│\s+50 │\s+50 │\s+0 │\s+0 │", row), row  # trials, survived, lost, left
 
 
