@@ -31,6 +31,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/hadolint Dockerfile
+	$(BIN)/lint-imports
 
 bench-fetch: $(STAMP)
 	$(BIN)/python -m smartmetrics.benchmarks.fetch

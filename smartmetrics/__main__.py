@@ -1,3 +1,3 @@
-from smartmetrics.cli import main
+from smartmetrics.app.cli import main
 
 raise SystemExit(main())

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from smartmetrics.durations import format_duration, parse_duration
+from smartmetrics.engine.durations import format_duration, parse_duration
 
 Duration = Annotated[
     float,
@@ -146,7 +146,7 @@ class Alert(_Strict):
     direction: Literal["both", "up", "down"] = "both"
     for_: Duration | None = Field(default=None, alias="for")
     """How long the score must stay above the threshold before the alert fires; unset: the
-    sensitivity's (`smartmetrics.firing.for_seconds`: 0 for medium and high, one step for low)."""
+    sensitivity's (`smartmetrics.engine.firing.for_seconds`: 0 for medium and high, one step for low)."""
     severity: str = "warning"
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}
@@ -165,7 +165,7 @@ class Alert(_Strict):
 
 class Releases(_Strict):
     """Deploy markers: after each release the band is withdrawn for `settle`, then re-anchored on the
-    level the series settled at (`smartmetrics.releases`), instead of alerting until the next retrain."""
+    level the series settled at (`smartmetrics.engine.releases`), instead of alerting until the next retrain."""
 
     expr: PromQL
     """PromQL that is non-zero while a release happens, e.g.
@@ -187,7 +187,7 @@ class Releases(_Strict):
 
 class Follow(_Strict):
     """Follow a new level between retrains: once a series has stayed beyond one edge of its band for
-    `after`, the band also covers that level until the next retrain (`smartmetrics.follow`)."""
+    `after`, the band also covers that level until the next retrain (`smartmetrics.engine.follow`)."""
 
     after: Duration = 3600.0
     absorb: Literal["both", "up", "down"] = "both"
@@ -238,7 +238,7 @@ class Baseline(_Strict):
     range: tuple[float | None, float | None] | None = None
     """The values the series can take, `[lo, hi]` (either may be null); the band never leaves it.
     Unset: 0 as the floor of a history that never went below 0, and 1 (or 100) as the ceiling of
-    one whose alias, expr or metric name says ratio, utilisation or percent (`smartmetrics.ranges`)."""
+    one whose alias, expr or metric name says ratio, utilisation or percent (`smartmetrics.engine.ranges`)."""
 
     @model_validator(mode="after")
     def _check_grid(self) -> Baseline:

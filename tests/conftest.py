@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import yaml
 
+from smartmetrics.app.promlocal import LocalPrometheus, LocalPrometheusError, MetricSeries, find_binaries
 from smartmetrics.config import Config, parse_config
-from smartmetrics.promlocal import LocalPrometheus, LocalPrometheusError, MetricSeries, find_binaries
-from smartmetrics.series import align_down
+from smartmetrics.engine.series import align_down
 
 # --- real Prometheus with backfilled history -------------------------------------------------
 
@@ -88,7 +88,8 @@ def promtool(prometheus_binaries: tuple[str, str]) -> Callable[..., subprocess.C
 def promtool_passes(promtool) -> Callable[[Path, dict[str, str]], tuple[int, list[dict]]]:
     """Write generated rule files into a folder and have promtool judge them: `check rules` and then
     `test rules` must both pass; returns (rules found, the unit-test cases) for the caller's counts."""
-    from smartmetrics.rules import RULES_FILE, TESTS_FILE, write_files
+    from smartmetrics.render.parts import write_files
+    from smartmetrics.render.rules import RULES_FILE, TESTS_FILE
 
     def judge(folder: Path, files: dict[str, str]) -> tuple[int, list[dict]]:
         write_files(folder, files)

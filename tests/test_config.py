@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from smartmetrics.config import ConfigError, load_config, parse_config, render_config
-from smartmetrics.durations import format_duration, parse_duration
+from smartmetrics.engine.durations import format_duration, parse_duration
 
 MINIMAL = {"sources": {"prom": {"url": "http://localhost:9090"}}, "baselines": {"qps": {"expr": "up"}}}
 

@@ -24,9 +24,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from smartmetrics.evaluate import SMARTMETRICS, Case, Replay, run_cases
-from smartmetrics.scoring import EventTally, event_tally, false_onsets
-from smartmetrics.synth import make_corpus
+from smartmetrics.evaluation.evaluate import SMARTMETRICS, Case, Replay, run_cases
+from smartmetrics.evaluation.scoring import EventTally, event_tally, false_onsets
+from smartmetrics.evaluation.synth import make_corpus
 
 
 @dataclass

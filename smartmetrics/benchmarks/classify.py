@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from smartmetrics.classify import classify_values, format_periods
-from smartmetrics.series import read_csv_series
-from smartmetrics.synth import CURVE_KINDS, NOISE_LEVELS, LabelledSeries, make_corpus
+from smartmetrics.adapters.files import read_csv_series
+from smartmetrics.engine.classify import classify_values, format_periods
+from smartmetrics.evaluation.synth import CURVE_KINDS, NOISE_LEVELS, LabelledSeries, make_corpus
 
 
 def periods_match(found: Sequence[int], truth: Sequence[int], step: int) -> bool:
@@ -76,7 +76,7 @@ def stl_classify(values: np.ndarray, step: int) -> str:
     """The slow reference: a full robust STL (daily period) per series, then strength-based rules."""
     from statsmodels.tsa.seasonal import STL
 
-    from smartmetrics.robust import fill_gaps
+    from smartmetrics.engine.robust import fill_gaps
 
     x = fill_gaps(values)
     fit = STL(x, period=86400 // step, robust=True).fit()

@@ -25,11 +25,12 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from smartmetrics.adapters.store import save_baseline
+from smartmetrics.app.promlocal import LocalPrometheus, MetricSeries, free_port
 from smartmetrics.config import parse_config
-from smartmetrics.promlocal import LocalPrometheus, MetricSeries, free_port
-from smartmetrics.retrain import fit_fingerprint
-from smartmetrics.series import align_down
-from smartmetrics.store import BaselineState, SeriesBand, save_baseline
+from smartmetrics.engine.series import align_down
+from smartmetrics.engine.state import BaselineState, SeriesBand
+from smartmetrics.settings import fit_fingerprint
 
 PER_BASELINE = 10_000
 POINTS = 361  # 1d + 6h at 5m, plus the lead-in point
@@ -134,7 +135,7 @@ def history_series(n: int, end: int, days: int = 14, step: int = 300) -> list[Me
 
 def bench_retrain(n: int, prophet_n: int, console: Console) -> None:
     """smartmetrics fetch+classify+fit+store for n series vs fetch+Prophet (PAD's way) for a sample."""
-    from smartmetrics.fit import run_fit
+    from smartmetrics.app.fit import run_fit
 
     end = align_down(time.time(), 300)
     with tempfile.TemporaryDirectory() as tmp, LocalPrometheus(history_series(n, end)) as prom:

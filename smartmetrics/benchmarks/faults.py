@@ -53,9 +53,9 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from smartmetrics.promlocal import LocalPrometheus, MetricSeries, free_port
-from smartmetrics.series import align_down
-from smartmetrics.store import load_store
+from smartmetrics.adapters.store import load_store
+from smartmetrics.app.promlocal import LocalPrometheus, MetricSeries, free_port
+from smartmetrics.engine.series import align_down
 
 SERIES = 8
 
@@ -463,7 +463,7 @@ def _matrix(values: list[str]) -> dict:
 
 
 def source_trials(root: Path, prom_url: str) -> Row:
-    from smartmetrics.daemon import Daemon as InProcess
+    from smartmetrics.app.daemon import Daemon as InProcess
 
     row = Row("unusable source answer")
     fake = FakeSource()

@@ -3,7 +3,7 @@
     python -m smartmetrics.benchmarks.fetch [--series 50] [--days 14] [--repeats 3]
 
 Starts a local Prometheus backfilled with N series x `days` at 1-minute resolution, then fetches all
-of them over `days` at a 1-minute step (a) with `smartmetrics.source.fetch_baseline` (chunked
+of them over `days` at a 1-minute step (a) with `smartmetrics.adapters.source.fetch_baseline` (chunked
 `query_range`, concurrent requests) and (b) the way the Prometheus Anomaly Detector does, with
 `prometheus_api_client.PrometheusConnect.get_metric_range_data`, one call per series, sequentially.
 Prints series/s and MB/s (JSON bytes received) for each as the median of the repeats, their ratio,
@@ -26,10 +26,10 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from smartmetrics.adapters.source import fetch_baseline
+from smartmetrics.app.promlocal import LocalPrometheus, MetricSeries
 from smartmetrics.config import parse_config
-from smartmetrics.promlocal import LocalPrometheus, MetricSeries
-from smartmetrics.series import align_down
-from smartmetrics.source import fetch_baseline
+from smartmetrics.engine.series import align_down
 
 METRIC = "bench_metric"
 STEP = 60

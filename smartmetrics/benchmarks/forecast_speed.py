@@ -10,19 +10,19 @@ import argparse
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from smartmetrics.series import Series
+from smartmetrics.engine.series import Series
 
 DAY = 86400
 
 
 def _fit_smartmetrics(series: Series) -> None:
-    from smartmetrics.ensemble import FitSettings, fit_series
+    from smartmetrics.engine.ensemble import FitSettings, fit_series
 
     fit_series(series, FitSettings(horizon=DAY))
 
 
 def _fit_prophet(series: Series) -> None:
-    from smartmetrics.peers import prophet_band_fit
+    from smartmetrics.evaluation.peers import prophet_band_fit
 
     prophet_band_fit(0.8)(series, DAY)
 
@@ -37,14 +37,14 @@ def series_per_second(fit, corpus: list[Series], workers: int) -> float:
 
 
 def _noop(_: int) -> None:
-    from smartmetrics.peers import quiet_prophet
+    from smartmetrics.evaluation.peers import quiet_prophet
 
     quiet_prophet()
 
 
 def main(argv: list[str] | None = None) -> None:
     """Print series/s for each detector and the ratio."""
-    from smartmetrics.synth import make_corpus
+    from smartmetrics.evaluation.synth import make_corpus
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--series", type=int, default=96)

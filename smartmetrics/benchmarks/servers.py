@@ -5,7 +5,7 @@
 
 Issue 20 asks whether the hand-written server (threads on `http.server`, its own TLS and auth) should
 move onto a well-kept ASGI server. Both serve the same daemon object and the same routes
-(`smartmetrics.server.route`, the API one request at a time as in production); uvicorn runs them in
+(`smartmetrics.adapters.server.route`, the API one request at a time as in production); uvicorn runs them in
 starlette's thread pool, so only the HTTP plumbing differs. Each run is the fault benchmark's load
 row: a store of `--series` series, hundreds of idle connections held open (over TLS: connected, never
 handshaking), 8 clients sending API requests, `/metrics` scraped in a loop. The table gives the
@@ -32,7 +32,7 @@ SERVE = [sys.executable, "-m", "smartmetrics.benchmarks.servers", "--serve"]
 
 
 def serve_uvicorn(config_path: str) -> None:
-    """Serve a config's store with uvicorn + starlette (the routes of `smartmetrics.server`)."""
+    """Serve a config's store with uvicorn + starlette (the routes of `smartmetrics.adapters.server`)."""
     import uvicorn
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
@@ -40,8 +40,8 @@ def serve_uvicorn(config_path: str) -> None:
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from smartmetrics.daemon import Daemon
-    from smartmetrics.server import route
+    from smartmetrics.adapters.server import route
+    from smartmetrics.app.daemon import Daemon
 
     daemon = Daemon(config_path, workers=1)
     daemon.load()

@@ -15,14 +15,14 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
+from smartmetrics.adapters.source import fetch_baseline
+from smartmetrics.app.demo import demo_config
+from smartmetrics.app.demo_data import generate_demo_metrics
+from smartmetrics.app.promlocal import LocalPrometheus, free_port
 from smartmetrics.config import Config, load_config
-from smartmetrics.demo import demo_config
-from smartmetrics.demo_data import generate_demo_metrics
-from smartmetrics.firing import AlertRules
-from smartmetrics.promlocal import LocalPrometheus, free_port
-from smartmetrics.series import Series, align_down
-from smartmetrics.source import fetch_baseline
-from smartmetrics.tune import engine_fit, replay_series, run_tune
+from smartmetrics.engine.firing import AlertRules
+from smartmetrics.engine.series import Series, align_down
+from smartmetrics.evaluation.tune import engine_fit, replay_series, run_tune
 
 PANEL_BASELINE, PANEL_LABELS = "inference_qps", {"model": "llama-3-8b", "tenant": "acme"}
 
@@ -53,7 +53,7 @@ def main() -> None:
         fetched = fetch_baseline(config, PANEL_BASELINE, end)
         series = next(s for s in fetched.series if s.labels == PANEL_LABELS)
         frame = panel_frame(config, series, config.baselines[PANEL_BASELINE].sensitivity)
-    from smartmetrics.plots import plot_band
+    from smartmetrics.render.plots import plot_band
 
     title = (f"{PANEL_BASELINE} {{model=\"llama-3-8b\", tenant=\"acme\"}}: value, expected and band "
              "(walk-forward, daily retrain); a tenant outage in the last day")

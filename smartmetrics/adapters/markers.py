@@ -1,0 +1,39 @@
+"""Release markers read from the source: the times a baseline's `releases.expr` turns on, matched to
+each series on its `releases.match` labels (the maths of what a release does is
+`smartmetrics.engine.releases`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+
+from smartmetrics.adapters.source import FetchResult, fetch_baseline
+from smartmetrics.config import Config
+from smartmetrics.engine.releases import release_onsets, releases_for
+from smartmetrics.engine.series import Series
+
+
+def series_releases(
+    config: Config, alias: str, series: Collection[Series], since: float, now: float,
+    fetch: Callable[..., FetchResult] = fetch_baseline,
+) -> dict[str, tuple[int, ...]]:
+    """Each series' release times in (since, now] by key, from the baseline's release markers matched
+    on its `releases.match` labels; empty when the baseline has no `releases`. Raises `SourceError`."""
+    baseline = config.baselines[alias]
+    if baseline.releases is None or not series:
+        return {}
+    markers = fetch_release_markers(config, alias, since, now, fetch)
+    return {s.key: tuple(releases_for(s.labels, markers, baseline.releases.match)) for s in series}
+
+
+def fetch_release_markers(
+    config: Config, alias: str, since: float, now: float, fetch: Callable[..., FetchResult] = fetch_baseline,
+) -> list[tuple[dict[str, str], int]]:
+    """(marker labels, release time) for every release of a baseline's `releases.expr` in (since, now]."""
+    baseline = config.baselines[alias]
+    if baseline.releases is None:
+        return []
+    markers = baseline.model_copy(update={"expr": baseline.releases.expr, "max_series": 10000,
+                                          "history": max(now - since, 2 * baseline.step)})
+    found = fetch(config.model_copy(update={"baselines": {alias: markers}}), alias, end=now).series
+    return [(s.labels, t) for s in found for t in release_onsets(s.timestamps, s.values) if t > since]

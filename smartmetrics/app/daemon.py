@@ -1,0 +1,455 @@
+"""The daemon: wiring only. Schedule, worker pool, store, snapshot, HTTP server and signals.
+
+Start-up order is what makes restarts cheap: load the store and publish its bands (ready in
+seconds), start serving, and only then refit what is due. Retrains never overlap; each baseline is
+fetched, fitted in the process pool and written atomically on its own, so one failing baseline or
+series never stops the others, and the last good bands keep being served meanwhile.
+This is the only module that reads the clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from prometheus_client import generate_latest
+
+from smartmetrics.adapters.api import (
+    MatchError,
+    matches,
+    parse_matchers,
+    parse_range,
+    render_baselines,
+    render_series_chart,
+)
+from smartmetrics.adapters.exporter import EMPTY, Snapshot
+from smartmetrics.adapters.markers import fetch_release_markers
+from smartmetrics.adapters.server import HTTPServer, serve
+from smartmetrics.adapters.source import SourceError, fetch_baseline
+from smartmetrics.adapters.store import load_store, save_baseline
+from smartmetrics.app.retrain import RetrainOutcome, retrain_baseline
+from smartmetrics.app.selfmetrics import SelfMetrics
+from smartmetrics.app.workers import new_pool, terminate
+from smartmetrics.config import Baseline, Config, ConfigError, load_config
+from smartmetrics.engine.follow import follow_band
+from smartmetrics.engine.realised import oldest_tally, tally
+from smartmetrics.engine.releases import apply_to_band, needs_data_since, releases_for
+from smartmetrics.engine.series import labels_key
+from smartmetrics.engine.state import BaselineState, SeriesBand
+from smartmetrics.settings import fit_fingerprint
+
+log = logging.getLogger("smartmetrics.app.daemon")
+
+RELEASE_POLL = 60.0
+STOP_GRACE = 5.0  # seconds a stop waits for the job under way before the process exits anyway
+COVERAGE_LOOKBACK = 86400.0  # after a long stop, tally at most the last day (one bounded query)
+"""Seconds between two reads of the release markers (baselines with `releases` only)."""
+
+
+def _withheld(band: SeriesBand) -> bool:
+    """Whether the fit withheld this series' band (too few points): discovery fits it again."""
+    training = band.meta.get("training") if isinstance(band.meta, dict) else None
+    return isinstance(training, dict) and bool(training.get("withheld"))
+
+
+class Daemon:
+    """One smartmetrics process: `start()`, then `run_forever()` or `stop()`."""
+
+    def __init__(self, config_path: str, *, workers: int | None = None):
+        self.config_path = config_path
+        self.config: Config = load_config(config_path)
+        self.metrics = SelfMetrics()
+        self.workers = workers or max(1, (os.cpu_count() or 2))
+        self.states: dict[str, BaselineState] = {}
+        self.last_seen: dict[str, dict[str, float]] = {}
+        self.releases_seen: dict[str, set[tuple[str, int]]] = {}
+        self._snapshot: Snapshot = EMPTY
+        self._ready = threading.Event()
+        self._stopping = threading.Event()
+        self._reload = threading.Event()
+        self._retrain_lock = threading.Lock()
+        self._pool = self._new_pool()
+        self._scheduler = BackgroundScheduler(
+            timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600}
+        )
+        self._server: HTTPServer | None = None
+        self.fetch = fetch_baseline  # the only way history comes in; tests may swap it
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return new_pool(self.workers)
+
+    # --- state --------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Serve what the store holds for the configured baselines; unreadable files are counted."""
+        states, errors = load_store(self.config.store.path)
+        for _ in errors:
+            self.metrics.store_errors.labels("read").inc()
+        self.states = {a: s for a, s in states.items() if a in self.config.baselines}
+        now = time.time()
+        self.last_seen = {a: {b.key: now for b in s.series} for a, s in self.states.items()}
+        self._publish()
+        self._ready.set()
+        self.metrics.ready.set(1)
+        log.info("loaded %d series of %d baselines from %s; ready", self._snapshot.series_count(),
+                 len(self.states), self.config.store.path)
+
+    def _publish(self) -> None:
+        """Swap in a new immutable snapshot (one reference assignment: scrapes never see half a state)."""
+        self._snapshot = Snapshot(self.states)
+
+    def due(self, alias: str, now: float) -> bool:
+        """Whether a baseline needs a retrain now: never fitted, config changed, or older than its horizon."""
+        state = self.states.get(alias)
+        baseline = self.config.baselines[alias]
+        if state is None or not state.series:
+            return True
+        if state.meta.get("fingerprint") != fit_fingerprint(baseline):
+            return True
+        return now - state.fitted_at >= baseline.horizon
+
+    # --- jobs ---------------------------------------------------------------------------------
+
+    def retrain(self, aliases: list[str] | None = None, *, only_due: bool = False) -> list[RetrainOutcome]:
+        """Retrain baselines one after the other; returns at once if a retrain is already running."""
+        if not self._retrain_lock.acquire(blocking=False):
+            log.warning("retrain skipped: the previous one is still running")
+            return []
+        try:
+            now = time.time()
+            wanted = [a for a in (aliases or list(self.config.baselines)) if a in self.config.baselines]
+            return [self._retrain_one(a, now) for a in wanted if not only_due or self.due(a, now)]
+        finally:
+            self._retrain_lock.release()
+
+    def _retrain_one(
+        self, alias: str, now: float, only: set[str] | None = None, drop: frozenset[str] = frozenset()
+    ) -> RetrainOutcome:
+        if self._stopping.is_set():
+            return RetrainOutcome(alias, error="stopping")
+        log.info("retraining %s%s", alias, f" ({len(only)} new series)" if only else "")
+        try:
+            outcome = retrain_baseline(self.config, alias, self.states.get(alias), self._pool, now, only=only,
+                                       drop=drop, fetch=self.fetch)
+        except Exception as exc:
+            log.exception("%s: retrain failed", alias)
+            outcome = RetrainOutcome(alias, error=f"{alias}: retrain failed: {type(exc).__name__}: {exc}")
+        self._record(outcome, now)
+        baseline = self.config.baselines[alias]
+        if baseline.releases is not None and outcome.fitted and alias in self.states and not self._stopping.is_set():
+            self._releases_one(alias, baseline, now)  # a release still settling at the fit's end: withdraw now
+        return outcome
+
+    def _record(self, outcome: RetrainOutcome, now: float) -> None:
+        """Count, store and publish one retrain's result (or keep the old state on failure)."""
+        alias, m = outcome.alias, self.metrics
+        source = self.config.source_for(alias)[0]
+        m.fit_duration.labels(alias).observe(outcome.seconds)
+        m.source_latency.labels(source).observe(outcome.fetch_seconds)
+        if outcome.error is not None:
+            log.error("%s; keeping the last good baselines", outcome.error)
+            m.source_errors.labels(source, alias).inc()
+            m.fit_failures.labels(alias, "fetch").inc()
+            return
+        if outcome.release_error is not None:
+            m.source_errors.labels(source, alias).inc()
+        for reason, count in outcome.failures.items():
+            m.fit_failures.labels(alias, reason).inc(count)
+        if "BrokenProcessPool" in outcome.failures:
+            log.error("the worker pool broke (a worker died); starting a new one")
+            self._pool = self._new_pool()
+        m.fits.labels(alias, "ok").inc(outcome.fitted)
+        m.fits.labels(alias, "failed").inc(sum(outcome.failures.values()))
+        if self._stopping.is_set() or outcome.state is None:
+            return
+        self._save(outcome.state)
+        seen = self.last_seen.setdefault(alias, {})
+        seen.update({b.key: now for b in outcome.state.series if b.key not in seen})
+        if outcome.fitted:
+            m.last_success.labels(alias).set(now)
+        m.set_series(alias, outcome.kinds)
+        self._publish()
+        self._ready.set()
+        log.info("%s: %d series fitted, %d failed, %.1fs", alias, outcome.fitted, sum(outcome.failures.values()),
+                 outcome.seconds)
+
+    def _save(self, state: BaselineState) -> None:
+        """Write a baseline to the store and hold it in memory (served from memory if the write fails)."""
+        try:
+            save_baseline(self.config.store.path, state)
+        except OSError as exc:
+            log.error("store: cannot write baseline %s: %s (served from memory until the next retrain)",
+                      state.alias, exc)
+            self.metrics.store_errors.labels("write").inc()
+        self.states[state.alias] = state
+
+    def discover(self) -> None:
+        """Fit series that appeared since the last retrain; drop those gone longer than stale_after."""
+        if not self._retrain_lock.acquire(blocking=False):
+            return
+        try:
+            now = time.time()
+            for alias, baseline in self.config.baselines.items():
+                if self._stopping.is_set():
+                    return
+                self._discover_one(alias, baseline, now)
+        finally:
+            self._retrain_lock.release()
+
+    def _with_history(self, alias: str, history: float) -> Config:
+        """The config with only this baseline, reading `history` seconds back instead of its own."""
+        baseline = self.config.baselines[alias].model_copy(update={"history": history})
+        return self.config.model_copy(update={"baselines": {alias: baseline}})
+
+    def _discover_one(self, alias: str, baseline: Baseline, now: float) -> None:
+        recent = self._with_history(alias, 3 * baseline.step)
+        try:
+            present = {s.key for s in self.fetch(recent, alias, end=now).series if s.observed}
+        except SourceError as exc:
+            log.warning("discovery: %s", exc)
+            self.metrics.source_errors.labels(self.config.source_for(alias)[0], alias).inc()
+            return
+        seen = self.last_seen.setdefault(alias, {})
+        seen.update({k: now for k in present})
+        state = self.states.get(alias)
+        known = {b.key for b in state.series} if state else set()
+        stale = {k for k in known if now - seen.get(k, now) > self.config.schedule.stale_after}
+        waiting = {b.key for b in state.series if _withheld(b)} if state else set()  # too few points yet
+        new = present - (known - waiting)
+        if new or stale:
+            self._retrain_one(alias, now, only=new, drop=stale)
+            for key in stale:
+                seen.pop(key, None)
+
+    def watch_releases(self) -> None:
+        """Apply new release markers to the baselines that have them (`smartmetrics.engine.releases`); not
+        while a retrain runs, whose fresh fits have seen the releases before it."""
+        self._each_fitted(lambda baseline: baseline.releases is not None, self._releases_one)
+
+    def follow_levels(self) -> None:
+        """Let bands follow the new levels their series have stayed at (`smartmetrics.engine.follow`); not
+        while a retrain runs, whose fresh fits start from the new levels."""
+        self._each_fitted(lambda baseline: baseline.follow is not None, self._follow_one)
+
+    def check_coverage(self) -> None:
+        """Tally the points that arrived since the last check against the bands served for them
+        (`smartmetrics.engine.realised`), for `smartmetrics_band_coverage`; not while a retrain runs."""
+        self._each_fitted(lambda baseline: True, self._coverage_one)
+
+    def _coverage_one(self, alias: str, baseline: Baseline, now: float) -> None:
+        state = self.states[alias]
+        if not state.series:
+            return
+        window = min(max(now - oldest_tally(state.series), 2 * baseline.step), COVERAGE_LOOKBACK)
+        try:
+            observed = {s.key: (s.timestamps, s.values)
+                        for s in self.fetch(self._with_history(alias, window), alias, end=now).series}
+        except SourceError as exc:
+            log.warning("coverage: %s", exc)
+            self.metrics.source_errors.labels(self.config.source_for(alias)[0], alias).inc()
+            return
+        bands = tuple(tally(b, observed.get(b.key), now) for b in state.series)
+        if all(new is old for new, old in zip(bands, state.series)):
+            return
+        self._save(BaselineState(alias, state.fitted_at, bands, state.meta))
+        self._publish()
+
+    def _each_fitted(self, wanted: Callable[[Baseline], bool], action: Callable[[str, Baseline, float], None]) -> None:
+        """`action(alias, baseline, now)` for each fitted baseline `wanted`, holding the retrain lock."""
+        if not self._retrain_lock.acquire(blocking=False):
+            return
+        try:
+            now = time.time()
+            for alias, baseline in self.config.baselines.items():
+                if wanted(baseline) and alias in self.states and not self._stopping.is_set():
+                    action(alias, baseline, now)
+        finally:
+            self._retrain_lock.release()
+
+    def _follow_one(self, alias: str, baseline: Baseline, now: float) -> None:
+        state, rules = self.states[alias], baseline.follow
+        if not state.series or rules is None:
+            return
+        try:
+            window = self._with_history(alias, rules.after + 2 * baseline.step)
+            observed = {s.key: (s.timestamps, s.values) for s in self.fetch(window, alias, end=now).series}
+        except SourceError as exc:
+            log.warning("follow: %s", exc)
+            self.metrics.source_errors.labels(self.config.source_for(alias)[0], alias).inc()
+            return
+        bands = [follow_band(b, observed.get(b.key), now, after=rules.after, absorb=rules.absorb) for b in state.series]
+        records = [new.meta.get("follow") or {} for new, old in zip(bands, state.series) if new is not old]
+        if not records:
+            return
+        moved = sum(not r.get("back") and r.get("shift") is not None for r in records)
+        back = sum(bool(r.get("back")) for r in records)
+        self.metrics.follows.labels(alias).inc(moved)
+        self._save(BaselineState(alias, state.fitted_at, tuple(bands), state.meta))
+        self._publish()
+        log.info("%s: %d bands followed their series to a new level, %d went back with it", alias, moved, back)
+
+    def release_markers(self, alias: str, since: float, now: float) -> list[tuple[dict[str, str], int]]:
+        """(marker labels, release time) for every release of a baseline's `releases.expr` in (since, now]."""
+        return fetch_release_markers(self.config, alias, since, now, self.fetch)
+
+    def _releases_one(self, alias: str, baseline: Baseline, now: float) -> None:
+        state, rules = self.states[alias], baseline.releases
+        if not state.series:
+            return
+        fitted_on = min(float(b.meta.get("data_end", state.fitted_at)) for b in state.series)
+        since = max(fitted_on - rules.settle, now - baseline.history)  # a fit leaves unsettled releases to us
+        source = self.config.source_for(alias)[0]
+        try:
+            markers = self.release_markers(alias, since, now)
+        except SourceError as exc:
+            log.warning("release markers: %s", exc)
+            self.metrics.source_errors.labels(source, alias).inc()
+            return
+        seen = self.releases_seen.setdefault(alias, set())
+        fresh = {(labels_key(labels), t) for labels, t in markers} - seen
+        self.metrics.releases.labels(alias).inc(len(fresh))
+        seen |= fresh
+        wanted = {b.key: releases_for(b.labels, markers, rules.match) for b in state.series}
+        starts = [t for b in state.series if (t := needs_data_since(b, wanted[b.key], now, rules.settle)) is not None]
+        if not starts:
+            return
+        try:
+            window = self._with_history(alias, max(now - min(starts) + baseline.step, 2 * baseline.step))
+            observed = {s.key: (s.timestamps, s.values) for s in self.fetch(window, alias, end=now).series}
+        except SourceError as exc:
+            log.warning("releases: %s; the bands stay as they are until the next pass", exc)
+            self.metrics.source_errors.labels(source, alias).inc()
+            observed = {}
+        bands = [apply_to_band(b, wanted[b.key], now, observed.get(b.key), settle=rules.settle, absorb=rules.absorb)
+                 for b in state.series]
+        changed = sum(new is not old for new, old in zip(bands, state.series))
+        settling = sum(1 for b in bands if not (b.meta.get("release") or {}).get("settled", True))
+        self.metrics.settling.labels(alias).set(settling)
+        if not changed:
+            return
+        self._save(BaselineState(alias, state.fitted_at, tuple(bands), state.meta))
+        self._publish()
+        log.info("%s: releases applied to %d series, %d settling", alias, changed, settling)
+
+    # --- HTTP app -----------------------------------------------------------------------------
+
+    def is_ready(self) -> bool:
+        return self._ready.is_set()
+
+    def metrics_text(self) -> bytes:
+        now = time.time()
+        snapshot = self._snapshot
+        for alias, hours in snapshot.remaining_hours(now).items():
+            self.metrics.hours_remaining.labels(alias).set(hours)
+        return snapshot.render_text(now).encode() + generate_latest(self.metrics.registry)
+
+    def baselines_json(self) -> dict[str, Any]:
+        return render_baselines(self.config, self._snapshot.states, time.time())
+
+    def series_json(self, alias: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """Chart JSON for a baseline's series matching `match`, over [start, end] (default: last day to +1d)."""
+        if alias not in self.config.baselines:
+            return 404, {"status": "error", "error": f"unknown baseline {alias!r}"}
+        now = time.time()
+        try:
+            matchers = parse_matchers(query.get("match", ""))
+            start, end = parse_range(query, now)
+        except (MatchError, ValueError) as exc:
+            return 400, {"status": "error", "error": str(exc)}
+        state = self._snapshot.states.get(alias)
+        bands = [b for b in (state.series if state else ()) if matches(b.labels, matchers)]
+        values, warnings = [], []
+        if bands and start < now:
+            step = self.config.baselines[alias].step
+            window = self._with_history(alias, max(min(end, now) - start, 2 * step))
+            try:
+                values = self.fetch(window, alias, end=min(end, now)).series
+            except SourceError as exc:  # the bands are still worth having: say what is missing, as Prometheus does
+                warnings.append(f"the series' values could not be read: {exc}")
+        doc = render_series_chart(bands, values, start, end)
+        return 200, {**doc, "warnings": warnings} if warnings else doc
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Serve the stored bands, then schedule retrains; the first retrain of what is due runs now."""
+        self._server = serve(self, self.config.server)
+        log.info("listening on %s://%s:%d", self._server.scheme, *self._server.address)
+        self.load()
+        self._schedule()
+        self._scheduler.start()
+        self._scheduler.add_job(self.retrain, kwargs={"only_due": True}, id="startup", name="retrain what is due")
+
+    def _schedule(self) -> None:
+        schedule = self.config.schedule
+        trigger = CronTrigger.from_crontab(schedule.retrain, timezone="UTC")
+        trigger.jitter = int(schedule.jitter) or None
+        self._scheduler.add_job(self.retrain, trigger, id="retrain", name="daily retrain", replace_existing=True)
+        self._scheduler.add_job(self.discover, "interval", seconds=schedule.discover, id="discover",
+                                name="discover new series", replace_existing=True)
+        self._scheduler.add_job(self.follow_levels, "interval", seconds=schedule.discover, id="follow",
+                                name="follow new levels", replace_existing=True)
+        self._scheduler.add_job(self.check_coverage, "interval", seconds=schedule.discover, id="coverage",
+                                name="tally realised coverage", replace_existing=True)
+        if any(b.releases is not None for b in self.config.baselines.values()):
+            self._scheduler.add_job(self.watch_releases, "interval", seconds=RELEASE_POLL, id="releases",
+                                    name="apply release markers", replace_existing=True)
+        elif self._scheduler.get_job("releases") is not None:
+            self._scheduler.remove_job("releases")
+
+    def reload(self) -> bool:
+        """Re-read the config; a bad one is logged and the running one kept."""
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload rejected, keeping the running config: %s", "; ".join(exc.problems))
+            return False
+        if config.server != self.config.server or config.store != self.config.store:
+            log.warning("server and store changes need a restart; the rest of the new config applies now")
+            config = config.model_copy(update={"server": self.config.server, "store": self.config.store})
+        self.config = config
+        stored, _ = load_store(config.store.path)  # e.g. written by `smartmetrics fit` meanwhile
+        for alias, state in stored.items():
+            if alias not in self.states or state.fitted_at > self.states[alias].fitted_at:
+                self.states[alias] = state
+        self.states = {a: s for a, s in self.states.items() if a in config.baselines}
+        self._publish()
+        self._schedule()
+        self._scheduler.add_job(self.retrain, kwargs={"only_due": True}, name="retrain after reload")
+        log.info("config reloaded: %d baselines", len(config.baselines))
+        return True
+
+    def run_forever(self) -> None:
+        """Block until SIGTERM/SIGINT; SIGHUP reloads the config."""
+        signal.signal(signal.SIGTERM, lambda *_: self._stopping.set())
+        signal.signal(signal.SIGINT, lambda *_: self._stopping.set())
+        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+        while not self._stopping.wait(0.5):
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
+        self.stop()
+        if not self._retrain_lock.acquire(timeout=STOP_GRACE):  # a fetch still waiting on its source
+            log.warning("a job did not finish within %.0f s of the stop; exiting without it", STOP_GRACE)
+            logging.shutdown()
+            os._exit(0)  # the store is as last written: every save is atomic
+        self._retrain_lock.release()
+
+    def stop(self) -> None:
+        """Stop cleanly: no new jobs, running fits abandoned, the store left as last written."""
+        log.info("stopping")
+        self._stopping.set()
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        if self._pool is not None:
+            terminate(self._pool)  # running fits are abandoned: their bands were never going to be saved
+        if self._server is not None:
+            self._server.stop()

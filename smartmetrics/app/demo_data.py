@@ -1,0 +1,118 @@
+"""Synthetic metrics of an AI inference service, as Prometheus would have scraped them, for the demo.
+
+Per model, version and tenant: request counters with daily and weekly rhythm and tenant scales
+1000x apart, latency and prediction-confidence histograms, error counters, and GPU utilisation per
+GPU. The last day carries a few incidents (listed in `DEMO_INCIDENTS`) for the bands to catch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from smartmetrics.app.promlocal import MetricSeries
+
+MODELS = {"llama-3-8b": ("v1", "v2"), "mistral-7b": ("v3",), "whisper-large": ("v1",)}
+TENANTS = {"acme": 40.0, "globex": 4.0, "initech": 0.04}  # requests/s at peak: 1000x apart
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+CONFIDENCE_BUCKETS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
+GPUS = 4
+
+
+@dataclass(frozen=True)
+class Incident:
+    """An anomaly injected into the last day: what, where, and when (hours before the end)."""
+
+    what: str
+    labels: dict[str, str]
+    start_h: float
+    end_h: float
+
+
+DEMO_INCIDENTS = (
+    Incident("traffic drop (tenant outage)", {"model": "llama-3-8b", "tenant": "acme"}, 9.0, 7.5),
+    Incident("latency spike", {"model": "mistral-7b"}, 5.0, 4.0),
+    Incident("error burst", {"model": "whisper-large"}, 3.0, 2.5),
+    Incident("GPU stuck at 100%", {"gpu": "2"}, 14.0, 12.0),
+)
+
+
+def _window(ts: np.ndarray, end: int, incident: Incident) -> np.ndarray:
+    return (ts >= end - incident.start_h * 3600) & (ts < end - incident.end_h * 3600)
+
+
+def _incident(end: int, ts: np.ndarray, what: str, **labels: str) -> np.ndarray:
+    """Mask of the points hit by the incident of kind `what` matching these labels (all False if none)."""
+    mask = np.zeros(len(ts), dtype=bool)
+    for incident in DEMO_INCIDENTS:
+        if incident.what.startswith(what) and all(labels.get(k) == v for k, v in incident.labels.items()):
+            mask |= _window(ts, end, incident)
+    return mask
+
+
+def traffic_shape(ts: np.ndarray) -> np.ndarray:
+    """Relative load: a daytime peak (UTC), a quiet weekend, never zero."""
+    hour = (ts % 86400) / 3600
+    day = 0.25 + 0.75 * np.exp(-0.5 * ((hour - 14) / 4.0) ** 2)
+    weekday = ((ts // 86400) + 3) % 7  # Monday = 0; 1970-01-01 was a Thursday (3)
+    return day * np.where(weekday >= 5, 0.6, 1.0)
+
+
+def _counter(rng: np.random.Generator, rate: np.ndarray, step: int) -> np.ndarray:
+    return np.cumsum(rng.poisson(np.maximum(rate, 0) * step)).astype(float)
+
+
+def _histogram(name: str, labels: dict[str, str], ts: np.ndarray, counts: np.ndarray, buckets: tuple[float, ...],
+               shares: np.ndarray) -> list[MetricSeries]:
+    """Cumulative `_bucket` counters (plus `+Inf`) from per-step counts and per-bucket shares: each
+    step's requests fall into the buckets by that step's shares, so a bucket only ever grows."""
+    out = []
+    for i, le in enumerate((*buckets, float("inf"))):
+        share = np.clip(shares[:, i] if shares.ndim == 2 else shares[i], 0, 1)
+        le_text = "+Inf" if np.isinf(le) else repr(le)
+        out.append(MetricSeries(f"{name}_bucket", {**labels, "le": le_text}, ts,
+                                np.floor(np.cumsum(counts * share)), kind="counter"))
+    return out
+
+
+def _latency_shares(slow: np.ndarray, base: float) -> np.ndarray:
+    """Share of requests at or below each bucket: log-normal latency, `slow` multiplying it."""
+    from scipy.special import ndtr
+
+    mu = np.log(base * slow)[:, None]
+    edges = np.log(np.array(LATENCY_BUCKETS))[None, :]
+    return np.concatenate([ndtr((edges - mu) / 0.5), np.ones((len(slow), 1))], axis=1)
+
+
+def generate_demo_metrics(end: int, days: int = 14, step: int = 60, seed: int = 7) -> list[MetricSeries]:
+    """Every demo series over `days` ending at `end`, sampled every `step` seconds."""
+    rng = np.random.default_rng(seed)
+    ts = np.arange(end - days * 86400, end + 1, step, dtype=np.int64)
+    shape = traffic_shape(ts)
+    out: list[MetricSeries] = []
+    for model, versions in MODELS.items():
+        model_total = np.zeros(len(ts))
+        for version in versions:
+            for tenant, peak in TENANTS.items():
+                labels = {"model": model, "version": version, "tenant": tenant}
+                rate = peak * shape / len(versions) * rng.uniform(0.8, 1.2)
+                rate = np.where(_incident(end, ts, "traffic", model=model, tenant=tenant), rate * 0.15, rate)
+                requests = _counter(rng, rate, step)
+                out.append(MetricSeries("model_inference_requests_total", labels, ts, requests, kind="counter"))
+                errors = np.where(_incident(end, ts, "error", model=model), 0.08, 0.002) * rate
+                out.append(MetricSeries("model_inference_errors_total", labels, ts, _counter(rng, errors, step),
+                                        kind="counter"))
+                model_total += np.diff(requests, prepend=0)
+        slow = 1 + 0.3 * shape + np.where(_incident(end, ts, "latency", model=model), 4.0, 0.0)
+        base = {"llama-3-8b": 0.35, "mistral-7b": 0.25, "whisper-large": 0.8}[model]
+        out += _histogram("model_inference_latency_seconds", {"model": model}, ts, model_total,
+                          LATENCY_BUCKETS, _latency_shares(slow, base))
+        confidence = np.array([0.02, 0.06, 0.12, 0.35, 0.6, 0.9, 1.0])
+        out += _histogram("model_prediction_confidence", {"model": model}, ts, model_total,
+                          CONFIDENCE_BUCKETS, confidence)
+    for gpu in range(GPUS):
+        util = np.clip(0.15 + 0.75 * shape + rng.normal(0, 0.04, len(ts)), 0, 1)
+        util = np.where(_incident(end, ts, "GPU", gpu=str(gpu)), 1.0, util)
+        out.append(MetricSeries("gpu_utilization_ratio", {"gpu": str(gpu), "node": "gpu-node-1"}, ts, util))
+    return out

@@ -1,0 +1,485 @@
+"""The ensemble: per series, the models that suit its curve type, weighted by a walk-forward backtest,
+combined, and given a calibrated band; `fit_series` is the one entry point.
+
+`fit_series(series, settings)` is a pure function (no clock, no I/O, no globals), so the daemon and
+the backtest can run it in a process pool. Steps: classify, clean the training data, choose the
+candidates, backtest each on the last day(s), weight (failures and clearly bad members dropped),
+refit on all data, combine, calibrate (split conformal on the backtest residuals), and tabulate
+the forecast `series.end + step .. series.end + horizon`. A model that raises is dropped; the
+fallback model guarantees a result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from smartmetrics.engine import stuck, sustained
+from smartmetrics.engine.bands import (
+    Calibration,
+    allow_reversal,
+    apply_band,
+    band_policy,
+    calibrate,
+    held_out_coverage,
+    last_week_prior,
+    recurring_excursions,
+    weekend_prior,
+)
+from smartmetrics.engine.models import MODELS
+from smartmetrics.engine.models.base import DAY, WEEK, Forecast, sub_series
+from smartmetrics.engine.models.profile import daily_slope
+from smartmetrics.engine.ranges import clip_band, natural_range
+from smartmetrics.engine.regimes import Regime, blip_band, find_regimes, regime_band
+from smartmetrics.engine.releases import SETTLE
+from smartmetrics.engine.series import Series, on_grid
+from smartmetrics.engine.training import (
+    clean_training,
+    excursions,
+    quick_classify,
+    recurring,
+    relevel,
+    weekly_effect,
+)
+
+SCHEMA_VERSION = 1
+FALLBACK = "fallback"
+CANDIDATES: dict[str, tuple[str, ...]] = {
+    "seasonal": ("profile_day", "profile_week"),
+    "stable": ("level", "profile_day"),
+    "trending": ("profile_day", "stl", "level"),
+    "intermittent": ("intermittent", "level"),
+    "level_shift": ("level", "profile_day"),
+    "noisy": ("level", "profile_day"),
+    "regime": ("level", "profile_day"),
+    "constant": ("level",),
+    "insufficient": ("level",),
+}
+MIN_HISTORY: dict[str, int] = {"profile_week": 2 * DAY, "profile_day": DAY}
+SPARSE = ("intermittent", "constant")
+UNMASKED = SPARSE + ("noisy", "regime")  # their extremes are their nature, not incidents
+DROP_RATIO = 1.5
+COLD_DAYS = 7
+MIN_POINTS = 48  # fewer finite points than this (`classify.MIN_POINTS`), scattered: the band is withheld...
+MIN_YOUNG = 12  # ...and below this many, however dense
+MAX_FOLDS = 4
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Per-baseline knobs of a fit (see `smartmetrics.engine.bands` for what sensitivity means)."""
+
+    sensitivity: str | float = "medium"
+    curve_type: str = "auto"
+    models: tuple[str, ...] | None = None
+    horizon: int = 86400
+    allow_prophet: bool = False
+    settle: float = SETTLE  # a release's settle time and the shifts taken as the new normal
+    absorb: str = "both"    # (`smartmetrics.engine.releases`), for the releases a fit is given
+    range: tuple[float | None, float | None] | None = None  # the configured natural range (`smartmetrics.engine.ranges`)
+    hints: str = ""  # names that may say ratio, utilisation or percent: the alias and the expr
+
+
+@dataclass
+class FittedSeries:
+    """A fitted series: what was chosen and why, and the forecast table the exporter serves."""
+
+    labels: dict[str, str]
+    step: int
+    classification: dict[str, Any]
+    members: list[dict[str, Any]]
+    coverage: dict[str, Any]
+    timestamps: np.ndarray
+    yhat: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    data_start: int
+    data_end: int
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def band_at(self, timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(yhat, lower, upper) interpolated in the table; NaN outside it (never a stale guess)."""
+        return on_grid(self.timestamps, timestamps, self.yhat, self.lower, self.upper)  # type: ignore[return-value]
+
+    @property
+    def stuck_after(self) -> int:
+        """Seconds without a change after which the series counts as stuck (0: never)."""
+        return int(self.training.get("stuck_after", 0) or 0)
+
+    @property
+    def sustained(self) -> dict[str, Any] | None:
+        """Limits of the trailing mean (`{"window", "lower", "upper"}`, see `smartmetrics.engine.sustained`), or None."""
+        return self.training.get("sustained") or None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form with a schema version (NaN written as null)."""
+        def col(a: np.ndarray) -> list:
+            return [float(v) if np.isfinite(v) else None for v in a]
+
+        return {
+            "schema": SCHEMA_VERSION, "labels": dict(self.labels), "step": int(self.step),
+            "classification": self.classification, "members": self.members, "coverage": self.coverage,
+            "training": self.training, "data_start": int(self.data_start), "data_end": int(self.data_end),
+            "table": {"timestamps": [int(t) for t in self.timestamps], "yhat": col(self.yhat),
+                      "lower": col(self.lower), "upper": col(self.upper)},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FittedSeries:
+        """Inverse of `to_dict`; refuses schemas newer than this code understands."""
+        if int(data.get("schema", 0)) > SCHEMA_VERSION:
+            raise ValueError(f"fitted series schema {data.get('schema')} is newer than {SCHEMA_VERSION}")
+        table = data["table"]
+
+        def col(name: str) -> np.ndarray:
+            return np.array([np.nan if v is None else v for v in table[name]], dtype=np.float64)
+
+        return cls(
+            labels=dict(data["labels"]), step=int(data["step"]), classification=data["classification"],
+            members=list(data["members"]), coverage=dict(data["coverage"]),
+            timestamps=np.array(table["timestamps"], dtype=np.int64), yhat=col("yhat"), lower=col("lower"),
+            upper=col("upper"), data_start=int(data["data_start"]), data_end=int(data["data_end"]),
+            training=dict(data.get("training", {})),
+        )
+
+
+def classify_for_fit(series: Series, curve_type: str) -> dict[str, Any]:
+    """The classifier's verdict as a dict (quick statistics if it is unavailable), overridden by config."""
+    try:
+        from smartmetrics.engine.classify import classify_series
+
+        result = classify_series(series).to_dict()
+    except Exception:  # noqa: BLE001 - classification must never fail a fit
+        result = quick_classify(series)
+    result = dict(result)
+    result["periods"] = [int(p) for p in result.get("periods", ())]
+    if curve_type != "auto":
+        result["curve_type"] = curve_type
+        if curve_type == "seasonal" and not result["periods"]:
+            result["periods"] = [DAY]
+    return result
+
+
+def choose_candidates(curve_type: str, settings: FitSettings, history: int, weekly: bool = False) -> list[str]:
+    """Model names to try: the override or the curve type's set (the weekly profile alone when a
+    week's pattern is known), filtered by history, unknown dropped."""
+    names = list(settings.models) if settings.models else list(CANDIDATES.get(curve_type, ("level",)))
+    if weekly and not settings.models and history >= MIN_HISTORY["profile_week"]:
+        names = [n for n in names if n != "profile_day"]
+    if settings.allow_prophet and not settings.models and curve_type in ("seasonal", "trending"):
+        names.append("prophet")
+    names = [n for n in names if n in MODELS and history >= MIN_HISTORY.get(n, 0)]
+    return [n for n in dict.fromkeys(names) if n != FALLBACK] or ["level"]
+
+
+def backtest_folds(n: int, step: int) -> list[tuple[int, int]]:
+    """Walk-forward (train_stop, test_stop) index pairs over the last day(s), shorter for cold starts."""
+    history = n * step
+    fold = DAY if history >= 3 * DAY else max(history // 4, 2 * step)
+    fold_points = max(1, fold // step)
+    count = int(np.clip(history // DAY - 3, 1, MAX_FOLDS))
+    return [(n - k * fold_points, n - (k - 1) * fold_points) for k in range(count, 0, -1)]
+
+
+def _fit_model(name: str, series: Series):
+    return MODELS[name]().fit(series)
+
+
+def _backtest_member(name: str, series: Series, folds: list[tuple[int, int]]) -> Forecast | None:
+    """The member's out-of-sample forecasts over all folds concatenated, or None if it failed."""
+    means, scales = [], []
+    try:
+        for train_stop, test_stop in folds:
+            model = _fit_model(name, sub_series(series, train_stop))
+            fc = model.predict(series.timestamps[train_stop:test_stop])
+            if not (np.all(np.isfinite(fc.mean)) and np.all(np.isfinite(fc.scale)) and np.all(fc.scale > 0)):
+                return None
+            means.append(fc.mean)
+            scales.append(fc.scale)
+    except Exception:  # noqa: BLE001 - one model failing never fails the fit
+        return None
+    return Forecast(np.concatenate(means), np.concatenate(scales))
+
+
+def score_member(y: np.ndarray, fc: Forecast, spread: float) -> dict[str, float]:
+    """Normalised MAE and 90% interval score of a member's own band on the test points."""
+    ok = np.isfinite(y)
+    if not ok.any():
+        return {"mae": 1.0, "interval_score": 4.0, "loss": 1.4}
+    y, mean, scale = y[ok], fc.mean[ok], fc.scale[ok]
+    lo, hi = mean - 1.645 * scale, mean + 1.645 * scale
+    interval = (hi - lo) + 20 * np.maximum(lo - y, 0) + 20 * np.maximum(y - hi, 0)
+    mae = float(np.mean(np.abs(y - mean))) / spread
+    iscore = float(np.mean(interval)) / spread
+    return {"mae": mae, "interval_score": iscore, "loss": mae + 0.1 * iscore}
+
+
+def weigh(scores: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Weights proportional to 1/loss^2 among members within `DROP_RATIO` of the best loss.
+
+    >>> weigh({"a": {"loss": 1.0}, "b": {"loss": 2.0}, "c": {"loss": 1.0}})
+    {'a': 0.5, 'c': 0.5}
+    """
+    best = min(s["loss"] for s in scores.values())
+    kept = {n: s["loss"] for n, s in scores.items() if s["loss"] <= DROP_RATIO * best + 1e-12}
+    raw = {n: 1.0 / max(loss, 1e-12) ** 2 for n, loss in kept.items()}
+    total = sum(raw.values())
+    return {n: w / total for n, w in raw.items()}
+
+
+def combine(forecasts: dict[str, Forecast], weights: dict[str, float]) -> Forecast:
+    """Weighted mean of the members' means and scales."""
+    mean = sum(weights[n] * forecasts[n].mean for n in weights)
+    scale = sum(weights[n] * forecasts[n].scale for n in weights)
+    return Forecast(np.asarray(mean, dtype=np.float64), np.asarray(scale, dtype=np.float64))
+
+
+# Most a half-band may be, in spans (0.5%..99.5% quantiles) of the training history. Without it, a
+# series that sits on one value for hours (a histogram quantile on a bucket edge, a quantised gauge)
+# gets slot scales near zero, normalised residuals in the thousands, and bands that explode wherever
+# the scale is ordinary.
+SPAN_CAP = 2.0
+
+
+def _spread(y: np.ndarray) -> float:
+    """Interquartile range of the finite values, or a tiny positive number."""
+    y = y[np.isfinite(y)]
+    if len(y) == 0:
+        return 1e-9
+    q1, q3 = np.quantile(y, [0.25, 0.75])
+    iqr = float(q3 - q1)
+    return iqr if iqr > 0 else max(float(np.std(y)), 1e-3 * float(np.median(np.abs(y))), 1e-9)
+
+
+def select_members(train: Series, names: list[str]) -> tuple[dict[str, float], list[dict], Forecast, np.ndarray,
+                                                               np.ndarray]:
+    """Backtest the candidates; weights, member reports, the combined backtest forecast and its truth."""
+    folds = backtest_folds(len(train), train.step)
+    first = folds[0][0]
+    y_test = train.values[first:]
+    t_test = train.timestamps[first:]
+    spread = _spread(train.values[:first])
+    forecasts = {n: fc for n in names if (fc := _backtest_member(n, train, folds)) is not None}
+    if not forecasts:
+        forecasts = {FALLBACK: _backtest_member(FALLBACK, train, folds)}
+    scores = {n: score_member(y_test, fc, spread) for n, fc in forecasts.items()}
+    weights = weigh(scores)
+    members = [{"name": n, "weight": weights.get(n, 0.0), **{k: round(v, 6) for k, v in scores[n].items()}}
+               for n in forecasts]
+    return weights, members, combine(forecasts, weights), y_test, t_test
+
+
+def refit(train: Series, weights: dict[str, float], timestamps: np.ndarray) -> tuple[dict[str, float], Forecast]:
+    """Refit the weighted members on all training data; failures dropped, the fallback if none is left."""
+    forecasts: dict[str, Forecast] = {}
+    for name in weights:
+        try:
+            fc = _fit_model(name, train).predict(timestamps)
+        except Exception:  # noqa: BLE001 - one model failing never fails the fit
+            continue
+        if np.all(np.isfinite(fc.mean)) and np.all(np.isfinite(fc.scale)):
+            forecasts[name] = fc
+    if not forecasts:
+        forecasts = {FALLBACK: MODELS[FALLBACK]().fit(train).predict(timestamps)}
+    total = sum(weights.get(n, 0.0) for n in forecasts) or 1.0
+    kept = {n: (weights.get(n, 0.0) / total if n in weights else 1.0) for n in forecasts}
+    return kept, combine(forecasts, kept)
+
+
+def cold_start_widening(history_seconds: float) -> float:
+    """Band multiplier for short histories: 1.5 at one day, falling linearly to 1 at `COLD_DAYS` days.
+
+    >>> cold_start_widening(86400), cold_start_widening(14 * 86400)
+    (1.5, 1.0)
+    """
+    days = history_seconds / DAY
+    return 1.0 + 0.5 * float(np.clip((COLD_DAYS - days) / (COLD_DAYS - 1), 0.0, 1.0))
+
+
+def fit_series(series: Series, settings: FitSettings, releases: tuple[int, ...] = ()) -> FittedSeries:
+    """Fit the ensemble to one series and tabulate its calibrated band over the horizon (pure).
+
+    `releases` are the times of the series' releases in its history (`smartmetrics.engine.releases`): the
+    shift each settled one made is undone in the training data, as the daemon moved the band for it.
+    """
+    policy = band_policy(settings.sensitivity)
+    classification = classify_for_fit(series, settings.curve_type)
+    curve, weekly = classification["curve_type"], WEEK in classification["periods"]
+    if settings.curve_type == "auto" and not weekly and curve not in SPARSE and weekly_effect(series):
+        classification["periods"].append(WEEK)
+        classification.setdefault("reasons", []).append("day-of-week effect found by the ensemble")
+        curve, weekly = "seasonal", True
+        classification["curve_type"] = curve
+    seasonal = curve == "seasonal" or bool(classification["periods"])
+    train, training = clean_training(series, seasonal, mask=curve not in UNMASKED, period=WEEK if weekly else DAY,
+                                     releases=tuple(releases), settle=settings.settle, absorb=settings.absorb)
+    if curve == "constant" and (away := _one_off_excursions(train)).any():
+        training["excursions"] = int(away.sum())
+        train = Series(train.labels, train.timestamps, np.where(away, np.nan, train.values), train.step, train.name)
+    training["stuck_after"] = stuck.stuck_after(series.timestamps, series.values, series.step)
+    if curve in sustained.CURVE_TYPES:
+        training["sustained"] = sustained.mean_limits(train.timestamps, train.values, train.step, policy.coverage)
+    history = int(np.isfinite(train.values).sum()) * train.step
+    names = choose_candidates(curve, settings, history, weekly)
+    weights, members, backtest_fc, y_test, t_test = select_members(train, names)
+    table_ts = series.end + series.step * np.arange(1, settings.horizon // series.step + 1, dtype=np.int64)
+    weights, forecast = refit(train, weights, table_ts)
+    for m in members:
+        m["weight"] = round(weights.get(m["name"], 0.0), 6)
+    z = (y_test - backtest_fc.mean) / backtest_fc.scale
+    period = DAY if seasonal else 0
+    cal = calibrate(z, t_test, policy.coverage, period=period, buckets=4 if seasonal else 1)
+    last_fold = backtest_folds(len(train), train.step)[-1]
+    held_out, checked = held_out_coverage(z, t_test, policy.coverage, last_fold[1] - last_fold[0], period=period,
+                                          buckets=4 if seasonal else 1)
+    yhat, lower, upper = _band(train, forecast, cal, table_ts, policy, history)
+    if curve == "insufficient":
+        lower, upper = _sparse_guard(train, lower, upper)
+    if curve == "noisy":
+        lower, upper = _envelope(train, lower, upper)
+    lower, upper = allow_reversal(lower, upper, yhat, training.get("level_shift"), series.end)
+    week_unknown = not weekly and curve not in SPARSE
+    if week_unknown:
+        slope = daily_slope(train.timestamps, train.values) if curve == "trending" else 0.0
+        unshifted = _unshifted(series, train, training.get("releases") or [])
+        lower, upper = last_week_prior(lower, upper, yhat, table_ts, unshifted, slope)
+    lower, upper = _span_cap(series, yhat, lower, upper)
+    if week_unknown:  # after the cap: a first weekend may fall below anything the history shows
+        lower = weekend_prior(lower, yhat, table_ts, series)
+    lower, upper = recurring_excursions(lower, upper, table_ts, series)
+    lower, upper = _recurring_levels(curve, classification, series, lower, upper, policy.coverage)
+    yhat = np.clip(yhat, lower, upper)
+    bounds = natural_range(series.values, f"{settings.hints} {series.name or ''}", settings.range)
+    training["range"] = list(bounds)
+    yhat, lower, upper = clip_band(yhat, lower, upper, bounds)
+    if curve == "insufficient" and _scattered(series):  # a handful of scrapes says no range
+        training["withheld"] = (f"only {series.observed} points (< {MIN_POINTS}), scattered over the history: "
+                                "no band until there are more")
+        yhat = lower = upper = np.full(len(yhat), np.nan)
+    return FittedSeries(
+        labels=dict(series.labels), step=series.step, classification=classification, members=members,
+        coverage={"nominal": policy.coverage, "achieved": round(cal.achieved, 6), "n": cal.n,
+                  "q_lo": cal.q_lo, "q_hi": cal.q_hi,
+                  "held_out": None if held_out is None else round(held_out, 6), "held_out_n": checked},
+        timestamps=table_ts, yhat=yhat, lower=lower, upper=upper,
+        data_start=series.start, data_end=series.end, training=training,
+    )
+
+
+def walk_forward_fit(settings: FitSettings, releases: tuple[int, ...] = ()) -> Callable[[Series, int], FittedSeries]:
+    """`fit_series` as a walk-forward fit function `(train, horizon)`: each training window is fitted
+    for that horizon and told the `releases` up to its end (none after it), as the daemon's retrain is."""
+    known = tuple(sorted(int(r) for r in releases))
+
+    def fit(train: Series, horizon: int) -> FittedSeries:
+        told = tuple(r for r in known if r <= train.end)
+        return fit_series(train, dataclasses.replace(settings, horizon=int(horizon)), told)
+    return fit
+
+
+def _scattered(series: Series) -> bool:
+    """Too few points to say a range: fewer than `MIN_YOUNG`, or fewer than `MIN_POINTS` that are
+    less than half of the grid they span (a handful of scrapes over days). A young dense series has
+    its band from `MIN_YOUNG` points on (a day of hourly points is dense)."""
+    ok = np.flatnonzero(np.isfinite(series.values))
+    if series.observed >= MIN_POINTS:
+        return False
+    return len(ok) < MIN_YOUNG or len(ok) < 0.5 * (ok[-1] - ok[0] + 1)
+
+
+def _one_off_excursions(train: Series) -> np.ndarray:
+    """A constant gauge's excursions from its value (`training.excursions`) but those that recur (on
+    either side, `training.recurring`): a spike every few hours is the gauge's nature, an afternoon
+    at another value once an incident."""
+    away = excursions(train.values, train.step)
+    if not away.any():
+        return away
+    offset = train.values - float(np.nanmedian(train.values))
+    return away & ~recurring(away, offset, train.timestamps)
+
+
+def _recurring_levels(curve: str, classification: dict[str, Any], series: Series, lower: np.ndarray,
+                      upper: np.ndarray, coverage: float) -> tuple[np.ndarray, np.ndarray]:
+    """What the history shows again and again is normal, whatever its size (`smartmetrics.engine.regimes`):
+    a regime curve's band reaches every recurring level, a sparse curve's upper edge its usual blips."""
+    if curve == "regime":
+        found = [Regime(**r) for r in classification.get("regimes", ())]
+        regimes = found or find_regimes(series.values, series.step)  # a configured curve type: look now
+        return regime_band(lower, upper, series.values, series.timestamps, regimes, coverage)
+    if curve == "intermittent":
+        return lower, blip_band(upper, series.values, coverage, floor=float(np.nanmin(series.values)))
+    return lower, upper
+
+
+def _unshifted(series: Series, train: Series, releases: list[dict]) -> Series:
+    """The raw series with the points cleaning masked as anomalies blanked, but its levels as they
+    were: a weekend that looked like a level shift must still look like a weekend. Only the shifts of
+    known releases are undone, as in training."""
+    values = relevel(series.timestamps, series.values, releases)
+    pos = np.searchsorted(series.timestamps, train.timestamps)
+    values[pos[np.isnan(train.values)]] = np.nan
+    return Series(series.labels, series.timestamps, values, series.step, series.name)
+
+
+def _span_cap(series: Series, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """No half-band wider than `SPAN_CAP` spans of the raw history, whatever the priors added."""
+    y = series.values[np.isfinite(series.values)]
+    cap = _half_band_cap(y) if len(y) else 0.0
+    if cap <= 0:
+        return lower, upper
+    # the cap stops runaway widths; it never cuts into the 0.5%..99.5% the history holds (a sparse
+    # counter's 0 stays inside however small its yhat and its span)
+    bulk_lo, bulk_hi = np.quantile(y, [0.005, 0.995])
+    return np.maximum(lower, np.minimum(yhat - cap, bulk_lo)), np.minimum(upper, np.maximum(yhat + cap, bulk_hi))
+
+
+def _half_band_cap(y: np.ndarray) -> float:
+    """`SPAN_CAP` spans (0.5%..99.5% quantiles) of the finite values `y`."""
+    return SPAN_CAP * float(np.subtract(*np.quantile(y, [0.995, 0.005])))
+
+
+def _envelope(train: Series, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A noisy series' band reaches at least as far as its history's 0.1%..99.9% quantiles: its
+    normal range is its whole distribution, whatever shape a profile fitted to its noise has."""
+    y = train.values[np.isfinite(train.values)]
+    if len(y) < 10:
+        return lower, upper
+    lo, hi = np.quantile(y, [0.001, 0.999])
+    return np.minimum(lower, lo), np.maximum(upper, hi)
+
+
+def _sparse_guard(train: Series, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A band for a series with too few samples to learn from: everything seen, with as much again
+    (or half the typical level) on either side; it alerts only on values far outside the history."""
+    y = train.values[np.isfinite(train.values)]
+    if len(y) == 0:
+        return lower, upper
+    margin = max(float(np.ptp(y)), 0.5 * abs(float(np.median(y))))
+    low = float(y.min()) - margin
+    low = max(low, 0.0) if y.min() >= 0 else low
+    return np.minimum(lower, low), np.maximum(upper, float(y.max()) + margin)
+
+
+def _band(train: Series, forecast: Forecast, cal: Calibration, ts: np.ndarray, policy, history: int):
+    """Apply calibration offsets, cold-start widening, minimum widths and the natural floor."""
+    y = train.values[np.isfinite(train.values)]
+    factors = cal.factors_at(ts) * cold_start_widening(history)
+    min_half = np.maximum(policy.min_rel * np.abs(forecast.mean), policy.min_spread * _spread(y))
+    floor = 0.0 if len(y) and y.min() >= 0 else None
+    yhat, lower, upper = apply_band(forecast.mean, forecast.scale, cal.q_lo * factors, cal.q_hi * factors,
+                                    min_half, floor)
+    if len(y):  # a half-band wider than the history's whole span can never alert on anything
+        cap = np.maximum(_half_band_cap(y), min_half)
+        upper, lower = np.minimum(upper, yhat + cap), np.maximum(lower, yhat - cap)
+    if len(y) and history < 2 * DAY:  # too short to know a day's shape: cover what has been seen
+        lo_q, hi_q = np.quantile(y, [0.005, 0.995])
+        margin = 0.1 * max(hi_q - lo_q, 0.0)
+        lower, upper = np.minimum(lower, lo_q - margin), np.maximum(upper, hi_q + margin)
+        lower = lower if floor is None else np.maximum(lower, floor)
+    if floor is not None and np.mean(y <= floor) > (1 - policy.coverage) / 2:
+        lower = np.full_like(lower, floor)  # the floor itself is a normal value (sparse counters)
+    return yhat, lower, upper

@@ -1,0 +1,175 @@
+"""The one forecaster contract every model family follows, and the small numeric helpers they share.
+
+A model is any class with:
+
+- `name` (class attribute, its key in `smartmetrics.engine.models.MODELS`);
+- `fit(series) -> self`: learns from the finite points of a `Series`, never mutating it; fitted
+  state lives in attributes ending in `_`;
+- `predict(timestamps) -> Forecast`: a point forecast and a residual scale (a robust sigma) for
+  any future Unix timestamps; the ensemble turns scales into calibrated bands;
+- `to_dict()` / `from_dict(data)`: JSON-safe parameters and fitted state (no pickle), such that
+  the restored model predicts exactly what the original did.
+
+Models combine through functions in `smartmetrics.engine.ensemble`, never through inheritance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+
+import numpy as np
+
+from smartmetrics.engine.series import Series
+
+MAD_TO_SIGMA = 1.4826
+DAY = 86400
+WEEK = 7 * DAY
+WEEKEND = (2, 3)  # Saturday and Sunday as days since the epoch modulo 7 (1970-01-01 was a Thursday)
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Point forecast `mean` and residual scale `scale` (robust sigma, > 0) per requested timestamp."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+
+def flat_forecast(n: int, mean: float, scale: float) -> Forecast:
+    """The same mean and scale at every one of n timestamps (level-like models).
+
+    >>> flat_forecast(2, 5.0, 1.0).mean.tolist()
+    [5.0, 5.0]
+    """
+    return Forecast(mean=np.full(n, float(mean)), scale=np.full(n, float(scale)))
+
+
+@runtime_checkable
+class Forecaster(Protocol):
+    """What the ensemble needs from a model; see the module docstring for the rules."""
+
+    name: ClassVar[str]
+
+    def fit(self, series: Series) -> Self: ...
+
+    def predict(self, timestamps: np.ndarray) -> Forecast: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self: ...
+
+
+class NotFittedError(RuntimeError):
+    """`predict` or `to_dict` was called before `fit`."""
+
+
+def finite_points(series: Series) -> tuple[np.ndarray, np.ndarray]:
+    """The (timestamps, values) of the series' finite points, as new arrays."""
+    ok = np.isfinite(series.values)
+    return series.timestamps[ok].astype(np.int64), series.values[ok].astype(np.float64)
+
+
+def robust_sigma(x: np.ndarray) -> float:
+    """1.4826 x MAD of the finite values, falling back to the std, then to 0 when all equal.
+
+    >>> robust_sigma(np.array([1.0, 2.0, 3.0, 4.0, 100.0]))
+    1.4826
+    """
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return 0.0
+    mad = float(np.median(np.abs(x - np.median(x))))
+    if mad > 0:
+        return MAD_TO_SIGMA * mad
+    return float(np.std(x))
+
+
+def scale_floor(values: np.ndarray) -> float:
+    """A tiny positive scale for series whose residuals are all zero, relative to their size."""
+    finite = values[np.isfinite(values)]
+    size = float(np.median(np.abs(finite))) if len(finite) else 0.0
+    return max(1e-3 * size, 1e-9)
+
+
+def group_median(groups: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    """Median of `values` within each integer group 0..n_groups-1 (NaN for empty groups), in O(n log n).
+
+    >>> group_median(np.array([0, 0, 0, 2]), np.array([3.0, 1.0, 2.0, 5.0]), 3).tolist()
+    [2.0, nan, 5.0]
+    """
+    order = np.lexsort((values, groups))
+    counts = np.bincount(groups, minlength=n_groups)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    out = np.full(n_groups, np.nan)
+    has = counts > 0
+    lo = starts[has] + (counts[has] - 1) // 2
+    hi = starts[has] + counts[has] // 2
+    sorted_values = values[order]
+    out[has] = 0.5 * (sorted_values[lo] + sorted_values[hi])
+    return out
+
+
+def circular_smooth(x: np.ndarray, width: int) -> np.ndarray:
+    """Moving average over a circular array (a daily or weekly profile), ignoring NaN.
+
+    >>> circular_smooth(np.array([0.0, 3.0, 0.0]), 3).tolist()
+    [1.0, 1.0, 1.0]
+    """
+    if width <= 1 or len(x) < width:
+        return x.copy()
+    half = width // 2
+    padded = np.concatenate((x[-half:], x, x[:half]))
+    ok = np.isfinite(padded)
+    kernel = np.ones(width)
+    sums = np.convolve(np.where(ok, padded, 0.0), kernel, mode="valid")
+    counts = np.convolve(ok.astype(float), kernel, mode="valid")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def theil_sen_slope(t: np.ndarray, y: np.ndarray, period: float = 0.0) -> float:
+    """Median of pairwise slopes: a trend estimate that ignores outliers (for a few dozen points).
+
+    With a `period`, only pairs a whole number of periods apart count (a cycle cannot pose as a trend).
+
+    >>> t = np.arange(8.0)
+    >>> theil_sen_slope(t, t + np.where(t % 7 == 5, -9.0, 0.0), period=7.0)
+    1.0
+    """
+    if len(t) < (2 if period else 3):
+        return 0.0
+    i, j = np.triu_indices(len(t), k=1)
+    dt = t[j] - t[i]
+    keep = dt != 0
+    if period:
+        keep &= np.mod(dt, period) == 0
+    return float(np.median((y[j] - y[i])[keep] / dt[keep])) if keep.any() else 0.0
+
+
+def array_to_json(x: np.ndarray) -> list[float | None]:
+    """A float array as a JSON-safe list, NaN and infinities written as null."""
+    return [float(v) if np.isfinite(v) else None for v in np.asarray(x, dtype=np.float64)]
+
+
+def array_from_json(x: list[float | None]) -> np.ndarray:
+    """The inverse of `array_to_json`."""
+    return np.array([np.nan if v is None else v for v in x], dtype=np.float64)
+
+
+def sub_series(series: Series, stop: int) -> Series:
+    """The first `stop` grid points of a series (a training window for walk-forward backtests)."""
+    return Series(
+        labels=series.labels,
+        timestamps=series.timestamps[:stop],
+        values=series.values[:stop],
+        step=series.step,
+        name=series.name,
+    )
+
+
+def check_fitted(model: object, attr: str) -> None:
+    """Raise `NotFittedError` unless `model` has the fitted attribute `attr`."""
+    if getattr(model, attr, None) is None:
+        raise NotFittedError(f"{type(model).__name__} is not fitted")

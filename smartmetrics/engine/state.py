@@ -1,0 +1,83 @@
+"""The band as the daemon holds it: each series' forecast table (`SeriesBand`) and every series of one
+baseline (`BaselineState`), pure data shared by the engine, the store, the exporter and the renderers.
+Reading and writing them is `smartmetrics.adapters.store`'s business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from smartmetrics.engine.series import labels_key
+
+
+@dataclass(frozen=True)
+class SeriesBand:
+    """One series' forecast table: yhat and its band on the grid `start + i * step`."""
+
+    labels: dict[str, str]
+    start: int
+    step: int
+    yhat: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return labels_key(self.labels)
+
+    @property
+    def end(self) -> int:
+        """Timestamp of the table's last point."""
+        return self.start + (len(self.yhat) - 1) * self.step
+
+    def at(self, t: float) -> tuple[float, float, float] | None:
+        """(yhat, lower, upper) at time t, linearly interpolated; None outside the table or in a gap."""
+        pos = (t - self.start) / self.step
+        if not 0 <= pos <= len(self.yhat) - 1:
+            return None
+        i = min(int(pos), len(self.yhat) - 2) if len(self.yhat) > 1 else 0
+        frac = pos - i
+        out = []
+        for arr in (self.yhat, self.lower, self.upper):
+            a = arr[i] if frac == 0 or len(arr) == 1 else arr[i] + frac * (arr[i + 1] - arr[i])
+            out.append(float(a))
+        return None if any(np.isnan(out)) else (out[0], out[1], out[2])
+
+
+@dataclass(frozen=True)
+class BaselineState:
+    """Every fitted series of one baseline, as last written."""
+
+    alias: str
+    fitted_at: float
+    series: tuple[SeriesBand, ...]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def merged(self, newer: Iterable[SeriesBand], fitted_at: float, drop: frozenset[str] = frozenset()) -> BaselineState:
+        """This state with `newer` bands replacing (or adding to) those with the same labels."""
+        table = {b.key: b for b in self.series if b.key not in drop}
+        table.update({b.key: b for b in newer})
+        return BaselineState(self.alias, fitted_at, tuple(table[k] for k in sorted(table)), self.meta)
+
+
+COLUMNS = ("yhat", "lower", "upper")
+
+
+def stack_columns(series: tuple[SeriesBand, ...], min_width: int = 0) -> np.ndarray:
+    """(3, n, width) float32: yhat, lower, upper of every series, each row NaN-padded to the longest.
+
+    float32: 7 significant digits are plenty for a band, and it halves both the archive and the
+    exporter's snapshot (100k series load twice as fast).
+    """
+    width = max(max((len(b.yhat) for b in series), default=0), min_width)
+    out = np.full((len(COLUMNS), len(series), width), np.nan, dtype=np.float32)
+    for i, band in enumerate(series):
+        for j, name in enumerate(COLUMNS):
+            values = getattr(band, name)
+            out[j, i, : len(values)] = values
+    return out

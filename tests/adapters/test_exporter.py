@@ -1,0 +1,190 @@
+"""The band exporter: values at 'now' interpolated from stored tables, labelled as DESIGN.md says."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from smartmetrics.adapters.exporter import BandCollector, Snapshot
+from smartmetrics.engine.state import BaselineState, SeriesBand
+
+T0 = 1_700_000_000
+
+
+def band(labels: dict[str, str], start: int = T0, n: int = 4, step: int = 60, base: float = 10.0,
+         stuck_after: object = None, sustained: object = None) -> SeriesBand:
+    y = base + np.arange(n, dtype=float)
+    training = {"stuck_after": stuck_after, "sustained": sustained}
+    meta = {"training": {k: v for k, v in training.items() if v is not None}}
+    return SeriesBand(labels, start, step, y, y - 1, y + 2, meta=meta)
+
+
+def limits(lower: object = None, upper: object = None, window: object = 3600) -> dict:
+    return {"window": window, "lower": lower, "upper": upper}
+
+
+def registry_for(states: dict[str, BaselineState], now: float) -> CollectorRegistry:
+    snapshot = Snapshot(states)
+    registry = CollectorRegistry()
+    registry.register(BandCollector(lambda: snapshot, clock=lambda: now))
+    return registry
+
+
+def test_exports_interpolated_band_with_baseline_label() -> None:
+    states = {"qps": BaselineState("qps", T0, (band({"model": "a", "tenant": "t1"}),))}
+    registry = registry_for(states, now=T0 + 90)  # halfway between points 1 and 2
+    labels = {"baseline": "qps", "model": "a", "tenant": "t1"}
+    assert registry.get_sample_value("smartmetrics_yhat", labels) == pytest.approx(11.5)
+    assert registry.get_sample_value("smartmetrics_yhat_lower", labels) == pytest.approx(10.5)
+    assert registry.get_sample_value("smartmetrics_yhat_upper", labels) == pytest.approx(13.5)
+
+
+def test_series_whose_forecast_ran_out_is_not_exported() -> None:
+    states = {
+        "qps": BaselineState(
+            "qps", T0, (band({"model": "old"}, start=T0 - 3600), band({"model": "fresh"}, start=T0 - 60))
+        )
+    }
+    registry = registry_for(states, now=T0)
+    assert registry.get_sample_value("smartmetrics_yhat", {"baseline": "qps", "model": "fresh"}) == 11.0
+    assert registry.get_sample_value("smartmetrics_yhat", {"baseline": "qps", "model": "old"}) is None
+
+
+def test_not_yet_started_and_gap_points_are_not_exported() -> None:
+    gap = band({"model": "gap"})
+    gap.upper[1] = np.nan
+    states = {"qps": BaselineState("qps", T0, (band({"model": "future"}, start=T0 + 600), gap))}
+    registry = registry_for(states, now=T0 + 60)
+    assert registry.get_sample_value("smartmetrics_yhat", {"baseline": "qps", "model": "future"}) is None
+    assert registry.get_sample_value("smartmetrics_yhat", {"baseline": "qps", "model": "gap"}) is None
+    registry = registry_for(states, now=T0 + 120)  # exactly on point 2: its neighbour's gap is irrelevant
+    assert registry.get_sample_value("smartmetrics_yhat_upper", {"baseline": "qps", "model": "gap"}) == 14.0
+
+
+def test_colliding_baseline_label_is_renamed() -> None:
+    states = {"qps": BaselineState("qps", T0, (band({"baseline": "theirs", "job": "x"}),))}
+    registry = registry_for(states, now=T0)
+    assert registry.get_sample_value("smartmetrics_yhat", {"baseline": "qps", "exported_baseline": "theirs", "job": "x"}) == 10.0
+
+
+def test_exposition_text_has_the_three_gauges_for_several_baselines() -> None:
+    states = {
+        "qps": BaselineState("qps", T0, tuple(band({"model": m}) for m in "abc")),
+        "lat": BaselineState("lat", T0, (band({"model": "a"}, n=1),)),
+    }
+    text = generate_latest(registry_for(states, now=T0)).decode()
+    for name in ("smartmetrics_yhat", "smartmetrics_yhat_lower", "smartmetrics_yhat_upper"):
+        assert f"# TYPE {name} gauge" in text
+        assert text.count(f"\n{name}{{") == 4
+    assert 'smartmetrics_yhat{baseline="lat",model="a"} 10.0' in text
+
+
+def test_remaining_hours_and_count() -> None:
+    snapshot = Snapshot({"qps": BaselineState("qps", T0, (band({"m": "a"}, n=121), band({"m": "b"}, n=61)))})
+    assert snapshot.series_count() == 2
+    assert snapshot.remaining_hours(T0) == {"qps": pytest.approx(1.0)}
+
+
+def test_stuck_after_is_exported_only_for_series_with_stuck_detection_and_a_current_band() -> None:
+    series = (
+        band({"model": "busy", "baseline": "theirs"}, stuck_after=1800),
+        band({"model": "ratio"}, stuck_after=90.5),
+        band({"model": "sparse"}, stuck_after=0),
+        band({"model": "old"}),
+        band({"model": "expired"}, start=T0 - 3600, stuck_after=600),
+        band({"model": "future"}, start=T0 + 600, stuck_after=600),
+        *(band({"model": f"bad{i}"}, stuck_after=v) for i, v in enumerate([True, "1800", -60, float("nan"), [1]])),
+    )
+    registry = registry_for({"qps": BaselineState("qps", T0, series)}, now=T0 + 60)
+    name = "smartmetrics_stuck_after_seconds"
+    assert registry.get_sample_value(name, {"baseline": "qps", "exported_baseline": "theirs", "model": "busy"}) == 1800
+    assert registry.get_sample_value(name, {"baseline": "qps", "model": "ratio"}) == 90.5
+    exported = [s for family in registry.collect() if family.name == name for s in family.samples]
+    assert sorted(s.labels["model"] for s in exported) == ["busy", "ratio"]
+    yhat = {tuple(sorted(s.labels.items())) for f in registry.collect() if f.name == "smartmetrics_yhat"
+            for s in f.samples}
+    assert {tuple(sorted(s.labels.items())) for s in exported} <= yhat  # the same label sets as the band
+
+
+def test_stuck_after_family_has_help_and_type_even_when_empty() -> None:
+    text = Snapshot({"qps": BaselineState("qps", T0, (band({"m": "a"}),))}).render_text(T0)
+    assert "# TYPE smartmetrics_stuck_after_seconds gauge" in text
+    assert "# HELP smartmetrics_stuck_after_seconds Seconds without any change" in text
+    assert "\nsmartmetrics_stuck_after_seconds{" not in text
+
+
+def test_mean_limits_are_exported_only_where_stored_valid_and_with_a_current_band() -> None:
+    series = (
+        band({"model": "both", "baseline": "theirs"}, sustained=limits(0.25, 4)),
+        band({"model": "sparse"}, sustained=limits(None, 1.5)),
+        band({"model": "low"}, sustained=limits(2, None), stuck_after=600),
+        band({"model": "none"}, sustained=None, stuck_after=600),
+        band({"model": "expired"}, start=T0 - 3600, sustained=limits(1, 2)),
+        band({"model": "future"}, start=T0 + 600, sustained=limits(1, 2)),
+        band({"model": "nan_lower"}, sustained=limits(float("nan"), 3)),
+        band({"model": "text_upper"}, sustained=limits(1, "3")),
+        *(band({"model": f"bad{i}"}, sustained=v) for i, v in enumerate([
+            limits(None, None), limits(True, False), limits(float("-inf"), float("inf")),
+            limits(1, 2, window=0), limits(1, 2, window=None), limits(1, 2, window="1h"),
+            limits(3, 2), limits(2, 2), [1, 2], "x", {"window": 3600}])),
+    )
+    registry = registry_for({"qps": BaselineState("qps", T0, series)}, now=T0 + 60)
+
+    def exported(name: str) -> dict[str, float]:
+        return {s.labels["model"]: s.value for f in registry.collect() if f.name == name for s in f.samples}
+
+    assert exported("smartmetrics_mean_upper") == {"both": 4, "sparse": 1.5, "nan_lower": 3}
+    assert exported("smartmetrics_mean_lower") == {"both": 0.25, "low": 2, "text_upper": 1}
+    assert set(exported("smartmetrics_stuck_after_seconds")) == {"low", "none"}
+    labels = {"baseline": "qps", "exported_baseline": "theirs", "model": "both"}
+    assert registry.get_sample_value("smartmetrics_mean_upper", labels) == 4
+
+
+def test_mean_limit_families_have_help_and_type_even_when_empty() -> None:
+    text = Snapshot({"qps": BaselineState("qps", T0, (band({"m": "a"}),))}).render_text(T0)
+    for name in ("smartmetrics_mean_upper", "smartmetrics_mean_lower"):
+        assert f"# TYPE {name} gauge" in text and f"\n{name}{{" not in text
+        assert f"# HELP {name} " in text and "mean over its trailing window" in text
+
+
+def test_fast_text_rendering_matches_the_collector() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    states = {
+        "qps": BaselineState("qps", T0, (band({"model": 'q"uo\\te\n', "z": "1"}, stuck_after=1200,
+                                              sustained=limits(0.1, 7.25)),
+                                         band({"model": "b"}, start=T0 + 600, stuck_after=300,
+                                              sustained=limits(1, 2)),
+                                         band({"model": "c"}, stuck_after=0, sustained=limits(None, 1e-7)))),
+        "lat": BaselineState("lat", T0, (band({"baseline": "x"}, n=2, stuck_after=3600),)),
+    }
+
+    def samples(text: str) -> set[tuple]:
+        return {
+            (s.name, tuple(sorted(s.labels.items())), s.value)
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    now = T0 + 30
+    fast = Snapshot(states).render_text(now)
+    slow = generate_latest(registry_for(states, now)).decode()
+    assert samples(fast) == samples(slow) and len(samples(fast)) == 3 * 3 + 2 + 2 + 1
+    assert {s[0] for s in samples(fast)} >= {"smartmetrics_stuck_after_seconds", "smartmetrics_mean_upper",
+                                             "smartmetrics_mean_lower"}
+
+
+def test_label_names_the_exposition_format_forbids_are_sanitised_never_breaking_metrics() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    odd = band({"service.name": "api", "service_name": "other", "1st": "x", "k8s-pod": 'a"b\n'})
+    fine = band({"job": "ok"})
+    states = {"qps": BaselineState("qps", T0, (odd, fine))}
+    text = Snapshot(states).render_text(T0 + 60)
+    families = {f.name: f for f in text_string_to_metric_families(text)}  # raises on an invalid name
+    labels = [s.labels for s in families["smartmetrics_yhat"].samples]
+    assert {"baseline": "qps", "service_name": "api", "exported_service_name": "other", "_1st": "x",
+            "k8s_pod": 'a"b\n'} in labels
+    assert {"baseline": "qps", "job": "ok"} in labels  # the other series of the baseline are untouched
+    assert generate_latest(registry_for(states, T0 + 60))  # the collector path renders as well

@@ -1,0 +1,100 @@
+"""The command line as a user meets it: help, version, exit codes, readable errors."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from smartmetrics import __version__
+from smartmetrics.app.cli import build_parser, main
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"smartmetrics {__version__}"
+
+
+def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "commands:" in capsys.readouterr().out
+
+
+def test_check_config_ok(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(ROOT / "configs" / "example.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# ") and "valid (2 sources, 3 baselines)" in out
+    assert "history: 14d" in out
+
+
+def test_check_config_bad_exits_2_listing_problems(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("sources: {prom: {url: 'http://p'}}\nbaselines:\n  qps: {expr: up, step: 5x}\n")
+    with pytest.raises(SystemExit) as info:
+        main(["check-config", str(path)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: {path}: invalid configuration" in err
+    assert 'baselines.qps.step: invalid duration "5x"' in err
+
+
+def test_unknown_baseline_is_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("sources: {prom: {url: 'http://127.0.0.1:9'}}\nbaselines: {qps: {expr: up}}\n")
+    with pytest.raises(SystemExit) as info:
+        main(["fetch", "--config", str(path), "--baseline", "nope", "--out", str(tmp_path / "o")])
+    assert info.value.code == 2
+    assert "unknown baseline nope (configured: qps)" in capsys.readouterr().err
+
+
+def test_console_script_runs_as_module() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "smartmetrics", "check-config", "/nonexistent.yaml"],
+        capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 2
+    assert "cannot read file" in done.stderr
+
+
+def test_every_command_has_help() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    commands = list(sub.choices)
+    assert {"check-config", "fetch", "run", "fit", "demo"} <= set(commands)
+    listing = subprocess.run([sys.executable, "-m", "smartmetrics", "--help"], capture_output=True, text=True).stdout
+    assert all(command in listing for command in commands)
+    for command in commands:
+        sub = subprocess.run([sys.executable, "-m", "smartmetrics", command, "--help"], capture_output=True, text=True)
+        assert sub.returncode == 0 and len(sub.stdout) > 200, command
+
+
+def test_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
+    import json
+    import signal
+    import time
+
+    from smartmetrics.app.promlocal import free_port
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "sources: {p: {url: 'http://127.0.0.1:9', retries: 0}}\nbaselines: {qps: {expr: up}}\n"
+        f"store: {{path: {tmp_path / 'models'}}}\nserver: {{listen: '127.0.0.1:{free_port()}'}}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "smartmetrics", "--log-format", "json", "run", "--config", str(config), "--workers", "1"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(4)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    records = [json.loads(line) for line in err.splitlines()]
+    assert {"time", "level", "logger", "msg"} <= set(records[0])
+    assert any(r["level"] == "error" and "cannot reach" in r["msg"] for r in records)

@@ -1,0 +1,644 @@
+"""The daemon with real processes: Prometheus (backfilled) <- daemon fits <- Prometheus scrapes it.
+
+Also: a restart serves the stored bands at once, a crash mid-write corrupts nothing, and an
+unreachable Prometheus during a retrain is counted while the last good bands keep being served.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import yaml
+
+from smartmetrics.adapters.store import load_baseline, load_store, save_baseline
+from smartmetrics.app.promlocal import LocalPrometheus, MetricSeries, free_port
+from smartmetrics.engine.series import align_down
+from smartmetrics.engine.state import BaselineState, SeriesBand
+
+INSTANCES = ("a", "b", "c")
+
+
+def wait_for(check: Callable[[], object], timeout: float = 60, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+        except (httpx.HTTPError, OSError):
+            result = None
+        if result:
+            return result
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def history(end: int, days: int = 3) -> list[MetricSeries]:
+    ts = np.arange(end - days * 86400, end + 1, 60, dtype=np.int64)
+    daily = np.sin(2 * np.pi * (ts % 86400) / 86400)
+    rng = np.random.default_rng(7)
+    return [
+        MetricSeries("sm_rate", {"job": "api", "instance": inst}, ts,
+                     100 + 10 * i + 30 * daily + rng.normal(0, 1, len(ts)))
+        for i, inst in enumerate(INSTANCES)
+    ]
+
+
+def write_config(path: Path, prom_url: str, port: int, store: Path, **source: object) -> Path:
+    config = {
+        "sources": {"prom": {"url": prom_url, **source}},
+        "baselines": {"rate": {"expr": "sm_rate", "step": "5m", "history": "3d"}},
+        "schedule": {"jitter": "0s", "discover": "1h"},
+        "store": {"path": str(store)},
+        "server": {"listen": f"127.0.0.1:{port}"},
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, prometheus_binaries: tuple[str, str]) -> Iterator[dict]:
+    """A Prometheus scraping a daemon port every second, with 3 days of history; the daemon not yet started."""
+    root = tmp_path_factory.mktemp("stack")
+    port = free_port()
+    end = align_down(time.time(), 60)
+    with LocalPrometheus(history(end), scrape_targets=[f"127.0.0.1:{port}"], scrape_interval="1s") as prom:
+        config = write_config(root / "config.yaml", prom.url, port, root / "models")
+        yield {"prom": prom, "port": port, "config": config, "store": root / "models", "root": root}
+
+
+def start_daemon(config: Path, log: Path) -> subprocess.Popen:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "smartmetrics", "run", "--config", str(config), "--workers", "1"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+
+
+def stop_daemon(proc: subprocess.Popen) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=30)
+
+
+def prom_query(url: str, query: str) -> list[dict]:
+    doc = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=10).json()
+    return doc["data"]["result"]
+
+
+@pytest.mark.slow
+def test_prometheus_scrapes_the_bands_the_daemon_fitted(stack: dict) -> None:
+    prom, port = stack["prom"], stack["port"]
+    daemon = start_daemon(stack["config"], stack["root"] / "daemon.log")
+    try:
+        wait_for(lambda: (stack["store"] / "rate" / "state.npz").exists(), 120, "the first fit")
+        results = wait_for(lambda: len(r := prom_query(prom.url, 'smartmetrics_yhat_upper{baseline="rate"}')) == 3 and r,
+                           60, "Prometheus to scrape three bands")
+        state = load_baseline(stack["store"] / "rate" / "state.npz")
+        bands = {b.labels["instance"]: b for b in state.series}
+        for result in results:
+            labels = dict(result["metric"])
+            assert labels.pop("__name__") == "smartmetrics_yhat_upper"
+            assert labels == {"baseline": "rate", "job": "api", "instance": labels["instance"]}
+            t, value = float(result["value"][0]), float(result["value"][1])
+            expected = bands[labels["instance"]].at(t)
+            assert expected is not None and value == pytest.approx(expected[2], rel=1e-3)
+        lower = prom_query(prom.url, 'smartmetrics_yhat_lower{baseline="rate"} < smartmetrics_yhat_upper{baseline="rate"}')
+        assert len(lower) == 3
+        up = prom_query(prom.url, 'smartmetrics_last_successful_retrain_timestamp_seconds{baseline="rate"}')
+        assert up and time.time() - float(up[0]["value"][1]) < 300
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/baselines").json()["data"][0]["series"] == 3
+    finally:
+        assert stop_daemon(daemon) == 0
+
+
+@pytest.mark.slow
+def test_restart_serves_stored_bands_at_once_even_without_prometheus(stack: dict) -> None:
+    if not (stack["store"] / "rate" / "state.npz").exists():
+        pytest.skip("needs the store written by the scrape test")
+    port = free_port()
+    config = write_config(stack["root"] / "offline.yaml", "http://127.0.0.1:9", port, stack["store"],
+                          retries=0, timeout="1s")
+    t0 = time.monotonic()
+    daemon = start_daemon(config, stack["root"] / "offline.log")
+    try:
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/-/ready").status_code == 200, 30, "ready")
+        ready_after = time.monotonic() - t0
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert text.count('smartmetrics_yhat_upper{baseline="rate"') == 3
+        assert ready_after < 15
+    finally:
+        assert stop_daemon(daemon) == 0
+
+
+WRITER = """
+import sys, numpy as np
+from smartmetrics.engine.state import BaselineState, SeriesBand
+from smartmetrics.adapters.store import save_baseline
+root, i = sys.argv[1], 0
+while True:
+    i += 1
+    y = np.full(2000, float(i))
+    bands = tuple(SeriesBand({"n": str(k)}, 0, 60, y, y - 1, y + 1) for k in range(200))
+    save_baseline(root, BaselineState("rate", float(i), bands))
+    print(i, flush=True)
+"""
+
+
+def test_kill_9_in_the_middle_of_writes_never_corrupts_the_store(tmp_path: Path) -> None:
+    y = np.zeros(10)
+    save_baseline(tmp_path, BaselineState("rate", 0.0, (SeriesBand({"n": "0"}, 0, 60, y, y, y),)))
+    rng = np.random.default_rng(1)
+    for _ in range(8):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        proc.stdout.readline()  # at least one write completed; the next is under way
+        time.sleep(float(rng.uniform(0, 0.3)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        states, errors = load_store(tmp_path)
+        assert errors == [] and "rate" in states
+        state = states["rate"]
+        assert all(b.yhat[0] == state.fitted_at for b in state.series)  # one consistent generation
+
+
+def test_prometheus_outage_during_retrain_keeps_serving_and_recovers(stack: dict, tmp_path: Path) -> None:
+    from smartmetrics.app.daemon import Daemon
+
+    prom = stack["prom"]
+    config = write_config(tmp_path / "c.yaml", prom.url, free_port(), tmp_path / "models", retries=1, timeout="1s")
+    daemon = Daemon(str(config), workers=1)
+    try:
+        daemon.load()
+        first = daemon.retrain()
+        assert first[0].error is None and first[0].fitted == 3
+        os.kill(prom.process.pid, signal.SIGSTOP)
+        wait_for(lambda: "T (stopped)" in Path(f"/proc/{prom.process.pid}/status").read_text(), 10, "SIGSTOP")
+        try:
+            outage = daemon.retrain()
+        finally:
+            os.kill(prom.process.pid, signal.SIGCONT)
+        assert outage[0].error is not None and "rate" in outage[0].error
+        text = daemon.metrics_text().decode()
+        assert text.count('smartmetrics_yhat_upper{baseline="rate"') == 3
+        assert 'smartmetrics_source_request_errors_total{baseline="rate",source="prom"} 1.0' in text
+        again = daemon.retrain()
+        assert again[0].error is None and again[0].fitted == 3
+    finally:
+        daemon.stop()
+
+
+class FakeSource:
+    """History for the in-process daemon without a server: a set of series that tests change."""
+
+    def __init__(self, series: list) -> None:
+        self.series = series
+        self.calls = 0
+
+    def __call__(self, config, alias: str, end: float | None = None, **_: object):
+        from smartmetrics.adapters.source import FetchResult
+
+        self.calls += 1
+        return FetchResult(alias=alias, series=list(self.series), dropped=0, requests=1, points=0, seconds=0.0)
+
+
+def series_for(instance: str, seed: int):
+    from smartmetrics.engine.series import Series
+    from smartmetrics.evaluation.synth import make_series
+
+    s = make_series("stable", days=3, seed=seed).series
+    return Series({"instance": instance, "job": "api"}, s.timestamps, s.values, s.step)
+
+
+def offline(config: object):
+    """A daemon on `config` that fits inline (no pool: these tests are about its state and schedule,
+    not fitting speed), its store loaded; nothing started."""
+    from smartmetrics.app.daemon import Daemon
+
+    daemon = Daemon(str(config), workers=1)
+    daemon._pool.shutdown()
+    daemon._pool = None
+    daemon.load()
+    return daemon
+
+
+@pytest.fixture
+def offline_daemon(tmp_path: Path):
+    config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", free_port(), tmp_path / "models")
+    daemon = offline(str(config))
+    yield daemon
+    daemon.stop = lambda: None  # nothing was started
+
+
+def test_discovery_fits_only_new_series_and_expires_gone_ones(offline_daemon) -> None:
+    daemon = offline_daemon
+    source = FakeSource([series_for("a", 1), series_for("b", 2)])
+    daemon.fetch = source
+    assert daemon.retrain()[0].fitted == 2
+    fitted_at = {b.key: b.meta["fitted_at"] for b in daemon.states["rate"].series}
+
+    source.series = [*source.series, series_for("c", 3)]
+    daemon.discover()
+    state = daemon.states["rate"]
+    assert sorted(b.labels["instance"] for b in state.series) == ["a", "b", "c"]
+    assert {b.key: b.meta["fitted_at"] for b in state.series if b.key in fitted_at} == fitted_at  # not refit
+
+    source.series = source.series[1:]  # "a" disappears from the source
+    stale_key = series_for("a", 1).key
+    daemon.last_seen["rate"][stale_key] -= daemon.config.schedule.stale_after + 1
+    daemon.discover()
+    assert sorted(b.labels["instance"] for b in daemon.states["rate"].series) == ["b", "c"]
+    assert daemon._snapshot.series_count() == 2  # the published snapshot follows the state
+
+
+def test_retrains_never_overlap(offline_daemon) -> None:
+    daemon = offline_daemon
+    daemon.fetch = FakeSource([series_for("a", 1)])
+    with daemon._retrain_lock:
+        assert daemon.retrain() == []
+        daemon.discover()
+    assert daemon.fetch.calls == 0
+    assert len(daemon.retrain()) == 1
+
+
+def test_a_bad_reloaded_config_is_rejected_and_the_old_one_kept(offline_daemon) -> None:
+    daemon = offline_daemon
+    before = daemon.config
+    Path(daemon.config_path).write_text("sources: {prom: {url: 'http://x'}}\nbaselines: {rate: {expr: up, step: 5x}}\n")
+    assert daemon.reload() is False
+    assert daemon.config is before
+
+
+def test_due_when_never_fitted_stale_or_config_changed(offline_daemon) -> None:
+    daemon = offline_daemon
+    daemon.fetch = FakeSource([series_for("a", 1)])
+    now = time.time()
+    assert daemon.due("rate", now)
+    daemon.retrain()
+    assert not daemon.due("rate", now + 60)
+    assert daemon.due("rate", now + daemon.config.baselines["rate"].horizon + 1)
+    changed = daemon.config.baselines["rate"].model_copy(update={"expr": "sm_rate{job='api'}"})
+    daemon.config = daemon.config.model_copy(update={"baselines": {"rate": changed}})
+    assert daemon.due("rate", now + 60)
+
+
+class MarkedSource:
+    """A baseline's series and a release-marker series, told apart by the query's expression."""
+
+    def __init__(self, series: list, markers: list) -> None:
+        self.series, self.markers = series, markers
+
+    def __call__(self, config, alias: str, end: float | None = None, **_: object):
+        from smartmetrics.adapters.source import FetchResult
+
+        found = self.markers if config.baselines[alias].expr.startswith("changes(") else self.series
+        return FetchResult(alias=alias, series=list(found), dropped=0, requests=1, points=0, seconds=0.0)
+
+
+def level_history(instance: str, start: float, stop: float, jump_at: float | None = None):
+    from smartmetrics.engine.series import Series
+
+    t = np.arange(align_down(start, 300), stop, 300, dtype=np.int64)
+    values = 100 + np.random.default_rng(len(instance)).normal(0, 1, len(t))
+    if jump_at is not None:
+        values[t >= jump_at] += 50
+    return Series({"instance": instance, "job": "api"}, t, values, 300)
+
+
+def marker(deployment: str, at: float, now: float):
+    from smartmetrics.engine.series import Series
+
+    t = np.arange(align_down(now - 6 * 3600, 300), now, 300, dtype=np.int64)
+    values = np.where((t >= at) & (t < at + 600), 1.0, np.nan)  # `changes(...[5m]) > 0`: present for two steps
+    return Series({"instance": deployment}, t, values, 300)
+
+
+def daemon_with_releases(tmp_path: Path):
+    """A loaded daemon fitting in-process, its baseline `rate` reading releases from a marker query."""
+
+    config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", free_port(), tmp_path / "models")
+    raw = yaml.safe_load(config.read_text())
+    raw["baselines"]["rate"]["releases"] = {"expr": "changes(deploy_generation[5m]) > 0", "match": ["instance"]}
+    config.write_text(yaml.safe_dump(raw))
+    daemon = offline(str(config))
+    return config, daemon
+
+
+def test_a_retrain_is_told_the_releases_in_its_history(tmp_path: Path) -> None:
+    _, daemon = daemon_with_releases(tmp_path)
+    now = align_down(time.time(), 300)
+    settled, settling = now - 90 * 60, now - 600  # too recent for the level-shift finder, both
+    daemon.fetch = MarkedSource(
+        [level_history("a", now - 3 * 86400, now + 1, settled), level_history("b", now - 3 * 86400, now + 1, settling),
+         level_history("c", now - 3 * 86400, now + 1, settled)],
+        [marker("a", settled, now + 1), marker("b", settling, now + 1)],
+    )
+    outcome = daemon._retrain_one("rate", now)
+    assert outcome.fitted == 3 and outcome.release_error is None
+    served = {labels["instance"]: (yhat, lo, hi) for labels, yhat, lo, hi in daemon._snapshot.values_at(now + 60)}
+    assert set(served) == {"a", "c"}  # "b" withdrawn at once, until its release has settled
+    assert served["a"][1] < 150 < served["a"][2] and served["a"][1] > 120  # the fit learned the new level
+    assert served["c"][1] < 100  # the same jump without a release: a band wide enough for both levels
+    bands = {b.labels["instance"]: b for b in daemon.states["rate"].series}
+    assert bands["a"].meta["training"]["releases"][0]["first"] == settled
+    assert bands["b"].meta["release"]["until"] == settling + 1800
+
+
+def test_a_release_withdraws_the_band_then_re_anchors_it_and_survives_a_restart(tmp_path: Path) -> None:
+    config, daemon = daemon_with_releases(tmp_path)
+    now = time.time()
+    fitted = now - 3 * 3600  # the last retrain read data up to three hours ago
+    daemon.fetch = MarkedSource([level_history(i, fitted - 3 * 86400, fitted) for i in "abc"], [])
+    outcome = daemon._retrain_one("rate", fitted)
+    assert outcome.fitted == 3
+
+    early, late = align_down(now - 3600, 300), align_down(now - 600, 300)  # "a" settled, "b" settling
+    daemon.fetch = MarkedSource(
+        [level_history("a", fitted - 86400, now, early), level_history("b", fitted - 86400, now, late),
+         level_history("c", fitted - 86400, now)],
+        [marker("a", early, now), marker("b", late, now), marker("other", early, now)],
+    )
+    daemon.watch_releases()
+    served = {labels["instance"]: (yhat, lo, hi) for labels, yhat, lo, hi in daemon._snapshot.values_at(now)}
+    assert set(served) == {"a", "c"}  # "b" is withdrawn while its release settles
+    assert 145 < served["a"][0] < 155 and served["a"][1] < 150 < served["a"][2]  # re-anchored on the new level
+    assert 95 < served["c"][0] < 105  # no release for "c"
+    assert daemon.metrics.settling.labels("rate")._value.get() == 1
+    assert daemon.metrics.releases.labels("rate")._value.get() == 3
+
+    restarted = offline(str(config))  # the store holds the re-anchored and the withdrawn bands
+    again = {labels["instance"]: yhat for labels, yhat, _, _ in restarted._snapshot.values_at(now)}
+    assert set(again) == {"a", "c"} and abs(again["a"] - served["a"][0]) < 1e-3
+    restarted.fetch = daemon.fetch
+    restarted.watch_releases()  # nothing new: the same bands, not moved twice
+    assert {labels["instance"]: yhat for labels, yhat, _, _ in restarted._snapshot.values_at(now)} == again
+    later = now + 1800  # half an hour on, "b" has settled too
+    restarted.fetch = MarkedSource([level_history("b", fitted - 86400, later, late)], [marker("b", late, later)])
+    restarted._releases_one("rate", restarted.config.baselines["rate"], later)
+    served = {labels["instance"]: yhat for labels, yhat, _, _ in restarted._snapshot.values_at(later)}
+    assert set(served) == {"a", "b", "c"} and 145 < served["b"] < 155
+
+
+def test_a_band_follows_a_level_its_series_stayed_at_and_survives_a_restart(offline_daemon) -> None:
+    daemon = offline_daemon
+    now = time.time()
+    fitted = now - 3 * 3600  # the last retrain read data up to three hours ago
+    daemon.fetch = FakeSource([level_history(i, fitted - 3 * 86400, fitted) for i in "abc"])
+    assert daemon._retrain_one("rate", fitted).fitted == 3
+
+    moved, recent = align_down(now - 2 * 3600, 300), align_down(now - 1800, 300)  # "a" for two hours, "b" for 30m
+    daemon.fetch = FakeSource([level_history("a", fitted - 86400, now, moved),
+                               level_history("b", fitted - 86400, now, recent),
+                               level_history("c", fitted - 86400, now)])
+    daemon.follow_levels()
+    served = {labels["instance"]: (yhat, lo, hi) for labels, yhat, lo, hi in daemon._snapshot.values_at(now)}
+    assert 145 < served["a"][0] < 155 and served["a"][1] < 100 and served["a"][2] > 150  # both levels inside
+    assert 95 < served["b"][0] < 105 and served["b"][2] < 150  # half an hour is not a new level yet
+    assert 95 < served["c"][0] < 105
+    assert daemon.metrics.follows.labels("rate")._value.get() == 1
+
+    restarted = offline(daemon.config_path)  # the store holds the followed band and its record
+    again = {labels["instance"]: yhat for labels, yhat, _, _ in restarted._snapshot.values_at(now)}
+    assert abs(again["a"] - served["a"][0]) < 1e-3
+    restarted.fetch = daemon.fetch
+    restarted.follow_levels()  # the same data: not followed twice
+    assert {labels["instance"]: yhat for labels, yhat, _, _ in restarted._snapshot.values_at(now)} == again
+
+    later = now + 2 * 3600  # "a" went back to 100 at `now` (a rollback) and has stayed there
+    back = level_history("a", fitted - 86400, later, moved)
+    back.values[back.timestamps >= now] -= 50
+    restarted.fetch = FakeSource([back])
+    restarted._follow_one("rate", restarted.config.baselines["rate"], later)
+    served = {labels["instance"]: (yhat, lo, hi) for labels, yhat, lo, hi in restarted._snapshot.values_at(later)}
+    assert 95 < served["a"][0] < 105 and served["a"][2] > 150  # yhat is back; the band still covers both
+    assert restarted.metrics.follows.labels("rate")._value.get() == 0  # going back is not a new level
+
+
+def test_follow_null_leaves_the_bands_alone(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", free_port(), tmp_path / "models")
+    raw = yaml.safe_load(config.read_text())
+    raw["baselines"]["rate"]["follow"] = None
+    config.write_text(yaml.safe_dump(raw))
+    daemon = offline(str(config))
+    now = time.time()
+    daemon.fetch = FakeSource([level_history("a", now - 3 * 3600 - 3 * 86400, now - 3 * 3600)])
+    daemon._retrain_one("rate", now - 3 * 3600)
+    daemon.fetch = FakeSource([level_history("a", now - 86400, now, align_down(now - 2 * 3600, 300))])
+    daemon.follow_levels()
+    ((_, yhat, _, _),) = daemon._snapshot.values_at(now)
+    assert 95 < yhat < 105
+
+
+def test_realised_coverage_is_tallied_exported_kept_across_a_restart_and_reset_by_a_retrain(offline_daemon) -> None:
+    daemon = offline_daemon
+    now = time.time()
+    fitted = align_down(now - 4 * 3600, 300)
+    daemon.fetch = FakeSource([level_history(i, fitted - 3 * 86400, fitted) for i in "ab"])
+    assert daemon._retrain_one("rate", fitted).fitted == 2
+    assert b"smartmetrics_band_coverage{" not in daemon.metrics_text()  # nothing seen yet: nothing claimed
+
+    jumped = align_down(now - 3600, 300)  # "b" leaves its band for the last hour; "a" stays inside
+    live = [level_history("a", fitted - 3600, now), level_history("b", fitted - 3600, now, jumped)]
+    daemon.fetch = FakeSource(live)
+    daemon.check_coverage()
+    text = daemon.metrics_text().decode()
+    coverage = {line.split('instance="')[1][0]: float(line.split()[-1]) for line in text.splitlines()
+                if line.startswith("smartmetrics_band_coverage{")}
+    t = live[0].timestamps
+    points, out = int(np.sum(t >= fitted)), int(np.sum(t >= jumped))  # after the last point the fit read
+    assert coverage["a"] > 0.95
+    assert coverage["b"] == pytest.approx(1 - out / points)  # the last hour's points out of about 48
+
+    daemon.check_coverage()  # the same points again: counted once
+    restarted = offline(daemon.config_path)  # the tally is stored with the band
+    again = {b.labels["instance"]: b.meta["realised"] for b in restarted.states["rate"].series}
+    assert again["b"]["points"] == points and again["b"]["inside"] == points - out
+    restarted.fetch = FakeSource([level_history(i, fitted - 3 * 86400, now) for i in "ab"])
+    restarted._retrain_one("rate", now)  # fresh bands: a fresh tally
+    assert all("realised" not in b.meta for b in restarted.states["rate"].series)
+
+
+def test_a_corrupt_tally_is_ignored_not_exported() -> None:
+    from smartmetrics.adapters.exporter import constant_values
+    from smartmetrics.engine.realised import realised_coverage
+
+    for bad in ({"points": 10, "inside": 11}, {"points": "x"}, [1, 2], {"points": 0, "inside": 0}, None):
+        assert realised_coverage({"realised": bad}) is None
+        assert constant_values({"realised": bad})[-1] is None
+    assert realised_coverage({"realised": {"points": 4, "inside": 3}}) == 0.75
+
+
+def test_a_series_with_a_handful_of_points_gets_its_band_as_soon_as_discovery_sees_enough(offline_daemon) -> None:
+    from smartmetrics.engine.series import Series
+
+    daemon = offline_daemon
+    full = series_for("young", 4)
+    sparse = np.full(len(full.values), np.nan)
+    sparse[::80] = full.values[::80]  # eleven scrapes in three days: too few to say a range
+    steady = Series({"instance": "a", "job": "api"}, full.timestamps, full.values + 5, full.step)
+    source = FakeSource([steady, Series(full.labels, full.timestamps, sparse, full.step)])
+    daemon.fetch = source
+    assert daemon.retrain()[0].fitted == 2
+    assert [labels["instance"] for labels, *_ in daemon._snapshot.values_at(full.end + full.step)] == ["a"]
+    source.series = [steady, full]  # the next discovery pass sees its history
+    daemon.discover()
+    served = {labels["instance"] for labels, *_ in daemon._snapshot.values_at(full.end + full.step)}
+    assert served == {"a", "young"}
+
+
+def test_bad_source_values_never_replace_good_bands(offline_daemon) -> None:
+    from smartmetrics.engine.series import Series
+
+    daemon = offline_daemon
+    good = [series_for(i, n) for n, i in enumerate("ab")]
+    daemon.fetch = FakeSource(good)
+    assert daemon.retrain()[0].fitted == 2
+    before = {b.key: b.yhat.copy() for b in daemon.states["rate"].series}
+    nan = Series(good[0].labels, good[0].timestamps, np.full(len(good[0].values), np.nan), good[0].step)
+    flat = Series(good[1].labels, good[1].timestamps, good[1].values * 0 + 1e-300, good[1].step)  # absurdly tiny
+    daemon.fetch = FakeSource([nan, flat])
+    outcome = daemon.retrain()[0]
+    assert outcome.failures["NoData"] == 1  # only gaps: nothing fitted, counted
+    kept = {b.key: b for b in daemon.states["rate"].series}
+    assert np.array_equal(kept[nan.key].yhat, before[nan.key])  # the good band stays
+    assert daemon.metrics.fits.labels("rate", "failed")._value.get() >= 1
+
+
+def test_a_fit_whose_band_is_not_sane_is_counted_and_the_old_band_stays(offline_daemon, monkeypatch) -> None:
+    from smartmetrics.app import retrain
+
+    daemon = offline_daemon
+    daemon.fetch = FakeSource([series_for("a", 1)])
+    assert daemon.retrain()[0].fitted == 1
+    before = daemon.states["rate"].series[0].upper.copy()
+    fit = retrain.fit_series
+
+    def broken(series, settings, releases=()):
+        fitted = fit(series, settings, releases)
+        fitted.upper[:] = np.inf  # what values of 1e300 once made
+        return fitted
+
+    monkeypatch.setattr(retrain, "fit_series", broken)
+    outcome = daemon.retrain()[0]
+    assert outcome.fitted == 0 and outcome.failures["InsaneBand"] == 1
+    assert np.array_equal(daemon.states["rate"].series[0].upper, before)
+    kept = daemon.states["rate"].series[0]
+    assert len(list(daemon._snapshot.values_at(kept.start + kept.step))) == 1  # still served
+
+
+def test_one_baseline_failing_in_any_way_never_stops_the_others(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", free_port(), tmp_path / "models")
+    doc = yaml.safe_load(config.read_text())
+    doc["baselines"]["other"] = {"expr": "sm_other", "step": "5m", "history": "3d"}
+    config.write_text(yaml.safe_dump(doc))
+    daemon = offline(str(config))
+    good = FakeSource([series_for("a", 1)])
+
+    def fetch(config, alias, end=None, **kwargs):
+        if alias == "rate":
+            raise TypeError("'list' object has no attribute 'get'")  # a bug or an answer nobody foresaw
+        return good(config, alias, end, **kwargs)
+
+    daemon.fetch = fetch
+    outcomes = {o.alias: o for o in daemon.retrain()}
+    assert "TypeError" in outcomes["rate"].error and outcomes["other"].fitted == 1
+    assert "other" in daemon.states and "rate" not in daemon.states
+
+
+@pytest.mark.parametrize("query,why", [
+    ({"start": "NaN"}, "not a time"), ({"start": "inf"}, "not a time"), ({"start": "-inf"}, "not a time"),
+    ({"start": "1e308"}, "not a time"), ({"start": "-1e308"}, "not a time"), ({"start": "0"}, "at most 35"),
+    ({"start": "yesterday"}, "neither Unix seconds nor RFC 3339"), ({"end": "2026-01-01T00:00:00"}, "time zone"),
+    ({"start": "1700000000", "end": "1699999999"}, "before start"),
+    ({"match": '{a=~"(a"}'}, "bad regular expression"), ({"match": "{" + 'a="b",' * 2000 + "}"}, "at most"),
+])
+def test_series_api_rejects_what_could_hurt_it_with_a_reason(offline_daemon, query: dict, why: str) -> None:
+    daemon = offline_daemon
+    daemon.fetch = source = FakeSource([series_for("a", 1)])
+    daemon.retrain()
+    calls = source.calls
+    status, body = daemon.series_json("rate", query)
+    assert status == 400 and why in body["error"], body
+    assert source.calls == calls  # nothing was asked of the source
+
+
+def test_series_api_takes_rfc3339_and_a_slow_regex_costs_nothing(offline_daemon) -> None:
+    daemon = offline_daemon
+    daemon.fetch = FakeSource([series_for("a", 1)])
+    daemon.retrain()
+    band = daemon.states["rate"].series[0]
+    iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(band.start))
+    status, body = daemon.series_json("rate", {"start": iso, "end": str(band.end)})
+    assert status == 200 and any(line["data"] for line in body["data"])
+    started = time.monotonic()
+    status, _ = daemon.series_json("rate", {"match": '{instance=~"(.*){11}!"}'})  # 29 s with a backtracking engine
+    assert status == 200 and time.monotonic() - started < 1.0
+
+
+def test_an_unwritable_store_is_counted_and_the_bands_are_served_from_memory(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the store's folder should be")  # every write fails, even as root
+    config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", free_port(), blocker / "models")
+    daemon = offline(str(config))
+    daemon.fetch = FakeSource([series_for("a", 1)])
+    assert daemon.retrain()[0].fitted == 1
+    assert daemon.metrics.store_errors.labels("write")._value.get() == 1
+    band = daemon.states["rate"].series[0]
+    assert len(list(daemon._snapshot.values_at(band.start + band.step))) == 1
+
+
+def test_series_api_serves_the_bands_with_a_warning_when_the_source_is_down(offline_daemon) -> None:
+    from smartmetrics.adapters.source import SourceError
+
+    daemon = offline_daemon
+    daemon.fetch = FakeSource([series_for("a", 1)])
+    daemon.retrain()
+    band = daemon.states["rate"].series[0]
+
+    def down(config, alias, end=None, **_):
+        raise SourceError("cannot reach http://127.0.0.1:9 after 1 attempt: connection refused", alias)
+
+    daemon.fetch = down
+    status, body = daemon.series_json("rate", {"start": str(band.start - 3600), "end": str(band.end)})
+    assert status == 200 and "connection refused" in body["warnings"][0]
+    assert [line["name"].rsplit(" ", 1)[1] for line in body["data"]] == ["yhat", "yhat_lower", "yhat_upper"]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 24 KiB tmpfs: a store on it fills up (skipped where mounting is not allowed)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24k", "tmpfs", str(mount)], capture_output=True,
+                          check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True, check=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_keeps_the_last_good_file_and_serves_from_memory(tiny_disk: Path, tmp_path: Path) -> None:
+    from smartmetrics.engine.series import Series
+
+    config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", free_port(), tiny_disk / "models")
+    daemon = offline(str(config))
+    daemon.fetch = FakeSource([series_for("a", 1)])
+    assert daemon.retrain()[0].fitted == 1  # one series fits on the disk
+    stored = (tiny_disk / "models" / "rate" / "state.npz").read_bytes()
+    many = [series_for("a", 1)] + [Series({"instance": f"x{i}", "job": "api"}, s.timestamps, s.values, s.step)
+                                   for i, s in enumerate([series_for("b", 2)] * 12)]
+    daemon.fetch = FakeSource(many)
+    assert daemon.retrain()[0].fitted == 13  # thirteen do not: the write fails with ENOSPC
+    assert daemon.metrics.store_errors.labels("write")._value.get() >= 1
+    assert (tiny_disk / "models" / "rate" / "state.npz").read_bytes() == stored  # the last good file, intact
+    assert not list((tiny_disk / "models" / "rate").glob(".state-*"))  # no half-written temp file left
+    assert len(daemon.states["rate"].series) == 13  # served from memory

@@ -1,0 +1,385 @@
+"""fit_series: member selection, purity, cleaning, cold start and the forecast table."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from smartmetrics.engine.bands import anomaly_score, band_policy
+from smartmetrics.engine.ensemble import FitSettings, FittedSeries, fit_series, weigh
+from smartmetrics.engine.firing import rule_score
+from smartmetrics.engine.models import MODELS
+from smartmetrics.engine.series import Series
+
+DAY = 86400
+STEP = 300
+EPOCH = 1_704_067_200
+
+
+def make(days: float = 14, seed: int = 0, kind: str = "seasonal", noise: float = 3.0) -> Series:
+    """Seeded test curves: a daily cycle, a flat level, or a sparse counter."""
+    rng = np.random.default_rng(seed)
+    t = EPOCH + STEP * np.arange(int(days * DAY / STEP), dtype=np.int64)
+    if kind == "seasonal":
+        y = 100 + 40 * np.sin(2 * np.pi * t / DAY) + rng.normal(0, noise, len(t))
+    elif kind == "stable":
+        y = 50 + rng.normal(0, noise, len(t))
+    else:
+        y = np.where(rng.random(len(t)) < 0.05, rng.integers(1, 6, len(t)).astype(float), 0.0)
+    return Series({"job": kind}, t, y, STEP)
+
+
+def width(fit: FittedSeries) -> float:
+    return float(np.median(fit.upper - fit.lower))
+
+
+class Boom:
+    """A model that always raises, to prove one failure never fails a fit."""
+
+    name = "boom"
+
+    def fit(self, series: Series) -> Boom:
+        raise RuntimeError("boom")
+
+
+@pytest.fixture(scope="module")
+def seasonal_fit() -> FittedSeries:
+    return fit_series(make(), FitSettings())
+
+
+def test_table_covers_the_horizon_and_band_at_is_nan_outside(seasonal_fit: FittedSeries) -> None:
+    s = make()
+    assert seasonal_fit.timestamps[0] == s.end + STEP and seasonal_fit.timestamps[-1] == s.end + DAY
+    assert np.all(seasonal_fit.lower <= seasonal_fit.yhat) and np.all(seasonal_fit.yhat <= seasonal_fit.upper)
+    yhat, lower, upper = seasonal_fit.band_at(np.array([s.end, s.end + STEP + STEP / 2, s.end + DAY + STEP]))
+    assert np.isnan(yhat[0]) and np.isnan(upper[2]) and np.isnan(lower[0])
+    assert yhat[1] == pytest.approx((seasonal_fit.yhat[0] + seasonal_fit.yhat[1]) / 2)
+
+
+def test_band_covers_the_next_day_and_follows_the_cycle(seasonal_fit: FittedSeries) -> None:
+    nxt = make(days=15)
+    truth = nxt.values[-DAY // STEP:]
+    inside = (truth >= seasonal_fit.lower) & (truth <= seasonal_fit.upper)
+    assert inside.mean() > 0.97
+    assert 15 < width(seasonal_fit) < 40  # about +-2.8 sigma of noise 3, not the 80-wide daily swing
+    assert seasonal_fit.classification["curve_type"] == "seasonal"
+
+
+def test_json_round_trip(seasonal_fit: FittedSeries) -> None:
+    again = FittedSeries.from_dict(json.loads(json.dumps(seasonal_fit.to_dict(), allow_nan=False)))
+    np.testing.assert_array_equal(again.upper, seasonal_fit.upper)
+    assert again.members == seasonal_fit.members and again.labels == {"job": "seasonal"}
+
+
+def test_pure_same_input_same_output(seasonal_fit: FittedSeries) -> None:
+    assert fit_series(make(), FitSettings()).to_dict() == seasonal_fit.to_dict()
+
+
+def test_a_failing_member_is_dropped_and_weights_sum_to_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(MODELS, "boom", Boom)
+    fit = fit_series(make(days=3, kind="stable"), FitSettings(models=("boom", "level", "profile_day")))
+    names = {m["name"] for m in fit.members}
+    assert "boom" not in names and names <= {"level", "profile_day"}
+    assert sum(m["weight"] for m in fit.members) == pytest.approx(1.0)
+    only_boom = fit_series(make(days=3, kind="stable"), FitSettings(models=("boom",)))
+    assert [m["name"] for m in only_boom.members] == ["fallback"] and np.all(np.isfinite(only_boom.upper))
+
+
+def test_weigh_drops_clearly_bad_members() -> None:
+    weights = weigh({"good": {"loss": 1.0}, "ok": {"loss": 1.2}, "bad": {"loss": 5.0}})
+    assert set(weights) == {"good", "ok"} and weights["good"] > weights["ok"]
+
+
+def test_cold_start_is_wider_than_full_history() -> None:
+    cold = fit_series(make(days=1, seed=5, kind="stable"), FitSettings())
+    warm = fit_series(make(days=14, seed=5, kind="stable"), FitSettings())
+    assert width(cold) > 1.2 * width(warm)
+    assert np.all(np.isfinite(cold.upper))
+
+
+def test_an_incident_in_training_does_not_widen_the_band() -> None:
+    clean = make(seed=7)
+    values = clean.values.copy()
+    values[-DAY // STEP + 40: -DAY // STEP + 76] += 150.0  # a 3-hour incident yesterday
+    values[-300:-290] -= 120.0
+    dirty = Series(clean.labels, clean.timestamps, values, STEP)
+    a, b = fit_series(clean, FitSettings()), fit_series(dirty, FitSettings())
+    assert width(b) < 1.15 * width(a)
+    assert np.max(np.abs(b.yhat - a.yhat)) < 5.0
+
+
+
+def test_an_eight_hour_incident_is_masked_not_taken_for_heavy_tails() -> None:
+    clean = make(kind="stable", seed=3)
+    values = clean.values.copy()
+    values[-DAY // STEP: -DAY // STEP + 8 * 3600 // STEP] += 25.0  # +8 sigma for 8 hours yesterday
+    dirty = fit_series(Series(clean.labels, clean.timestamps, values, STEP), FitSettings())
+    assert dirty.training["masked"] >= 8 * 3600 // STEP  # 2.4% of the points, all in one run
+    assert width(dirty) < 1.15 * width(fit_series(clean, FitSettings()))
+
+
+def test_an_afternoon_away_from_a_constant_gauges_value_does_not_widen_its_band() -> None:
+    t = EPOCH + STEP * np.arange(6 * DAY // STEP, dtype=np.int64)
+    values = np.full(len(t), 8.0)
+    away = (t >= EPOCH + 3 * DAY + 12 * 3600) & (t < EPOCH + 3 * DAY + 18 * 3600)
+    values[away] = 9.9  # six hours at another replica count, then back
+    fit = fit_series(Series({"job": "gauge"}, t, values, STEP), FitSettings())
+    assert fit.classification["curve_type"] == "constant"
+    assert fit.training["excursions"] == int(away.sum())
+    assert np.all(fit.upper < 9.0) and np.all(fit.lower > 7.0)  # 11 tomorrow is an alert, 9.9 too
+    values[away] = 8.0
+    values[-24:] = 9.9  # a value held at the end may be the new one: kept for the fit
+    assert "excursions" not in fit_series(Series({"job": "gauge"}, t, values, STEP), FitSettings()).training
+
+def test_history_before_a_level_shift_is_cut() -> None:
+    s = make(kind="stable", noise=1.0)
+    values = s.values.copy()
+    values[-4 * DAY // STEP:] += 30.0
+    fit = fit_series(Series(s.labels, s.timestamps, values, STEP), FitSettings())
+    assert fit.training["level_shift"] is not None
+    assert np.median(fit.yhat) == pytest.approx(80.0, abs=1.0)
+    assert np.median(fit.upper - fit.yhat) < 15.0  # half the shift: the band is the new level's
+    # until a week has passed, the band also reaches the level this hour had a week ago
+    assert np.median(fit.lower) < 52.0
+
+
+def test_a_week_after_a_level_shift_the_old_level_is_outside_the_band() -> None:
+    s = make(kind="stable", noise=1.0)
+    values = s.values.copy()
+    values[-8 * DAY // STEP:] += 30.0
+    fit = fit_series(Series(s.labels, s.timestamps, values, STEP), FitSettings())
+    assert np.median(fit.yhat) == pytest.approx(80.0, abs=1.0)
+    assert width(fit) < 15.0  # the old level is not inside the band
+
+
+def test_a_growing_series_band_does_not_reach_back_to_last_weeks_level() -> None:
+    t = EPOCH + STEP * np.arange(9 * DAY // STEP, dtype=np.int64)
+    growth = 100 + 10 * (t - t[0]) / DAY  # disk usage: +10 a day, +70 a week
+    y = growth + np.random.default_rng(4).normal(0, 1.0, len(t))
+    fit = fit_series(Series({"job": "disk"}, t, y, STEP), FitSettings())
+    assert fit.classification["curve_type"] == "trending"
+    assert np.median(fit.yhat - fit.lower) < 25.0  # not the 70 back to where it was a week ago
+
+
+def test_a_bursty_queue_band_covers_its_busy_level_all_day() -> None:
+    rng = np.random.default_rng(1)
+    t = EPOCH + STEP * np.arange(3 * DAY // STEP, dtype=np.int64)
+    busy, state, i = np.zeros(len(t), bool), True, 0
+    while i < len(t):  # a batch GPU queue: busy and idle runs of 10 minutes to 4 hours
+        run = int(np.exp(rng.uniform(np.log(2), np.log(48))))
+        busy[i:i + run], state, i = state, not state, i + run
+    y = np.clip(np.where(busy, 90.0, 10.0) + rng.normal(0, 4, len(t)), 0, None)
+    fit = fit_series(Series({"gpu": "0"}, t, y, STEP), FitSettings())
+    assert fit.classification["curve_type"] == "regime"
+    assert [round(r["centre"] / 10) for r in fit.classification["regimes"]] == [1, 9]
+    assert fit.upper.min() >= 90.0  # a busy run at any hour tomorrow is normal (a profile said 51)
+    assert fit.upper.max() < 200.0  # a load far beyond any regime still alerts
+
+
+def test_held_out_coverage_shows_a_band_that_does_not_hold() -> None:
+    rng = np.random.default_rng(6)
+    t = EPOCH + STEP * np.arange(10 * DAY // STEP, dtype=np.int64)
+    calm = 100 + rng.normal(0, 1, len(t))
+    fit = fit_series(Series({"a": "calm"}, t, calm, STEP), FitSettings())
+    assert fit.coverage["held_out"] >= 0.99 and fit.coverage["held_out_n"] == DAY // STEP
+    wild = calm.copy()
+    wild[-DAY // STEP:] = 100 + rng.normal(0, 4, DAY // STEP)  # the last day is four times as noisy
+    fit = fit_series(Series({"a": "wild"}, t, wild, STEP), FitSettings())
+    assert fit.coverage["held_out"] < 0.95 and fit.coverage["achieved"] > 0.99  # in-sample hides it
+
+
+def test_rare_batch_jobs_at_random_times_are_a_regime_not_an_incident() -> None:
+    rng = np.random.default_rng(4)
+    step = 60
+    t = EPOCH + step * np.arange(10 * DAY // step, dtype=np.int64)
+    y = 0.05 + rng.normal(0, 0.01, len(t))
+    for start in rng.integers(0, len(t) - 60, 12):  # a 20-50 minute job about daily, at any hour
+        y[start:start + int(rng.integers(20, 50))] = 0.93 + rng.normal(0, 0.02)
+    fit = fit_series(Series({"gpu": "1"}, t, np.clip(y, 0, 1), step, name="gpu_utilization"),
+                     FitSettings())
+    assert fit.classification["curve_type"] == "regime"
+    assert fit.training["sustained"] is not None  # a job running far longer than any before alerts
+    assert fit.upper.min() >= 0.93 and fit.upper.max() <= 1.0  # the jobs' load, inside the natural range
+
+
+def test_spikes_that_recur_every_hour_on_a_quantised_level_are_normal() -> None:
+    rng = np.random.default_rng(8)
+    t = EPOCH + STEP * np.arange(10 * DAY // STEP, dtype=np.int64)
+    level, i = np.empty(len(t)), 0
+    while i < len(t):  # a quantised gauge flipping between 0.49 and 0.50 for hours at a time
+        run = int(rng.integers(12, 120))
+        level[i:i + run], i = rng.choice([0.49, 0.5]), i + run
+    spikes = rng.random(len(t)) < 0.03  # about nine spikes a day, up to the maximum
+    y = np.where(spikes, np.round(rng.uniform(0.55, 1.0, len(t)), 2), level)
+    fit = fit_series(Series({"dim": "4"}, t, y, STEP), FitSettings())
+    threshold = band_policy("medium").threshold
+    assert np.all(rule_score(np.full(len(fit.yhat), 1.0), fit.yhat, fit.lower, fit.upper) <= threshold)
+    assert np.all(fit.lower <= 0.49)
+
+
+def test_a_constant_gauge_with_spikes_every_day_keeps_them_inside_the_band() -> None:
+    rng = np.random.default_rng(9)
+    t = EPOCH + STEP * np.arange(10 * DAY // STEP, dtype=np.int64)
+    y = np.full(len(t), 0.5)
+    for at in rng.choice(len(t) - 2, 40, replace=False):  # four short spikes a day, to 0.6-1.0
+        y[at:at + int(rng.integers(1, 3))] = np.round(rng.uniform(0.6, 1.0), 2)
+    fit = fit_series(Series({"dim": "4"}, t, y, STEP), FitSettings())
+    assert fit.classification["curve_type"] == "constant" and "excursions" not in fit.training
+    threshold = band_policy("medium").threshold
+    assert np.all(rule_score(np.full(len(fit.yhat), 0.9), fit.yhat, fit.lower, fit.upper) <= threshold)
+    once = np.full(len(t), 0.5)
+    once[1000:1040] = 0.9  # one afternoon at another value: an incident, kept out
+    fit = fit_series(Series({"dim": "4"}, t, once, STEP), FitSettings())
+    assert fit.training["excursions"] == 40 and np.all(fit.upper < 0.9)
+
+
+def test_a_handful_of_scrapes_gets_no_band_and_says_why() -> None:
+    t = EPOCH + STEP * np.arange(3 * DAY // STEP, dtype=np.int64)
+    y = np.full(len(t), np.nan)
+    y[::30] = 5.0 + np.arange(len(y[::30])) % 3  # 29 scrapes in three days
+    fit = fit_series(Series({"job": "rare"}, t, y, STEP), FitSettings())
+    assert fit.classification["curve_type"] == "insufficient"
+    assert np.isnan(fit.yhat).all() and np.isnan(fit.lower).all() and np.isnan(fit.upper).all()
+    assert "29 points" in fit.training["withheld"]
+    y[::5] = 5.0  # 174 of them: a band, wide as a young one is
+    assert np.isfinite(fit_series(Series({"job": "rare"}, t, y, STEP), FitSettings()).upper).all()
+
+
+def test_small_error_blips_stay_inside_the_band() -> None:
+    rng = np.random.default_rng(5)
+    step = 60
+    t = EPOCH + step * np.arange(7 * DAY // step, dtype=np.int64)
+    y = np.where(rng.random(len(t)) < 0.003, rng.uniform(0.001, 0.01, len(t)), 0.0)  # an error ratio
+    fit = fit_series(Series({"svc": "a"}, t, y, step, name="errors_ratio"), FitSettings())
+    assert fit.classification["curve_type"] == "intermittent"
+    assert np.all(fit.lower == 0.0)
+    threshold = band_policy("medium").threshold
+    assert np.all(rule_score(np.full(1440, 0.01), fit.yhat, fit.lower, fit.upper) <= threshold)  # the largest blip
+    assert np.all(rule_score(np.full(1440, 0.03), fit.yhat, fit.lower, fit.upper) > threshold)  # 3x it alerts
+
+
+def test_intermittent_series_keeps_zero_as_its_lower_band() -> None:
+    fit = fit_series(make(kind="sparse"), FitSettings())
+    assert fit.classification["curve_type"] == "intermittent"
+    assert np.all(fit.lower == 0.0) and np.all(fit.upper >= 4.0)
+
+
+def test_higher_sensitivity_gives_a_narrower_band() -> None:
+    s = make(days=7, kind="stable")
+    assert width(fit_series(s, FitSettings(sensitivity="high"))) < width(fit_series(s, FitSettings(sensitivity="low")))
+
+
+def test_curve_type_override_and_tiny_inputs() -> None:
+    s = make(days=2, kind="stable")
+    assert fit_series(s, FitSettings(curve_type="constant")).classification["curve_type"] == "constant"
+    tiny = Series({}, s.timestamps[:3], np.array([1.0, np.nan, 1.0]), STEP)
+    fit = fit_series(tiny, FitSettings(horizon=3600))  # two points: a table, its band withheld
+    assert len(fit.timestamps) == 12 and np.isnan(fit.upper).all() and fit.training["withheld"]
+    short = Series({}, s.timestamps[:60], s.values[:60], STEP)  # five hours: a wide young band
+    fit = fit_series(short, FitSettings(horizon=3600))
+    assert np.all(fit.lower <= np.nanmin(short.values)) and np.all(fit.upper >= np.nanmax(short.values))
+
+
+def replay_onsets(series: Series, start_day: int) -> tuple[int, object]:
+    """Alert onsets of a daily walk-forward replay from `start_day`, with the medium policy's alerting."""
+    from smartmetrics.engine.firing import AlertRules
+    from smartmetrics.evaluation.backtest import backtest_series
+
+    frame = backtest_series(
+        series, lambda train, horizon: fit_series(train, FitSettings(horizon=horizon)),
+        AlertRules.of_sensitivity("medium"), retrain_every=DAY, history=14 * DAY, min_history=start_day * DAY,
+    )
+    return int(frame["alert"].sum()), frame
+
+
+def weekly_traffic(days: int, seed: int = 0) -> Series:
+    """The demo's tenant traffic: a daytime peak, weekends at 60% of weekdays, a little noise."""
+    rng = np.random.default_rng(seed)
+    t = EPOCH + STEP * np.arange(days * DAY // STEP, dtype=np.int64)  # EPOCH is a Monday
+    hour = (t % DAY) / 3600
+    shape = 0.25 + 0.75 * np.exp(-0.5 * ((hour - 14) / 4.0) ** 2)
+    weekend = ((t // DAY) + 3) % 7 >= 5
+    y = 1000 * shape * np.where(weekend, 0.6, 1.0) * (1 + rng.normal(0, 0.02, len(t)))
+    return Series({"job": "traffic"}, t, y, STEP)
+
+
+def test_weekly_pattern_from_one_to_two_weeks_raises_no_weekend_alerts() -> None:
+    onsets, frame = replay_onsets(weekly_traffic(21, seed=3), start_day=8)
+    assert onsets == 0, frame.loc[frame["alert"] == 1, "timestamp"].tolist()
+    ts = frame["timestamp"].to_numpy()
+    saturday = (ts >= EPOCH + 19 * DAY) & (ts < EPOCH + 20 * DAY)
+    assert frame.loc[saturday, "yhat"].max() < 0.75 * frame.loc[~saturday & (ts >= EPOCH + 14 * DAY), "yhat"].max()
+
+
+def test_a_first_weekend_may_fall_below_anything_a_quiet_history_shows() -> None:
+    t = EPOCH + STEP * np.arange(5 * DAY // STEP, dtype=np.int64)  # Monday to Friday
+    y = 140 + np.random.default_rng(5).normal(0, 2.0, len(t))  # a narrow history: its span is ~10
+    fit = fit_series(Series({"job": "flat"}, t, y, STEP), FitSettings())  # predicts the Saturday
+    assert np.median(fit.lower) <= 0.5 * np.median(fit.yhat) + 1.0  # the weekend prior, not the span cap
+
+
+def test_the_monday_after_a_first_quiet_weekend_may_return_to_fridays_level() -> None:
+    def traffic(days: int) -> Series:  # from a Wednesday: three weekdays, a weekend at 60%, noisy
+        t = EPOCH + 2 * DAY + STEP * np.arange(days * DAY // STEP, dtype=np.int64)
+        weekend = ((t // DAY) + 3) % 7 >= 5
+        y = 1000 * (1 + 0.6 * np.cos(2 * np.pi * ((t % DAY) / 3600 - 14) / 24)) * np.where(weekend, 0.6, 1.0)
+        return Series({"job": "traffic"}, t, y + np.random.default_rng(2).normal(0, 120, len(t)), STEP)
+
+    fit = fit_series(traffic(5), FitSettings())  # no weekly period yet: predicts the Monday
+    monday = traffic(6).values[-len(fit.timestamps):]
+    score = anomaly_score(monday, fit.yhat, fit.lower, fit.upper)
+    assert score.max() < band_policy("medium").threshold, "a Monday back at the weekday level alerted"
+
+
+def test_a_nightly_job_is_learned_and_a_spike_at_another_hour_still_alerts() -> None:
+    series = make(days=6, seed=7, kind="stable", noise=1.0)
+    jitter = np.random.default_rng(7).integers(-4, 5, 7) * STEP  # the job starts 03:00 +- 20 minutes
+    values = series.values.copy()
+    for day in range(6):
+        values[series.timestamps == EPOCH + day * DAY + 3 * 3600 + jitter[day]] += 30.0
+    fit = fit_series(Series(series.labels, series.timestamps, values, STEP), FitSettings())
+    at = (fit.timestamps - EPOCH - 6 * DAY) // STEP  # the next day, by step
+    tonight = 50.0 + np.where(at == 3 * 3600 // STEP + jitter[6] // STEP, 30.0, 0.0)
+    assert anomaly_score(tonight, fit.yhat, fit.lower, fit.upper).max() <= 1.0  # the job, as every night
+    noon = np.where(at == 12 * 3600 // STEP, 80.0, 50.0)
+    assert anomaly_score(noon, fit.yhat, fit.lower, fit.upper).max() > 2.0  # the same spike at noon
+
+
+def test_a_trend_is_no_recurring_excursion() -> None:
+    """Every earlier day of a growing series lies below the coming day's band at every hour: that
+    is the trend, not a nightly drop, and a dip must still alert."""
+    series = make(days=7, seed=8, kind="stable", noise=1.0)
+    rising = Series(series.labels, series.timestamps, series.values + 10 * (series.timestamps - EPOCH) / DAY, STEP)
+    fit = fit_series(rising, FitSettings())
+    assert np.median(fit.yhat - fit.lower) < 20.0  # about a day of growth; a blind band would reach 70
+
+
+def test_a_deploy_level_shift_raises_at_most_one_alert() -> None:
+    series = make(days=14, seed=4, kind="stable", noise=1.0)
+    values = series.values.copy()
+    values[series.timestamps >= EPOCH + 9 * DAY + 13 * 3600] += 15.0
+    onsets, frame = replay_onsets(Series(series.labels, series.timestamps, values, STEP), start_day=7)
+    assert onsets <= 1
+    next_day = frame["timestamp"] >= EPOCH + 10 * DAY + 2 * 3600  # after keep_firing_for, the day is normal
+    assert frame.loc[next_day, "firing"].sum() == 0
+
+
+def test_band_stays_sane_on_plateaus_of_a_histogram_quantile() -> None:
+    """histogram_quantile sits on bucket edges for hours, then jumps: the band must not explode.
+
+    The data is 14 days of the demo's p99 latency (smartmetrics.app.demo_data), where the upper band
+    once reached 190 for values under 2.4 (slot scales near zero, normalised residuals in the 1000s).
+    """
+    from pathlib import Path
+
+    from smartmetrics.adapters.files import read_csv_series
+    from smartmetrics.engine.ensemble import SPAN_CAP, FitSettings, fit_series
+
+    series = read_csv_series(Path(__file__).parents[1] / "data" / "p99_latency_plateaus.csv", step=300)
+    fitted = fit_series(series, FitSettings())
+    values = series.values[np.isfinite(series.values)]
+    span = np.quantile(values, 0.995) - np.quantile(values, 0.005)
+    assert np.nanmax(fitted.upper - fitted.yhat) <= SPAN_CAP * span + 1e-9
+    assert np.nanmax(fitted.upper) < 3 * values.max()

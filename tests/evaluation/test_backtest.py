@@ -1,0 +1,144 @@
+"""Walk-forward backtest: no look-ahead, exact columns, cold-start rows, `for` logic, onsets, direction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from smartmetrics.engine.firing import AlertRules, anomaly_condition, firing_and_onsets
+from smartmetrics.engine.series import Series
+from smartmetrics.evaluation.backtest import (
+    COLUMNS,
+    DAY,
+    assemble_frame,
+    backtest_live,
+    backtest_series,
+)
+from smartmetrics.evaluation.peers import ConstantBand
+
+STEP = 3600
+
+
+def hourly(days: int, seed: int = 0) -> Series:
+    rng = np.random.default_rng(seed)
+    t = np.arange(0, days * DAY, STEP, dtype=np.int64)
+    return Series({"job": "x"}, t, 10 + rng.normal(0, 1, len(t)), STEP, name="x")
+
+
+def points(n: int, **kw) -> AlertRules:
+    """Alert after `n` points outside the band in a row, at the band edge (score threshold 1)."""
+    return AlertRules(default_points=n, **kw)
+
+
+def mean_fit(train: Series, horizon: int) -> ConstantBand:
+    m = float(np.nanmean(train.values))
+    return ConstantBand(m, m - 1.0, m + 1.0)
+
+
+def test_model_never_sees_data_at_or_after_the_period_it_predicts() -> None:
+    seen: list[tuple[int, int, int]] = []
+
+    def spy(train: Series, horizon: int) -> ConstantBand:
+        seen.append((int(train.timestamps.min()), int(train.timestamps.max()), horizon))
+        return mean_fit(train, horizon)
+
+    series = hourly(5)
+    backtest_series(series, spy, points(1), retrain_every=DAY, history=2 * DAY)
+    assert [end for _, end, _ in seen] == [k * DAY - STEP for k in range(1, 5)]
+    assert all(start >= end + STEP - 2 * DAY for start, end, _ in seen)  # trailing history only
+    assert all(end + horizon >= end + DAY for _, end, horizon in seen)
+
+
+def test_changing_the_future_does_not_change_earlier_bands() -> None:
+    series = hourly(4)
+    base = backtest_series(series, mean_fit, points(1), retrain_every=DAY, history=3 * DAY)
+    poisoned = series.values.copy()
+    poisoned[series.timestamps >= 2 * DAY] = 1e9
+    other = backtest_series(
+        Series(series.labels, series.timestamps, poisoned, STEP), mean_fit, points(1),
+        retrain_every=DAY, history=3 * DAY,
+    )
+    upto = series.timestamps < 3 * DAY  # day 2's band was fitted on days 0-1 only
+    pd.testing.assert_series_equal(base["yhat_upper"][upto], other["yhat_upper"][upto])
+    assert not np.allclose(base["yhat_upper"][~upto], other["yhat_upper"][~upto])
+
+
+def test_exact_columns_and_cold_start_rows() -> None:
+    series = hourly(3)
+    frame = backtest_series(series, mean_fit, points(2), retrain_every=DAY, history=14 * DAY)
+    assert list(frame.columns) == COLUMNS
+    assert len(frame) == len(series)
+    cold = frame[frame["timestamp"] < DAY]
+    assert len(cold) == 24
+    assert cold[["yhat", "yhat_lower", "yhat_upper", "anomaly_score"]].isna().all().all()
+    assert (cold["firing"] == 0).all() and (cold["alert"] == 0).all()
+    assert frame.loc[frame["timestamp"] >= DAY, "yhat"].notna().all()
+
+
+def test_for_logic_needs_consecutive_points_and_nan_breaks_the_run() -> None:
+    outside = anomaly_condition(
+        np.array([5.0, 5.0, np.nan, 5.0, 5.0, 5.0, 0.0, 5.0]), np.zeros(8), np.zeros(8) - 1, np.ones(8), points(1)
+    )
+    firing, onset = firing_and_onsets(outside, 2)
+    assert firing.astype(int).tolist() == [0, 1, 0, 0, 1, 1, 0, 0]
+    assert onset.astype(int).tolist() == [0, 1, 0, 0, 1, 0, 0, 0]
+    firing, onset = firing_and_onsets(outside, 3)
+    assert firing.astype(int).tolist() == [0, 0, 0, 0, 0, 1, 0, 0]
+    assert onset.sum() == 1
+
+
+@pytest.mark.parametrize(
+    ("direction", "expected"), [("both", [1, 0, 1]), ("up", [1, 0, 0]), ("down", [0, 0, 1])]
+)
+def test_direction(direction: str, expected: list[int]) -> None:
+    series = Series({}, np.arange(3, dtype=np.int64), np.array([5.0, 0.0, -5.0]), 1)
+    frame = assemble_frame(series, np.zeros(3), -np.ones(3), np.ones(3), points(1, direction=direction))
+    assert frame["firing"].tolist() == expected
+    assert frame["anomaly_score"].tolist() == [5.0, 0.0, 5.0]
+
+
+def test_an_excursion_fires_once_and_alert_marks_the_onset() -> None:
+    series = hourly(3, seed=1)
+    values = series.values.copy()
+    values[60:66] = 100.0
+    frame = backtest_series(
+        Series(series.labels, series.timestamps, values, STEP), mean_fit, points(3),
+        retrain_every=DAY, history=DAY,
+    )
+    assert frame["alert"].sum() >= 1
+    assert frame["alert"].iloc[62] == 1 and frame["firing"].iloc[62:66].eq(1).all()
+    assert frame["firing"].iloc[60:62].eq(0).all()
+
+
+def test_live_band_is_blanked_before_the_first_retrain() -> None:
+    series = hourly(3)
+
+    def band(s: Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return np.zeros(len(s)), np.full(len(s), -100.0), np.full(len(s), 100.0)
+
+    frame = backtest_live(series, band, points(1))
+    assert frame["yhat"].isna().sum() == 24 and frame["yhat"].iloc[24:].eq(0).all()
+
+
+def test_keep_firing_for_merges_the_onsets_of_one_flapping_incident() -> None:
+    outside = np.array([0, 1, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 1, 0], dtype=bool)
+    _, flapping = firing_and_onsets(outside, 1)
+    assert flapping.sum() == 4
+    firing, onset = firing_and_onsets(outside, 1, keep_points=3)
+    assert onset.astype(int).tolist() == [0, 1] + [0] * 10 + [1, 0]  # gap of 4 > 3 points: a new alert
+    assert firing[1:11].all() and not firing[11] and firing[12:].all()
+
+
+def test_keep_firing_for_does_not_bypass_the_for_duration() -> None:
+    outside = np.array([1, 0, 1, 0, 1, 1, 0, 0], dtype=bool)
+    firing, onset = firing_and_onsets(outside, 2, keep_points=2)
+    assert firing.astype(int).tolist() == [0, 0, 0, 0, 0, 1, 1, 1]
+    assert onset.sum() == 1
+
+
+def test_score_threshold_moves_the_alerting_edges() -> None:
+    series = Series({}, np.arange(4, dtype=np.int64), np.array([1.5, 2.5, -1.5, -2.5]), 1)
+    frame = assemble_frame(series, np.zeros(4), -np.ones(4), np.ones(4), points(1, threshold=2.0))
+    assert frame["firing"].tolist() == [0, 1, 0, 1]
+    assert frame["anomaly_score"].tolist() == [1.5, 2.5, 1.5, 2.5]

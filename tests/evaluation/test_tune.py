@@ -1,0 +1,218 @@
+"""Sensitivity tuning: the alert logic it replays, the pick for a budget, and the config write-back."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from smartmetrics.app.cli import main
+from smartmetrics.config import ConfigError, load_config, parse_config
+from smartmetrics.engine.firing import anomaly_condition
+from smartmetrics.engine.series import Series
+from smartmetrics.evaluation.tune import (
+    DAY,
+    Outcome,
+    Recommendation,
+    Replay,
+    candidate_rules,
+    choose,
+    inject_excursions,
+    parse_budget,
+    tune_baseline,
+    write_config,
+)
+
+STEP = 300
+
+
+def alert(**kw):
+    cfg = parse_config({"sources": {"p": {"url": "http://x:1"}}, "baselines": {"q": {"expr": "x", "alert": kw}}})
+    return cfg.baselines["q"].alert
+
+
+@pytest.mark.parametrize(("text", "per_week"), [("1/week", 1.0), ("2/w", 2.0), ("0.5/day", 3.5), ("1/h", 168.0)])
+def test_parse_budget(text: str, per_week: float) -> None:
+    assert parse_budget(text) == pytest.approx(per_week)
+
+
+@pytest.mark.parametrize("text", ["1", "week", "-1/week", "1/month"])
+def test_bad_budget_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="budget"):
+        parse_budget(text)
+
+
+def alerting_points(v, y, lo, hi, alert):
+    """The anomaly alert's condition for a candidate `alert` section, at the band edge (threshold 1)."""
+    return anomaly_condition(v, y, lo, hi, replace(candidate_rules("medium", alert, 1), threshold=1.0))
+
+
+def test_alerting_points_follow_the_rules() -> None:
+    v = np.array([100.0, 130.0, 70.0, 121.0, np.nan, 130.0])
+    y, lo, hi = np.full(6, 100.0), np.full(6, 90.0), np.full(6, 120.0)
+    hi[5] = np.nan
+    assert alerting_points(v, y, lo, hi, alert()).tolist() == [False, True, True, True, False, False]
+    assert alerting_points(v, y, lo, hi, alert(direction="up")).tolist() == [False, True, False, True, False, False]
+    assert alerting_points(v, y, lo, hi, alert(direction="down")).tolist() == [False, False, True, False, False, False]
+    assert alerting_points(v, y, lo, hi, alert(min_abs_deviation=25)).tolist() == [False, True, True, False, False, False]
+    assert alerting_points(v, y, lo, hi, alert(min_rel_deviation=0.5)).tolist() == [False] * 6
+
+
+def flat_replay(days: float = 3, noise: float = 1.0, seed: int = 0) -> Replay:
+    n = int(days * DAY / STEP)
+    ts = np.arange(n) * STEP
+    values = 100 + np.random.default_rng(seed).normal(0, noise, n)
+    y = np.full(n, 100.0)
+    y[: n // 4] = np.nan
+    return Replay(ts, values, y, y - 5, y + 5, STEP)
+
+
+def test_injected_excursions_follow_direction_and_minimums() -> None:
+    replay = flat_replay()
+    values, windows = inject_excursions(replay, alert(direction="down", min_abs_deviation=40), 6.0, 1800)
+    assert len(windows) >= 3 and all(b - a == 5 for a, b in windows)
+    assert all(a >= len(values) // 4 for a, _ in windows)  # only where a band exists
+    for a, b in windows:
+        assert np.all(values[a:b + 1] <= 100 - 1.5 * 40 + 1e-9)
+    both, _ = inject_excursions(replay, alert(), 6.0, 1800)
+    signs = {float(np.sign(both[a] - 100)) for a, _ in windows}
+    assert signs == {1.0, -1.0}
+
+
+def outcome(s: float, k: int, alerts: int, caught: int) -> Outcome:
+    return Outcome(s, k, alerts, 10.0, caught, 10)
+
+
+def test_choose_prefers_recall_then_speed_then_quiet_within_budget() -> None:
+    options = [outcome(0.8, 1, 30, 10), outcome(0.5, 1, 8, 9), outcome(0.5, 2, 5, 9), outcome(0.2, 1, 2, 7)]
+    assert choose(options, budget=1.0) == outcome(0.5, 1, 8, 9)
+    assert choose(options, budget=0.6) == outcome(0.5, 2, 5, 9)
+    assert choose(options, budget=0.1) == outcome(0.2, 1, 2, 7)  # none within: the quietest
+
+
+class ConstantBand:
+    """A band of half-width `half` around 100: a stand-in fit whose width grows as sensitivity falls."""
+
+    def __init__(self, half: float) -> None:
+        self.half = half
+
+    def band_at(self, ts: np.ndarray):
+        y = np.full(len(ts), 100.0)
+        return y, y - self.half, y + self.half
+
+
+def fake_factory(sensitivity, releases=()):
+    from smartmetrics.engine.bands import band_policy
+
+    # medium alerts at 1.5 sigma whatever the policy's score threshold (the band is scaled to it)
+    half = {"medium": 1.5 / band_policy("medium").threshold}.get(sensitivity, None) or 1.0 / float(sensitivity)
+    return lambda train, horizon: ConstantBand(half)
+
+
+def noisy_series(days: int = 8, seed: int = 1) -> Series:
+    n = days * DAY // STEP
+    ts = np.arange(n, dtype=np.int64) * STEP
+    return Series({"i": str(seed)}, ts, 100 + np.random.default_rng(seed).normal(0, 1.0, n), STEP)
+
+
+def test_tuning_meets_the_budget_and_a_looser_budget_alerts_more() -> None:
+    baseline = parse_config({"sources": {"p": {"url": "http://x:1"}},
+                             "baselines": {"q": {"expr": "x", "history": "3d"}}}).baselines["q"]
+    series = [noisy_series(seed=i) for i in range(2)]
+    strict = tune_baseline("q", baseline, series, 0.5, fake_factory)
+    loose = tune_baseline("q", baseline, series, 50.0, fake_factory)
+    assert strict.meets and strict.chosen.rate <= 0.5
+    assert loose.meets and loose.chosen.recall >= strict.chosen.recall
+    assert loose.chosen.rate >= strict.chosen.rate
+    assert strict.current.sensitivity == "medium" and strict.current.for_points == 1  # medium: the first point outside fires
+    assert strict.current.rate > 0.5  # the default would have been over this budget
+    assert strict.for_seconds == (strict.chosen.for_points - 1) * STEP
+
+
+def test_tuning_replays_a_baseline_with_releases_as_the_daemon_lives_it() -> None:
+    from smartmetrics.evaluation.tune import engine_fit
+
+    base = {"sources": {"p": {"url": "http://127.0.0.1:9"}}}
+    plain = parse_config({**base, "baselines": {"q": {"expr": "x", "history": "3d"}}}).baselines["q"]
+    marked = parse_config({**base, "baselines": {"q": {"expr": "x", "history": "3d", "releases": {
+        "expr": "changes(generation[5m]) > 0"}}}}).baselines["q"]
+    series = noisy_series(days=6)
+    deploy = int(4 * DAY + 13 * 3600)
+    shifted = Series(series.labels, series.timestamps, series.values + 20.0 * (series.timestamps >= deploy), STEP)
+    blind = tune_baseline("q", plain, [shifted], 1.0, engine_fit(plain), sensitivities=(0.9,))
+    told = tune_baseline("q", marked, [shifted], 1.0, engine_fit(marked), sensitivities=(0.9,),
+                         releases={shifted.key: (deploy,)})
+    assert blind.current.alerts >= 1  # the deploy's new level counted as a false alert
+    assert told.current.alerts == 0 and told.current.rate < blind.current.rate
+
+
+CONFIG = """\
+# my config: keep this comment
+sources:
+  prom: {url: "http://127.0.0.1:9"}   # inline comment
+baselines:
+  qps:
+    expr: 'sum by (model) (rate(x[5m]))'
+    sensitivity: medium   # was medium
+    alert:
+      for: 10m
+      severity: page
+  lat:
+    expr: y
+"""
+
+
+def rec(alias: str, s: float, k: int) -> Recommendation:
+    return Recommendation(alias, 1, STEP, 1.0, outcome(s, k, 0, 1), outcome(0.5, 1, 0, 1))
+
+
+def test_write_back_keeps_the_file_and_changes_only_the_tuned_fields(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(CONFIG)
+    path.chmod(0o640)
+    write_config(str(path), [rec("qps", 0.35, 2), rec("lat", 0.2, 1)])
+    text = path.read_text()
+    assert "# my config: keep this comment" in text and "# inline comment" in text
+    assert "expr: 'sum by (model) (rate(x[5m]))'" in text and "severity: page" in text
+    config = load_config(path)
+    assert config.baselines["qps"].sensitivity == 0.35 and config.baselines["qps"].alert.for_ == 300
+    assert config.baselines["lat"].sensitivity == 0.2 and config.baselines["lat"].alert.for_ == 0
+    assert config.baselines["qps"].alert.severity == "page"
+    assert os.stat(path).st_mode & 0o777 == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["c.yaml"]
+
+
+def test_write_back_refuses_to_write_an_invalid_config(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(CONFIG.replace("severity: page", "severity: page\n      bogus: 1"))
+    before = path.read_text()
+    with pytest.raises(ConfigError, match="bogus"):
+        write_config(str(path), [rec("qps", 0.35, 2)])
+    assert path.read_text() == before
+
+
+def test_cli_tunes_against_prometheus_and_writes_back(prometheus, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({
+        "sources": {"prom": {"url": prometheus.url}},
+        "baselines": {"rate": {"expr": 'sm_requests_rate{instance="a"}', "history": "2d"}},
+    }))
+    assert main(["tune", "--config", str(path), "--budget", "1/week", "--write"]) == 0
+    out = capsys.readouterr().out
+    assert "rate" in out and "within budget" in out
+    tuned = load_config(path).baselines["rate"]
+    assert isinstance(tuned.sensitivity, float)
+    assert main(["tune", "--config", str(path), "--budget", "often"]) == 2
+
+
+def test_a_near_constant_series_still_gets_a_visible_excursion() -> None:
+    n = 3 * DAY // STEP
+    y = np.full(n, 0.9)
+    flat = Replay(np.arange(n) * STEP, y + 1e-9 * np.arange(n), y, y - 0.05, y + 0.05, STEP)
+    values, windows = inject_excursions(flat, alert(direction="down"), 6.0, 1800)
+    a, _ = windows[0]
+    assert values[a] <= 0.9 * 0.9 + 1e-12  # 10% of the level, not 6 x a sigma of 1e-9
