@@ -40,7 +40,7 @@ from smartmetrics.render.plots import plot_band
 from smartmetrics.settings import baseline_fit, fit_settings
 
 log = logging.getLogger(__name__)
-DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 REPLAY_DAYS = 3
 
 
