@@ -1,4 +1,5 @@
-"""`Series`: one time series on a regular grid, gaps as NaN; pure helpers to build, read and write it.
+"""`Series`: one time series on a regular grid, gaps as NaN; pure helpers to build and label it (CSV
+files are `smartmetrics.adapters.files`).
 
 Timestamps are Unix seconds (int64, UTC) spaced exactly `step` apart; values are float64 with NaN
 where Prometheus returned nothing, NaN or ±Inf. Every later stage (classify, models, bands) takes
