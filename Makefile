@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults bench-servers clean
+.PHONY: install demo test test-fast lint bench bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults bench-servers bench-retrain clean
 
 $(STAMP): pyproject.toml
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
@@ -55,6 +55,9 @@ bench-daemon: $(STAMP)
 bench-faults: $(STAMP)
 	$(BIN)/python -m smartmetrics.benchmarks.faults --kills 50 --stops 10 --fuzz 10000
 
+bench-retrain: $(STAMP)
+	$(BIN)/python -m smartmetrics.benchmarks.retrain
+
 bench-servers: $(STAMP)
 	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python -m smartmetrics.benchmarks.servers
@@ -63,7 +66,7 @@ bench-tuning: $(STAMP)
 	$(BIN)/python -m smartmetrics.benchmarks.tuning
 
 # every benchmark of BENCHMARKS.md, one after the other (about 40 minutes on 2 cores)
-bench: bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults
+bench: bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults bench-retrain
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -123,6 +123,7 @@ class Source(_Strict):
     concurrency: int = Field(default=4, ge=1, le=64)
     retries: int = Field(default=3, ge=0, le=10)
     max_points_per_request: int = Field(default=11000, ge=2, le=11000)
+    max_samples_per_request: int = Field(default=250_000, ge=1000)
 
     @field_validator("url")
     @classmethod

@@ -50,6 +50,16 @@ class Matrix:
 MAX_ABS = 1e30  # beyond any counter, byte count or latency: a value this large is garbage, read as a gap
 
 
+def piece_points(series: int, max_points: int, max_samples: int) -> int:
+    """Points per series in one request: at most `max_points`, and at most `max_samples` over all the
+    `series` the query returns (never fewer than 2, so a piece always moves the range forward).
+
+    >>> piece_points(10, 11000, 250_000), piece_points(1000, 11000, 250_000), piece_points(10**6, 11000, 250_000)
+    (11000, 250, 2)
+    """
+    return max(2, min(max_points, max_samples // max(series, 1)))
+
+
 def split_range(start: int, end: int, step: int, max_points: int) -> list[tuple[int, int]]:
     """Consecutive `(start, end)` chunks on the step grid, each with at most `max_points` points.
 

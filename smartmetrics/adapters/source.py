@@ -2,8 +2,10 @@
 
 A baseline's history is fetched as `[align_down(end - history, step), align_down(end, step)]`, split so
 that no request asks for more than `max_points_per_request` points per series (Prometheus refuses
-more than 11,000), requested with bounded concurrency, merged, and laid on a regular grid where
-anything missing, NaN or ±Inf is a NaN gap. Every failure becomes a `SourceError` naming the baseline.
+more than 11,000) nor, over all its series, more than `max_samples_per_request` samples (the newest
+piece shows how many series there are; thousands of them then arrive in short time pieces, each
+well within the timeout), requested with bounded concurrency, merged, and laid on a regular grid
+where anything missing, NaN or ±Inf is a NaN gap. Every failure becomes a `SourceError` naming the baseline.
 The pure `parse_*` helpers live in `smartmetrics.adapters.matrix` and are re-exported here.
 """
 
@@ -33,6 +35,7 @@ from smartmetrics.adapters.matrix import (
     parse_labels,
     parse_matrix,
     parse_retry_after,
+    piece_points,
     render_series,
     split_range,
 )
@@ -178,10 +181,11 @@ class PrometheusClient:
 
     async def query_range(
         self, expr: str, start: int, end: int, step: int,
-        on_progress: Callable[[int, int], None] | None = None,
+        on_progress: Callable[[int, int], None] | None = None, max_points: int | None = None,
     ) -> Matrix:
-        """All series of `expr` over [start, end] at `step`, fetched in chunks and merged."""
-        chunks = split_range(start, end, step, self.source.max_points_per_request)
+        """All series of `expr` over [start, end] at `step`, fetched in chunks of at most `max_points`
+        points per series (default: the source's `max_points_per_request`) and merged."""
+        chunks = split_range(start, end, step, max_points or self.source.max_points_per_request)
         done = 0
         if on_progress:
             on_progress(0, len(chunks))
@@ -264,7 +268,7 @@ class PrometheusClient:
                     f"(check sources.{self.name}.url and that the server is running)")
         if last.kind == "timeout":
             return (f"no answer from {url} after {tries}: {last.why} "
-                    f"(raise sources.{self.name}.timeout, or lower max_points_per_request)")
+                    f"(raise sources.{self.name}.timeout, or lower max_samples_per_request)")
         return f"{url} failed after {tries}: {last.why}"
 
 
@@ -292,7 +296,7 @@ async def fetch_baseline_async(
     start, stop = align_down(end - history, step), align_down(end, step)
     t0, requests0, bytes0 = time.monotonic(), client.requests, client.bytes_received
     try:
-        matrix = await client.query_range(baseline.expr, start, stop, step, on_progress)
+        matrix = await _query_in_pieces(client, baseline.expr, start, stop, step, baseline.max_series, on_progress)
         series, dropped = render_series(matrix, start, stop, step, baseline.max_series)
     except SourceError as exc:
         raise exc.for_baseline(alias) from None
@@ -309,6 +313,27 @@ async def fetch_baseline_async(
         points=sum(s.observed for s in series), seconds=time.monotonic() - t0,
         bytes_received=client.bytes_received - bytes0,
     )
+
+
+async def _query_in_pieces(
+    client: PrometheusClient, expr: str, start: int, stop: int, step: int, max_series: int,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Matrix:
+    """`expr` over [start, stop] in requests of at most `max_samples_per_request` samples.
+
+    Until the answer is seen, the number of series is only bounded by `max_series`; so the newest
+    piece is asked first at the size that bound allows, and the rest of the range in pieces sized for
+    the series that piece returned. A baseline of a few series still takes one or two requests; one
+    of 10,000 series arrives in short pieces that each finish well within the timeout."""
+    source = client.source
+    probe = piece_points(max_series, source.max_points_per_request, source.max_samples_per_request)
+    if (stop - start) // step + 1 <= probe:
+        return await client.query_range(expr, start, stop, step, on_progress, probe)
+    head = stop - (probe - 1) * step
+    newest = await client.query_range(expr, head, stop, step, None, probe)
+    per = piece_points(len(newest.series), source.max_points_per_request, source.max_samples_per_request)
+    older = await client.query_range(expr, start, head - step, step, on_progress, per)
+    return merge_matrices([older, newest])
 
 
 def fetch_baseline(

@@ -10,6 +10,7 @@ started on 127.0.0.1 at a free port:
 
 from __future__ import annotations
 
+import io
 import math
 import shutil
 import socket
@@ -19,7 +20,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TextIO
 
 import httpx
 import numpy as np
@@ -86,22 +87,27 @@ def render_openmetrics(series: Iterable[MetricSeries]) -> str:
     # EOF
     <BLANKLINE>
     """
+    out = io.StringIO()
+    write_openmetrics(series, out)
+    return out.getvalue()
+
+
+def write_openmetrics(series: Iterable[MetricSeries], out: TextIO) -> None:
+    """`render_openmetrics` written to `out` one series at a time (a backfill of millions of samples
+    never holds its whole text in memory)."""
     by_family: dict[str, list[MetricSeries]] = {}
     for s in series:
         by_family.setdefault(_family(s), []).append(s)
-    lines: list[str] = []
     for family, members in by_family.items():
         kinds = {m.kind for m in members}
         if len(kinds) > 1:
             raise ValueError(f"metric {family} is declared both gauge and counter")
         helps = [m.help for m in members if m.help]
         if helps:
-            lines.append(f"# HELP {family} {helps[0]}")
-        lines.append(f"# TYPE {family} {kinds.pop()}")
-        for m in members:
-            lines.extend(_render_samples(m))
-    lines.append("# EOF")
-    return "\n".join(lines) + "\n"
+            out.write(f"# HELP {family} {helps[0]}\n")
+        out.write(f"# TYPE {family} {kinds.pop()}\n")
+        out.writelines("\n".join(_render_samples(m)) + "\n" for m in members)
+    out.write("# EOF\n")
 
 
 def _render_samples(series: MetricSeries) -> list[str]:
@@ -119,7 +125,8 @@ def backfill(series: Iterable[MetricSeries], data_dir: str | Path, max_block: st
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     text_file = data_dir.parent / f"{data_dir.name}.om.txt"
-    text_file.write_text(render_openmetrics(series))
+    with text_file.open("w") as out:
+        write_openmetrics(series, out)
     cmd = [promtool, "tsdb", "create-blocks-from", "openmetrics",
            f"--max-block-duration={max_block}", str(text_file), str(data_dir)]
     try:

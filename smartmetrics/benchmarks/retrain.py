@@ -1,0 +1,210 @@
+"""Retrain benchmark (issue 22): `smartmetrics fit` end to end on a baseline of many series, checked.
+
+    python -m smartmetrics.benchmarks.retrain [--sizes 1000,10000] [--days 14] [--prophet-series 5]
+
+For each size N: N series of mixed kinds (daily-seasonal, stable, bursty, sparse; a quarter each),
+`--days` days at 5 minutes, backfilled into a real local Prometheus with promtool. Then, in one run:
+
+- **smartmetrics fit**, its own process with 2 workers, on one baseline selecting all N series
+  (`max_series: N`, source `timeout: 5s`): wall time from start to exit, and peak RSS of the process
+  with its workers (sampled every 0.1 s). The store it wrote is read back: every series must have a
+  finite band, and the fit must report no failed piece or series, or the benchmark fails.
+- **the bare-fetch limit**: the same series and range fetched with 8 concurrent `query_range`
+  requests (httpx; each a batch of series by a regex on their `series` label, at most 250,000
+  samples a request), each answer decoded with `json.loads` and nothing else: what no retrain that
+  reads Prometheus' JSON API from this machine can beat.
+- **one Prophet per series** (the Prometheus Anomaly Detector's way: fetch one series, fit Prophet,
+  predict a day) on a sample of `--prophet-series`.
+
+Prints per size: series/s of each, the fit's fraction of the fetch limit, its ratio to Prophet and
+its peak RSS. Exits 1 when a series is missing from the store or a check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from smartmetrics.adapters.store import load_store
+from smartmetrics.app.promlocal import LocalPrometheus, MetricSeries
+from smartmetrics.benchmarks.daemon import prophet_per_series
+from smartmetrics.benchmarks.faults import descendants
+from smartmetrics.engine.series import align_down
+
+METRIC = "bench_retrain"
+STEP = 300
+KINDS = ("seasonal", "stable", "bursty", "sparse")
+
+
+def mixed_series(n: int, end: int, days: int, seed: int = 22) -> list[MetricSeries]:
+    """n series, a quarter of each kind, every one with its own level and noise."""
+    rng = np.random.default_rng(seed)
+    ts = np.arange(end - days * 86400, end + 1, STEP, dtype=np.int64)
+    day = np.sin(2 * np.pi * (ts % 86400) / 86400)
+    out = []
+    for i in range(n):
+        kind = KINDS[i % len(KINDS)]
+        level = rng.uniform(10, 1000)
+        if kind == "seasonal":
+            values = level * (1 + 0.4 * day) + rng.normal(0, 0.03 * level, len(ts))
+        elif kind == "stable":
+            values = level + rng.normal(0, 0.02 * level, len(ts))
+        elif kind == "bursty":
+            values = level * (1 + rng.exponential(0.3, len(ts)) * (rng.random(len(ts)) < 0.1))
+        else:
+            values = np.where(rng.random(len(ts)) < 0.03, rng.exponential(level * 0.01, len(ts)), 0.0)
+        out.append(MetricSeries(METRIC, {"kind": kind, "series": str(i)}, ts, np.round(values, 4)))
+    return out
+
+
+@dataclass
+class FitRun:
+    seconds: float
+    peak_rss_mb: float
+    stored: int
+    banded: int
+    output: str
+    code: int
+
+
+def _rss_mb(pids: set[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def run_fit(config: Path, store: Path) -> FitRun:
+    """`smartmetrics fit` as a process, timed, with its peak RSS (process and workers), and the store
+    it left read back."""
+    peak = 0.0
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "smartmetrics", "fit", "--config", str(config), "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "160"})
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.append(proc.stdout.read() if proc.stdout else ""), daemon=True)
+    reader.start()
+    while proc.poll() is None:
+        peak = max(peak, _rss_mb({proc.pid} | descendants(proc.pid)))
+        time.sleep(0.1)
+    seconds = time.perf_counter() - started
+    reader.join(timeout=10)
+    states, errors = load_store(store)
+    bands = [b for s in states.values() for b in s.series] if not errors else []
+    banded = sum(bool(np.isfinite(b.yhat).all() and np.isfinite(b.lower).all() and np.isfinite(b.upper).all())
+                 for b in bands)
+    return FitRun(seconds, peak, len(bands), banded, "".join(output), proc.returncode)
+
+
+async def _bare_fetch(url: str, n: int, start: int, end: int, concurrency: int = 8) -> int:
+    """Every series over [start, end] in batches of series, 8 requests at a time, JSON-decoded only;
+    returns the samples received."""
+    points = (end - start) // STEP + 1
+    per_batch = max(1, 250_000 // points)
+    batches = [range(lo, min(n, lo + per_batch)) for lo in range(0, n, per_batch)]
+    gate = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+
+        async def one(ids: range) -> int:
+            selector = f'{METRIC}{{series=~"{"|".join(str(i) for i in ids)}"}}'
+            async with gate:
+                reply = await client.post("/api/v1/query_range", data={
+                    "query": selector, "start": str(start), "end": str(end), "step": str(STEP)})
+            reply.raise_for_status()
+            result = json.loads(reply.content)["data"]["result"]
+            return sum(len(s["values"]) for s in result)
+
+        return sum(await asyncio.gather(*(one(b) for b in batches)))
+
+
+def bench_size(n: int, days: int, prophet_n: int, root: Path, console: Console,
+               max_samples: int | None = None) -> dict[str, float] | None:
+    end = align_down(time.time(), STEP)
+    console.print(f"[dim]{n:,} series x {days} days at 5m: generating and backfilling ...[/dim]")
+    with LocalPrometheus(mixed_series(n, end, days)) as prom:
+        store = root / f"store-{n}"
+        config = root / f"retrain-{n}.yaml"
+        config.write_text(yaml.safe_dump({
+            "sources": {"prom": {"url": prom.url, "timeout": "5s",
+                                 **({"max_samples_per_request": max_samples} if max_samples else {})}},
+            "baselines": {"all": {"expr": METRIC, "step": "5m", "history": f"{days}d", "max_series": n}},
+            "store": {"path": str(store)},
+        }))
+        console.print("[dim]  smartmetrics fit ...[/dim]")
+        fit = run_fit(config, store)
+        console.print("[dim]  bare fetch ...[/dim]")
+        t = time.perf_counter()
+        samples = asyncio.run(_bare_fetch(prom.url, n, end - days * 86400, end))
+        fetch_s = time.perf_counter() - t
+        console.print(f"[dim]  one Prophet per series ({prophet_n}) ...[/dim]")
+        t = time.perf_counter()
+        prophet_per_series(prom.url, prophet_n, METRIC)
+        prophet_s = time.perf_counter() - t
+    expected_samples = n * ((days * 86400) // STEP + 1)
+    problems = []
+    if fit.code != 0:
+        problems.append(f"smartmetrics fit exited {fit.code}:\n{fit.output[-3000:]}")
+    if fit.stored != n or fit.banded != n:
+        problems.append(f"the store holds {fit.stored} series, {fit.banded} with a finite band, of {n}")
+    if samples != expected_samples:
+        problems.append(f"the bare fetch received {samples:,} samples of {expected_samples:,}")
+    if problems:
+        for problem in problems:
+            console.print(f"[red]error:[/red] {n:,} series: {problem}")
+        return None
+    return {"series": n, "fit": n / fit.seconds, "fetch": n / fetch_s, "prophet": prophet_n / prophet_s,
+            "rss": fit.peak_rss_mb, "seconds": fit.seconds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,10000", help="comma-separated series counts (default 1000,10000)")
+    parser.add_argument("--days", type=int, default=14, help="days of history at 5 minutes (default 14)")
+    parser.add_argument("--prophet-series", type=int, default=5, help="series fitted by the Prophet peer (default 5)")
+    parser.add_argument("--max-samples-per-request", type=int, default=None, metavar="N",
+                        help="the source's max_samples_per_request (default: the config's own, 250,000)")
+    args = parser.parse_args(argv)
+    console = Console(width=140)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="sm-retrain-") as tmp:
+        for n in (int(s) for s in args.sizes.split(",")):
+            row = bench_size(n, args.days, args.prophet_series, Path(tmp), console, args.max_samples_per_request)
+            if row is None:
+                return 1
+            rows.append(row)
+    table = Table(title=f"daily retrain end to end: smartmetrics fit (2 workers) on a real Prometheus, {args.days} days "
+                        "at 5m, mixed curves", title_justify="left")
+    for column in ("series", "fit series/s", "bare fetch series/s", "of the fetch limit", "Prophet series/s",
+                   "x Prophet", "peak RSS", "fit seconds"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        table.add_row(f"{r['series']:,}", f"{r['fit']:.1f}", f"{r['fetch']:.1f}", f"{r['fit'] / r['fetch']:.0%}",
+                      f"{r['prophet']:.2f}", f"{r['fit'] / r['prophet']:.0f}x", f"{r['rss']:.0f} MB",
+                      f"{r['seconds']:.1f}")
+    console.print(table)
+    console.print("every series fitted and stored with a finite band; the bare fetch received every sample")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
