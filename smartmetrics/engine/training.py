@@ -20,6 +20,7 @@ CLEAN_Z = 6.0
 GROW_Z = 3.0  # an incident's shoulders, masked with its peak
 MAX_MASKED = 0.02
 RECUR_EPISODES = 6  # masked episodes on one side that, spread over...
+RECUR_YOUNG = 3  # ...(in a history shorter than two days, as few as this many, pro rata)...
 RECUR_DAY_SHARE = 1 / 3  # ...this share of the days, are the series' nature, not incidents
 MAX_SHIFTS = 3
 CUT_AFTER = 3 * DAY
@@ -375,7 +376,8 @@ def recurring(masked: np.ndarray, resid: np.ndarray, timestamps: np.ndarray) -> 
     (above or below the baseline), when the masked episodes number at least `RECUR_EPISODES` and fall
     on at least `RECUR_DAY_SHARE` of the days with data, all of that side's episodes are normal (hourly
     spikes, a nightly job's burst), not incidents, and stay in training. A few incidents on a few days
-    stay masked.
+    stay masked. A history shorter than two days needs episodes pro rata (`recur_episodes`): a young
+    fit that saw spikes three times in its one day has seen them again and again.
 
     >>> t = np.arange(0, 7 * 86400, 3600)
     >>> r = np.zeros(len(t)); r[::12] = 9.0  # twice a day, every day
@@ -387,14 +389,25 @@ def recurring(masked: np.ndarray, resid: np.ndarray, timestamps: np.ndarray) -> 
         return out
     runs, count = ndimage.label(masked)
     days_seen = len(np.unique(timestamps // DAY))
+    need = recur_episodes(float(timestamps[-1] - timestamps[0]) / DAY)
     signs = np.sign(ndimage.sum(np.nan_to_num(resid), runs, np.arange(1, count + 1)))
     starts = np.asarray(ndimage.minimum(np.arange(len(masked)), runs, np.arange(1, count + 1)), dtype=np.int64)
     for sign in (1.0, -1.0):
         episodes = np.flatnonzero(signs == sign)
         days = len(np.unique(timestamps[starts[episodes]] // DAY))
-        if len(episodes) >= RECUR_EPISODES and days >= RECUR_DAY_SHARE * days_seen:
+        if len(episodes) >= need and days >= RECUR_DAY_SHARE * days_seen:
             out |= np.isin(runs, episodes + 1)
     return out
+
+
+def recur_episodes(span_days: float) -> int:
+    """Episodes on one side that make behaviour recurring in a history of `span_days` days:
+    `RECUR_EPISODES` over two days or more, pro rata below, at least `RECUR_YOUNG`.
+
+    >>> recur_episodes(14.0), recur_episodes(1.5), recur_episodes(0.99)
+    (6, 5, 3)
+    """
+    return int(np.clip(np.ceil(RECUR_EPISODES * span_days / 2), RECUR_YOUNG, RECUR_EPISODES))
 
 
 def excursions(values: np.ndarray, step: int) -> np.ndarray:
