@@ -103,6 +103,26 @@ def widen(arrays: list[np.ndarray], where: np.ndarray, shift: float) -> None:
         arr[where] = np.fmin(arr[where], shifted) if k % 2 == 0 else np.fmax(arr[where], shifted)
 
 
+def move_back(arrays: list[np.ndarray], where: np.ndarray, shift: float) -> None:
+    """Move `yhat` (the first array) by `shift` at `where`, back to the level the series returned to,
+    in place. The band already covers the old level; where the series came back further than that
+    (below the old lower edge, above the old upper one), that edge also covers itself moved, so that
+    yhat never leaves its band (a yhat beyond an edge makes that side zero wide: every point an alert).
+
+    >>> a = [np.array([10.0, 10.0]), np.array([4.0, 4.0]), np.array([12.0, 12.0])]
+    >>> move_back(a, np.array([True, True]), -8.0); [x.tolist() for x in a]
+    [[2.0, 2.0], [0.0, 0.0], [12.0, 12.0]]
+    >>> a = [np.array([10.0]), np.array([1.0]), np.array([12.0])]
+    >>> move_back(a, np.array([True]), -8.0); [x.tolist() for x in a]
+    [[2.0], [1.0], [12.0]]
+    """
+    arrays[0][where] = moved(arrays[0][where], shift)
+    with np.errstate(invalid="ignore"):
+        outside = where & ((arrays[0] < arrays[1]) | (arrays[0] > arrays[2]))
+    if outside.any():
+        widen([arrays[0].copy(), *arrays[1:3]], outside, shift)
+
+
 def replay_follow(
     timestamps: np.ndarray, values: np.ndarray, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray,
     limits: tuple[np.ndarray, ...], periods: Iterable[tuple[int, int]], *, after: float = AFTER,
@@ -126,9 +146,9 @@ def replay_follow(
             window = rest[first:at + 1]
             shift = level_shift(values[window], out[0][window])
             rest = rest[at + 1:]
-            if back:  # yhat only: the band already covers the old level
+            if back:  # yhat, and the band only where yhat would leave it: it already covers the old level
                 if shift is not None:
-                    out[0][rest] = moved(out[0][rest], shift)
+                    move_back(out, np.isin(np.arange(len(timestamps)), rest), shift)
                 last = None
                 continue
             last = absorbed(shift, absorb)
@@ -174,7 +194,7 @@ def follow_band(band: SeriesBand, observed: tuple[np.ndarray, np.ndarray] | None
     if back:  # yhat goes back to the level the series returned to; the band still covers both
         meta["follow"] = {**record, "at": int(times[at]), "back": True}
         if shift is not None:
-            arrays[0] = np.where(grid > times[at], moved(arrays[0], shift), arrays[0])
+            move_back(arrays, grid > times[at], shift)
         return SeriesBand(dict(band.labels), band.start, band.step, *arrays, meta)
     shift = absorbed(shift, absorb)
     meta["follow"] = {"at": int(times[at]), "shift": shift, "count": int(record.get("count", 0)) + (shift is not None)}
