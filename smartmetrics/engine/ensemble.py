@@ -475,8 +475,9 @@ def _band(train: Series, forecast: Forecast, cal: Calibration, ts: np.ndarray, p
     if len(y):  # a half-band wider than the history's whole span can never alert on anything
         cap = np.maximum(_half_band_cap(y), min_half)
         upper, lower = np.minimum(upper, yhat + cap), np.maximum(lower, yhat - cap)
-    if len(y) and history < 2 * DAY:  # too short to know a day's shape: cover what has been seen
-        lo_q, hi_q = np.quantile(y, [0.005, 0.995])
+    if len(y) and history < 2 * DAY:  # too short to know a day's shape: cover all that has been seen
+        # (cleaning has masked its incidents; a spike the one day showed may be its usual one)
+        lo_q, hi_q = float(np.min(y)), float(np.max(y))
         margin = 0.1 * max(hi_q - lo_q, 0.0)
         lower, upper = np.minimum(lower, lo_q - margin), np.maximum(upper, hi_q + margin)
         lower = lower if floor is None else np.maximum(lower, floor)
