@@ -218,15 +218,62 @@ def merge_matrices(parts: Iterable[Matrix]) -> Matrix:
     return Matrix(merged, warnings)
 
 
-def render_series(matrix: Matrix, start: int, end: int, step: int, max_series: int) -> tuple[list[Series], int]:
-    """Grid series sorted by labels, the first `max_series` kept; also how many were dropped."""
-    entries = sorted(((parse_labels(s.metric), s) for s in matrix.series), key=lambda e: sorted(e[0].items()))
+class GridSeries:
+    """A baseline's series laid on their grid as the pieces of a range arrive, each piece dropped once
+    placed: memory holds one float array per series (and one shared timestamp grid), never the
+    pieces' samples side by side. `render` gives what `render_series` gives for the merged pieces.
+
+    >>> grid = GridSeries(0, 120, 60)
+    >>> grid.add(Matrix([RawSeries({"job": "a"}, np.array([0.0, 60.0]), np.array([1.0, 2.0]))], ["w"]))
+    >>> grid.add(Matrix([RawSeries({"job": "a"}, np.array([120.0]), np.array([3.0]))], ["w"]))
+    >>> [s.values.tolist() for s in grid.render(10)[0]], grid.warnings
+    ([[1.0, 2.0, 3.0]], ['w'])
+    """
+
+    def __init__(self, start: int, end: int, step: int):
+        self.start, self.end, self.step = start, end, step
+        self.timestamps = start + step * np.arange((end - start) // step + 1, dtype=np.int64)
+        self.values: dict[LabelKey, np.ndarray] = {}
+        self.warnings: list[str] = []
+
+    def add(self, piece: Matrix) -> None:
+        """Place one piece's samples (off-grid samples dropped, non-finite ones left as gaps)."""
+        self.warnings += [w for w in piece.warnings if w not in self.warnings]
+        n = len(self.timestamps)
+        for raw in piece.series:
+            key = tuple(sorted(raw.metric.items()))
+            row = self.values.get(key)
+            if row is None:
+                row = self.values[key] = np.full(n, np.nan)
+            offset = (np.asarray(raw.times, dtype=np.float64) - self.start) / self.step
+            idx = np.rint(offset).astype(np.int64)
+            ok = (np.abs(offset - idx) < 1e-6) & (idx >= 0) & (idx < n) & np.isfinite(raw.values)
+            row[idx[ok]] = raw.values[ok]
+
+    def render(self, max_series: int) -> tuple[list[Series], int]:
+        """Grid series sorted by labels, the first `max_series` kept; also how many were dropped."""
+        entries = sorted(((parse_labels(dict(key)), key) for key in self.values), key=lambda e: sorted(e[0].items()))
+        _check_distinct([(labels, dict(key)) for labels, key in entries])
+        kept = entries[:max_series]
+        series = [Series(labels=labels, timestamps=self.timestamps, values=self.values[key], step=self.step,
+                         name=dict(key).get("__name__", "")) for labels, key in kept]
+        return series, len(entries) - len(kept)
+
+
+def _check_distinct(entries: list[tuple[dict[str, str], dict[str, str]]]) -> None:
+    """Refuse two series whose labels are the same once the metric name is dropped."""
     for (a, first), (b, second) in zip(entries, entries[1:]):
         if a == b:
             raise ResponseError(
-                f"series {first.metric.get('__name__', '')} and {second.metric.get('__name__', '')} have the "
+                f"series {first.get('__name__', '')} and {second.get('__name__', '')} have the "
                 f"same labels once the metric name is dropped ({a}); select one metric or aggregate in expr"
             )
+
+
+def render_series(matrix: Matrix, start: int, end: int, step: int, max_series: int) -> tuple[list[Series], int]:
+    """Grid series sorted by labels, the first `max_series` kept; also how many were dropped."""
+    entries = sorted(((parse_labels(s.metric), s) for s in matrix.series), key=lambda e: sorted(e[0].items()))
+    _check_distinct([(labels, s.metric) for labels, s in entries])
     kept = entries[:max_series]
     series = [build_grid_series(lab, s.times, s.values, start, end, step, name=s.metric.get("__name__", ""))
               for lab, s in kept]

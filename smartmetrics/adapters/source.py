@@ -27,6 +27,7 @@ import httpx
 
 from smartmetrics import __version__
 from smartmetrics.adapters.matrix import (
+    GridSeries,
     Matrix,
     RawSeries,
     ResponseError,
@@ -182,9 +183,11 @@ class PrometheusClient:
     async def query_range(
         self, expr: str, start: int, end: int, step: int,
         on_progress: Callable[[int, int], None] | None = None, max_points: int | None = None,
+        into: GridSeries | None = None,
     ) -> Matrix:
         """All series of `expr` over [start, end] at `step`, fetched in chunks of at most `max_points`
-        points per series (default: the source's `max_points_per_request`) and merged."""
+        points per series (default: the source's `max_points_per_request`) and merged; or, `into` a
+        `GridSeries`, each chunk placed there as it arrives (and an empty matrix returned)."""
         chunks = split_range(start, end, step, max_points or self.source.max_points_per_request)
         done = 0
         if on_progress:
@@ -197,7 +200,10 @@ class PrometheusClient:
             done += 1
             if on_progress:
                 on_progress(done, len(chunks))
-            return matrix
+            if into is None:
+                return matrix
+            into.add(matrix)
+            return Matrix([], [])
 
         return merge_matrices(await _gather_or_cancel([one(lo, hi) for lo, hi in chunks]))
 
@@ -296,13 +302,14 @@ async def fetch_baseline_async(
     start, stop = align_down(end - history, step), align_down(end, step)
     t0, requests0, bytes0 = time.monotonic(), client.requests, client.bytes_received
     try:
-        matrix = await _query_in_pieces(client, baseline.expr, start, stop, step, baseline.max_series, on_progress)
-        series, dropped = render_series(matrix, start, stop, step, baseline.max_series)
+        grid = GridSeries(start, stop, step)
+        await _query_in_pieces(client, baseline.expr, grid, baseline.max_series, on_progress)
+        series, dropped = grid.render(baseline.max_series)
     except SourceError as exc:
         raise exc.for_baseline(alias) from None
     except ResponseError as exc:
         raise SourceError(str(exc), alias) from None
-    for warning in matrix.warnings:
+    for warning in grid.warnings:
         log.warning("baseline %s: Prometheus warns: %s", alias, warning)
     if dropped:
         log.warning("baseline %s: expr matched %d series, over max_series=%d; keeping the first %d by labels "
@@ -316,24 +323,25 @@ async def fetch_baseline_async(
 
 
 async def _query_in_pieces(
-    client: PrometheusClient, expr: str, start: int, stop: int, step: int, max_series: int,
+    client: PrometheusClient, expr: str, grid: GridSeries, max_series: int,
     on_progress: Callable[[int, int], None] | None = None,
-) -> Matrix:
-    """`expr` over [start, stop] in requests of at most `max_samples_per_request` samples.
+) -> None:
+    """`expr` over the grid's range in requests of at most `max_samples_per_request` samples, each
+    placed on the grid as it arrives.
 
     Until the answer is seen, the number of series is only bounded by `max_series`; so the newest
     piece is asked first at the size that bound allows, and the rest of the range in pieces sized for
     the series that piece returned. A baseline of a few series still takes one or two requests; one
     of 10,000 series arrives in short pieces that each finish well within the timeout."""
-    source = client.source
+    source, start, stop, step = client.source, grid.start, grid.end, grid.step
     probe = piece_points(max_series, source.max_points_per_request, source.max_samples_per_request)
     if (stop - start) // step + 1 <= probe:
-        return await client.query_range(expr, start, stop, step, on_progress, probe)
+        await client.query_range(expr, start, stop, step, on_progress, probe, into=grid)
+        return
     head = stop - (probe - 1) * step
-    newest = await client.query_range(expr, head, stop, step, None, probe)
-    per = piece_points(len(newest.series), source.max_points_per_request, source.max_samples_per_request)
-    older = await client.query_range(expr, start, head - step, step, on_progress, per)
-    return merge_matrices([older, newest])
+    await client.query_range(expr, head, stop, step, None, probe, into=grid)
+    per = piece_points(len(grid.values), source.max_points_per_request, source.max_samples_per_request)
+    await client.query_range(expr, start, head - step, step, on_progress, per, into=grid)
 
 
 def fetch_baseline(
