@@ -351,6 +351,7 @@ def fit_series(series: Series, settings: FitSettings, releases: tuple[int, ...] 
     if week_unknown:  # after the cap: a first weekend may fall below anything the history shows
         lower = weekend_prior(lower, yhat, table_ts, series)
     lower, upper = recurring_excursions(lower, upper, table_ts, series)
+    lower, upper = _young_envelope(train, lower, upper, history)
     lower, upper = _recurring_levels(curve, classification, series, lower, upper, policy.coverage)
     yhat = np.clip(yhat, lower, upper)
     bounds = natural_range(series.values, f"{settings.hints} {series.name or ''}", settings.range)
@@ -450,6 +451,27 @@ def _envelope(train: Series, lower: np.ndarray, upper: np.ndarray) -> tuple[np.n
         return lower, upper
     lo, hi = np.quantile(y, [0.001, 0.999])
     return np.minimum(lower, lo), np.maximum(upper, hi)
+
+
+YOUNG = 5 * DAY  # below this much history, a level is not yet tied to its time of day
+
+
+def _young_envelope(series: Series, lower: np.ndarray, upper: np.ndarray, history: int) -> tuple[np.ndarray, np.ndarray]:
+    """A young fit (two to five days) covers what at least two of its days reached, at any hour: a few
+    days cannot tell a level's time of day from chance, while a one-day incident stays outside. Pass
+    the cleaned training history: a release or level shift already moved the days before it."""
+    if not 2 * DAY <= history < YOUNG:
+        return lower, upper
+    ok = np.isfinite(series.values)
+    day = (series.end - series.timestamps[ok]) // DAY  # 0: the last 24 hours
+    values = series.values[ok]
+    if len(values) == 0 or day.max() < 1:
+        return lower, upper
+    n = int(day.max()) + 1
+    highs, lows = np.full(n, -np.inf), np.full(n, np.inf)
+    np.maximum.at(highs, day, values)
+    np.minimum.at(lows, day, values)
+    return np.minimum(lower, np.sort(lows)[1]), np.maximum(upper, np.sort(highs)[-2])
 
 
 def _sparse_guard(train: Series, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
