@@ -46,3 +46,16 @@ def test_ci_script_is_executable_and_runs_the_readme_test_command() -> None:
     assert os.access(ci, os.X_OK)
     assert "make test" in ci.read_text()
     assert "make test" in (ROOT / "README.md").read_text()
+
+
+def test_every_console_script_in_pyproject_names_a_callable() -> None:
+    """`pyproject.toml`'s `[project.scripts]` is what `pip install` turns into the `smartmetrics`
+    command (the Dockerfile's entrypoint): its targets must import, wherever the modules moved."""
+    import importlib
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert "smartmetrics" in scripts
+    for name, target in scripts.items():
+        module, _, attr = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), attr)), f"{name} = {target}"
