@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from smartmetrics.engine.series import Series, build_grid_series
+from smartmetrics.engine.series import Series, place_on_grid
 
 LabelKey = tuple[tuple[str, str], ...]
 
@@ -221,7 +221,7 @@ def merge_matrices(parts: Iterable[Matrix]) -> Matrix:
 class GridSeries:
     """A baseline's series laid on their grid as the pieces of a range arrive, each piece dropped once
     placed: memory holds one float array per series (and one shared timestamp grid), never the
-    pieces' samples side by side. `render` gives what `render_series` gives for the merged pieces.
+    pieces' samples side by side; `render_series` is the same for one whole matrix.
 
     >>> grid = GridSeries(0, 120, 60)
     >>> grid.add(Matrix([RawSeries({"job": "a"}, np.array([0.0, 60.0]), np.array([1.0, 2.0]))], ["w"]))
@@ -237,7 +237,7 @@ class GridSeries:
         self.warnings: list[str] = []
 
     def add(self, piece: Matrix) -> None:
-        """Place one piece's samples (off-grid samples dropped, non-finite ones left as gaps)."""
+        """Place one piece's samples as `build_grid_series` would (`place_on_grid`)."""
         self.warnings += [w for w in piece.warnings if w not in self.warnings]
         n = len(self.timestamps)
         for raw in piece.series:
@@ -245,36 +245,24 @@ class GridSeries:
             row = self.values.get(key)
             if row is None:
                 row = self.values[key] = np.full(n, np.nan)
-            offset = (np.asarray(raw.times, dtype=np.float64) - self.start) / self.step
-            idx = np.rint(offset).astype(np.int64)
-            ok = (np.abs(offset - idx) < 1e-6) & (idx >= 0) & (idx < n) & np.isfinite(raw.values)
-            row[idx[ok]] = raw.values[ok]
+            place_on_grid(row, raw.times, raw.values, self.start, self.step)
 
     def render(self, max_series: int) -> tuple[list[Series], int]:
         """Grid series sorted by labels, the first `max_series` kept; also how many were dropped."""
         entries = sorted(((parse_labels(dict(key)), key) for key in self.values), key=lambda e: sorted(e[0].items()))
-        _check_distinct([(labels, dict(key)) for labels, key in entries])
+        for (a, first), (b, second) in zip(entries, entries[1:]):
+            if a == b:
+                names = (dict(first).get("__name__", ""), dict(second).get("__name__", ""))
+                raise ResponseError(f"series {names[0]} and {names[1]} have the same labels once the metric name "
+                                    f"is dropped ({a}); select one metric or aggregate in expr")
         kept = entries[:max_series]
         series = [Series(labels=labels, timestamps=self.timestamps, values=self.values[key], step=self.step,
                          name=dict(key).get("__name__", "")) for labels, key in kept]
         return series, len(entries) - len(kept)
 
 
-def _check_distinct(entries: list[tuple[dict[str, str], dict[str, str]]]) -> None:
-    """Refuse two series whose labels are the same once the metric name is dropped."""
-    for (a, first), (b, second) in zip(entries, entries[1:]):
-        if a == b:
-            raise ResponseError(
-                f"series {first.get('__name__', '')} and {second.get('__name__', '')} have the "
-                f"same labels once the metric name is dropped ({a}); select one metric or aggregate in expr"
-            )
-
-
 def render_series(matrix: Matrix, start: int, end: int, step: int, max_series: int) -> tuple[list[Series], int]:
     """Grid series sorted by labels, the first `max_series` kept; also how many were dropped."""
-    entries = sorted(((parse_labels(s.metric), s) for s in matrix.series), key=lambda e: sorted(e[0].items()))
-    _check_distinct([(labels, s.metric) for labels, s in entries])
-    kept = entries[:max_series]
-    series = [build_grid_series(lab, s.times, s.values, start, end, step, name=s.metric.get("__name__", ""))
-              for lab, s in kept]
-    return series, len(entries) - len(kept)
+    grid = GridSeries(start, end, step)
+    grid.add(matrix)
+    return grid.render(max_series)

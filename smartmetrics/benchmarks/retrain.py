@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import subprocess
 import sys
@@ -42,7 +43,7 @@ from rich.table import Table
 
 from smartmetrics.adapters.store import load_store
 from smartmetrics.app.promlocal import LocalPrometheus, MetricSeries
-from smartmetrics.benchmarks.daemon import prophet_per_series
+from smartmetrics.benchmarks.daemon import prophet_per_series, rss_mb
 from smartmetrics.benchmarks.faults import descendants
 from smartmetrics.engine.series import align_down
 
@@ -84,15 +85,15 @@ class FitRun:
 
 
 def _rss_mb(pids: set[int]) -> float:
-    total = 0
+    """Resident memory of these processes together (`rss_mb` of each; one that ended counts 0)."""
+    total = 0.0
     for pid in pids:
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+            value = rss_mb(pid)
         except OSError:
             continue
-    return total / 1024
+        total += 0.0 if math.isnan(value) else value  # NaN: no VmRSS (a zombie)
+    return total
 
 
 def run_fit(config: Path, store: Path) -> FitRun:

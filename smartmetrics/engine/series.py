@@ -120,14 +120,24 @@ def build_grid_series(
     n = (end - start) // step + 1
     grid = start + step * np.arange(n, dtype=np.int64)
     out = np.full(n, np.nan)
-    times = np.asarray(times, dtype=np.float64)
-    vals = np.asarray(values, dtype=np.float64)
-    offset = (times - start) / step
-    idx = np.rint(offset).astype(np.int64)
-    ok = (np.abs(offset - idx) < 1e-6) & (idx >= 0) & (idx < n)
-    out[idx[ok]] = vals[ok]
-    out[~np.isfinite(out)] = np.nan
+    place_on_grid(out, times, values, start, step)
     return Series(labels=dict(labels), timestamps=grid, values=out, step=step, name=name)
+
+
+def place_on_grid(out: np.ndarray, times: np.ndarray, values: np.ndarray, start: int, step: int) -> None:
+    """Write (time, value) samples into `out`, the grid `start + i * step`: samples off the grid or
+    outside it are dropped, duplicates keep the last one, NaN and ±Inf become NaN.
+
+    >>> out = np.full(3, np.nan)
+    >>> place_on_grid(out, np.array([0, 60, 61, 120, 180]), np.array([1.0, np.inf, 5.0, 3.0, 4.0]), 0, 60)
+    >>> out.tolist()
+    [1.0, nan, 3.0]
+    """
+    offset = (np.asarray(times, dtype=np.float64) - start) / step
+    idx = np.rint(offset).astype(np.int64)
+    ok = (np.abs(offset - idx) < 1e-6) & (idx >= 0) & (idx < len(out))
+    vals = np.asarray(values, dtype=np.float64)[ok]
+    out[idx[ok]] = np.where(np.isfinite(vals), vals, np.nan)
 
 
 def slug(labels: dict[str, str], limit: int = 60) -> str:
