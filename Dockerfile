@@ -9,7 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY smartmetrics ./smartmetrics
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir '.[dask]' \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/smartmetrics --create-home smartmetrics \
  && mkdir -p /etc/smartmetrics
 COPY configs/example.yaml /etc/smartmetrics/config.yaml

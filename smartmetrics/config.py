@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -310,6 +311,18 @@ class Sharding(_Strict):
         return self
 
 
+class Cluster(_Strict):
+    dask: str | None = None  # the scheduler's address, e.g. tcp://scheduler:8786; unset: local processes
+    timeout: Duration = 30.0  # seconds to reach the scheduler
+
+    @field_validator("dask")
+    @classmethod
+    def _check_dask(cls, address: str | None) -> str | None:
+        if address is not None and not re.fullmatch(r"(tcp|tls|inproc|ucx|ws|wss)://\S+", address):
+            raise ValueError(f'"{address}" is not a Dask scheduler address (e.g. tcp://scheduler:8786)')
+        return address
+
+
 class Config(_Strict):
     sources: dict[str, Source]
     baselines: dict[str, Baseline]
@@ -317,6 +330,7 @@ class Config(_Strict):
     store: Store = Store()
     server: Server = Server()
     sharding: Sharding = Sharding()
+    cluster: Cluster = Cluster()
 
     @model_validator(mode="after")
     def _check_sources(self) -> Config:

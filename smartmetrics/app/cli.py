@@ -109,14 +109,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
     aliases = _pick_baselines(config, args.baseline)
     from smartmetrics.app.fit import run_fit
 
-    return run_fit(config, aliases, workers=args.workers)
+    return run_fit(config, aliases, workers=args.workers, dask=args.dask)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     _load(args.config)  # a bad config exits 2 before anything starts
     from smartmetrics.app.daemon import Daemon
 
-    daemon = Daemon(args.config, workers=args.workers)
+    daemon = Daemon(args.config, workers=args.workers, dask=args.dask)
     try:
         daemon.start()
     except OSError as exc:
@@ -407,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", required=True, metavar="F", help="path to the YAML config")
     p.add_argument("--workers", type=int, default=None, metavar="N", help="fit worker processes (default: CPUs)")
+    p.add_argument("--dask", metavar="ADDRESS", default=None,
+                   help="run the fits on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://sched:8786; "
+                        "overrides cluster.dask)")
 
     p = _add(
         sub, "fit", cmd_fit, "retrain now in the foreground and print a summary",
@@ -417,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, metavar="F", help="path to the YAML config")
     p.add_argument("--baseline", action="append", metavar="A", help="only this baseline (repeatable)")
     p.add_argument("--workers", type=int, default=None, metavar="N", help="fit worker processes (default: CPUs)")
+    p.add_argument("--dask", metavar="ADDRESS", default=None,
+                   help="run the fits on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://sched:8786; "
+                        "overrides cluster.dask)")
 
     p = _add(
         sub, "backtest", cmd_backtest, "walk-forward replay of one series (CSV or PromQL in, CSV out)",

@@ -15,7 +15,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -37,7 +36,7 @@ from smartmetrics.adapters.source import SourceError, fetch_baseline
 from smartmetrics.adapters.store import load_store, save_baseline
 from smartmetrics.app.retrain import RetrainOutcome, retrain_baseline
 from smartmetrics.app.selfmetrics import SelfMetrics
-from smartmetrics.app.workers import new_pool, terminate
+from smartmetrics.app.workers import FitPool, open_pool
 from smartmetrics.config import Baseline, Config, ConfigError, load_config
 from smartmetrics.engine.follow import follow_band
 from smartmetrics.engine.realised import oldest_tally, tally
@@ -63,7 +62,7 @@ def _withheld(band: SeriesBand) -> bool:
 class Daemon:
     """One smartmetrics process: `start()`, then `run_forever()` or `stop()`."""
 
-    def __init__(self, config_path: str, *, workers: int | None = None):
+    def __init__(self, config_path: str, *, workers: int | None = None, dask: str | None = None):
         self.config_path = config_path
         self.config: Config = load_config(config_path)
         self.metrics = SelfMetrics()
@@ -76,15 +75,13 @@ class Daemon:
         self._stopping = threading.Event()
         self._reload = threading.Event()
         self._retrain_lock = threading.Lock()
-        self._pool = self._new_pool()
+        cluster = self.config.cluster
+        self._pool: FitPool | None = open_pool(self.workers, dask or cluster.dask, cluster.timeout)
         self._scheduler = BackgroundScheduler(
             timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600}
         )
         self._server: HTTPServer | None = None
         self.fetch = fetch_baseline  # the only way history comes in; tests may swap it
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return new_pool(self.workers)
 
     # --- state --------------------------------------------------------------------------------
 
@@ -157,7 +154,7 @@ class Daemon:
         if outcome.error is not None:
             log.error("%s; keeping the last good baselines", outcome.error)
             m.source_errors.labels(source, alias).inc()
-            m.fit_failures.labels(alias, "fetch").inc()
+            m.fit_failures.labels(alias, outcome.stage).inc()
             return
         if outcome.release_error is not None:
             m.source_errors.labels(source, alias).inc()
@@ -165,7 +162,8 @@ class Daemon:
             m.fit_failures.labels(alias, reason).inc(count)
         if "BrokenProcessPool" in outcome.failures:
             log.error("the worker pool broke (a worker died); starting a new one")
-            self._pool = self._new_pool()
+            if self._pool is not None:
+                self._pool.renew()
         m.fits.labels(alias, "ok").inc(outcome.fitted)
         m.fits.labels(alias, "failed").inc(sum(outcome.failures.values()))
         if self._stopping.is_set() or outcome.state is None:
@@ -412,9 +410,11 @@ class Daemon:
         except ConfigError as exc:
             log.error("reload rejected, keeping the running config: %s", "; ".join(exc.problems))
             return False
-        if config.server != self.config.server or config.store != self.config.store:
-            log.warning("server and store changes need a restart; the rest of the new config applies now")
-            config = config.model_copy(update={"server": self.config.server, "store": self.config.store})
+        kept = ("server", "store", "cluster", "sharding")
+        if any(getattr(config, k) != getattr(self.config, k) for k in kept):
+            log.warning("server, store, cluster and sharding changes need a restart; the rest of the new config "
+                        "applies now")
+            config = config.model_copy(update={k: getattr(self.config, k) for k in kept})
         self.config = config
         stored, _ = load_store(config.store.path)  # e.g. written by `smartmetrics fit` meanwhile
         for alias, state in stored.items():
@@ -450,6 +450,6 @@ class Daemon:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         if self._pool is not None:
-            terminate(self._pool)  # running fits are abandoned: their bands were never going to be saved
+            self._pool.terminate()  # running fits are abandoned: their bands were never going to be saved
         if self._server is not None:
             self._server.stop()

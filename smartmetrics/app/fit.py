@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import closing
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -14,7 +16,7 @@ from rich.table import Table
 from smartmetrics.adapters.store import STATE_FILE, StoreError, baseline_dir, load_baseline, save_baseline
 from smartmetrics.app.retrain import RetrainOutcome, retrain_baseline
 from smartmetrics.app.terminal import make_console
-from smartmetrics.app.workers import new_pool
+from smartmetrics.app.workers import open_pool
 from smartmetrics.config import Config
 from smartmetrics.engine.state import BaselineState
 
@@ -33,7 +35,7 @@ def render_fit_summary(outcomes: Sequence[RetrainOutcome]) -> Table:
         table.add_column(column, justify="left" if column in ("baseline", "curve types", "models") else "right")
     for o in outcomes:
         if o.error is not None:
-            table.add_row(o.alias, "-", "-", "-", "-", "-", "fetch", f"{o.seconds:.1f}", style="red")
+            table.add_row(o.alias, "-", "-", "-", "-", "-", o.stage, f"{o.seconds:.1f}", style="red")
             continue
         curves: Counter[str] = Counter()
         models: Counter[str] = Counter()
@@ -62,11 +64,13 @@ def _previous(config: Config, alias: str, console: Console) -> BaselineState | N
         return None
 
 
-def run_fit(config: Config, aliases: Sequence[str], workers: int | None = None) -> int:
-    """Retrain the baselines now and write them to the store; exit 1 if any baseline failed."""
+def run_fit(config: Config, aliases: Sequence[str], workers: int | None = None, dask: str | None = None) -> int:
+    """Retrain the baselines now and write them to the store (fits on the Dask scheduler at `dask`, or
+    `cluster.dask`, when given); exit 1 if any baseline failed."""
     console = make_console(stderr=True)
     outcomes = []
-    with new_pool(workers) as pool, Progress(
+    pool = open_pool(workers or os.cpu_count() or 1, dask or config.cluster.dask, config.cluster.timeout)
+    with closing(pool), Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, transient=False,
     ) as progress:

@@ -3,7 +3,7 @@
 Used by the daemon's schedule and by `smartmetrics fit`. A series whose fit raises is counted by
 reason and skipped (its previous band, if any, stays); a fetch that fails leaves the whole previous
 state in place. The per-series fit itself is `smartmetrics.engine.ensemble.fit_series`, a pure function of
-(series, settings), so the pool can be processes now and a cluster later.
+(series, settings), shipped in batches to a local process pool or a Dask cluster (`app.workers`).
 """
 
 from __future__ import annotations
@@ -13,13 +13,15 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 
 from smartmetrics.adapters.markers import series_releases
 from smartmetrics.adapters.source import FetchResult, SourceError, fetch_baseline
+from smartmetrics.app.workers import FitPool, PoolError
 from smartmetrics.config import Config
-from smartmetrics.engine.ensemble import FitSettings, FittedSeries, fit_series
+from smartmetrics.engine.batch import FitFailure, batch_size, batches, fit_batch
+from smartmetrics.engine.ensemble import FitSettings, FittedSeries
 from smartmetrics.engine.fitted import band_from_fitted, band_problem
 from smartmetrics.engine.series import Series, format_labels
 from smartmetrics.engine.state import BaselineState
@@ -44,64 +46,89 @@ class RetrainOutcome:
     fetch_seconds: float = 0.0
     seconds: float = 0.0
     error: str | None = None
+    stage: str = "fetch"  # where `error` happened: fetch, or cluster (the fits could not be sent)
     release_error: str | None = None  # the release markers could not be read: fitted without them
 
 
+class PoolLost(Exception):
+    """The pool went away while fits were pending (e.g. the Dask scheduler): they were abandoned."""
+
+
 def fit_all(
-    series: list[Series], settings: FitSettings, executor: Executor | None,
+    series: list[Series], settings: FitSettings, pool: FitPool | None,
     on_done: Callable[[], None] | None = None, releases: Mapping[str, tuple[int, ...]] | None = None,
 ) -> tuple[list[FittedSeries], Counter[str]]:
-    """Fit every series (told its `releases`, by series key), in the executor when given; failures
-    counted by exception type."""
+    """Fit every series (told its `releases`, by series key), in batches on the pool when given;
+    failures counted by exception type (a batch lost as a whole counts each of its series)."""
     fitted: list[FittedSeries] = []
     failures: Counter[str] = Counter()
     known = releases or {}
-    if executor is None:
-        futures: list[Future] = []
-        for s in series:
-            future: Future = Future()
-            try:
-                future.set_result(fit_series(s, settings, known.get(s.key, ())))
-            except Exception as exc:  # one series never stops the others
-                future.set_exception(exc)
-            futures.append(future)
-    else:
-        futures = [executor.submit(fit_series, s, settings, known.get(s.key, ())) for s in series]
-    of = dict(zip(futures, series))
-    for future in _as_done(futures):
-        try:
-            result = future.result()
-        except Exception as exc:
-            failures[type(exc).__name__] += 1
-            log.warning("fit failed: %s: %s", type(exc).__name__, exc)
-        else:
-            problem = band_problem(result, of[future])
-            if problem is None:
+
+    def take(group: list[Series], results: list[FittedSeries | FitFailure]) -> None:
+        for s, result in zip(group, results, strict=True):
+            if isinstance(result, FitFailure):
+                failures[result.kind] += 1
+                log.warning("fit of %s failed: %s: %s", format_labels(s.labels), result.kind, result.message)
+            elif (problem := band_problem(result, s)) is None:
                 fitted.append(result)
             else:  # counted as a failed fit; the series keeps the band it had
                 failures["InsaneBand"] += 1
                 log.warning("fit of %s rejected: %s", format_labels(result.labels), problem)
-        if on_done is not None:
-            on_done()
+            if on_done is not None:
+                on_done()
+
+    if pool is None:
+        for s in series:
+            take([s], fit_batch([s], settings, [known.get(s.key, ())]))
+        return fitted, failures
+    executor = pool.executor()
+    groups = batches(series, batch_size(len(series), pool.slots()))
+    futures = {executor.submit(fit_batch, g, settings, [known.get(s.key, ()) for s in g]): g for g in groups}
+    for future, reason in _as_done(list(futures), pool.problem):
+        group = futures[future]
+        try:
+            if reason is not None:
+                raise PoolLost(reason)
+            take(group, future.result())
+        except Exception as exc:  # the batch was lost as a whole (a broken pool, a cancelled or killed task)
+            kind = type(exc).__name__
+            failures[kind] += len(group)
+            log.warning("a batch of %d fits was lost: %s: %s", len(group), kind, exc)
+            if on_done is not None:
+                for _ in group:
+                    on_done()
     return fitted, failures
 
 
-def _as_done(futures: list[Future]) -> Iterator[Future]:
-    """Each future as it finishes, cancelled ones included: a pool shut down with `cancel_futures`
-    cancels the queued fits without notifying `as_completed`, which would wait for them forever."""
+def _as_done(
+    futures: list[Future], problem: Callable[[], str | None] = lambda: None
+) -> Iterator[tuple[Future, str | None]]:
+    """Each future as it finishes, cancelled ones included (a pool shut down with `cancel_futures`
+    cancels the queued fits without notifying `as_completed`, which would wait for them forever).
+    Once `problem()` names a reason to stop waiting, the rest are cancelled and come with that reason
+    (as do futures the pool cancelled itself while it had a problem, e.g. Dask on losing its scheduler)."""
     pending = set(futures)
     while pending:
         done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-        cancelled = {f for f in pending if f.cancelled()}
+        cancelled = {f for f in pending | done if f.cancelled()}
         pending -= cancelled
-        yield from done | cancelled
+        yield from ((f, None) for f in done - cancelled)
+        if cancelled:  # by a stop (no reason: counted as cancelled), or by a cluster that went away
+            reason = problem()
+            yield from ((f, reason) for f in cancelled)
+        if pending and (reason := problem()) is not None:
+            log.error("%s; the %d batches still pending keep their previous bands", reason, len(pending))
+            for f in pending:
+                f.cancel()
+            yield from ((f, reason) for f in pending)
+            return
 
 
 def retrain_baseline(
     config: Config,
     alias: str,
     previous: BaselineState | None,
-    executor: Executor | None,
+    pool: FitPool | None,
     now: float,
     *,
     only: Collection[str] | None = None,
@@ -140,7 +167,11 @@ def retrain_baseline(
     except SourceError as exc:
         outcome.release_error = str(exc)
         log.warning("%s: release markers: %s; fitting without them", alias, exc)
-    fitted, failures = fit_all(series, fit_settings(baseline, alias), executor, tick, releases)
+    try:
+        fitted, failures = fit_all(series, fit_settings(baseline, alias), pool, tick, releases)
+    except PoolError as exc:  # the fits could not be sent anywhere: every band stays as it was
+        outcome.error, outcome.stage, outcome.seconds = f"{alias}: {exc}", "cluster", time.monotonic() - t0
+        return outcome
     outcome.failures.update(failures)
     bands = [band_from_fitted(f, now) for f in fitted]
     base = previous or BaselineState(alias, now, ())

@@ -48,7 +48,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory):
         s = make_series("seasonal", days=3, seed=n).series
         history.append(Series({"instance": instance}, s.timestamps, s.values, s.step))
     app = Daemon(str(config), workers=1)
-    app._pool.shutdown()
+    app._pool.close()
     app._pool = None
     app.load()
     app.fetch = lambda config, alias, end=None, **_: FetchResult(alias=alias, series=history, dropped=0, requests=1,

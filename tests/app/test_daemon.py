@@ -222,7 +222,7 @@ def offline(config: object):
     from smartmetrics.app.daemon import Daemon
 
     daemon = Daemon(str(config), workers=1)
-    daemon._pool.shutdown()
+    daemon._pool.close()
     daemon._pool = None
     daemon.load()
     return daemon
@@ -511,20 +511,20 @@ def test_bad_source_values_never_replace_good_bands(offline_daemon) -> None:
 
 
 def test_a_fit_whose_band_is_not_sane_is_counted_and_the_old_band_stays(offline_daemon, monkeypatch) -> None:
-    from smartmetrics.app import retrain
+    from smartmetrics.engine import batch
 
     daemon = offline_daemon
     daemon.fetch = FakeSource([series_for("a", 1)])
     assert daemon.retrain()[0].fitted == 1
     before = daemon.states["rate"].series[0].upper.copy()
-    fit = retrain.fit_series
+    fit = batch.fit_series
 
     def broken(series, settings, releases=()):
         fitted = fit(series, settings, releases)
         fitted.upper[:] = np.inf  # what values of 1e300 once made
         return fitted
 
-    monkeypatch.setattr(retrain, "fit_series", broken)
+    monkeypatch.setattr(batch, "fit_series", broken)
     outcome = daemon.retrain()[0]
     assert outcome.fitted == 0 and outcome.failures["InsaneBand"] == 1
     assert np.array_equal(daemon.states["rate"].series[0].upper, before)

@@ -290,7 +290,7 @@ def test_daemon_reads_release_markers_from_a_real_prometheus(tmp_path: Path, pro
         try:
             found = daemon.release_markers("qps", end - 6 * 3600, end)
         finally:
-            daemon._pool.shutdown()
+            daemon._pool.close()
     seen = sorted((labels["deployment"], t) for labels, t in found)
     expected = sorted((name, t) for name, times in rollouts.items() for t in times)
     assert [name for name, _ in seen] == [name for name, _ in expected]
