@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -27,6 +28,7 @@ from pydantic import (
 )
 
 from smartmetrics.engine.durations import format_duration, parse_duration
+from smartmetrics.engine.shards import ordinal, owner
 
 Duration = Annotated[
     float,
@@ -301,14 +303,33 @@ class Server(_Strict):
 
 
 class Sharding(_Strict):
+    """This daemon's share of every baseline's series (`engine.shards`): `shard` of `shards`. `shard:
+    auto` takes the ordinal at the end of the host name (a StatefulSet pod `smartmetrics-2` is shard 2)."""
+
     shard: int = Field(default=0, ge=0)
     shards: int = Field(default=1, ge=1)
+
+    @field_validator("shard", mode="before")
+    @classmethod
+    def _resolve_auto(cls, shard: Any) -> Any:
+        if shard != "auto":
+            return shard
+        host = os.environ.get("HOSTNAME") or socket.gethostname()
+        found = ordinal(host)
+        if found is None:
+            raise ValueError(f'auto needs a host name ending in -<ordinal> (a StatefulSet pod), not "{host}"; '
+                             "give the shard number instead")
+        return found
 
     @model_validator(mode="after")
     def _check_shard(self) -> Sharding:
         if self.shard >= self.shards:
             raise ValueError(f"shard {self.shard} must be below shards {self.shards}")
         return self
+
+    def owns(self, alias: str, labels: dict[str, str]) -> bool:
+        """Whether this daemon fits, stores and exports the series with `labels` of baseline `alias`."""
+        return self.shards == 1 or owner(alias, labels, self.shards) == self.shard
 
 
 class Cluster(_Strict):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 
 from smartmetrics.adapters.source import FetchResult, fetch_baseline
-from smartmetrics.config import Config
+from smartmetrics.config import Config, Sharding
 from smartmetrics.engine.releases import release_onsets, releases_for
 from smartmetrics.engine.series import Series
 
@@ -35,5 +35,6 @@ def fetch_release_markers(
         return []
     markers = baseline.model_copy(update={"expr": baseline.releases.expr, "max_series": 10000,
                                           "history": max(now - since, 2 * baseline.step)})
-    found = fetch(config.model_copy(update={"baselines": {alias: markers}}), alias, end=now).series
+    every = {"baselines": {alias: markers}, "sharding": Sharding()}  # markers apply to every shard's series
+    found = fetch(config.model_copy(update=every), alias, end=now).series
     return [(s.labels, t) for s in found for t in release_onsets(s.timestamps, s.values) if t > since]

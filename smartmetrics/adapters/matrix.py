@@ -8,7 +8,7 @@ from __future__ import annotations
 import gc
 import json
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -230,22 +230,35 @@ class GridSeries:
     ([[1.0, 2.0, 3.0]], ['w'])
     """
 
-    def __init__(self, start: int, end: int, step: int):
+    def __init__(self, start: int, end: int, step: int, keep: Callable[[dict[str, str]], bool] | None = None):
         self.start, self.end, self.step = start, end, step
         self.timestamps = start + step * np.arange((end - start) // step + 1, dtype=np.int64)
         self.values: dict[LabelKey, np.ndarray] = {}
+        self.passed: set[LabelKey] = set()
+        self.keep = keep
         self.warnings: list[str] = []
 
     def add(self, piece: Matrix) -> None:
-        """Place one piece's samples as `build_grid_series` would (`place_on_grid`)."""
+        """Place one piece's samples as `build_grid_series` would (`place_on_grid`); the samples of
+        series that `keep` refuses (another shard's) are passed over."""
         self.warnings += [w for w in piece.warnings if w not in self.warnings]
         n = len(self.timestamps)
         for raw in piece.series:
             key = tuple(sorted(raw.metric.items()))
             row = self.values.get(key)
             if row is None:
+                if key in self.passed:
+                    continue
+                if self.keep is not None and not self.keep(parse_labels(raw.metric)):
+                    self.passed.add(key)
+                    continue
                 row = self.values[key] = np.full(n, np.nan)
             place_on_grid(row, raw.times, raw.values, self.start, self.step)
+
+    @property
+    def seen(self) -> int:
+        """Series the source returned so far, kept or passed over (what a request's size depends on)."""
+        return len(self.values) + len(self.passed)
 
     def render(self, max_series: int) -> tuple[list[Series], int]:
         """Grid series sorted by labels, the first `max_series` kept; also how many were dropped."""

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import httpx
@@ -302,7 +303,8 @@ async def fetch_baseline_async(
     start, stop = align_down(end - history, step), align_down(end, step)
     t0, requests0, bytes0 = time.monotonic(), client.requests, client.bytes_received
     try:
-        grid = GridSeries(start, stop, step)
+        sharding = config.sharding
+        grid = GridSeries(start, stop, step, None if sharding.shards == 1 else partial(sharding.owns, alias))
         await _query_in_pieces(client, baseline.expr, grid, baseline.max_series, on_progress)
         series, dropped = grid.render(baseline.max_series)
     except SourceError as exc:
@@ -340,7 +342,7 @@ async def _query_in_pieces(
         return
     head = stop - (probe - 1) * step
     await client.query_range(expr, head, stop, step, None, probe, into=grid)
-    per = piece_points(len(grid.values), source.max_points_per_request, source.max_samples_per_request)
+    per = piece_points(grid.seen, source.max_points_per_request, source.max_samples_per_request)
     await client.query_range(expr, start, head - step, step, on_progress, per, into=grid)
 
 

@@ -81,6 +81,8 @@ class Daemon:
             timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600}
         )
         self._server: HTTPServer | None = None
+        sharding = self.config.sharding
+        self.metrics.shard.labels(str(sharding.shard), str(sharding.shards)).set(1)
         self.fetch = fetch_baseline  # the only way history comes in; tests may swap it
 
     # --- state --------------------------------------------------------------------------------
@@ -90,7 +92,7 @@ class Daemon:
         states, errors = load_store(self.config.store.path)
         for _ in errors:
             self.metrics.store_errors.labels("read").inc()
-        self.states = {a: s for a, s in states.items() if a in self.config.baselines}
+        self.states = {a: self._own(s) for a, s in states.items() if a in self.config.baselines}
         now = time.time()
         self.last_seen = {a: {b.key: now for b in s.series} for a, s in self.states.items()}
         self._publish()
@@ -99,9 +101,22 @@ class Daemon:
         log.info("loaded %d series of %d baselines from %s; ready", self._snapshot.series_count(),
                  len(self.states), self.config.store.path)
 
+    def _own(self, state: BaselineState) -> BaselineState:
+        """`state` without the series another shard owns (after a change of `sharding.shards`, the
+        series that moved are that shard's to fit and export now)."""
+        sharding = self.config.sharding
+        foreign = frozenset(b.key for b in state.series if not sharding.owns(state.alias, b.labels))
+        if not foreign:
+            return state
+        log.info("%s: %d stored series belong to other shards now; no longer exported here", state.alias,
+                 len(foreign))
+        return state.merged((), state.fitted_at, drop=foreign)
+
     def _publish(self) -> None:
         """Swap in a new immutable snapshot (one reference assignment: scrapes never see half a state)."""
         self._snapshot = Snapshot(self.states)
+        for alias, state in self.states.items():
+            self.metrics.owned.labels(alias).set(len(state.series))
 
     def due(self, alias: str, now: float) -> bool:
         """Whether a baseline needs a retrain now: never fitted, config changed, or older than its horizon."""
@@ -419,7 +434,7 @@ class Daemon:
         stored, _ = load_store(config.store.path)  # e.g. written by `smartmetrics fit` meanwhile
         for alias, state in stored.items():
             if alias not in self.states or state.fitted_at > self.states[alias].fitted_at:
-                self.states[alias] = state
+                self.states[alias] = self._own(state)
         self.states = {a: s for a, s in self.states.items() if a in config.baselines}
         self._publish()
         self._schedule()

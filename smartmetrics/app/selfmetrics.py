@@ -59,6 +59,14 @@ class SelfMetrics:
             "smartmetrics_follows", "Bands moved to a new level a series stayed at between retrains.", ["baseline"],
             registry=r,
         )
+        self.owned = Gauge(
+            "smartmetrics_owned_series", "Series of the baseline this daemon holds a band for (its shard's share).",
+            ["baseline"], registry=r,
+        )
+        self.shard = Gauge(
+            "smartmetrics_shard_info", "This daemon's shard (sharding.shard of sharding.shards); always 1.",
+            ["shard", "shards"], registry=r,
+        )
         self.ready = Gauge("smartmetrics_ready", "1 once stored baselines are loaded or a fit finished.", registry=r)
 
     def set_series(self, baseline: str, kinds: Tally[tuple[str, str]]) -> None:
