@@ -2,6 +2,7 @@
 end-to-end daily retrain throughput against a real Prometheus, beside one Prophet per series (PAD).
 
     python -m smartmetrics.benchmarks.daemon [--sizes 1000,10000,100000] [--retrain-series 100]
+        [--shards 3 --per-shard 100000]
 
 Each size gets a synthetic store (forecast tables of 1d + 6h at 5-minute step) and a real
 `smartmetrics run` process whose source is unreachable, so only the store is served; the figures are
@@ -36,8 +37,10 @@ PER_BASELINE = 10_000
 POINTS = 361  # 1d + 6h at 5m, plus the lead-in point
 
 
-def write_config(path: Path, n_baselines: int, store: Path, port: int, prom_url: str, history: str = "14d") -> dict:
+def write_config(path: Path, n_baselines: int, store: Path, port: int, prom_url: str, history: str = "14d",
+                 shard: int = 0, shards: int = 1) -> dict:
     config = {
+        "sharding": {"shard": shard, "shards": shards},
         "sources": {"prom": {"url": prom_url, "retries": 0, "timeout": "2s"}},
         "baselines": {f"b{i}": {"expr": f'bench_metric{{shard="{i}"}}', "step": "5m", "history": history}
                       for i in range(n_baselines)},
@@ -49,24 +52,31 @@ def write_config(path: Path, n_baselines: int, store: Path, port: int, prom_url:
     return config
 
 
-def build_store(n: int, root: Path, port: int) -> Path:
-    """A store of n series in baselines of at most 10k, fresh enough that nothing is due for a retrain."""
-    rng = np.random.default_rng(0)
+def build_store(n: int, root: Path, port: int, shard: int = 0, shards: int = 1) -> tuple[Path, int]:
+    """A store of n series in baselines of at most 10k, fresh enough that nothing is due for a retrain;
+    sharded, only this shard's share of them. Returns the config and how many series the store holds."""
+    rng = np.random.default_rng(shard)
+    root.mkdir(parents=True, exist_ok=True)
     now = time.time()
     start = align_down(now, 300) - 300
     n_baselines = -(-n // PER_BASELINE)
-    config = parse_config(write_config(root / "config.yaml", n_baselines, root / "models", port, "http://127.0.0.1:9"))
+    config = parse_config(write_config(root / "config.yaml", n_baselines, root / "models", port,
+                                       "http://127.0.0.1:9", shard=shard, shards=shards))
+    held = 0
     for b in range(n_baselines):
         alias = f"b{b}"
         count = min(PER_BASELINE, n - b * PER_BASELINE)
         bands = []
         for i in range(count):
-            y = 100 + 10 * rng.standard_normal() + np.sin(np.arange(POINTS) / 20)
             labels = {"instance": f"10.{b}.{i // 256}.{i % 256}:9100", "job": "node", "model": f"m{i % 40}"}
+            if not config.sharding.owns(alias, labels):
+                continue
+            y = 100 + 10 * rng.standard_normal() + np.sin(np.arange(POINTS) / 20)
             bands.append(SeriesBand(labels, start, 300, y, y - 5, y + 5, meta={"curve_type": "seasonal", "model": "x"}))
         meta = {"fingerprint": fit_fingerprint(config.baselines[alias])}
         save_baseline(root / "models", BaselineState(alias, now, tuple(bands), meta))
-    return root / "config.yaml"
+        held += len(bands)
+    return root / "config.yaml", held
 
 
 def rss_mb(pid: int) -> float:
@@ -76,36 +86,93 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def start_daemon(config: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "smartmetrics", "--log-level", "warning", "run",
+                             "--config", str(config), "--workers", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_ready(url: str, proc: subprocess.Popen, t0: float) -> float:
+    """Seconds from `t0` until the daemon at `url` answers /-/ready (fails loudly if it exited)."""
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"error: the daemon at {url} exited with {proc.returncode} before it was ready")
+        try:
+            if httpx.get(url + "/-/ready", timeout=5).status_code == 200:
+                return time.monotonic() - t0
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+
+
+def scrape(url: str, proc: subprocess.Popen) -> dict[str, float]:
+    """The median of 5 /metrics scrapes, the body, the series exported and the daemon's RSS after."""
+    times, size = [], 0
+    for _ in range(5):
+        t = time.perf_counter()
+        body = httpx.get(url + "/metrics", timeout=60).content
+        times.append(time.perf_counter() - t)
+        size = len(body)
+    exported = body.count(b"\nsmartmetrics_yhat{")
+    return {"exported": exported, "scrape_s": statistics.median(times), "scrape_mb": size / 1e6,
+            "rss_mb": rss_mb(proc.pid)}
+
+
 def measure_size(n: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        config = build_store(n, Path(tmp), port)
+        config, _ = build_store(n, Path(tmp), port)
         t0 = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "smartmetrics", "--log-level", "warning", "run",
-                                 "--config", str(config), "--workers", "1"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = start_daemon(config)
         try:
             url = f"http://127.0.0.1:{port}"
-            while True:
-                try:
-                    if httpx.get(url + "/-/ready", timeout=5).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.05)
-            ready = time.monotonic() - t0
-            times, size = [], 0
-            for _ in range(5):
-                t = time.perf_counter()
-                body = httpx.get(url + "/metrics", timeout=60).content
-                times.append(time.perf_counter() - t)
-                size = len(body)
-            exported = body.count(b"\nsmartmetrics_yhat{")
-            return {"series": n, "exported": exported, "ready_s": ready, "scrape_s": statistics.median(times),
-                    "scrape_mb": size / 1e6, "rss_mb": rss_mb(proc.pid)}
+            ready = wait_ready(url, proc, t0)
+            return {"series": n, "ready_s": ready, **scrape(url, proc)}
         finally:
             proc.terminate()
             proc.wait(timeout=60)
+
+
+def measure_shards(per_shard: int, shards: int) -> list[dict[str, float]]:
+    """`shards` daemons started at once, each with a store of its share of `per_shard * shards` series;
+    each one's time to ready, scrape and RSS. Fails unless every series is exported by exactly one."""
+    total = per_shard * shards
+    with tempfile.TemporaryDirectory() as tmp:
+        setups = []
+        for shard in range(shards):
+            port = free_port()
+            config, held = build_store(total, Path(tmp) / f"shard{shard}", port, shard, shards)
+            setups.append((shard, port, config, held))
+        if sum(held for *_, held in setups) != total:
+            raise SystemExit(f"error: the shards' stores hold {sum(h for *_, h in setups)} of {total} series")
+        t0 = time.monotonic()
+        procs = [(shard, port, held, start_daemon(config)) for shard, port, config, held in setups]
+        try:
+            rows = []
+            for shard, port, held, proc in procs:
+                url = f"http://127.0.0.1:{port}"
+                rows.append({"shard": shard, "series": held, "ready_s": wait_ready(url, proc, t0)})
+            for row, (_, port, held, proc) in zip(rows, procs, strict=True):
+                row.update(scrape(f"http://127.0.0.1:{port}", proc))
+                if row["exported"] != held:
+                    raise SystemExit(f"error: shard {row['shard']} exported {row['exported']} of its {held} series")
+            return rows
+        finally:
+            for *_, proc in procs:
+                proc.terminate()
+            for *_, proc in procs:
+                proc.wait(timeout=60)
+
+
+def bench_shards(per_shard: int, shards: int, console: Console) -> None:
+    table = Table(title=f"{shards} sharded daemons started at once, {per_shard * shards:,} series in all "
+                        "(targets: each ready <= 10 s, /metrics <= 1 s, RSS <= 2 GB)")
+    for col in ("shard", "series", "start to ready (s)", "/metrics median (s)", "body (MB)", "RSS (MB)"):
+        table.add_column(col, justify="right")
+    for r in measure_shards(per_shard, shards):
+        table.add_row(str(r["shard"]), f"{r['exported']:,}", f"{r['ready_s']:.2f}", f"{r['scrape_s']:.3f}",
+                      f"{r['scrape_mb']:.1f}", f"{r['rss_mb']:.0f}")
+    console.print(table)
 
 
 def bench_sizes(sizes: list[int], console: Console) -> None:
@@ -187,10 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated store sizes")
     parser.add_argument("--retrain-series", type=int, default=100, help="series in the retrain benchmark (0: skip)")
     parser.add_argument("--prophet-series", type=int, default=10, help="series fitted by the Prophet peer")
+    parser.add_argument("--shards", type=int, default=0, help="also run this many sharded daemons at once (0: skip)")
+    parser.add_argument("--per-shard", type=int, default=100_000, help="series per sharded daemon")
     args = parser.parse_args(argv)
     console = Console(width=120)
     if args.sizes:
         bench_sizes([int(s) for s in args.sizes.split(",")], console)
+    if args.shards:
+        bench_shards(args.per_shard, args.shards, console)
     if args.retrain_series:
         bench_retrain(args.retrain_series, args.prophet_series, console)
     return 0

@@ -583,7 +583,7 @@ def load_trials(root: Path, series: int, idle: int, requests: int, tls: bool = F
     port = free_port()
     folder = root / ("load-tls" if tls else "load")
     folder.mkdir(parents=True, exist_ok=True)
-    config = build_store(series, folder, port)
+    config, _ = build_store(series, folder, port)
     verify: object = True
     if tls:
         cert, key = self_signed(folder)
