@@ -112,8 +112,9 @@ class ClientTLS(_Strict):
         return self
 
 
-class Source(_Strict):
-    """A Prometheus-compatible HTTP API: Prometheus, Thanos, Mimir, Cortex, VictoriaMetrics."""
+class HTTPEndpoint(_Strict):
+    """An HTTP endpoint smartmetrics talks to: its URL, timeout, headers, auth and TLS (secrets as
+    `BasicAuth` and the `bearer_token` twins)."""
 
     url: str
     timeout: Duration = 30.0
@@ -123,10 +124,6 @@ class Source(_Strict):
     bearer_token_file: str | None = None
     bearer_token_env: str | None = None
     tls: ClientTLS = ClientTLS()
-    concurrency: int = Field(default=4, ge=1, le=64)
-    retries: int = Field(default=3, ge=0, le=10)
-    max_points_per_request: int = Field(default=11000, ge=2, le=11000)
-    max_samples_per_request: int = Field(default=250_000, ge=1000)
 
     @field_validator("url")
     @classmethod
@@ -135,8 +132,15 @@ class Source(_Strict):
             raise ValueError(f'url "{url}" must start with http:// or https://')
         return url.rstrip("/")
 
+    @field_validator("timeout")
+    @classmethod
+    def _check_timeout(cls, timeout: float) -> float:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        return timeout
+
     @model_validator(mode="after")
-    def _check_auth(self) -> Source:
+    def _check_auth(self) -> HTTPEndpoint:
         token = self.resolved_bearer_token()
         if token is not None and self.basic_auth is not None:
             raise ValueError("use basic_auth or a bearer token, not both")
@@ -144,6 +148,41 @@ class Source(_Strict):
 
     def resolved_bearer_token(self) -> str | None:
         return _read_secret(self.bearer_token, self.bearer_token_file, self.bearer_token_env, "bearer_token")
+
+
+class Source(HTTPEndpoint):
+    """A Prometheus-compatible HTTP API: Prometheus, Thanos, Mimir, Cortex, VictoriaMetrics."""
+
+    concurrency: int = Field(default=4, ge=1, le=64)
+    retries: int = Field(default=3, ge=0, le=10)
+    max_points_per_request: int = Field(default=11000, ge=2, le=11000)
+    max_samples_per_request: int = Field(default=250_000, ge=1000)
+
+
+class RemoteWrite(HTTPEndpoint):
+    """A Prometheus remote-write receiver the bands are pushed to (`smartmetrics.adapters.remote_write`):
+    Prometheus with `--web.enable-remote-write-receiver` (`/api/v1/write`), Mimir (`/api/v1/push`, with
+    `X-Scope-OrgID` in `headers`), VictoriaMetrics (`/api/v1/write`), Thanos Receive."""
+
+    interval: Duration = 30.0
+    """Seconds between two pushes of every current band."""
+    batch_size: int = Field(default=5000, ge=1, le=1_000_000)
+    """Samples per request."""
+    retries: int = Field(default=3, ge=0, le=10)
+    """Further attempts after a 5xx, a 429 or a connection failure (never after another 4xx)."""
+
+    @field_validator("interval")
+    @classmethod
+    def _check_interval(cls, interval: float) -> float:
+        if not 1 <= interval <= 86400:
+            raise ValueError("interval must be at least 1s and at most 1d")
+        return interval
+
+
+class Export(_Strict):
+    """Where the bands go besides `/metrics` (scraping stays the default)."""
+
+    remote_write: RemoteWrite | None = None
 
 
 class Alert(_Strict):
@@ -352,6 +391,7 @@ class Config(_Strict):
     server: Server = Server()
     sharding: Sharding = Sharding()
     cluster: Cluster = Cluster()
+    export: Export | None = None
 
     @model_validator(mode="after")
     def _check_sources(self) -> Config:
@@ -457,7 +497,8 @@ def render_config(config: Config) -> str:
         return node
 
     data = redact(config.model_dump(mode="json", by_alias=True))
-    for source in data.get("sources", {}).values():  # tokens travel in headers and URLs too
-        source["url"] = redact_url(source["url"])
-        source["headers"] = {k: "<redacted>" for k in source.get("headers", {})}
+    endpoints = [*data.get("sources", {}).values(), (data.get("export") or {}).get("remote_write")]
+    for endpoint in filter(None, endpoints):  # tokens travel in headers and URLs too
+        endpoint["url"] = redact_url(endpoint["url"])
+        endpoint["headers"] = {k: "<redacted>" for k in endpoint.get("headers", {})}
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)

@@ -41,7 +41,7 @@ from smartmetrics.adapters.matrix import (
     render_series,
     split_range,
 )
-from smartmetrics.config import ClientTLS, Config, Source, redact_url
+from smartmetrics.config import ClientTLS, Config, HTTPEndpoint, Source, redact_url
 from smartmetrics.engine.series import Series, align_down
 
 __all__ = [
@@ -108,6 +108,19 @@ def build_ssl_context(tls: ClientTLS) -> ssl.SSLContext:
     return ctx
 
 
+def client_auth(endpoint: HTTPEndpoint) -> tuple[dict[str, str], httpx.BasicAuth | None]:
+    """The headers (User-Agent, the endpoint's own, its bearer token) and the basic auth of requests
+    to a source or a remote-write receiver."""
+    headers = {"User-Agent": f"smartmetrics/{__version__}", **endpoint.headers}
+    token = endpoint.resolved_bearer_token()
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    auth = None
+    if endpoint.basic_auth is not None:
+        auth = httpx.BasicAuth(endpoint.basic_auth.username, endpoint.basic_auth.resolved_password())
+    return headers, auth
+
+
 def _cause(exc: BaseException, kind: type[BaseException], errno: bool = False) -> BaseException | None:
     """The first exception of type `kind` (with an errno, if asked) in the cause/context chain of `exc`."""
     seen: BaseException | None = exc
@@ -155,13 +168,7 @@ class PrometheusClient:
         self.requests = 0
         self.bytes_received = 0
         self._semaphore = asyncio.Semaphore(source.concurrency)
-        headers = {"User-Agent": f"smartmetrics/{__version__}", **source.headers}
-        token = source.resolved_bearer_token()
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        auth = None
-        if source.basic_auth is not None:
-            auth = httpx.BasicAuth(source.basic_auth.username, source.basic_auth.resolved_password())
+        headers, auth = client_auth(source)
         try:
             verify = build_ssl_context(source.tls) if transport is None else True
         except (ssl.SSLError, OSError) as exc:
