@@ -34,6 +34,7 @@ from smartmetrics.adapters.markers import fetch_release_markers
 from smartmetrics.adapters.server import HTTPServer, serve
 from smartmetrics.adapters.source import SourceError, fetch_baseline
 from smartmetrics.adapters.store import load_store, save_baseline
+from smartmetrics.app.export import RemoteWritePusher, start_remote_write
 from smartmetrics.app.retrain import RetrainOutcome, retrain_baseline
 from smartmetrics.app.selfmetrics import SelfMetrics
 from smartmetrics.app.workers import FitPool, open_pool
@@ -83,6 +84,7 @@ class Daemon:
         self._server: HTTPServer | None = None
         sharding = self.config.sharding
         self.metrics.shard.labels(str(sharding.shard), str(sharding.shards)).set(1)
+        self._pusher: RemoteWritePusher | None = None  # export.remote_write
         self.fetch = fetch_baseline  # the only way history comes in; tests may swap it
 
     # --- state --------------------------------------------------------------------------------
@@ -397,6 +399,7 @@ class Daemon:
         self._server = serve(self, self.config.server)
         log.info("listening on %s://%s:%d", self._server.scheme, *self._server.address)
         self.load()
+        self._pusher = start_remote_write(self.config.export, lambda: self._snapshot, self.metrics, time.time)
         self._schedule()
         self._scheduler.start()
         self._scheduler.add_job(self.retrain, kwargs={"only_due": True}, id="startup", name="retrain what is due")
@@ -425,10 +428,10 @@ class Daemon:
         except ConfigError as exc:
             log.error("reload rejected, keeping the running config: %s", "; ".join(exc.problems))
             return False
-        kept = ("server", "store", "cluster", "sharding")
+        kept = ("server", "store", "cluster", "sharding", "export")
         if any(getattr(config, k) != getattr(self.config, k) for k in kept):
-            log.warning("server, store, cluster and sharding changes need a restart; the rest of the new config "
-                        "applies now")
+            log.warning("server, store, cluster, sharding and export changes need a restart; the rest of the new "
+                        "config applies now")
             config = config.model_copy(update={k: getattr(self.config, k) for k in kept})
         self.config = config
         stored, _ = load_store(config.store.path)  # e.g. written by `smartmetrics fit` meanwhile
@@ -468,3 +471,5 @@ class Daemon:
             self._pool.terminate()  # running fits are abandoned: their bands were never going to be saved
         if self._server is not None:
             self._server.stop()
+        if self._pusher is not None:
+            self._pusher.stop()

@@ -182,8 +182,10 @@ class LocalPrometheus:
         workdir: str | Path | None = None,
         startup_timeout: float = 60.0,
         tls: tuple[str | Path, str | Path] | None = None,
+        flags: Sequence[str] = (),
     ):
         self.series = list(series)
+        self.flags = list(flags)  # more command-line flags, e.g. --web.enable-remote-write-receiver
         self.scrape_targets = list(scrape_targets)
         self.rule_files = list(rule_files)
         self.scrape_interval = scrape_interval
@@ -239,7 +241,7 @@ class LocalPrometheus:
             web_file.write_text(yaml.safe_dump({"tls_server_config": {
                 "cert_file": str(self.tls[0]), "key_file": str(self.tls[1])}}))
             flags.append(f"--web.config.file={web_file}")
-        return flags
+        return flags + self.flags
 
     def _wait_ready(self) -> bool:
         """Poll `/-/ready` until it answers 200 (True) or the process exits or time runs out (False)."""

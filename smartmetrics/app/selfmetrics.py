@@ -10,6 +10,8 @@ from collections import Counter as Tally
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from smartmetrics.adapters.remote_write import PushResult
+
 
 class SelfMetrics:
     """Counters, gauges and histograms describing fits, the store and the sources."""
@@ -68,6 +70,23 @@ class SelfMetrics:
             ["shard", "shards"], registry=r,
         )
         self.ready = Gauge("smartmetrics_ready", "1 once stored baselines are loaded or a fit finished.", registry=r)
+        self.remote_write_samples = Counter(
+            "smartmetrics_remote_write_samples", "Band samples the remote-write receiver accepted.",
+            registry=r,
+        )
+        self.remote_write_failed = Counter(
+            "smartmetrics_remote_write_samples_failed",
+            "Band samples not delivered: refused (4xx), or the receiver failing after retries.", registry=r,
+        )
+        self.remote_write_requests = Counter(
+            "smartmetrics_remote_write_requests",
+            "Remote-write requests by HTTP status code (error: no answer).",
+            ["code"], registry=r,
+        )
+        self.remote_write_last_success = Gauge(
+            "smartmetrics_remote_write_last_success_timestamp_seconds",
+            "Unix time of the last push whose every sample the receiver accepted.", registry=r,
+        )
 
     def set_series(self, baseline: str, kinds: Tally[tuple[str, str]]) -> None:
         """Replace the baseline's series counts by (curve_type, model)."""
@@ -76,3 +95,12 @@ class SelfMetrics:
                 self.series.remove(*labels)
         for (curve_type, model), count in kinds.items():
             self.series.labels(baseline, curve_type, model).set(count)
+
+    def record_push(self, result: PushResult, started: float) -> None:
+        """Count one remote-write push that started at `started` (Unix seconds)."""
+        self.remote_write_samples.inc(result.sent)
+        self.remote_write_failed.inc(result.failed)
+        for code, count in result.codes.items():
+            self.remote_write_requests.labels(code).inc(count)
+        if result.failed == 0 and result.error is None:
+            self.remote_write_last_success.set(started)
