@@ -11,11 +11,13 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import cramjam
 import httpx
 import numpy as np
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 
 from smartmetrics.adapters.exporter import BandCollector, Snapshot
@@ -206,3 +208,11 @@ def test_render_redacts_the_receivers_secrets() -> None:
     assert "hunter2" not in text and "s3cret" not in text and "team-a" not in text
     assert "https://u:<redacted>@mimir.test/api/v1/push" in text and "X-Scope-OrgID: <redacted>" in text
 
+
+def test_the_commented_example_in_configs_is_valid_once_uncommented() -> None:
+    text = (Path(__file__).parents[2] / "configs" / "example.yaml").read_text()
+    block = text[text.index("# export:"):].splitlines()
+    uncommented = "\n".join(line[2:] for line in block if not line.startswith("#     #"))
+    data = {**yaml.safe_load(text), **yaml.safe_load(uncommented)}
+    rw = parse_config(data).export.remote_write
+    assert rw.url == "http://prometheus:9090/api/v1/write" and rw.batch_size == 5000
