@@ -28,7 +28,8 @@ from pydantic import (
 )
 
 from smartmetrics.engine.durations import format_duration, parse_duration
-from smartmetrics.engine.shards import ordinal, owner
+from smartmetrics.engine.series import labels_key
+from smartmetrics.engine.shards import ordinal, owner_of_key
 
 Duration = Annotated[
     float,
@@ -368,7 +369,11 @@ class Sharding(_Strict):
 
     def owns(self, alias: str, labels: dict[str, str]) -> bool:
         """Whether this daemon fits, stores and exports the series with `labels` of baseline `alias`."""
-        return self.shards == 1 or owner(alias, labels, self.shards) == self.shard
+        return self.owns_key(alias, labels_key(labels))
+
+    def owns_key(self, alias: str, key: str) -> bool:
+        """`owns` for a series given by its labels key (`engine.series.labels_key`)."""
+        return self.shards == 1 or owner_of_key(alias, key, self.shards) == self.shard
 
 
 class Cluster(_Strict):

@@ -107,7 +107,10 @@ class Daemon:
         """`state` without the series another shard owns (after a change of `sharding.shards`, the
         series that moved are that shard's to fit and export now)."""
         sharding = self.config.sharding
-        foreign = frozenset(b.key for b in state.series if not sharding.owns(state.alias, b.labels))
+        if state.meta.get("sharding", [0, 1]) == [sharding.shard, sharding.shards]:
+            return state  # written by this shard under this shard count: all its own
+        foreign = frozenset(key for key in (b.key for b in state.series)
+                            if not sharding.owns_key(state.alias, key))
         if not foreign:
             return state
         log.info("%s: %d stored series belong to other shards now; no longer exported here", state.alias,

@@ -176,7 +176,8 @@ def retrain_baseline(
     bands = [band_from_fitted(f, now) for f in fitted]
     base = previous or BaselineState(alias, now, ())
     merged = base.merged(bands, fitted_at=now if fitted or not series else base.fitted_at, drop=set(drop))
-    meta = {"expr": baseline.expr, "step": baseline.step, "fingerprint": fit_fingerprint(baseline)}
+    meta = {"expr": baseline.expr, "step": baseline.step, "fingerprint": fit_fingerprint(baseline),
+            "sharding": [config.sharding.shard, config.sharding.shards]}
     outcome.state = dataclasses.replace(merged, meta=meta)
     outcome.fitted = len(fitted)
     for band in outcome.state.series:

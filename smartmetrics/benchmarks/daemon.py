@@ -73,7 +73,7 @@ def build_store(n: int, root: Path, port: int, shard: int = 0, shards: int = 1) 
                 continue
             y = 100 + 10 * rng.standard_normal() + np.sin(np.arange(POINTS) / 20)
             bands.append(SeriesBand(labels, start, 300, y, y - 5, y + 5, meta={"curve_type": "seasonal", "model": "x"}))
-        meta = {"fingerprint": fit_fingerprint(config.baselines[alias])}
+        meta = {"fingerprint": fit_fingerprint(config.baselines[alias]), "sharding": [shard, shards]}  # as a fit writes
         save_baseline(root / "models", BaselineState(alias, now, tuple(bands), meta))
         held += len(bands)
     return root / "config.yaml", held

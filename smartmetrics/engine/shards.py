@@ -31,9 +31,13 @@ def owner(alias: str, labels: dict[str, str], shards: int) -> int:
     >>> owner("qps", {"job": "api"}, 3) == owner("qps", {"job": "api"}, 3)
     True
     """
+    return owner_of_key(alias, labels_key(labels), shards)
+
+
+def owner_of_key(alias: str, key: str, shards: int) -> int:
+    """`owner` for a series given by its labels key."""
     if shards <= 1:
         return 0
-    key = labels_key(labels)
     return max(range(shards), key=lambda s: weight(alias, key, s))
 
 
