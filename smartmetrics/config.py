@@ -348,6 +348,7 @@ class Sharding(_Strict):
 
     shard: int = Field(default=0, ge=0)
     shards: int = Field(default=1, ge=1)
+    by: Literal["series", "baseline"] = "series"  # what is hashed to a shard: each series, or whole baselines
 
     @field_validator("shard", mode="before")
     @classmethod
@@ -373,7 +374,13 @@ class Sharding(_Strict):
 
     def owns_key(self, alias: str, key: str) -> bool:
         """`owns` for a series given by its labels key (`engine.series.labels_key`)."""
-        return self.shards == 1 or owner_of_key(alias, key, self.shards) == self.shard
+        if self.shards == 1 or self.by == "baseline":
+            return self.owns_baseline(alias)
+        return owner_of_key(alias, key, self.shards) == self.shard
+
+    def owns_baseline(self, alias: str) -> bool:
+        """Whether any series of baseline `alias` can be this daemon's (all of them, `by: baseline`)."""
+        return self.shards == 1 or self.by == "series" or owner_of_key(alias, "", self.shards) == self.shard
 
 
 class Cluster(_Strict):
@@ -417,6 +424,12 @@ class Config(_Strict):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def own_share(self) -> Config:
+        """This config with only the baselines this daemon has a share of (all, unless `sharding.by:
+        baseline`, where each baseline is one shard's whole and the others never fetch it)."""
+        owned = {a: b for a, b in self.baselines.items() if self.sharding.owns_baseline(a)}
+        return self if len(owned) == len(self.baselines) else self.model_copy(update={"baselines": owned})
 
     def source_for(self, alias: str) -> tuple[str, Source]:
         """The (name, Source) a baseline reads from."""

@@ -311,7 +311,8 @@ async def fetch_baseline_async(
     t0, requests0, bytes0 = time.monotonic(), client.requests, client.bytes_received
     try:
         sharding = config.sharding
-        grid = GridSeries(start, stop, step, None if sharding.shards == 1 else partial(sharding.owns, alias))
+        per_series = sharding.shards > 1 and sharding.by == "series"
+        grid = GridSeries(start, stop, step, partial(sharding.owns, alias) if per_series else None)
         await _query_in_pieces(client, baseline.expr, grid, baseline.max_series, on_progress)
         series, dropped = grid.render(baseline.max_series)
     except SourceError as exc:

@@ -105,7 +105,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = _load(args.config).own_share()  # sharded: this daemon's baselines (its series, in the fetch)
     aliases = _pick_baselines(config, args.baseline)
     from smartmetrics.app.fit import run_fit
 

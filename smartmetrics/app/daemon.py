@@ -65,7 +65,7 @@ class Daemon:
 
     def __init__(self, config_path: str, *, workers: int | None = None, dask: str | None = None):
         self.config_path = config_path
-        self.config: Config = load_config(config_path)
+        self.config: Config = load_config(config_path).own_share()
         self.metrics = SelfMetrics()
         self.workers = workers or max(1, (os.cpu_count() or 2))
         self.states: dict[str, BaselineState] = {}
@@ -427,7 +427,7 @@ class Daemon:
     def reload(self) -> bool:
         """Re-read the config; a bad one is logged and the running one kept."""
         try:
-            config = load_config(self.config_path)
+            config = load_config(self.config_path).own_share()
         except ConfigError as exc:
             log.error("reload rejected, keeping the running config: %s", "; ".join(exc.problems))
             return False

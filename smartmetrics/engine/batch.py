@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from smartmetrics.engine.ensemble import FitSettings, FittedSeries, fit_series
 from smartmetrics.engine.series import Series
 
-BATCHES_PER_SLOT = 4
+BATCHES_PER_SLOT = 8
 """Batches per concurrent fit slot: enough that a slow batch at the end leaves little idle time."""
 MAX_BATCH = 64
 """Series per batch at most: a batch's data (about 64 x 32 KB for 14 days at 5 minutes) stays small."""
@@ -47,7 +47,7 @@ def batch_size(series: int, slots: int) -> int:
     batches per slot, at most `MAX_BATCH` series each, at least one.
 
     >>> batch_size(1000, 2), batch_size(10, 2), batch_size(100_000, 16)
-    (64, 2, 64)
+    (63, 1, 64)
     """
     return max(1, min(MAX_BATCH, math.ceil(series / (max(1, slots) * BATCHES_PER_SLOT))))
 

@@ -127,3 +127,25 @@ def test_sharded_daemons_fit_and_export_every_series_exactly_once(prom, tmp_path
     shares = kept + [exported(four[3])]
     assert set().union(*shares) == everything and sum(len(s) for s in shares) == len(everything)
     assert len(shares[3]) <= 1.2 / 4 * len(everything) + 3  # 24 series: a few either way
+
+
+def test_sharding_by_baseline_gives_each_baseline_whole_to_one_daemon(tmp_path: Path) -> None:
+    from smartmetrics.app.daemon import Daemon
+
+    aliases = [f"b{i}" for i in range(30)]
+    owned = []
+    for shard in range(3):
+        config = tmp_path / f"c{shard}.yaml"
+        config.write_text(yaml.safe_dump({
+            "sources": {"prom": {"url": "http://127.0.0.1:9"}},
+            "baselines": {a: {"expr": f'up{{job="{a}"}}'} for a in aliases},
+            "store": {"path": str(tmp_path / f"s{shard}")},
+            "sharding": {"shard": shard, "shards": 3, "by": "baseline"},
+        }))
+        daemon = Daemon(str(config), workers=1)
+        daemon._pool.close()
+        owned.append(set(daemon.config.baselines))
+        for alias in daemon.config.baselines:  # a daemon keeps every series of the baselines it owns
+            assert daemon.config.sharding.owns(alias, {"job": alias, "instance": "x"})
+    assert sorted(a for share in owned for a in share) == sorted(aliases)  # each baseline exactly once
+    assert all(5 <= len(share) <= 15 for share in owned)
