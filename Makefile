@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults bench-servers bench-retrain clean
+.PHONY: install demo test test-fast lint bench bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults bench-servers bench-retrain bench-cluster clean
 
 $(STAMP): pyproject.toml
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
@@ -62,11 +62,18 @@ bench-servers: $(STAMP)
 	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python -m smartmetrics.benchmarks.servers
 
+# issue 23: Dask beside the local pool (same bands, throughput), 3 sharded daemons of 100k series,
+# remote-write encoding of 100k series
+bench-cluster: $(STAMP)
+	$(BIN)/python -m smartmetrics.benchmarks.dask_fit --series 600 --rounds 3
+	$(BIN)/python -m smartmetrics.benchmarks.daemon --sizes "" --retrain-series 0 --shards 3 --per-shard 100000
+	$(BIN)/python -m smartmetrics.benchmarks.remote_write --series 100000
+
 bench-tuning: $(STAMP)
 	$(BIN)/python -m smartmetrics.benchmarks.tuning
 
 # every benchmark of BENCHMARKS.md, one after the other (about 40 minutes on 2 cores)
-bench: bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults bench-retrain
+bench: bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults bench-retrain bench-cluster
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
