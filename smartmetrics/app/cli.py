@@ -236,6 +236,26 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return run_classify(csv=args.csv, config=config, aliases=aliases, as_json=args.json, end=args.end)
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    config = _load(args.config).own_share()
+    aliases = _pick_baselines(config, args.baseline)
+    if args.days <= 1:
+        print("error: --days must be more than 1 (the first day only trains)", file=sys.stderr)
+        return EXIT_USAGE
+    until = None
+    if args.until is not None:
+        from smartmetrics.adapters.api import parse_time
+
+        try:
+            until = parse_time(args.until, "--until")
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    from smartmetrics.app.backfill import run_backfill_cli
+
+    return run_backfill_cli(config, aliases, args.days, args.data_dir, until)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from smartmetrics.app.demo import run_demo
 
@@ -502,6 +522,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", nargs="+", metavar="FILE", help="timestamp,value CSV files instead of a config")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--end", type=float, default=None, metavar="UNIX_SECONDS", help="end of the range (default: now)")
+
+    p = _add(
+        sub, "backfill", cmd_backfill, "write the bands over the past into a Prometheus (walk-forward replay)",
+        "Replay each baseline walk-forward over the last --days of its history, exactly as `backtest`\n"
+        "does (a retrain every day on the trailing history, release markers and follow honoured), and\n"
+        "write smartmetrics_yhat, smartmetrics_yhat_lower and smartmetrics_yhat_upper, with the labels the\n"
+        "daemon exports, into the TSDB of a Prometheus: blocks made with `promtool tsdb\n"
+        "create-blocks-from openmetrics` and moved into --data-dir (that Prometheus's --storage.tsdb.path;\n"
+        "a running Prometheus 2.39+ loads them within a minute). The history stops where the source\n"
+        "already holds bands the daemon exported, so scraped and backfilled bands never overlap.\n"
+        "Afterwards the dashboards show value and band over the past days.",
+    )
+    p.add_argument("--config", required=True, metavar="F", help="path to the YAML config")
+    p.add_argument("--baseline", action="append", metavar="A", help="only this baseline (repeatable)")
+    p.add_argument("--days", type=float, default=14, metavar="N", help="how far back (default: 14)")
+    p.add_argument("--data-dir", required=True, metavar="DIR",
+                   help="the Prometheus data directory (its --storage.tsdb.path) to add the blocks to")
+    p.add_argument("--until", metavar="TIME", default=None,
+                   help="stop the history here (Unix seconds or RFC 3339; default: where exported bands begin)")
 
     p = _add(
         sub, "demo", cmd_demo, "the whole product on synthetic AI-serving metrics, locally",

@@ -10,6 +10,9 @@ running.
 from __future__ import annotations
 
 import logging
+import os
+import re
+import shutil
 import signal
 import statistics
 import threading
@@ -28,20 +31,21 @@ from rich.table import Table
 from smartmetrics.adapters.markers import series_releases
 from smartmetrics.adapters.source import SourceError, fetch_baseline
 from smartmetrics.adapters.store import load_store
-from smartmetrics.app.demo_data import DEMO_INCIDENTS, generate_demo_metrics
+from smartmetrics.app.backfill import replay
+from smartmetrics.app.demo_data import DEMO_INCIDENTS, LIVE_INCIDENT, generate_demo_metrics, until
+from smartmetrics.app.demo_live import JOB, LiveMetrics
 from smartmetrics.app.fit import run_fit
 from smartmetrics.app.promlocal import LocalPrometheus, free_port
 from smartmetrics.app.terminal import make_console
 from smartmetrics.config import Config, load_config, parse_config
-from smartmetrics.engine.firing import AlertRules
 from smartmetrics.engine.series import Series, align_down, format_labels
-from smartmetrics.evaluation.backtest import backtest_series
 from smartmetrics.render.plots import plot_band
-from smartmetrics.settings import baseline_fit, fit_settings
 
 log = logging.getLogger(__name__)
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 REPLAY_DAYS = 3
+LIVE_HOURS = 6  # the live series go on this long after the start, then stop (stale in Prometheus)
+DEMO_OUTPUTS = ("prometheus", "models", "replay", "plots", "rules", "grafana", "config.yaml")
 
 
 def demo_config(template: Path, prom_url: str, out: Path, port: int) -> Path:
@@ -56,22 +60,13 @@ def demo_config(template: Path, prom_url: str, out: Path, port: int) -> Path:
     return path
 
 
-def replay(config: Config, alias: str, series: Series, releases: tuple[int, ...] = ()) -> pd.DataFrame:
-    """Walk-forward replay of the last days, as the daemon would have lived them (its `releases`
-    re-levelled in training and re-anchored after, when the baseline reads release markers)."""
-    baseline = config.baselines[alias]
-    settings = fit_settings(baseline)  # the settle time and absorb of its releases, if any
-    start = series.end - REPLAY_DAYS * 86400 - int(baseline.history)
+def replay_recent(config: Config, alias: str, series: Series, releases: tuple[int, ...] = ()) -> pd.DataFrame:
+    """Walk-forward replay of the last `REPLAY_DAYS` days, as the daemon would have lived them."""
+    start = series.end - REPLAY_DAYS * 86400 - int(config.baselines[alias].history)
     keep = series.timestamps >= start
     recent = Series(series.labels, series.timestamps[keep], series.values[keep], series.step, series.name)
-    follow = baseline.follow
-    frame = backtest_series(recent, baseline_fit(baseline, releases=releases, alias=alias), AlertRules.of_baseline(baseline),
-                            history=int(baseline.history),
-                            min_history=max(86400, int(recent.end - recent.start) - REPLAY_DAYS * 86400 + 1),
-                            releases=releases if baseline.releases is not None else (),
-                            settle=settings.settle, absorb=settings.absorb,
-                            follow=follow.after if follow else 0.0, follow_absorb=follow.absorb if follow else "both")
-    return frame
+    return replay(config, alias, recent, releases,
+                  min_history=max(86400, int(recent.end - recent.start) - REPLAY_DAYS * 86400 + 1))
 
 
 def summarize(config: Config, out: Path) -> Table:
@@ -80,6 +75,7 @@ def summarize(config: Config, out: Path) -> Table:
     for col in ("baseline", "series", "curve types", "coverage", "alerts fired (series: UTC start)"):
         table.add_column(col, justify="right" if col in ("series", "coverage") else "left")
     states, _ = load_store(config.store.path)
+    index: list[dict[str, object]] = []
     for alias in config.baselines:
         result = fetch_baseline(config, alias)
         end = max((s.end for s in result.series), default=0)
@@ -92,8 +88,11 @@ def summarize(config: Config, out: Path) -> Table:
         alerts, inside, curves = [], [], Counter()
         pictured: tuple[int, pd.DataFrame, Series] | None = None
         for series in result.series:
-            frame = replay(config, alias, series, releases.get(series.key, ()))
-            frame.to_csv(out / "replay" / f"{alias}-{series.key[:8]}.csv", index=False)
+            frame = replay_recent(config, alias, series, releases.get(series.key, ()))
+            name = replay_file_name(alias, series.labels)
+            write_csv_atomic(frame, out / "replay" / name)
+            index.append({"file": name, "baseline": alias, "labels": format_labels(series.labels),
+                          "alerts": int(frame.alert.sum())})
             if pictured is None or int(frame.alert.sum()) > pictured[0]:
                 pictured = (int(frame.alert.sum()), frame, series)
             banded = frame.dropna(subset=["yhat_lower", "value"])
@@ -108,7 +107,27 @@ def summarize(config: Config, out: Path) -> Table:
                       last=REPLAY_DAYS * 86400)
         table.add_row(alias, str(len(result.series)), ", ".join(f"{k} {v}" for k, v in curves.most_common()),
                       f"{statistics.median(inside):.3f}" if inside else "-", "\n".join(alerts) or "none")
+    write_csv_atomic(pd.DataFrame(index, columns=["file", "baseline", "labels", "alerts"]), out / "replay" / "index.csv")
     return table
+
+
+def replay_file_name(alias: str, labels: dict[str, str]) -> str:
+    """A replay CSV's name from its baseline and series labels, safe on every file system.
+
+    >>> replay_file_name("inference_qps", {"model": "llama-3-8b", "tenant": "acme"})
+    'inference_qps--model=llama-3-8b,tenant=acme.csv'
+    >>> replay_file_name("x", {"path": "/a b"})
+    'x--path=_a_b.csv'
+    """
+    text = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    return f"{alias}--{re.sub(r'[^A-Za-z0-9_.=,+-]', '_', text)}.csv"
+
+
+def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
+    """`frame` as CSV at `path`, written to a temporary file and renamed into place."""
+    tmp = path.with_name(path.name + ".tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
 
 
 @contextmanager
@@ -125,15 +144,18 @@ def run_demo(out: str | Path = "out/demo", duration: float | None = None, worker
 
     console = make_console()
     out = Path(out).resolve()
+    console.print(start_clean(out))
     (out / "replay").mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port, live_port = free_port(), free_port()
     end = align_down(time.time(), 60)
     with _stage(console, "generating 14 days of synthetic AI-serving metrics"):
-        metrics = generate_demo_metrics(end)
+        target = f"127.0.0.1:{live_port}"  # the backfilled series carry the labels the live scrape adds
+        metrics = generate_demo_metrics(end, ahead=LIVE_HOURS * 3600, extra={"job": JOB, "instance": target})
     with _stage(console, f"backfilling {len(metrics)} series into a local Prometheus (promtool)"):
-        prom = LocalPrometheus(metrics, scrape_targets=[f"127.0.0.1:{port}"], scrape_interval="5s",
-                               workdir=out / "prometheus")
+        prom = LocalPrometheus(until(metrics, end), scrape_targets=[f"127.0.0.1:{port}"], scrape_interval="5s",
+                               workdir=out / "prometheus", jobs={JOB: [target]})
         prom.start()
+    live = LiveMetrics(metrics, live_port).start()
     daemon = None
     try:
         config_path = demo_config(DEMO_CONFIG, prom.url, out, port)
@@ -153,18 +175,45 @@ def run_demo(out: str | Path = "out/demo", duration: float | None = None, worker
         with _stage(console, "waiting for Prometheus to scrape the bands from the daemon"):
             _wait_scraped(prom.url)
         _print_links(console, prom.url, port, out)
+        console.print(live_incident_text(end, prom.url, config))
         _serve(console, duration)
     finally:
         if daemon is not None:
             daemon.stop()
+        live.stop()
         prom.stop()
         console.print("stopped: Prometheus and the daemon are down; files are in " + str(out))
     return 0
 
 
+def start_clean(out: Path) -> str:
+    """Remove what an earlier demo left in `out` (its Prometheus data, store, replays, files): a
+    second backfill over the first run's data would overlap it. Says what it did."""
+    earlier = [out / name for name in DEMO_OUTPUTS if (out / name).exists()]
+    for path in earlier:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    if earlier:
+        return f"{out} held an earlier demo run: removed its {', '.join(p.name for p in earlier)}; starting clean"
+    return f"writing into {out} (new)"
+
+
+def live_incident_text(end: int, prom_url: str, config: Config) -> str:
+    """What will happen live, when, and where to watch it."""
+    incident = LIVE_INCIDENT
+    start = pd.Timestamp(end - incident.start_h * 3600, unit="s").strftime("%H:%M")
+    stop = pd.Timestamp(end - incident.end_h * 3600, unit="s").strftime("%H:%M")
+    alert = config.baselines["error_ratio"].alert
+    wait = f"{alert.for_ / 60:g} minutes" if alert.for_ else "its `for`"
+    return (f"live: an {incident.what} on {format_labels(incident.labels)} runs from {start} to {stop} UTC. "
+            f"The error_ratio alert goes pending a minute or two after it starts and fires {wait} later: "
+            f"watch {prom_url}/alerts (and ALERTS{{baseline=\"error_ratio\"}} on the dashboard).")
+
+
 def load_generated_rules(config: Config, prom: LocalPrometheus, out: Path) -> list[Path]:
     """Write `smartmetrics rules` and `smartmetrics grafana` output and have the local Prometheus load the rules."""
-    from smartmetrics.app.promlocal import render_prometheus_config
     from smartmetrics.render.grafana import write_grafana
     from smartmetrics.render.rules import write_rules
 
@@ -172,8 +221,7 @@ def load_generated_rules(config: Config, prom: LocalPrometheus, out: Path) -> li
     rule_files = [p for p in written if not p.name.endswith(".test.yml")]  # those are promtool unit tests
     write_grafana(config, out / "grafana", "prometheus")
     prom.rule_files = list(rule_files)
-    (prom.workdir / "prometheus.yml").write_text(
-        render_prometheus_config(prom.scrape_targets, prom.rule_files, prom.scrape_interval))
+    prom.write_config()
     prom.reload()
     return rule_files
 

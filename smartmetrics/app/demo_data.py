@@ -7,6 +7,7 @@ GPU. The last day carries a few incidents (listed in `DEMO_INCIDENTS`) for the b
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,8 @@ DEMO_INCIDENTS = (
     Incident("error burst", {"model": "whisper-large"}, 3.0, 2.5),
     Incident("GPU stuck at 100%", {"gpu": "2"}, 14.0, 12.0),
 )
+LIVE_INCIDENT = Incident("error burst (live)", {"model": "whisper-large"}, -2 / 60, -42 / 60)
+"""Happens while the demo runs: from 2 to 42 minutes after the end of the backfilled history."""
 
 
 def _window(ts: np.ndarray, end: int, incident: Incident) -> np.ndarray:
@@ -45,7 +48,7 @@ def _window(ts: np.ndarray, end: int, incident: Incident) -> np.ndarray:
 def _incident(end: int, ts: np.ndarray, what: str, **labels: str) -> np.ndarray:
     """Mask of the points hit by the incident of kind `what` matching these labels (all False if none)."""
     mask = np.zeros(len(ts), dtype=bool)
-    for incident in DEMO_INCIDENTS:
+    for incident in (*DEMO_INCIDENTS, LIVE_INCIDENT):
         if incident.what.startswith(what) and all(labels.get(k) == v for k, v in incident.labels.items()):
             mask |= _window(ts, end, incident)
     return mask
@@ -85,10 +88,13 @@ def _latency_shares(slow: np.ndarray, base: float) -> np.ndarray:
     return np.concatenate([ndtr((edges - mu) / 0.5), np.ones((len(slow), 1))], axis=1)
 
 
-def generate_demo_metrics(end: int, days: int = 14, step: int = 60, seed: int = 7) -> list[MetricSeries]:
-    """Every demo series over `days` ending at `end`, sampled every `step` seconds."""
+def generate_demo_metrics(end: int, days: int = 14, step: int = 60, seed: int = 7, ahead: int = 0,
+                          extra: dict[str, str] | None = None) -> list[MetricSeries]:
+    """Every demo series over `days` ending at `end` (and `ahead` seconds on, for the live part),
+    sampled every `step` seconds, with `extra` labels on every series (e.g. the job and instance a
+    live scrape of them will carry)."""
     rng = np.random.default_rng(seed)
-    ts = np.arange(end - days * 86400, end + 1, step, dtype=np.int64)
+    ts = np.arange(end - days * 86400, end + ahead + 1, step, dtype=np.int64)
     shape = traffic_shape(ts)
     out: list[MetricSeries] = []
     for model, versions in MODELS.items():
@@ -115,4 +121,12 @@ def generate_demo_metrics(end: int, days: int = 14, step: int = 60, seed: int = 
         util = np.clip(0.15 + 0.75 * shape + rng.normal(0, 0.04, len(ts)), 0, 1)
         util = np.where(_incident(end, ts, "GPU", gpu=str(gpu)), 1.0, util)
         out.append(MetricSeries("gpu_utilization_ratio", {"gpu": str(gpu), "node": "gpu-node-1"}, ts, util))
+    if extra:
+        out = [dataclasses.replace(m, labels={**m.labels, **extra}) for m in out]
     return out
+
+
+def until(series: list[MetricSeries], end: int) -> list[MetricSeries]:
+    """The part of each series at or before `end` (what is backfilled; the rest is served live)."""
+    return [dataclasses.replace(m, timestamps=m.timestamps[m.timestamps <= end], values=m.values[m.timestamps <= end])
+            for m in series]

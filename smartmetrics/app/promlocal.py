@@ -17,7 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TextIO
@@ -63,10 +63,10 @@ def _family(series: MetricSeries) -> str:
     return series.name
 
 
-def _format_value(value: float) -> str:
+def format_value(value: float) -> str:
     """A sample value in OpenMetrics spelling.
 
-    >>> [_format_value(v) for v in (1.5, float("nan"), float("inf"), float("-inf"), 3.0)]
+    >>> [format_value(v) for v in (1.5, float("nan"), float("inf"), float("-inf"), 3.0)]
     ['1.5', 'NaN', '+Inf', '-Inf', '3.0']
     """
     if math.isnan(value):
@@ -116,7 +116,7 @@ def _render_samples(series: MetricSeries) -> list[str]:
         raise ValueError(f"{series.name}{format_labels(series.labels)}: timestamps and values differ in length")
     head = series.name + (format_labels(series.labels).replace(", ", ",") if series.labels else "")
     stamps = [f"{t:g}" if t != int(t) else str(int(t)) for t in np.asarray(series.timestamps, dtype=float)]
-    return [f"{head} {_format_value(v)} {t}" for t, v in zip(stamps, series.values.tolist())]
+    return [f"{head} {format_value(v)} {t}" for t, v in zip(stamps, series.values.tolist())]
 
 
 def backfill(series: Iterable[MetricSeries], data_dir: str | Path, max_block: str = "24h") -> None:
@@ -142,8 +142,10 @@ def render_prometheus_config(
     rule_files: Sequence[str | Path] = (),
     scrape_interval: str = "15s",
     honor_labels: bool = True,
+    jobs: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
-    """A minimal prometheus.yml: optional static scrape targets (job `smartmetrics`) and rule files.
+    """A minimal prometheus.yml: optional static scrape targets (job `smartmetrics`), other jobs'
+    targets by job name, and rule files.
 
     >>> "honor_labels: true" in render_prometheus_config(["127.0.0.1:9877"])
     True
@@ -153,12 +155,17 @@ def render_prometheus_config(
     }
     if rule_files:
         config["rule_files"] = [str(p) for p in rule_files]
+    scrape_configs: list[dict[str, object]] = []
     if scrape_targets:
-        config["scrape_configs"] = [{
+        scrape_configs.append({
             "job_name": "smartmetrics",
             "honor_labels": honor_labels,
             "static_configs": [{"targets": list(scrape_targets)}],
-        }]
+        })
+    for job, targets in (jobs or {}).items():
+        scrape_configs.append({"job_name": job, "static_configs": [{"targets": list(targets)}]})
+    if scrape_configs:
+        config["scrape_configs"] = scrape_configs
     return yaml.safe_dump(config, sort_keys=False)
 
 
@@ -183,8 +190,10 @@ class LocalPrometheus:
         startup_timeout: float = 60.0,
         tls: tuple[str | Path, str | Path] | None = None,
         flags: Sequence[str] = (),
+        jobs: Mapping[str, Sequence[str]] | None = None,
     ):
         self.series = list(series)
+        self.jobs = dict(jobs or {})  # more scrape jobs: name -> targets
         self.flags = list(flags)  # more command-line flags, e.g. --web.enable-remote-write-receiver
         self.scrape_targets = list(scrape_targets)
         self.rule_files = list(rule_files)
@@ -232,8 +241,7 @@ class LocalPrometheus:
         data_dir = self.workdir / "data"
         if self.series:
             backfill(self.series, data_dir)
-        config_file = self.workdir / "prometheus.yml"
-        config_file.write_text(render_prometheus_config(self.scrape_targets, self.rule_files, self.scrape_interval))
+        config_file = self.write_config()
         flags = [f"--config.file={config_file}", f"--storage.tsdb.path={data_dir}",
                  "--storage.tsdb.retention.time=100y", "--web.enable-lifecycle", "--log.level=warn"]
         if self.tls:
@@ -242,6 +250,13 @@ class LocalPrometheus:
                 "cert_file": str(self.tls[0]), "key_file": str(self.tls[1])}}))
             flags.append(f"--web.config.file={web_file}")
         return flags + self.flags
+
+    def write_config(self) -> Path:
+        """Write prometheus.yml for the current targets, jobs and rule files (`reload` applies it)."""
+        config_file = self.workdir / "prometheus.yml"
+        config_file.write_text(render_prometheus_config(self.scrape_targets, self.rule_files, self.scrape_interval,
+                                                        jobs=self.jobs))
+        return config_file
 
     def _wait_ready(self) -> bool:
         """Poll `/-/ready` until it answers 200 (True) or the process exits or time runs out (False)."""

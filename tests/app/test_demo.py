@@ -6,12 +6,14 @@ must still stop cleanly on Ctrl-C, leaving no Prometheus behind.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 
@@ -42,14 +44,30 @@ def run_demo_until_serving(out: Path, log: Path, timeout: float = 600) -> subpro
 @pytest.mark.slow
 def test_demo_catches_the_incidents_and_stops_cleanly_on_ctrl_c(tmp_path: Path, prometheus_binaries: tuple) -> None:
     out, log = tmp_path / "demo", tmp_path / "demo.log"
+    (out / "prometheus" / "data").mkdir(parents=True)  # what an earlier run leaves: removed, and said so
+    (out / "replay").mkdir()
+    (out / "replay" / "inference_qps-48c1a3ee.csv").write_text("stale\n")
     proc = run_demo_until_serving(out, log)
+    url = re.search(r"Prometheus: (http://127\.0\.0\.1:\d+)/graph", log.read_text()).group(1)
+    deadline, alerts = time.monotonic() + 420, []
+    while not alerts and time.monotonic() < deadline:  # the live incident: an alert in Prometheus itself
+        doc = httpx.get(f"{url}/api/v1/query", params={"query": 'ALERTS{baseline="error_ratio"}'}).json()
+        alerts = doc["data"]["result"]
+        time.sleep(5)
+    assert alerts, "the live incident raised no alert in Prometheus"
+    assert {a["metric"]["model"] for a in alerts} == {"whisper-large"}
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 0, log.read_text(errors="replace")[-3000:]
     text = log.read_text(errors="replace")
     assert "what the bands did over the last 3 days" in text and "stopped: Prometheus and the daemon are down" in text
+    assert "held an earlier demo run: removed its prometheus, replay; starting clean" in text
+    assert "live: an error burst (live) on {model=\"whisper-large\"}" in text
 
-    replays = {p.name: pd.read_csv(p) for p in (out / "replay").glob("*.csv")}
-    assert len(replays) == 22
+    index = pd.read_csv(out / "replay" / "index.csv")
+    replays = {p.name: pd.read_csv(p) for p in (out / "replay").glob("*--*.csv")}
+    assert len(replays) == 22 and sorted(index.file) == sorted(replays)
+    assert "inference_qps--model=llama-3-8b,tenant=acme.csv" in replays
+    assert not (out / "replay" / "inference_qps-48c1a3ee.csv").exists()
     end = max(int(f.timestamp.max()) for f in replays.values())
     for incident in DEMO_INCIDENTS:
         start, stop = end - incident.start_h * 3600, end - incident.end_h * 3600 + 1800
