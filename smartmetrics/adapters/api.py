@@ -166,9 +166,12 @@ def render_band_lines(band: SeriesBand, start: float, end: float) -> list[dict[s
 
 
 def render_series_chart(
-    bands: Iterable[SeriesBand], values: Iterable[Series], start: float, end: float
+    bands: Iterable[SeriesBand], values: Iterable[Series], start: float, end: float,
+    past: Mapping[str, Mapping[str, Series]] | None = None,
 ) -> dict[str, Any]:
-    """The `/api/v1/baselines/<alias>/series` document: per series its value, then its band."""
+    """The `/api/v1/baselines/<alias>/series` document: per series its value, then its band; where
+    the stored forecast does not reach back to `start`, the band's earlier points come from `past`
+    (by series key, then column: the exported band history the source holds)."""
     by_key = {s.key: s for s in values}
     data: list[dict[str, Any]] = []
     for band in bands:
@@ -176,5 +179,30 @@ def render_series_chart(
         if series is not None:
             data.append({"name": f"{format_labels(band.labels)} value", "type": "line",
                          "data": _points(series.timestamps, series.values, start, end)})
-        data.extend(render_band_lines(band, start, end))
+        lines = render_band_lines(band, start, end)
+        history = (past or {}).get(band.key, {})
+        for line, column in zip(lines, BAND_COLUMNS, strict=True):
+            if column in history:  # only what lies before the table: the live forecast wins where both exist
+                earlier = history[column]
+                line["data"] = _points(earlier.timestamps, earlier.values, start, min(end, band.start - 1)) + line["data"]
+        data.extend(lines)
     return {"data": data}
+
+
+BAND_COLUMNS = ("yhat", "yhat_lower", "yhat_upper")
+
+
+def series_labels(fetched: Mapping[str, str]) -> dict[str, str]:
+    """The series' own labels from one of its exported bands read back from the source: the fetch
+    renames the band's `baseline` label to the first free `exported_..._baseline` name
+    (`matrix.parse_labels`), so the longest such name is the band's and is dropped.
+
+    >>> series_labels({"job": "api", "exported_baseline": "qps"})
+    {'job': 'api'}
+    >>> series_labels({"job": "api", "exported_baseline": "own", "exported_exported_baseline": "qps"})
+    {'job': 'api', 'exported_baseline': 'own'}
+    """
+    name = "exported_baseline"
+    while "exported_" + name in fetched:
+        name = "exported_" + name
+    return {k: v for k, v in fetched.items() if k != name}

@@ -32,6 +32,7 @@ from smartmetrics.config import Config
 from smartmetrics.engine.firing import AlertRules
 from smartmetrics.engine.series import Series
 from smartmetrics.evaluation.backtest import backtest_series
+from smartmetrics.render.promql import selector
 from smartmetrics.settings import baseline_fit, fit_settings
 
 DAY = 86400
@@ -72,9 +73,8 @@ def exported_since(config: Config, alias: str, days: float, now: float) -> float
     """When the source's first `smartmetrics_yhat_upper` of this baseline is (the daemon's exports,
     scraped), within the last `days`; None if it has none."""
     baseline = config.baselines[alias]
-    name = alias.replace("\\", "\\\\").replace('"', '\\"')
     probe = baseline.model_copy(update={
-        "expr": f'min(timestamp(smartmetrics_yhat_upper{{baseline="{name}"}}))', "history": days * DAY,
+        "expr": f"min(timestamp({selector('smartmetrics_yhat_upper', alias)}))", "history": days * DAY,
         "max_series": 10})
     every = {"baselines": {alias: probe}, "sharding": config.sharding.model_copy(update={"shards": 1, "shard": 0})}
     found = fetch_baseline(config.model_copy(update=every), alias, end=now).series

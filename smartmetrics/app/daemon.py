@@ -22,12 +22,14 @@ from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import generate_latest
 
 from smartmetrics.adapters.api import (
+    BAND_COLUMNS,
     MatchError,
     matches,
     parse_matchers,
     parse_range,
     render_baselines,
     render_series_chart,
+    series_labels,
 )
 from smartmetrics.adapters.exporter import EMPTY, Snapshot
 from smartmetrics.adapters.markers import fetch_release_markers
@@ -38,12 +40,13 @@ from smartmetrics.app.export import RemoteWritePusher, start_remote_write
 from smartmetrics.app.retrain import RetrainOutcome, retrain_baseline
 from smartmetrics.app.selfmetrics import SelfMetrics
 from smartmetrics.app.workers import FitPool, open_pool
-from smartmetrics.config import Baseline, Config, ConfigError, load_config
+from smartmetrics.config import Baseline, Config, ConfigError, Sharding, load_config
 from smartmetrics.engine.follow import follow_band
 from smartmetrics.engine.realised import oldest_tally, tally
 from smartmetrics.engine.releases import apply_to_band, needs_data_since, releases_for
-from smartmetrics.engine.series import labels_key
+from smartmetrics.engine.series import Series, labels_key
 from smartmetrics.engine.state import BaselineState, SeriesBand
+from smartmetrics.render.promql import selector
 from smartmetrics.settings import fit_fingerprint
 
 log = logging.getLogger("smartmetrics.app.daemon")
@@ -392,8 +395,29 @@ class Daemon:
                 values = self.fetch(window, alias, end=min(end, now)).series
             except SourceError as exc:  # the bands are still worth having: say what is missing, as Prometheus does
                 warnings.append(f"the series' values could not be read: {exc}")
-        doc = render_series_chart(bands, values, start, end)
+        past: dict[str, dict[str, Any]] = {}
+        reach = min((b.start for b in bands), default=start)
+        if bands and start < reach:  # before the stored forecast: the band history the source holds
+            try:
+                past = self._band_history(alias, start, min(reach, end, now))
+            except SourceError as exc:
+                warnings.append(f"the band history before the current forecast could not be read: {exc}")
+        doc = render_series_chart(bands, values, start, end, past)
         return 200, {**doc, "warnings": warnings} if warnings else doc
+
+    def _band_history(self, alias: str, start: float, end: float) -> dict[str, dict[str, Any]]:
+        """The exported bands of `alias` in the source over [start, end] (scraped from this daemon, or
+        written by `smartmetrics backfill`), by series key and column."""
+        baseline = self.config.baselines[alias]
+        out: dict[str, dict[str, Any]] = {}
+        for column in BAND_COLUMNS:
+            probe = baseline.model_copy(update={"expr": selector(f"smartmetrics_{column}", alias),
+                                                "history": max(end - start, 2 * baseline.step)})
+            every = {"baselines": {alias: probe}, "sharding": Sharding()}  # labels carry `baseline`: no shard hash
+            for s in self.fetch(self.config.model_copy(update=every), alias, end=end).series:
+                own = Series(series_labels(s.labels), s.timestamps, s.values, s.step)
+                out.setdefault(own.key, {})[column] = own
+        return out
 
     # --- lifecycle ----------------------------------------------------------------------------
 

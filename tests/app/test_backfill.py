@@ -85,6 +85,26 @@ def test_backfill_writes_the_replayed_bands_into_a_running_prometheus(prom: Loca
     first_day = align_down(now - (DAYS - 0.5) * 86400, 300)  # the first day only trains: no band
     assert query_at(prom.url, 'smartmetrics_yhat_upper{baseline="rate"}', first_day) == []
 
+    # the series API: value and band over the whole requested range, the band's past from Prometheus
+    from smartmetrics.app.daemon import Daemon
+
+    daemon = Daemon(str(config), workers=1)
+    daemon._pool.close()
+    daemon._pool = None
+    daemon.load()
+    assert daemon.retrain()[0].fitted == 2
+    table_start = min(b.start for b in daemon.states["rate"].series)
+    rfc3339 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 2.5 * 86400))
+    code, doc = daemon.series_json("rate", {"match": '{instance="a"}', "start": rfc3339, "end": str(now)})
+    assert code == 200 and "warnings" not in doc, doc
+    lines = {line["name"].rsplit(" ", 1)[1]: line["data"] for line in doc["data"]}
+    assert set(lines) == {"value", "yhat", "yhat_lower", "yhat_upper"}
+    before = [p for p in lines["yhat_upper"] if p["x"] < table_start * 1000]
+    assert before and before[0]["x"] <= (now - 2.4 * 86400) * 1000  # reaches back as far as asked
+    at = next(p for p in before if p["x"] == two_days_ago * 1000)
+    assert at["y"] == pytest.approx(want["a"], rel=1e-12)
+    assert lines["value"][0]["x"] <= (now - 2.4 * 86400) * 1000
+
 
 def test_backfill_explains_bad_input(prom: LocalPrometheus, tmp_path: Path) -> None:
     config = config_file(tmp_path, prom.url)
