@@ -38,7 +38,7 @@ from smartmetrics.adapters.source import SourceError, fetch_baseline
 from smartmetrics.adapters.store import load_store, save_baseline
 from smartmetrics.app.export import RemoteWritePusher, start_remote_write
 from smartmetrics.app.retrain import RetrainOutcome, retrain_baseline
-from smartmetrics.app.selfmetrics import SelfMetrics
+from smartmetrics.app.selfmetrics import SelfMetrics, settling_count
 from smartmetrics.app.workers import FitPool, open_pool
 from smartmetrics.config import Baseline, Config, ConfigError, Sharding, load_config
 from smartmetrics.engine.follow import follow_band
@@ -100,6 +100,10 @@ class Daemon:
         self.states = {a: self._own(s) for a, s in states.items() if a in self.config.baselines}
         now = time.time()
         self.last_seen = {a: {b.key: now for b in s.series} for a, s in self.states.items()}
+        for alias in self.config.baselines:
+            self.metrics.start_counters(alias, self.config.source_for(alias)[0])
+        for state in self.states.values():
+            self.metrics.restore(state)
         self._publish()
         self._ready.set()
         self.metrics.ready.set(1)
@@ -352,7 +356,7 @@ class Daemon:
         bands = [apply_to_band(b, wanted[b.key], now, observed.get(b.key), settle=rules.settle, absorb=rules.absorb)
                  for b in state.series]
         changed = sum(new is not old for new, old in zip(bands, state.series))
-        settling = sum(1 for b in bands if not (b.meta.get("release") or {}).get("settled", True))
+        settling = settling_count(bands)
         self.metrics.settling.labels(alias).set(settling)
         if not changed:
             return
@@ -465,7 +469,10 @@ class Daemon:
         for alias, state in stored.items():
             if alias not in self.states or state.fitted_at > self.states[alias].fitted_at:
                 self.states[alias] = self._own(state)
+                self.metrics.restore(self.states[alias])
         self.states = {a: s for a, s in self.states.items() if a in config.baselines}
+        for alias in config.baselines:
+            self.metrics.start_counters(alias, config.source_for(alias)[0])
         self._publish()
         self._schedule()
         self._scheduler.add_job(self.retrain, kwargs={"only_due": True}, name="retrain after reload")

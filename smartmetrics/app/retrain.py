@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from smartmetrics.adapters.markers import series_releases
 from smartmetrics.adapters.source import FetchResult, SourceError, fetch_baseline
+from smartmetrics.app.selfmetrics import series_kinds
 from smartmetrics.app.workers import FitPool, PoolError
 from smartmetrics.config import Config
 from smartmetrics.engine.batch import FitFailure, batch_size, batches, fit_batch
@@ -180,8 +181,7 @@ def retrain_baseline(
             "sharding": [config.sharding.shard, config.sharding.shards]}
     outcome.state = dataclasses.replace(merged, meta=meta)
     outcome.fitted = len(fitted)
-    for band in outcome.state.series:
-        outcome.kinds[(str(band.meta.get("curve_type")), str(band.meta.get("model")))] += 1
+    outcome.kinds = series_kinds(outcome.state.series)
     outcome.coverage = [float(f.coverage["held_out"]) for f in fitted if f.coverage.get("held_out") is not None]
     outcome.nominal = max((float(f.coverage.get("nominal", 0.0)) for f in fitted), default=None)
     outcome.seconds = time.monotonic() - t0

@@ -1,16 +1,31 @@
 """The daemon's own metrics, in a registry of its own (never prometheus-client's global one).
 
 What an operator alerts on, e.g. `time() - smartmetrics_last_successful_retrain_timestamp_seconds > 26*3600`
-or `smartmetrics_forecast_hours_remaining < 2`.
+or `smartmetrics_forecast_hours_remaining < 2`. A daemon restarted from its store restores what the
+store knows (`SelfMetrics.restore`): the last retrain time, the series by curve type and model, the
+series settling after a release; its counters start at 0 for every baseline, so `rate()` and
+`increase()` see the first fit after the restart instead of a series that only appears with it.
 """
 
 from __future__ import annotations
 
 from collections import Counter as Tally
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from smartmetrics.adapters.remote_write import PushResult
+from smartmetrics.engine.state import BaselineState, SeriesBand
+
+
+def series_kinds(series: Iterable[SeriesBand]) -> Tally[tuple[str, str]]:
+    """How many bands of each (curve type, heaviest model), from each band's fit metadata."""
+    return Tally((str(b.meta.get("curve_type")), str(b.meta.get("model"))) for b in series)
+
+
+def settling_count(series: Iterable[SeriesBand]) -> int:
+    """How many bands are withdrawn while a release settles (`smartmetrics.engine.releases`)."""
+    return sum(1 for b in series if not (b.meta.get("release") or {}).get("settled", True))
 
 
 class SelfMetrics:
@@ -95,6 +110,24 @@ class SelfMetrics:
                 self.series.remove(*labels)
         for (curve_type, model), count in kinds.items():
             self.series.labels(baseline, curve_type, model).set(count)
+
+    def start_counters(self, baseline: str, source: str) -> None:
+        """Create the baseline's counters at 0 (a counter first seen at 1 hides that increase from
+        `rate()`); the result and reason labels known in advance only."""
+        for result in ("ok", "failed"):
+            self.fits.labels(baseline, result)
+        self.source_errors.labels(source, baseline)
+        self.releases.labels(baseline)
+        self.follows.labels(baseline)
+        self.fit_duration.labels(baseline)
+
+    def restore(self, state: BaselineState) -> None:
+        """The per-baseline gauges as the stored state implies them, after a restart (the last retrain
+        time only if it fitted any series, as a retrain sets it)."""
+        if state.series:
+            self.last_success.labels(state.alias).set(state.fitted_at)
+        self.set_series(state.alias, series_kinds(state.series))
+        self.settling.labels(state.alias).set(settling_count(state.series))
 
     def record_push(self, result: PushResult, started: float) -> None:
         """Count one remote-write push that started at `started` (Unix seconds)."""

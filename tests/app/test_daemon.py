@@ -642,3 +642,25 @@ def test_a_full_disk_keeps_the_last_good_file_and_serves_from_memory(tiny_disk: 
     assert (tiny_disk / "models" / "rate" / "state.npz").read_bytes() == stored  # the last good file, intact
     assert not list((tiny_disk / "models" / "rate").glob(".state-*"))  # no half-written temp file left
     assert len(daemon.states["rate"].series) == 13  # served from memory
+
+
+def test_a_restart_from_the_store_restores_the_self_metrics_the_dashboards_read(tmp_path: Path) -> None:
+    """The fleet dashboard and the README's staleness alert read these; without them they stay empty
+    (and the alert cannot fire) until the next retrain, up to a day after a restart."""
+    y = np.ones(4)
+    meta = [{"curve_type": "daily", "model": "profile"}, {"curve_type": "daily", "model": "profile"},
+            {"curve_type": "flat", "model": "level", "release": {"settled": False}}]
+    bands = tuple(SeriesBand({"instance": str(i)}, 0, 60, y, y, y, meta=m) for i, m in enumerate(meta))
+    save_baseline(tmp_path / "models", BaselineState("rate", 1_700_000_000.0, bands))
+    config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", free_port(), tmp_path / "models")
+    daemon = offline(config)
+    value = daemon.metrics.registry.get_sample_value
+    assert value("smartmetrics_last_successful_retrain_timestamp_seconds", {"baseline": "rate"}) == 1_700_000_000.0
+    assert value("smartmetrics_series", {"baseline": "rate", "curve_type": "daily", "model": "profile"}) == 2
+    assert value("smartmetrics_series", {"baseline": "rate", "curve_type": "flat", "model": "level"}) == 1
+    assert value("smartmetrics_series_settling", {"baseline": "rate"}) == 1
+    for result in ("ok", "failed"):  # counters exist from the start (at 0), so rate() sees the first fit
+        assert value("smartmetrics_fits_total", {"baseline": "rate", "result": result}) == 0
+    assert value("smartmetrics_source_request_errors_total", {"baseline": "rate", "source": "prom"}) == 0
+    assert value("smartmetrics_follows_total", {"baseline": "rate"}) == 0
+    assert value("smartmetrics_releases_total", {"baseline": "rate"}) == 0
