@@ -259,6 +259,16 @@ def _check_sensitivity(value: Any) -> str | float:
     raise ValueError(f"expected low|medium|high or a number in (0,1), got {value!r}")
 
 
+_UNIT = re.compile(r"^[A-Za-z0-9_.:/%()$ -]{1,64}$")
+
+
+def _check_unit(value: Any) -> str:
+    """A Grafana unit id (`s`, `bytes`, `percentunit`, `reqps`, `suffix:req`, ...), as the dashboards use it."""
+    if isinstance(value, str) and _UNIT.match(value) and value.strip():
+        return value
+    raise ValueError(f"expected a Grafana unit id such as s, bytes, percentunit, reqps or suffix:req, got {value!r}")
+
+
 CURVE_TYPES = (
     "auto", "seasonal", "stable", "trending", "intermittent", "level_shift", "noisy", "regime", "constant",
 )
@@ -279,6 +289,9 @@ class Baseline(_Strict):
     max_series: int = Field(default=1000, ge=1)
     releases: Releases | None = None
     follow: Follow | None = Follow()
+    unit: Annotated[str, BeforeValidator(_check_unit)] | None = None
+    """The Grafana unit of the dashboards' value axis; unset: read from the metric name's suffix
+    (`_seconds`, `_bytes`, `_ratio`, ... as Prometheus names them; `smartmetrics.render.units`)."""
     range: tuple[float | None, float | None] | None = None
     """The values the series can take, `[lo, hi]` (either may be null); the band never leaves it.
     Unset: 0 as the floor of a history that never went below 0, and 1 (or 100) as the ceiling of

@@ -49,6 +49,6 @@ def baseline_fit(baseline: Baseline, sensitivity: str | float | None = None,
 
 
 def fit_fingerprint(baseline: Baseline) -> str:
-    """A digest of everything in a baseline's config that changes its fit (not its alerting or releases)."""
-    fields = baseline.model_dump(mode="json", exclude={"alert", "releases"})
+    """A digest of everything in a baseline's config that changes its fit (not its alerting, releases or unit)."""
+    fields = baseline.model_dump(mode="json", exclude={"alert", "releases", "unit"})
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]

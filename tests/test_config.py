@@ -174,3 +174,22 @@ def test_shipped_example_config_is_valid() -> None:
     assert config.sources["mimir-team-a"].headers == {"X-Scope-OrgID": "team-a"}
     assert config.baselines["inference_qps"].alert.stuck is True
     assert config.baselines["inference_qps"].alert.sustained is True
+
+
+@pytest.mark.parametrize(("value", "ok"), [("s", True), ("percentunit", True), ("suffix:req", True),
+                                           ("currencyUSD", True), ("", False), ('s"}', False), (5, False)])
+def test_unit_is_a_grafana_unit_id(value: object, ok: bool) -> None:
+    data = {**MINIMAL, "baselines": {"qps": {"expr": "up", "unit": value}}}
+    if ok:
+        assert parse_config(data).baselines["qps"].unit == value
+    else:
+        assert problems_of(data)[0].startswith("baselines.qps.unit: expected a Grafana unit")
+
+
+def test_unit_does_not_change_the_fit() -> None:
+    """Only the dashboards show the unit: setting it must not make the daemon refit the baseline."""
+    from smartmetrics.settings import fit_fingerprint
+
+    plain = parse_config(MINIMAL).baselines["qps"]
+    with_unit = parse_config({**MINIMAL, "baselines": {"qps": {"expr": "up", "unit": "reqps"}}}).baselines["qps"]
+    assert fit_fingerprint(plain) == fit_fingerprint(with_unit)
