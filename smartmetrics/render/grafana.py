@@ -1,11 +1,15 @@
 """Grafana from the config and the fitted state: baseline dashboards, a fleet overview and alert rules.
 
 Built with Grafana's own grafana-foundation-sdk builders and written as JSON (dashboards) and file
-provisioning YAML (alert rules, rendered by `grafana_alerts`) with sorted keys, so the same config
-and store give the same bytes. Each baseline dashboard has one template variable per series label
-(single-select, chained), so its first panel shows exactly one series: the value, `yhat`, and the
-band drawn as the area between `lower` and `upper` (a "fill below to" override). A baseline with a
-sustained-deviation alert also gets a panel of the mean over its window with the mean's limits.
+provisioning YAML (alert rules, rendered by `grafana_alerts`, and the dashboard provider that loads
+the dashboards) with sorted keys, so the same config and store give the same bytes. Every dashboard
+reads from the Prometheus its `datasource` variable picks (`--datasource-uid` is only the default).
+Each baseline dashboard has one template variable per series label (multi-select with All, chained);
+its first panel is repeated per selected value of the innermost label, so that with one value of
+each outer label every panel shows one series: the value, `yhat`, and the band drawn as the area
+between `lower` and `upper` (a "fill below to" override), in the baseline's unit (`units`). A
+baseline with a sustained-deviation alert also gets a panel of the mean over its window with the
+mean's limits; its firing Prometheus alerts (`ALERTS`) are annotations.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from smartmetrics.render.parts import (
     VALUE,
     VALUE_PANEL_ID,
     YHAT,
+    alert_name,
     dashboard_uid,
     render_yaml,
     score_threshold,
@@ -38,17 +43,29 @@ from smartmetrics.render.parts import (
     write_files,
 )
 from smartmetrics.render.promql import RulesError, quote, selector
-from smartmetrics.render.stuck_rules import stuck_windows
-from smartmetrics.render.sustained_rules import SIDES, MeanWindow, mean_windows
+from smartmetrics.render.stuck_rules import stuck_alert_name, stuck_windows
+from smartmetrics.render.sustained_rules import SIDES, MeanWindow, mean_windows, sustained_alert_name
+from smartmetrics.render.units import PLAIN, baseline_unit
 
 FLEET_UID = "smartmetrics-fleet"
 ALERTS_FILE = "alerting/smartmetrics-alerts.yml"
 RETRAINED = "smartmetrics_last_successful_retrain_timestamp_seconds"  # self-metrics read by name
 FOLLOWS = "smartmetrics_follows_total"
+PROVIDER_FILE = "dashboards/smartmetrics.yaml"
+DASHBOARDS_PATH = "/etc/grafana/provisioning/dashboards"
+"""Where Grafana finds the dashboard JSON files: the provider's own folder, when the `dashboards/`
+folder written by `smartmetrics grafana` is mounted as Grafana's dashboard provisioning folder."""
+DS = "${datasource}"  # every panel, query and annotation reads from the dashboard's datasource variable
 
 
 def _ds(uid: str) -> dm.DataSourceRef:
     return dm.DataSourceRef(type_val="prometheus", uid=uid)
+
+
+def datasource_variable(uid: str) -> dashboard.DatasourceVariable:
+    """The Prometheus the dashboard reads from, `uid` selected until the user picks another."""
+    return (dashboard.DatasourceVariable("datasource").label("Prometheus").type("prometheus")
+            .current(dm.VariableOption(selected=True, text=uid, value=uid)).multi(False).include_all(False))
 
 
 def _nav_link() -> dashboard.DashboardLink:
@@ -78,15 +95,16 @@ def series_selector(metric: str, alias: str, names: tuple[str, ...]) -> str:
 
 
 def label_variable(alias: str, name: str, before: tuple[str, ...], uid: str) -> dashboard.QueryVariable:
-    """A single-select variable over one series label, filtered by the variables before it."""
+    """A multi-select variable over one series label (All: any value), filtered by the variables before it."""
     query = f"label_values({series_selector(YHAT, alias, before)}, {name})"
     return (dashboard.QueryVariable(name).label(name).datasource(_ds(uid)).query(query)
             .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.ALPHABETICAL_ASC)
-            .multi(False).include_all(False))
+            .multi(True).include_all(True).all_value(".*"))
 
 
-def band_panel(alias: str, names: tuple[str, ...], uid: str) -> timeseries.Panel:
-    """Value, expected value, and the band as a filled area between its lower and upper edges."""
+def band_panel(alias: str, names: tuple[str, ...], uid: str, unit: str = PLAIN) -> timeseries.Panel:
+    """Value, expected value, and the band as a filled area between its lower and upper edges; one
+    panel per selected value of the innermost label (the fill pairs one `lower` with one `upper`)."""
     def sel(metric: str) -> str:
         return series_selector(metric, alias, names)
 
@@ -94,7 +112,11 @@ def band_panel(alias: str, names: tuple[str, ...], uid: str) -> timeseries.Panel
                  {"legend": True, "tooltip": False, "viz": False})]
     fill = [dm.DynamicConfigValue("custom.fillBelowTo", "lower"), dm.DynamicConfigValue("custom.fillOpacity", 25),
             dm.DynamicConfigValue("color", {"mode": "fixed", "fixedColor": "green"})]
-    return (_timeseries(uid, VALUE_PANEL_ID, "Value and expected range", dm.GridPos(h=10, w=24, x=0, y=0))
+    title = " ".join(("Value and expected range", *(f"${n}" for n in names)))
+    panel = _timeseries(uid, VALUE_PANEL_ID, title, dm.GridPos(h=10, w=24, x=0, y=0)).unit(unit)
+    if names:
+        panel = panel.repeat(names[-1]).repeat_direction("h")
+    return (panel
             .with_target(_query("A", sel(VALUE), "value"))
             .with_target(_query("B", sel(YHAT), "expected"))
             .with_target(_query("C", sel(LOWER), "lower"))
@@ -119,7 +141,7 @@ def score_panels(alias: str, names: tuple[str, ...], uid: str, threshold: float)
     legend = " ".join(f"{{{{{n}}}}}" for n in names) or alias
     panels = []
     for i, (title, promql, name) in enumerate((
-        ("Anomaly score (1 = band edge)", series_selector(SCORE, alias, names), "score"),
+        ("Anomaly score (1 = band edge)", series_selector(SCORE, alias, names), legend),
         ("Top 10 anomaly scores in this baseline", f"topk(10, {SCORE}{{baseline={quote(alias)}}})", legend),
     )):
         style = builders_common.GraphThresholdsStyleConfig().mode(common.GraphTresholdsStyleMode.LINE)
@@ -129,11 +151,12 @@ def score_panels(alias: str, names: tuple[str, ...], uid: str, threshold: float)
     return panels
 
 
-def mean_panel(alias: str, names: tuple[str, ...], uid: str, window: MeanWindow) -> timeseries.Panel:
+def mean_panel(alias: str, names: tuple[str, ...], uid: str, window: MeanWindow,
+               unit: str = PLAIN) -> timeseries.Panel:
     """The selected series' mean over the sustained-deviation window, between its limits (dashed)."""
     title = f"Mean over the last {format_duration(window.seconds)} and its normal range"
     mean = f"avg_over_time({series_selector(VALUE, alias, names)}{window.span})"
-    panel = (_timeseries(uid, 4, title, dm.GridPos(h=8, w=24, x=0, y=18)).fill_opacity(0)
+    panel = (_timeseries(uid, 4, title, dm.GridPos(h=8, w=24, x=0, y=18)).fill_opacity(0).unit(unit)
              .with_target(_query("A", mean, "mean")))
     limit_style = [dm.DynamicConfigValue("custom.lineStyle", {"fill": "dash", "dash": [6, 4]}),
                    dm.DynamicConfigValue("color", {"mode": "fixed", "fixedColor": "red"})]
@@ -145,32 +168,43 @@ def mean_panel(alias: str, names: tuple[str, ...], uid: str, window: MeanWindow)
 
 def render_baseline_dashboard(alias: str, names: tuple[str, ...], uid: str, threshold: float = 1.0,
                               window: MeanWindow | None = None, releases: str | None = None,
-                              follows: bool = False) -> dict[str, Any]:
+                              follows: bool = False, unit: str = PLAIN) -> dict[str, Any]:
     """The dashboard of one baseline as a JSON-ready dict (a mean panel with a sustained-deviation window,
-    the release markers as annotations when the baseline has them).
+    the release markers as annotations when the baseline has them), reading from the Prometheus of
+    its datasource variable, `uid` by default.
 
     The band jumps where a new model takes over, and where the daemon moved it between retrains (a
     followed level); both are annotations, so a step in the band is never a mystery."""
     board = (dashboard.Dashboard(f"smartmetrics: {alias}").uid(dashboard_uid(alias)).tags([FOLDER])
              .time("now-2d", "now").refresh("1m").timezone("utc")
              .description(f"Value, expected value and normal band of every series of baseline {alias}.")
-             .link(_nav_link()))
+             .link(_nav_link()).with_variable(datasource_variable(uid)))
     for i, name in enumerate(names):
-        board = board.with_variable(label_variable(alias, name, names[:i], uid))
-    board = board.with_panel(band_panel(alias, names, uid))
-    for panel in score_panels(alias, names, uid, threshold):
+        board = board.with_variable(label_variable(alias, name, names[:i], DS))
+    board = board.with_panel(band_panel(alias, names, DS, unit))
+    for panel in score_panels(alias, names, DS, threshold):
         board = board.with_panel(panel)
     if window is not None:
-        board = board.with_panel(mean_panel(alias, names, uid, window))
-    marks = [("Retrains", f"changes({selector(RETRAINED, alias)}[5m]) > 0", "blue")]
+        board = board.with_panel(mean_panel(alias, names, DS, window, unit))
+    marks = [("Firing alerts", firing_alerts(alias, names), "red"),
+             ("Retrains", f"changes({selector(RETRAINED, alias)}[5m]) > 0", "blue")]
     if follows:
         marks.append(("Band followed a new level", f"increase({selector(FOLLOWS, alias)}[5m]) > 0", "orange"))
     if releases is not None:
         marks.append(("Releases", releases, "purple"))
     for name, expr, colour in marks:
-        board = board.annotation(dashboard.AnnotationQuery().name(name).datasource(_ds(uid)).enable(True)
+        board = board.annotation(dashboard.AnnotationQuery().name(name).datasource(_ds(DS)).enable(True)
                                  .icon_color(colour).expr(expr))
     return to_plain(board.build())
+
+
+def firing_alerts(alias: str, names: tuple[str, ...]) -> str:
+    """`ALERTS` of the baseline's Prometheus alerts while firing, for the series the variables pick
+    (Grafana-managed alerts mark their panel by themselves)."""
+    alerts = "|".join(f(alias) for f in (alert_name, stuck_alert_name, sustained_alert_name))
+    matchers = ['alertstate="firing"', f'alertname=~"{alerts}"', f"baseline={quote(alias)}",
+                *(f'{n}=~"${n}"' for n in names)]
+    return "ALERTS{" + ", ".join(matchers) + "}"
 
 
 FLEET_PANELS = (
@@ -199,6 +233,18 @@ FLEET_PANELS = (
      f"sum by (baseline) (increase({FOLLOWS}[1h]))", "{{baseline}}", "short"),
     ("Source request duration (p90, last hour)", ("histogram_quantile(0.9, sum by (source, le) "
      "(rate(smartmetrics_source_request_duration_seconds_bucket[1h])))"), "{{source}}", "s"),
+    ("Series held per baseline (each daemon its shard's share)", "sum by (baseline) (smartmetrics_owned_series)",
+     "{{baseline}}", "short"),
+    ("Daemons by shard", "count by (shard, shards) (smartmetrics_shard_info)", "shard {{shard}} of {{shards}}",
+     "short"),
+    ("Remote write: samples accepted per hour", "sum(increase(smartmetrics_remote_write_samples_total[1h]))",
+     "accepted", "short"),
+    ("Remote write: samples not delivered per hour",
+     "sum(increase(smartmetrics_remote_write_samples_failed_total[1h]))", "not delivered", "short"),
+    ("Remote write: requests per hour by status",
+     "sum by (code) (increase(smartmetrics_remote_write_requests_total[1h]))", "{{code}}", "short"),
+    ("Remote write: time since the last complete push",
+     "time() - smartmetrics_remote_write_last_success_timestamp_seconds", "{{instance}}", "s"),
 )
 
 
@@ -206,15 +252,15 @@ def render_fleet_dashboard(uid: str) -> dict[str, Any]:
     """The overview of the daemons' own health: fits, failures, freshness, store and source errors."""
     board = (dashboard.Dashboard("smartmetrics: fleet").uid(FLEET_UID).tags([FOLDER]).time("now-7d", "now")
              .refresh("1m").timezone("utc").description("Health of the smartmetrics daemons (self-metrics).")
-             .link(_nav_link()))
-    ready = (stat.Panel().id(1).title("Daemons ready").datasource(_ds(uid)).grid_pos(dm.GridPos(h=4, w=24, x=0, y=0))
+             .link(_nav_link()).with_variable(datasource_variable(uid)))
+    ready = (stat.Panel().id(1).title("Daemons ready").datasource(_ds(DS)).grid_pos(dm.GridPos(h=4, w=24, x=0, y=0))
              .reduce_options(builders_common.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
              .color_mode(common.BigValueColorMode.VALUE)
              .with_target(prometheus.Dataquery().ref_id("A").expr("sum(smartmetrics_ready)").instant()))
     board = board.with_panel(ready)
     for i, (title, promql, legend, unit) in enumerate(FLEET_PANELS):
         pos = dm.GridPos(h=8, w=12, x=12 * (i % 2), y=4 + 8 * (i // 2))
-        board = board.with_panel(_timeseries(uid, i + 2, title, pos).unit(unit)
+        board = board.with_panel(_timeseries(DS, i + 2, title, pos).unit(unit)
                                  .with_target(_query("A", promql, legend)))
     return to_plain(board.build())
 
@@ -251,14 +297,25 @@ def render_grafana_files(config: Config, states: Mapping[str, BaselineState],
         baseline = config.baselines[alias]
         board = render_baseline_dashboard(alias, names[alias], uid, score_threshold(baseline), sustained.get(alias),
                                           baseline.releases.expr if baseline.releases else None,
-                                          follows=baseline.follow is not None)
+                                          follows=baseline.follow is not None, unit=baseline_unit(baseline))
         files[f"dashboards/{dashboard_uid(alias)}.json"] = render_json(board)
     files["dashboards/smartmetrics-fleet.json"] = render_json(render_fleet_dashboard(uid))
+    files[PROVIDER_FILE] = render_yaml(render_dashboard_provider(), "# Generated by `smartmetrics grafana`: "
+                                       "Grafana dashboard provisioning, loading the dashboards beside it.\n")
     header = ("# Generated by `smartmetrics grafana`: Grafana alert rule file provisioning.\n"
               "# Needs the recording rules of `smartmetrics rules` loaded in the Prometheus below.\n")
     provisioning = render_alert_provisioning(config, names, uid, grafana_url, stuck, sustained)
     files[ALERTS_FILE] = render_yaml(sort_keys(provisioning), header)
     return files
+
+
+def render_dashboard_provider(path: str = DASHBOARDS_PATH) -> dict[str, Any]:
+    """Grafana's dashboard provisioning (`apiVersion: 1, providers`): the JSON files under `path`
+    into the smartmetrics folder, reloaded every minute, as files (edits in the UI are not kept)."""
+    provider = {"name": FOLDER, "orgId": 1, "folder": FOLDER, "type": "file", "disableDeletion": False,
+                "allowUiUpdates": False, "updateIntervalSeconds": 60,
+                "options": {"path": path, "foldersFromFilesStructure": False}}
+    return {"apiVersion": 1, "providers": [provider]}
 
 
 def sort_keys(doc: Any) -> Any:

@@ -1,8 +1,9 @@
 """Grafana-managed alert rules from the config and the fitted state, as file provisioning.
 
 The Grafana-managed alert of a baseline asks Prometheus the same condition as the Prometheus alert
-(it needs the recording rules of `smartmetrics rules` loaded) and applies the same threshold and
-`for`; so do its stuck-value and sustained-deviation alerts, where the rules have them. Each rule
+(it needs the recording rules of `smartmetrics rules` loaded) and applies the same threshold, `for`
+and `keep_firing_for` (the provisioning field `keepFiringFor`, which a Grafana older than it ignores);
+so do its stuck-value and sustained-deviation alerts, where the rules have them. Each rule
 has a stable uid derived from its baseline's dashboard uid and links to that dashboard's value panel.
 """
 
@@ -29,6 +30,7 @@ from smartmetrics.render.parts import (
     check_grafana_url,
     dashboard_link,
     dashboard_uid,
+    keep_firing_seconds,
     render_alert_labels,
     score_threshold,
 )
@@ -106,7 +108,9 @@ def render_alert_rule(alias: str, config: Config, names: tuple[str, ...], uid: s
             .with_query(_instant("V", selector(VALUE, alias), uid))
             .with_query(_instant("L", _on_value_labels(LOWER, alias, names), uid))
             .with_query(_instant("U", _on_value_labels(UPPER, alias, names), uid)))
-    return _provisioned(rule, for_seconds(config.baselines[alias]), render_alert_labels(alias, alert), annotations)
+    baseline = config.baselines[alias]
+    return _provisioned(rule, for_seconds(baseline), render_alert_labels(alias, alert), annotations,
+                        keep_firing_seconds(baseline))
 
 
 def render_stuck_alert_rule(alias: str, config: Config, names: tuple[str, ...], window: int, uid: str,
@@ -137,7 +141,8 @@ def render_sustained_alert_rule(alias: str, config: Config, names: tuple[str, ..
             .with_query(_expression("B", expr.TypeMath().ref_id("B").expression("is_number($A)"))))
     for side in window.sides:
         rule = rule.with_query(_instant(side[0].upper(), _on_value_labels(SIDES[side][1], alias, names), uid))
-    return _provisioned(rule, 0, render_alert_labels(alias, alert), annotations)
+    return _provisioned(rule, 0, render_alert_labels(alias, alert), annotations,
+                        keep_firing_seconds(config.baselines[alias]))
 
 
 def _threshold(ref: str, source: str, kind: str, limit: float) -> alerting.Query:
@@ -149,14 +154,17 @@ def _threshold(ref: str, source: str, kind: str, limit: float) -> alerting.Query
 
 
 def _provisioned(rule: alerting.Rule, for_seconds: float, labels: dict[str, str],
-                 annotations: dict[str, str]) -> dict[str, Any]:
-    """A rule with the settings every smartmetrics alert shares, in its provisioning form."""
+                 annotations: dict[str, str], keep_seconds: float = 0) -> dict[str, Any]:
+    """A rule with the settings every smartmetrics alert shares, in its provisioning form; `keepFiringFor`
+    (as Prometheus' `keep_firing_for`) is added beside the SDK's fields, which do not have it yet."""
     rule = (rule.for_val(format_duration(for_seconds)).no_data_state("OK").exec_err_state("Error")
             .labels(labels).annotations(dict(sorted(annotations.items())))
             .is_paused(False).folder_uid(FOLDER).rule_group(FOLDER).org_id(1))
     plain = to_plain(rule.build())
     for key in ("folderUID", "ruleGroup", "orgID"):  # group-level in a provisioning file
         plain.pop(key)
+    if keep_seconds:
+        plain["keepFiringFor"] = format_duration(keep_seconds)
     return plain
 
 

@@ -33,7 +33,8 @@ BASELINES = {
     "raw": {"expr": "sm_labelled", "alert": {"for": "1m"}},
 }
 PROVISIONING_RULE_KEYS = {"uid", "title", "condition", "data", "dashboardUid", "panelId", "noDataState",
-                          "execErrState", "for", "annotations", "labels", "isPaused", "notification_settings"}
+                          "execErrState", "for", "keepFiringFor", "annotations", "labels", "isPaused",
+                          "notification_settings"}
 
 
 def make_config() -> Config:
@@ -88,9 +89,9 @@ def test_baseline_panel_draws_the_band_between_lower_and_upper(files: dict[str, 
     upper = next(o for o in panel["fieldConfig"]["overrides"] if o["matcher"]["options"] == "upper")
     props = {p["id"]: p.get("value") for p in upper["properties"]}
     assert props["custom.fillBelowTo"] == "lower" and props["custom.fillOpacity"] > 0
-    names = [v["name"] for v in doc["templating"]["list"]]
+    names = [v["name"] for v in doc["templating"]["list"] if v["type"] == "query"]
     assert names == ["model", "tenant"]
-    assert doc["templating"]["list"][1]["query"] == \
+    assert doc["templating"]["list"][2]["query"] == \
         'label_values(smartmetrics_yhat{baseline="inference_qps", model=~"$model"}, tenant)'
     score = doc["panels"][1]
     limit = score_threshold(make_config().baselines["inference_qps"])
@@ -102,7 +103,8 @@ def test_every_query_parses_as_promql(files: dict[str, str]) -> None:
     exprs += [a["expr"] for doc in dashboards(files).values() for a in doc.get("annotations", {}).get("list", [])
               if "expr" in a]
     exprs += [v["query"][len("label_values("):-1].rsplit(",", 1)[0]
-              for doc in dashboards(files).values() for v in doc["templating"].get("list", [])]
+              for doc in dashboards(files).values() for v in doc["templating"].get("list", [])
+              if v["type"] == "query"]
     alerts = yaml.safe_load(files[ALERTS_FILE])
     exprs += [q["model"]["expr"] for r in alerts["groups"][0]["rules"] for q in r["data"] if "expr" in q["model"]]
     for text in exprs:
@@ -123,6 +125,7 @@ def test_alert_provisioning_is_grafana_file_provisioning(files: dict[str, str]) 
     assert {"orgId", "name", "folder", "interval", "rules"} == set(group)
     for rule in group["rules"]:
         assert set(rule) <= PROVISIONING_RULE_KEYS
+        rule = {k: v for k, v in rule.items() if k != "keepFiringFor"}  # newer than the SDK's types
         full = {**rule, "folderUID": group["folder"], "ruleGroup": group["name"], "orgID": group["orgId"]}
         assert to_plain(Rule.from_json(full)) == full
         assert {q["datasourceUid"] for q in rule["data"]} == {"prom-main", "__expr__"}
@@ -189,7 +192,8 @@ def test_cli_writes_dashboards_and_provisioning(tmp_path: Path) -> None:
     assert main(["grafana", "--config", str(config), "--out", str(out), "--datasource-uid", "abc"]) == 0
     assert (out / ALERTS_FILE).exists()
     board = json.loads((out / "dashboards" / f"{dashboard_uid('qps')}.json").read_text())
-    assert board["panels"][0]["datasource"] == {"type": "prometheus", "uid": "abc"}
+    assert board["panels"][0]["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+    assert board["templating"]["list"][0]["current"]["value"] == "abc"  # the datasource variable's default
 
 
 def test_release_markers_are_annotations_on_their_baseline_dashboard_only() -> None:
@@ -201,7 +205,7 @@ def test_release_markers_are_annotations_on_their_baseline_dashboard_only() -> N
     releases = [a for a in annotations if a.get("name") == "Releases"]
     assert len(releases) == 1
     assert releases[0]["expr"] == "changes(deploy_generation[5m]) > 0"
-    assert releases[0]["datasource"]["uid"] == "prom-main" and releases[0]["enable"] is True
+    assert releases[0]["datasource"]["uid"] == "${datasource}" and releases[0]["enable"] is True
     other = boards[f"dashboards/{dashboard_uid('inference_qps')}.json"].get("annotations", {}).get("list", [])
     assert not [a for a in other if a.get("name") == "Releases"]
 
@@ -220,4 +224,67 @@ def test_retrains_and_follows_are_annotations_that_name_their_baseline() -> None
                                '{baseline="inference_qps"}[5m]) > 0')
     assert qps["Band followed a new level"] == 'increase(smartmetrics_follows_total{baseline="inference_qps"}[5m]) > 0'
     assert 'baseline="odd \\"alias\\""' in marks('odd "alias"')["Retrains"]
-    assert set(marks("raw")) == {"Retrains"}  # follow: null, so the band never moves between retrains
+    assert set(marks("raw")) == {"Firing alerts", "Retrains"}  # follow: null: the band never moves between retrains
+
+
+def test_dashboards_take_their_datasource_from_a_variable(files: dict[str, str]) -> None:
+    """Users pick their Prometheus on the dashboard; `--datasource-uid` is only the default choice."""
+    for name, doc in dashboards(files).items():
+        variables = doc["templating"]["list"]
+        assert variables[0]["type"] == "datasource" and variables[0]["name"] == "datasource", name
+        assert variables[0]["query"] == "prometheus" and variables[0]["current"]["value"] == "prom-main"
+        refs = [p["datasource"] for p in doc["panels"]] + [t["datasource"] for p in doc["panels"]
+                                                           for t in p["targets"] if "datasource" in t]
+        refs += [v["datasource"] for v in variables[1:]] + [a["datasource"] for a in doc["annotations"].get("list", [])]
+        assert refs and all(r == {"type": "prometheus", "uid": "${datasource}"} for r in refs), name
+
+
+def test_label_variables_select_several_series_or_all(files: dict[str, str]) -> None:
+    doc = json.loads(files[f"dashboards/{dashboard_uid('inference_qps')}.json"])
+    labels = [v for v in doc["templating"]["list"] if v["type"] == "query"]
+    assert [v["name"] for v in labels] == ["model", "tenant"]
+    assert all(v["multi"] and v["includeAll"] and v["allValue"] == ".*" for v in labels)
+    band = doc["panels"][0]  # one band panel per selected series of the innermost label, each with its fill
+    assert band["repeat"] == "tenant" and band["repeatDirection"] == "h"
+    assert "$tenant" in band["title"]
+
+
+def test_units_from_the_config_or_the_metric_name() -> None:
+    baselines = {"qps": {"expr": "sum by (model) (rate(requests_total[5m]))", "unit": "reqps"},
+                 "latency": {"expr": "histogram_quantile(0.99, sum by (le) (rate(http_duration_seconds_bucket[5m])))"},
+                 "traffic": {"expr": "sum(rate(net_sent_bytes_total[5m]))"},
+                 "plain": {"expr": "sum(rate(errors_total[5m]))"}}
+    config = parse_config({"sources": {"p": {"url": "http://127.0.0.1:9090"}}, "baselines": baselines})
+    boards = dashboards(render_grafana_files(config, {}, "prom-main"))
+    for alias, unit in {"qps": "reqps", "latency": "s", "traffic": "Bps", "plain": "short"}.items():
+        band_panel = boards[f"dashboards/{dashboard_uid(alias)}.json"]["panels"][0]
+        assert band_panel["fieldConfig"]["defaults"]["unit"] == unit, alias
+
+
+def test_firing_alerts_are_annotations_on_their_baseline_dashboard(files: dict[str, str]) -> None:
+    doc = json.loads(files[f"dashboards/{dashboard_uid('raw')}.json"])
+    marks = {a["name"]: a for a in doc["annotations"]["list"] if "expr" in a}
+    firing = marks["Firing alerts"]
+    assert firing["expr"] == ('ALERTS{alertstate="firing", alertname=~"RawAnomaly|RawAnomalyStuck|RawAnomalySustained", '
+                              'baseline="raw", exported_baseline=~"$exported_baseline", job=~"$job"}')
+    assert firing["iconColor"] == "red" and firing["enable"] is True
+
+
+def test_grafana_alerts_keep_firing_like_the_prometheus_alerts(files: dict[str, str]) -> None:
+    """Grafana's provisioning field is `keepFiringFor` (Prometheus: `keep_firing_for`), a duration string."""
+    prom = yaml.safe_load(render_rule_files(make_config(), STATES)["smartmetrics.rules.yml"])
+    prom_alerts = {r["alert"]: r for g in prom["groups"] for r in g["rules"] if "alert" in r}
+    grafana = {r["title"]: r for r in yaml.safe_load(files[ALERTS_FILE])["groups"][0]["rules"]}
+    kept = [name for name, rule in prom_alerts.items() if "keep_firing_for" in rule]
+    assert kept
+    for name, rule in grafana.items():
+        assert rule.get("keepFiringFor") == prom_alerts[name].get("keep_firing_for"), name
+
+
+def test_dashboard_provider_loads_the_dashboards_beside_it(files: dict[str, str]) -> None:
+    doc = yaml.safe_load(files["dashboards/smartmetrics.yaml"])
+    assert doc["apiVersion"] == 1 and len(doc["providers"]) == 1
+    provider = doc["providers"][0]
+    assert provider["type"] == "file" and provider["folder"] == "smartmetrics"
+    assert provider["options"]["path"] == "/etc/grafana/provisioning/dashboards"
+    assert {"name", "orgId", "disableDeletion", "allowUiUpdates", "updateIntervalSeconds"} <= set(provider)
