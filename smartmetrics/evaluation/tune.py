@@ -6,7 +6,7 @@ the threshold, on the allowed side, deviation over the minimums, for `for` point
 counts, per candidate `for`: the alerts the history itself would have raised (its expected rate,
 per series-week), and how many injected excursions it catches (a jump of `size` residual standard
 deviations, at least 10% of the level, lasting `duration`, every 12 hours, on the alerting side).
-The pick is the candidate within budget that catches most, then alerts soonest, then alerts least;
+The pick is the candidate within budget that catches most, then alerts least, then alerts soonest;
 with none within budget, the quietest. Sensitivity sets both the band (where score 1 sits) and the
 score threshold and `keep_firing_for` of its policy (`smartmetrics.engine.bands`).
 """
@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from smartmetrics.config import Alert, Baseline, Follow
+from smartmetrics.engine.bands import SENSITIVITY_WORDS
 from smartmetrics.engine.firing import AlertRules, Fired
 from smartmetrics.engine.releases import SETTLE
 from smartmetrics.engine.series import Series
@@ -163,12 +164,22 @@ def evaluate(replays: Sequence[Replay], sensitivity: float | str, alert: Alert, 
     return Outcome(sensitivity, for_points, alerts, sum(r.weeks for r in replays), caught, injected)
 
 
+def _sensitivity_rank(sensitivity: float | str) -> float:
+    """A sensitivity as a number to order by (`low|medium|high` by their place in that order)."""
+    return SENSITIVITY_WORDS[sensitivity] if isinstance(sensitivity, str) else float(sensitivity)
+
+
 def choose(outcomes: Sequence[Outcome], budget: float) -> Outcome:
-    """Within budget: most caught, then smallest `for`, then fewest alerts; else the quietest."""
+    """The best trade-off: within budget, most caught, then fewest alerts, then smallest `for` (alerts
+    soonest), then the lowest sensitivity (the widest band); with none within budget, the quietest.
+
+    A setting that catches as much as another with fewer alerts is better whatever its `for`: the
+    `for` costs a step of delay, a false alert costs someone's attention.
+    """
     within = [o for o in outcomes if o.rate <= budget]
     if within:
-        return min(within, key=lambda o: (-o.recall, o.for_points, o.rate))
-    return min(outcomes, key=lambda o: (o.rate, -o.recall, o.for_points))
+        return min(within, key=lambda o: (-o.recall, o.rate, o.for_points, _sensitivity_rank(o.sensitivity)))
+    return min(outcomes, key=lambda o: (o.rate, -o.recall, o.for_points, _sensitivity_rank(o.sensitivity)))
 
 
 FitFactory = Callable[[float | str, tuple[int, ...]], Callable[[Series, int], object]]

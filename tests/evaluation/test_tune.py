@@ -87,11 +87,28 @@ def outcome(s: float, k: int, alerts: int, caught: int) -> Outcome:
     return Outcome(s, k, alerts, 10.0, caught, 10)
 
 
-def test_choose_prefers_recall_then_speed_then_quiet_within_budget() -> None:
+def test_choose_prefers_recall_then_quiet_then_speed_within_budget() -> None:
     options = [outcome(0.8, 1, 30, 10), outcome(0.5, 1, 8, 9), outcome(0.5, 2, 5, 9), outcome(0.2, 1, 2, 7)]
-    assert choose(options, budget=1.0) == outcome(0.5, 1, 8, 9)
+    assert choose(options, budget=1.0) == outcome(0.5, 2, 5, 9)  # as many caught, fewer alerts
     assert choose(options, budget=0.6) == outcome(0.5, 2, 5, 9)
     assert choose(options, budget=0.1) == outcome(0.2, 1, 2, 7)  # none within: the quietest
+    # as many caught and as quiet: alert soonest, then the lower sensitivity (the wider band)
+    tied = [outcome(0.5, 2, 0, 9), outcome(0.8, 1, 0, 9), outcome(0.65, 1, 0, 9)]
+    assert choose(tied, budget=1.0) == outcome(0.65, 1, 0, 9)
+
+
+def test_choose_takes_the_best_trade_off_of_the_printed_table() -> None:
+    """Issue 24: 0.65 with `for` 1 at 0.52 alerts/week was picked over 0.8 with `for` 2 catching the
+    same 37/54 with no alert at all."""
+    weeks = 7.7
+    table = [Outcome(0.5, 1, 1, weeks, 30, 54), Outcome(0.65, 1, 4, weeks, 37, 54),
+             Outcome(0.65, 2, 1, weeks, 33, 54), Outcome(0.8, 1, 9, weeks, 40, 54),
+             Outcome(0.8, 2, 0, weeks, 37, 54), Outcome(0.8, 3, 0, weeks, 31, 54)]
+    assert round(table[1].rate, 2) == 0.52
+    pick = choose(table, budget=1.0)
+    assert (pick.sensitivity, pick.for_points, pick.alerts) == (0.8, 2, 0)
+    assert all(pick.recall >= o.recall or o.rate > 1.0 for o in table)
+    assert all(pick.rate <= o.rate for o in table if o.recall == pick.recall)
 
 
 class ConstantBand:
