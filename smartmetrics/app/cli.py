@@ -321,6 +321,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from smartmetrics.app.plot_cli import plot_baseline, plot_csv
     from smartmetrics.engine.durations import parse_duration
     from smartmetrics.evaluation.evaluate import parse_sensitivity
+    from smartmetrics.render.units import parse_given_unit
 
     try:
         last = parse_duration(args.last) if args.last else None
@@ -333,11 +334,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         if args.input is not None:
-            paths = [plot_csv(args.input, args.out, sensitivity=sensitivity, last=last, title=args.title)]
+            paths = [plot_csv(args.input, args.out, sensitivity=sensitivity, last=last, title=args.title,
+                              unit=parse_given_unit(args.unit))]
         else:
             config = _load(args.config)
             alias = _pick_baselines(config, [args.baseline] if args.baseline else None)[0]
-            paths = plot_baseline(config, alias, args.match, args.out, last)
+            paths = plot_baseline(config, alias, args.match, args.out, last, parse_given_unit(args.unit))
     except (OSError, ValueError, SourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -609,6 +611,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sensitivity", default="medium", help="for replaying a plain CSV (default: medium)")
     p.add_argument("--last", metavar="DURATION", help="only the last part, e.g. 3d")
     p.add_argument("--title", help="title above the plot")
+    p.add_argument("--unit", help="y-axis unit, e.g. seconds, bytes, ratio, percent or any label "
+                   "(default: what the metric or file name says: _seconds, _bytes, _ratio, rate of _total)")
 
     return parser
 
