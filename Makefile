@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults bench-servers bench-retrain bench-cluster clean
+.PHONY: install demo notebook test test-fast lint bench bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults bench-servers bench-retrain bench-cluster clean
 
 $(STAMP): pyproject.toml
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
@@ -21,6 +21,11 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/smartmetrics demo
+
+# the tuning notebook, run headless with nbclient (no Jupyter, no nbconvert): the executed copy, with its
+# tables and figures, in out/notebook/; `make notebook FIGURES=DIR` also writes the figures as PNGs into DIR
+notebook: $(STAMP)
+	$(BIN)/python -m smartmetrics.app.notebook --out out/notebook $(if $(FIGURES),--figures $(FIGURES))
 
 # pytest exits 5 when it collected nothing: that is a failure, not a pass.
 test: $(STAMP)

@@ -7,6 +7,7 @@ with its stored forecast.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -61,6 +62,13 @@ def save_figure(fig: Figure, path: str | Path, dpi: float | None = None) -> Path
     finally:
         plt.close(fig)
     return path
+
+
+def render_png(fig: Figure, dpi: float | None = None) -> bytes:
+    """A figure as PNG bytes (for a notebook's output, headless or not); the figure stays open."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
 
 
 def plot_band(frame: pd.DataFrame, path: str | Path, *, title: str = "", last: float | None = None,
