@@ -80,9 +80,10 @@ def plot_band(frame: pd.DataFrame, path: str | Path, *, title: str = "", last: f
 def render_band_figure(frame: pd.DataFrame, *, title: str = "", last: float | None = None,
                        unit: Unit | None = None) -> Figure:
     """The band picture of a backtest table: only what the table has is drawn, and only what is
-    drawn is in the legend."""
+    drawn is in the legend; `last` seconds of history back from the latest value."""
     if last is not None and len(frame):
-        frame = frame[frame.timestamp >= frame.timestamp.max() - last]
+        latest = frame.timestamp[frame.value.notna()].max() if frame.value.notna().any() else frame.timestamp.max()
+        frame = frame[frame.timestamp >= latest - last]  # the last `last` of history, and the forecast after it
     frame = frame.reset_index(drop=True)
     when = pd.to_datetime(frame.timestamp, unit="s", utc=True)
     fig, ax = plt.subplots(figsize=(12, 4), dpi=110)

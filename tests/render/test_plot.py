@@ -161,3 +161,16 @@ def test_a_given_unit_wins_over_the_name(tmp_path: Path) -> None:
     assert main(["plot", str(tmp_path / "x_seconds.csv"), "--out", str(tmp_path / "x.png"), "--unit", "requests"]) == 0
     fig = render_band_figure(frame, unit=parse_given_unit("requests"))
     assert fig.axes[0].get_ylabel() == "requests"
+
+
+def test_last_counts_back_from_the_latest_value_and_keeps_the_forecast() -> None:
+    """`plot --config --last 2m` showed only the forecast: the window ended where the table does."""
+    series = Series({"a": "1"}, np.arange(0, 600, 60), np.full(10, 3.0), 60)
+    y = np.full(12, 3.0)
+    frame = render_live_frame(series, SeriesBand({"a": "1"}, 300, 60, y, y - 1, y + 1))
+    fig = render_band_figure(frame, last=120)
+    value = next(line for line in fig.axes[0].lines if line.get_label() == "value")
+    shown = np.round(value.get_xdata(orig=False) * 86400).astype(np.int64)  # matplotlib's days since 1970
+    drawn = [t for t, v in zip(shown, value.get_ydata()) if np.isfinite(v)]
+    assert drawn == [420, 480, 540]
+    assert shown.max() == 300 + 60 * 11  # the forecast after the history is still drawn
