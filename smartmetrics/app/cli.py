@@ -609,7 +609,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", metavar="A", help="with --config: which baseline (default: the first)")
     p.add_argument("--match", metavar="SELECTOR", help='with --config: only series matching e.g. {model="a"}')
     p.add_argument("--sensitivity", default="medium", help="for replaying a plain CSV (default: medium)")
-    p.add_argument("--last", metavar="DURATION", help="only the last DURATION of history (and the forecast after it), e.g. 3d")
+    p.add_argument("--last", metavar="DURATION",
+                   help="only the last DURATION of history (and the forecast after it), e.g. 3d")
     p.add_argument("--title", help="title above the plot")
     p.add_argument("--unit", help="y-axis unit, e.g. seconds, bytes, ratio, percent or any label "
                    "(default: what the metric or file name says: _seconds, _bytes, _ratio, rate of _total)")

@@ -52,6 +52,7 @@ def test_the_pick_is_ringed_and_over_budget_is_hollow() -> None:
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "recommended" in labels and "budget 1/week" in labels and "for 2 points (5 min)" in labels
     over = [o for o in outcomes if o.rate > 1.0]
-    hollow = sum(len(c.get_offsets()) for c in top.collections if len(c.get_facecolor()) and np.allclose(c.get_facecolor()[:, :3], 1.0))
+    white = [c for c in top.collections if len(c.get_facecolor()) and np.allclose(c.get_facecolor()[:, :3], 1.0)]
+    hollow = sum(len(c.get_offsets()) for c in white)
     assert over and hollow == len(over)
     assert -0.1 < top.get_ylim()[0] < 0 and top.get_yscale() == "linear"  # 0 alerts drawn whole, on a linear axis
