@@ -253,10 +253,10 @@ def test_units_from_the_config_or_the_metric_name() -> None:
     baselines = {"qps": {"expr": "sum by (model) (rate(requests_total[5m]))", "unit": "reqps"},
                  "latency": {"expr": "histogram_quantile(0.99, sum by (le) (rate(http_duration_seconds_bucket[5m])))"},
                  "traffic": {"expr": "sum(rate(net_sent_bytes_total[5m]))"},
-                 "plain": {"expr": "sum(rate(errors_total[5m]))"}}
+                 "plain": {"expr": "sum(rate(errors_total[5m]))"}, "depth": {"expr": "max(queue_depth)"}}
     config = parse_config({"sources": {"p": {"url": "http://127.0.0.1:9090"}}, "baselines": baselines})
     boards = dashboards(render_grafana_files(config, {}, "prom-main"))
-    for alias, unit in {"qps": "reqps", "latency": "s", "traffic": "Bps", "plain": "short"}.items():
+    for alias, unit in {"qps": "reqps", "latency": "s", "traffic": "Bps", "plain": "ops", "depth": "short"}.items():
         band_panel = boards[f"dashboards/{dashboard_uid(alias)}.json"]["panels"][0]
         assert band_panel["fieldConfig"]["defaults"]["unit"] == unit, alias
 
