@@ -23,20 +23,33 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from smartmetrics.engine.durations import format_duration, parse_duration
+from smartmetrics.engine.promql_syntax import promql_error
 from smartmetrics.engine.series import labels_key
 from smartmetrics.engine.shards import ordinal, owner_of_key
 
+
+def _parse_config_duration(value: Any, info: ValidationInfo) -> float:
+    """Seconds from `5m`; in a config file (`parse_config`) a bare number other than 0 is refused, since
+    `for: 5` reads as five minutes to most people and as five seconds to `parse_duration`."""
+    if (info.context or {}).get("file") and isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and value != 0:
+        raise ValueError(f"{value:g} has no unit: write {value:g}m for minutes or {value:g}s for seconds "
+                         "(units: ms, s, m, h, d, w, y)")
+    return parse_duration(value)
+
+
 Duration = Annotated[
     float,
-    BeforeValidator(parse_duration),
+    BeforeValidator(_parse_config_duration),
     PlainSerializer(format_duration, return_type=str),
 ]
-"""Seconds, written in YAML as `30s`, `5m`, `14d`."""
+"""Seconds, written in YAML as `30s`, `5m`, `14d` (a unit is required, except for 0)."""
 
 SENSITIVITY_WORDS = ("low", "medium", "high")
 
@@ -44,11 +57,15 @@ SENSITIVITY_WORDS = ("low", "medium", "high")
 def _check_expr(expr: str) -> str:
     if not expr.strip():
         raise ValueError("must not be empty")
+    problem = promql_error(expr.strip())
+    if problem is not None:
+        raise ValueError(f"not valid PromQL: {problem}")
     return expr.strip()
 
 
 PromQL = Annotated[str, AfterValidator(_check_expr)]
-"""A PromQL expression: not blank, surrounding whitespace dropped."""
+"""A PromQL expression: not blank, parseable (a syntax error is named with its column), surrounding
+whitespace dropped."""
 
 
 class ConfigError(Exception):
@@ -205,6 +222,18 @@ class Alert(_Strict):
     (curve types intermittent and noisy)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        """Refuse the labels the rules set themselves, rather than let them be overridden silently."""
+        if "severity" in labels:
+            raise ValueError(f"severity {labels.get('severity')!r} would be overridden by alert.severity; "
+                             "set alert.severity instead and drop severity from alert.labels")
+        if "baseline" in labels:
+            raise ValueError(f"baseline {labels.get('baseline')!r} would be overridden by the baseline's alias, "
+                             "which every alert carries as its baseline label; drop it from alert.labels")
+        return labels
 
 
 class Releases(_Strict):
@@ -474,7 +503,7 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
     if not isinstance(data, dict):
         raise ConfigError(source, ["top level must be a mapping with sources and baselines"])
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data, context={"file": True})
     except ValidationError as exc:
         problems = [line for e in exc.errors() for line in _format_error(e)]  # type: ignore[arg-type]
         raise ConfigError(source, problems) from None

@@ -193,3 +193,58 @@ def test_unit_does_not_change_the_fit() -> None:
     plain = parse_config(MINIMAL).baselines["qps"]
     with_unit = parse_config({**MINIMAL, "baselines": {"qps": {"expr": "up", "unit": "reqps"}}}).baselines["qps"]
     assert fit_fingerprint(plain) == fit_fingerprint(with_unit)
+
+
+@pytest.mark.parametrize(
+    ("expr", "column", "near"),
+    [
+        ("sum by (model (rate(x[5m]))", 8, "(model"),  # issue 24: the `by (` never closed
+        ("sum(rate(x[5m])))", 17, ")"),
+        ('up{job="a"', 3, "{"),
+        ("rate(x[5q])", 8, "5q"),
+        ("sum by (a) b", 12, "b"),
+        ('foo{a=}', 7, "}"),
+        ("nofunc(x)", 1, "nofunc"),
+    ],
+)
+def test_promql_syntax_errors_name_the_field_and_the_column(expr: str, column: int, near: str) -> None:
+    problems = problems_of({**MINIMAL, "baselines": {"qps": {"expr": expr}}})
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("baselines.qps.expr: not valid PromQL"), problems
+    assert f"at column {column}" in problems[0] and near in problems[0].split(f"at column {column}")[1], problems
+
+
+def test_releases_expr_is_parsed_too() -> None:
+    releases = {"expr": "changes(kube_generation[5m] > 0"}
+    problems = problems_of({**MINIMAL, "baselines": {"qps": {"expr": "up", "releases": releases}}})
+    assert len(problems) == 1 and problems[0].startswith("baselines.qps.releases.expr: not valid PromQL"), problems
+
+
+def test_valid_promql_passes_unchanged() -> None:
+    expr = 'histogram_quantile(0.99, sum by (le, model) (rate(lat_bucket{job=~"a|b"}[5m]))) > bool 0.5'
+    assert parse_config({**MINIMAL, "baselines": {"qps": {"expr": f"  {expr}\n"}}}).baselines["qps"].expr == expr
+
+
+@pytest.mark.parametrize("value", [5, 5.0, 300])
+def test_bare_number_durations_are_refused(value: float) -> None:
+    problems = problems_of({**MINIMAL, "baselines": {"qps": {"expr": "up", "alert": {"for": value}}}})
+    assert len(problems) == 1 and problems[0].startswith("baselines.qps.alert.for: "), problems
+    assert "unit" in problems[0] and f"{value:g}m" in problems[0] and f"{value:g}s" in problems[0]
+
+
+def test_zero_and_durations_with_units_still_load() -> None:
+    config = parse_config({**MINIMAL, "baselines": {"qps": {"expr": "up", "step": "1m", "alert": {"for": 0}}}})
+    assert config.baselines["qps"].alert.for_ == 0 and config.baselines["qps"].step == 60
+
+
+@pytest.mark.parametrize("label", ["severity", "baseline"])
+def test_alert_labels_may_not_set_what_the_rules_set(label: str) -> None:
+    alert = {"severity": "warning", "labels": {label: "page", "team": "ml"}}
+    problems = problems_of({**MINIMAL, "baselines": {"qps": {"expr": "up", "alert": alert}}})
+    assert len(problems) == 1 and problems[0].startswith(f"baselines.qps.alert.labels: {label} 'page'"), problems
+    assert ("alert.severity" if label == "severity" else "alias") in problems[0]
+
+
+def test_shipped_configs_load() -> None:
+    for path in (Path(__file__).parent.parent / "configs").glob("*.yaml"):
+        assert load_config(path).baselines, path

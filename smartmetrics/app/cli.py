@@ -33,14 +33,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc)
 
 
+def _print_config_error(exc: ConfigError, what: str = "invalid configuration") -> None:
+    """`error: <file>: <what>` and one indented line per problem (the file named once)."""
+    print(f"error: {exc.source}: {what}", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
+def _os_error(exc: OSError, path: str | None = None) -> str:
+    """`path: reason` for an OSError, the path named once (Python's own text repeats it)."""
+    where = path or exc.filename
+    reason = exc.strerror or str(exc)
+    return f"{where}: {reason}" if where else reason
+
+
 def _load(path: str) -> Config:
     """Load a config or print every problem and exit 2."""
     try:
         return load_config(path)
     except ConfigError as exc:
-        print(f"error: {exc.source}: invalid configuration", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        _print_config_error(exc)
         raise SystemExit(EXIT_USAGE) from None
 
 
@@ -131,7 +143,12 @@ def _query_series(config: Config, query: str, source: str | None, step: float, s
     """The one series a PromQL query returns over the last `span` (exit 1 or 2 with the reason otherwise)."""
     from smartmetrics.adapters.source import SourceError, fetch_baseline
     from smartmetrics.config import Baseline
+    from smartmetrics.engine.promql_syntax import promql_error
 
+    problem = promql_error(query)
+    if problem is not None:
+        print(f"error: {query}: not valid PromQL: {problem}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
     name = source or next(iter(config.sources))
     if name not in config.sources:
         print(f"error: unknown source {name} (configured: {', '.join(config.sources)})", file=sys.stderr)
@@ -300,19 +317,21 @@ def cmd_tune(args: argparse.Namespace) -> int:
     config = _load(args.config)
     aliases = _pick_baselines(config, args.baseline)
     from smartmetrics.app.terminal import make_console
-    from smartmetrics.config import ConfigError
-    from smartmetrics.evaluation.tune import parse_budget, run_tune
+    from smartmetrics.evaluation import tune
 
     try:
-        parse_budget(args.budget)
+        tune.parse_budget(args.budget)
     except ValueError as exc:
         print(f"error: --budget: {exc}", file=sys.stderr)
         return EXIT_USAGE
     console = make_console()
     try:
-        return run_tune(args.config, config, aliases, args.budget, write=args.write, console=console)
-    except (ConfigError, OSError) as exc:
-        print(f"error: cannot write {args.config}: {exc}", file=sys.stderr)
+        return tune.run_tune(args.config, config, aliases, args.budget, write=args.write, console=console)
+    except ConfigError as exc:
+        _print_config_error(exc, "not written: the tuned config would not load")
+        return EXIT_FAILURE
+    except OSError as exc:
+        print(f"error: cannot write {_os_error(exc, args.config)}", file=sys.stderr)
         return EXIT_FAILURE
 
 

@@ -98,3 +98,45 @@ def test_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
     records = [json.loads(line) for line in err.splitlines()]
     assert {"time", "level", "logger", "msg"} <= set(records[0])
     assert any(r["level"] == "error" and "cannot reach" in r["msg"] for r in records)
+
+
+def test_check_config_names_a_promql_syntax_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("sources: {prom: {url: 'http://p'}}\n"
+                    "baselines:\n  qps: {expr: 'sum by (model (rate(x[5m]))'}\n")
+    with pytest.raises(SystemExit) as info:
+        main(["check-config", str(path)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "baselines.qps.expr: not valid PromQL: unclosed left parenthesis at column 8" in err
+    assert err.count(str(path)) == 1, err
+
+
+def test_backtest_query_with_a_syntax_error_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("sources: {prom: {url: 'http://127.0.0.1:9'}}\nbaselines: {qps: {expr: up}}\n")
+    with pytest.raises(SystemExit) as info:
+        main(["backtest", "rate(x[5m]", "--config", str(path), "--out", str(tmp_path / "o.csv")])
+    assert info.value.code == 2
+    assert "error: rate(x[5m]: not valid PromQL: unclosed left parenthesis at column 5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("failure", ["os", "config"])
+def test_tune_write_failure_names_the_config_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str], failure: str) -> None:
+    from smartmetrics.config import ConfigError
+    from smartmetrics.evaluation import tune
+
+    path = tmp_path / "c.yaml"
+    path.write_text("sources: {prom: {url: 'http://127.0.0.1:9'}}\nbaselines: {qps: {expr: up}}\n")
+
+    def refuse(*args: object, **kwargs: object) -> int:
+        if failure == "os":
+            raise PermissionError(13, "Permission denied", str(path))
+        raise ConfigError(str(path), ["baselines.qps.alert.for: 5 has no unit"])
+
+    monkeypatch.setattr(tune, "run_tune", refuse)
+    assert main(["tune", "--config", str(path), "--write"]) == 1
+    err = capsys.readouterr().err
+    assert err.count(str(path)) == 1, err
+    assert ("Permission denied" if failure == "os" else "baselines.qps.alert.for: 5 has no unit") in err
