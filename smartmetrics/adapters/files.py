@@ -16,6 +16,19 @@ from smartmetrics.engine.series import Series, build_grid_series
 _NAB_TIME = "%Y-%m-%d %H:%M:%S"
 
 
+def parse_timestamps(column: pd.Series) -> np.ndarray:
+    """Unix seconds (int64) from a CSV's timestamp column: Unix seconds, or date strings (UTC unless they
+    carry an offset), as `fetch` and `backtest` write them.
+
+    >>> parse_timestamps(pd.Series(["1970-01-02 00:00:00"])).tolist(), parse_timestamps(pd.Series([60])).tolist()
+    ([86400], [60])
+    """
+    if pd.api.types.is_numeric_dtype(column):
+        return column.astype("int64").to_numpy()
+    # pandas 3 parses to datetime64[us] (older versions to [ns]): pin the unit before counting seconds
+    return pd.to_datetime(column, utc=True).astype("datetime64[s, UTC]").astype("int64").to_numpy()
+
+
 def read_csv_series(path: str | Path, labels: dict[str, str] | None = None, step: int | None = None) -> Series:
     """A `timestamp,value` CSV (NAB format or Unix seconds) on a regular grid.
 
@@ -25,12 +38,7 @@ def read_csv_series(path: str | Path, labels: dict[str, str] | None = None, step
     frame = pd.read_csv(path)
     if not {"timestamp", "value"} <= set(frame.columns):
         raise ValueError(f"{path}: expected columns timestamp,value, found {','.join(frame.columns)}")
-    ts = frame["timestamp"]
-    if pd.api.types.is_numeric_dtype(ts):
-        seconds = ts.astype("int64").to_numpy()
-    else:
-        # pandas 3 parses to datetime64[us] (older versions to [ns]): pin the unit before counting seconds
-        seconds = pd.to_datetime(ts, utc=True).astype("datetime64[s, UTC]").astype("int64").to_numpy()
+    seconds = parse_timestamps(frame["timestamp"])
     values = pd.to_numeric(frame["value"], errors="coerce").to_numpy(dtype=np.float64)
     order = np.argsort(seconds, kind="stable")
     seconds, values = seconds[order], values[order]

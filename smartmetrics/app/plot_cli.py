@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from smartmetrics.adapters.files import parse_timestamps
 from smartmetrics.adapters.source import fetch_baseline
 from smartmetrics.adapters.store import STATE_FILE, StoreError, baseline_dir, load_baseline
 from smartmetrics.config import Baseline, Config
@@ -37,8 +38,7 @@ def plot_csv(path: str, out: str, *, sensitivity: str | float, last: float | Non
         replay = Path(out).with_suffix(".backtest.csv")
         frame = run_backtest_file(path, replay, sensitivity=sensitivity, retrain_every=86400,
                                   history=int(parse_duration("14d")))
-    if not pd.api.types.is_numeric_dtype(frame.timestamp):  # `backtest` writes NAB-style UTC text
-        frame["timestamp"] = pd.to_datetime(frame.timestamp, utc=True).astype("int64") // 10**9
+    frame["timestamp"] = parse_timestamps(frame.timestamp)  # `backtest` writes NAB-style UTC text
     return plot_band(frame, out, title=title or Path(path).name, last=last, unit=unit or unit_of_csv(path))
 
 

@@ -174,3 +174,27 @@ def test_last_counts_back_from_the_latest_value_and_keeps_the_forecast() -> None
     drawn = [t for t, v in zip(shown, value.get_ydata()) if np.isfinite(v)]
     assert drawn == [420, 480, 540]
     assert shown.max() == 300 + 60 * 11  # the forecast after the history is still drawn
+
+
+def test_date_string_timestamps_are_read_as_dates_and_last_is_honoured(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 24: a `backtest` table (UTC date strings) was squeezed into 20 minutes of 1970."""
+    from smartmetrics.app import plot_cli
+
+    start = 1_717_200_000  # 2024-06-01 00:00 UTC
+    ts = start + 300 * np.arange(14 * 288)
+    y = np.sin(np.arange(len(ts)) / 40.0) + 10
+    frame = pd.DataFrame({"timestamp": pd.to_datetime(ts, unit="s").strftime("%Y-%m-%d %H:%M:%S"), "value": y,
+                          "yhat": y, "yhat_lower": y - 1, "yhat_upper": y + 1, "anomaly_score": 0.0,
+                          "firing": 0, "alert": 0, "alerts": ""})
+    frame.to_csv(tmp_path / "replay.csv", index=False)
+    drawn: list[pd.DataFrame] = []
+
+    def spy(frame: pd.DataFrame, path: Path, *, title: str, last: float | None, unit=None) -> Path:
+        drawn.append(frame[frame.timestamp >= frame.timestamp.max() - last] if last else frame)
+        return plot_band(frame, path, title=title, last=last, unit=unit)
+
+    monkeypatch.setattr(plot_cli, "plot_band", spy)
+    assert main(["plot", str(tmp_path / "replay.csv"), "--out", str(tmp_path / "p.png"), "--last", "2d"]) == 0
+    assert drawn[0].timestamp.max() == ts[-1]
+    assert drawn[0].timestamp.min() == ts[-1] - 2 * 86400 and len(drawn[0]) == 2 * 288 + 1
