@@ -6,51 +6,134 @@ from a text file. What `fetch` writes, `classify --csv`, `backtest --csv`, `eval
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from smartmetrics.engine.durations import format_duration
 from smartmetrics.engine.series import Series, build_grid_series
 
 _NAB_TIME = "%Y-%m-%d %H:%M:%S"
 
 
-def parse_timestamps(column: pd.Series) -> np.ndarray:
+class CsvError(ValueError):
+    """A CSV series that cannot be read; the message names the file and, where it can, the line."""
+
+
+@dataclass(frozen=True)
+class CsvReading:
+    """A CSV series and what the reader had to repair in it (counts of rows), for the user to hear of."""
+
+    series: Series
+    rows: int
+    unsorted: int = 0  # rows earlier than a row above them: sorted into time order
+    duplicates: int = 0  # rows whose timestamp a later row repeats: dropped, the last one kept
+    non_numeric: int = 0  # values that are not numbers (empty cells are gaps and not counted): read as gaps
+    off_grid: int = 0  # rows between two points of the grid (the most common spacing): dropped
+    examples: dict[str, str] = field(default_factory=dict)  # per repair, where it happened first
+
+    def notes(self) -> list[str]:
+        """One sentence per repair, with counts; empty for a clean file."""
+        notes = []
+        if self.unsorted:
+            notes.append(f"{self.unsorted} of {_rows(self.rows)} were out of time order: sorted by timestamp")
+        if self.duplicates:
+            notes.append(f"{_count(self.duplicates, 'duplicate timestamp')} ({self.examples['duplicates']}): "
+                         "kept the last row of each, dropped the others")
+        if self.non_numeric:
+            verb = "value is" if self.non_numeric == 1 else "values are"
+            notes.append(f"{self.non_numeric} {verb} not a number ({self.examples['non_numeric']}): read as gaps")
+        if self.off_grid:
+            verb = "row is" if self.off_grid == 1 else "rows are"
+            notes.append(f"{self.off_grid} {verb} off the {format_duration(self.series.step)} grid "
+                         f"({self.examples['off_grid']}): dropped")
+        return notes
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _rows(n: int) -> str:
+    return _count(n, "row")
+
+
+def parse_timestamps(column: pd.Series, path: str | Path = "") -> np.ndarray:
     """Unix seconds (int64) from a CSV's timestamp column: Unix seconds, or date strings (UTC unless they
-    carry an offset), as `fetch` and `backtest` write them.
+    carry an offset), as `fetch` and `backtest` write them. A `CsvError` names the first unreadable line.
 
     >>> parse_timestamps(pd.Series(["1970-01-02 00:00:00"])).tolist(), parse_timestamps(pd.Series([60])).tolist()
     ([86400], [60])
     """
-    if pd.api.types.is_numeric_dtype(column):
+    if pd.api.types.is_numeric_dtype(column) and column.notna().all():
         return column.astype("int64").to_numpy()
+    numbers = pd.to_numeric(column, errors="coerce")
+    if numbers.notna().all():
+        return numbers.astype("int64").to_numpy()
     # pandas 3 parses to datetime64[us] (older versions to [ns]): pin the unit before counting seconds
-    return pd.to_datetime(column, utc=True).astype("datetime64[s, UTC]").astype("int64").to_numpy()
+    when = pd.to_datetime(column.astype("string"), utc=True, errors="coerce", format="mixed")
+    bad = when.isna().to_numpy()
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise CsvError(f"{path}: line {first + 2}: timestamp {column.iloc[first]!r} is neither Unix seconds nor "
+                       "a date and time (e.g. 2024-06-01 14:30:00, UTC)")
+    return when.astype("datetime64[s, UTC]").astype("int64").to_numpy()
 
 
-def read_csv_series(path: str | Path, labels: dict[str, str] | None = None, step: int | None = None) -> Series:
-    """A `timestamp,value` CSV (NAB format or Unix seconds) on a regular grid.
+def read_csv(path: str | Path, labels: dict[str, str] | None = None, step: int | None = None) -> CsvReading:
+    """A `timestamp,value` CSV (NAB format or Unix seconds) on a regular grid, with what was repaired.
 
-    Duplicate timestamps keep the last value; out-of-order rows are sorted; the step is the most
-    common spacing unless given; empty values are gaps.
+    Out-of-order rows are sorted; duplicate timestamps keep the last value; values that are not numbers
+    become gaps, as empty values are; the step is the most common spacing unless given. A file without
+    those columns, rows, readable timestamps or any number raises `CsvError`.
     """
-    frame = pd.read_csv(path)
+    try:
+        frame = pd.read_csv(path, dtype={"value": "string"})
+    except pd.errors.EmptyDataError:
+        raise CsvError(f"{path}: the file is empty; expected a header timestamp,value and rows") from None
+    except pd.errors.ParserError as exc:
+        raise CsvError(f"{path}: not a readable CSV: {exc}") from None
     if not {"timestamp", "value"} <= set(frame.columns):
-        raise ValueError(f"{path}: expected columns timestamp,value, found {','.join(frame.columns)}")
-    seconds = parse_timestamps(frame["timestamp"])
-    values = pd.to_numeric(frame["value"], errors="coerce").to_numpy(dtype=np.float64)
+        raise CsvError(f"{path}: expected columns timestamp,value, found {','.join(map(str, frame.columns))}")
+    if len(frame) == 0:
+        raise CsvError(f"{path}: no rows")
+    seconds = parse_timestamps(frame["timestamp"], path)
+    text = frame["value"]
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+    non_numeric = (text.notna() & (text.str.strip() != "")).to_numpy(dtype=bool) & np.isnan(values)
+    non_numeric &= ~text.str.strip().str.lower().isin(["nan"]).to_numpy(dtype=bool)
+    if not np.isfinite(values).any():
+        raise CsvError(f"{path}: no numeric value in column value")
     order = np.argsort(seconds, kind="stable")
+    unsorted = int((seconds < np.maximum.accumulate(seconds)).sum())
     seconds, values = seconds[order], values[order]
-    if len(seconds) == 0:
-        raise ValueError(f"{path}: no rows")
+    repeated = np.r_[seconds[1:] == seconds[:-1], False]  # each row a later row repeats
+    examples = {}
+    if repeated.any():
+        examples["duplicates"] = ", ".join(
+            pd.to_datetime(np.unique(seconds[repeated])[:3], unit="s").strftime(_NAB_TIME))
+    if non_numeric.any():
+        lines = np.flatnonzero(non_numeric)[:3]
+        examples["non_numeric"] = ", ".join(f"line {i + 2}: {text.iloc[i]!r}" for i in lines)
     if step is None:
         diffs = np.diff(np.unique(seconds))
         step = int(pd.Series(diffs).mode().iloc[0]) if len(diffs) else 60
     start = int(seconds[0])
     end = start + (int(seconds[-1]) - start) // step * step
-    name = Path(path).stem
-    return build_grid_series(labels or {}, seconds, values, start, end, step, name=name)
+    off_grid = (seconds - start) % step != 0
+    if off_grid.any():
+        lines = np.sort(order[off_grid])[:3]
+        examples["off_grid"] = ", ".join(f"line {i + 2}" for i in lines)
+    series = build_grid_series(labels or {}, seconds, values, start, end, step, name=Path(path).stem)
+    return CsvReading(series, len(frame), unsorted, int(repeated.sum()), int(non_numeric.sum()),
+                      int(off_grid.sum()), examples)
+
+
+def read_csv_series(path: str | Path, labels: dict[str, str] | None = None, step: int | None = None) -> Series:
+    """The series of `read_csv`, repairs done without a word (evaluation corpora, classification)."""
+    return read_csv(path, labels, step).series
 
 
 def write_csv_series(series: Series, path: str | Path) -> None:

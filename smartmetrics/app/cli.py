@@ -47,6 +47,12 @@ def _os_error(exc: OSError, path: str | None = None) -> str:
     return f"{where}: {reason}" if where else reason
 
 
+def _fail(message: str, code: int = EXIT_FAILURE) -> int:
+    """Print `error: message` on stderr and return the exit code."""
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
 def _load(path: str) -> Config:
     """Load a config or print every problem and exit 2."""
     try:
@@ -54,6 +60,38 @@ def _load(path: str) -> Config:
     except ConfigError as exc:
         _print_config_error(exc)
         raise SystemExit(EXIT_USAGE) from None
+
+
+def _sensitivity(text: str) -> str | float:
+    """argparse type of `--sensitivity`: a bad value is a usage error (exit 2) listing the choices."""
+    from smartmetrics.evaluation.evaluate import parse_sensitivity
+
+    try:
+        return parse_sensitivity(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _read_csv_input(path: str):
+    """The series of a `timestamp,value` CSV, its repairs (sorted, duplicates, non-numbers) printed as
+    warnings; a file that cannot be read is a usage error (exit 2)."""
+    from smartmetrics.adapters.files import CsvError, read_csv
+
+    try:
+        reading = read_csv(path)
+    except CsvError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    except OSError as exc:
+        print(f"error: {_os_error(exc, path)}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    _warn(path, reading.notes())
+    return reading.series
+
+
+def _warn(path: str, notes: Sequence[str]) -> None:
+    for note in notes:
+        print(f"warning: {path}: {note}", file=sys.stderr)
 
 
 def _pick_baselines(config: Config, wanted: Sequence[str] | None) -> list[str]:
@@ -170,10 +208,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from smartmetrics.adapters.files import read_releases
     from smartmetrics.engine.durations import parse_duration
     from smartmetrics.engine.firing import AlertRules
-    from smartmetrics.evaluation.evaluate import parse_sensitivity, run_backtest_file, run_backtest_series
+    from smartmetrics.evaluation.evaluate import run_backtest_series
 
+    sensitivity = args.sensitivity
     try:
-        sensitivity = parse_sensitivity(args.sensitivity)
         retrain, history = int(parse_duration(args.retrain_every)), int(parse_duration(args.history))
         step, span = parse_duration(args.step), parse_duration(args.range)
         settle, follow = parse_duration(args.settle), parse_duration("0s" if args.follow == "0" else args.follow)
@@ -203,18 +241,19 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                 chosen = config.baselines[args.baseline]
                 options.update(sensitivity=chosen.sensitivity, rules=AlertRules.of_baseline(chosen))
             series = _query_series(config, args.input, args.source, step, span)
-            frame = run_backtest_series(series, args.out, **options)
         else:
-            frame = run_backtest_file(args.input, args.out, **options)
-    except (OSError, ValueError) as exc:
-        print(f"error: {args.input}: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+            series = _read_csv_input(args.input)
+        frame = run_backtest_series(series, args.out, **options)
+    except OSError as exc:
+        return _fail(f"cannot write {_os_error(exc, args.out)}")
+    except ValueError as exc:
+        return _fail(f"{args.input}: {exc}")
     print(f"wrote {args.out}: {len(frame)} rows, {int(frame['alert'].sum())} alerts")
     return EXIT_OK
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from smartmetrics.evaluation.evaluate import PEERS, Replay, parse_sensitivity, run_evaluate
+    from smartmetrics.evaluation.evaluate import PEERS, Replay, run_evaluate
 
     peers = tuple(p for p in args.peers.split(",") if p)
     unknown = [p for p in peers if p not in PEERS]
@@ -229,11 +268,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"error: {missing[0]} has no combined_windows.json; give a folder in NAB layout "
               "(data/<group>/<series>.csv and combined_windows.json)", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        replay = Replay(sensitivity=parse_sensitivity(args.sensitivity))
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    replay = Replay(sensitivity=args.sensitivity)
     from smartmetrics.app.terminal import make_console
 
     console = make_console()
@@ -286,11 +321,9 @@ def _report_written(write: Callable[[], tuple[list, list[str]]], out: str) -> in
     try:
         paths, store_errors = write()
     except RulesError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(str(exc), EXIT_USAGE)
     except OSError as exc:
-        print(f"error: cannot write to {out}: {exc.strerror}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _fail(f"cannot write to {out}: {exc.strerror}")
     for problem in store_errors:
         print(f"warning: {problem}", file=sys.stderr)
     for path in paths:
@@ -331,37 +364,38 @@ def cmd_tune(args: argparse.Namespace) -> int:
         _print_config_error(exc, "not written: the tuned config would not load")
         return EXIT_FAILURE
     except OSError as exc:
-        print(f"error: cannot write {_os_error(exc, args.config)}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _fail(f"cannot write {_os_error(exc, args.config)}")
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    from smartmetrics.adapters.files import CsvError
     from smartmetrics.adapters.source import SourceError
     from smartmetrics.app.plot_cli import plot_baseline, plot_csv
     from smartmetrics.engine.durations import parse_duration
-    from smartmetrics.evaluation.evaluate import parse_sensitivity
     from smartmetrics.render.units import parse_given_unit
 
     try:
         last = parse_duration(args.last) if args.last else None
-        sensitivity = parse_sensitivity(args.sensitivity)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(f"--last: {exc}", EXIT_USAGE)
     if (args.input is None) == (args.config is None):
-        print("error: give either a CSV file or --config with --baseline", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail("give either a CSV file or --config with --baseline", EXIT_USAGE)
     try:
         if args.input is not None:
-            paths = [plot_csv(args.input, args.out, sensitivity=sensitivity, last=last, title=args.title,
-                              unit=parse_given_unit(args.unit))]
+            path, notes = plot_csv(args.input, args.out, sensitivity=args.sensitivity, last=last, title=args.title,
+                                   unit=parse_given_unit(args.unit))
+            _warn(args.input, notes)
+            paths = [path]
         else:
             config = _load(args.config)
             alias = _pick_baselines(config, [args.baseline] if args.baseline else None)[0]
             paths = plot_baseline(config, alias, args.match, args.out, last, parse_given_unit(args.unit))
-    except (OSError, ValueError, SourceError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+    except CsvError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except OSError as exc:  # a missing input is bad usage; an unwritable --out a failure
+        return _fail(_os_error(exc), EXIT_USAGE if isinstance(exc, FileNotFoundError) else EXIT_FAILURE)
+    except (ValueError, SourceError) as exc:
+        return _fail(str(exc))
     for path in paths:
         print(f"wrote {path}")
     return EXIT_OK if paths else EXIT_FAILURE
@@ -487,7 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", metavar="NAME", help="with --config: which source (default: the first)")
     p.add_argument("--step", default="5m", metavar="D", help="with --config: query resolution (default: 5m)")
     p.add_argument("--range", default="28d", metavar="D", help="with --config: how far back to read (default: 28d)")
-    p.add_argument("--sensitivity", default="medium", metavar="S", help="low|medium|high or a number in (0,1)")
+    p.add_argument("--sensitivity", default="medium", type=_sensitivity, metavar="S",
+                   help="low|medium|high or a number in (0,1) (default: medium)")
     p.add_argument("--retrain-every", default="1d", metavar="D", help="retrain period (default: 1d)")
     p.add_argument("--history", default="14d", metavar="D", help="trailing training window (default: 14d)")
     p.add_argument("--for", dest="for_points", type=int, default=None, metavar="N",
@@ -528,7 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "see smartmetrics.evaluation.synth)")
     p.add_argument("--peers", default="prophet-bands,prophet-bands-99,grafana-adaptive,static-3sigma",
                    metavar="LIST", help="comma-separated peers to run beside smartmetrics")
-    p.add_argument("--sensitivity", default="medium", metavar="S", help="low|medium|high or a number in (0,1)")
+    p.add_argument("--sensitivity", default="medium", type=_sensitivity, metavar="S",
+                   help="low|medium|high or a number in (0,1) (default: medium)")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="worker processes (default: 2)")
     p.add_argument("--out", metavar="DIR", help="also write every backtest table as CSV under DIR")
 
@@ -627,7 +663,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="F", help="plot a configured baseline's live series instead")
     p.add_argument("--baseline", metavar="A", help="with --config: which baseline (default: the first)")
     p.add_argument("--match", metavar="SELECTOR", help='with --config: only series matching e.g. {model="a"}')
-    p.add_argument("--sensitivity", default="medium", help="for replaying a plain CSV (default: medium)")
+    p.add_argument("--sensitivity", default="medium", type=_sensitivity, metavar="S",
+                   help="for replaying a plain CSV: low|medium|high or a number in (0,1) (default: medium)")
     p.add_argument("--last", metavar="DURATION",
                    help="only the last DURATION of history (and the forecast after it), e.g. 3d")
     p.add_argument("--title", help="title above the plot")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from smartmetrics.adapters.files import parse_timestamps
+from smartmetrics.adapters.files import parse_timestamps, read_csv
 from smartmetrics.adapters.source import fetch_baseline
 from smartmetrics.adapters.store import STATE_FILE, StoreError, baseline_dir, load_baseline
 from smartmetrics.config import Baseline, Config
@@ -25,21 +25,25 @@ def unit_of_csv(path: str) -> Unit | None:
 
 
 def plot_csv(path: str, out: str, *, sensitivity: str | float, last: float | None, title: str | None,
-             unit: Unit | None = None) -> Path:
-    """Plot a backtest table as is, or replay a plain `timestamp,value` CSV first; the y axis in
-    `unit`, or the unit the file name says."""
+             unit: Unit | None = None) -> tuple[Path, list[str]]:
+    """Plot a backtest table as is, or replay a plain `timestamp,value` CSV first, the y axis in
+    `unit` or the unit the file name says; returns the PNG and what reading the CSV repaired
+    (`CsvReading.notes`), for the caller to report."""
     frame = pd.read_csv(path, nrows=1)
+    notes: list[str] = []
     if set(COLUMNS) <= set(frame.columns):
         frame = pd.read_csv(path)
+        frame["timestamp"] = parse_timestamps(frame.timestamp, path)  # `backtest` writes NAB-style UTC text
     else:
         from smartmetrics.engine.durations import parse_duration
-        from smartmetrics.evaluation.evaluate import run_backtest_file
+        from smartmetrics.evaluation.evaluate import run_backtest_series
 
+        reading = read_csv(path)
+        notes = reading.notes()
         replay = Path(out).with_suffix(".backtest.csv")
-        frame = run_backtest_file(path, replay, sensitivity=sensitivity, retrain_every=86400,
-                                  history=int(parse_duration("14d")))
-    frame["timestamp"] = parse_timestamps(frame.timestamp)  # `backtest` writes NAB-style UTC text
-    return plot_band(frame, out, title=title or Path(path).name, last=last, unit=unit or unit_of_csv(path))
+        frame = run_backtest_series(reading.series, replay, sensitivity=sensitivity, retrain_every=86400,
+                                    history=int(parse_duration("14d")))
+    return plot_band(frame, out, title=title or Path(path).name, last=last, unit=unit or unit_of_csv(path)), notes
 
 
 def plot_baseline(config: Config, alias: str, match: str | None, out_dir: str, last: float | None,

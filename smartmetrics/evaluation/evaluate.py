@@ -259,11 +259,6 @@ def nab_rows(case: Case) -> list[tuple[int, int]]:
     return rows
 
 
-def run_backtest_file(path: str | Path, out: str | Path, **options) -> pd.DataFrame:
-    """The `backtest` command on a CSV series: replay it with smartmetrics, write the DESIGN.md table."""
-    return run_backtest_series(read_csv_series(path), out, **options)
-
-
 def run_backtest_series(
     series: Series, out: str | Path, *, sensitivity: str | float, retrain_every: int, history: int,
     rules: AlertRules | None = None, releases: tuple[int, ...] = (), settle: float = SETTLE,
@@ -381,11 +376,15 @@ def run_evaluate(
 
 
 def parse_sensitivity(text: str) -> str | float:
-    """`low|medium|high` or a number in (0, 1), checked by the band policy.
+    """`low|medium|high` or a number in (0, 1), checked by the band policy; else a ValueError that
+    lists the choices.
 
     >>> parse_sensitivity("medium"), parse_sensitivity("0.3")
     ('medium', 0.3)
     """
-    value: str | float = text if text in ("low", "medium", "high") else float(text)
-    band_policy(value)
+    try:
+        value: str | float = text if text in ("low", "medium", "high") else float(text)
+        band_policy(value)
+    except ValueError:
+        raise ValueError(f"expected low|medium|high or a number in (0,1), got {text!r}") from None
     return value

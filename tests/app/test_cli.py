@@ -140,3 +140,45 @@ def test_tune_write_failure_names_the_config_once(tmp_path: Path, monkeypatch: p
     err = capsys.readouterr().err
     assert err.count(str(path)) == 1, err
     assert ("Permission denied" if failure == "os" else "baselines.qps.alert.for: 5 has no unit") in err
+
+
+@pytest.mark.parametrize("command", ["backtest", "plot", "evaluate"])
+def test_a_bad_sensitivity_is_a_usage_error_listing_the_choices(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str) -> None:
+    argv = {"backtest": ["backtest", "x.csv", "--out", str(tmp_path / "o.csv")],
+            "plot": ["plot", "x.csv", "--out", str(tmp_path / "o.png")],
+            "evaluate": ["evaluate", "--synthetic", "1"]}[command]
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--sensitivity", "extreme"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--sensitivity: expected low|medium|high or a number in (0,1), got 'extreme'" in err, err
+    assert "could not convert" not in err
+
+
+def test_backtest_says_what_it_repaired_in_a_messy_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.adapters.test_files import MESSY
+
+    (tmp_path / "s.csv").write_text(MESSY)
+    assert main(["backtest", str(tmp_path / "s.csv"), "--out", str(tmp_path / "o.csv")]) == 0
+    captured = capsys.readouterr()
+    assert "warning: " in captured.err and "out of time order" in captured.err
+    assert "duplicate timestamp" in captured.err and "not a number" in captured.err
+    assert "wrote" in captured.out
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("timestamp,value\n2024-06-01 00:00:00,1\nyesterday,2\n", "line 3: timestamp 'yesterday'"),
+    (None, "No such file or directory"),
+])
+def test_backtest_refuses_an_unreadable_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           text: str | None, message: str) -> None:
+    path = tmp_path / "s.csv"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(SystemExit) as info:
+        main(["backtest", str(path), "--out", str(tmp_path / "o.csv")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}") and message in err and err.count(str(path)) == 1, err
+    assert not (tmp_path / "o.csv").exists()

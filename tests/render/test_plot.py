@@ -44,7 +44,7 @@ def test_backtest_output_is_drawn_as_is(tmp_path: Path) -> None:
 
 def test_usage_errors(tmp_path: Path) -> None:
     assert main(["plot", "--out", str(tmp_path / "x.png")]) == 2
-    assert main(["plot", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "x.png")]) == 1
+    assert main(["plot", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "x.png")]) == 2  # bad usage
     assert main(["plot", str(tmp_path / "x.csv"), "--out", "x.png", "--last", "5x"]) == 2
 
 
