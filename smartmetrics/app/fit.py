@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from contextlib import closing
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -46,8 +47,9 @@ def render_fit_summary(outcomes: Sequence[RetrainOutcome]) -> Table:
         below = sum(c < o.nominal - 0.01 for c in o.coverage) if o.nominal is not None else 0
         failed = sum(o.failures.values())
         table.add_row(
-            o.alias, f"{o.fitted}/{o.fetched}", _top(curves), _top(models), coverage,
-            f"{below}/{len(o.coverage)}", str(failed) if failed else "0", f"{o.seconds:.1f}",
+            o.alias, f"{o.fitted}/{o.fetched}" if o.fetched else "no series", _top(curves), _top(models), coverage,
+            f"{below}/{len(o.coverage)}" if o.coverage else "-", str(failed) if failed else "0", f"{o.seconds:.1f}",
+            style=None if o.fitted else "yellow",
         )
     return table
 
@@ -66,7 +68,8 @@ def _previous(config: Config, alias: str, console: Console) -> BaselineState | N
 
 def run_fit(config: Config, aliases: Sequence[str], workers: int | None = None, dask: str | None = None) -> int:
     """Retrain the baselines now and write them to the store (fits on the Dask scheduler at `dask`, or
-    `cluster.dask`, when given); exit 1 if any baseline failed."""
+    `cluster.dask`, when given); a baseline whose expr matched no series is warned about by name; exit 1
+    if any baseline failed or nothing at all was fitted."""
     console = make_console(stderr=True)
     outcomes = []
     pool = open_pool(workers or os.cpu_count() or 1, dask or config.cluster.dask, config.cluster.timeout)
@@ -87,11 +90,19 @@ def run_fit(config: Config, aliases: Sequence[str], workers: int | None = None, 
             except Exception as exc:  # noqa: BLE001 - one baseline's failure never stops the others
                 outcome = RetrainOutcome(alias, error=f"{alias}: retrain failed: {type(exc).__name__}: {exc}")
             if outcome.error is not None:
-                console.print(f"[red]error:[/] {outcome.error}")
+                console.print(f"[red]error:[/] {escape(outcome.error)}")
             elif outcome.state is not None:
                 save_baseline(config.store.path, outcome.state)
-            progress.update(task, description=f"{alias}: done", total=max(outcome.fetched, 1),
+            if outcome.error is None and not outcome.fetched:
+                console.print(f"[yellow]warning:[/] baseline {alias}: its expr matched no series over its "
+                              f"history: {escape(config.baselines[alias].expr)} (check it in Prometheus, and "
+                              "the source it reads)", soft_wrap=True, highlight=False)
+            progress.update(task, description=f"{alias}: {'done' if outcome.fetched else 'no series'}", total=max(outcome.fetched, 1),
                             completed=max(outcome.fetched, 1))
             outcomes.append(outcome)
     make_console().print(render_fit_summary(outcomes))
+    if not any(o.fitted for o in outcomes):
+        console.print(f"[red]error:[/] nothing was fitted (baselines: {escape(', '.join(o.alias for o in outcomes))})",
+                      highlight=False)
+        return 1
     return 1 if any(o.error for o in outcomes) else 0
