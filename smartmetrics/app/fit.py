@@ -97,7 +97,8 @@ def run_fit(config: Config, aliases: Sequence[str], workers: int | None = None, 
                 console.print(f"[yellow]warning:[/] baseline {alias}: its expr matched no series over its "
                               f"history: {escape(config.baselines[alias].expr)} (check it in Prometheus, and "
                               "the source it reads)", soft_wrap=True, highlight=False)
-            progress.update(task, description=f"{alias}: {'done' if outcome.fetched else 'no series'}", total=max(outcome.fetched, 1),
+            state = "done" if outcome.fetched else "no series"
+            progress.update(task, description=f"{alias}: {state}", total=max(outcome.fetched, 1),
                             completed=max(outcome.fetched, 1))
             outcomes.append(outcome)
     make_console().print(render_fit_summary(outcomes))
