@@ -59,3 +59,26 @@ def test_every_console_script_in_pyproject_names_a_callable() -> None:
     for name, target in scripts.items():
         module, _, attr = target.partition(":")
         assert callable(getattr(importlib.import_module(module), attr)), f"{name} = {target}"
+
+
+def test_readme_sensitivity_table_gives_the_for_the_rules_get() -> None:
+    """Issue 24: the table said `for` was 1-2 points; the rules get `(for_points - 1) * step`."""
+    from types import SimpleNamespace
+
+    from smartmetrics.engine.durations import format_duration
+    from smartmetrics.engine.firing import for_seconds
+
+    text = (ROOT / "README.md").read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| sensitivity | coverage"))
+    column = [c.strip() for c in header.strip("|").split("|")].index("`for`")
+    for word in ("low", "medium", "high"):
+        row = next(line for line in text.splitlines() if line.startswith(f"| {word} |"))
+        cell = [c.strip() for c in row.strip("|").split("|")][column]
+        baseline = SimpleNamespace(alert=SimpleNamespace(for_=None), sensitivity=word, step=300)
+        assert format_duration(for_seconds(baseline)) in cell, (word, cell)
+        assert "point" not in cell, (word, cell)
+
+
+def test_readme_says_where_the_command_is_after_make() -> None:
+    text = (ROOT / "README.md").read_text()
+    assert ".venv/bin/smartmetrics" in text and "source .venv/bin/activate" in text

@@ -443,8 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(
         sub, "check-config", cmd_check_config, "validate a config file and print it resolved",
-        "Validate a YAML config. On success print it with every default filled in (secrets redacted);\n"
-        "on failure list every problem by its path and exit 2.",
+        "Validate a YAML config (every expr and releases.expr parsed as PromQL; durations need a unit).\n"
+        "On success print it with every default filled in (secrets redacted); on failure list every\n"
+        "problem by its path (a PromQL syntax error with its column) and exit 2.",
     )
     p.add_argument("config", metavar="F", help="path to the YAML config")
 
@@ -506,7 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the alert logic. OUT has one row per input point: timestamp,value,yhat,yhat_lower,yhat_upper,\n"
         "anomaly_score,firing,alert (rows before the first model have empty band columns and 0/0).\n"
         "With --config, INPUT is a PromQL query returning one series, read from the config's source\n"
-        "over the last --range at --step.\n\n"
+        "over the last --range at --step. A CSV's repairs (rows sorted, duplicate timestamps dropped,\n"
+        "non-numbers read as gaps, rows off the grid) are printed as warnings; an unreadable CSV exits 2.\n\n"
         "With --releases FILE (one deploy time per line: Unix seconds or a UTC date and time), the band\n"
         "is withdrawn for --settle after each release and comes back moved to the level the series\n"
         "settled at, and each retrain re-levels its history at the releases in it, as the daemon does\n"
