@@ -22,6 +22,29 @@ def upper_median(x: np.ndarray) -> float:
     return float(np.partition(x, k)[k])
 
 
+def median(x: np.ndarray) -> np.floating:
+    """`np.median(x)`, the same bits, for a 1-D float64 array without its per-call overhead (the same
+    partition and the same mean of the middle value(s); NaN if `x` holds one); anything else goes
+    to `np.median`. The models take hundreds of medians of short arrays per fit.
+
+    >>> float(median(np.array([3.0, 1.0, 2.0, 10.0]))), float(median(np.array([1.0, np.nan, 0.0])))
+    (2.5, nan)
+    """
+    n = x.size
+    if type(x) is not np.ndarray or x.ndim != 1 or x.dtype != np.float64 or n == 0:
+        return np.median(x)
+    h = n // 2
+    if n % 2:
+        part = np.partition(x, [h, -1])
+        middle = part[h:h + 1]
+    else:
+        part = np.partition(x, [h - 1, h, -1])
+        middle = part[h - 1:h + 1]
+    if np.isnan(part[-1]):
+        return part[-1]
+    return np.add.reduce(middle, axis=0) / len(middle)
+
+
 def robust_sd(x: np.ndarray) -> float:
     """Standard deviation estimated from the median absolute deviation (0 for fewer than 2 points).
 

@@ -14,6 +14,7 @@ from scipy import ndimage
 from smartmetrics.engine.models.base import DAY, WEEK, group_median, robust_sigma
 from smartmetrics.engine.models.profile import SeasonalProfile, WeeklyProfile
 from smartmetrics.engine.releases import SETTLE, absorbed, bursts
+from smartmetrics.engine.robust import median
 from smartmetrics.engine.series import Series
 
 CLEAN_Z = 6.0
@@ -88,7 +89,7 @@ def weekly_effect(series: Series, threshold: float = 6.0) -> bool:
             inside = np.isin(dow, [(start + i) % 7 for i in range(length)])
             if inside.sum() < 1 or (~inside).sum() < 4:
                 continue
-            base, level = np.median(m[~inside]), np.median(m[inside])
+            base, level = median(m[~inside]), median(m[inside])
             diff = abs(level - base)
             score = diff / max(robust_sigma(m[~inside] - base), floor)
             agree = np.max(np.abs(m[inside] - level)) < 0.25 * diff \

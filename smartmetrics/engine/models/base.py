@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import numpy as np
 
+from smartmetrics.engine.robust import median
 from smartmetrics.engine.series import Series
 
 MAD_TO_SIGMA = 1.4826
@@ -80,7 +81,7 @@ def robust_sigma(x: np.ndarray) -> float:
     x = x[np.isfinite(x)]
     if len(x) == 0:
         return 0.0
-    mad = float(np.median(np.abs(x - np.median(x))))
+    mad = float(median(np.abs(x - median(x))))
     if mad > 0:
         return MAD_TO_SIGMA * mad
     return float(np.std(x))
@@ -89,7 +90,7 @@ def robust_sigma(x: np.ndarray) -> float:
 def scale_floor(values: np.ndarray) -> float:
     """A tiny positive scale for series whose residuals are all zero, relative to their size."""
     finite = values[np.isfinite(values)]
-    size = float(np.median(np.abs(finite))) if len(finite) else 0.0
+    size = float(median(np.abs(finite))) if len(finite) else 0.0
     return max(1e-3 * size, 1e-9)
 
 
@@ -154,7 +155,7 @@ def theil_sen_slope(t: np.ndarray, y: np.ndarray, period: float = 0.0) -> float:
     keep = dt != 0
     if period:
         keep &= np.mod(dt, period) == 0
-    return float(np.median((y[j] - y[i])[keep] / dt[keep])) if keep.any() else 0.0
+    return float(median((y[j] - y[i])[keep] / dt[keep])) if keep.any() else 0.0
 
 
 def array_to_json(x: np.ndarray) -> list[float | None]:

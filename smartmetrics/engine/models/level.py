@@ -19,6 +19,7 @@ from smartmetrics.engine.models.base import (
     robust_sigma,
     scale_floor,
 )
+from smartmetrics.engine.robust import median
 from smartmetrics.engine.series import Series
 
 
@@ -39,9 +40,9 @@ class RobustLevel:
         if len(y) == 0:
             raise ValueError("level needs at least one point")
         recent = _tail(t, y, self.window, self.min_points)
-        self.level_ = float(np.median(recent))
+        self.level_ = float(median(recent))
         longer = _tail(t, y, self.scale_window, self.min_points)
-        dev = longer - np.median(longer)
+        dev = longer - median(longer)
         self.scale_ = max(robust_sigma(dev), scale_floor(y))
         return self
 

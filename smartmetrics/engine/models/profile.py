@@ -34,6 +34,7 @@ from smartmetrics.engine.models.base import (
     scale_floor,
     theil_sen_slope,
 )
+from smartmetrics.engine.robust import median
 from smartmetrics.engine.series import Series
 
 SMOOTH_BELOW = 5  # cycles: with fewer, slot medians are noisy enough to need a median filter
@@ -181,7 +182,7 @@ class SeasonalProfile:
         table, offsets = self._tables(t, detrended, slots, n_slots)
         resid = detrended - table[slots] - week_offset_at(offsets, t)
         recent = t >= t[-1] - self.recent
-        self.level_ = float(np.median(resid[recent])) if recent.sum() >= 3 else 0.0
+        self.level_ = float(median(resid[recent])) if recent.sum() >= 3 else 0.0
         self.table_, self.week_ = table, offsets
         self.scales_ = self._slot_scales(slots, resid, n_slots, y)
         return self
@@ -208,7 +209,7 @@ class SeasonalProfile:
     def _slot_scales(self, slots: np.ndarray, resid: np.ndarray, n_slots: int, y: np.ndarray) -> np.ndarray:
         """Per-slot robust sigma, smoothed and floored at half the overall one."""
         overall = max(robust_sigma(resid), scale_floor(y))
-        mad = MAD_TO_SIGMA * group_median(slots, np.abs(resid - np.median(resid)), n_slots)
+        mad = MAD_TO_SIGMA * group_median(slots, np.abs(resid - median(resid)), n_slots)
         mad = np.where(np.isfinite(mad), mad, overall)
         return np.maximum(circular_smooth(mad, 9), 0.5 * overall)
 
