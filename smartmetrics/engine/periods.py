@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from smartmetrics.engine.robust import block_mean, fill_gaps, robust_sd, theil_sen_slope, trimmed_var
+from smartmetrics.engine.robust import (
+    block_mean,
+    fill_gaps,
+    nanmedian_columns,
+    robust_sd,
+    theil_sen_slope,
+    trimmed_var,
+)
 
 DAY, WEEK, HOUR = 86400, 604800, 3600
 WORK_POINTS = 4096
@@ -53,7 +60,7 @@ def _median_rows(rows: np.ndarray) -> np.ndarray:
         return np.median(rows, axis=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column stays NaN, as it should
-        return np.nanmedian(rows, axis=0)
+        return nanmedian_columns(rows)
 
 
 def seasonal_profile(x: np.ndarray, lag: int) -> np.ndarray:

@@ -45,6 +45,29 @@ def median(x: np.ndarray) -> np.floating:
     return np.add.reduce(middle, axis=0) / len(middle)
 
 
+def nanmedian_columns(x: np.ndarray) -> np.ndarray:
+    """`np.nanmedian(x, axis=0)`, the same bits, for a 2-D float64 array of fewer than 600 rows with
+    a finite value in every column and no infinity, without the masked array numpy builds for it:
+    the same sort (NaN filled with +inf, the same argsort) and the same mean of the middle pair.
+    Anything else goes to `np.nanmedian`.
+
+    >>> nanmedian_columns(np.array([[1.0, np.nan], [3.0, 2.0], [np.nan, 4.0]])).tolist()
+    [2.0, 3.0]
+    """
+    if type(x) is not np.ndarray or x.ndim != 2 or x.dtype != np.float64 or not 0 < x.shape[0] < 600:
+        return np.nanmedian(x, axis=0)
+    nan = np.isnan(x)
+    counts = x.shape[0] - nan.sum(axis=0)
+    if not counts.all() or np.isinf(x).any():
+        return np.nanmedian(x, axis=0)
+    order = np.where(nan, np.inf, x).argsort(axis=0)
+    high = counts // 2
+    low = np.where(counts % 2 == 1, high, high - 1)
+    cols = np.arange(x.shape[1])
+    middle = np.vstack((x[order[low, cols], cols], x[order[high, cols], cols]))
+    return np.true_divide(np.add.reduce(middle, axis=0), 2.0)
+
+
 def robust_sd(x: np.ndarray) -> float:
     """Standard deviation estimated from the median absolute deviation (0 for fewer than 2 points).
 

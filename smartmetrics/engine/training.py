@@ -14,7 +14,7 @@ from scipy import ndimage
 from smartmetrics.engine.models.base import DAY, WEEK, group_median, robust_sigma
 from smartmetrics.engine.models.profile import SeasonalProfile, WeeklyProfile
 from smartmetrics.engine.releases import SETTLE, absorbed, bursts
-from smartmetrics.engine.robust import median
+from smartmetrics.engine.robust import median, nanmedian_columns
 from smartmetrics.engine.series import Series
 
 CLEAN_Z = 6.0
@@ -322,7 +322,7 @@ def _hourly_blocks(values: np.ndarray, step: int) -> tuple[np.ndarray, int, int]
     ok = np.isfinite(chunks).any(axis=1)
     medians = np.full(n, np.nan)
     if ok.any():
-        medians[ok] = np.nanmedian(chunks[ok], axis=1)
+        medians[ok] = nanmedian_columns(chunks[ok].T)
         medians = np.interp(np.arange(n), np.flatnonzero(ok), medians[ok])
     return medians, offset, block
 

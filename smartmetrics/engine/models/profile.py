@@ -34,7 +34,7 @@ from smartmetrics.engine.models.base import (
     scale_floor,
     theil_sen_slope,
 )
-from smartmetrics.engine.robust import median
+from smartmetrics.engine.robust import median, nanmedian_columns
 from smartmetrics.engine.series import Series
 
 SMOOTH_BELOW = 5  # cycles: with fewer, slot medians are noisy enough to need a median filter
@@ -104,7 +104,7 @@ def circular_median3(x: np.ndarray) -> np.ndarray:
         return np.median(stacked, axis=0)
     out = np.full(len(x), np.nan)
     seen = np.isfinite(stacked).any(axis=0)
-    out[seen] = np.nanmedian(stacked[:, seen], axis=0)
+    out[seen] = nanmedian_columns(stacked[:, seen])
     return out
 
 
@@ -139,7 +139,7 @@ def fill_like_days(offsets: np.ndarray) -> np.ndarray:
         seen = np.isfinite(block)
         cols = seen.any(axis=0)
         like = np.full(block.shape[1], np.nan)
-        like[cols] = np.nanmedian(block[:, cols], axis=0)
+        like[cols] = nanmedian_columns(block[:, cols])
         out[rows] = np.where(seen, block, like)
     return out.ravel()
 
