@@ -350,9 +350,8 @@ def recurring_excursions(lower: np.ndarray, upper: np.ndarray, ts: np.ndarray, h
     day = (history.timestamps - history.start) // period
     moved = float(np.median(recent)) - group_median(day[ok], values[ok], int(day[-1]) + 1)[day]
     highs, lows = rolled.max().to_numpy() + moved, rolled.min().to_numpy() + moved
-    lags = np.arange(1, days + 1) * period
-    hi = np.stack([_value_at(history, highs, ts - lag) for lag in lags])
-    lo = np.stack([_value_at(history, lows, ts - lag) for lag in lags])
+    earlier = ts[np.newaxis, :] - np.arange(1, days + 1)[:, np.newaxis] * period  # a row per day back
+    hi, lo = _value_at(history, highs, earlier), _value_at(history, lows, earlier)
     above, below = hi > upper, lo < lower
     # the second furthest: what at least two days showed, so a one-off at a recurring time (yesterday's
     # incident) does not set how far the band reaches for the next two weeks
@@ -374,9 +373,9 @@ def _recurs(beyond: np.ndarray, seen: np.ndarray) -> np.ndarray:
 
 
 def _value_at(train: Series, values: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """`values` (aligned with `train`) at the training timestamps `ts`, NaN where there is none."""
+    """`values` (aligned with `train`) at the training timestamps `ts` (any shape), NaN where there is none."""
     if len(train.timestamps) == 0:
-        return np.full(len(ts), np.nan)
+        return np.full(np.shape(ts), np.nan)
     pos = np.clip(np.searchsorted(train.timestamps, ts), 0, len(train.timestamps) - 1)
     exact = np.abs(train.timestamps[pos] - ts) < train.step
     return np.where(exact, values[pos], np.nan)
