@@ -86,7 +86,7 @@ def weekly_effect(series: Series, threshold: float = 6.0) -> bool:
     floor = day_median_noise(resid - medians[day], DAY // series.step)
     for start in range(7):
         for length in (1, 2):
-            inside = np.isin(dow, [(start + i) % 7 for i in range(length)])
+            inside = (dow - start) % 7 < length  # the days start .. start + length - 1 of the week
             if inside.sum() < 1 or (~inside).sum() < 4:
                 continue
             base, level = median(m[~inside]), median(m[inside])

@@ -202,7 +202,8 @@ class SeasonalProfile:
     def _slot_table(self, t: np.ndarray, y: np.ndarray, slots: np.ndarray, n_slots: int) -> np.ndarray:
         """Median per slot (unseen slots from the median), median-filtered only for short histories."""
         raw = group_median(slots, y, n_slots)
-        raw = np.where(np.isfinite(raw), raw, np.nanmedian(y))
+        if not np.isfinite(raw).all():  # the overall median only where a slot was never seen
+            raw = np.where(np.isfinite(raw), raw, np.nanmedian(y))
         cycles = (t[-1] - t[0]) / self.period
         return circular_median3(raw) if cycles < SMOOTH_BELOW else raw
 
