@@ -92,9 +92,11 @@ def weekly_effect(series: Series, threshold: float = 6.0) -> bool:
             base, level = median(m[~inside]), median(m[inside])
             diff = abs(level - base)
             score = diff / max(robust_sigma(m[~inside] - base), floor)
+            if not score > threshold:  # most blocks stop here: the rest only for a clear difference
+                continue
             agree = np.max(np.abs(m[inside] - level)) < 0.25 * diff \
                 and np.sum(np.abs(m[~inside] - base) >= 0.25 * diff) <= 1  # one odd ordinary day at most
-            if score > threshold and agree and (_repeated(days[inside]) or _framed(days, inside, m, base, diff)):
+            if agree and (_repeated(days[inside]) or _framed(days, inside, m, base, diff)):
                 return True
     return False
 
