@@ -6,6 +6,8 @@ Small pure functions used tens of times per series by `periods` and `features`, 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 _MAD = 1.4826  # MAD to standard deviation, for Gaussian noise
@@ -131,5 +133,26 @@ def theil_sen_slope(y: np.ndarray) -> float:
     y = y[np.isfinite(y)]
     if len(y) < 2:
         return 0.0
-    i, j = np.triu_indices(len(y), k=1)
-    return float(np.median((y[j] - y[i]) / (j - i)))
+    i, j = pair_indices(len(y))
+    return float(median((y[j] - y[i]) / (j - i)))
+
+
+def pair_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """`np.triu_indices(n, k=1)`: the (i, j) index pairs i < j, read-only and built once per n up to
+    `_CACHED_PAIRS` (Theil-Sen slopes over a few dozen points run for every model fit).
+
+    >>> [a.tolist() for a in pair_indices(3)]
+    [[0, 0, 1], [1, 2, 2]]
+    """
+    return _pairs(n) if n <= _CACHED_PAIRS else np.triu_indices(n, k=1)
+
+
+_CACHED_PAIRS = 64  # all of them together take under 1 MB
+
+
+@lru_cache(maxsize=None)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    i, j = np.triu_indices(n, k=1)
+    i.setflags(write=False)
+    j.setflags(write=False)
+    return i, j

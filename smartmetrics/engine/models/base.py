@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import numpy as np
 
-from smartmetrics.engine.robust import median
+from smartmetrics.engine.robust import median, pair_indices
 from smartmetrics.engine.series import Series
 
 MAD_TO_SIGMA = 1.4826
@@ -150,7 +150,7 @@ def theil_sen_slope(t: np.ndarray, y: np.ndarray, period: float = 0.0) -> float:
     """
     if len(t) < (2 if period else 3):
         return 0.0
-    i, j = np.triu_indices(len(t), k=1)
+    i, j = pair_indices(len(t))
     dt = t[j] - t[i]
     keep = dt != 0
     if period:
