@@ -27,6 +27,12 @@ from smartmetrics.app.promlocal import free_port
 
 DAY = 86400
 SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+WORKER_ENV = {
+    **SINGLE_THREADED,
+    # the worker's statistical profiler samples every thread's stack every 10 ms, holding the GIL
+    # the fits need; deploy/kubernetes/dask.yaml turns it off too
+    "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
+}
 
 
 def _dask_command() -> list[str]:
@@ -44,7 +50,7 @@ def dask_cluster(workers: int = 2, threads: int = 1, timeout: float = 60.0) -> I
     scheduler address and the worker `Popen`s (one `dask worker` per process, so each can be killed)."""
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, **SINGLE_THREADED}
+    env = {**os.environ, **WORKER_ENV}
     logs = tempfile.TemporaryDirectory(prefix="smartmetrics-dask-")
     started: list[subprocess.Popen] = []
 
