@@ -83,6 +83,25 @@ class _Header(BaseModel):
 
 def parse_state(arrays: dict[str, np.ndarray]) -> BaselineState:
     """A `BaselineState` from the archive's arrays; `StoreError` when they do not fit the schema."""
+    header = _valid_header(arrays)
+    if header is None:
+        header = _checked_header(arrays)
+    return _bands(header, arrays)
+
+
+def _valid_header(arrays: dict[str, np.ndarray]) -> _Header | None:
+    """The header, parsed and checked in one pass by pydantic's JSON reader (twice as fast as
+    `json.loads` then validation: it matters at 100k series); None if anything is off, for
+    `_checked_header` to say what."""
+    try:
+        header = _Header.model_validate_json(arrays["header"].tobytes())
+    except (KeyError, ValueError):  # pydantic's ValidationError is a ValueError
+        return None
+    return header if header.schema_version == SCHEMA_VERSION else None
+
+
+def _checked_header(arrays: dict[str, np.ndarray]) -> _Header:
+    """The header, or the `StoreError` that says what is wrong with it."""
     try:
         doc = json.loads(arrays["header"].tobytes().decode())
     except (KeyError, ValueError, UnicodeDecodeError) as exc:
@@ -98,6 +117,11 @@ def parse_state(arrays: dict[str, np.ndarray]) -> BaselineState:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise StoreError(f"invalid header at {where}: {first['msg']} ({exc.error_count()} problem(s))") from None
+    return header
+
+
+def _bands(header: _Header, arrays: dict[str, np.ndarray]) -> BaselineState:
+    """The state the header describes, its columns views into the archive's tables."""
     bands = []
     for i, entry in enumerate(header.series):
         cols = {}

@@ -99,14 +99,14 @@ class Daemon:
             self.metrics.store_errors.labels("read").inc()
         self.states = {a: self._own(s) for a, s in states.items() if a in self.config.baselines}
         now = time.time()
-        self.last_seen = {a: {b.key: now for b in s.series} for a, s in self.states.items()}
         for alias in self.config.baselines:
             self.metrics.start_counters(alias, self.config.source_for(alias)[0])
         for state in self.states.values():
             self.metrics.restore(state)
         self._publish()
-        self._ready.set()
+        self._ready.set()  # serving needs nothing more; what discovery needs comes after
         self.metrics.ready.set(1)
+        self.last_seen = {a: {b.key: now for b in s.series} for a, s in self.states.items()}
         log.info("loaded %d series of %d baselines from %s; ready", self._snapshot.series_count(),
                  len(self.states), self.config.store.path)
 
