@@ -37,9 +37,14 @@ def series_per_second(fit, corpus: list[Series], workers: int) -> float:
 
 
 def _noop(_: int) -> None:
+    """Warm a worker as a long-lived pool is warm: both detectors' modules imported and the models'
+    first-use set-up done (statsmodels loads its STL on the first fit), so neither throughput counts
+    a worker's one-time start-up (about a second, as long as fitting 30 series)."""
     from smartmetrics.evaluation.peers import quiet_prophet
+    from smartmetrics.evaluation.synth import make_series
 
     quiet_prophet()
+    _fit_smartmetrics(make_series("seasonal", days=14, seed=0).series)
 
 
 def main(argv: list[str] | None = None) -> None:
