@@ -31,7 +31,7 @@ from rich.table import Table
 from smartmetrics.adapters.markers import series_releases
 from smartmetrics.adapters.source import SourceError, fetch_baseline
 from smartmetrics.adapters.store import load_store
-from smartmetrics.app.backfill import replay
+from smartmetrics.app.backfill import replay, run_backfill
 from smartmetrics.app.demo_data import DEMO_INCIDENTS, LIVE_INCIDENT, generate_demo_metrics, until
 from smartmetrics.app.demo_live import JOB, LiveMetrics
 from smartmetrics.app.fit import run_fit
@@ -167,6 +167,10 @@ def run_demo(out: str | Path = "out/demo", duration: float | None = None, worker
         with _stage(console, f"replaying the last {REPLAY_DAYS} days walk-forward for every series"):
             table = summarize(config, out)
         console.print(table)
+        with _stage(console, "backfilling the bands over the past 14 days into Prometheus (smartmetrics backfill)"):
+            for outcome in run_backfill(config, list(config.baselines), 14, prom.workdir / "data", until=end + 1):
+                if outcome.error:
+                    console.print(f"[yellow]warning:[/] backfill of {outcome.alias}: {outcome.error}")
         console.print("Injected incidents (hours before the end of the data): "
                       + "; ".join(f"{i.what} {format_labels(i.labels)} {i.start_h:g}h-{i.end_h:g}h"
                                   for i in DEMO_INCIDENTS))
@@ -239,7 +243,8 @@ def _wait_scraped(prom_url: str, timeout: float = 60) -> None:
 def _print_links(console: Console, prom_url: str, port: int, out: Path) -> None:
     query = 'smartmetrics_yhat_upper{baseline="inference_qps"}'
     console.print(
-        f"\nPrometheus: {prom_url}/graph?g0.expr={query}&g0.tab=0&g0.range_input=1d\n"
+        f"\nPrometheus: {prom_url}/graph?g0.expr={query}&g0.tab=0&g0.range_input=14d\n"
+        f"            (the bands over the past 14 days are backfilled; Prometheus shows them within a minute)\n"
         f"daemon:     http://127.0.0.1:{port}/metrics  http://127.0.0.1:{port}/api/v1/baselines\n"
         f"files:      {out}/replay/*.csv (one walk-forward replay per series)\n"
         f"plots:      {out}/plots/*.png (one series per baseline, with its band and alerts)\n"

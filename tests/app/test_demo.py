@@ -49,12 +49,17 @@ def test_demo_catches_the_incidents_and_stops_cleanly_on_ctrl_c(tmp_path: Path, 
     (out / "replay" / "inference_qps-48c1a3ee.csv").write_text("stale\n")
     proc = run_demo_until_serving(out, log)
     url = re.search(r"Prometheus: (http://127\.0\.0\.1:\d+)/graph", log.read_text()).group(1)
-    deadline, alerts = time.monotonic() + 420, []
-    while not alerts and time.monotonic() < deadline:  # the live incident: an alert in Prometheus itself
+    week_ago = str(time.time() - 7 * 86400)
+    deadline, alerts, past = time.monotonic() + 420, [], []
+    while not (alerts and past) and time.monotonic() < deadline:
         doc = httpx.get(f"{url}/api/v1/query", params={"query": 'ALERTS{baseline="error_ratio"}'}).json()
-        alerts = doc["data"]["result"]
+        alerts = doc["data"]["result"]  # the live incident: an alert in Prometheus itself
+        doc = httpx.get(f"{url}/api/v1/query", params={"query": 'smartmetrics_yhat_upper{baseline="inference_qps"}',
+                                                         "time": week_ago}).json()
+        past = doc["data"]["result"]  # the bands backfilled over the past days
         time.sleep(5)
     assert alerts, "the live incident raised no alert in Prometheus"
+    assert len(past) == 9, past  # 3 models x 3 tenants, a week before the demo started
     assert {a["metric"]["model"] for a in alerts} == {"whisper-large"}
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 0, log.read_text(errors="replace")[-3000:]
