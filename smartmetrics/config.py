@@ -13,6 +13,7 @@ import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -280,6 +281,15 @@ def _within_a_day(seconds: float, field: str, hint: str = "") -> float:
     return seconds
 
 
+def _check_zone(name: str) -> str:
+    """An IANA time zone name that zoneinfo knows (`Europe/Berlin`, `America/New_York`, `UTC`)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}: expected an IANA name such as Europe/Berlin or UTC") from None
+    return name
+
+
 def _check_sensitivity(value: Any) -> str | float:
     if isinstance(value, str) and value in SENSITIVITY_WORDS:
         return value
@@ -325,6 +335,9 @@ class Baseline(_Strict):
     """The values the series can take, `[lo, hi]` (either may be null); the band never leaves it.
     Unset: 0 as the floor of a history that never went below 0, and 1 (or 100) as the ceiling of
     one whose alias, expr or metric name says ratio, utilisation or percent (`smartmetrics.engine.ranges`)."""
+    timezone: Annotated[str, AfterValidator(_check_zone)] = "UTC"
+    """The IANA time zone whose clock the series follows: daily and weekly profiles are learned and
+    predicted in local time, so a daylight-saving switch moves them with the clock."""
 
     @model_validator(mode="after")
     def _check_grid(self) -> Baseline:

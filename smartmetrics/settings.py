@@ -7,11 +7,17 @@ through here, so they fit alike.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Collection
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+import numpy as np
 
 from smartmetrics.config import Baseline
+from smartmetrics.engine.calendars import Transitions
 from smartmetrics.engine.ensemble import FitSettings, FittedSeries, walk_forward_fit
 from smartmetrics.engine.series import Series
 
@@ -34,6 +40,7 @@ def fit_settings(baseline: Baseline, alias: str = "") -> FitSettings:
         models=tuple(baseline.models) if baseline.models else None,
         horizon=int(baseline.horizon + forecast_margin(baseline.horizon)),
         range=baseline.range, hints=f"{alias} {baseline.expr}",
+        local_time=zone_transitions(baseline.timezone),
         **marked,
     )
 
@@ -51,4 +58,40 @@ def baseline_fit(baseline: Baseline, sensitivity: str | float | None = None,
 def fit_fingerprint(baseline: Baseline) -> str:
     """A digest of everything in a baseline's config that changes its fit (not its alerting, releases or unit)."""
     fields = baseline.model_dump(mode="json", exclude={"alert", "releases", "unit"})
+    if fields["timezone"] == "UTC":  # the default leaves the digest as it was before time zones
+        del fields["timezone"]
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+ZONE_YEARS = (1990, 2070)
+"""The years whose daylight-saving switches a zone's transitions list (before: the first offset)."""
+
+
+@functools.lru_cache(maxsize=64)
+def zone_transitions(name: str) -> Transitions:
+    """The UTC offsets of the IANA zone `name` as the engine takes them, `((since, offset), ...)`
+    (`smartmetrics.engine.calendars`); () for a zone that is always UTC, so such fits stay as they were.
+    Each switch is found from the offset at every UTC midnight, then to the second by bisection.
+
+    >>> zone_transitions("UTC"), zone_transitions("Asia/Tokyo")[:1]
+    ((), ((631152000, 32400),))
+    >>> [(datetime.fromtimestamp(t, timezone.utc).isoformat(), o)
+    ...  for t, o in zone_transitions("Europe/Berlin") if 1711e6 < t < 1730e6]
+    [('2024-03-31T01:00:00+00:00', 7200), ('2024-10-27T01:00:00+00:00', 3600)]
+    """
+    zone = ZoneInfo(name)
+
+    def offset(t: int) -> int:
+        return int(datetime.fromtimestamp(t, zone).utcoffset().total_seconds())  # type: ignore[union-attr]
+
+    start, end = (int(datetime(y, 1, 1, tzinfo=timezone.utc).timestamp()) // 86400 * 86400 for y in ZONE_YEARS)
+    midnights = np.arange(start, end, 86400, dtype=np.int64)
+    offsets = np.array([offset(int(t)) for t in midnights])
+    found = [(start, int(offsets[0]))]
+    for i in np.flatnonzero(np.diff(offsets)):
+        lo, hi = int(midnights[i]), int(midnights[i + 1])  # offset(lo) is the old one, offset(hi) the new
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if offset(mid) == offset(lo) else (lo, mid)
+        found.append((hi, offset(hi)))
+    return () if all(o == 0 for _, o in found) else tuple(found)

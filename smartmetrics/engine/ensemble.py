@@ -30,6 +30,18 @@ from smartmetrics.engine.bands import (
     recurring_excursions,
     weekend_prior,
 )
+from smartmetrics.engine.calendars import (
+    Transitions,
+    Windows,
+    holiday_band,
+    in_windows,
+    local_horizon,
+    masked,
+    on_days,
+    table_at_utc,
+    to_local,
+    utc_offsets,
+)
 from smartmetrics.engine.models import MODELS
 from smartmetrics.engine.models.base import DAY, WEEK, Forecast, sub_series
 from smartmetrics.engine.models.profile import daily_slope
@@ -82,6 +94,9 @@ class FitSettings:
     absorb: str = "both"    # (`smartmetrics.engine.releases`), for the releases a fit is given
     range: tuple[float | None, float | None] | None = None  # the configured natural range (`smartmetrics.engine.ranges`)
     hints: str = ""  # names that may say ratio, utilisation or percent: the alias and the expr
+    local_time: Transitions = ()  # the zone's UTC offsets; () is UTC (`smartmetrics.engine.calendars`)
+    holidays: tuple[int, ...] = ()  # local day numbers (days since 1970-01-01) fitted like a weekend day
+    withdrawn: Windows = ()  # maintenance windows: out of training, no band while they last
 
 
 @dataclass
@@ -305,7 +320,40 @@ def fit_series(series: Series, settings: FitSettings, releases: tuple[int, ...] 
 
     `releases` are the times of the series' releases in its history (`smartmetrics.engine.releases`): the
     shift each settled one made is undone in the training data, as the daemon moved the band for it.
+    A time zone, holidays or maintenance windows fit it on the local clock (`_fit_on_calendar`).
     """
+    if settings.local_time or settings.holidays or settings.withdrawn:
+        return _fit_on_calendar(series, settings, releases)
+    return _fit_utc(series, settings, releases)
+
+
+def _fit_on_calendar(series: Series, settings: FitSettings, releases: tuple[int, ...]) -> FittedSeries:
+    """`_fit_utc` on the series moved onto the local clock, without its maintenance windows and
+    holidays; holidays in the table get their band (`calendars.holiday_band`), the table is read back
+    at UTC instants, and the band is withdrawn (NaN) in maintenance windows."""
+    zone, holidays = settings.local_time, settings.holidays
+    local = to_local(masked(series, in_windows(series.timestamps, settings.withdrawn)), zone)
+    told = tuple(int(r) for r in np.asarray(releases, dtype=np.int64) + utc_offsets(np.asarray(releases), zone))
+    core = dataclasses.replace(settings, local_time=(), holidays=(), withdrawn=(),
+                               horizon=local_horizon(series.end, settings.horizon, series.step, zone))
+    fitted = _fit_utc(masked(local, on_days(local.timestamps, holidays)), core, told)
+    columns = holiday_band(fitted.timestamps, fitted.yhat, fitted.lower, fitted.upper, local, holidays)
+    table_ts = series.end + series.step * np.arange(1, settings.horizon // series.step + 1, dtype=np.int64)
+    gone = in_windows(table_ts, settings.withdrawn)
+    yhat, lower, upper = (np.where(gone, np.nan, c) for c in table_at_utc(fitted.timestamps, columns, table_ts, zone))
+    training = dict(fitted.training)
+    if gone.any():
+        training["withdrawn"] = [[int(s), int(e)] for s, e in settings.withdrawn
+                                 if s <= table_ts[-1] and e > table_ts[0]]
+    seen = sorted(set(holidays) & set(range(local.start // DAY, int(fitted.timestamps[-1]) // DAY + 1)))
+    if seen:
+        training["holidays"] = [str(np.datetime64(d, "D")) for d in seen]
+    return dataclasses.replace(fitted, timestamps=table_ts, yhat=yhat, lower=lower, upper=upper,
+                               data_start=series.start, data_end=series.end, training=training)
+
+
+def _fit_utc(series: Series, settings: FitSettings, releases: tuple[int, ...]) -> FittedSeries:
+    """`fit_series` on the series' own timestamps, the time of day read from them as they are."""
     policy = band_policy(settings.sensitivity)
     classification = classify_for_fit(series, settings.curve_type)
     curve, weekly = classification["curve_type"], WEEK in classification["periods"]

@@ -1,0 +1,140 @@
+"""Local time, holidays and planned windows around the pure fit (issue 25).
+
+The fit knows only Unix seconds, and reads time of day and day of week from them. So a baseline in a
+time zone is fitted on its series moved onto the local clock (each instant plus its UTC offset, from
+the zone's transitions that `smartmetrics.settings` reads from zoneinfo) and its forecast table read
+back at the UTC instants: a daylight-saving switch moves the daily profile with the clock. Holidays
+(local day numbers) are left out of training, and a holiday's band also covers what earlier holidays
+and weekend days showed at that time of day. Maintenance windows are left out of training and the
+band is withdrawn (NaN: no alert can fire) while they last.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from smartmetrics.engine.series import Series, on_grid
+
+DAY = 86400
+Transitions = tuple[tuple[int, int], ...]
+"""A zone's UTC offsets as ((since, offset seconds), ...), ascending; the first holds before it too."""
+Windows = tuple[tuple[int, int], ...]
+"""Time windows [start, end) in Unix seconds."""
+
+
+def utc_offsets(timestamps: np.ndarray, transitions: Transitions) -> np.ndarray:
+    """The UTC offset (seconds) at each of `timestamps`; 0 without transitions.
+
+    >>> utc_offsets(np.array([0, 99, 100, 250]), ((0, 3600), (100, 7200), (200, 3600))).tolist()
+    [3600, 3600, 7200, 3600]
+    """
+    ts = np.asarray(timestamps, dtype=np.int64)
+    if not transitions:
+        return np.zeros(ts.shape, dtype=np.int64)
+    since, offset = (np.array(c, dtype=np.int64) for c in zip(*transitions))
+    return offset[np.maximum(np.searchsorted(since, ts, side="right") - 1, 0)]
+
+
+def to_local(series: Series, transitions: Transitions) -> Series:
+    """The series on the local clock: each point at its instant plus its UTC offset, on a regular grid.
+    The hour a spring switch skips is a gap; of the hour an autumn switch repeats the later pass is
+    kept, and points whose local time lies after the last point's (a switch in the last hour) are
+    dropped, so the forecast continues from the last point's local time.
+
+    >>> s = Series({}, np.arange(0, 6) * 1800, np.arange(6.0), 1800)
+    >>> to_local(s, ((0, 0), (3600, 3600))).values.tolist()  # one hour skipped
+    [0.0, 1.0, nan, nan, 2.0, 3.0, 4.0, 5.0]
+    >>> to_local(s, ((0, 3600), (3600, 0))).values.tolist()  # one hour repeated
+    [2.0, 3.0, 4.0, 5.0]
+    """
+    if len(series) == 0:
+        return series
+    local = series.timestamps + utc_offsets(series.timestamps, transitions)
+    keep = local <= local[-1]
+    start = int(local[keep].min())
+    n = (int(local[-1]) - start) // series.step + 1
+    values = np.full(n, np.nan)
+    values[(local[keep] - start) // series.step] = series.values[keep]
+    grid = start + series.step * np.arange(n, dtype=np.int64)
+    return Series(series.labels, grid, values, series.step, series.name, series.meta)
+
+
+def local_horizon(end: int, horizon: int, step: int, transitions: Transitions) -> int:
+    """The local fit's horizon that covers the UTC table `end + step .. end + horizon` once moved onto
+    the local clock (longer by the offset gained in between, in whole steps)."""
+    at = end + step * np.arange(0, horizon // step + 1, dtype=np.int64)
+    gained = int(np.max(utc_offsets(at, transitions) - utc_offsets(np.array([end]), transitions)[0]))
+    return horizon + step * -(-max(gained, 0) // step)
+
+
+def table_at_utc(local_ts: np.ndarray, columns: tuple[np.ndarray, ...], utc_ts: np.ndarray,
+                 transitions: Transitions) -> tuple[np.ndarray, ...]:
+    """A local forecast table's columns read at the UTC instants `utc_ts` (their local times). An
+    hour repeated just after the table's start may begin before it: it reads the table's first row."""
+    at = utc_ts + utc_offsets(utc_ts, transitions)
+    return on_grid(local_ts, np.maximum(at, local_ts[0]) if len(local_ts) else at, *columns)
+
+
+def in_windows(timestamps: np.ndarray, windows: Windows) -> np.ndarray:
+    """Whether each timestamp lies in one of the windows [start, end).
+
+    >>> in_windows(np.array([0, 10, 19, 20]), ((10, 20),)).tolist()
+    [False, True, True, False]
+    """
+    ts = np.asarray(timestamps)
+    inside = np.zeros(ts.shape, dtype=bool)
+    for start, end in windows:  # a handful of configured windows, each vectorised over the points
+        inside |= (ts >= start) & (ts < end)
+    return inside
+
+
+def masked(series: Series, out: np.ndarray) -> Series:
+    """The series with the points where `out` holds blanked (NaN)."""
+    if not out.any():
+        return series
+    return Series(series.labels, series.timestamps, np.where(out, np.nan, series.values), series.step,
+                  series.name, series.meta)
+
+
+def on_days(timestamps: np.ndarray, days: tuple[int, ...]) -> np.ndarray:
+    """Whether each (local) timestamp falls on one of the day numbers `days` (days since 1970-01-01).
+
+    >>> on_days(np.array([0, 86399, 86400, 2 * 86400]), (0, 2)).tolist()
+    [True, True, False, True]
+    """
+    return np.isin(np.asarray(timestamps) // DAY, np.asarray(days, dtype=np.int64))
+
+
+def holiday_band(ts: np.ndarray, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray, history: Series,
+                 holidays: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """On holidays among the (local) table timestamps `ts`, the band also covers itself re-centred on
+    each earlier holiday and weekend day at the same time of day (an hourly median of the raw local
+    `history`), and yhat moves to their median: a holiday is expected to look like a Sunday, or like
+    the holidays before it, while a weekday level stays inside too (a holiday the metric ignores).
+
+    >>> t = np.arange(0, 7 * DAY, 3600)  # Thursday 1970-01-01 to Wednesday; Sat, Sun and Monday quiet
+    >>> s = Series({}, t, np.where(np.isin(t // DAY, (2, 3, 4)), 2.0, 10.0), 3600)
+    >>> y, lo, hi = holiday_band(np.array([7, 8]) * DAY, np.full(2, 10.0), np.full(2, 9.0), np.full(2, 11.0),
+    ...                          s, (4, 7))
+    >>> y.tolist(), lo.tolist(), hi.tolist()  # Thursday a holiday, Friday not
+    ([2.0, 10.0], [1.0, 9.0], [11.0, 11.0])
+    """
+    today = on_days(ts, holidays)
+    if not today.any() or len(history) == 0:
+        return yhat, lower, upper
+    width = max(1, 3600 // history.step)
+    smooth = pd.Series(history.values).rolling(width, center=True, min_periods=1).median().to_numpy()
+    days = int((ts.max() - history.start) // DAY)
+    earlier = ts[np.newaxis, today] - np.arange(1, days + 1)[:, np.newaxis] * DAY  # a row per day back
+    like = on_days(earlier, holidays) | ((earlier // DAY + 3) % 7 >= 5)
+    pos = np.clip((earlier - history.start) // history.step, 0, len(history) - 1)
+    ref = np.where(like & (earlier >= history.start) & (earlier <= history.end), smooth[pos], np.nan)
+    seen = np.isfinite(ref).any(axis=0)
+    shift = ref - yhat[today]
+    lo = np.minimum(lower[today], np.nanmin(np.where(seen, lower[today] + shift, np.inf), axis=0))
+    hi = np.maximum(upper[today], np.nanmax(np.where(seen, upper[today] + shift, -np.inf), axis=0))
+    centre = np.where(seen, np.nanmedian(np.where(seen, ref, 0.0), axis=0), yhat[today])
+    lower, upper, yhat = lower.copy(), upper.copy(), yhat.copy()
+    lower[today], upper[today], yhat[today] = lo, hi, np.clip(centre, lo, hi)
+    return yhat, lower, upper

@@ -1,0 +1,74 @@
+"""Calendars around the fit (issue 25): local time across daylight-saving switches, holidays and
+maintenance windows."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from smartmetrics.engine.calendars import utc_offsets
+from smartmetrics.engine.ensemble import FitSettings, FittedSeries, fit_series
+from smartmetrics.engine.series import Series
+from smartmetrics.settings import zone_transitions
+
+DAY, STEP = 86400, 300
+BERLIN = zone_transitions("Europe/Berlin")
+SPRING, AUTUMN = 1_711_843_200, 1_729_987_200  # 2024-03-31 and 2024-10-27, 00:00 UTC: the switches at 01:00 UTC
+
+
+def local_clock_series(end: int, days: int = 14, seed: int = 0) -> Series:
+    """A morning peak at 09:00 Berlin time every day, ending at `end`, plus one day after it (the truth)."""
+    t = end - days * DAY + STEP * np.arange(1, (days + 1) * DAY // STEP + 1, dtype=np.int64)
+    hour = ((t + utc_offsets(t, BERLIN)) % DAY) / 3600
+    y = 100 + 80 * np.exp(-0.5 * ((hour - 9) / 1.5) ** 2) + np.random.default_rng(seed).normal(0, 2, len(t))
+    return Series({"zone": "berlin"}, t, y, STEP)
+
+
+def fit_and_truth(end: int, settings: FitSettings) -> tuple[FittedSeries, np.ndarray, np.ndarray]:
+    full = local_clock_series(end)
+    past = full.timestamps <= end
+    train = Series(full.labels, full.timestamps[past], full.values[past], STEP)
+    return fit_series(train, settings), full.timestamps[~past], full.values[~past]
+
+
+@pytest.mark.parametrize("switch", [SPRING, AUTUMN], ids=["march", "october"])
+def test_the_band_follows_the_local_clock_across_a_daylight_saving_switch(switch: int) -> None:
+    local, t, y = fit_and_truth(switch, FitSettings(local_time=BERLIN))
+    utc, _, _ = fit_and_truth(switch, FitSettings())
+    peak_before = 8 if switch == SPRING else 7  # 09:00 in Berlin, in UTC: CET +1, CEST +2
+    peak_after = 7 if switch == SPRING else 8
+    assert (local.timestamps[np.argmax(local.yhat)] % DAY) // 3600 == peak_after
+    assert (utc.timestamps[np.argmax(utc.yhat)] % DAY) // 3600 == peak_before  # the UTC fit stays put
+
+    def coverage(f: FittedSeries) -> float:
+        _, lower, upper = f.band_at(t)
+        return float(np.mean((y >= lower) & (y <= upper)))
+
+    assert coverage(local) >= 0.97
+    assert coverage(utc) < 0.93  # off by an hour at every morning ramp
+
+
+def test_a_history_across_the_switch_is_learned_on_the_local_clock() -> None:
+    local, t, y = fit_and_truth(SPRING + 7 * DAY, FitSettings(local_time=BERLIN))
+    utc, _, _ = fit_and_truth(SPRING + 7 * DAY, FitSettings())
+    errors = [np.mean(np.abs(f.band_at(t)[0] - y)) for f in (local, utc)]
+    assert (local.timestamps[np.argmax(local.yhat)] % DAY) // 3600 == 7
+    assert errors[0] < 0.5 * errors[1]
+
+
+def test_a_utc_zone_is_the_plain_fit_bit_for_bit() -> None:
+    s = local_clock_series(SPRING)
+    plain = fit_series(s, FitSettings())
+    assert zone_transitions("UTC") == () == zone_transitions("Etc/UTC")
+    zoned = fit_series(s, FitSettings(local_time=((0, 0),)))  # through the calendar path, offset 0
+    for name in ("timestamps", "yhat", "lower", "upper"):
+        assert np.array_equal(getattr(plain, name), getattr(zoned, name), equal_nan=True)
+
+
+def test_a_fixed_offset_zone_keeps_the_table_on_the_utc_grid() -> None:
+    s = local_clock_series(SPRING)
+    f = fit_series(s, dataclasses.replace(FitSettings(), local_time=zone_transitions("Asia/Kolkata")))
+    assert f.timestamps[0] == s.end + STEP and len(f.timestamps) == DAY // STEP
+    assert f.data_end == s.end and np.isfinite(f.yhat).all()
