@@ -10,6 +10,7 @@ import math
 import os
 import re
 import socket
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -308,6 +309,42 @@ def _check_unit(value: Any) -> str:
     raise ValueError(f"expected a Grafana unit id such as s, bytes, percentunit, reqps or suffix:req, got {value!r}")
 
 
+class Holidays(_Strict):
+    """Public holidays of a country (and subdivision) from the `holidays` package, plus extra dates:
+    fitted like a weekend day, never as an incident (`smartmetrics.engine.calendars`)."""
+
+    country: str | None = None
+    """ISO 3166 code the `holidays` package knows: US, DE, CN, ..."""
+    subdiv: str | None = None
+    """A subdivision of the country: CA for California, BY for Bavaria, ..."""
+    extra: list[date] = []
+    """More dates (2026-12-24) that count as holidays."""
+
+    @model_validator(mode="after")
+    def _check_country(self) -> Holidays:
+        if self.country is None:
+            if self.subdiv is not None:
+                raise ValueError(f"subdiv {self.subdiv!r} needs a country")
+            return self
+        import holidays  # the package loads every country's calendar: only for configs that name one
+
+        known = holidays.list_supported_countries()
+        if self.country not in known:
+            raise ValueError(f"country {self.country!r}: not a country the holidays package knows "
+                             "(an ISO 3166 code such as US, DE or CN)")
+        subdivs = known[self.country]
+        if self.subdiv is not None and self.subdiv not in subdivs:
+            raise ValueError(f"subdiv {self.subdiv!r}: not a subdivision of {self.country} "
+                             f"(one of {', '.join(subdivs) or 'none'})")
+        return self
+
+
+class Calendar(_Strict):
+    """What the calendar says about a baseline's days."""
+
+    holidays: Holidays | None = None
+
+
 CURVE_TYPES = (
     "auto", "seasonal", "stable", "trending", "intermittent", "level_shift", "noisy", "regime", "constant",
 )
@@ -338,6 +375,8 @@ class Baseline(_Strict):
     timezone: Annotated[str, AfterValidator(_check_zone)] = "UTC"
     """The IANA time zone whose clock the series follows: daily and weekly profiles are learned and
     predicted in local time, so a daylight-saving switch moves them with the clock."""
+    calendar: Calendar | None = None
+    """Holidays of the series' days; unset: the top-level `calendar`, if any."""
 
     @model_validator(mode="after")
     def _check_grid(self) -> Baseline:
@@ -459,6 +498,17 @@ class Config(_Strict):
     sharding: Sharding = Sharding()
     cluster: Cluster = Cluster()
     export: Export | None = None
+    calendar: Calendar | None = None
+    """The calendar of every baseline that has none of its own."""
+
+    @model_validator(mode="after")
+    def _default_calendar(self) -> Config:
+        """Give the top-level calendar to the baselines without one (so each baseline says all of its fit)."""
+        if self.calendar is not None:
+            resolved = {alias: b if b.calendar is not None else b.model_copy(update={"calendar": self.calendar})
+                        for alias, b in self.baselines.items()}
+            object.__setattr__(self, "baselines", resolved)  # frozen: set once, while validating
+        return self
 
     @model_validator(mode="after")
     def _check_sources(self) -> Config:

@@ -11,12 +11,12 @@ import functools
 import hashlib
 import json
 from collections.abc import Callable, Collection
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from smartmetrics.config import Baseline
+from smartmetrics.config import Baseline, Holidays
 from smartmetrics.engine.calendars import Transitions
 from smartmetrics.engine.ensemble import FitSettings, FittedSeries, walk_forward_fit
 from smartmetrics.engine.series import Series
@@ -41,6 +41,7 @@ def fit_settings(baseline: Baseline, alias: str = "") -> FitSettings:
         horizon=int(baseline.horizon + forecast_margin(baseline.horizon)),
         range=baseline.range, hints=f"{alias} {baseline.expr}",
         local_time=zone_transitions(baseline.timezone),
+        holidays=holiday_days(baseline.calendar.holidays if baseline.calendar else None),
         **marked,
     )
 
@@ -58,8 +59,9 @@ def baseline_fit(baseline: Baseline, sensitivity: str | float | None = None,
 def fit_fingerprint(baseline: Baseline) -> str:
     """A digest of everything in a baseline's config that changes its fit (not its alerting, releases or unit)."""
     fields = baseline.model_dump(mode="json", exclude={"alert", "releases", "unit"})
-    if fields["timezone"] == "UTC":  # the default leaves the digest as it was before time zones
-        del fields["timezone"]
+    for key, default in (("timezone", "UTC"), ("calendar", None)):
+        if fields[key] == default:  # the defaults leave the digest as it was before calendars
+            del fields[key]
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -95,3 +97,31 @@ def zone_transitions(name: str) -> Transitions:
             lo, hi = (mid, hi) if offset(mid) == offset(lo) else (lo, mid)
         found.append((hi, offset(hi)))
     return () if all(o == 0 for _, o in found) else tuple(found)
+
+
+HOLIDAY_YEARS = (2000, 2061)
+"""The years whose holidays a country's calendar lists."""
+
+
+def holiday_days(holidays: Holidays | None) -> tuple[int, ...]:
+    """The holidays as the engine takes them: local day numbers (days since 1970-01-01), ascending.
+
+    >>> days = holiday_days(Holidays(country="US", extra=[date(2026, 12, 24)]))
+    >>> [str(date.fromordinal(EPOCH_DAY + d)) for d in days if 20_810 < d < 20_830]
+    ['2026-12-24', '2026-12-25', '2027-01-01']
+    """
+    if holidays is None:
+        return ()
+    listed = _country_days(holidays.country, holidays.subdiv) if holidays.country else ()
+    return tuple(sorted(set(listed) | {d.toordinal() - EPOCH_DAY for d in holidays.extra}))
+
+
+EPOCH_DAY = date(1970, 1, 1).toordinal()
+
+
+@functools.lru_cache(maxsize=32)
+def _country_days(country: str, subdiv: str | None) -> tuple[int, ...]:
+    import holidays  # loads every country's calendar: only for configs that name one
+
+    listed = holidays.country_holidays(country, subdiv=subdiv, years=range(*HOLIDAY_YEARS))
+    return tuple(sorted(d.toordinal() - EPOCH_DAY for d in listed))

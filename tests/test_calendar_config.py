@@ -3,10 +3,12 @@ turned into the fit's settings."""
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from smartmetrics.config import ConfigError, parse_config
-from smartmetrics.settings import fit_fingerprint, fit_settings, zone_transitions
+from smartmetrics.settings import EPOCH_DAY, fit_fingerprint, fit_settings, zone_transitions
 
 SOURCES = {"prom": {"url": "http://localhost:9090"}}
 
@@ -33,3 +35,54 @@ def test_a_time_zone_refits_and_the_default_keeps_the_old_fingerprint() -> None:
     plain, utc, berlin = baseline(), baseline(timezone="UTC"), baseline(timezone="Europe/Berlin")
     assert fit_fingerprint(plain) == fit_fingerprint(utc) != fit_fingerprint(berlin)
     assert fit_fingerprint(plain) == "70bf8c045fb0fa4c"  # as before time zones: no refit on upgrade
+
+
+def test_holidays_come_from_the_country_calendar_and_extra_dates() -> None:
+    settings = fit_settings(baseline(calendar={"holidays": {"country": "US", "subdiv": "CA",
+                                                            "extra": ["2026-12-24"]}}))
+    days = {str(date.fromordinal(EPOCH_DAY + d)) for d in settings.holidays}
+    assert {"2026-12-24", "2026-12-25", "2026-07-03", "2026-03-31"} <= days  # Cesar Chavez Day: California's
+    assert "2026-03-31" not in {str(date.fromordinal(EPOCH_DAY + d))
+                                for d in fit_settings(baseline(calendar={"holidays": {"country": "US"}})).holidays}
+
+
+@pytest.mark.parametrize(("holidays", "message"), [
+    ({"country": "XX"}, "baselines.qps.calendar.holidays: country 'XX': not a country the holidays package knows"),
+    ({"country": "US", "subdiv": "ZZ"}, "baselines.qps.calendar.holidays: subdiv 'ZZ': not a subdivision of US (one of AK, AL,"),
+    ({"subdiv": "CA"}, "baselines.qps.calendar.holidays: subdiv 'CA' needs a country"),
+    ({"extra": ["2026-13-01"]}, "baselines.qps.calendar.holidays.extra.0: Input should be a valid date"),
+    ({"country": "US", "extras": []}, "baselines.qps.calendar.holidays.extras: unknown key"),
+])
+def test_a_bad_holiday_calendar_is_named_by_its_path(holidays: dict, message: str) -> None:
+    found = problems(calendar={"holidays": holidays})
+    assert len(found) == 1 and found[0].startswith(message), found
+
+
+def test_the_top_level_calendar_is_every_baseline_s_default() -> None:
+    config = parse_config({"sources": SOURCES, "calendar": {"holidays": {"country": "DE"}},
+                           "baselines": {"a": {"expr": "up"},
+                                         "b": {"expr": "up", "calendar": {"holidays": {"country": "FR"}}}}})
+    assert config.baselines["a"].calendar.holidays.country == "DE"
+    assert config.baselines["b"].calendar.holidays.country == "FR"
+    assert fit_fingerprint(config.baselines["a"]) != fit_fingerprint(baseline())  # a calendar refits
+
+
+def test_classify_shows_the_holidays_a_fit_saw() -> None:
+    import io
+
+    import numpy as np
+
+    from smartmetrics.app.classify_cli import Row, band_coverage, render_table
+    from smartmetrics.engine.classify import classify_series
+    from smartmetrics.engine.series import Series
+
+    t = 1_704_844_800 - 14 * 86400 + 300 * np.arange(14 * 288, dtype=np.int64)
+    series = Series({}, t, 100 + 10 * np.sin(2 * np.pi * t / 86400), 300)
+    settings = fit_settings(baseline(calendar={"holidays": {"extra": ["2024-01-01", "2023-06-01"]}}))
+    coverage, holidays = band_coverage(series, settings)
+    assert coverage["nominal"] > 0.99 and holidays == ("2024-01-01",)
+    row = Row("qps", "{}", {}, classify_series(series), coverage, holidays)
+    assert row.to_dict()["holidays"] == ["2024-01-01"]
+    out = io.StringIO()
+    render_table([row], file=out)
+    assert "2024-01-01" in out.getvalue()

@@ -39,20 +39,24 @@ class Row:
     labels: dict[str, str]
     result: Classification
     coverage: dict[str, Any] | None = None  # nominal and held-out coverage of the fitted band
+    holidays: tuple[str, ...] = ()  # the holidays (dates) in the history and forecast, fitted as such
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "name": self.name, "labels": self.labels,
-                "coverage": self.coverage} | self.result.to_dict()
+                "coverage": self.coverage, "holidays": list(self.holidays)} | self.result.to_dict()
 
 
-def band_coverage(series: Series, settings: FitSettings) -> dict[str, Any] | None:
-    """The fitted band's nominal, calibrated (in-sample) and held-out coverage; None if the fit fails."""
+def band_coverage(series: Series, settings: FitSettings) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
+    """The fitted band's nominal, calibrated (in-sample) and held-out coverage (None if the fit
+    fails), and the holidays the fit saw."""
     try:
-        coverage = fit_series(series, settings).coverage
+        fitted = fit_series(series, settings)
     except Exception:  # noqa: BLE001 - a series that cannot be fitted is still classified
-        return None
-    return {"nominal": coverage["nominal"], "calibrated": coverage["achieved"],
-            "held_out": coverage.get("held_out"), "held_out_points": coverage.get("held_out_n", 0)}
+        return None, ()
+    coverage = fitted.coverage
+    return ({"nominal": coverage["nominal"], "calibrated": coverage["achieved"],
+             "held_out": coverage.get("held_out"), "held_out_points": coverage.get("held_out_n", 0)},
+            tuple(fitted.training.get("holidays", ())))
 
 
 def classify_csv(paths: Sequence[str]) -> list[Row]:
@@ -60,7 +64,7 @@ def classify_csv(paths: Sequence[str]) -> list[Row]:
     rows = []
     for path in paths:
         series = read_csv_series(path)
-        rows.append(Row("csv", path, {}, classify_series(series), band_coverage(series, FitSettings())))
+        rows.append(Row("csv", path, {}, classify_series(series), *band_coverage(series, FitSettings())))
     return rows
 
 
@@ -81,7 +85,7 @@ def classify_baselines(config: Config, aliases: Sequence[str], end: float | None
 
 def _row(alias: str, series: Series, settings: FitSettings) -> Row:
     return Row(alias, format_labels(series.labels), dict(series.labels), classify_series(series),
-               band_coverage(series, settings))
+               *band_coverage(series, settings))
 
 
 def render_json(rows: Sequence[Row]) -> str:
@@ -110,7 +114,7 @@ def render_table(rows: Sequence[Row], file: Any = None) -> None:
 
     table = Table(title=f"curve types of {len(rows)} series", show_lines=False)
     for title in ("series", "type", "periods", "conf.", "season", "trend", "shift", "noise/level",
-                  "zeros", "history", "held-out cov.", "why"):
+                  "zeros", "history", "held-out cov.", "holidays", "why"):
         table.add_column(title, overflow="fold")
     for row in rows:
         f = row.result.features
@@ -121,6 +125,7 @@ def render_table(rows: Sequence[Row], file: Any = None) -> None:
             format_periods(row.result.periods), f"{row.result.confidence:.2f}", f"{season:.2f}",
             _cell(f, "trend_strength"), _cell(f, "shift_strength"), _cell(f, "relative_noise"),
             _cell(f, "zero_share"), f"{f.get('history_days', 0.0):.1f}d", _coverage_cell(row.coverage),
+            ", ".join(row.holidays) or "-",
             "; ".join(r for r in row.result.reasons if r.startswith("regimes ")) or
             (row.result.reasons[0] if row.result.reasons else ""),
         )

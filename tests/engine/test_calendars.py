@@ -72,3 +72,50 @@ def test_a_fixed_offset_zone_keeps_the_table_on_the_utc_grid() -> None:
     f = fit_series(s, dataclasses.replace(FitSettings(), local_time=zone_transitions("Asia/Kolkata")))
     assert f.timestamps[0] == s.end + STEP and len(f.timestamps) == DAY // STEP
     assert f.data_end == s.end and np.isfinite(f.yhat).all()
+
+
+WEDNESDAY = 1_704_844_800  # 2024-01-10, 00:00 UTC
+
+
+def office_series(end: int, holidays: tuple[int, ...], days: int = 21, seed: int = 1) -> Series:
+    """Office-hours traffic, half as much on weekends and holidays, from `days` before `end` to a day after."""
+    t = end - days * DAY + STEP * np.arange(1, (days + 1) * DAY // STEP + 1, dtype=np.int64)
+    quiet = np.isin(t // DAY, holidays) | ((t // DAY + 3) % 7 >= 5)
+    y = (200 + 100 * np.sin(2 * np.pi * (t % DAY) / DAY - np.pi / 2)) * np.where(quiet, 0.4, 1.0)
+    return Series({"job": "office"}, t, y + np.random.default_rng(seed).normal(0, 4, len(t)), STEP)
+
+
+def split(full: Series, end: int) -> tuple[Series, np.ndarray, np.ndarray]:
+    past = full.timestamps <= end
+    return (Series(full.labels, full.timestamps[past], full.values[past], STEP),
+            full.timestamps[~past], full.values[~past])
+
+
+def outside(fit: FittedSeries, t: np.ndarray, y: np.ndarray) -> float:
+    _, lower, upper = fit.band_at(t)
+    return float(np.mean((y < lower) | (y > upper)))
+
+
+def test_a_holiday_is_expected_to_look_like_a_sunday_and_a_weekday_dip_still_alerts() -> None:
+    end, past_holiday, today = WEDNESDAY, WEDNESDAY // DAY - 7, WEDNESDAY // DAY
+    train, t, y = split(office_series(end, (past_holiday, today)), end)
+    settings = FitSettings(holidays=(past_holiday, today))
+    fit = fit_series(train, settings)
+    assert outside(fit, t, y) < 0.02  # no alert on the holiday
+    assert fit.training["holidays"] == ["2024-01-03", "2024-01-10"]
+    plain = fit_series(train, FitSettings(holidays=(past_holiday,)))  # the same dip, not a holiday today
+    assert outside(plain, t, y) > 0.5
+    assert outside(fit_series(train, FitSettings()), t, y) > 0.5  # without a calendar the dip alerts too
+
+
+def test_the_day_after_a_holiday_is_judged_as_a_weekday() -> None:
+    end, yesterday = WEDNESDAY, WEDNESDAY // DAY - 1
+    train, t, y = split(office_series(end, (yesterday,)), end)
+    with_holiday = fit_series(train, FitSettings(holidays=(yesterday,)))
+    normal, _, _ = split(office_series(end, ()), end)
+    without = fit_series(normal, FitSettings())
+    assert outside(with_holiday, t, y) < 0.02
+    assert np.median(with_holiday.lower) == pytest.approx(np.median(without.lower), rel=0.1)
+    assert np.median(with_holiday.yhat) == pytest.approx(np.median(without.yhat), rel=0.05)
+    dipped = fit_series(train, FitSettings())  # the unmarked holiday: an incident the fit must guess at
+    assert np.median(dipped.lower) < np.median(with_holiday.lower)
