@@ -10,7 +10,7 @@ import math
 import os
 import re
 import socket
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -339,10 +339,33 @@ class Holidays(_Strict):
         return self
 
 
+class Event(_Strict):
+    """A planned window: during `maintenance` the band is withdrawn (no alert can fire) and the window
+    is left out of training."""
+
+    name: str = Field(min_length=1)
+    start: datetime
+    """RFC 3339 (`2026-03-01T02:00:00+01:00`); without an offset, UTC."""
+    end: datetime
+    kind: Literal["maintenance"] = "maintenance"
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc_unless_said(cls, moment: datetime) -> datetime:
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+    @model_validator(mode="after")
+    def _check_order(self) -> Event:
+        if self.end <= self.start:
+            raise ValueError(f"event {self.name!r}: end must be after start")
+        return self
+
+
 class Calendar(_Strict):
     """What the calendar says about a baseline's days."""
 
     holidays: Holidays | None = None
+    events: list[Event] = []
 
 
 CURVE_TYPES = (

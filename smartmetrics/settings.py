@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from smartmetrics.config import Baseline, Holidays
-from smartmetrics.engine.calendars import Transitions
+from smartmetrics.config import Baseline, Event, Holidays
+from smartmetrics.engine.calendars import Transitions, Windows
 from smartmetrics.engine.ensemble import FitSettings, FittedSeries, walk_forward_fit
 from smartmetrics.engine.series import Series
 
@@ -42,6 +42,7 @@ def fit_settings(baseline: Baseline, alias: str = "") -> FitSettings:
         range=baseline.range, hints=f"{alias} {baseline.expr}",
         local_time=zone_transitions(baseline.timezone),
         holidays=holiday_days(baseline.calendar.holidays if baseline.calendar else None),
+        withdrawn=maintenance_windows(baseline.calendar.events if baseline.calendar else ()),
         **marked,
     )
 
@@ -125,3 +126,8 @@ def _country_days(country: str, subdiv: str | None) -> tuple[int, ...]:
 
     listed = holidays.country_holidays(country, subdiv=subdiv, years=range(*HOLIDAY_YEARS))
     return tuple(sorted(d.toordinal() - EPOCH_DAY for d in listed))
+
+
+def maintenance_windows(events: Collection[Event]) -> Windows:
+    """The maintenance events as the engine takes them: [start, end) in Unix seconds, ascending."""
+    return tuple(sorted((int(e.start.timestamp()), int(e.end.timestamp())) for e in events if e.kind == "maintenance"))

@@ -86,3 +86,14 @@ def test_classify_shows_the_holidays_a_fit_saw() -> None:
     out = io.StringIO()
     render_table([row], file=out)
     assert "2024-01-01" in out.getvalue()
+
+
+def test_maintenance_events_become_withdrawn_windows() -> None:
+    events = [{"name": "db upgrade", "start": "2026-03-01T02:00:00+01:00", "end": "2026-03-01T04:00:00+01:00"},
+              {"name": "naive is utc", "start": "2026-02-01T00:00:00", "end": "2026-02-01T01:00:00"}]
+    settings = fit_settings(baseline(calendar={"events": events}))
+    assert settings.withdrawn == ((1_769_904_000, 1_769_907_600), (1_772_326_800, 1_772_334_000))
+    assert problems(calendar={"events": [{**events[0], "end": "2026-03-01T01:00:00+01:00"}]}) == [
+        "baselines.qps.calendar.events.0: event 'db upgrade': end must be after start"]
+    assert problems(calendar={"events": [{**events[0], "kind": "party"}]})[0].startswith(
+        "baselines.qps.calendar.events.0.kind: Input should be 'maintenance'")

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from smartmetrics.engine.calendars import in_windows
 from smartmetrics.engine.ensemble import FittedSeries
 from smartmetrics.engine.series import Series
 from smartmetrics.engine.state import SeriesBand
@@ -62,10 +63,12 @@ def band_from_fitted(fitted: FittedSeries, fitted_at: float) -> SeriesBand:
 
 def band_problem(fitted: FittedSeries, series: Series) -> str | None:
     """Why a fitted band must not replace the one served, or None when it is sane: every edge finite
-    (unless the fit withheld the band), lower <= yhat <= upper, no edge orders of magnitude beyond
-    anything the series showed, and some width where the series varies.
+    (unless the fit withheld the band, or withdrew it for a maintenance window), lower <= yhat <=
+    upper, no edge orders of magnitude beyond anything the series showed, and some width where the
+    series varies.
 
-    >>> from smartmetrics.engine.ensemble import FittedSeries
+    >>> from smartmetrics.engine.calendars import in_windows
+from smartmetrics.engine.ensemble import FittedSeries
     >>> s = Series({}, np.arange(3) * 60, np.array([1.0, 2.0, 3.0]), 60)
     >>> f = FittedSeries({}, 60, {}, [], {}, np.arange(2), np.zeros(2), np.full(2, -5e-11), np.full(2, 5e-11), 0, 120)
     >>> band_problem(f, s)  # what NaN source values once stored
@@ -77,7 +80,8 @@ def band_problem(fitted: FittedSeries, series: Series) -> str | None:
     """
     if fitted.training.get("withheld"):
         return None
-    yhat, lower, upper = fitted.yhat, fitted.lower, fitted.upper
+    served = ~in_windows(fitted.timestamps, tuple(tuple(w) for w in fitted.training.get("withdrawn", ())))
+    yhat, lower, upper = fitted.yhat[served], fitted.lower[served], fitted.upper[served]
     if not (np.isfinite(yhat).all() and np.isfinite(lower).all() and np.isfinite(upper).all()):
         return "the band is not finite"
     slack = 1e-9 * (1.0 + np.abs(yhat))

@@ -119,3 +119,25 @@ def test_the_day_after_a_holiday_is_judged_as_a_weekday() -> None:
     assert np.median(with_holiday.yhat) == pytest.approx(np.median(without.yhat), rel=0.05)
     dipped = fit_series(train, FitSettings())  # the unmarked holiday: an incident the fit must guess at
     assert np.median(dipped.lower) < np.median(with_holiday.lower)
+
+
+def test_a_maintenance_window_withdraws_the_band_and_stays_out_of_training() -> None:
+    from smartmetrics.engine.fitted import band_problem
+
+    end = WEDNESDAY
+    full = office_series(end, ())
+    down = (full.timestamps >= end - 2 * DAY + 3600) & (full.timestamps < end - 2 * DAY + 4 * 3600)
+    ahead = (end + 6 * 3600, end + 8 * 3600)
+    outage = Series(full.labels, full.timestamps, np.where(down, 0.0, full.values), STEP)  # a planned outage
+    train, t, y = split(outage, end)
+    window = (int(full.timestamps[down][0]), int(full.timestamps[down][-1]) + STEP)
+    fit = fit_series(train, FitSettings(withdrawn=(window, ahead)))
+    gone = (fit.timestamps >= ahead[0]) & (fit.timestamps < ahead[1])
+    assert np.isnan(fit.yhat[gone]).all() and np.isnan(fit.lower[gone]).all() and np.isfinite(fit.upper[~gone]).all()
+    assert fit.training["withdrawn"] == [list(ahead)] and band_problem(fit, train) is None
+    clean = fit_series(split(full, end)[0], FitSettings())  # the next day's band as without the window
+    same_hours = (fit.timestamps % DAY >= 3600) & (fit.timestamps % DAY < 4 * 3600)
+    for name in ("yhat", "lower", "upper"):
+        moved = np.abs(getattr(fit, name) - getattr(clean, name))
+        assert np.median(moved[~gone]) < 0.01 * np.ptp(y) and np.quantile(moved[same_hours], 0.9) < 0.02 * np.ptp(y)
+    assert outside(fit, t, y) < 0.02
