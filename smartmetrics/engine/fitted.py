@@ -67,8 +67,7 @@ def band_problem(fitted: FittedSeries, series: Series) -> str | None:
     upper, no edge orders of magnitude beyond anything the series showed, and some width where the
     series varies.
 
-    >>> from smartmetrics.engine.calendars import in_windows
-from smartmetrics.engine.ensemble import FittedSeries
+    >>> from smartmetrics.engine.ensemble import FittedSeries
     >>> s = Series({}, np.arange(3) * 60, np.array([1.0, 2.0, 3.0]), 60)
     >>> f = FittedSeries({}, 60, {}, [], {}, np.arange(2), np.zeros(2), np.full(2, -5e-11), np.full(2, 5e-11), 0, 120)
     >>> band_problem(f, s)  # what NaN source values once stored
