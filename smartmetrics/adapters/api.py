@@ -100,6 +100,7 @@ def render_baselines(config: Config, states: Mapping[str, BaselineState], now: f
             "fitted_at": state.fitted_at if state and state.series else None,
             "forecast_hours_remaining": round((min(ends) - now) / 3600, 3) if ends else None,
             "curve_types": _tally(b.meta.get("curve_type") for b in state.series) if state else {},
+            "feedback_adjusted": sum(1 for b in state.series if b.meta.get("feedback")) if state else 0,
         })
     return {"status": "success", "data": items}
 

@@ -25,6 +25,7 @@ TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 CLIENT_TIMEOUT = 30.0  # seconds a connection may stay silent
 API_CONCURRENCY = 1  # API requests rendered at once; /metrics, health and readiness never wait for them
 API_WAIT = 20.0  # seconds an API request may queue before it is told to retry (503)
+MAX_BODY = 4 << 20  # bytes of a POST body (an Alertmanager webhook of a few thousand alerts fits)
 _api_slots = threading.BoundedSemaphore(API_CONCURRENCY)
 
 
@@ -35,6 +36,10 @@ class App(Protocol):
     def metrics_text(self) -> bytes: ...
     def baselines_json(self) -> dict[str, Any]: ...
     def series_json(self, alias: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]: ...
+    def alerts_json(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]: ...
+    def receive_alerts(self, body: bytes) -> tuple[int, dict[str, Any]]: ...
+    def alert_feedback(self, alert_id: str, body: bytes) -> tuple[int, dict[str, Any]]: ...
+    def payload_rejected(self, reason: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,8 @@ def _api(app: App, path: str, query: dict[str, str]) -> Response:
     try:
         if path == "/api/v1/baselines":
             return _json(200, app.baselines_json())
+        if path == "/api/v1/alerts":
+            return _json(*app.alerts_json(query))
         parts = path.strip("/").split("/")
         if len(parts) == 5 and parts[:3] == ["api", "v1", "baselines"] and parts[4] == "series":
             status, doc = app.series_json(unquote(parts[3]), query)
@@ -82,6 +89,29 @@ def _api(app: App, path: str, query: dict[str, str]) -> Response:
         return _json(404, {"status": "error", "error": f"no such endpoint: {path}"})
     finally:
         _api_slots.release()
+
+
+def route_post(app: App, path: str, body: bytes) -> Response:
+    """The response for one POST: the Alertmanager webhook and feedback on a recorded alert."""
+    if path == "/api/v1/alerts":
+        return _json(*app.receive_alerts(body))
+    parts = path.strip("/").split("/")
+    if len(parts) == 5 and parts[:3] == ["api", "v1", "alerts"] and parts[4] == "feedback":
+        return _json(*app.alert_feedback(unquote(parts[3]), body))
+    return _json(404 if path.startswith("/api/") else 405,
+                 {"status": "error", "error": f"no POST endpoint at {path} (POST /api/v1/alerts, "
+                                             "/api/v1/alerts/<id>/feedback)"})
+
+
+def _body_problem(length: str | None) -> Response | None:
+    """Why a POST's Content-Length rules out reading its body (None if it does not)."""
+    if length is None:
+        return _json(411, {"status": "error", "error": "a Content-Length is required"})
+    if not length.isdigit():
+        return _json(400, {"status": "error", "error": f"bad Content-Length {length!r}"})
+    if int(length) > MAX_BODY:
+        return _json(413, {"status": "error", "error": f"the body is {length} bytes; at most {MAX_BODY}"})
+    return None
 
 
 def _handler(app: App, auth: tuple[str, str] | None) -> type[BaseHTTPRequestHandler]:
@@ -102,18 +132,39 @@ def _handler(app: App, auth: tuple[str, str] | None) -> type[BaseHTTPRequestHand
             except (OSError, ssl.SSLError) as exc:  # a client that went away, timed out or spoke no TLS
                 log.debug("connection from %s ended: %s", self.address_string(), exc)
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def _authorised(self) -> bool:
+            """Whether the request carries the configured credentials (answered 401 if not)."""
             given = self.headers.get("Authorization", "").encode("latin-1", errors="replace")  # as it came
             if expected is not None and not hmac.compare_digest(given, expected):
                 self._send(Response(401, b"authentication required\n", "text/plain"),
                            {"WWW-Authenticate": 'Basic realm="smartmetrics"'})
+                return False
+            return True
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            if self._authorised():
+                url = urlsplit(self.path)
+                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+                self._answer(lambda: route(app, url.path, query))
+
+        def do_POST(self) -> None:  # noqa: N802
+            if not self._authorised():
                 return
-            url = urlsplit(self.path)
-            query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            problem = _body_problem(self.headers.get("Content-Length"))
+            if problem is not None:
+                if problem.status == 413:
+                    app.payload_rejected("too_large")
+                self.close_connection = True  # the unread body must not be taken for the next request
+                self._send(problem)
+                return
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            self._answer(lambda: route_post(app, urlsplit(self.path).path, body))
+
+        def _answer(self, respond: Any) -> None:
             try:
-                response = route(app, url.path, query)
+                response = respond()
             except Exception:
-                log.exception("error serving %s", self.path)
+                log.exception("error serving %s %s", self.command, self.path)
                 response = _json(500, {"status": "error", "error": "internal error, see the daemon's log"})
             self._send(response)
 

@@ -16,8 +16,9 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
@@ -140,11 +141,16 @@ def save_baseline(root: str | Path, state: BaselineState) -> Path:
     """Write one baseline atomically (temp file, fsync, rename); returns its path."""
     folder = baseline_dir(root, state.alias)
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / STATE_FILE
-    fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".npz.tmp", dir=folder)
+    return write_atomic(folder / STATE_FILE, lambda fh: np.savez(fh, **render_state(state)), ".state-", ".npz.tmp")
+
+
+def write_atomic(target: Path, write: Callable[[BinaryIO], Any], prefix: str, suffix: str) -> Path:
+    """Have `write` fill a temporary file next to `target`, fsync it and rename it over `target`
+    (and fsync the folder): a crash at any point leaves the previous file whole."""
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **render_state(state))
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; the store is not secret
@@ -152,7 +158,7 @@ def save_baseline(root: str | Path, state: BaselineState) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(folder)
+    _fsync_dir(target.parent)
     return target
 
 

@@ -36,6 +36,7 @@ from smartmetrics.adapters.markers import fetch_release_markers
 from smartmetrics.adapters.server import HTTPServer, serve
 from smartmetrics.adapters.source import SourceError, fetch_baseline
 from smartmetrics.adapters.store import load_store, save_baseline
+from smartmetrics.app.alerts import AlertBook, alerts_doc, feedback_doc, receive_doc
 from smartmetrics.app.export import RemoteWritePusher, start_remote_write
 from smartmetrics.app.selfmetrics import SelfMetrics, settling_count
 from smartmetrics.app.workers import FitPool, open_pool
@@ -91,6 +92,7 @@ class Daemon:
         self.metrics.shard.labels(str(sharding.shard), str(sharding.shards)).set(1)
         self._pusher: RemoteWritePusher | None = None  # export.remote_write
         self.fetch = fetch_baseline  # the only way history comes in; tests may swap it
+        self.alerts = AlertBook(self.config.store.path, lambda op: self.metrics.store_errors.labels(op).inc())
 
     # --- state --------------------------------------------------------------------------------
 
@@ -168,7 +170,7 @@ class Daemon:
         log.info("retraining %s%s", alias, f" ({len(only)} new series)" if only else "")
         try:
             outcome = retrain_baseline(self.config, alias, self.states.get(alias), self._pool, now, only=only,
-                                       drop=drop, fetch=self.fetch)
+                                       drop=drop, fetch=self.fetch, alerts=self.alerts.records)
         except Exception as exc:
             log.exception("%s: retrain failed", alias)
             outcome = RetrainOutcome(alias, error=f"{alias}: retrain failed: {type(exc).__name__}: {exc}")
@@ -207,6 +209,7 @@ class Daemon:
         if outcome.fitted:
             m.last_success.labels(alias).set(now)
         m.set_series(alias, outcome.kinds)
+        m.feedback_adjustments.labels(alias).set(outcome.adjusted)
         self._publish()
         self._ready.set()
         log.info("%s: %d series fitted, %d failed, %.1fs", alias, outcome.fitted, sum(outcome.failures.values()),
@@ -428,6 +431,29 @@ class Daemon:
                 own = Series(series_labels(s.labels), s.timestamps, s.values, s.step)
                 out.setdefault(own.key, {})[column] = own
         return out
+
+    def alerts_json(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        return alerts_doc(self.alerts, query, self.config.baselines, time.time())
+
+    def receive_alerts(self, body: bytes) -> tuple[int, dict[str, Any]]:
+        snapshot = self._snapshot
+
+        def bands(alias: str) -> tuple[SeriesBand, ...]:
+            state = snapshot.states.get(alias)
+            return state.series if state else ()
+
+        return receive_doc(self.alerts, body, self.config.baselines, bands, time.time(), self._count_alert)
+
+    def _count_alert(self, what: str, label: str) -> None:
+        counter = {"received": self.metrics.alerts_received, "recorded": self.metrics.alerts_recorded,
+                   "rejected": self.metrics.alert_payloads_rejected}[what]
+        counter.labels(label).inc()
+
+    def payload_rejected(self, reason: str) -> None:
+        self._count_alert("rejected", reason)
+
+    def alert_feedback(self, alert_id: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        return feedback_doc(self.alerts, alert_id, body)
 
     # --- lifecycle ----------------------------------------------------------------------------
 

@@ -12,20 +12,22 @@ import dataclasses
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 
+from smartmetrics.adapters.alert_store import AlertStoreError, load_alerts
 from smartmetrics.adapters.markers import series_releases
 from smartmetrics.adapters.source import FetchResult, SourceError, fetch_baseline
-from smartmetrics.app.selfmetrics import series_kinds
+from smartmetrics.app.selfmetrics import adjusted_count, series_kinds
 from smartmetrics.app.workers import FitPool, PoolError
 from smartmetrics.config import Config
+from smartmetrics.engine.alerts import AlertRecord, feedback_factors, widen_band
 from smartmetrics.engine.batch import FitFailure, batch_size, batches, fit_batch
 from smartmetrics.engine.ensemble import FitSettings, FittedSeries
 from smartmetrics.engine.fitted import band_from_fitted, band_problem
 from smartmetrics.engine.series import Series, format_labels
-from smartmetrics.engine.state import BaselineState
+from smartmetrics.engine.state import BaselineState, SeriesBand
 from smartmetrics.settings import fit_fingerprint, fit_settings
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ class RetrainOutcome:
     error: str | None = None
     stage: str = "fetch"  # where `error` happened: fetch, or cluster (the fits could not be sent)
     release_error: str | None = None  # the release markers could not be read: fitted without them
+    adjusted: int = 0  # series whose band on-call's feedback widens (`smartmetrics.engine.alerts`)
 
 
 class PoolLost(Exception):
@@ -136,8 +139,10 @@ def retrain_baseline(
     drop: Collection[str] = (),
     fetch: Callable[..., FetchResult] = fetch_baseline,
     on_progress: Callable[[int, int], None] | None = None,
+    alerts: Sequence[AlertRecord] | None = None,
 ) -> RetrainOutcome:
-    """Fetch and fit a baseline (or only the series whose keys are in `only`) and merge with `previous`."""
+    """Fetch and fit a baseline (or only the series whose keys are in `only`) and merge with `previous`;
+    the fresh bands widened where on-call called the recorded `alerts` noise (default: the store's)."""
     outcome = RetrainOutcome(alias)
     t0 = time.monotonic()
     try:
@@ -174,7 +179,7 @@ def retrain_baseline(
         outcome.error, outcome.stage, outcome.seconds = f"{alias}: {exc}", "cluster", time.monotonic() - t0
         return outcome
     outcome.failures.update(failures)
-    bands = [band_from_fitted(f, now) for f in fitted]
+    bands = _with_feedback(alias, [band_from_fitted(f, now) for f in fitted], alerts, config.store.path)
     base = previous or BaselineState(alias, now, ())
     merged = base.merged(bands, fitted_at=now if fitted or not series else base.fitted_at, drop=set(drop))
     meta = {"expr": baseline.expr, "step": baseline.step, "fingerprint": fit_fingerprint(baseline),
@@ -182,7 +187,28 @@ def retrain_baseline(
     outcome.state = dataclasses.replace(merged, meta=meta)
     outcome.fitted = len(fitted)
     outcome.kinds = series_kinds(outcome.state.series)
+    outcome.adjusted = adjusted_count(outcome.state.series)
     outcome.coverage = [float(f.coverage["held_out"]) for f in fitted if f.coverage.get("held_out") is not None]
     outcome.nominal = max((float(f.coverage.get("nominal", 0.0)) for f in fitted), default=None)
     outcome.seconds = time.monotonic() - t0
     return outcome
+
+
+def _with_feedback(
+    alias: str, bands: list[SeriesBand], alerts: Sequence[AlertRecord] | None, store: str
+) -> list[SeriesBand]:
+    """The freshly fitted bands, each side widened as the feedback on its series' alerts asks."""
+    if alerts is None:
+        try:
+            alerts = load_alerts(store)
+        except AlertStoreError as exc:
+            log.error("%s: %s; fitting without feedback", alias, exc)
+            alerts = []
+    factors = feedback_factors(alerts, alias)
+    if not factors:
+        return bands
+    out = [widen_band(b, factors.get(b.key, {})) for b in bands]
+    for band in out:
+        if band.meta.get("feedback"):
+            log.info("%s: %s: band widened by feedback %s", alias, format_labels(band.labels), band.meta["feedback"])
+    return out

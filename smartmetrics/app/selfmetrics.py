@@ -28,6 +28,11 @@ def settling_count(series: Iterable[SeriesBand]) -> int:
     return sum(1 for b in series if not (b.meta.get("release") or {}).get("settled", True))
 
 
+def adjusted_count(series: Iterable[SeriesBand]) -> int:
+    """How many bands on-call's feedback widened (`smartmetrics.engine.alerts.widen_band`)."""
+    return sum(1 for b in series if b.meta.get("feedback"))
+
+
 class SelfMetrics:
     """Counters, gauges and histograms describing fits, the store and the sources."""
 
@@ -84,6 +89,22 @@ class SelfMetrics:
             "smartmetrics_shard_info", "This daemon's shard (sharding.shard of sharding.shards); always 1.",
             ["shard", "shards"], registry=r,
         )
+        self.alerts_received = Counter(
+            "smartmetrics_alerts_received", "Alerts of a baseline in the Alertmanager webhooks received (repeats too).",
+            ["baseline"], registry=r,
+        )
+        self.alerts_recorded = Counter(
+            "smartmetrics_alerts_recorded", "Firing periods recorded in the alert history for the first time.",
+            ["baseline"], registry=r,
+        )
+        self.alert_payloads_rejected = Counter(
+            "smartmetrics_alert_payloads_rejected", "Webhook requests refused (invalid, too_large).", ["reason"],
+            registry=r,
+        )
+        self.feedback_adjustments = Gauge(
+            "smartmetrics_feedback_adjustments", "Series whose band feedback widened at the last retrain.",
+            ["baseline"], registry=r,
+        )
         self.ready = Gauge("smartmetrics_ready", "1 once stored baselines are loaded or a fit finished.", registry=r)
         self.remote_write_samples = Counter(
             "smartmetrics_remote_write_samples", "Band samples the remote-write receiver accepted.",
@@ -120,6 +141,8 @@ class SelfMetrics:
         self.releases.labels(baseline)
         self.follows.labels(baseline)
         self.fit_duration.labels(baseline)
+        self.alerts_received.labels(baseline)
+        self.alerts_recorded.labels(baseline)
 
     def restore(self, state: BaselineState) -> None:
         """The per-baseline gauges as the stored state implies them, after a restart (the last retrain
@@ -128,6 +151,7 @@ class SelfMetrics:
             self.last_success.labels(state.alias).set(state.fitted_at)
         self.set_series(state.alias, series_kinds(state.series))
         self.settling.labels(state.alias).set(settling_count(state.series))
+        self.feedback_adjustments.labels(state.alias).set(adjusted_count(state.series))
 
     def record_push(self, result: PushResult, started: float) -> None:
         """Count one remote-write push that started at `started` (Unix seconds)."""

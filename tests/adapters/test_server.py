@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from smartmetrics.adapters.server import Response, route, serve
+from smartmetrics.adapters.server import MAX_BODY, Response, route, route_post, serve
 from smartmetrics.app.promlocal import free_port
 from smartmetrics.config import BasicAuth, Server, ServerTLS
 
@@ -31,6 +31,20 @@ class FakeApp:
 
     def series_json(self, alias: str, query: dict[str, str]) -> tuple[int, dict]:
         return (200, {"data": [], "alias": alias, "q": query})
+
+    rejected: list[str] = []
+
+    def alerts_json(self, query: dict[str, str]) -> tuple[int, dict]:
+        return (200, {"data": [], "q": query})
+
+    def receive_alerts(self, body: bytes) -> tuple[int, dict]:
+        return (200, {"got": body.decode()})
+
+    def alert_feedback(self, alert_id: str, body: bytes) -> tuple[int, dict]:
+        return (200, {"id": alert_id, "got": body.decode()})
+
+    def payload_rejected(self, reason: str) -> None:
+        self.rejected.append(reason)
 
 
 @contextmanager
@@ -126,3 +140,24 @@ def test_health_command_probes_as_the_config_serves(self_signed_cert: tuple[Path
     assert "healthy: https://127.0.0.1" in capsys.readouterr().out
     assert main(["health", "--config", str(path), "--timeout", "1"]) == 1  # nothing listening any more
     assert "unhealthy" in capsys.readouterr().err
+
+
+def test_post_routes() -> None:
+    app = FakeApp()
+    assert route_post(app, "/api/v1/alerts", b"{}").body == b'{"got": "{}"}'
+    feedback = route_post(app, "/api/v1/alerts/ab%20c/feedback", b"x")
+    assert feedback.status == 200 and b'"id": "ab c"' in feedback.body
+    assert route_post(app, "/api/v1/baselines", b"").status == 404
+    assert route_post(app, "/metrics", b"").status == 405
+    assert route(app, "/api/v1/alerts", {"baseline": "q"}).status == 200
+
+
+def test_posts_honour_basic_auth_and_a_body_cap() -> None:
+    config = Server(listen=f"127.0.0.1:{free_port()}", basic_auth=BasicAuth(username="prom", password="s3cret"))
+    with running(config) as url:
+        assert httpx.post(f"{url}/api/v1/alerts", content=b"{}").status_code == 401
+        ok = httpx.post(f"{url}/api/v1/alerts", content=b"{}", auth=("prom", "s3cret"))
+        assert ok.status_code == 200 and ok.json() == {"got": "{}"}
+        big = httpx.post(f"{url}/api/v1/alerts", content=b"x" * (MAX_BODY + 1), auth=("prom", "s3cret"))
+        assert big.status_code == 413 and "at most" in big.json()["error"]
+        assert FakeApp.rejected[-1] == "too_large"
