@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from smartmetrics import __version__
 from smartmetrics.config import Config, ConfigError, load_config, render_config
+from smartmetrics.config import Server as ServerConfig
 from smartmetrics.engine.series import format_labels
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -118,24 +119,32 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_health(args: argparse.Namespace) -> int:
-    """Probe the running daemon's /-/healthy as its own config serves it (scheme, address, auth)."""
+def _daemon_client(server: ServerConfig, url: str | None = None) -> tuple[str, dict]:
+    """The base URL of the daemon a config runs (or `url`) and the httpx options to reach it as its
+    own config serves it: basic auth, and its TLS certificate as the CA."""
     import ssl
 
-    import httpx
-
-    server = _load(args.config).server
-    host, _, port = server.listen.rpartition(":")
-    host = host.strip("[]")
-    host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host  # a listen-all address: ask locally
+    if url is None:
+        host, _, port = server.listen.rpartition(":")
+        host = host.strip("[]")
+        host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host  # a listen-all address: ask locally
+        url = f"{'https' if server.tls else 'http'}://{host}:{port}"
     verify: ssl.SSLContext | bool = False
     if server.tls is not None:  # its own certificate is the CA; the name on it need not be 127.0.0.1
         verify = ssl.create_default_context(cafile=server.tls.cert_file)
         verify.check_hostname = False
     auth = (server.basic_auth.username, server.basic_auth.resolved_password()) if server.basic_auth else None
-    url = f"{'https' if server.tls else 'http'}://{host}:{port}/-/healthy"
+    return url.rstrip("/"), {"auth": auth, "verify": verify}
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """Probe the running daemon's /-/healthy as its own config serves it (scheme, address, auth)."""
+    import httpx
+
+    base, options = _daemon_client(_load(args.config).server)
+    url = f"{base}/-/healthy"
     try:
-        response = httpx.get(url, auth=auth, verify=verify, timeout=args.timeout)
+        response = httpx.get(url, timeout=args.timeout, **options)
     except httpx.HTTPError as exc:
         print(f"unhealthy: {url}: {exc or type(exc).__name__}", file=sys.stderr)
         return EXIT_FAILURE
@@ -143,6 +152,39 @@ def cmd_health(args: argparse.Namespace) -> int:
         print(f"unhealthy: {url} answered HTTP {response.status_code}", file=sys.stderr)
         return EXIT_FAILURE
     print(f"healthy: {url}")
+    return EXIT_OK
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    aliases = _pick_baselines(config, args.baseline) if args.baseline else None
+    from smartmetrics.app.alerts_cli import run_alerts
+
+    return run_alerts(config, aliases, args.since, args.match or "", args.json)
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if args.url is None:
+        from smartmetrics.app.alerts_cli import run_feedback_file
+
+        return run_feedback_file(config, args.id, args.feedback)
+    import httpx
+
+    base, options = _daemon_client(config.server, args.url)
+    url = f"{base}/api/v1/alerts/{args.id}/feedback"
+    try:
+        response = httpx.post(url, json={"feedback": args.feedback}, timeout=30, **options)
+    except httpx.HTTPError as exc:
+        return _fail(f"{url}: {exc or type(exc).__name__}")
+    try:
+        error = response.json().get("error")
+    except ValueError:
+        error = response.text.strip()
+    if response.status_code != 200:
+        return _fail(f"{url}: HTTP {response.status_code}: {error}",
+                     EXIT_USAGE if response.status_code in (400, 404) else EXIT_FAILURE)
+    print(f"alert {args.id}: {args.feedback}")
     return EXIT_OK
 
 
@@ -600,6 +642,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the Prometheus data directory (its --storage.tsdb.path) to add the blocks to")
     p.add_argument("--until", metavar="TIME", default=None,
                    help="stop the history here (Unix seconds or RFC 3339; default: where exported bands begin)")
+
+    p = _add(
+        sub, "alerts", cmd_alerts, "the alerts Alertmanager reported, with their band and feedback",
+        "List the alerts of smartmetrics' rules that Alertmanager sent to the daemon's webhook\n"
+        "(POST /api/v1/alerts; see configs/alertmanager.yml), newest first, from the store's alerts.json:\n"
+        "when each started, its baseline and series, the value against the band at its start, how long\n"
+        "it fired, on-call's feedback, and the id to give feedback on.",
+    )
+    p.add_argument("--config", required=True, metavar="F", help="path to the YAML config")
+    p.add_argument("--baseline", action="append", metavar="A", help="only this baseline (repeatable)")
+    p.add_argument("--since", metavar="D", help="only alerts started since: a duration back (7d) or a time")
+    p.add_argument("--match", metavar="SELECTOR", help='only alerts whose labels match, e.g. {instance="a"}')
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = _add(
+        sub, "feedback", cmd_feedback, "mark a recorded alert as noise or real",
+        "Record on-call's word on one alert (its id from `smartmetrics alerts`). At the next retrain a\n"
+        "series with 2 or more `noise` alerts on the same side of its band gets that side widened, x1.25\n"
+        "for each beyond the first, at most x2; a `real` alert on that side cancels it. Without --url the\n"
+        "store's alerts.json is written directly (while the daemon is stopped); with --url the running\n"
+        "daemon records it (with the config's basic auth and TLS certificate).",
+    )
+    p.add_argument("--config", required=True, metavar="F", help="path to the YAML config")
+    p.add_argument("id", metavar="ID", help="the alert's id")
+    p.add_argument("feedback", choices=["noise", "real"], help="noise: should not have fired; real: should have")
+    p.add_argument("--url", metavar="URL", help="the running daemon, e.g. http://127.0.0.1:9877")
 
     p = _add(
         sub, "demo", cmd_demo, "the whole product on synthetic AI-serving metrics, locally",
