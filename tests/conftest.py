@@ -76,6 +76,19 @@ def prometheus_binaries() -> tuple[str, str]:
 
 
 @pytest.fixture(scope="session")
+def alertmanager_binary() -> str:
+    """Path of Debian's prometheus-alertmanager (or an `alertmanager` on PATH); skipped without it,
+    except in CI (`.ci/run` installs it) where that is a failure."""
+    found = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if found is None:
+        why = "prometheus-alertmanager is not installed (apt-get install prometheus-alertmanager)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {why}")
+        pytest.skip(why)
+    return found
+
+
+@pytest.fixture(scope="session")
 def promtool(prometheus_binaries: tuple[str, str]) -> Callable[..., subprocess.CompletedProcess]:
     """Run promtool, e.g. `promtool("test", "rules", "cases.yml", cwd=folder)`; output captured."""
     def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:

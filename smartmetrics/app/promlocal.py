@@ -143,9 +143,10 @@ def render_prometheus_config(
     scrape_interval: str = "15s",
     honor_labels: bool = True,
     jobs: Mapping[str, Sequence[str]] | None = None,
+    alertmanagers: Sequence[str] = (),
 ) -> str:
     """A minimal prometheus.yml: optional static scrape targets (job `smartmetrics`), other jobs'
-    targets by job name, and rule files.
+    targets by job name, rule files, and the Alertmanagers (host:port) their alerts go to.
 
     >>> "honor_labels: true" in render_prometheus_config(["127.0.0.1:9877"])
     True
@@ -155,6 +156,8 @@ def render_prometheus_config(
     }
     if rule_files:
         config["rule_files"] = [str(p) for p in rule_files]
+    if alertmanagers:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]}
     scrape_configs: list[dict[str, object]] = []
     if scrape_targets:
         scrape_configs.append({
@@ -191,11 +194,13 @@ class LocalPrometheus:
         tls: tuple[str | Path, str | Path] | None = None,
         flags: Sequence[str] = (),
         jobs: Mapping[str, Sequence[str]] | None = None,
+        alertmanagers: Sequence[str] = (),
     ):
         self.series = list(series)
         self.jobs = dict(jobs or {})  # more scrape jobs: name -> targets
         self.flags = list(flags)  # more command-line flags, e.g. --web.enable-remote-write-receiver
         self.scrape_targets = list(scrape_targets)
+        self.alertmanagers = list(alertmanagers)  # host:port of the Alertmanagers the rules' alerts go to
         self.rule_files = list(rule_files)
         self.scrape_interval = scrape_interval
         self.startup_timeout = startup_timeout
@@ -255,7 +260,7 @@ class LocalPrometheus:
         """Write prometheus.yml for the current targets, jobs and rule files (`reload` applies it)."""
         config_file = self.workdir / "prometheus.yml"
         config_file.write_text(render_prometheus_config(self.scrape_targets, self.rule_files, self.scrape_interval,
-                                                        jobs=self.jobs))
+                                                        jobs=self.jobs, alertmanagers=self.alertmanagers))
         return config_file
 
     def _wait_ready(self) -> bool:
