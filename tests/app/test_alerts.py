@@ -137,6 +137,8 @@ def test_repeated_noise_widens_that_side_at_the_next_retrain_and_real_cancels(da
     assert outcome.adjusted == 1 and wider.meta["feedback"] == {"above": 1.25}
     assert (wider.upper - wider.yhat) == pytest.approx(1.25 * (plain.upper - plain.yhat), rel=1e-5)
     assert wider.lower == pytest.approx(plain.lower)
+    from_store = retrain_baseline(config, "rate", None, None, now, fetch=fake_fetch)  # as `smartmetrics fit` does
+    assert from_store.adjusted == 1
     daemon.retrain()
     assert sample(daemon, "smartmetrics_feedback_adjustments", baseline="rate") == 1
     assert daemon.states["rate"].series[0].meta["feedback"] == {"above": 1.25}
