@@ -40,10 +40,11 @@ class Row:
     result: Classification
     coverage: dict[str, Any] | None = None  # nominal and held-out coverage of the fitted band
     holidays: tuple[str, ...] = ()  # the holidays (dates) in the history and forecast, fitted as such
+    feedback: dict[str, float] | None = None  # the stored band's widening by on-call's feedback, per side
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "name": self.name, "labels": self.labels,
-                "coverage": self.coverage, "holidays": list(self.holidays)} | self.result.to_dict()
+        return {"source": self.source, "name": self.name, "labels": self.labels, "coverage": self.coverage,
+                "holidays": list(self.holidays), "feedback": self.feedback} | self.result.to_dict()
 
 
 def band_coverage(series: Series, settings: FitSettings) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
@@ -79,13 +80,26 @@ def classify_baselines(config: Config, aliases: Sequence[str], end: float | None
         except SourceError as exc:
             raise InputError(str(exc)) from None
         settings = fit_settings(config.baselines[alias], alias)
-        rows.extend(_row(alias, s, settings) for s in result.series)
+        widened = stored_feedback(config.store.path, alias)
+        rows.extend(_row(alias, s, settings, widened.get(s.key)) for s in result.series)
     return rows
 
 
-def _row(alias: str, series: Series, settings: FitSettings) -> Row:
+def stored_feedback(store: str, alias: str) -> dict[str, dict[str, float]]:
+    """Per series key, how the stored band of `alias` was widened by feedback (none if not stored)."""
+    from smartmetrics.adapters.store import STATE_FILE, StoreError, baseline_dir, load_baseline
+
+    path = baseline_dir(store, alias) / STATE_FILE
+    try:
+        state = load_baseline(path) if path.exists() else None
+    except StoreError:
+        return {}  # the daemon sets an unreadable state aside and refits it; nothing to show meanwhile
+    return {b.key: b.meta["feedback"] for b in (state.series if state else ()) if b.meta.get("feedback")}
+
+
+def _row(alias: str, series: Series, settings: FitSettings, feedback: dict[str, float] | None = None) -> Row:
     return Row(alias, format_labels(series.labels), dict(series.labels), classify_series(series),
-               *band_coverage(series, settings))
+               *band_coverage(series, settings), feedback)
 
 
 def render_json(rows: Sequence[Row]) -> str:
@@ -114,7 +128,7 @@ def render_table(rows: Sequence[Row], file: Any = None) -> None:
 
     table = Table(title=f"curve types of {len(rows)} series", show_lines=False)
     for title in ("series", "type", "periods", "conf.", "season", "trend", "shift", "noise/level",
-                  "zeros", "history", "held-out cov.", "holidays", "why"):
+                  "zeros", "history", "held-out cov.", "holidays", "feedback", "why"):
         table.add_column(title, overflow="fold")
     for row in rows:
         f = row.result.features
@@ -126,6 +140,7 @@ def render_table(rows: Sequence[Row], file: Any = None) -> None:
             _cell(f, "trend_strength"), _cell(f, "shift_strength"), _cell(f, "relative_noise"),
             _cell(f, "zero_share"), f"{f.get('history_days', 0.0):.1f}d", _coverage_cell(row.coverage),
             ", ".join(row.holidays) or "-",
+            " ".join(f"{side} x{factor:g}" for side, factor in (row.feedback or {}).items()) or "-",
             "; ".join(r for r in row.result.reasons if r.startswith("regimes ")) or
             (row.result.reasons[0] if row.result.reasons else ""),
         )

@@ -120,7 +120,9 @@ def test_feedback_is_recorded_and_refused_with_a_reason(daemon) -> None:
     assert daemon.alerts_json({})[1]["data"][0]["feedback"] == "noise"
 
 
-def test_repeated_noise_widens_that_side_at_the_next_retrain_and_real_cancels(daemon, tmp_path: Path) -> None:
+def test_repeated_noise_widens_that_side_at_the_next_retrain_and_real_cancels(
+    daemon, tmp_path: Path, monkeypatch
+) -> None:
     config = load_config(tmp_path / "c.yaml")
     now = daemon.states["rate"].fitted_at
     band = daemon.states["rate"].series[0]
@@ -142,6 +144,10 @@ def test_repeated_noise_widens_that_side_at_the_next_retrain_and_real_cancels(da
     daemon.retrain()
     assert sample(daemon, "smartmetrics_feedback_adjustments", baseline="rate") == 1
     assert daemon.states["rate"].series[0].meta["feedback"] == {"above": 1.25}
+    from smartmetrics.app.classify_cli import classify_baselines
+
+    monkeypatch.setattr("smartmetrics.adapters.source.fetch_baseline", fake_fetch)
+    assert [row.feedback for row in classify_baselines(config, ["rate"])] == [{"above": 1.25}]
     (real_id,) = daemon.receive_alerts(webhook(band.start + 7200, 1e6))[1]["data"]["recorded"]
     daemon.alert_feedback(real_id, b'{"feedback": "real"}')
     assert fitted(daemon.alerts.records)[0].adjusted == 0
