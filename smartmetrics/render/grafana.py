@@ -245,6 +245,14 @@ FLEET_PANELS = (
      "sum by (code) (increase(smartmetrics_remote_write_requests_total[1h]))", "{{code}}", "short"),
     ("Remote write: time since the last complete push",
      "time() - smartmetrics_remote_write_last_success_timestamp_seconds", "{{instance}}", "s"),
+    ("Alerts recorded from Alertmanager per hour",
+     "sum by (baseline) (increase(smartmetrics_alerts_recorded_total[1h]))", "{{baseline}}", "short"),
+    ("Alert notifications received per hour",
+     "sum by (baseline) (increase(smartmetrics_alerts_received_total[1h]))", "{{baseline}}", "short"),
+    ("Webhook payloads refused per hour",
+     "sum by (reason) (increase(smartmetrics_alert_payloads_rejected_total[1h]))", "{{reason}}", "short"),
+    ("Series widened by on-call feedback", "sum by (baseline) (smartmetrics_feedback_adjustments)",
+     "{{baseline}}", "short"),
 )
 
 
