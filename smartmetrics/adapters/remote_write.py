@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import cramjam
 import httpx
+import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 
@@ -104,6 +105,36 @@ def render_write_requests(
     return bodies
 
 
+def render_history_requests(
+    history: Iterable[tuple[str, Mapping[str, str], np.ndarray, np.ndarray]], batch_size: int
+) -> Iterator[tuple[bytes, int]]:
+    """(snappy-compressed `WriteRequest`, samples in it) for series given as (metric name, labels,
+    Unix-second timestamps, values), at most `batch_size` samples per request, a long series split
+    across requests in time order; produced lazily, so a long history is never encoded all at once."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    request_class = write_request_class()
+    request, count = request_class(), 0
+    for name, labels, timestamps, values in history:
+        ordered = sorted({**labels, "__name__": name}.items())
+        millis = (np.asarray(timestamps, dtype=np.int64) * 1000).tolist()
+        floats = np.asarray(values, dtype=float).tolist()
+        start = 0
+        while start < len(millis):
+            take = min(batch_size - count, len(millis) - start)
+            timeseries = request.timeseries.add()
+            for key, text in ordered:
+                timeseries.labels.add(name=key, value=text)
+            for t, v in zip(millis[start:start + take], floats[start:start + take]):
+                timeseries.samples.add(value=v, timestamp=t)
+            start, count = start + take, count + take
+            if count == batch_size:
+                yield bytes(cramjam.snappy.compress_raw(request.SerializeToString())), count
+                request, count = request_class(), 0
+    if count:
+        yield bytes(cramjam.snappy.compress_raw(request.SerializeToString())), count
+
+
 def snapshot_series(snapshot: Snapshot, now: float) -> Iterator[SeriesValues]:
     """What `/metrics` would expose at `now`: each series' band, then its per-series constants."""
     names = [name for name, _ in BAND_METRICS]
@@ -165,14 +196,17 @@ class RemoteWriter:
 
         A refused batch (4xx) does not stop the others; a batch that still fails after its retries
         ends the push (the receiver is down: the rest would only wait out their retries too)."""
-        result = PushResult()
         try:
             series = snapshot_series(snapshot, now)
             bodies = render_write_requests(series, int(now * 1000), self.config.batch_size)
         except Exception as exc:  # a value the encoder cannot take must not end the pusher
             log.exception("remote write: cannot encode the bands")
-            result.error = f"cannot encode the bands: {type(exc).__name__}: {exc}"
-            return result
+            return PushResult(error=f"cannot encode the bands: {type(exc).__name__}: {exc}")
+        return self.send(bodies)
+
+    def send(self, bodies: Sequence[tuple[bytes, int]]) -> PushResult:
+        """Send encoded requests (body, samples in it) in order, as `push` does; never raises."""
+        result = PushResult()
         for i, (body, count) in enumerate(bodies):
             if self.stop.is_set():
                 result.failed += sum(n for _, n in bodies[i:])

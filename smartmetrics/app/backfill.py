@@ -14,6 +14,7 @@ two never overlap; `--until` moves that point.
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 import time
@@ -26,9 +27,10 @@ import pandas as pd
 
 from smartmetrics.adapters.exporter import export_labels
 from smartmetrics.adapters.markers import series_releases
+from smartmetrics.adapters.remote_write import RemoteWriter, render_history_requests
 from smartmetrics.adapters.source import SourceError, fetch_baseline
 from smartmetrics.app.promlocal import LocalPrometheusError, MetricSeries, backfill
-from smartmetrics.config import Config
+from smartmetrics.config import Config, redact_url
 from smartmetrics.engine.firing import AlertRules
 from smartmetrics.engine.series import Series
 from smartmetrics.evaluation.backtest import backtest_series
@@ -133,27 +135,48 @@ def write_blocks(series: Sequence[MetricSeries], data_dir: Path) -> list[str]:
     return moved
 
 
+def push_history(history: Sequence[MetricSeries], writer: RemoteWriter, batch_size: int) -> None:
+    """Send the band history through remote write, a few requests at a time; `OSError` with the
+    receiver's reason if any request is refused or fails after its retries."""
+    bodies = render_history_requests(((m.name, m.labels, m.timestamps, m.values) for m in history), batch_size)
+    while chunk := list(itertools.islice(bodies, 20)):
+        result = writer.send(chunk)
+        if result.error or result.failed:
+            raise OSError(f"remote write: {result.error or f'{result.failed} samples not accepted'} (the "
+                          "receiver must accept out-of-order samples: see `smartmetrics backfill --help`)")
+
+
 def run_backfill(
-    config: Config, aliases: Sequence[str], days: float, data_dir: str | Path, until: float | None = None,
-    on_progress: Callable[[str, int, int], None] | None = None,
+    config: Config, aliases: Sequence[str], days: float, data_dir: str | Path | None, until: float | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None, remote_write: bool = False,
 ) -> Iterator[BackfillOutcome]:
-    """Backfill each baseline in turn into the TSDB at `data_dir`; one outcome per baseline (a failing
-    baseline is reported and the others go on)."""
+    """Backfill each baseline in turn into the TSDB at `data_dir`, or through `export.remote_write`;
+    one outcome per baseline (a failing baseline is reported and the others go on)."""
     now = time.time()
-    for alias in aliases:
-        try:
-            history, outcome = band_history(
-                config, alias, days, until, now,
-                None if on_progress is None else (lambda done, total, a=alias: on_progress(a, done, total)))
-            if history:
-                write_blocks(history, Path(data_dir))
-        except (SourceError, LocalPrometheusError, OSError) as exc:
-            outcome = BackfillOutcome(alias, error=str(exc))
-        yield outcome
+    target = config.export.remote_write if remote_write and config.export else None
+    if remote_write and target is None:
+        raise ValueError("--remote-write needs export.remote_write in the config (url, auth, ...)")
+    writer = RemoteWriter(target) if target is not None else None
+    try:
+        for alias in aliases:
+            try:
+                history, outcome = band_history(
+                    config, alias, days, until, now,
+                    None if on_progress is None else (lambda done, total, a=alias: on_progress(a, done, total)))
+                if history and writer is not None and target is not None:
+                    push_history(history, writer, target.batch_size)
+                elif history:
+                    write_blocks(history, Path(str(data_dir)))
+            except (SourceError, LocalPrometheusError, OSError) as exc:
+                outcome = BackfillOutcome(alias, error=str(exc))
+            yield outcome
+    finally:
+        if writer is not None:
+            writer.close()
 
 
-def run_backfill_cli(config: Config, aliases: Sequence[str], days: float, data_dir: str | Path,
-                     until: float | None) -> int:
+def run_backfill_cli(config: Config, aliases: Sequence[str], days: float, data_dir: str | Path | None,
+                     until: float | None, remote_write: bool = False) -> int:
     """`smartmetrics backfill`: a progress bar per baseline and a table of what was written; exit 1
     if a baseline failed or nothing at all was written."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -170,11 +193,13 @@ def run_backfill_cli(config: Config, aliases: Sequence[str], days: float, data_d
         def report(alias: str, done: int, total: int) -> None:
             progress.update(tasks[alias], description=f"{alias}: replaying", completed=done, total=total)
 
-        for outcome in run_backfill(config, aliases, days, data_dir, until, report):
+        for outcome in run_backfill(config, aliases, days, data_dir, until, report, remote_write):
             progress.update(tasks[outcome.alias], description=f"{outcome.alias}: {'failed' if outcome.error else 'done'}")
             outcomes.append(outcome)
-    table = Table(title=f"smartmetrics backfill into {data_dir}", title_justify="left",
-                  caption="a running Prometheus loads new blocks within a minute")
+    where = redact_url(config.export.remote_write.url) if remote_write and config.export and \
+        config.export.remote_write else data_dir
+    table = Table(title=f"smartmetrics backfill into {where}", title_justify="left",
+                  caption="sent by remote write" if remote_write else "a running Prometheus loads new blocks within a minute")
     for column in ("baseline", "series", "samples", "from (UTC)", "to (UTC)", "alerts in the replay"):
         table.add_column(column, justify="left" if column == "baseline" else "right")
 

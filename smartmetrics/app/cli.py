@@ -347,7 +347,10 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     from smartmetrics.app.backfill import run_backfill_cli
 
-    return run_backfill_cli(config, aliases, args.days, args.data_dir, until)
+    if args.remote_write and (config.export is None or config.export.remote_write is None):
+        print("error: --remote-write needs export.remote_write in the config", file=sys.stderr)
+        return EXIT_USAGE
+    return run_backfill_cli(config, aliases, args.days, args.data_dir, until, args.remote_write)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -638,8 +641,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, metavar="F", help="path to the YAML config")
     p.add_argument("--baseline", action="append", metavar="A", help="only this baseline (repeatable)")
     p.add_argument("--days", type=float, default=14, metavar="N", help="how far back (default: 14)")
-    p.add_argument("--data-dir", required=True, metavar="DIR",
-                   help="the Prometheus data directory (its --storage.tsdb.path) to add the blocks to")
+    into = p.add_mutually_exclusive_group(required=True)
+    into.add_argument("--data-dir", metavar="DIR",
+                      help="the Prometheus data directory (its --storage.tsdb.path) to add the blocks to")
+    into.add_argument("--remote-write", action="store_true",
+                      help="send through export.remote_write instead; the receiver must accept out-of-order "
+                           "samples (Prometheus: storage.tsdb.out_of_order_time_window; Mimir: "
+                           "out_of_order_time_window; VictoriaMetrics: always)")
     p.add_argument("--until", metavar="TIME", default=None,
                    help="stop the history here (Unix seconds or RFC 3339; default: where exported bands begin)")
 

@@ -144,9 +144,11 @@ def render_prometheus_config(
     honor_labels: bool = True,
     jobs: Mapping[str, Sequence[str]] | None = None,
     alertmanagers: Sequence[str] = (),
+    out_of_order: str | None = None,
 ) -> str:
     """A minimal prometheus.yml: optional static scrape targets (job `smartmetrics`), other jobs'
-    targets by job name, rule files, and the Alertmanagers (host:port) their alerts go to.
+    targets by job name, rule files, the Alertmanagers (host:port) their alerts go to, and how far
+    back out-of-order samples are accepted (e.g. `30d`, for a backfill by remote write).
 
     >>> "honor_labels: true" in render_prometheus_config(["127.0.0.1:9877"])
     True
@@ -154,6 +156,8 @@ def render_prometheus_config(
     config: dict[str, object] = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
     }
+    if out_of_order:
+        config["storage"] = {"tsdb": {"out_of_order_time_window": out_of_order}}
     if rule_files:
         config["rule_files"] = [str(p) for p in rule_files]
     if alertmanagers:
@@ -195,8 +199,10 @@ class LocalPrometheus:
         flags: Sequence[str] = (),
         jobs: Mapping[str, Sequence[str]] | None = None,
         alertmanagers: Sequence[str] = (),
+        out_of_order: str | None = None,
     ):
         self.series = list(series)
+        self.out_of_order = out_of_order  # storage.tsdb.out_of_order_time_window, e.g. 30d
         self.jobs = dict(jobs or {})  # more scrape jobs: name -> targets
         self.flags = list(flags)  # more command-line flags, e.g. --web.enable-remote-write-receiver
         self.scrape_targets = list(scrape_targets)
@@ -260,7 +266,8 @@ class LocalPrometheus:
         """Write prometheus.yml for the current targets, jobs and rule files (`reload` applies it)."""
         config_file = self.workdir / "prometheus.yml"
         config_file.write_text(render_prometheus_config(self.scrape_targets, self.rule_files, self.scrape_interval,
-                                                        jobs=self.jobs, alertmanagers=self.alertmanagers))
+                                                        jobs=self.jobs, alertmanagers=self.alertmanagers,
+                                                        out_of_order=self.out_of_order))
         return config_file
 
     def _wait_ready(self) -> bool:

@@ -216,3 +216,19 @@ def test_the_commented_example_in_configs_is_valid_once_uncommented() -> None:
     data = {**yaml.safe_load(text), **yaml.safe_load(uncommented)}
     rw = parse_config(data).export.remote_write
     assert rw.url == "http://prometheus:9090/api/v1/write" and rw.batch_size == 5000
+
+
+def test_a_history_is_split_into_requests_of_batch_size_in_time_order() -> None:
+    from smartmetrics.adapters.remote_write import render_history_requests
+
+    ts = T0 + 60 * np.arange(7)
+    history = [("smartmetrics_yhat", {"job": "b", "baseline": "q"}, ts, np.arange(7.0)),
+               ("smartmetrics_yhat_upper", {"job": "b", "baseline": "q"}, ts[:2], np.array([1.5, 2.5]))]
+    bodies = list(render_history_requests(history, batch_size=3))
+    assert [n for _, n in bodies] == [3, 3, 3]
+    series = [ts_ for body, _ in bodies for ts_ in parse_body(body)]
+    assert series[0][0] == [("__name__", "smartmetrics_yhat"), ("baseline", "q"), ("job", "b")]
+    samples = [s for labels, ss in series if ("__name__", "smartmetrics_yhat") in labels for s in ss]
+    assert samples == [(float(i), (T0 + 60 * i) * 1000) for i in range(7)]  # every sample once, in order
+    assert [s for labels, ss in series if ("__name__", "smartmetrics_yhat_upper") in labels for s in ss] == [
+        (1.5, T0 * 1000), (2.5, (T0 + 60) * 1000)]

@@ -115,3 +115,24 @@ def test_backfill_explains_bad_input(prom: LocalPrometheus, tmp_path: Path) -> N
     assert done.returncode == 2 and "neither Unix seconds nor RFC 3339" in done.stderr
     done = subprocess.run([*run, "--baseline", "nope"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "unknown baseline nope" in done.stderr
+
+
+def test_backfill_through_remote_write_into_a_prometheus_that_takes_out_of_order_samples(tmp_path: Path) -> None:
+    end = align_down(time.time(), 300)
+    with LocalPrometheus(history(end), flags=["--web.enable-remote-write-receiver"], out_of_order="30d") as prom:
+        config = config_file(tmp_path, prom.url)
+        data = yaml.safe_load(config.read_text())
+        data["export"] = {"remote_write": {"url": f"{prom.url}/api/v1/write", "batch_size": 2000}}
+        config.write_text(yaml.safe_dump(data))
+        done = subprocess.run([sys.executable, "-m", "smartmetrics", "backfill", "--config", str(config), "--days",
+                               str(DAYS), "--remote-write"], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+        assert "sent by remote write" in done.stdout
+        found = query_at(prom.url, 'smartmetrics_yhat_upper{baseline="rate"}', align_down(end - 2 * 86400, 300))
+        assert {r["metric"]["instance"] for r in found} == {"a", "b"}  # at once: no blocks to wait for
+
+        data.pop("export")
+        config.write_text(yaml.safe_dump(data))
+        done = subprocess.run([sys.executable, "-m", "smartmetrics", "backfill", "--config", str(config),
+                               "--remote-write"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and "--remote-write needs export.remote_write" in done.stderr
