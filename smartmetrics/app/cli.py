@@ -353,6 +353,48 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return run_backfill_cli(config, aliases, args.days, args.data_dir, until, args.remote_write)
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    import re
+    from pathlib import Path
+
+    from smartmetrics.adapters.source import SourceError
+    from smartmetrics.config import Source
+
+    try:
+        match = re.compile(args.match) if args.match else None
+        bad = [h for h in args.header if "=" not in h]
+        if bad:
+            return _fail(f"--header {bad[0]!r}: write NAME=VALUE", EXIT_USAGE)
+        headers = dict(h.split("=", 1) for h in args.header)
+        source = Source(url=args.source, headers=headers)
+    except re.error as exc:
+        return _fail(f"--match {args.match!r}: not a regular expression: {exc}", EXIT_USAGE)
+    except ValueError as exc:  # pydantic's ValidationError, or a header without `=`
+        reason = str(exc).splitlines()[-1].strip() if "validation error" in str(exc) else str(exc)
+        return _fail(f"--source/--header: {reason}", EXIT_USAGE)
+    out = Path(args.out)
+    if args.max_baselines < 1:
+        return _fail("--max-baselines must be at least 1", EXIT_USAGE)
+    if out.exists() and not (args.force or args.dry_run):
+        return _fail(f"{out} exists; give another --out or --force to replace it", EXIT_USAGE)
+    from smartmetrics.app.init import run_init
+    from smartmetrics.app.terminal import make_console
+
+    try:
+        plan = run_init(source, out, match, args.max_baselines, args.dry_run, make_console())
+    except SourceError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot write {_os_error(exc, str(out))}")
+    if not plan.proposals:
+        return _fail(f"nothing worth a baseline among {plan.names} metric names "
+                     f"({len(plan.skipped)} left out; --dry-run says why)")
+    if not args.dry_run:
+        print(f"wrote {out}: {len(plan.proposals)} baselines ({len(plan.skipped)} left out); "
+              f"next: smartmetrics check-config {out}")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from smartmetrics.app.demo import run_demo
 
@@ -676,6 +718,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", metavar="ID", help="the alert's id")
     p.add_argument("feedback", choices=["noise", "real"], help="noise: should not have fired; real: should have")
     p.add_argument("--url", metavar="URL", help="the running daemon, e.g. http://127.0.0.1:9877")
+
+    p = _add(
+        sub, "init", cmd_init, "propose baselines for what a Prometheus holds and write a config",
+        "Read the metric names, metadata and a sample of each metric's series from the Prometheus at\n"
+        "--source, rank what is worth a baseline (error ratios, latency quantiles, request rates,\n"
+        "saturation gauges; never exporter internals, info metrics or constants), build the PromQL\n"
+        "(rate() for counters, histogram_quantile() for histograms, grouped by the service-, model- and\n"
+        "tenant-like labels), try every expr against the source, and write a commented config.\n"
+        "Presets: smartmetrics.instrument, node_exporter, kube-state-metrics, cAdvisor, NVIDIA DCGM.",
+    )
+    p.add_argument("--source", required=True, metavar="URL", help="the Prometheus API root, e.g. http://prom:9090")
+    p.add_argument("--out", default="config.yaml", metavar="F", help="config file to write (default: config.yaml)")
+    p.add_argument("--match", metavar="REGEX", help="only metric names matching REGEX (searched, not anchored)")
+    p.add_argument("--max-baselines", type=int, default=20, metavar="N", help="at most N baselines (default: 20)")
+    p.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
+                   help="an HTTP header for the source, e.g. X-Scope-OrgID=tenant (repeatable; written to F)")
+    p.add_argument("--dry-run", action="store_true", help="print what would be written and why; write nothing")
+    p.add_argument("--force", action="store_true", help="replace F if it exists")
 
     p = _add(
         sub, "demo", cmd_demo, "the whole product on synthetic AI-serving metrics, locally",

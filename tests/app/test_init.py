@@ -1,0 +1,149 @@
+"""`smartmetrics init`: baselines proposed from what a real Prometheus holds, written as a config that
+loads, whose every expr returns series, and that leaves exporter internals and constants alone."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from smartmetrics.app.cli import main
+from smartmetrics.app.demo_data import _histogram
+from smartmetrics.app.promlocal import LocalPrometheus, MetricSeries, free_port
+from smartmetrics.config import load_config
+from smartmetrics.engine.series import align_down
+
+MODELS, TENANTS = ("resnet", "bert"), ("acme", "globex")
+
+
+def mixed_metrics(end: int, hours: int = 12, step: int = 60) -> list[MetricSeries]:
+    """The instrument's metrics for 2 models x 2 tenants, a node_exporter cpu counter, a DCGM gauge, an
+    application counter with status codes, a queue, and what must be left alone (go_goroutines, a build
+    info, a constant)."""
+    rng = np.random.default_rng(27)
+    ts = np.arange(end - hours * 3600, end + 1, step, dtype=np.int64)
+    n = len(ts)
+
+    def counter(rate: float) -> np.ndarray:
+        return np.cumsum(rng.poisson(rate * step, n)).astype(float)
+
+    out: list[MetricSeries] = []
+    where = {"job": "serving", "instance": "10.0.0.1:8000"}
+    for model in MODELS:
+        for tenant in TENANTS:
+            labels = {**where, "model_name": model, "model_version": "v1", "tenant_id": tenant, "framework": "torch"}
+            ok = counter(5.0)
+            for outcome, values in (("ok", ok), ("error", counter(0.1))):
+                out.append(MetricSeries("inference_requests_total", {**labels, "outcome": outcome}, ts, values,
+                                        kind="counter"))
+            out += _histogram("inference_request_duration_seconds", labels, ts, np.diff(ok, prepend=0),
+                              (0.05, 0.1, 0.25, 0.5, 1.0), np.array([0.1, 0.4, 0.8, 0.95, 0.99, 1.0]))
+            out += _histogram("inference_prediction_confidence", labels, ts, np.diff(ok, prepend=0),
+                              (0.5, 0.8, 0.9, 0.99), np.array([0.05, 0.2, 0.5, 0.9, 1.0]))
+            out.append(MetricSeries("inference_requests_in_flight", labels, ts, rng.poisson(3, n).astype(float)))
+    for cpu in "01":
+        for mode, rate in (("idle", 0.7), ("user", 0.3)):
+            out.append(MetricSeries("node_cpu_seconds_total", {"job": "node", "instance": "node1:9100", "cpu": cpu,
+                                                               "mode": mode}, ts, counter(rate), kind="counter"))
+    for gpu in "01":
+        out.append(MetricSeries("DCGM_FI_DEV_GPU_UTIL", {"gpu": gpu, "Hostname": "gpu-node-1", "UUID": f"GPU-{gpu}aa"},
+                                ts, rng.uniform(20, 90, n).round()))
+    for instance in ("app-1:8080", "app-2:8080"):
+        for code, rate in (("200", 20.0), ("500", 0.5)):
+            out.append(MetricSeries("http_requests_total", {"job": "app", "instance": instance, "service": "checkout",
+                                                            "code": code}, ts, counter(rate), kind="counter"))
+    out.append(MetricSeries("queue_depth", {"job": "app", "queue": "jobs"}, ts, rng.poisson(12, n).astype(float)))
+    out.append(MetricSeries("queue_capacity", {"job": "app", "queue": "jobs"}, ts, np.full(n, 100.0)))
+    out.append(MetricSeries("go_goroutines", {"job": "serving"}, ts, rng.poisson(40, n).astype(float)))
+    out.append(MetricSeries("serving_build_info", {"job": "serving", "version": "1.2.3"}, ts, np.ones(n)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def source(prometheus_binaries) -> Iterator[str]:
+    with LocalPrometheus(mixed_metrics(align_down(time.time(), 60))) as prom:
+        yield prom.url
+
+
+def instant(url: str, expr: str) -> list[dict]:
+    answer = httpx.get(url + "/api/v1/query", params={"query": expr}, timeout=30).json()
+    assert answer["status"] == "success", answer
+    return answer["data"]["result"]
+
+
+EXPECTED = {
+    "inference_qps": ("sum by (model_name, tenant_id) (rate(inference_requests_total[5m]))", "both"),
+    "inference_latency_p95": ("histogram_quantile(0.95, sum by (model_name, tenant_id, le) "
+                              "(rate(inference_request_duration_seconds_bucket[5m])))", "up"),
+    "inference_confidence_median": ("histogram_quantile(0.5, sum by (model_name, tenant_id, le) "
+                                    "(rate(inference_prediction_confidence_bucket[5m])))", "down"),
+    "node_cpu_utilisation": ('1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[5m]))', "both"),
+    "gpu_utilisation": ("avg by (Hostname, gpu) (DCGM_FI_DEV_GPU_UTIL)", "both"),
+    "http_requests_rate": ("sum by (service) (rate(http_requests_total[5m]))", "both"),
+    "queue_depth": ("sum by (queue) (queue_depth)", "both"),
+}
+
+
+def test_init_writes_a_config_that_loads_and_whose_exprs_return_series(source: str, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "config.yaml"
+    assert main(["init", "--source", source, "--out", str(out)]) == 0
+    config = load_config(out)
+    baselines = config.baselines
+    for alias, (expr, direction) in EXPECTED.items():
+        assert alias in baselines, sorted(baselines)
+        assert baselines[alias].expr == expr
+        assert baselines[alias].alert.direction == direction
+    errors = baselines["inference_error_ratio"]
+    assert 'inference_requests_total{outcome="error"}' in errors.expr and "by (model_name, tenant_id)" in errors.expr
+    assert errors.alert.direction == "up" and errors.range == (0.0, 1.0)
+    assert baselines["http_requests_error_ratio"].range == (0.0, 1.0)
+    assert 'code=~"5.."' in baselines["http_requests_error_ratio"].expr
+    assert baselines["node_cpu_utilisation"].range == (0.0, 1.0)
+    assert baselines["gpu_utilisation"].range == (0.0, 100.0)
+    assert "model_name" in baselines["inference_in_flight"].expr
+    written = out.read_text()
+    for internal in ("go_goroutines", "serving_build_info", "queue_capacity"):
+        assert all(internal not in b.expr for b in baselines.values())
+    assert "# " in written and "why:" in written  # commented: each baseline says why
+    assert config.sources["prometheus"].url == source
+    for alias, baseline in baselines.items():
+        assert instant(source, baseline.expr), alias
+    assert main(["check-config", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+
+
+def test_dry_run_writes_nothing_and_says_why(source: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "config.yaml"
+    assert main(["init", "--source", source, "--out", str(out), "--dry-run"]) == 0
+    assert not out.exists()
+    printed = capsys.readouterr().out
+    assert "inference_qps" in printed and "gpu_utilisation" in printed
+    assert "go_goroutines" in printed and "constant" in printed  # the skipped, with their reasons
+
+
+def test_match_and_max_baselines(source: str, tmp_path: Path) -> None:
+    out = tmp_path / "config.yaml"
+    assert main(["init", "--source", source, "--out", str(out), "--match", "^inference_"]) == 0
+    assert all(a.startswith("inference_") for a in load_config(out).baselines)
+    assert main(["init", "--source", source, "--out", str(out), "--max-baselines", "2"]) == 2  # no overwrite
+    assert main(["init", "--source", source, "--out", str(out), "--max-baselines", "2", "--force"]) == 0
+    assert list(load_config(out).baselines) == ["inference_error_ratio", "inference_latency_p95"]
+
+
+def test_unreachable_source_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "config.yaml"
+    url = f"http://127.0.0.1:{free_port()}"
+    assert main(["init", "--source", url, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot reach" in err and url in err
+    assert not out.exists()
+
+
+def test_bad_usage_exits_2(tmp_path: Path) -> None:
+    assert main(["init", "--source", "prom:9090"]) == 2
+    assert main(["init", "--source", "http://127.0.0.1:1", "--match", "("]) == 2
