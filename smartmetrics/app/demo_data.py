@@ -1,7 +1,8 @@
 """Synthetic metrics of an AI inference service, as Prometheus would have scraped them, for the demo.
 
-Per model, version and tenant: request counters with daily and weekly rhythm and tenant scales
-1000x apart, latency and prediction-confidence histograms, error counters, and GPU utilisation per
+The names and labels are those of `smartmetrics.instrument` (what `smartmetrics init` recognises):
+per model, version and tenant, request counters by outcome (ok, error) with daily and weekly rhythm
+and tenant scales 1000x apart, latency and prediction-confidence histograms; and GPU utilisation per
 GPU. The last day carries a few incidents (listed in `DEMO_INCIDENTS`) for the bands to catch.
 """
 
@@ -13,12 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from smartmetrics.app.promlocal import MetricSeries
+from smartmetrics.instrument import CONFIDENCE, DURATION, REQUESTS
 
 MODELS = {"llama-3-8b": ("v1", "v2"), "mistral-7b": ("v3",), "whisper-large": ("v1",)}
 TENANTS = {"acme": 40.0, "globex": 4.0, "initech": 0.04}  # requests/s at peak: 1000x apart
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CONFIDENCE_BUCKETS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 GPUS = 4
+FRAMEWORK = {"llama-3-8b": "vllm", "mistral-7b": "vllm", "whisper-large": "torch"}
 
 
 @dataclass(frozen=True)
@@ -32,12 +35,12 @@ class Incident:
 
 
 DEMO_INCIDENTS = (
-    Incident("traffic drop (tenant outage)", {"model": "llama-3-8b", "tenant": "acme"}, 9.0, 7.5),
-    Incident("latency spike", {"model": "mistral-7b"}, 5.0, 4.0),
-    Incident("error burst", {"model": "whisper-large"}, 3.0, 2.5),
+    Incident("traffic drop (tenant outage)", {"model_name": "llama-3-8b", "tenant_id": "acme"}, 9.0, 7.5),
+    Incident("latency spike", {"model_name": "mistral-7b"}, 5.0, 4.0),
+    Incident("error burst", {"model_name": "whisper-large"}, 3.0, 2.5),
     Incident("GPU stuck at 100%", {"gpu": "2"}, 14.0, 12.0),
 )
-LIVE_INCIDENT = Incident("error burst (live)", {"model": "whisper-large"}, -2 / 60, -42 / 60)
+LIVE_INCIDENT = Incident("error burst (live)", {"model_name": "whisper-large"}, -2 / 60, -42 / 60)
 """Happens while the demo runs: from 2 to 42 minutes after the end of the backfilled history."""
 
 
@@ -98,25 +101,22 @@ def generate_demo_metrics(end: int, days: int = 14, step: int = 60, seed: int = 
     shape = traffic_shape(ts)
     out: list[MetricSeries] = []
     for model, versions in MODELS.items():
-        model_total = np.zeros(len(ts))
+        slow = 1 + 0.3 * shape + np.where(_incident(end, ts, "latency", model_name=model), 4.0, 0.0)
+        base = {"llama-3-8b": 0.35, "mistral-7b": 0.25, "whisper-large": 0.8}[model]
+        latency, confidence = _latency_shares(slow, base), np.array([0.02, 0.06, 0.12, 0.35, 0.6, 0.9, 1.0])
         for version in versions:
             for tenant, peak in TENANTS.items():
-                labels = {"model": model, "version": version, "tenant": tenant}
+                labels = {"model_name": model, "model_version": version, "tenant_id": tenant,
+                          "framework": FRAMEWORK[model]}
                 rate = peak * shape / len(versions) * rng.uniform(0.8, 1.2)
-                rate = np.where(_incident(end, ts, "traffic", model=model, tenant=tenant), rate * 0.15, rate)
-                requests = _counter(rng, rate, step)
-                out.append(MetricSeries("model_inference_requests_total", labels, ts, requests, kind="counter"))
-                errors = np.where(_incident(end, ts, "error", model=model), 0.08, 0.002) * rate
-                out.append(MetricSeries("model_inference_errors_total", labels, ts, _counter(rng, errors, step),
-                                        kind="counter"))
-                model_total += np.diff(requests, prepend=0)
-        slow = 1 + 0.3 * shape + np.where(_incident(end, ts, "latency", model=model), 4.0, 0.0)
-        base = {"llama-3-8b": 0.35, "mistral-7b": 0.25, "whisper-large": 0.8}[model]
-        out += _histogram("model_inference_latency_seconds", {"model": model}, ts, model_total,
-                          LATENCY_BUCKETS, _latency_shares(slow, base))
-        confidence = np.array([0.02, 0.06, 0.12, 0.35, 0.6, 0.9, 1.0])
-        out += _histogram("model_prediction_confidence", {"model": model}, ts, model_total,
-                          CONFIDENCE_BUCKETS, confidence)
+                rate = np.where(_incident(end, ts, "traffic", model_name=model, tenant_id=tenant), rate * 0.15, rate)
+                share = np.where(_incident(end, ts, "error", model_name=model), 0.08, 0.002)
+                ok, errors = _counter(rng, rate * (1 - share), step), _counter(rng, rate * share, step)
+                for outcome, values in (("ok", ok), ("error", errors)):
+                    out.append(MetricSeries(REQUESTS, {**labels, "outcome": outcome}, ts, values, kind="counter"))
+                served = np.diff(ok + errors, prepend=0)
+                out += _histogram(DURATION, labels, ts, served, LATENCY_BUCKETS, latency)
+                out += _histogram(CONFIDENCE, labels, ts, served, CONFIDENCE_BUCKETS, confidence)
     for gpu in range(GPUS):
         util = np.clip(0.15 + 0.75 * shape + rng.normal(0, 0.04, len(ts)), 0, 1)
         util = np.where(_incident(end, ts, "GPU", gpu=str(gpu)), 1.0, util)

@@ -24,7 +24,7 @@ from smartmetrics.engine.firing import AlertRules
 from smartmetrics.engine.series import Series, align_down
 from smartmetrics.evaluation.tune import engine_fit, replay_series, run_tune
 
-PANEL_BASELINE, PANEL_LABELS = "inference_qps", {"model": "llama-3-8b", "tenant": "acme"}
+PANEL_BASELINE, PANEL_LABELS = "inference_qps", {"model_name": "llama-3-8b", "tenant_id": "acme"}
 
 
 def panel_frame(config: Config, series: Series, sensitivity: float | str) -> pd.DataFrame:
@@ -55,7 +55,7 @@ def main() -> None:
         frame = panel_frame(config, series, config.baselines[PANEL_BASELINE].sensitivity)
     from smartmetrics.render.plots import plot_band
 
-    title = (f"{PANEL_BASELINE} {{model=\"llama-3-8b\", tenant=\"acme\"}}: value, expected and band "
+    title = (f"{PANEL_BASELINE} {{model_name=\"llama-3-8b\", tenant_id=\"acme\"}}: value, expected and band "
              "(walk-forward, daily retrain); a tenant outage in the last day")
     plot_band(frame, args.png, title=title, last=3 * 86400)
     console.print(f"wrote {args.png}; total {time.perf_counter() - started:.0f} s")

@@ -60,18 +60,18 @@ def test_demo_catches_the_incidents_and_stops_cleanly_on_ctrl_c(tmp_path: Path, 
         time.sleep(5)
     assert alerts, "the live incident raised no alert in Prometheus"
     assert len(past) == 9, past  # 3 models x 3 tenants, a week before the demo started
-    assert {a["metric"]["model"] for a in alerts} == {"whisper-large"}
+    assert {a["metric"]["model_name"] for a in alerts} == {"whisper-large"}
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 0, log.read_text(errors="replace")[-3000:]
     text = log.read_text(errors="replace")
     assert "what the bands did over the last 3 days" in text and "stopped: Prometheus and the daemon are down" in text
     assert "held an earlier demo run: removed its prometheus, replay; starting clean" in text
-    assert "live: an error burst (live) on {model=\"whisper-large\"}" in text
+    assert "live: an error burst (live) on {model_name=\"whisper-large\"}" in text
 
     index = pd.read_csv(out / "replay" / "index.csv")
     replays = {p.name: pd.read_csv(p) for p in (out / "replay").glob("*--*.csv")}
     assert len(replays) == 22 and sorted(index.file) == sorted(replays)
-    assert "inference_qps--model=llama-3-8b,tenant=acme.csv" in replays
+    assert "inference_qps--model_name=llama-3-8b,tenant_id=acme.csv" in replays
     assert not (out / "replay" / "inference_qps-48c1a3ee.csv").exists()
     end = max(int(f.timestamp.max()) for f in replays.values())
     for incident in DEMO_INCIDENTS:

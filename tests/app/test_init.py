@@ -147,3 +147,23 @@ def test_unreachable_source_is_a_clear_error(tmp_path: Path, capsys: pytest.Capt
 def test_bad_usage_exits_2(tmp_path: Path) -> None:
     assert main(["init", "--source", "prom:9090"]) == 2
     assert main(["init", "--source", "http://127.0.0.1:1", "--match", "("]) == 2
+
+
+INCIDENT_BASELINES = {"traffic": "inference_qps", "latency": "inference_latency_p95", "error": "inference_error_ratio",
+                      "GPU": "gpu_utilization_ratio"}
+
+
+def test_on_the_demo_data_init_covers_the_four_incidents(prometheus_binaries, tmp_path: Path) -> None:
+    """The demo's synthetic data uses the instrument's names: init's baselines hold every injected
+    incident's series."""
+    from smartmetrics.app.demo_data import DEMO_INCIDENTS, generate_demo_metrics
+
+    out = tmp_path / "config.yaml"
+    with LocalPrometheus(generate_demo_metrics(align_down(time.time(), 60), days=1)) as prom:
+        assert main(["init", "--source", prom.url, "--out", str(out)]) == 0
+        baselines = load_config(out).baselines
+        for incident in DEMO_INCIDENTS:
+            alias = next(a for kind, a in INCIDENT_BASELINES.items() if incident.what.startswith(kind))
+            assert alias in baselines, (incident.what, sorted(baselines))
+            found = [s["metric"] for s in instant(prom.url, baselines[alias].expr)]
+            assert any(incident.labels.items() <= labels.items() for labels in found), (incident, found)
