@@ -8,6 +8,7 @@ is kept only if its expr returns series now and is not constant over the last 6 
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +18,13 @@ from rich.console import Console
 from rich.table import Table
 
 from smartmetrics.adapters.catalog import Catalog
+from smartmetrics.adapters.source import SourceError
 from smartmetrics.config import Source, parse_config, redact_url
 from smartmetrics.render.parts import write_files
 from smartmetrics.render.presets import covered, preset_candidates
 from smartmetrics.render.proposals import Candidate, Proposal, Skipped, plan_candidates
+
+log = logging.getLogger(__name__)
 
 CONSTANT_WINDOW = "6h"
 SAMPLE_LIMIT = 500
@@ -40,7 +44,11 @@ def make_plan(catalog: Catalog, match: re.Pattern[str] | None, max_baselines: in
     """Propose, build from label samples, and try each candidate against the source, best first,
     until `max_baselines` are kept."""
     names = [n for n in catalog.fetch_names() if match is None or match.search(n)]
-    metadata = catalog.fetch_metadata()
+    try:
+        metadata = catalog.fetch_metadata()
+    except SourceError as exc:  # some Prometheus-compatible stores have no metadata: names decide then
+        log.warning("no metric metadata (%s); types are read from the metric names", exc)
+        metadata = {}
     generic, skipped = plan_candidates(names, metadata, covered)
     candidates = sorted([*preset_candidates(names), *generic], key=lambda c: (-c.score, c.alias))
     plan = Plan(skipped=skipped, names=len(names))
