@@ -6,10 +6,14 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install demo notebook test test-fast lint bench bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults bench-servers bench-retrain bench-cluster clean
 
+# the real servers the tests start: Prometheus (with promtool), Alertmanager, node_exporter (Debian's)
+SERVERS := prometheus promtool prometheus-alertmanager prometheus-node-exporter
+
 $(STAMP): pyproject.toml
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
-	  echo "prometheus/promtool not found: installing Debian's prometheus package"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
+	@missing=$$(for b in $(SERVERS); do command -v $$b >/dev/null || echo $$b; done); [ -z "$$missing" ] || { \
+	  echo "not found: $$missing; installing Debian's prometheus, prometheus-alertmanager, prometheus-node-exporter"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends \
+	    prometheus prometheus-alertmanager prometheus-node-exporter; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
