@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 REPLAY_DAYS = 3
 LIVE_HOURS = 6  # the live series go on this long after the start, then stop (stale in Prometheus)
+DEMO_STEP = 120  # seconds between generated samples: half the text promtool parses of a 60 s step, the same bands
 DEMO_OUTPUTS = ("prometheus", "models", "replay", "plots", "rules", "grafana", "config.yaml")
 
 
@@ -150,7 +151,8 @@ def run_demo(out: str | Path = "out/demo", duration: float | None = None, worker
     end = align_down(time.time(), 60)
     with _stage(console, "generating 14 days of synthetic AI-serving metrics"):
         target = f"127.0.0.1:{live_port}"  # the backfilled series carry the labels the live scrape adds
-        metrics = generate_demo_metrics(end, ahead=LIVE_HOURS * 3600, extra={"job": JOB, "instance": target})
+        metrics = generate_demo_metrics(end, step=DEMO_STEP, ahead=LIVE_HOURS * 3600,
+                                        extra={"job": JOB, "instance": target})
     with _stage(console, f"backfilling {len(metrics)} series into a local Prometheus (promtool)"):
         prom = LocalPrometheus(until(metrics, end), scrape_targets=[f"127.0.0.1:{port}"], scrape_interval="5s",
                                workdir=out / "prometheus", jobs={JOB: [target]})
