@@ -3,14 +3,16 @@ expr against it, and write a commented config (or, with `--dry-run`, print what 
 
 The proposals come from `smartmetrics.render.presets` (well-known exporters, `smartmetrics.instrument`)
 and `smartmetrics.render.proposals` (every other metric by its type and name), best first. A proposal
-is kept only if its expr returns series now and is not constant over the last 6 hours.
+is kept only if its expr returns series now and is not constant over the last 6 hours; a source too
+young to judge (fewer than an hour of 5-minute points) is given the benefit of the doubt, and the
+proposal's why says so.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -27,6 +29,8 @@ from smartmetrics.render.proposals import Candidate, Proposal, Skipped, plan_can
 log = logging.getLogger(__name__)
 
 CONSTANT_WINDOW = "6h"
+MIN_JUDGED_POINTS = 12
+"""Fewer 5-minute points of the expr than this (an hour) in CONSTANT_WINDOW: too young to call it constant."""
 SAMPLE_LIMIT = 500
 SOURCE_NAME = "prometheus"
 
@@ -66,20 +70,32 @@ def make_plan(catalog: Catalog, match: re.Pattern[str] | None, max_baselines: in
         if isinstance(found, str):
             plan.skipped.append(Skipped(proposal.alias, found))
             continue
+        count, note = found
         aliases.add(proposal.alias)
-        plan.proposals.append((proposal, found))
+        plan.proposals.append((replace(proposal, why=f"{proposal.why}; {note}") if note else proposal, count))
     return plan
 
 
-def _try(catalog: Catalog, candidate: Candidate, proposal: Proposal) -> int | str:
-    """How many series the expr returns now, or why it is left out (none; constant)."""
-    series = catalog.query(f"count({proposal.expr})")
-    count = int(float(series[0]["value"][1])) if series else 0
+def _count(result: list[dict]) -> int:
+    return int(float(result[0]["value"][1])) if result else 0
+
+
+def _try(catalog: Catalog, candidate: Candidate, proposal: Proposal) -> tuple[int, str] | str:
+    """(how many series the expr returns now, a note for its why), or why it is left out (none; constant).
+
+    Constant means: enough history (MIN_JUDGED_POINTS) and no series ever varied over it. Fewer points
+    (a Prometheus started minutes ago) cannot tell, so the expr is kept with a note saying so."""
+    count = _count(catalog.query(f"count({proposal.expr})"))
     if count == 0:
         return f"{proposal.expr} returns no series now"
-    if not catalog.query(f"count(stddev_over_time(({proposal.expr})[{CONSTANT_WINDOW}:5m]) > 0)"):
-        return f"constant over the last {CONSTANT_WINDOW} ({candidate.metric})"
-    return count
+    window = f"({proposal.expr})[{CONSTANT_WINDOW}:5m]"
+    if catalog.query(f"count(stddev_over_time({window}) > 0)"):
+        return count, ""
+    points = _count(catalog.query(f"max(count_over_time({window}))"))
+    if points < MIN_JUDGED_POINTS:
+        return count, (f"too little history to judge constancy ({points} of {MIN_JUDGED_POINTS} 5m points "
+                       f"in the last {CONSTANT_WINDOW}), kept")
+    return f"constant over the last {CONSTANT_WINDOW} ({candidate.metric})"
 
 
 def render_init_config(source: Source, plan: Plan, command: str) -> str:

@@ -10,9 +10,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from rich.console import Console
 
 from smartmetrics.app.cli import main
 from smartmetrics.app.demo_data import _histogram
+from smartmetrics.app.init import MIN_JUDGED_POINTS, make_plan, print_plan
 from smartmetrics.app.promlocal import LocalPrometheus, MetricSeries, free_port
 from smartmetrics.config import load_config
 from smartmetrics.engine.series import align_down
@@ -167,3 +169,45 @@ def test_on_the_demo_data_init_covers_the_four_incidents(prometheus_binaries, tm
             assert alias in baselines, (incident.what, sorted(baselines))
             found = [s["metric"] for s in instant(prom.url, baselines[alias].expr)]
             assert any(incident.labels.items() <= labels.items() for labels in found), (incident, found)
+
+
+class FakeCatalog:
+    """One gauge `queue_depth` that never varied, over `points` 5-minute points of history."""
+
+    def __init__(self, points: int):
+        self.points = points
+
+    def fetch_names(self) -> list[str]:
+        return ["queue_depth"]
+
+    def fetch_metadata(self) -> dict[str, str]:
+        return {"queue_depth": "gauge"}
+
+    def fetch_series(self, name: str, limit: int) -> list[dict[str, str]]:
+        return [{"queue": "jobs"}]
+
+    def query(self, expr: str) -> list[dict]:
+        if expr.startswith("count(stddev_over_time("):
+            return []  # never varied
+        if expr.startswith("max(count_over_time("):
+            return [{"metric": {}, "value": [0, str(self.points)]}] if self.points else []
+        return [{"metric": {}, "value": [0, "1"]}]  # count(expr): one series now
+
+
+@pytest.mark.parametrize("points", [0, 1, MIN_JUDGED_POINTS - 1])
+def test_too_little_history_to_judge_is_not_constant(points: int) -> None:
+    """A Prometheus a minute old has no 5-minute points in the constancy window yet: not enough history
+    to call anything constant, so the baseline is kept, and the dry run says why."""
+    plan = make_plan(FakeCatalog(points), None, 5)
+    assert [p.alias for p, _ in plan.proposals] == ["queue_depth"]
+    why = plan.proposals[0][0].why
+    assert f"too little history to judge constancy ({points} of {MIN_JUDGED_POINTS}" in why
+    console = Console(record=True, width=400)
+    print_plan(console, plan)
+    assert "too little history to judge constancy" in console.export_text()
+
+
+def test_enough_history_that_never_varied_is_constant() -> None:
+    plan = make_plan(FakeCatalog(MIN_JUDGED_POINTS), None, 5)
+    assert plan.proposals == []
+    assert [(s.name, s.reason) for s in plan.skipped] == [("queue_depth", "constant over the last 6h (queue_depth)")]
