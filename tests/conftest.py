@@ -75,17 +75,26 @@ def prometheus_binaries() -> tuple[str, str]:
         pytest.skip(str(exc))
 
 
-@pytest.fixture(scope="session")
-def alertmanager_binary() -> str:
-    """Path of Debian's prometheus-alertmanager (or an `alertmanager` on PATH); skipped without it,
-    except in CI (`.ci/run` installs it) where that is a failure."""
-    found = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+def debian_binary(package: str, upstream: str) -> str:
+    """Path of Debian's `package` binary (or the `upstream` name on PATH); skipped without it, except
+    in CI (`.ci/run` installs it) where that is a failure."""
+    found = shutil.which(package) or shutil.which(upstream)
     if found is None:
-        why = "prometheus-alertmanager is not installed (apt-get install prometheus-alertmanager)"
+        why = f"{package} is not installed (apt-get install {package})"
         if os.environ.get("CI"):
             pytest.fail(f"CI is set but {why}")
         pytest.skip(why)
     return found
+
+
+@pytest.fixture(scope="session")
+def alertmanager_binary() -> str:
+    return debian_binary("prometheus-alertmanager", "alertmanager")
+
+
+@pytest.fixture(scope="session")
+def node_exporter_binary() -> str:
+    return debian_binary("prometheus-node-exporter", "node_exporter")
 
 
 @pytest.fixture(scope="session")

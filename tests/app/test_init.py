@@ -3,8 +3,13 @@ loads, whose every expr returns series, and that leaves exporter internals and c
 
 from __future__ import annotations
 
+import random
+import re
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -17,7 +22,9 @@ from smartmetrics.app.demo_data import _histogram
 from smartmetrics.app.init import MIN_JUDGED_POINTS, make_plan, print_plan
 from smartmetrics.app.promlocal import LocalPrometheus, MetricSeries, free_port
 from smartmetrics.config import load_config
+from smartmetrics.engine.promql_syntax import promql_error
 from smartmetrics.engine.series import align_down
+from smartmetrics.instrument import InferenceMetrics
 
 MODELS, TENANTS = ("resnet", "bert"), ("acme", "globex")
 
@@ -211,3 +218,104 @@ def test_enough_history_that_never_varied_is_constant() -> None:
     plan = make_plan(FakeCatalog(MIN_JUDGED_POINTS), None, 5)
     assert plan.proposals == []
     assert [(s.name, s.reason) for s in plan.skipped] == [("queue_depth", "constant over the last 6h (queue_depth)")]
+
+
+# --- a real node_exporter and an instrumented service, scraped live -------------------------------
+
+NODE_FLAGS = ("--no-collector.systemd", "--no-collector.textfile", "--no-collector.hwmon", "--no-collector.rapl",
+              "--no-collector.thermal_zone", "--no-collector.powersupplyclass", "--no-collector.udp_queues")
+"""Collectors that need D-Bus, privileges or files a test machine lacks: off (they only log errors)."""
+INTERNALS = re.compile(r"\b(go_|process_|promhttp_|node_scrape_|scrape_|up\b)")
+
+
+@contextmanager
+def node_exporter(binary: str, workdir: Path) -> Iterator[str]:
+    """Debian's node_exporter on 127.0.0.1 at a free port; its host:port once it serves /metrics."""
+    for _ in range(3):  # the free port may be taken between probing and binding
+        target = f"127.0.0.1:{free_port()}"
+        with (workdir / "node_exporter.log").open("wb") as log:
+            process = subprocess.Popen([binary, f"--web.listen-address={target}", *NODE_FLAGS], stdout=log,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            while process.poll() is None and time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"http://{target}/metrics", timeout=2).status_code == 200:
+                        yield target
+                        return
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    raise AssertionError("node_exporter did not start: " + (workdir / "node_exporter.log").read_text()[-2000:])
+
+
+@contextmanager
+def instrumented_service() -> Iterator[str]:
+    """An example inference service: a `track`-decorated predict called in a loop by a thread (random
+    latency and confidence, about one call in ten failing), its exporter on 127.0.0.1; its host:port."""
+    metrics = InferenceMetrics("resnet", "v2", "torch")
+    rng = random.Random(27)
+
+    @metrics.track(tenant_id=lambda tenant: tenant)
+    def predict(tenant: str) -> dict[str, float]:
+        time.sleep(rng.uniform(0.001, 0.03))
+        if rng.random() < 0.1:
+            raise RuntimeError("model failed")
+        return {"confidence": rng.uniform(0.5, 1.0)}
+
+    stop = threading.Event()
+
+    def serve_requests() -> None:
+        while not stop.is_set():
+            with suppress(RuntimeError):
+                predict(rng.choice(TENANTS))
+
+    exporter = metrics.serve(free_port(), "127.0.0.1")
+    thread = threading.Thread(target=serve_requests, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{exporter.port}"
+    finally:
+        stop.set()
+        thread.join(10)
+        exporter.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.prometheus
+def test_init_on_a_live_node_exporter_and_instrumented_service(prometheus_binaries, node_exporter_binary: str,
+                                                                tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A Prometheus scraping Debian's node_exporter and an instrumented service every second for ~25 s:
+    init writes the node_exporter and instrument presets' baselines, every expr parses, returns series
+    and passes check-config, none is on exporter internals, and the young source is said to be young."""
+    out = tmp_path / "config.yaml"
+    with node_exporter(node_exporter_binary, tmp_path) as node, instrumented_service() as service, \
+            LocalPrometheus(scrape_interval="1s", jobs={"node": [node], "serving": [service]}) as prom:
+        deadline = time.monotonic() + 60
+        time.sleep(20)
+        while time.monotonic() < deadline and not (instant(prom.url, "rate(node_cpu_seconds_total[5m])")
+                                                   and instant(prom.url, "rate(inference_requests_total[5m])")):
+            time.sleep(1)
+        time.sleep(5)
+        assert main(["init", "--source", prom.url, "--out", str(tmp_path / "dry.yaml"), "--dry-run"]) == 0
+        printed = capsys.readouterr().out
+        assert "too little history to judge constancy" in printed
+        assert main(["init", "--source", prom.url, "--out", str(out)]) == 0
+        baselines = load_config(out).baselines
+        for alias in ("node_cpu_utilisation", "node_memory_utilisation", "inference_qps", "inference_error_ratio",
+                      "inference_latency_p95", "inference_confidence_median"):
+            assert alias in baselines, sorted(baselines)
+        for alias, baseline in baselines.items():
+            assert promql_error(baseline.expr) is None, (alias, baseline.expr)
+            assert not INTERNALS.search(baseline.expr), (alias, baseline.expr)
+            assert instant(prom.url, baseline.expr), (alias, baseline.expr)
+        assert 'mode="idle"' in baselines["node_cpu_utilisation"].expr
+        assert "by (model_name, tenant_id" in baselines["inference_latency_p95"].expr
+    assert main(["check-config", str(out)]) == 0
