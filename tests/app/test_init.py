@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from smartmetrics.adapters.store import load_store
 from smartmetrics.app.cli import main
 from smartmetrics.app.demo_data import _histogram
 from smartmetrics.app.init import MIN_JUDGED_POINTS, make_plan, print_plan
@@ -74,7 +75,7 @@ def mixed_metrics(end: int, hours: int = 12, step: int = 60) -> list[MetricSerie
 
 @pytest.fixture(scope="module")
 def source(prometheus_binaries) -> Iterator[str]:
-    with LocalPrometheus(mixed_metrics(align_down(time.time(), 60))) as prom:
+    with LocalPrometheus(mixed_metrics(align_down(time.time(), 60), hours=30)) as prom:  # > 1 day: fit classifies
         yield prom.url
 
 
@@ -124,6 +125,22 @@ def test_init_writes_a_config_that_loads_and_whose_exprs_return_series(source: s
         assert instant(source, baseline.expr), alias
     assert main(["check-config", str(out)]) == 0
     assert f"wrote {out}" in capsys.readouterr().out
+
+
+def test_fit_fits_every_baseline_init_wrote(source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """init's output end to end: `smartmetrics fit` on it exits 0 and every written baseline has at least
+    one fitted series in the store."""
+    monkeypatch.chdir(tmp_path)  # the written config's store is the default models/, here
+    out = tmp_path / "config.yaml"
+    assert main(["init", "--source", source, "--out", str(out)]) == 0
+    written = set(load_config(out).baselines)
+    assert main(["fit", "--config", str(out), "--workers", "1"]) == 0
+    states, errors = load_store(tmp_path / "models")
+    assert errors == []
+    assert set(states) == written
+    assert all(states[alias].series for alias in written), {a: len(s.series) for a, s in states.items()}
+    assert any(band.meta.get("curve_type") not in (None, "insufficient") for state in states.values()
+               for band in state.series)
 
 
 def test_dry_run_writes_nothing_and_says_why(source: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
