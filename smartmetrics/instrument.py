@@ -17,8 +17,8 @@ Metrics, each labelled `model_name`, `model_version`, `tenant_id`, `framework`:
     inference_prediction_confidence_bucket{...,le="0.9"}      confidence of each prediction
     inference_requests_in_flight{...}                         requests being served now
 
-`smartmetrics init` recognises these names and proposes their baselines (QPS, error ratio, p95 latency,
-median confidence per model and tenant). Importing this module registers nothing: each
+`smartmetrics init` recognises these names and proposes their baselines (QPS, error ratio, p95 and
+p99 latency, median confidence per model and tenant). Importing this module registers nothing: each
 `InferenceMetrics` has its own `CollectorRegistry` unless given one, and no server starts until asked.
 """
 

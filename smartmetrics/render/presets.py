@@ -53,6 +53,8 @@ INSTRUMENT = (
            "share of inference requests that failed", 110, "up", (0.0, 1.0)),
     Preset("smartmetrics.instrument", "inference_latency_p95", (f"{DURATION}_bucket",), ("model_name", "tenant_id"),
            lambda by, _: quantile(0.95, f"{DURATION}_bucket", by), "p95 inference latency", 105, "up"),
+    Preset("smartmetrics.instrument", "inference_latency_p99", (f"{DURATION}_bucket",), ("model_name", "tenant_id"),
+           lambda by, _: quantile(0.99, f"{DURATION}_bucket", by), "p99 inference latency (the tail)", 103, "up"),
     Preset("smartmetrics.instrument", "inference_qps", (REQUESTS,), ("model_name", "tenant_id"),
            lambda by, _: agg("sum", by, rate(REQUESTS)), "inference requests per second", 100),
     Preset("smartmetrics.instrument", "inference_confidence_median", (f"{CONFIDENCE}_bucket",),

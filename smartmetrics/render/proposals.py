@@ -156,15 +156,20 @@ def _counter_candidates(name: str, names: set[str]) -> list[Candidate]:
     return out
 
 
-def _histogram_candidate(base: str) -> Candidate:
+def _histogram_candidates(base: str) -> list[Candidate]:
+    """The p95 of a histogram; for a latency histogram the p99 (its tail) beside it."""
     latency = bool(LATENCY_LIKE.search(base))
     score = 85 if latency else 55
 
-    def build(samples: Sequence[dict[str, str]]) -> Proposal:
-        by = choose_by(samples)
-        return Proposal(alias_of(base, "_p95"), quantile(0.95, f"{base}_bucket", by),
-                        f"p95 of histogram {base}, {_groups(by)}", score, "up" if latency else "both")
-    return Candidate(score, alias_of(base, "_p95"), f"{base}_bucket", build)
+    def quantile_candidate(q: float, score: int) -> Candidate:
+        alias = alias_of(base, f"_p{q * 100:g}")
+
+        def build(samples: Sequence[dict[str, str]]) -> Proposal:
+            by = choose_by(samples)
+            return Proposal(alias, quantile(q, f"{base}_bucket", by), f"p{q * 100:g} of histogram {base}, "
+                            f"{_groups(by)}", score, "up" if latency else "both")
+        return Candidate(score, alias, f"{base}_bucket", build)
+    return [quantile_candidate(0.95, score), *([quantile_candidate(0.99, score - 2)] if latency else [])]
 
 
 def _summary_candidate(base: str) -> Candidate:
@@ -212,7 +217,7 @@ def plan_candidates(names: Sequence[str], metadata: Mapping[str, str],
             skipped.append(Skipped(name, reason))
         elif base in buckets:
             if name.endswith("_bucket"):
-                candidates.append(_histogram_candidate(base))
+                candidates += _histogram_candidates(base)
         elif base in summaries and name != base:
             if name.endswith("_count"):
                 candidates.append(_summary_candidate(base))

@@ -89,6 +89,8 @@ EXPECTED = {
     "inference_qps": ("sum by (model_name, tenant_id) (rate(inference_requests_total[5m]))", "both"),
     "inference_latency_p95": ("histogram_quantile(0.95, sum by (model_name, tenant_id, le) "
                               "(rate(inference_request_duration_seconds_bucket[5m])))", "up"),
+    "inference_latency_p99": ("histogram_quantile(0.99, sum by (model_name, tenant_id, le) "
+                              "(rate(inference_request_duration_seconds_bucket[5m])))", "up"),
     "inference_confidence_median": ("histogram_quantile(0.5, sum by (model_name, tenant_id, le) "
                                     "(rate(inference_prediction_confidence_bucket[5m])))", "down"),
     "node_cpu_utilisation": ('1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[5m]))', "both"),
@@ -327,7 +329,7 @@ def test_init_on_a_live_node_exporter_and_instrumented_service(prometheus_binari
         assert main(["init", "--source", prom.url, "--out", str(out)]) == 0
         baselines = load_config(out).baselines
         for alias in ("node_cpu_utilisation", "node_memory_utilisation", "inference_qps", "inference_error_ratio",
-                      "inference_latency_p95", "inference_confidence_median"):
+                      "inference_latency_p95", "inference_latency_p99", "inference_confidence_median"):
             assert alias in baselines, sorted(baselines)
         for alias, baseline in baselines.items():
             assert promql_error(baseline.expr) is None, (alias, baseline.expr)

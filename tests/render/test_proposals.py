@@ -76,3 +76,25 @@ def test_grouping_labels_from_cardinality() -> None:
     assert choose_by(pods) == ("namespace", "route")  # pod dropped (others exist), user_id too many values
     assert choose_by([{"pod": f"p{i}"} for i in range(3)]) == ("pod",)  # all there is, and few
     assert choose_by([{"pod": f"p{i}"} for i in range(30)]) == ()
+
+
+def test_latency_histograms_get_p99_beside_p95() -> None:
+    names = ["rpc_duration_seconds_bucket", "rpc_duration_seconds_sum", "rpc_duration_seconds_count",
+             "batch_size_bucket", "batch_size_sum", "batch_size_count"]
+    candidates, _ = plan_candidates(names, {}, covered)
+    assert [c.alias for c in candidates] == ["rpc_duration_seconds_p95", "rpc_duration_seconds_p99", "batch_size_p95"]
+    samples = [{"service": "a"}, {"service": "b"}]
+    p95, p99 = (c.build(samples) for c in candidates[:2])
+    assert p99.expr == "histogram_quantile(0.99, sum by (service, le) (rate(rpc_duration_seconds_bucket[5m])))"
+    assert p99.expr == p95.expr.replace("0.95", "0.99")
+    assert (p99.direction, p99.range) == ("up", None) and "p99" in p99.why
+
+
+def test_the_instrument_latency_gets_p99_beside_p95() -> None:
+    found = [c.alias for c in preset_candidates(["inference_requests_total", "inference_request_duration_seconds_bucket"])]
+    assert found == ["inference_error_ratio", "inference_latency_p95", "inference_latency_p99", "inference_qps"]
+    p99 = preset_candidates(["inference_request_duration_seconds_bucket"])[1].build(
+        SAMPLE_LABELS["smartmetrics.instrument"])
+    assert p99.expr == ("histogram_quantile(0.99, sum by (model_name, tenant_id, le) "
+                        "(rate(inference_request_duration_seconds_bucket[5m])))")
+    assert p99.direction == "up"
