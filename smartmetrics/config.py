@@ -282,6 +282,15 @@ def _within_a_day(seconds: float, field: str, hint: str = "") -> float:
     return seconds
 
 
+def _check_ahead(value: Any, info: ValidationInfo) -> str:
+    """One `ahead` offset as written (`15m`), kept so that the exported `ahead` label reads the same;
+    it must parse as a duration (with a unit in a config file) and be more than 0s."""
+    seconds = _parse_config_duration(value, info)
+    if seconds <= 0:
+        raise ValueError("ahead must be more than 0s")
+    return value.strip() if isinstance(value, str) else format_duration(seconds)
+
+
 def _check_zone(name: str) -> str:
     """An IANA time zone name that zoneinfo knows (`Europe/Berlin`, `America/New_York`, `UTC`)."""
     try:
@@ -400,6 +409,27 @@ class Baseline(_Strict):
     predicted in local time, so a daylight-saving switch moves them with the clock."""
     calendar: Calendar | None = None
     """Holidays of the series' days; unset: the top-level `calendar`, if any."""
+    ahead: list[Annotated[str, BeforeValidator(_check_ahead)]] = []
+    """Offsets (`[15m, 1h]`) at which the forecast is also exported ahead of now, for autoscaling
+    (`smartmetrics_yhat_ahead{ahead="15m"}`); each at most the horizon, the label spelled as written."""
+
+    @field_validator("ahead")
+    @classmethod
+    def _check_ahead_within_horizon(cls, ahead: list[str], info: ValidationInfo) -> list[str]:
+        horizon, seen = info.data.get("horizon"), {}
+        for text in ahead:
+            seconds = parse_duration(text)
+            if horizon is not None and seconds > horizon:
+                raise ValueError(f"{text} is longer than the horizon ({format_duration(horizon)}): "
+                                 "the forecast table does not reach it")
+            if seconds in seen:
+                raise ValueError(f"{text} is the same as {seen[seconds]}")
+            seen[seconds] = text
+        return ahead
+
+    def ahead_offsets(self) -> tuple[tuple[str, float], ...]:
+        """(label as written, seconds) for each `ahead` offset."""
+        return tuple((text, parse_duration(text)) for text in self.ahead)
 
     @model_validator(mode="after")
     def _check_grid(self) -> Baseline:

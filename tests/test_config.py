@@ -248,3 +248,34 @@ def test_alert_labels_may_not_set_what_the_rules_set(label: str) -> None:
 def test_shipped_configs_load() -> None:
     for path in (Path(__file__).parent.parent / "configs").glob("*.yaml"):
         assert load_config(path).baselines, path
+
+
+def with_ahead(ahead: object, **baseline: object) -> dict:
+    return {**MINIMAL, "baselines": {"qps": {"expr": "up", "ahead": ahead, **baseline}}}
+
+
+def test_ahead_defaults_to_empty_and_keeps_its_spelling() -> None:
+    assert parse_config(MINIMAL).baselines["qps"].ahead == []
+    qps = parse_config(with_ahead(["15m", "1h", "90m"], horizon="2d")).baselines["qps"]
+    assert qps.ahead == ["15m", "1h", "90m"]
+    assert qps.ahead_offsets() == (("15m", 900.0), ("1h", 3600.0), ("90m", 5400.0))
+    assert "ahead:\n    - 15m\n    - 1h\n    - 90m\n" in render_config(parse_config(with_ahead(["15m", "1h", "90m"])))
+
+
+@pytest.mark.parametrize(
+    ("ahead", "problem"),
+    [
+        (["0s"], "baselines.qps.ahead.0: ahead must be more than 0s"),
+        (["15m", "2d"], "baselines.qps.ahead: 2d is longer than the horizon (1d)"),
+        (["15x"], 'baselines.qps.ahead.0: invalid duration "15x"'),
+        ([15], "baselines.qps.ahead.0: 15 has no unit"),
+        (["1h", "60m"], "baselines.qps.ahead: 60m is the same as 1h"),
+        ("15m", "baselines.qps.ahead: Input should be a valid list"),
+    ],
+)
+def test_ahead_errors_name_the_field(ahead: object, problem: str) -> None:
+    assert any(p.startswith(problem) for p in problems_of(with_ahead(ahead))), problems_of(with_ahead(ahead))
+
+
+def test_ahead_may_equal_the_horizon() -> None:
+    assert parse_config(with_ahead(["1d"])).baselines["qps"].ahead_offsets() == (("1d", 86400.0),)
