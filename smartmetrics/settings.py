@@ -58,8 +58,9 @@ def baseline_fit(baseline: Baseline, sensitivity: str | float | None = None,
 
 
 def fit_fingerprint(baseline: Baseline) -> str:
-    """A digest of everything in a baseline's config that changes its fit (not its alerting, releases or unit)."""
-    fields = baseline.model_dump(mode="json", exclude={"alert", "releases", "unit"})
+    """A digest of everything in a baseline's config that changes its fit (not its alerting, releases, unit
+    or the `ahead` offsets it exports)."""
+    fields = baseline.model_dump(mode="json", exclude={"alert", "releases", "unit", "ahead"})
     for key, default in (("timezone", "UTC"), ("calendar", None)):
         if fields[key] == default:  # the defaults leave the digest as it was before calendars
             del fields[key]

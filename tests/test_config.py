@@ -279,3 +279,12 @@ def test_ahead_errors_name_the_field(ahead: object, problem: str) -> None:
 
 def test_ahead_may_equal_the_horizon() -> None:
     assert parse_config(with_ahead(["1d"])).baselines["qps"].ahead_offsets() == (("1d", 86400.0),)
+
+
+def test_ahead_does_not_change_the_fit() -> None:
+    """`ahead` only reads the stored forecast: setting it must not refit, and its default leaves the
+    fingerprint of every stored baseline as it was (no refit on upgrade)."""
+    from smartmetrics.settings import fit_fingerprint
+
+    plain = parse_config(MINIMAL).baselines["qps"]
+    assert fit_fingerprint(plain) == fit_fingerprint(parse_config(with_ahead(["15m"])).baselines["qps"])

@@ -21,13 +21,22 @@ over a trailing window of a sparse or noisy series (the sustained-deviation aler
 either limit may be absent). The window itself is not exported: it follows from the step (an hour,
 or three steps where longer), so it is the same for every series of a baseline and the generated
 rule holds it. Stored values that are not finite numbers count as absent, never as an error.
+
+A baseline with `ahead` offsets (issue 25: autoscaling) also exports its forecast that far ahead,
+interpolated the same way at `now + ahead`, labelled with the offset as configured:
+
+    smartmetrics_yhat_ahead{baseline="qps",model="llama",ahead="15m"} 131.0
+    smartmetrics_yhat_upper_ahead{baseline="qps",model="llama",ahead="15m"} 152.4
+
+A series whose table does not reach `now + ahead` has no such sample; without any `ahead` in the
+snapshot these families are not rendered at all, so other baselines cost and read exactly as before.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +73,15 @@ COVERAGE_METRIC = (
     ("Share of the series' points since its last retrain that fell inside the band served for them "
      "(smartmetrics.engine.realised); compare with the sensitivity's nominal coverage. Only once a point was seen."),
 )
+AHEAD_METRICS = (
+    ("smartmetrics_yhat_ahead",
+     "Expected value of the series `ahead` after now (its stored forecast), for autoscaling; only for "
+     "baselines with ahead offsets."),
+    ("smartmetrics_yhat_upper_ahead",
+     "Upper edge of the series' normal band `ahead` after now (its stored forecast), for autoscaling; only "
+     "for baselines with ahead offsets."),
+)
+_AHEAD_ROWS = (0, 2)  # yhat and upper in the stacked tables, in AHEAD_METRICS order
 _INVALID = re.compile(r"[^A-Za-z0-9_]")
 CONSTANT_METRICS = (STUCK_METRIC, MEAN_UPPER_METRIC, MEAN_LOWER_METRIC, COVERAGE_METRIC)
 """Per-series constants of the fit, in the order `constant_values` gives them."""
@@ -88,6 +106,15 @@ class _Constants:
 
 
 @dataclass(frozen=True)
+class _Ahead:
+    """One `ahead` offset of a baseline: its seconds and every series' label set with `ahead` added."""
+
+    seconds: float
+    labels: tuple[dict[str, str], ...]
+    label_text: tuple[str, ...]  # rendered once per snapshot, like `_Tables.label_text`
+
+
+@dataclass(frozen=True)
 class _Tables:
     """One baseline's forecast tables stacked for vectorised interpolation."""
 
@@ -98,6 +125,7 @@ class _Tables:
     points: np.ndarray  # (n,) int64
     values: np.ndarray  # (3, n, width) float32: yhat, lower, upper
     constants: tuple[_Constants, ...]  # one per CONSTANT_METRICS family
+    ahead: tuple[_Ahead, ...] = ()  # the baseline's ahead offsets, if any
 
 
 def export_labels(alias: str, labels: Mapping[str, str]) -> dict[str, str]:
@@ -127,6 +155,22 @@ def label_name(name: str) -> str:
     """
     cleaned = _INVALID.sub("_", name) or "_"
     return "_" + cleaned if cleaned[0].isdigit() else cleaned
+
+
+def ahead_labels(labels: Mapping[str, str], spelling: str) -> dict[str, str]:
+    """An exported label set with `ahead` added; a series' own `ahead` label becomes `exported_ahead`.
+
+    >>> ahead_labels({"baseline": "qps", "ahead": "x", "m": "a"}, "15m")
+    {'baseline': 'qps', 'm': 'a', 'exported_ahead': 'x', 'ahead': '15m'}
+    """
+    out = {k: v for k, v in labels.items() if k != "ahead"}
+    if "ahead" in labels:
+        moved = "exported_ahead"
+        while moved in out:
+            moved = "exported_" + moved
+        out[moved] = labels["ahead"]
+    out["ahead"] = spelling
+    return out
 
 
 def _training(meta: Mapping[str, Any], key: str) -> Any:
@@ -184,7 +228,7 @@ def render_label_text(labels: Mapping[str, str]) -> str:
     return "{" + body + "}"
 
 
-def _stack(state: BaselineState) -> _Tables:
+def _stack(state: BaselineState, ahead: Sequence[tuple[str, float]] = ()) -> _Tables:
     values = stack_columns(state.series, min_width=1)
     for j, band in enumerate(state.series):  # what a release or a follow moved stays in the natural range
         bounds = stored_range(band.meta.get("training") if isinstance(band.meta, Mapping) else None)
@@ -202,7 +246,13 @@ def _stack(state: BaselineState) -> _Tables:
         values=values,
         constants=tuple(_constants(name, label_text, [v[j] for v in per_series])
                         for j, (name, _) in enumerate(CONSTANT_METRICS)),
+        ahead=tuple(_ahead(labels, spelling, seconds) for spelling, seconds in ahead),
     )
+
+
+def _ahead(labels: tuple[dict[str, str], ...], spelling: str, seconds: float) -> _Ahead:
+    moved = tuple(ahead_labels(x, spelling) for x in labels)
+    return _Ahead(float(seconds), moved, tuple(render_label_text(x) for x in moved))
 
 
 def _constants(name: str, label_text: tuple[str, ...], values: list[float | None]) -> _Constants:
@@ -234,9 +284,13 @@ def interpolate_tables(tables: _Tables, now: float) -> tuple[np.ndarray, np.ndar
 class Snapshot:
     """An immutable view of every baseline, ready to interpolate; build a new one to change it."""
 
-    def __init__(self, states: Mapping[str, BaselineState]):
-        self._tables = {alias: _stack(state) for alias, state in sorted(states.items())}
+    def __init__(self, states: Mapping[str, BaselineState],
+                 ahead: Mapping[str, Sequence[tuple[str, float]]] | None = None):
+        """`ahead`: per baseline alias, its (label as configured, seconds) offsets (`Baseline.ahead_offsets`)."""
+        ahead = ahead or {}
+        self._tables = {alias: _stack(state, ahead.get(alias, ())) for alias, state in sorted(states.items())}
         self.states = dict(states)
+        self.has_ahead = any(t.ahead for t in self._tables.values())
 
     def series_count(self) -> int:
         return sum(len(t.labels) for t in self._tables.values())
@@ -247,6 +301,18 @@ class Snapshot:
             out, ok = interpolate_tables(tables, now)
             for idx in np.flatnonzero(ok):
                 yield tables.labels[idx], float(out[0, idx]), float(out[1, idx]), float(out[2, idx])
+
+    def ahead_at(self, now: float) -> Iterator[tuple[dict[str, str], float, float]]:
+        """(labels with `ahead`, yhat, upper) at `now + ahead` for every ahead offset of every series whose
+        table reaches that far."""
+        for offset, out, ok in self._ahead_values(now):
+            for idx in np.flatnonzero(ok).tolist():
+                yield offset.labels[idx], float(out[0, idx]), float(out[2, idx])
+
+    def _ahead_values(self, now: float) -> Iterator[tuple[_Ahead, np.ndarray, np.ndarray]]:
+        for tables in self._tables.values():
+            for offset in tables.ahead:
+                yield offset, *interpolate_tables(tables, now + offset.seconds)
 
     def constants_at(self, now: float) -> Iterator[tuple[int, dict[str, str], float]]:
         """(index in `CONSTANT_METRICS`, labels, value) for every per-series constant of a series with a
@@ -277,6 +343,14 @@ class Snapshot:
             for tables, _, ok in current:
                 constants = tables.constants[j]
                 chunks.extend(constants.lines[k] for k in np.flatnonzero(ok[constants.rows]).tolist())
+        if self.has_ahead:
+            ahead = list(self._ahead_values(now))
+            for row, (name, doc) in zip(_AHEAD_ROWS, AHEAD_METRICS):
+                chunks.append(f"# HELP {name} {doc}\n# TYPE {name} gauge\n")
+                for offset, out, ok in ahead:
+                    idx = np.flatnonzero(ok).tolist()
+                    text = offset.label_text
+                    chunks.extend(f"{name}{text[i]} {v!r}\n" for i, v in zip(idx, out[row, idx].tolist()))
         return "".join(chunks)
 
     def remaining_hours(self, now: float) -> dict[str, float]:
@@ -293,8 +367,8 @@ EMPTY = Snapshot({})
 
 
 class BandCollector(Collector):
-    """Yields `smartmetrics_yhat`, `_lower`, `_upper` and the per-series constants (`CONSTANT_METRICS`)
-    for the current snapshot at the current time."""
+    """Yields `smartmetrics_yhat`, `_lower`, `_upper`, the per-series constants (`CONSTANT_METRICS`) and,
+    where a baseline has ahead offsets, `AHEAD_METRICS`, for the current snapshot at the current time."""
 
     def __init__(self, snapshot: Callable[[], Snapshot], clock: Callable[[], float] = time.time):
         self._snapshot = snapshot
@@ -310,6 +384,13 @@ class BandCollector(Collector):
         for j, labels, value in snapshot.constants_at(now):
             constants[j].add_sample(constants[j].name, labels, value)
         yield from (*families, *constants)
+        if snapshot.has_ahead:
+            ahead = [Metric(name, doc, "gauge") for name, doc in AHEAD_METRICS]
+            for labels, *values in snapshot.ahead_at(now):
+                for family, value in zip(ahead, values):
+                    family.add_sample(family.name, labels, value)
+            yield from ahead
 
     def describe(self) -> Iterator[Metric]:
-        return iter(Metric(name, doc, "gauge") for name, doc in (*BAND_METRICS, *CONSTANT_METRICS))
+        metrics = (*BAND_METRICS, *CONSTANT_METRICS, *AHEAD_METRICS)
+        return iter(Metric(name, doc, "gauge") for name, doc in metrics)

@@ -32,7 +32,7 @@ import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 
-from smartmetrics.adapters.exporter import BAND_METRICS, CONSTANT_METRICS, Snapshot
+from smartmetrics.adapters.exporter import AHEAD_METRICS, BAND_METRICS, CONSTANT_METRICS, Snapshot
 from smartmetrics.adapters.matrix import parse_retry_after
 from smartmetrics.adapters.source import MAX_RETRY_AFTER, backoff_delay, build_ssl_context, client_auth
 from smartmetrics.config import RemoteWrite, redact_url
@@ -136,12 +136,16 @@ def render_history_requests(
 
 
 def snapshot_series(snapshot: Snapshot, now: float) -> Iterator[SeriesValues]:
-    """What `/metrics` would expose at `now`: each series' band, then its per-series constants."""
+    """What `/metrics` would expose at `now`: each series' band, then its per-series constants, then its
+    forecast ahead where its baseline has ahead offsets."""
     names = [name for name, _ in BAND_METRICS]
     for labels, *values in snapshot.values_at(now):
         yield labels, tuple(zip(names, values))
     for j, labels, value in snapshot.constants_at(now):
         yield labels, ((CONSTANT_METRICS[j][0], value),)
+    ahead = [name for name, _ in AHEAD_METRICS]
+    for labels, *values in snapshot.ahead_at(now):
+        yield labels, tuple(zip(ahead, values))
 
 
 @dataclass

@@ -130,7 +130,8 @@ class Daemon:
 
     def _publish(self) -> None:
         """Swap in a new immutable snapshot (one reference assignment: scrapes never see half a state)."""
-        self._snapshot = Snapshot(self.states)
+        ahead = {alias: baseline.ahead_offsets() for alias, baseline in self.config.baselines.items()}
+        self._snapshot = Snapshot(self.states, ahead=ahead)
         for alias, state in self.states.items():
             self.metrics.owned.labels(alias).set(len(state.series))
 

@@ -188,3 +188,90 @@ def test_label_names_the_exposition_format_forbids_are_sanitised_never_breaking_
             "k8s_pod": 'a"b\n'} in labels
     assert {"baseline": "qps", "job": "ok"} in labels  # the other series of the baseline are untouched
     assert generate_latest(registry_for(states, T0 + 60))  # the collector path renders as well
+
+
+# --- forecast ahead (issue 25: autoscaling) -----------------------------------------------------
+
+AHEAD_FAMILIES = ("smartmetrics_yhat_ahead", "smartmetrics_yhat_upper_ahead")
+
+
+def ahead_registry(states: dict[str, BaselineState], ahead: dict, now: float) -> CollectorRegistry:
+    snapshot = Snapshot(states, ahead=ahead)
+    registry = CollectorRegistry()
+    registry.register(BandCollector(lambda: snapshot, clock=lambda: now))
+    return registry
+
+
+def test_ahead_values_are_the_table_interpolated_at_now_plus_ahead() -> None:
+    series = (band({"m": "a"}, n=121), band({"m": "b"}, n=61, base=50.0))
+    states = {"qps": BaselineState("qps", T0, series)}
+    ahead = {"qps": (("15m", 900.0), ("60m", 3600.0))}
+    now = T0 + 90
+    registry = ahead_registry(states, ahead, now)
+    at = {(labels["m"], offset): (y, up) for offset in (900, 3600)
+          for labels, y, _, up in Snapshot(states).values_at(now + offset)}
+    for m, spelling, offset in (("a", "15m", 900), ("a", "60m", 3600), ("b", "15m", 900)):
+        labels = {"baseline": "qps", "m": m, "ahead": spelling}
+        assert registry.get_sample_value("smartmetrics_yhat_ahead", labels) == pytest.approx(at[m, offset][0])
+        assert registry.get_sample_value("smartmetrics_yhat_upper_ahead", labels) == pytest.approx(at[m, offset][1])
+    assert registry.get_sample_value("smartmetrics_yhat_ahead", {"baseline": "qps", "m": "a", "ahead": "15m"}) \
+        == pytest.approx(10.0 + 16.5)  # point 16.5 of the table: 990 s after its start
+    # b's table ends an hour after T0: 60m ahead of T0 + 90 is beyond it, so not a stale guess
+    assert registry.get_sample_value("smartmetrics_yhat_ahead", {"baseline": "qps", "m": "b", "ahead": "60m"}) is None
+    assert registry.get_sample_value("smartmetrics_yhat", {"baseline": "qps", "m": "b"}) is not None
+
+
+def test_ahead_is_absent_beyond_the_table_and_at_a_gap() -> None:
+    gap = band({"m": "gap"}, n=121)
+    gap.yhat[16] = np.nan
+    states = {"qps": BaselineState("qps", T0, (band({"m": "short"}), gap))}
+    registry = ahead_registry(states, {"qps": (("15m", 900.0),)}, T0 + 60)
+    assert registry.get_sample_value("smartmetrics_yhat", {"baseline": "qps", "m": "short"}) == 11.0
+    assert registry.get_sample_value("smartmetrics_yhat_ahead", {"baseline": "qps", "m": "short", "ahead": "15m"}) \
+        is None
+    assert registry.get_sample_value("smartmetrics_yhat_ahead", {"baseline": "qps", "m": "gap", "ahead": "15m"}) \
+        is None
+
+
+def test_ahead_label_keeps_the_configured_spelling_and_a_series_own_ahead_moves_aside() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    states = {"qps": BaselineState("qps", T0, (band({"m": "a", "ahead": "theirs"}, n=121),))}
+    text = Snapshot(states, ahead={"qps": (("90m", 5400.0), ("1h30s", 3630.0))}).render_text(T0)
+    samples = [s for f in text_string_to_metric_families(text) if f.name == "smartmetrics_yhat_ahead"
+               for s in f.samples]
+    assert sorted(s.labels["ahead"] for s in samples) == ["1h30s", "90m"]
+    assert all(s.labels["exported_ahead"] == "theirs" for s in samples)
+    assert 'smartmetrics_yhat_upper_ahead{baseline="qps",m="a",exported_ahead="theirs",ahead="90m"} ' in text
+
+
+def test_baselines_without_ahead_render_as_before() -> None:
+    states = {"qps": BaselineState("qps", T0, (band({"m": "a"}, n=121),)),
+              "lat": BaselineState("lat", T0, (band({"m": "b"}, n=121),))}
+    before = Snapshot(states).render_text(T0 + 60)
+    assert Snapshot(states, ahead={}).render_text(T0 + 60) == before
+    assert Snapshot(states, ahead={"qps": ()}).render_text(T0 + 60) == before
+    assert not any(name in before for name in AHEAD_FAMILIES)
+    registry = ahead_registry(states, {"qps": (("15m", 900.0),)}, T0 + 60)
+    ahead_samples = [s for f in registry.collect() if f.name in AHEAD_FAMILIES for s in f.samples]
+    assert {s.labels["baseline"] for s in ahead_samples} == {"qps"} and len(ahead_samples) == 2
+    without = {f.name for f in registry_for(states, T0 + 60).collect()}
+    assert not without & set(AHEAD_FAMILIES)
+
+
+def test_fast_text_rendering_matches_the_collector_with_ahead() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    states = {"qps": BaselineState("qps", T0, (band({"model": 'q"uo\\te\n'}, n=121), band({"model": "b"}))),
+              "lat": BaselineState("lat", T0, (band({"baseline": "x"}, n=121),))}
+    ahead = {"qps": (("15m", 900.0),), "lat": (("15m", 900.0), ("30m", 1800.0))}
+
+    def samples(text: str) -> set[tuple]:
+        return {(s.name, tuple(sorted(s.labels.items())), s.value)
+                for family in text_string_to_metric_families(text) for s in family.samples}
+
+    now = T0 + 30
+    fast = samples(Snapshot(states, ahead=ahead).render_text(now))
+    slow = samples(generate_latest(ahead_registry(states, ahead, now)).decode())
+    assert fast == slow
+    assert sum(1 for s in fast if s[0] in AHEAD_FAMILIES) == 2 * 3  # qps/a 15m, lat 15m and 30m; not qps/b

@@ -83,14 +83,20 @@ def test_batches_hold_at_most_batch_size_samples_in_order() -> None:
         render_write_requests(series, 1000, batch_size=0)
 
 
-def test_snapshot_samples_are_the_series_metrics_exposes() -> None:
-    snap, now = snapshot(stuck_after=1800), T0 + 90
+def pushed_as_scraped(snap: Snapshot, now: float) -> set[tuple[str, frozenset, float]]:
+    """The (name, labels, value) samples remote write pushes at `now`, asserted equal to a scrape's."""
     registry = CollectorRegistry()
     registry.register(BandCollector(lambda: snap, clock=lambda: now))
     scraped = {(s.name, frozenset(s.labels.items()), s.value) for m in registry.collect() for s in m.samples}
     pushed = {(name, frozenset(labels.items()), value)
               for labels, values in snapshot_series(snap, now) for name, value in values}
     assert pushed == scraped
+    return pushed
+
+
+def test_snapshot_samples_are_the_series_metrics_exposes() -> None:
+    snap, now = snapshot(stuck_after=1800), T0 + 90
+    pushed = pushed_as_scraped(snap, now)
     assert {name for name, *_ in pushed} == {"smartmetrics_yhat", "smartmetrics_yhat_lower",
                                              "smartmetrics_yhat_upper", "smartmetrics_stuck_after_seconds"}
     assert list(snapshot_series(snap, T0 + 3600)) == []  # the forecast ran out: nothing is pushed
@@ -232,3 +238,14 @@ def test_a_history_is_split_into_requests_of_batch_size_in_time_order() -> None:
     assert samples == [(float(i), (T0 + 60 * i) * 1000) for i in range(7)]  # every sample once, in order
     assert [s for labels, ss in series if ("__name__", "smartmetrics_yhat_upper") in labels for s in ss] == [
         (1.5, T0 * 1000), (2.5, (T0 + 60) * 1000)]
+
+
+def test_snapshot_samples_include_the_forecast_ahead_as_metrics_exposes() -> None:
+    y = 10.0 + np.arange(121, dtype=float)
+    long = SeriesBand({"zone": "eu"}, T0, 60, y, y - 1, y + 2)
+    snap = Snapshot({"qps": BaselineState("qps", T0, (long,))}, ahead={"qps": (("15m", 900.0),)})
+    now = T0 + 90
+    pushed = pushed_as_scraped(snap, now)
+    values = {(name, labels): value for name, labels, value in pushed}
+    key = ("smartmetrics_yhat_upper_ahead", frozenset({"baseline": "qps", "zone": "eu", "ahead": "15m"}.items()))
+    assert values[key] == pytest.approx(y[16] + 2 + 0.5)  # the upper edge 990 s after the table's start

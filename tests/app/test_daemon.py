@@ -664,3 +664,25 @@ def test_a_restart_from_the_store_restores_the_self_metrics_the_dashboards_read(
     assert value("smartmetrics_source_request_errors_total", {"baseline": "rate", "source": "prom"}) == 0
     assert value("smartmetrics_follows_total", {"baseline": "rate"}) == 0
     assert value("smartmetrics_releases_total", {"baseline": "rate"}) == 0
+
+
+def test_a_baseline_with_ahead_exports_its_forecast_ahead_and_a_reload_follows_the_config(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", free_port(), tmp_path / "models")
+    raw = yaml.safe_load(config.read_text())
+    raw["baselines"]["rate"]["ahead"] = ["15m"]
+    config.write_text(yaml.safe_dump(raw))
+    now = align_down(time.time(), 60)
+    y = np.arange(200, dtype=float)
+    band = SeriesBand({"instance": "a"}, now - 600, 60, y, y - 1, y + 2)
+    save_baseline(tmp_path / "models", BaselineState("rate", now, (band,)))
+    daemon = offline(str(config))
+    daemon.stop = lambda: None
+    text = daemon.metrics_text().decode()
+    assert 'smartmetrics_yhat_ahead{baseline="rate",instance="a",ahead="15m"} ' in text
+    assert 'smartmetrics_yhat_upper_ahead{baseline="rate",instance="a",ahead="15m"} ' in text
+    del raw["baselines"]["rate"]["ahead"]
+    config.write_text(yaml.safe_dump(raw))
+    daemon._schedule = lambda: None  # nothing was started
+    daemon._scheduler.add_job = lambda *a, **k: None
+    assert daemon.reload()
+    assert "smartmetrics_yhat_ahead" not in daemon.metrics_text().decode()
