@@ -65,3 +65,111 @@ def test_promtool_accepts_the_scrape_job(promtool, tmp_path: Path) -> None:
     service = ours[("Service", "smartmetrics")]
     assert job["dns_sd_configs"][0]["names"][0].startswith(f"{service['metadata']['name']}.")
     assert job["dns_sd_configs"][0]["port"] == service["spec"]["ports"][0]["port"]
+
+
+# --- KEDA: autoscaling on the forecast ahead (issue 25) -----------------------------------------
+
+_STRING = {"type": "string"}
+_NUMBER_TEXT = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
+_BOOL_TEXT = {"type": "string", "enum": ["true", "false"]}
+SCALED_OBJECT_SCHEMA = {
+    # from KEDA's documented ScaledObject spec and Prometheus scaler (keda.sh/docs/latest/concepts/
+    # scaling-deployments, .../scalers/prometheus): trigger metadata is a map of strings
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "keda.sh/v1alpha1"},
+        "kind": {"const": "ScaledObject"},
+        "metadata": {"type": "object", "required": ["name"],
+                     "properties": {"name": _STRING, "namespace": _STRING}},
+        "spec": {
+            "type": "object",
+            "required": ["scaleTargetRef", "triggers"],
+            "additionalProperties": False,
+            "properties": {
+                "scaleTargetRef": {"type": "object", "required": ["name"], "additionalProperties": False,
+                                   "properties": {"name": _STRING, "kind": _STRING, "apiVersion": _STRING,
+                                                  "envSourceContainerName": _STRING}},
+                **{k: {"type": "integer", "minimum": 0} for k in (
+                    "pollingInterval", "cooldownPeriod", "initialCooldownPeriod", "idleReplicaCount",
+                    "minReplicaCount", "maxReplicaCount")},
+                "fallback": {"type": "object", "required": ["failureThreshold", "replicas"],
+                             "properties": {"failureThreshold": {"type": "integer", "minimum": 1},
+                                            "replicas": {"type": "integer", "minimum": 0}}},
+                "advanced": {"type": "object"},
+                "triggers": {"type": "array", "minItems": 1, "items": {
+                    "type": "object",
+                    "required": ["type", "metadata"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "type": {"const": "prometheus"},
+                        "name": _STRING,
+                        "metricType": {"enum": ["AverageValue", "Value", "Utilization"]},
+                        "useCachedMetrics": {"type": "boolean"},
+                        "authenticationRef": {"type": "object", "required": ["name"]},
+                        "metadata": {
+                            "type": "object",
+                            "required": ["serverAddress", "query", "threshold"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "serverAddress": {"type": "string", "pattern": "^https?://"},
+                                "query": _STRING, "threshold": _NUMBER_TEXT, "activationThreshold": _NUMBER_TEXT,
+                                "queryParameters": _STRING, "namespace": _STRING, "customHeaders": _STRING,
+                                "ignoreNullValues": _BOOL_TEXT, "unsafeSsl": _BOOL_TEXT,
+                            },
+                        },
+                    },
+                }},
+            },
+        },
+    },
+}
+
+
+def selectors(node: object) -> list:
+    """Every vector selector in a parsed PromQL expression."""
+    import promql_parser
+
+    if isinstance(node, promql_parser.VectorSelector):
+        return [node]
+    children = [getattr(node, a, None) for a in ("expr", "lhs", "rhs", "vector_selector", "param")]
+    children += list(getattr(node, "args", None) or [])
+    return [s for child in children if child is not None for s in selectors(child)]
+
+
+def scaled_object() -> dict:
+    return yaml.safe_load((DEPLOY / "keda-scaledobject.yaml").read_text())
+
+
+def test_the_keda_scaled_object_follows_kedas_schema() -> None:
+    import jsonschema
+
+    jsonschema.Draft202012Validator(SCALED_OBJECT_SCHEMA).validate(scaled_object())
+    broken = scaled_object()
+    broken["spec"]["triggers"][0]["metadata"]["threshold"] = 50  # KEDA reads strings only
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(SCALED_OBJECT_SCHEMA).validate(broken)
+
+
+def test_the_keda_query_reads_an_ahead_series_the_deployed_config_exports(monkeypatch) -> None:
+    import promql_parser
+
+    from smartmetrics.adapters.exporter import AHEAD_METRICS, BAND_METRICS
+
+    monkeypatch.setenv("HOSTNAME", "smartmetrics-0")
+    config = parse_config(yaml.safe_load(documents("smartmetrics.yaml")[("ConfigMap", "smartmetrics")]["data"]
+                                         ["config.yaml"]))
+    [trigger] = scaled_object()["spec"]["triggers"]
+    [selector] = selectors(promql_parser.parse(trigger["metadata"]["query"]))
+    assert selector.name in {name for name, _ in (*AHEAD_METRICS, *BAND_METRICS)}
+    assert selector.name == "smartmetrics_yhat_upper_ahead"
+    matchers = {m.name: m.value for m in selector.matchers.matchers}
+    baseline = config.baselines[matchers["baseline"]]
+    assert matchers["ahead"] in baseline.ahead  # the offset is exported, spelled the same
+
+
+def test_the_readme_shows_the_deployed_scaled_object() -> None:
+    readme = (DEPLOY.parents[1] / "README.md").read_text()
+    section = readme.split("## Autoscaling on the forecast", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split("```yaml\n")[1:]]
+    assert scaled_object() in [yaml.safe_load(b) for b in blocks]
