@@ -5,6 +5,7 @@ Alertmanager snippet routes smartmetrics' alerts to the daemon."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -15,9 +16,12 @@ import numpy as np
 import pytest
 import yaml
 
+from smartmetrics.adapters.remote_write import HEADERS, render_history_requests
 from smartmetrics.adapters.server import serve
 from smartmetrics.app.promlocal import LocalPrometheus, MetricSeries, free_port
+from smartmetrics.engine.firing import AlertRules, anomaly_condition, firing_and_onsets
 from smartmetrics.engine.series import align_down
+from smartmetrics.engine.state import SeriesBand
 
 ROOT = Path(__file__).parent.parent.parent
 AUTH = ("alertmanager", "s3cret")
@@ -148,3 +152,90 @@ def test_a_real_alert_reaches_the_daemon_through_alertmanager_with_its_band(
     assert refused.status_code == 401
     received = daemon.metrics.registry.get_sample_value("smartmetrics_alerts_recorded_total", {"baseline": "e2e"})
     assert received == 1
+
+
+def push_samples(url: str, values: list[tuple[int, float]]) -> None:
+    """`sm_e2e{job="api",instance="a"}` samples (Unix seconds, value) by remote write: the injected excursion."""
+    ts, vs = np.array([t for t, _ in values]), np.array([v for _, v in values])
+    for body, _ in render_history_requests([("sm_e2e", {"job": "api", "instance": "a"}, ts, vs)], 100):
+        httpx.post(f"{url}/api/v1/write", content=body, headers=HEADERS, timeout=10).raise_for_status()
+
+
+def replay_fires(band: SeriesBand, value: float, rules: AlertRules, points: int = 12) -> bool:
+    """Whether the anomaly alert fires on `value` held for `points` steps of `band`'s table (the replay
+    the generated rules are proven against, `smartmetrics.engine.firing`)."""
+    grid = band.start + band.step * np.arange(points)
+    yhat, lower, upper = (np.array(col) for col in zip(*(band.at(t) for t in grid)))
+    condition = anomaly_condition(np.full(points, value), yhat, lower, upper, rules)
+    firing, _ = firing_and_onsets(condition, rules.for_points(band.step), rules.keep_points(band.step))
+    return bool(firing.any())
+
+
+@pytest.mark.slow
+@pytest.mark.prometheus
+def test_noise_twice_widens_the_band_so_the_same_excursion_stays_quiet_and_a_larger_one_fires(
+    tmp_path: Path, prometheus_binaries: tuple[str, str], alertmanager
+) -> None:
+    """Issue 26's target: an excursion just past the alert line fires twice (two firing periods of one
+    series) through Prometheus and Alertmanager, on-call says `noise` to both, and after the next
+    retrain the same excursion replays quiet against the widened band while a larger one still fires."""
+    from smartmetrics.app.daemon import Daemon
+
+    am_port, am_log, start_alertmanager = alertmanager
+    daemon_port = free_port()
+    end = align_down(time.time(), 60)
+    ts = np.arange(end - 2 * 86400, end + 1, 60, dtype=np.int64)
+    steady = [MetricSeries("sm_e2e", {"job": "api", "instance": "a"}, ts,
+                           100 + np.random.default_rng(5).normal(0, 2, len(ts)))]
+    rules_file = tmp_path / "rules.yml"
+    rules_file.write_text(yaml.safe_dump({"groups": []}))
+    flags = ["--rules.alert.resend-delay=1s", "--query.lookback-delta=30m", "--web.enable-remote-write-receiver"]
+    with LocalPrometheus(steady, rule_files=[rules_file], scrape_interval="1s", flags=flags,
+                         alertmanagers=[f"127.0.0.1:{am_port}"]) as prom:
+        daemon = Daemon(str(write_daemon_config(tmp_path, prom.url, daemon_port)), workers=1)
+        daemon._pool.close()
+        daemon._pool = None
+        daemon.load()
+        (outcome,) = daemon.retrain()
+        assert outcome.fitted == 1, outcome
+        rules = AlertRules.of_baseline(daemon.config.baselines["e2e"])
+        yhat, _, upper = daemon.states["e2e"].series[0].at(time.time())
+        line = yhat + rules.threshold * (upper - yhat)  # where the anomaly rule fires, at this hour
+        excursion = yhat + 1.12 * (line - yhat)  # past the line, inside it once widened by 1.25
+        larger = yhat + 2 * (line - yhat)
+        # The stand-in for the generated anomaly rule: the same line, as a constant for this hour.
+        files = write_files(tmp_path, daemon_port)
+        rules_file.write_text(files["rules"].read_text().replace("sm_e2e > 150", f"sm_e2e > {line:.6f}"))
+        prom.reload()
+        server = serve(daemon, daemon.config.server)
+        base = f"http://127.0.0.1:{daemon_port}"
+        try:
+            start_alertmanager(files["am"])
+            for period in (1, 2):  # up, wait until recorded, back to normal, wait until resolved
+                push_samples(prom.url, [(int(time.time()), excursion)])
+                wait_for(lambda: len(daemon.alerts.records) == period, 45, f"firing period {period}", am_log)
+                time.sleep(1.1)  # the next sample must be newer, by the second
+                push_samples(prom.url, [(int(time.time()), 100.0)])
+                wait_for(lambda: all(r.ends_at for r in daemon.alerts.records), 45, f"period {period} resolved",
+                         am_log)
+                time.sleep(1.1)
+            listed = httpx.get(f"{base}/api/v1/alerts", params={"baseline": "e2e", "since": "1h"}, auth=AUTH)
+            said = [httpx.post(f"{base}/api/v1/alerts/{r['id']}/feedback", json={"feedback": "noise"}, auth=AUTH)
+                    for r in listed.json()["data"]]
+            (retrained,) = daemon.retrain()
+        finally:
+            server.stop()
+    assert listed.status_code == 200 and len(listed.json()["data"]) == 2
+    assert [r.status_code for r in said] == [200, 200]
+    records = daemon.alerts.records
+    assert {r.side for r in records} == {"above"} and {r.feedback for r in records} == {"noise"}
+    assert all(r.value == pytest.approx(excursion) for r in records)
+    assert retrained.fitted == 1 and retrained.adjusted == 1
+    band = daemon.states["e2e"].series[0]
+    assert band.meta["feedback"] == {"above": 1.25}
+    unwidened = dataclasses.replace(band, upper=band.yhat + (band.upper - band.yhat) / 1.25)
+    assert replay_fires(unwidened, excursion, rules)  # without the feedback it would fire again
+    assert not replay_fires(band, excursion, rules)
+    assert replay_fires(band, larger, rules)
+    adjustments = daemon.metrics.registry.get_sample_value("smartmetrics_feedback_adjustments", {"baseline": "e2e"})
+    assert adjustments == 1
