@@ -9,7 +9,8 @@ its first panel is repeated per selected value of the innermost label, so that w
 each outer label every panel shows one series: the value, `yhat`, and the band drawn as the area
 between `lower` and `upper` (a "fill below to" override), in the baseline's unit (`units`). A
 baseline with a sustained-deviation alert also gets a panel of the mean over its window with the
-mean's limits; its firing Prometheus alerts (`ALERTS`) are annotations.
+mean's limits; its firing Prometheus alerts (`ALERTS`) are annotations, and a table lists which of
+them fired in the time range (`alert_history_panel`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from grafana_foundation_sdk.builders import common as builders_common
-from grafana_foundation_sdk.builders import dashboard, prometheus, stat, timeseries
+from grafana_foundation_sdk.builders import dashboard, prometheus, stat, table, timeseries
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models import prometheus as pm
 
 from smartmetrics.adapters.store import load_store
 from smartmetrics.config import Config
@@ -186,6 +188,7 @@ def render_baseline_dashboard(alias: str, names: tuple[str, ...], uid: str, thre
         board = board.with_panel(panel)
     if window is not None:
         board = board.with_panel(mean_panel(alias, names, DS, window, unit))
+    board = board.with_panel(alert_history_panel(alias, names, DS, y=26 if window is not None else 18))
     marks = [("Firing alerts", firing_alerts(alias, names), "red"),
              ("Retrains", f"changes({selector(RETRAINED, alias)}[5m]) > 0", "blue")]
     if follows:
@@ -205,6 +208,35 @@ def firing_alerts(alias: str, names: tuple[str, ...]) -> str:
     matchers = ['alertstate="firing"', f'alertname=~"{alerts}"', f"baseline={quote(alias)}",
                 *(f'{n}=~"${n}"' for n in names)]
     return "ALERTS{" + ", ".join(matchers) + "}"
+
+
+def alert_history_panel(alias: str, names: tuple[str, ...], uid: str, y: int) -> table.Panel:
+    """A table of the baseline's alerts that fired in the dashboard's time range, one row per alert
+    and series: when it last fired and for how long in all (minutes firing, sampled every minute).
+
+    Read from Prometheus' own `ALERTS` series rather than the daemon's alert history
+    (`/api/v1/alerts`, with value, band and feedback): stock Grafana has no data source for an
+    arbitrary JSON API without a plugin, while every Grafana that shows these dashboards already
+    reads this Prometheus. `smartmetrics alerts` lists the rest."""
+    alerts = firing_alerts(alias, names)
+    by = ", ".join(("alertname", *names))
+    queries = (("A", f"max by ({by}) (last_over_time(timestamp({alerts})[$__range:1m])) * 1000"),
+               ("B", f"sum by ({by}) (count_over_time({alerts}[$__range:1m])) * 60"))
+    panel = (table.Panel().id(5).title("Alert history (fired in the time range)").datasource(_ds(uid))
+             .description("Which of this baseline's alerts fired in the time range, from Prometheus' ALERTS: "
+                          "when each last fired and for how long in all. Value, band and on-call feedback: "
+                          "smartmetrics alerts.")
+             .grid_pos(dm.GridPos(h=8, w=24, x=0, y=y))
+             .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+             .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
+                 "excludeByName": {"Time": True},
+                 "renameByName": {"Value #A": "last firing", "Value #B": "time firing"}}))
+             .override_by_name("last firing", [dm.DynamicConfigValue("unit", "dateTimeAsIso")])
+             .override_by_name("time firing", [dm.DynamicConfigValue("unit", "s")]))
+    for ref, promql in queries:
+        panel = panel.with_target(prometheus.Dataquery().ref_id(ref).expr(promql).instant()
+                                  .format(pm.PromQueryFormat.TABLE))
+    return panel
 
 
 FLEET_PANELS = (

@@ -108,7 +108,7 @@ def test_every_query_parses_as_promql(files: dict[str, str]) -> None:
     alerts = yaml.safe_load(files[ALERTS_FILE])
     exprs += [q["model"]["expr"] for r in alerts["groups"][0]["rules"] for q in r["data"] if "expr" in q["model"]]
     for text in exprs:
-        promql_parser.parse(re.sub(r"\$\w+", "x", text))
+        promql_parser.parse(re.sub(r"\$\w+", "x", text.replace("$__range", "1d")))
 
 
 def test_fleet_dashboard_shows_every_self_metric(files: dict[str, str]) -> None:
@@ -288,3 +288,24 @@ def test_dashboard_provider_loads_the_dashboards_beside_it(files: dict[str, str]
     assert provider["type"] == "file" and provider["folder"] == "smartmetrics"
     assert provider["options"]["path"] == "/etc/grafana/provisioning/dashboards"
     assert {"name", "orgId", "disableDeletion", "allowUiUpdates", "updateIntervalSeconds"} <= set(provider)
+
+
+def test_alert_history_is_a_table_of_the_baselines_alerts_from_prometheus(files: dict[str, str]) -> None:
+    doc = json.loads(files[f"dashboards/{dashboard_uid('raw')}.json"])
+    (table,) = [p for p in doc["panels"] if p["type"] == "table"]
+    assert table["title"].startswith("Alert history") and "ALERTS" in table["description"]
+    exprs = {t["refId"]: t["expr"] for t in table["targets"]}
+    alerts = ('ALERTS{alertstate="firing", alertname=~"RawAnomaly|RawAnomalyStuck|RawAnomalySustained", '
+              'baseline="raw", exported_baseline=~"$exported_baseline", job=~"$job"}')
+    by = "alertname, exported_baseline, job"
+    assert exprs == {"A": f"max by ({by}) (last_over_time(timestamp({alerts})[$__range:1m])) * 1000",
+                     "B": f"sum by ({by}) (count_over_time({alerts}[$__range:1m])) * 60"}
+    assert all(t["instant"] and t["format"] == "table" for t in table["targets"])
+    assert [t["id"] for t in table["transformations"]] == ["merge", "organize"]
+    renamed = table["transformations"][1]["options"]["renameByName"]
+    assert renamed == {"Value #A": "last firing", "Value #B": "time firing"}
+    units = {o["matcher"]["options"]: o["properties"][0]["value"] for o in table["fieldConfig"]["overrides"]}
+    assert units == {"last firing": "dateTimeAsIso", "time firing": "s"}
+    others = [p for d in dashboards(files).values() for p in d["panels"] if p["type"] == "table"]
+    assert len(others) == len(BASELINES)  # one per baseline dashboard, none on the fleet's
+    assert table["gridPos"]["y"] >= max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in doc["panels"] if p is not table)
