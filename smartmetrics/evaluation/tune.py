@@ -8,19 +8,22 @@ per series-week), and how many injected excursions it catches (a jump of `size` 
 deviations, at least 10% of the level, lasting `duration`, every 12 hours, on the alerting side).
 The pick is the candidate within budget that catches most, then alerts least, then alerts soonest;
 with none within budget, the quietest. Sensitivity sets both the band (where score 1 sits) and the
-score threshold and `keep_firing_for` of its policy (`smartmetrics.engine.bands`).
+score threshold and `keep_firing_for` of its policy (`smartmetrics.engine.bands`). Beside the budget,
+the table shows the rate the baseline's alerts really fired at: the alerts Alertmanager reported to
+the daemon over the last four weeks (`recorded_rate`, from the store's `alerts.json`).
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from smartmetrics.config import Alert, Baseline, Follow
+from smartmetrics.engine.alerts import AlertRecord
 from smartmetrics.engine.bands import SENSITIVITY_WORDS
 from smartmetrics.engine.firing import AlertRules, Fired
 from smartmetrics.engine.releases import SETTLE
@@ -28,6 +31,7 @@ from smartmetrics.engine.series import Series
 from smartmetrics.evaluation.backtest import DAY, replay_alerts, walk_forward_band
 
 WEEK = 7 * DAY
+RECORDED_WEEKS = 4  # how far back `recorded_rate` counts the alerts Alertmanager reported
 SENSITIVITIES = (0.1, 0.2, 0.35, 0.5, 0.65, 0.8)
 FOR_POINTS = (1, 2, 3, 4)
 FLOOR = 0.1
@@ -105,6 +109,7 @@ class Recommendation:
     budget: float
     chosen: Outcome
     current: Outcome
+    recorded: float | None = None  # alerts/week Alertmanager reported (`recorded_rate`); None: no history
 
     @property
     def meets(self) -> bool:
@@ -233,6 +238,20 @@ def tune_baseline(alias: str, baseline: Baseline, series: Sequence[Series], budg
     return Recommendation(alias, len(series), step, budget, choose(outcomes, budget), current)
 
 
+def recorded_rate(records: Iterable[AlertRecord], alias: str, now: float, weeks: int = RECORDED_WEEKS) -> float:
+    """Alerts per week of baseline `alias` as they really fired: the firing periods recorded from
+    Alertmanager (`alerts.json`) that started in the `weeks` before `now`, over the whole window
+    (a daemon that has recorded for less time than that is under-counted, never over-counted)."""
+    since = now - weeks * WEEK
+    return sum(1 for r in records if r.baseline == alias and since <= r.starts_at <= now) / weeks
+
+
+def _recorded_cell(r: Recommendation) -> str:
+    if r.recorded is None:
+        return "no alerts.json"
+    return f"{r.recorded:.2f} ({r.recorded / max(r.series, 1):.2f}/series)"
+
+
 def render_table(recs: Sequence[Recommendation], budget_text: str):
     """A rich table: per baseline the current and the recommended settings with their rates on history."""
     from rich.table import Table
@@ -241,13 +260,13 @@ def render_table(recs: Sequence[Recommendation], budget_text: str):
 
     table = Table(title=f"Alert tuning for a budget of {budget_text} per series")
     for col in ("baseline", "series", "series-weeks", "now: sensitivity / for", "alerts/series-week now",
-                "recommended sensitivity", "for", "alerts/series-week", "excursions caught", "verdict"):
+                f"recorded alerts/week (last {RECORDED_WEEKS} weeks)", "recommended sensitivity", "for", "alerts/series-week", "excursions caught", "verdict"):
         table.add_column(col, justify="left" if col in ("baseline", "verdict") else "right")
     for r in recs:
         now_for = format_duration((r.current.for_points - 1) * r.step)
         table.add_row(
             r.alias, str(r.series), f"{r.chosen.weeks:.1f}", f"{r.current.sensitivity} / {now_for}",
-            f"{r.current.rate:.2f}", f"{r.chosen.sensitivity}", format_duration(r.for_seconds),
+            f"{r.current.rate:.2f}", _recorded_cell(r), f"{r.chosen.sensitivity}", format_duration(r.for_seconds),
             f"{r.chosen.rate:.2f}", f"{r.chosen.caught}/{r.chosen.injected}",
             "within budget" if r.meets else "over budget (quietest shown)")
     return table
@@ -320,6 +339,8 @@ def run_tune(config_path: str, config, aliases: Sequence[str], budget_text: str,
     from smartmetrics.adapters.source import SourceError, fetch_baseline
 
     budget = parse_budget(budget_text)
+    now = time.time() if end is None else end
+    alerts = _recorded_alerts(config.store.path, console)
     recs = []
     for alias in aliases:
         baseline = config.baselines[alias]
@@ -331,17 +352,30 @@ def run_tune(config_path: str, config, aliases: Sequence[str], budget_text: str,
         if not fetched.series:
             console.print(f"baseline {alias}: the expr returned no series; skipped")
             continue
-        now = time.time() if end is None else end
         try:
             releases = series_releases(config, alias, fetched.series, now - baseline.history, now)
         except SourceError as exc:
             console.print(f"[yellow]warning[/yellow]: {alias}: release markers: {exc}; replayed without them")
             releases = {}
         with console.status(f"tuning {alias}: {len(fetched.series)} series"):
-            recs.append(tune_baseline(alias, baseline, fetched.series, budget, engine_fit(baseline, alias),
-                                      releases=releases))
+            rec = tune_baseline(alias, baseline, fetched.series, budget, engine_fit(baseline, alias), releases=releases)
+        recs.append(rec if alerts is None else replace(rec, recorded=recorded_rate(alerts, alias, now)))
     console.print(render_table(recs, budget_text))
     if write and recs:
         write_config(config_path, recs)
         console.print(f"wrote sensitivity and alert.for of {len(recs)} baselines to {config_path}")
     return 0
+
+
+def _recorded_alerts(store: str, console) -> list[AlertRecord] | None:
+    """The alert history under the store, None when there is none (the webhook is not set up) or it
+    cannot be read (warned): the table then says so rather than showing a rate of 0."""
+    from smartmetrics.adapters.alert_store import AlertStoreError, alerts_path, load_alerts
+
+    if not alerts_path(store).exists():
+        return None
+    try:
+        return load_alerts(store)
+    except AlertStoreError as exc:
+        console.print(f"[yellow]warning[/yellow]: {exc}; recorded alert rates not shown")
+        return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,8 +11,10 @@ import numpy as np
 import pytest
 import yaml
 
+from smartmetrics.adapters.alert_store import save_alerts
 from smartmetrics.app.cli import main
 from smartmetrics.config import ConfigError, load_config, parse_config
+from smartmetrics.engine.alerts import AlertRecord
 from smartmetrics.engine.firing import anomaly_condition
 from smartmetrics.engine.series import Series
 from smartmetrics.evaluation.tune import (
@@ -23,6 +26,8 @@ from smartmetrics.evaluation.tune import (
     choose,
     inject_excursions,
     parse_budget,
+    recorded_rate,
+    render_table,
     tune_baseline,
     write_config,
 )
@@ -217,10 +222,13 @@ def test_cli_tunes_against_prometheus_and_writes_back(prometheus, tmp_path: Path
     path.write_text(yaml.safe_dump({
         "sources": {"prom": {"url": prometheus.url}},
         "baselines": {"rate": {"expr": 'sm_requests_rate{instance="a"}', "history": "2d"}},
+        "store": {"path": str(tmp_path / "models")},
     }))
+    save_alerts(tmp_path / "models", [record(str(i), "rate", time.time() - i * DAY) for i in range(6)])
     assert main(["tune", "--config", str(path), "--budget", "1/week", "--write"]) == 0
     out = capsys.readouterr().out
     assert "rate" in out and "within budget" in out
+    assert "1.50 (1.50/series)" in out  # six alerts recorded in four weeks, one series
     tuned = load_config(path).baselines["rate"]
     assert isinstance(tuned.sensitivity, float)
     assert main(["tune", "--config", str(path), "--budget", "often"]) == 2
@@ -233,3 +241,31 @@ def test_a_near_constant_series_still_gets_a_visible_excursion() -> None:
     values, windows = inject_excursions(flat, alert(direction="down"), 6.0, 1800)
     a, _ = windows[0]
     assert values[a] <= 0.9 * 0.9 + 1e-12  # 10% of the level, not 6 x a sigma of 1e-9
+
+
+def record(id_: str, baseline: str, starts_at: float) -> AlertRecord:
+    return AlertRecord(id_, baseline, "f" + id_, {"baseline": baseline}, "{}", starts_at, side="above")
+
+
+def test_recorded_rate_is_alerts_per_week_of_the_last_four_weeks_of_one_baseline() -> None:
+    now = 100 * 7 * DAY
+    records = [record("a", "q", now - DAY), record("b", "q", now - 27 * DAY), record("c", "q", now - 29 * DAY),
+               record("d", "other", now - DAY), record("e", "q", now + 60)]
+    assert recorded_rate(records, "q", now) == 0.5  # a and b: two alerts in four weeks
+    assert recorded_rate(records, "q", now, weeks=5) == 3 / 5
+    assert recorded_rate([], "q", now) == 0.0
+
+
+def test_the_table_shows_the_recorded_alert_rate_beside_the_budget() -> None:
+    from rich.console import Console
+
+    chosen = Outcome(0.9, 2, 1, 8.0, 5, 6)
+    recs = [Recommendation("q", 4, STEP, 1.0, chosen, chosen, recorded=6.0),
+            Recommendation("r", 1, STEP, 1.0, chosen, chosen)]
+    console = Console(record=True, width=300)
+    console.print(render_table(recs, "1/week"))
+    lines = console.export_text().splitlines()
+    assert any("recorded alerts/week" in line for line in lines)
+    (q,) = [line for line in lines if line.startswith("│ q ")]
+    (r,) = [line for line in lines if line.startswith("│ r ")]
+    assert "6.00 (1.50/series)" in q and "no alerts.json" in r
