@@ -213,7 +213,7 @@ def test_noise_twice_widens_the_band_so_the_same_excursion_stays_quiet_and_a_lar
             start_alertmanager(files["am"])
             for period in (1, 2):  # up, wait until recorded, back to normal, wait until resolved
                 push_samples(prom.url, [(int(time.time()), excursion)])
-                wait_for(lambda: len(daemon.alerts.records) == period, 45, f"firing period {period}", am_log)
+                wait_for(lambda n=period: len(daemon.alerts.records) == n, 45, f"firing period {period}", am_log)
                 time.sleep(1.1)  # the next sample must be newer, by the second
                 push_samples(prom.url, [(int(time.time()), 100.0)])
                 wait_for(lambda: all(r.ends_at for r in daemon.alerts.records), 45, f"period {period} resolved",
