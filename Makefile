@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo notebook test test-fast lint bench bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults bench-servers bench-retrain bench-cluster clean
+.PHONY: install demo notebook test test-fast lint bench bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults bench-servers bench-retrain bench-cluster bench-dst clean
 
 # the real servers the tests start: Prometheus (with promtool), Alertmanager, node_exporter (Debian's)
 SERVERS := prometheus promtool prometheus-alertmanager prometheus-node-exporter
@@ -78,11 +78,15 @@ bench-cluster: $(STAMP)
 	$(BIN)/python -m smartmetrics.benchmarks.daemon --sizes "" --retrain-series 0 --shards 3 --per-shard 100000
 	$(BIN)/python -m smartmetrics.benchmarks.remote_write --series 100000
 
+# issue 25: false alerts across a daylight-saving switch, local clock against UTC
+bench-dst: $(STAMP)
+	$(BIN)/python -m smartmetrics.benchmarks.dst --series 12
+
 bench-tuning: $(STAMP)
 	$(BIN)/python -m smartmetrics.benchmarks.tuning
 
 # every benchmark of BENCHMARKS.md, one after the other (about 40 minutes on 2 cores)
-bench: bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults bench-retrain bench-cluster
+bench: bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults bench-retrain bench-cluster bench-dst
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
