@@ -78,9 +78,11 @@ bench-cluster: $(STAMP)
 	$(BIN)/python -m smartmetrics.benchmarks.daemon --sizes "" --retrain-series 0 --shards 3 --per-shard 100000
 	$(BIN)/python -m smartmetrics.benchmarks.remote_write --series 100000
 
-# issue 25: false alerts across a daylight-saving switch, local clock against UTC
+# issue 25: false alerts across a daylight-saving switch (local clock against UTC) and on holidays
+# (calendar.holidays against none)
 bench-dst: $(STAMP)
 	$(BIN)/python -m smartmetrics.benchmarks.dst --series 12
+	$(BIN)/python -m smartmetrics.benchmarks.holidays --series 12
 
 bench-tuning: $(STAMP)
 	$(BIN)/python -m smartmetrics.benchmarks.tuning
