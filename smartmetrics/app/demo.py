@@ -10,7 +10,6 @@ running.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
 import signal
@@ -30,7 +29,7 @@ from rich.table import Table
 
 from smartmetrics.adapters.markers import series_releases
 from smartmetrics.adapters.source import SourceError, fetch_baseline
-from smartmetrics.adapters.store import load_store
+from smartmetrics.adapters.store import load_store, write_atomic
 from smartmetrics.app.backfill import replay, run_backfill
 from smartmetrics.app.demo_data import DEMO_INCIDENTS, LIVE_INCIDENT, generate_demo_metrics, until
 from smartmetrics.app.demo_live import JOB, LiveMetrics
@@ -125,10 +124,9 @@ def replay_file_name(alias: str, labels: dict[str, str]) -> str:
 
 
 def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """`frame` as CSV at `path`, written to a temporary file and renamed into place."""
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    """`frame` as CSV at `path`, written atomically (`store.write_atomic`)."""
+    body = frame.to_csv(index=False).encode()
+    write_atomic(path, lambda fh: fh.write(body), f".{path.name}.", ".tmp")
 
 
 @contextmanager

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import ast
-import os
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from smartmetrics.adapters.store import write_atomic
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "sensitivity_tuning.ipynb"
 INJECTED = "injected-parameters"
@@ -65,16 +65,8 @@ def _write_notebook(nb: Any, target: Path) -> Path:
     import nbformat
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            nbformat.write(nb, fh)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    text = nbformat.writes(nb).encode("utf-8")
+    return write_atomic(target, lambda fh: fh.write(text), f".{target.name}.", ".tmp")
 
 
 def parse_parameter(text: str) -> tuple[str, Any]:

@@ -7,9 +7,7 @@ annotations and dashboard links, and deterministic YAML written atomically. `rul
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 import yaml
 
 from smartmetrics.adapters.exporter import export_labels
+from smartmetrics.adapters.store import write_atomic
 from smartmetrics.config import Alert, Baseline, Config
 from smartmetrics.engine.durations import format_duration
 from smartmetrics.engine.firing import EPSILON, AlertRules, for_seconds
@@ -237,14 +236,6 @@ def write_files(out: str | Path, files: Mapping[str, str]) -> list[Path]:
     for name in sorted(files):
         target = folder / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(files[name])
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        written.append(target)
+        body = files[name].encode("utf-8")
+        written.append(write_atomic(target, lambda fh, body=body: fh.write(body), f".{target.name}.", ".tmp"))
     return written

@@ -8,8 +8,6 @@ with its stored forecast.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -24,6 +22,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import EngFormatter, PercentFormatter, ScalarFormatter  # noqa: E402
 
+from smartmetrics.adapters.store import write_atomic
 from smartmetrics.engine.series import Series  # noqa: E402
 from smartmetrics.engine.state import SeriesBand  # noqa: E402
 from smartmetrics.render.units import Unit  # noqa: E402
@@ -50,18 +49,10 @@ def save_figure(fig: Figure, path: str | Path, dpi: float | None = None) -> Path
     """Write a figure as PNG atomically (temp file, then rename), creating the folder; close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=dpi)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi), f".{path.name}.", ".tmp")
     finally:
         plt.close(fig)
-    return path
 
 
 def render_png(fig: Figure, dpi: float | None = None) -> bytes:
