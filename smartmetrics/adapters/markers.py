@@ -13,6 +13,21 @@ from smartmetrics.engine.releases import release_onsets, releases_for
 from smartmetrics.engine.series import Series
 
 
+def fetch_expr(
+    config: Config, alias: str, expr: str, history: float, end: float,
+    fetch: Callable[..., FetchResult] = fetch_baseline, max_series: int | None = None,
+) -> list[Series]:
+    """The series of another `expr` over the last `history` before `end`, on baseline `alias`'s source
+    and step (release markers, exported bands), every one of them: these series are not the
+    baseline's, so no shard's share applies."""
+    baseline = config.baselines[alias]
+    update: dict = {"expr": expr, "history": history}
+    if max_series is not None:
+        update["max_series"] = max_series
+    every = {"baselines": {alias: baseline.model_copy(update=update)}, "sharding": Sharding()}
+    return fetch(config.model_copy(update=every), alias, end=end).series
+
+
 def series_releases(
     config: Config, alias: str, series: Collection[Series], since: float, now: float,
     fetch: Callable[..., FetchResult] = fetch_baseline,
@@ -33,8 +48,6 @@ def fetch_release_markers(
     baseline = config.baselines[alias]
     if baseline.releases is None:
         return []
-    markers = baseline.model_copy(update={"expr": baseline.releases.expr, "max_series": 10000,
-                                          "history": max(now - since, 2 * baseline.step)})
-    every = {"baselines": {alias: markers}, "sharding": Sharding()}  # markers apply to every shard's series
-    found = fetch(config.model_copy(update=every), alias, end=now).series
+    found = fetch_expr(config, alias, baseline.releases.expr, max(now - since, 2 * baseline.step), now, fetch,
+                       max_series=10000)
     return [(s.labels, t) for s in found for t in release_onsets(s.timestamps, s.values) if t > since]

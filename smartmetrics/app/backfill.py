@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from smartmetrics.adapters.exporter import export_labels
-from smartmetrics.adapters.markers import series_releases
+from smartmetrics.adapters.markers import fetch_expr, series_releases
 from smartmetrics.adapters.remote_write import RemoteWriter, render_history_requests
 from smartmetrics.adapters.source import SourceError, fetch_baseline
 from smartmetrics.app.promlocal import LocalPrometheusError, MetricSeries, backfill
@@ -74,12 +74,8 @@ class BackfillOutcome:
 def exported_since(config: Config, alias: str, days: float, now: float) -> float | None:
     """When the source's first `smartmetrics_yhat_upper` of this baseline is (the daemon's exports,
     scraped), within the last `days`; None if it has none."""
-    baseline = config.baselines[alias]
-    probe = baseline.model_copy(update={
-        "expr": f"min(timestamp({selector('smartmetrics_yhat_upper', alias)}))", "history": days * DAY,
-        "max_series": 10})
-    every = {"baselines": {alias: probe}, "sharding": config.sharding.model_copy(update={"shards": 1, "shard": 0})}
-    found = fetch_baseline(config.model_copy(update=every), alias, end=now).series
+    earliest = f"min(timestamp({selector('smartmetrics_yhat_upper', alias)}))"
+    found = fetch_expr(config, alias, earliest, days * DAY, now, max_series=10)
     first = [s.timestamps[np.isfinite(s.values)] for s in found]
     times = [int(t[0]) for t in first if len(t)]
     return float(min(times)) if times else None

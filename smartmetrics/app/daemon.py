@@ -32,7 +32,7 @@ from smartmetrics.adapters.api import (
     series_labels,
 )
 from smartmetrics.adapters.exporter import EMPTY, Snapshot
-from smartmetrics.adapters.markers import fetch_release_markers
+from smartmetrics.adapters.markers import fetch_expr, fetch_release_markers
 from smartmetrics.adapters.server import HTTPServer, serve
 from smartmetrics.adapters.source import SourceError, fetch_baseline
 from smartmetrics.adapters.store import load_store, save_baseline
@@ -40,7 +40,7 @@ from smartmetrics.app.alerts import AlertBook, alerts_doc, feedback_doc, receive
 from smartmetrics.app.export import RemoteWritePusher, start_remote_write
 from smartmetrics.app.selfmetrics import SelfMetrics, settling_count
 from smartmetrics.app.workers import FitPool, open_pool
-from smartmetrics.config import Baseline, Config, ConfigError, Sharding, load_config
+from smartmetrics.config import Baseline, Config, ConfigError, load_config
 from smartmetrics.engine.follow import follow_band
 from smartmetrics.engine.realised import oldest_tally, tally
 from smartmetrics.engine.releases import apply_to_band, needs_data_since, releases_for
@@ -422,13 +422,11 @@ class Daemon:
     def _band_history(self, alias: str, start: float, end: float) -> dict[str, dict[str, Any]]:
         """The exported bands of `alias` in the source over [start, end] (scraped from this daemon, or
         written by `smartmetrics backfill`), by series key and column."""
-        baseline = self.config.baselines[alias]
+        history = max(end - start, 2 * self.config.baselines[alias].step)
         out: dict[str, dict[str, Any]] = {}
         for column in BAND_COLUMNS:
-            probe = baseline.model_copy(update={"expr": selector(f"smartmetrics_{column}", alias),
-                                                "history": max(end - start, 2 * baseline.step)})
-            every = {"baselines": {alias: probe}, "sharding": Sharding()}  # labels carry `baseline`: no shard hash
-            for s in self.fetch(self.config.model_copy(update=every), alias, end=end).series:
+            exported = selector(f"smartmetrics_{column}", alias)
+            for s in fetch_expr(self.config, alias, exported, history, end, self.fetch):
                 own = Series(series_labels(s.labels), s.timestamps, s.values, s.step)
                 out.setdefault(own.key, {})[column] = own
         return out
