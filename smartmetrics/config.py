@@ -291,6 +291,52 @@ def _check_ahead(value: Any, info: ValidationInfo) -> str:
     return value.strip() if isinstance(value, str) else format_duration(seconds)
 
 
+def _check_cron(cron: str, cron_weekdays: bool = False) -> str:
+    """A crontab line (`0 3 * * *`) that APScheduler's `CronTrigger.from_crontab` accepts (with
+    `cron_weekdays`, its day of week read as cron reads it: `crontab_for_apscheduler`)."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(crontab_for_apscheduler(cron) if cron_weekdays else cron, timezone="UTC")
+    except ValueError as exc:
+        raise ValueError(f'invalid cron expression "{cron}": {exc}') from None
+    return cron
+
+
+DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def crontab_for_apscheduler(cron: str) -> str:
+    """A crontab line with its day-of-week field spelled as day names: APScheduler 3 reads 0 as Monday,
+    cron as Sunday (agronholm/apscheduler#286, fixed only in 4.0), and both read names alike.
+
+    >>> crontab_for_apscheduler("0 2 * * 0"), crontab_for_apscheduler("*/5 9-17 * * 1-5,7")
+    ('0 2 * * sun', '*/5 9-17 * * mon,tue,wed,thu,fri,sun')
+    >>> crontab_for_apscheduler("0 2 * * */2"), crontab_for_apscheduler("0 3 * * *")
+    ('0 2 * * tue,thu,sat,sun', '0 3 * * *')
+    """
+    fields = cron.split()
+    if len(fields) != 5 or fields[4] == "*":
+        return cron
+    days: set[int] = set()
+    for item in fields[4].lower().split(","):
+        span, _, every = item.partition("/")
+        first, _, last = span.partition("-")
+        lo = 0 if first == "*" else _day_number(first)
+        hi = 6 if first == "*" else _day_number(last) if last else (lo if not every else 6)
+        days |= {d % 7 for d in range(lo, hi + 1, int(every or 1))}
+    return " ".join(fields[:4] + [",".join(DAY_NAMES[d] for d in sorted(days, key=lambda d: (d + 6) % 7))])
+
+
+def _day_number(text: str) -> int:
+    """A cron day of week (0-7 or a name) as 0 (Sunday) .. 7 (Sunday again)."""
+    if text[:3] in DAY_NAMES:
+        return DAY_NAMES.index(text[:3])
+    if text.isdigit() and int(text) <= 7:
+        return int(text)
+    raise ValueError(f"day of week {text!r} is not 0-7 or a day name")
+
+
 def _check_zone(name: str) -> str:
     """An IANA time zone name that zoneinfo knows (`Europe/Berlin`, `America/New_York`, `UTC`)."""
     try:
@@ -349,25 +395,60 @@ class Holidays(_Strict):
 
 
 class Event(_Strict):
-    """A planned window: during `maintenance` the band is withdrawn (no alert can fire) and the window
-    is left out of training."""
+    """A planned window, given as `start`/`end`, as a `cron` with a `duration` (in the baseline's time
+    zone), or as a PromQL `expr` that is non-zero while it lasts. During `maintenance` the band is
+    withdrawn (no alert can fire); an `expected_change` widens it by `widen` on the `direction` side(s).
+    Either way the window is left out of training (`smartmetrics.engine.calendars`)."""
 
     name: str = Field(min_length=1)
-    start: datetime
+    kind: Literal["maintenance", "expected_change"] = "maintenance"
+    start: datetime | None = None
     """RFC 3339 (`2026-03-01T02:00:00+01:00`); without an offset, UTC."""
-    end: datetime
-    kind: Literal["maintenance"] = "maintenance"
+    end: datetime | None = None
+    cron: str | None = None
+    """A crontab line (`0 2 * * 0`: Sundays at 02:00 in the baseline's time zone), with `duration`."""
+    duration: Duration | None = None
+    expr: PromQL | None = None
+    """PromQL that is non-zero while the event lasts (like `releases.expr`): any of its series counts."""
+    widen: float | None = Field(default=None, gt=1)
+    """An expected change's band width as a multiple of the usual one (default 2)."""
+    direction: Literal["up", "down", "both"] | None = None
+    """Which edge an expected change moves: `up`, `down` or `both` (default)."""
 
     @field_validator("start", "end")
     @classmethod
-    def _utc_unless_said(cls, moment: datetime) -> datetime:
-        return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+    def _utc_unless_said(cls, moment: datetime | None) -> datetime | None:
+        return moment if moment is None or moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+    @field_validator("cron")
+    @classmethod
+    def _check_event_cron(cls, cron: str) -> str:
+        return _check_cron(cron, cron_weekdays=True)
 
     @model_validator(mode="after")
-    def _check_order(self) -> Event:
-        if self.end <= self.start:
+    def _check_when(self) -> Event:
+        given = [f for f in ("start", "cron", "expr") if getattr(self, f) is not None]
+        if len(given) != 1:
+            raise ValueError(f"event {self.name!r}: give exactly one of start (with end), cron (with duration) "
+                             f"or expr{' (given: ' + ', '.join(given) + ')' if given else ''}")
+        for first, second in (("start", "end"), ("cron", "duration")):
+            if getattr(self, first) is not None and getattr(self, second) is None:
+                raise ValueError(f"event {self.name!r}: {first} needs {second}")
+            if getattr(self, first) is None and getattr(self, second) is not None:
+                raise ValueError(f"event {self.name!r}: {second} goes with {first}")
+        if self.start is not None and self.end <= self.start:  # type: ignore[operator]
             raise ValueError(f"event {self.name!r}: end must be after start")
+        if self.duration is not None and self.duration <= 0:
+            raise ValueError(f"event {self.name!r}: duration must be more than 0s")
+        if self.kind != "expected_change":
+            for knob in ("widen", "direction"):
+                if getattr(self, knob) is not None:
+                    raise ValueError(f"event {self.name!r}: {knob} is only for kind expected_change")
         return self
+
+    def widening(self) -> tuple[float, str]:
+        """An expected change's (factor, direction) with the defaults filled in."""
+        return (self.widen or 2.0, self.direction or "both")
 
 
 class Calendar(_Strict):
@@ -375,6 +456,15 @@ class Calendar(_Strict):
 
     holidays: Holidays | None = None
     events: list[Event] = []
+
+    @field_validator("events")
+    @classmethod
+    def _check_names(cls, events: list[Event]) -> list[Event]:
+        names = [e.name for e in events]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"event names must differ (the dashboards and metrics tell them apart): {', '.join(twice)}")
+        return events
 
 
 CURVE_TYPES = (
@@ -456,14 +546,8 @@ class Schedule(_Strict):
 
     @field_validator("retrain")
     @classmethod
-    def _check_cron(cls, cron: str) -> str:
-        from apscheduler.triggers.cron import CronTrigger
-
-        try:
-            CronTrigger.from_crontab(cron, timezone="UTC")
-        except ValueError as exc:
-            raise ValueError(f'invalid cron expression "{cron}": {exc}') from None
-        return cron
+    def _check_retrain_cron(cls, cron: str) -> str:
+        return _check_cron(cron)
 
 
 class Store(_Strict):

@@ -10,14 +10,14 @@ import dataclasses
 import functools
 import hashlib
 import json
-from collections.abc import Callable, Collection
-from datetime import date, datetime, timezone
+from collections.abc import Callable, Collection, Mapping
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from smartmetrics.config import Baseline, Event, Holidays
-from smartmetrics.engine.calendars import Transitions, Windows
+from smartmetrics.config import Baseline, Event, Holidays, crontab_for_apscheduler
+from smartmetrics.engine.calendars import Transitions, Widenings, Windows
 from smartmetrics.engine.ensemble import FitSettings, FittedSeries, walk_forward_fit
 from smartmetrics.engine.series import Series
 
@@ -31,9 +31,13 @@ def forecast_margin(horizon: float) -> float:
     return max(0.25 * horizon, 3600.0)
 
 
-def fit_settings(baseline: Baseline, alias: str = "") -> FitSettings:
-    """The pure fit's settings for a configured baseline (its `alias` read for what the metric is)."""
+def fit_settings(baseline: Baseline, alias: str = "", span: tuple[float, float] | None = None,
+                 observed: Mapping[str, Windows] | None = None) -> FitSettings:
+    """The pure fit's settings for a configured baseline (its `alias` read for what the metric is).
+    Its planned events as windows (`planned_windows`): cron events over `span` (start, end in Unix
+    seconds; none without it), PromQL events where `observed` found them."""
     marked = {"settle": baseline.releases.settle, "absorb": baseline.releases.absorb} if baseline.releases else {}
+    withdrawn, widened = planned_windows(baseline, span, observed)
     return FitSettings(
         sensitivity=baseline.sensitivity,
         curve_type=baseline.curve_type,
@@ -42,19 +46,29 @@ def fit_settings(baseline: Baseline, alias: str = "") -> FitSettings:
         range=baseline.range, hints=f"{alias} {baseline.expr}",
         local_time=zone_transitions(baseline.timezone),
         holidays=holiday_days(baseline.calendar.holidays if baseline.calendar else None),
-        withdrawn=maintenance_windows(baseline.calendar.events if baseline.calendar else ()),
+        withdrawn=withdrawn, widened=widened,
         **marked,
     )
 
 
 def baseline_fit(baseline: Baseline, sensitivity: str | float | None = None,
-                 releases: Collection[int] = (), alias: str = "") -> Callable[[Series, int], FittedSeries]:
+                 releases: Collection[int] = (), alias: str = "",
+                 observed: Mapping[str, Windows] | None = None) -> Callable[[Series, int], FittedSeries]:
     """The daemon's fit of a configured baseline as a walk-forward fit function `(train, horizon)`, at
-    another `sensitivity` if given; each training window is told the `releases` up to its end."""
-    settings = fit_settings(baseline, alias)
+    another `sensitivity` if given; each training window is told the `releases` up to its end, and
+    its cron events over itself and its horizon, as a retrain then would."""
+    settings = fit_settings(baseline, alias, observed=observed)
     if sensitivity is not None:
         settings = dataclasses.replace(settings, sensitivity=sensitivity)
-    return walk_forward_fit(settings, tuple(releases))
+    fit = walk_forward_fit(settings, tuple(releases))
+    if not any(e.cron for e in events_of(baseline)):
+        return fit
+
+    def fit_with_cron(train: Series, horizon: int) -> FittedSeries:
+        withdrawn, widened = planned_windows(baseline, (train.start, train.end + horizon), observed)
+        return walk_forward_fit(dataclasses.replace(settings, withdrawn=withdrawn, widened=widened),
+                                tuple(releases))(train, horizon)
+    return fit_with_cron
 
 
 def fit_fingerprint(baseline: Baseline) -> str:
@@ -129,6 +143,51 @@ def _country_days(country: str, subdiv: str | None) -> tuple[int, ...]:
     return tuple(sorted(d.toordinal() - EPOCH_DAY for d in listed))
 
 
-def maintenance_windows(events: Collection[Event]) -> Windows:
-    """The maintenance events as the engine takes them: [start, end) in Unix seconds, ascending."""
-    return tuple(sorted((int(e.start.timestamp()), int(e.end.timestamp())) for e in events if e.kind == "maintenance"))
+def events_of(baseline: Baseline) -> tuple[Event, ...]:
+    """The baseline's planned events (its own calendar's, or the top-level one's)."""
+    return tuple(baseline.calendar.events) if baseline.calendar else ()
+
+
+def planned_windows(baseline: Baseline, span: tuple[float, float] | None = None,
+                    observed: Mapping[str, Windows] | None = None) -> tuple[Windows, Widenings]:
+    """The baseline's events as the engine takes them: maintenance windows and expected changes
+    (with factor and direction), each [start, end) in Unix seconds, ascending. A cron event counts
+    over `span` (none without it), a PromQL event where `observed` (by event name) found it."""
+    withdrawn: list[tuple[int, int]] = []
+    widened: list[tuple[int, int, float, str]] = []
+    for event in events_of(baseline):
+        for start, end in event_windows(event, baseline.timezone, span, observed):
+            if event.kind == "maintenance":
+                withdrawn.append((start, end))
+            else:
+                widened.append((start, end, *event.widening()))
+    return tuple(sorted(withdrawn)), tuple(sorted(widened))
+
+
+def event_windows(event: Event, zone: str, span: tuple[float, float] | None = None,
+                  observed: Mapping[str, Windows] | None = None) -> Windows:
+    """One event's windows: its `start`/`end`, its cron's runs over `span`, or what `observed` holds for it."""
+    if event.start is not None and event.end is not None:
+        return ((int(event.start.timestamp()), int(event.end.timestamp())),)
+    if event.cron is not None and event.duration is not None:
+        return cron_windows(event.cron, int(event.duration), zone, *span) if span else ()
+    return tuple((observed or {}).get(event.name, ()))
+
+
+def cron_windows(cron: str, duration: int, zone: str, start: float, end: float) -> Windows:
+    """The windows [run, run + duration) of a crontab line on the clock of `zone` that overlap
+    [start, end), the day of week read as cron reads it (0 or 7: Sunday).
+
+    >>> [(datetime.fromtimestamp(s, timezone.utc).isoformat(), e - s) for s, e in cron_windows(
+    ...     "0 2 * * 0", 7200, "Europe/Berlin", 1_711_843_200, 1_712_448_000)]  # 2024-03-31: the switch skips 02:00, 03:00 CEST
+    [('2024-03-31T01:00:00+00:00', 7200)]
+    """
+    from apscheduler.triggers.cron import CronTrigger
+
+    trigger = CronTrigger.from_crontab(crontab_for_apscheduler(cron), timezone=zone)
+    moment = trigger.get_next_fire_time(None, datetime.fromtimestamp(start - duration + 1, timezone.utc))
+    found = []
+    while moment is not None and moment.timestamp() < end:
+        found.append((int(moment.timestamp()), int(moment.timestamp()) + duration))
+        moment = trigger.get_next_fire_time(moment, moment + timedelta(seconds=1))
+    return tuple(found)

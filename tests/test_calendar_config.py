@@ -97,3 +97,74 @@ def test_maintenance_events_become_withdrawn_windows() -> None:
         "baselines.qps.calendar.events.0: event 'db upgrade': end must be after start"]
     assert problems(calendar={"events": [{**events[0], "kind": "party"}]})[0].startswith(
         "baselines.qps.calendar.events.0.kind: Input should be 'maintenance'")
+
+
+def test_an_expected_change_widens_by_its_factor_on_its_side() -> None:
+    promo = {"name": "promo", "kind": "expected_change", "start": "2026-03-06T00:00:00Z", "end": "2026-03-07T00:00:00Z"}
+    settings = fit_settings(baseline(calendar={"events": [
+        promo, {**promo, "name": "launch", "widen": 3, "direction": "up"}]}))
+    assert settings.widened == ((1_772_755_200, 1_772_841_600, 2.0, "both"), (1_772_755_200, 1_772_841_600, 3.0, "up"))
+    assert settings.withdrawn == ()
+    assert problems(calendar={"events": [{**promo, "widen": 0.5}]}) == [
+        "baselines.qps.calendar.events.0.widen: Input should be greater than 1"]
+    assert problems(calendar={"events": [{**promo, "direction": "sideways"}]}) == [
+        "baselines.qps.calendar.events.0.direction: Input should be 'up', 'down' or 'both', got 'sideways'"]
+    assert problems(calendar={"events": [{**promo, "kind": "maintenance", "widen": 2}]}) == [
+        "baselines.qps.calendar.events.0: event 'promo': widen is only for kind expected_change"]
+    assert problems(calendar={"events": [promo, promo]}) == [
+        "baselines.qps.calendar.events: event names must differ (the dashboards and metrics tell them apart): promo"]
+
+
+def test_an_event_is_a_window_a_cron_with_a_duration_or_an_expr() -> None:
+    weekly = {"name": "backup", "cron": "0 2 * * 0", "duration": "2h"}
+    assert problems(calendar={"events": [{**weekly, "start": "2026-03-06T00:00:00Z"}]}) == [
+        "baselines.qps.calendar.events.0: event 'backup': give exactly one of start (with end), cron (with duration) "
+        "or expr (given: start, cron)"]
+    assert problems(calendar={"events": [{"name": "backup", "cron": "0 2 * * 0"}]}) == [
+        "baselines.qps.calendar.events.0: event 'backup': cron needs duration"]
+    assert problems(calendar={"events": [{"name": "x", "start": "2026-03-06T00:00:00Z"}]}) == [
+        "baselines.qps.calendar.events.0: event 'x': start needs end"]
+    assert problems(calendar={"events": [{**weekly, "cron": "0 2 * * 9"}]})[0].startswith(
+        'baselines.qps.calendar.events.0.cron: invalid cron expression "0 2 * * 9"')
+    assert problems(calendar={"events": [{"name": "deploy", "expr": "sum(rate(x[5m]"}]})[0].startswith(
+        "baselines.qps.calendar.events.0.expr: ")
+    b = baseline(timezone="Europe/Berlin", calendar={"events": [weekly, {"name": "freeze", "expr": "freeze_active"}]})
+    assert fit_settings(b).withdrawn == ()  # a cron has no windows without a span, an expr none unobserved
+    march = (1_772_323_200, 1_772_323_200 + 14 * 86400)  # 2026-03-01 (a Sunday) 00:00 UTC, two weeks
+    settings = fit_settings(b, span=march, observed={"freeze": ((100, 200),)})
+    assert settings.withdrawn == ((100, 200), (1_772_326_800, 1_772_334_000), (1_772_931_600, 1_772_938_800))  # Sundays 02:00-04:00 Berlin (01:00 UTC)
+
+
+def test_a_walk_forward_fit_gets_the_cron_windows_of_each_training_window_and_horizon() -> None:
+    import numpy as np
+
+    from smartmetrics.engine.series import Series
+    from smartmetrics.settings import baseline_fit
+
+    b = baseline(step="1h", calendar={"events": [{"name": "nightly", "cron": "0 1 * * *", "duration": "2h"}]})
+    t = 1_772_323_200 + 3600 * np.arange(3 * 24, dtype=np.int64)
+    fitted = baseline_fit(b)(Series({}, t, 10 + np.sin(np.arange(len(t)) / 3.8), 3600), 86400)
+    gone = np.isnan(fitted.yhat)
+    assert ((fitted.timestamps[gone] % 86400) // 3600).tolist() == [1, 2]
+    assert fitted.training["withdrawn"] == [[int(t[-1]) + 3600 * 2, int(t[-1]) + 3600 * 4]]
+
+
+def test_a_promql_event_is_on_where_any_of_its_series_is_non_zero() -> None:
+    import numpy as np
+
+    from smartmetrics.adapters.markers import fetch_event_windows
+    from smartmetrics.adapters.source import FetchResult
+    from smartmetrics.engine.series import Series
+
+    config = parse_config({"sources": SOURCES, "baselines": {"qps": {"expr": "up", "step": "1m", "calendar": {
+        "events": [{"name": "freeze", "expr": "freeze_active", "kind": "expected_change"}]}}}})
+    asked = []
+
+    def fetch(cfg, alias, end=None, **_):
+        asked.append((cfg.baselines[alias].expr, cfg.baselines[alias].history, end))
+        t = np.arange(10, dtype=np.int64) * 60
+        return FetchResult(alias, [Series({"a": "1"}, t, np.array([0, 1, 1, 0, 0, 0, 0, 0, 2, np.nan]), 60),
+                                   Series({"a": "2"}, t, np.array([0, 0, 0, 5, 0, 0, 0, 0, 0, 0.0]), 60)], 0, 1, 0, 0.0)
+
+    assert fetch_event_windows(config, "qps", 0, 600, fetch) == {"freeze": ((60, 240), (480, 540))}
+    assert asked == [("freeze_active", 600, 600)]

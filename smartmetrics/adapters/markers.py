@@ -1,6 +1,6 @@
-"""Release markers read from the source: the times a baseline's `releases.expr` turns on, matched to
-each series on its `releases.match` labels (the maths of what a release does is
-`smartmetrics.engine.releases`).
+"""Markers read from the source: the times a baseline's `releases.expr` turns on, matched to each
+series on its `releases.match` labels (the maths of what a release does is
+`smartmetrics.engine.releases`), and the windows where a calendar event's `expr` is on.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from collections.abc import Callable, Collection
 
 from smartmetrics.adapters.source import FetchResult, fetch_baseline
 from smartmetrics.config import Config, Sharding
+from smartmetrics.engine.calendars import Windows, active_windows, merged_windows
 from smartmetrics.engine.releases import release_onsets, releases_for
 from smartmetrics.engine.series import Series
 
@@ -51,3 +52,19 @@ def fetch_release_markers(
     found = fetch_expr(config, alias, baseline.releases.expr, max(now - since, 2 * baseline.step), now, fetch,
                        max_series=10000)
     return [(s.labels, t) for s in found for t in release_onsets(s.timestamps, s.values) if t > since]
+
+
+def fetch_event_windows(
+    config: Config, alias: str, since: float, now: float, fetch: Callable[..., FetchResult] = fetch_baseline,
+) -> dict[str, Windows]:
+    """Where each PromQL calendar event of a baseline was on in (since, now], by event name: the runs
+    of non-zero points of any of its series, joined. Raises `SourceError`."""
+    baseline = config.baselines[alias]
+    found: dict[str, Windows] = {}
+    for event in baseline.calendar.events if baseline.calendar else ():
+        if event.expr is not None:
+            marks = fetch_expr(config, alias, event.expr, max(now - since, 2 * baseline.step), now, fetch,
+                               max_series=10000)
+            found[event.name] = merged_windows(tuple(w for s in marks for w in active_windows(
+                s.timestamps, s.values, s.step)))
+    return found

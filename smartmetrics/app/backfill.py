@@ -18,7 +18,7 @@ import itertools
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +26,12 @@ import numpy as np
 import pandas as pd
 
 from smartmetrics.adapters.exporter import export_labels
-from smartmetrics.adapters.markers import fetch_expr, series_releases
+from smartmetrics.adapters.markers import fetch_event_windows, fetch_expr, series_releases
 from smartmetrics.adapters.remote_write import RemoteWriter, render_history_requests
 from smartmetrics.adapters.source import SourceError, fetch_baseline
 from smartmetrics.app.promlocal import LocalPrometheusError, MetricSeries, backfill
 from smartmetrics.config import Config, redact_url
+from smartmetrics.engine.calendars import Windows
 from smartmetrics.engine.firing import AlertRules
 from smartmetrics.engine.series import Series
 from smartmetrics.evaluation.backtest import backtest_series
@@ -43,15 +44,16 @@ BAND_COLUMNS = (("smartmetrics_yhat", "yhat"), ("smartmetrics_yhat_lower", "yhat
 
 
 def replay(config: Config, alias: str, series: Series, releases: tuple[int, ...] = (),
-           min_history: int = DAY) -> pd.DataFrame:
+           min_history: int = DAY, observed: Mapping[str, Windows] | None = None) -> pd.DataFrame:
     """Walk-forward replay of one series as the daemon would have lived it: a retrain every day on
     the trailing `history`, from `min_history` of data on (its `releases` re-levelled in training and
-    re-anchored after, when the baseline reads release markers; `follow` as configured)."""
+    re-anchored after, when the baseline reads release markers; `follow` as configured; calendar
+    events as planned, a PromQL event where `observed` found it on)."""
     baseline = config.baselines[alias]
     settings = fit_settings(baseline)  # the settle time and absorb of its releases, if any
     follow = baseline.follow
     return backtest_series(
-        series, baseline_fit(baseline, releases=releases, alias=alias), AlertRules.of_baseline(baseline),
+        series, baseline_fit(baseline, releases=releases, alias=alias, observed=observed), AlertRules.of_baseline(baseline),
         history=int(baseline.history), min_history=min_history,
         releases=releases if baseline.releases is not None else (), settle=settings.settle, absorb=settings.absorb,
         follow=follow.after if follow else 0.0, follow_absorb=follow.absorb if follow else "both",
@@ -96,10 +98,11 @@ def band_history(
     releases: dict[str, tuple[int, ...]] = {}
     if config.baselines[alias].releases is not None:
         releases = series_releases(config, alias, fetched.series, now - days * DAY, now)
+    observed = fetch_event_windows(config, alias, now - days * DAY, now)
     out: list[MetricSeries] = []
     for i, series in enumerate(fetched.series):
         if series.observed:
-            frame = replay(config, alias, series, releases.get(series.key, ()))
+            frame = replay(config, alias, series, releases.get(series.key, ()), observed=observed)
             keep = frame.yhat_lower.notna() & frame.yhat_upper.notna() & (frame.timestamp < until)
             frame = frame[keep]
             if len(frame):

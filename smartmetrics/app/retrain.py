@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 
 from smartmetrics.adapters.alert_store import AlertStoreError, load_alerts
-from smartmetrics.adapters.markers import series_releases
+from smartmetrics.adapters.markers import fetch_event_windows, series_releases
 from smartmetrics.adapters.source import FetchResult, SourceError, fetch_baseline
 from smartmetrics.app.selfmetrics import adjusted_count, series_kinds
 from smartmetrics.app.workers import FitPool, PoolError
@@ -28,7 +28,7 @@ from smartmetrics.engine.ensemble import FitSettings, FittedSeries
 from smartmetrics.engine.fitted import band_from_fitted, band_problem
 from smartmetrics.engine.series import Series, format_labels
 from smartmetrics.engine.state import BaselineState, SeriesBand
-from smartmetrics.settings import fit_fingerprint, fit_settings
+from smartmetrics.settings import fit_fingerprint, fit_settings, forecast_margin
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,22 @@ class RetrainOutcome:
 
 class PoolLost(Exception):
     """The pool went away while fits were pending (e.g. the Dask scheduler): they were abandoned."""
+
+
+def _planned_settings(config: Config, alias: str, now: float, fetch: Callable[..., FetchResult],
+                      outcome: RetrainOutcome) -> FitSettings:
+    """The baseline's fit settings with its calendar events as of `now`: cron events over the history
+    and the forecast, PromQL events where their expr was on in the history (without them, and said
+    in `release_error`, when the source cannot tell)."""
+    baseline = config.baselines[alias]
+    observed = {}
+    try:
+        observed = fetch_event_windows(config, alias, now - baseline.history, now, fetch)
+    except SourceError as exc:
+        outcome.release_error = f"calendar events: {exc}"
+        log.warning("%s: calendar event markers: %s; fitting without them", alias, exc)
+    span = (now - baseline.history, now + baseline.horizon + forecast_margin(baseline.horizon))
+    return fit_settings(baseline, alias, span, observed)
 
 
 def fit_all(
@@ -174,7 +190,7 @@ def retrain_baseline(
         outcome.release_error = str(exc)
         log.warning("%s: release markers: %s; fitting without them", alias, exc)
     try:
-        fitted, failures = fit_all(series, fit_settings(baseline, alias), pool, tick, releases)
+        fitted, failures = fit_all(series, _planned_settings(config, alias, now, fetch, outcome), pool, tick, releases)
     except PoolError as exc:  # the fits could not be sent anywhere: every band stays as it was
         outcome.error, outcome.stage, outcome.seconds = f"{alias}: {exc}", "cluster", time.monotonic() - t0
         return outcome

@@ -6,7 +6,8 @@ the zone's transitions that `smartmetrics.settings` reads from zoneinfo) and its
 back at the UTC instants: a daylight-saving switch moves the daily profile with the clock. Holidays
 (local day numbers) are left out of training, and a holiday's band also covers what earlier holidays
 and weekend days showed at that time of day. Maintenance windows are left out of training and the
-band is withdrawn (NaN: no alert can fire) while they last.
+band is withdrawn (NaN: no alert can fire) while they last; expected changes are left out of training
+too, and the band is widened by their factor on their side(s) while they last (`widen_band`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ Transitions = tuple[tuple[int, int], ...]
 """A zone's UTC offsets as ((since, offset seconds), ...), ascending; the first holds before it too."""
 Windows = tuple[tuple[int, int], ...]
 """Time windows [start, end) in Unix seconds."""
+Widenings = tuple[tuple[int, int, float, str], ...]
+"""Expected changes as (start, end, factor, direction `up` | `down` | `both`), each over [start, end)."""
 
 
 def utc_offsets(timestamps: np.ndarray, transitions: Transitions) -> np.ndarray:
@@ -76,6 +79,33 @@ def table_at_utc(local_ts: np.ndarray, columns: tuple[np.ndarray, ...], utc_ts: 
     return on_grid(local_ts, np.maximum(at, local_ts[0]) if len(local_ts) else at, *columns)
 
 
+def active_windows(timestamps: np.ndarray, values: np.ndarray, step: int) -> Windows:
+    """The runs of finite non-zero points of a marker series as windows [first point, last point + step).
+
+    >>> active_windows(np.arange(6) * 60, np.array([np.nan, 1.0, 2.0, 0.0, 1.0, np.nan]), 60)
+    ((60, 180), (240, 300))
+    """
+    on = np.concatenate(([False], np.isfinite(values) & (np.nan_to_num(values) != 0), [False]))
+    edges = np.flatnonzero(np.diff(on.astype(np.int8)))
+    ts = np.asarray(timestamps, dtype=np.int64)
+    return tuple((int(ts[a]), int(ts[b - 1]) + step) for a, b in zip(edges[::2], edges[1::2]))
+
+
+def merged_windows(windows: Windows) -> Windows:
+    """Overlapping or touching windows joined, ascending.
+
+    >>> merged_windows(((5, 9), (0, 3), (3, 4), (8, 12)))
+    ((0, 4), (5, 12))
+    """
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(windows):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return tuple(out)
+
+
 def in_windows(timestamps: np.ndarray, windows: Windows) -> np.ndarray:
     """Whether each timestamp lies in one of the windows [start, end).
 
@@ -87,6 +117,25 @@ def in_windows(timestamps: np.ndarray, windows: Windows) -> np.ndarray:
     for start, end in windows:  # a handful of configured windows, each vectorised over the points
         inside |= (ts >= start) & (ts < end)
     return inside
+
+
+def widen_band(ts: np.ndarray, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+               widened: Widenings) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) with each edge on an expected change's side moved away from yhat to `factor`
+    times its distance, at the timestamps `ts` inside the change's window (overlapping changes: the
+    larger factor).
+
+    >>> widen_band(np.arange(4), np.zeros(4), -np.ones(4), np.ones(4), ((1, 3, 3.0, "up"),))
+    (array([-1., -1., -1., -1.]), array([1., 3., 3., 1.]))
+    """
+    up, down = np.ones(len(ts)), np.ones(len(ts))
+    for start, end, factor, direction in widened:
+        inside = in_windows(ts, ((start, end),))
+        if direction in ("up", "both"):
+            up = np.where(inside, np.maximum(up, factor), up)
+        if direction in ("down", "both"):
+            down = np.where(inside, np.maximum(down, factor), down)
+    return yhat - down * (yhat - lower), yhat + up * (upper - yhat)
 
 
 def masked(series: Series, out: np.ndarray) -> Series:

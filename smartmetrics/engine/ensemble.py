@@ -32,6 +32,7 @@ from smartmetrics.engine.bands import (
 )
 from smartmetrics.engine.calendars import (
     Transitions,
+    Widenings,
     Windows,
     holiday_band,
     in_windows,
@@ -41,6 +42,7 @@ from smartmetrics.engine.calendars import (
     table_at_utc,
     to_local,
     utc_offsets,
+    widen_band,
 )
 from smartmetrics.engine.models import MODELS
 from smartmetrics.engine.models.base import DAY, WEEK, Forecast, sub_series
@@ -97,6 +99,7 @@ class FitSettings:
     local_time: Transitions = ()  # the zone's UTC offsets; () is UTC (`smartmetrics.engine.calendars`)
     holidays: tuple[int, ...] = ()  # local day numbers (days since 1970-01-01) fitted like a weekend day
     withdrawn: Windows = ()  # maintenance windows: out of training, no band while they last
+    widened: Widenings = ()  # expected changes: out of training, the band widened while they last
 
 
 @dataclass
@@ -320,28 +323,36 @@ def fit_series(series: Series, settings: FitSettings, releases: tuple[int, ...] 
 
     `releases` are the times of the series' releases in its history (`smartmetrics.engine.releases`): the
     shift each settled one made is undone in the training data, as the daemon moved the band for it.
-    A time zone, holidays or maintenance windows fit it on the local clock (`_fit_on_calendar`).
+    A time zone, holidays, maintenance windows or expected changes fit it on the local clock (`_fit_on_calendar`).
     """
-    if settings.local_time or settings.holidays or settings.withdrawn:
+    if settings.local_time or settings.holidays or settings.withdrawn or settings.widened:
         return _fit_on_calendar(series, settings, releases)
     return _fit_utc(series, settings, releases)
 
 
 def _fit_on_calendar(series: Series, settings: FitSettings, releases: tuple[int, ...]) -> FittedSeries:
-    """`_fit_utc` on the series moved onto the local clock, without its maintenance windows and
-    holidays; holidays in the table get their band (`calendars.holiday_band`), the table is read back
-    at UTC instants, and the band is withdrawn (NaN) in maintenance windows."""
+    """`_fit_utc` on the series moved onto the local clock, without its maintenance windows, expected
+    changes and holidays; holidays in the table get their band (`calendars.holiday_band`), the table is
+    read back at UTC instants, widened for expected changes (`calendars.widen_band`, within the natural
+    range) and withdrawn (NaN) in maintenance windows."""
     zone, holidays = settings.local_time, settings.holidays
-    local = to_local(masked(series, in_windows(series.timestamps, settings.withdrawn)), zone)
+    planned = settings.withdrawn + tuple((s, e) for s, e, _, _ in settings.widened)
+    local = to_local(masked(series, in_windows(series.timestamps, planned)), zone)
     told = tuple(int(r) for r in np.asarray(releases, dtype=np.int64) + utc_offsets(np.asarray(releases), zone))
-    core = dataclasses.replace(settings, local_time=(), holidays=(), withdrawn=(),
+    core = dataclasses.replace(settings, local_time=(), holidays=(), withdrawn=(), widened=(),
                                horizon=local_horizon(series.end, settings.horizon, series.step, zone))
     fitted = _fit_utc(masked(local, on_days(local.timestamps, holidays)), core, told)
     columns = holiday_band(fitted.timestamps, fitted.yhat, fitted.lower, fitted.upper, local, holidays)
     table_ts = series.end + series.step * np.arange(1, settings.horizon // series.step + 1, dtype=np.int64)
-    gone = in_windows(table_ts, settings.withdrawn)
-    yhat, lower, upper = (np.where(gone, np.nan, c) for c in table_at_utc(fitted.timestamps, columns, table_ts, zone))
+    yhat, lower, upper = table_at_utc(fitted.timestamps, columns, table_ts, zone)
     training = dict(fitted.training)
+    if in_windows(table_ts, tuple((s, e) for s, e, _, _ in settings.widened)).any():
+        yhat, lower, upper = clip_band(yhat, *widen_band(table_ts, yhat, lower, upper, settings.widened),
+                                       tuple(training["range"]) if training.get("range") else None)
+        training["widened"] = [[int(s), int(e), float(f), d] for s, e, f, d in settings.widened
+                               if s <= table_ts[-1] and e > table_ts[0]]
+    gone = in_windows(table_ts, settings.withdrawn)
+    yhat, lower, upper = (np.where(gone, np.nan, c) for c in (yhat, lower, upper))
     if gone.any():
         training["withdrawn"] = [[int(s), int(e)] for s, e in settings.withdrawn
                                  if s <= table_ts[-1] and e > table_ts[0]]

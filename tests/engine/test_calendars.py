@@ -121,23 +121,66 @@ def test_the_day_after_a_holiday_is_judged_as_a_weekday() -> None:
     assert np.median(dipped.lower) < np.median(with_holiday.lower)
 
 
-def test_a_maintenance_window_withdraws_the_band_and_stays_out_of_training() -> None:
+def maintenance_history(end: int) -> tuple[Series, np.ndarray, tuple[int, int]]:
+    """Office traffic ending at `end` (plus the truth of the day after), the points of a three-hour
+    window two days before and the window itself."""
+    full = office_series(end, ())
+    down = (full.timestamps >= end - 2 * DAY + 3600) & (full.timestamps < end - 2 * DAY + 4 * 3600)
+    return full, down, (int(full.timestamps[down][0]), int(full.timestamps[down][-1]) + STEP)
+
+
+def test_a_maintenance_window_withdraws_the_band_while_it_lasts() -> None:
     from smartmetrics.engine.fitted import band_problem
 
     end = WEDNESDAY
-    full = office_series(end, ())
-    down = (full.timestamps >= end - 2 * DAY + 3600) & (full.timestamps < end - 2 * DAY + 4 * 3600)
+    full, down, window = maintenance_history(end)
     ahead = (end + 6 * 3600, end + 8 * 3600)
     outage = Series(full.labels, full.timestamps, np.where(down, 0.0, full.values), STEP)  # a planned outage
     train, t, y = split(outage, end)
-    window = (int(full.timestamps[down][0]), int(full.timestamps[down][-1]) + STEP)
     fit = fit_series(train, FitSettings(withdrawn=(window, ahead)))
     gone = (fit.timestamps >= ahead[0]) & (fit.timestamps < ahead[1])
     assert np.isnan(fit.yhat[gone]).all() and np.isnan(fit.lower[gone]).all() and np.isfinite(fit.upper[~gone]).all()
     assert fit.training["withdrawn"] == [list(ahead)] and band_problem(fit, train) is None
-    clean = fit_series(split(full, end)[0], FitSettings())  # the next day's band as without the window
-    same_hours = (fit.timestamps % DAY >= 3600) & (fit.timestamps % DAY < 4 * 3600)
-    for name in ("yhat", "lower", "upper"):
-        moved = np.abs(getattr(fit, name) - getattr(clean, name))
-        assert np.median(moved[~gone]) < 0.01 * np.ptp(y) and np.quantile(moved[same_hours], 0.9) < 0.02 * np.ptp(y)
     assert outside(fit, t, y) < 0.02
+
+
+def test_a_maintenance_window_leaves_the_next_days_band_as_without_it() -> None:
+    """Whatever the series did in a marked window, the next day's band is the one fitted where the
+    window held normal values, or nothing at all; and close to the one fitted on normal values unmarked."""
+    end = WEDNESDAY
+    full, down, window = maintenance_history(end)
+    weird = np.where(down, np.random.default_rng(5).choice([0.0, 50 * np.nanmax(full.values)], down.size), full.values)
+    marked = fit_series(split(Series(full.labels, full.timestamps, weird, STEP), end)[0], FitSettings(withdrawn=(window,)))
+    normal = fit_series(split(full, end)[0], FitSettings(withdrawn=(window,)))
+    gap = fit_series(split(Series(full.labels, full.timestamps, np.where(down, np.nan, full.values), STEP), end)[0],
+                     FitSettings())
+    plain = fit_series(split(full, end)[0], FitSettings())
+    scale = np.ptp(split(full, end)[2])
+    for name in ("yhat", "lower", "upper"):
+        band = getattr(marked, name)
+        assert np.isfinite(band).all()
+        assert np.allclose(band, getattr(normal, name), rtol=0, atol=1e-9 * scale)
+        assert np.allclose(band, getattr(gap, name), rtol=0, atol=1e-9 * scale)
+        assert np.median(np.abs(band - getattr(plain, name))) < 0.01 * scale  # three hours fewer to learn from
+    assert not np.allclose(fit_series(split(Series(full.labels, full.timestamps, weird, STEP), end)[0],
+                                      FitSettings()).upper, marked.upper, rtol=0, atol=0.01 * scale)  # unmarked, it would move
+
+
+def test_an_expected_change_widens_its_side_of_the_band_while_it_lasts() -> None:
+    end = WEDNESDAY
+    full, down, window = maintenance_history(end)
+    promo = np.where(down, 3 * full.values, full.values)  # last promotion tripled the traffic
+    train, t, y = split(Series(full.labels, full.timestamps, promo, STEP), end)
+    ahead = (end + 9 * 3600, end + 12 * 3600)
+    fit = fit_series(train, FitSettings(widened=((*window, 3.0, "both"), (*ahead, 3.0, "up"))))
+    usual = fit_series(train, FitSettings(withdrawn=(window,)))  # the same training, no change ahead
+    inside = (fit.timestamps >= ahead[0]) & (fit.timestamps < ahead[1])
+    assert np.allclose(fit.upper[inside] - fit.yhat[inside], 3 * (usual.upper[inside] - usual.yhat[inside]))
+    assert np.array_equal(fit.lower, usual.lower) and np.array_equal(fit.yhat, usual.yhat)
+    assert np.array_equal(fit.upper[~inside], usual.upper[~inside])
+    assert fit.training["widened"] == [[*ahead, 3.0, "up"]]
+    surge = np.where((t >= ahead[0]) & (t < ahead[1]), y * 1.15, y)  # the promotion's surge stays inside
+    assert outside(fit, t, surge) < 0.01 < outside(usual, t, surge)
+    down_only = fit_series(train, FitSettings(widened=((*window, 3.0, "both"), (*ahead, 2.0, "down"))))
+    assert np.array_equal(down_only.upper, usual.upper)
+    assert np.allclose(usual.yhat[inside] - down_only.lower[inside], 2 * (usual.yhat[inside] - usual.lower[inside]))
