@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from smartmetrics.config import Baseline, Event, Holidays, crontab_for_apscheduler
-from smartmetrics.engine.calendars import Transitions, Widenings, Windows
+from smartmetrics.engine.calendars import Transitions, Widenings, Windows, on_days, utc_offsets
 from smartmetrics.engine.ensemble import FitSettings, FittedSeries, walk_forward_fit
 from smartmetrics.engine.series import Series
 
@@ -172,6 +172,27 @@ def event_windows(event: Event, zone: str, span: tuple[float, float] | None = No
     if event.cron is not None and event.duration is not None:
         return cron_windows(event.cron, int(event.duration), zone, *span) if span else ()
     return tuple((observed or {}).get(event.name, ()))
+
+
+def events_at(baseline: Baseline, now: float) -> list[tuple[str, str, bool]]:
+    """(event, kind, on) at `now` for each window and cron event of the baseline, and for its holidays
+    as event `holiday` of kind `holiday` (today on its local clock); a PromQL event is left out: its
+    own expr says when it is on.
+
+    >>> from smartmetrics.config import parse_config
+    >>> b = parse_config({"sources": {"p": {"url": "http://localhost:9090"}}, "baselines": {"q": {"expr": "up",
+    ...     "calendar": {"holidays": {"extra": ["2026-03-01"]}, "events": [{"name": "backup", "cron": "0 2 * * 0",
+    ...     "duration": "2h"}]}}}}).baselines["q"]
+    >>> events_at(b, 1_772_330_400)  # Sunday 2026-03-01, 02:00 UTC
+    [('backup', 'maintenance', True), ('holiday', 'holiday', True)]
+    """
+    found = [(e.name, e.kind, any(s <= now < end for s, end in event_windows(e, baseline.timezone, (now, now + 1))))
+             for e in events_of(baseline) if e.expr is None]
+    days = holiday_days(baseline.calendar.holidays if baseline.calendar else None)
+    if days:
+        local = now + int(utc_offsets(np.array([int(now)]), zone_transitions(baseline.timezone))[0])
+        found.append(("holiday", "holiday", bool(on_days(np.array([local]), days)[0])))
+    return found
 
 
 def cron_windows(cron: str, duration: int, zone: str, start: float, end: float) -> Windows:

@@ -168,3 +168,25 @@ def test_a_promql_event_is_on_where_any_of_its_series_is_non_zero() -> None:
 
     assert fetch_event_windows(config, "qps", 0, 600, fetch) == {"freeze": ((60, 240), (480, 540))}
     assert asked == [("freeze_active", 600, 600)]
+
+
+def test_the_daemon_exports_which_calendar_events_are_on() -> None:
+    from smartmetrics.app.selfmetrics import SelfMetrics
+    from smartmetrics.settings import events_at
+
+    b = baseline(timezone="Europe/Berlin", calendar={"holidays": {"country": "DE"}, "events": [
+        {"name": "backup", "cron": "0 2 * * 0", "duration": "2h"},
+        {"name": "sale", "kind": "expected_change", "start": "2026-12-24T00:00:00+01:00", "end": "2026-12-25T00:00:00+01:00"},
+        {"name": "freeze", "expr": "freeze_on"}]})
+    christmas_night = 1_798_153_200  # 2026-12-25 00:00 Berlin (23:00 UTC the day before): a holiday, the sale over
+    assert events_at(b, christmas_night) == [("backup", "maintenance", False), ("sale", "expected_change", False),
+                                             ("holiday", "holiday", True)]
+    assert events_at(b, christmas_night - 1)[1:] == [("sale", "expected_change", True), ("holiday", "holiday", False)]
+    assert events_at(b, 1_767_488_400)[0] == ("backup", "maintenance", True)  # Sunday 2026-01-04, 02:00 in Berlin
+    metrics = SelfMetrics()
+    metrics.set_calendar({"qps": events_at(b, christmas_night)})
+    get = metrics.registry.get_sample_value
+    assert get("smartmetrics_calendar_event_active", {"baseline": "qps", "event": "holiday", "kind": "holiday"}) == 1
+    assert get("smartmetrics_calendar_event_active", {"baseline": "qps", "event": "sale", "kind": "expected_change"}) == 0
+    metrics.set_calendar({"qps": [("holiday", "holiday", False)]})  # a reload dropped the events
+    assert get("smartmetrics_calendar_event_active", {"baseline": "qps", "event": "sale", "kind": "expected_change"}) is None

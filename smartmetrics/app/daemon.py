@@ -47,7 +47,7 @@ from smartmetrics.engine.releases import apply_to_band, needs_data_since, releas
 from smartmetrics.engine.series import Series, labels_key
 from smartmetrics.engine.state import BaselineState, SeriesBand
 from smartmetrics.render.promql import selector
-from smartmetrics.settings import fit_fingerprint
+from smartmetrics.settings import events_at, fit_fingerprint
 
 if TYPE_CHECKING:
     from smartmetrics.app.retrain import RetrainOutcome
@@ -384,6 +384,7 @@ class Daemon:
         snapshot = self._snapshot
         for alias, hours in snapshot.remaining_hours(now).items():
             self.metrics.hours_remaining.labels(alias).set(hours)
+        self.metrics.set_calendar({alias: events_at(b, now) for alias, b in self.config.baselines.items()})
         return snapshot.render_text(now).encode() + generate_latest(self.metrics.registry)
 
     def baselines_json(self) -> dict[str, Any]:

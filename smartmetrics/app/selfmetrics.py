@@ -10,7 +10,7 @@ series settling after a release; its counters start at 0 for every baseline, so 
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -105,6 +105,12 @@ class SelfMetrics:
             "smartmetrics_feedback_adjustments", "Series whose band feedback widened at the last retrain.",
             ["baseline"], registry=r,
         )
+        self.calendar_event = Gauge(
+            "smartmetrics_calendar_event_active",
+            "1 while a calendar event of the baseline lasts (holiday, maintenance, expected_change), else 0; "
+            "PromQL events are not listed (their expr says when they are on).",
+            ["baseline", "event", "kind"], registry=r,
+        )
         self.ready = Gauge("smartmetrics_ready", "1 once stored baselines are loaded or a fit finished.", registry=r)
         self.remote_write_samples = Counter(
             "smartmetrics_remote_write_samples", "Band samples the remote-write receiver accepted.",
@@ -123,6 +129,16 @@ class SelfMetrics:
             "smartmetrics_remote_write_last_success_timestamp_seconds",
             "Unix time of the last push whose every sample the receiver accepted.", registry=r,
         )
+
+    def set_calendar(self, events: Mapping[str, Iterable[tuple[str, str, bool]]]) -> None:
+        """The calendar events of every baseline now, (event, kind, on) by baseline (`settings.events_at`);
+        events no longer configured disappear."""
+        wanted = {(alias, name, kind): on for alias, found in events.items() for name, kind, on in found}
+        for labels in list(self.calendar_event._metrics):
+            if labels not in wanted:
+                self.calendar_event.remove(*labels)
+        for labels, on in wanted.items():
+            self.calendar_event.labels(*labels).set(1.0 if on else 0.0)
 
     def set_series(self, baseline: str, kinds: Tally[tuple[str, str]]) -> None:
         """Replace the baseline's series counts by (curve_type, model)."""

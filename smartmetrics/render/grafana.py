@@ -16,7 +16,7 @@ them fired in the time range (`alert_history_panel`).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from grafana_foundation_sdk.builders import common as builders_common
@@ -29,6 +29,7 @@ from smartmetrics.adapters.store import load_store
 from smartmetrics.config import Config
 from smartmetrics.engine.durations import format_duration
 from smartmetrics.engine.state import BaselineState
+from smartmetrics.render.calendar_marks import EVENT_ACTIVE, calendar_marks
 from smartmetrics.render.grafana_alerts import FOLDER, render_alert_provisioning, to_plain
 from smartmetrics.render.parts import (
     LOWER,
@@ -53,6 +54,7 @@ FLEET_UID = "smartmetrics-fleet"
 ALERTS_FILE = "alerting/smartmetrics-alerts.yml"
 RETRAINED = "smartmetrics_last_successful_retrain_timestamp_seconds"  # self-metrics read by name
 FOLLOWS = "smartmetrics_follows_total"
+AHEAD_YHAT, AHEAD_UPPER = "smartmetrics_yhat_ahead", "smartmetrics_yhat_upper_ahead"
 PROVIDER_FILE = "dashboards/smartmetrics.yaml"
 DASHBOARDS_PATH = "/etc/grafana/provisioning/dashboards"
 """Where Grafana finds the dashboard JSON files: the provider's own folder, when the `dashboards/`
@@ -170,10 +172,12 @@ def mean_panel(alias: str, names: tuple[str, ...], uid: str, window: MeanWindow,
 
 def render_baseline_dashboard(alias: str, names: tuple[str, ...], uid: str, threshold: float = 1.0,
                               window: MeanWindow | None = None, releases: str | None = None,
-                              follows: bool = False, unit: str = PLAIN) -> dict[str, Any]:
+                              follows: bool = False, unit: str = PLAIN,
+                              calendar: Sequence[tuple[str, str, str]] = (), ahead: Sequence[str] = ()) -> dict[str, Any]:
     """The dashboard of one baseline as a JSON-ready dict (a mean panel with a sustained-deviation window,
-    the release markers as annotations when the baseline has them), reading from the Prometheus of
-    its datasource variable, `uid` by default.
+    the release markers as annotations when the baseline has them, the `calendar` marks
+    (`calendar_marks`) as annotations (each names its event in its labels), and a forecast-ahead panel for its `ahead`
+    offsets), reading from the Prometheus of its datasource variable, `uid` by default.
 
     The band jumps where a new model takes over, and where the daemon moved it between retrains (a
     followed level); both are annotations, so a step in the band is never a mystery."""
@@ -189,16 +193,35 @@ def render_baseline_dashboard(alias: str, names: tuple[str, ...], uid: str, thre
     if window is not None:
         board = board.with_panel(mean_panel(alias, names, DS, window, unit))
     board = board.with_panel(alert_history_panel(alias, names, DS, y=26 if window is not None else 18))
+    if ahead:
+        board = board.with_panel(ahead_panel(alias, names, DS, y=34 if window is not None else 26, unit=unit))
     marks = [("Firing alerts", firing_alerts(alias, names), "red"),
              ("Retrains", f"changes({selector(RETRAINED, alias)}[5m]) > 0", "blue")]
     if follows:
         marks.append(("Band followed a new level", f"increase({selector(FOLLOWS, alias)}[5m]) > 0", "orange"))
     if releases is not None:
         marks.append(("Releases", releases, "purple"))
-    for name, expr, colour in marks:
+    for name, expr, colour in [*marks, *calendar]:
         board = board.annotation(dashboard.AnnotationQuery().name(name).datasource(_ds(DS)).enable(True)
                                  .icon_color(colour).expr(expr))
     return to_plain(board.build())
+
+
+def ahead_panel(alias: str, names: tuple[str, ...], uid: str, y: int, unit: str = PLAIN) -> timeseries.Panel:
+    """The value beside `smartmetrics_yhat_ahead` and `_upper_ahead` as exported at each moment (what the
+    forecast expects `ahead` later, per offset): the series a KEDA or HPA threshold reads."""
+    def sel(metric: str) -> str:
+        return series_selector(metric, alias, names)
+
+    dashed = [dm.DynamicConfigValue("custom.lineStyle", {"fill": "dash", "dash": [6, 4]})]
+    title = "Forecast ahead (autoscaling): value now, expected value and upper edge ahead"
+    return (_timeseries(uid, 6, title, dm.GridPos(h=8, w=24, x=0, y=y)).unit(unit).fill_opacity(0)
+            .description("smartmetrics_yhat_ahead and smartmetrics_yhat_upper_ahead as exported now, for each "
+                         "ahead offset: what a KEDA or HPA threshold on them sees before the load arrives.")
+            .with_target(_query("A", sel(VALUE), "value"))
+            .with_target(_query("B", sel(AHEAD_YHAT), "expected in {{ahead}}"))
+            .with_target(_query("C", sel(AHEAD_UPPER), "upper in {{ahead}}"))
+            .override_by_regexp("^upper in .*", dashed))
 
 
 def firing_alerts(alias: str, names: tuple[str, ...]) -> str:
@@ -285,6 +308,8 @@ FLEET_PANELS = (
      "sum by (reason) (increase(smartmetrics_alert_payloads_rejected_total[1h]))", "{{reason}}", "short"),
     ("Series widened by on-call feedback", "sum by (baseline) (smartmetrics_feedback_adjustments)",
      "{{baseline}}", "short"),
+    ("Calendar events now on (holidays, maintenance, expected changes)",
+     f"sum by (baseline, kind, event) ({EVENT_ACTIVE}) > 0", "{{baseline}} {{kind}} {{event}}", "short"),
 )
 
 
@@ -337,7 +362,8 @@ def render_grafana_files(config: Config, states: Mapping[str, BaselineState],
         baseline = config.baselines[alias]
         board = render_baseline_dashboard(alias, names[alias], uid, score_threshold(baseline), sustained.get(alias),
                                           baseline.releases.expr if baseline.releases else None,
-                                          follows=baseline.follow is not None, unit=baseline_unit(baseline))
+                                          follows=baseline.follow is not None, unit=baseline_unit(baseline),
+                                          calendar=calendar_marks(alias, baseline), ahead=baseline.ahead)
         files[f"dashboards/{dashboard_uid(alias)}.json"] = render_json(board)
     files["dashboards/smartmetrics-fleet.json"] = render_json(render_fleet_dashboard(uid))
     files[PROVIDER_FILE] = render_yaml(render_dashboard_provider(), "# Generated by `smartmetrics grafana`: "

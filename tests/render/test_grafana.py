@@ -26,7 +26,12 @@ from smartmetrics.render.rules import render_rule_files
 
 BASELINES = {
     "inference_qps": {"expr": "sum by (model, tenant) (rate(requests_total[5m]))",
-                      "alert": {"labels": {"team": "ml"}, "annotations": {"runbook_url": "https://r.example/q"}}},
+                      "alert": {"labels": {"team": "ml"}, "annotations": {"runbook_url": "https://r.example/q"}},
+                      "ahead": ["15m", "1h"], "calendar": {"holidays": {"extra": ["2026-12-24"]}, "events": [
+                          {"name": "backup", "cron": "0 2 * * 0", "duration": "2h"},
+                          {"name": "sale", "kind": "expected_change", "start": "2026-11-27T00:00:00Z",
+                           "end": "2026-11-28T00:00:00Z", "widen": 3, "direction": "up"},
+                          {"name": "freeze", "expr": 'max(change_freeze{team="ml"})'}]}},
     "p99_latency": {"expr": "histogram_quantile(0.99, sum by (model, le) (rate(lat_bucket[5m])))",
                     "alert": {"direction": "up", "for": "5m", "min_abs_deviation": 0.05}},
     'odd "alias"': {"expr": "sum(rate(errors_total[5m]))", "alert": {"direction": "down", "labels": {"q": 'a"b\\c'}}},
@@ -309,3 +314,21 @@ def test_alert_history_is_a_table_of_the_baselines_alerts_from_prometheus(files:
     others = [p for d in dashboards(files).values() for p in d["panels"] if p["type"] == "table"]
     assert len(others) == len(BASELINES)  # one per baseline dashboard, none on the fleet's
     assert table["gridPos"]["y"] >= max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in doc["panels"] if p is not table)
+
+
+def test_a_baseline_dashboard_annotates_its_calendar_and_shows_its_forecast_ahead(files: dict[str, str]) -> None:
+    boards = dashboards(files)
+    qps = boards[f"dashboards/{dashboard_uid('inference_qps')}.json"]
+    marks = {a["name"]: a for a in qps["annotations"]["list"]}
+    active = 'smartmetrics_calendar_event_active{baseline="inference_qps", kind="%s"} == 1'
+    assert marks["Holidays"]["expr"] == active % "holiday"
+    assert marks["Maintenance windows"]["expr"] == active % "maintenance"
+    assert marks["Expected changes"]["expr"] == active % "expected_change"
+    assert marks["freeze (maintenance)"]["expr"] == '(max(change_freeze{team="ml"})) != 0'
+    ahead = [p for p in qps["panels"] if p["title"].startswith("Forecast ahead")]
+    assert [t["expr"].split("{")[0] for t in ahead[0]["targets"]] == [
+        "smartmetrics:value", "smartmetrics_yhat_ahead", "smartmetrics_yhat_upper_ahead"]
+    for name, board in boards.items():
+        if name.startswith("dashboards/sm-") and "inference_qps" not in name:
+            assert not any(p["title"].startswith("Forecast ahead") for p in board["panels"])
+            assert not any("calendar" in a["expr"] for a in board["annotations"]["list"] if "expr" in a)
