@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo notebook test test-fast lint bench bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults bench-servers bench-retrain bench-cluster bench-dst clean
+.PHONY: install demo notebook test test-fast lint bench bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults bench-servers bench-retrain bench-cluster bench-dst bench-autoscale clean
 
 # the real servers the tests start: Prometheus (with promtool), Alertmanager, node_exporter (Debian's)
 SERVERS := prometheus promtool prometheus-alertmanager prometheus-node-exporter
@@ -84,11 +84,14 @@ bench-dst: $(STAMP)
 	$(BIN)/python -m smartmetrics.benchmarks.dst --series 12
 	$(BIN)/python -m smartmetrics.benchmarks.holidays --series 12
 
+bench-autoscale: $(STAMP)
+	$(BIN)/python -m smartmetrics.benchmarks.autoscale
+
 bench-tuning: $(STAMP)
 	$(BIN)/python -m smartmetrics.benchmarks.tuning
 
 # every benchmark of BENCHMARKS.md, one after the other (about 40 minutes on 2 cores)
-bench: bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults bench-retrain bench-cluster bench-dst
+bench: bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults bench-retrain bench-cluster bench-dst bench-autoscale
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
