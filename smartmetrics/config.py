@@ -12,7 +12,7 @@ import re
 import socket
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -34,6 +34,9 @@ from smartmetrics.engine.durations import format_duration, parse_duration
 from smartmetrics.engine.promql_syntax import promql_error
 from smartmetrics.engine.series import labels_key
 from smartmetrics.engine.shards import ordinal, owner_of_key
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
 
 
 def _parse_config_duration(value: Any, info: ValidationInfo) -> float:
@@ -291,16 +294,22 @@ def _check_ahead(value: Any, info: ValidationInfo) -> str:
     return value.strip() if isinstance(value, str) else format_duration(seconds)
 
 
-def _check_cron(cron: str, cron_weekdays: bool = False) -> str:
-    """A crontab line (`0 3 * * *`) that APScheduler's `CronTrigger.from_crontab` accepts (with
-    `cron_weekdays`, its day of week read as cron reads it: `crontab_for_apscheduler`)."""
-    from apscheduler.triggers.cron import CronTrigger
-
+def _check_cron(cron: str) -> str:
+    """A crontab line (`0 3 * * *`) that APScheduler's `CronTrigger.from_crontab` accepts, its day of
+    week read as cron reads it (`cron_trigger`)."""
     try:
-        CronTrigger.from_crontab(crontab_for_apscheduler(cron) if cron_weekdays else cron, timezone="UTC")
+        cron_trigger(cron, "UTC")
     except ValueError as exc:
         raise ValueError(f'invalid cron expression "{cron}": {exc}') from None
     return cron
+
+
+def cron_trigger(cron: str, zone: str) -> CronTrigger:
+    """APScheduler's trigger for a crontab line on the clock of `zone`, the day of week as cron reads
+    it (0 or 7: Sunday; `crontab_for_apscheduler`). Raises ValueError for a line it cannot read."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    return CronTrigger.from_crontab(crontab_for_apscheduler(cron), timezone=zone)
 
 
 DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -423,7 +432,7 @@ class Event(_Strict):
     @field_validator("cron")
     @classmethod
     def _check_event_cron(cls, cron: str) -> str:
-        return _check_cron(cron, cron_weekdays=True)
+        return _check_cron(cron)
 
     @model_validator(mode="after")
     def _check_when(self) -> Event:

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from smartmetrics.config import Baseline, Event, Holidays, crontab_for_apscheduler
+from smartmetrics.config import Baseline, Event, Holidays, cron_trigger
 from smartmetrics.engine.calendars import Transitions, Widenings, Windows, on_days, utc_offsets
 from smartmetrics.engine.ensemble import FitSettings, FittedSeries, walk_forward_fit
 from smartmetrics.engine.series import Series
@@ -203,9 +203,7 @@ def cron_windows(cron: str, duration: int, zone: str, start: float, end: float) 
     ...     "0 2 * * 0", 7200, "Europe/Berlin", 1_711_843_200, 1_712_448_000)]  # 2024-03-31: the switch skips 02:00, 03:00 CEST
     [('2024-03-31T01:00:00+00:00', 7200)]
     """
-    from apscheduler.triggers.cron import CronTrigger
-
-    trigger = CronTrigger.from_crontab(crontab_for_apscheduler(cron), timezone=zone)
+    trigger = cron_trigger(cron, zone)
     moment = trigger.get_next_fire_time(None, datetime.fromtimestamp(start - duration + 1, timezone.utc))
     found = []
     while moment is not None and moment.timestamp() < end:

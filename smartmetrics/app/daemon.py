@@ -18,7 +18,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import generate_latest
 
 from smartmetrics.adapters.api import (
@@ -40,7 +39,7 @@ from smartmetrics.app.alerts import AlertBook, alerts_doc, feedback_doc, receive
 from smartmetrics.app.export import RemoteWritePusher, start_remote_write
 from smartmetrics.app.selfmetrics import SelfMetrics, settling_count
 from smartmetrics.app.workers import FitPool, open_pool
-from smartmetrics.config import Baseline, Config, ConfigError, load_config
+from smartmetrics.config import Baseline, Config, ConfigError, cron_trigger, load_config
 from smartmetrics.engine.follow import follow_band
 from smartmetrics.engine.realised import oldest_tally, tally
 from smartmetrics.engine.releases import apply_to_band, needs_data_since, releases_for
@@ -469,7 +468,7 @@ class Daemon:
 
     def _schedule(self) -> None:
         schedule = self.config.schedule
-        trigger = CronTrigger.from_crontab(schedule.retrain, timezone="UTC")
+        trigger = cron_trigger(schedule.retrain, "UTC")  # day of week as cron reads it (0: Sunday)
         trigger.jitter = int(schedule.jitter) or None
         self._scheduler.add_job(self.retrain, trigger, id="retrain", name="daily retrain", replace_existing=True)
         self._scheduler.add_job(self.discover, "interval", seconds=schedule.discover, id="discover",

@@ -686,3 +686,19 @@ def test_a_baseline_with_ahead_exports_its_forecast_ahead_and_a_reload_follows_t
     daemon._scheduler.add_job = lambda *a, **k: None
     assert daemon.reload()
     assert "smartmetrics_yhat_ahead" not in daemon.metrics_text().decode()
+
+
+@pytest.mark.parametrize(("cron", "weekday"), [("0 3 * * 0", 6), ("0 3 * * 7", 6), ("0 3 * * 1", 0), ("0 3 * * sat", 5)])
+def test_the_retrain_schedule_reads_the_day_of_week_as_cron_does(tmp_path: Path, cron: str, weekday: int) -> None:
+    from datetime import datetime, timezone
+
+    config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", free_port(), tmp_path / "models")
+    raw = yaml.safe_load(config.read_text())
+    raw["schedule"]["retrain"] = cron  # APScheduler 3 alone reads 0 as Monday (agronholm/apscheduler#286)
+    config.write_text(yaml.safe_dump(raw))
+    daemon = offline(str(config))
+    daemon._schedule()
+    wednesday = datetime(2026, 3, 4, 12, tzinfo=timezone.utc)
+    fires = daemon._scheduler.get_job("retrain").trigger.get_next_fire_time(None, wednesday)
+    assert (fires.weekday(), fires.hour, fires.minute) == (weekday, 3, 0)
+    assert wednesday < fires <= wednesday.replace(day=11)
