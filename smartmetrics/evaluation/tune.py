@@ -19,12 +19,14 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from smartmetrics.config import Alert, Baseline, Follow
 from smartmetrics.engine.alerts import AlertRecord
 from smartmetrics.engine.bands import SENSITIVITY_WORDS
+from smartmetrics.engine.calendars import Windows
 from smartmetrics.engine.firing import AlertRules, Fired
 from smartmetrics.engine.releases import SETTLE
 from smartmetrics.engine.series import Series
@@ -322,22 +324,25 @@ def write_config(path: str, recs: Sequence[Recommendation]) -> None:
         raise
 
 
-def engine_fit(baseline: Baseline, alias: str = "") -> FitFactory:
-    """The daemon's own fit for this baseline (its curve type, models and releases), as a factory over
-    sensitivity and the series' release times."""
+def engine_fit(baseline: Baseline, alias: str = "", observed: Mapping[str, Windows] | None = None) -> FitFactory:
+    """The daemon's own fit for this baseline (its curve type, models, releases and calendar, a PromQL
+    event where `observed` found it on), as a factory over sensitivity and the series' release times."""
     from smartmetrics.settings import baseline_fit
 
     def factory(sensitivity: float | str, releases: tuple[int, ...] = ()) -> Callable[[Series, int], object]:
-        return baseline_fit(baseline, sensitivity, releases, alias)
+        return baseline_fit(baseline, sensitivity, releases, alias, observed)
     return factory
 
 
 def run_tune(config_path: str, config, aliases: Sequence[str], budget_text: str, *, write: bool, console,
-             end: float | None = None) -> int:
-    """The `tune` command: fetch each baseline's history, tune it, print the table, optionally write back."""
-    from smartmetrics.adapters.markers import series_releases
+             end: float | None = None, fetch: Callable[..., Any] | None = None) -> int:
+    """The `tune` command: fetch each baseline's history, its release markers and where its PromQL
+    calendar events were on (through `fetch`, default the source), tune it, print the table,
+    optionally write back."""
+    from smartmetrics.adapters.markers import fetch_event_windows, series_releases
     from smartmetrics.adapters.source import SourceError, fetch_baseline
 
+    fetch = fetch or fetch_baseline
     budget = parse_budget(budget_text)
     now = time.time() if end is None else end
     alerts = _recorded_alerts(config.store.path, console)
@@ -345,20 +350,27 @@ def run_tune(config_path: str, config, aliases: Sequence[str], budget_text: str,
     for alias in aliases:
         baseline = config.baselines[alias]
         try:
-            fetched = fetch_baseline(config, alias, end)
+            fetched = fetch(config, alias, end=end)
         except SourceError as exc:
             console.print(f"[red]error[/red]: {exc}")
             return 1
         if not fetched.series:
             console.print(f"baseline {alias}: the expr returned no series; skipped")
             continue
+        releases: Mapping[str, tuple[int, ...]] = {}
+        observed: Mapping[str, Windows] = {}
+        since = now - baseline.history
         try:
-            releases = series_releases(config, alias, fetched.series, now - baseline.history, now)
+            releases = series_releases(config, alias, fetched.series, since, now, fetch)
         except SourceError as exc:
             console.print(f"[yellow]warning[/yellow]: {alias}: release markers: {exc}; replayed without them")
-            releases = {}
+        try:
+            observed = fetch_event_windows(config, alias, since, now, fetch)
+        except SourceError as exc:
+            console.print(f"[yellow]warning[/yellow]: {alias}: calendar events: {exc}; replayed without them")
         with console.status(f"tuning {alias}: {len(fetched.series)} series"):
-            rec = tune_baseline(alias, baseline, fetched.series, budget, engine_fit(baseline, alias), releases=releases)
+            rec = tune_baseline(alias, baseline, fetched.series, budget, engine_fit(baseline, alias, observed),
+                                releases=releases)
         recs.append(rec if alerts is None else replace(rec, recorded=recorded_rate(alerts, alias, now)))
     console.print(render_table(recs, budget_text))
     if write and recs:

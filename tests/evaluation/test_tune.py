@@ -172,6 +172,43 @@ def test_tuning_replays_a_baseline_with_releases_as_the_daemon_lives_it() -> Non
     assert told.current.alerts == 0 and told.current.rate < blind.current.rate
 
 
+
+@pytest.mark.parametrize("freeze_on", [True, False])
+def test_tune_replays_a_promql_event_where_its_expr_was_on(tmp_path: Path, monkeypatch, freeze_on: bool) -> None:
+    from rich.console import Console
+
+    from smartmetrics.adapters.source import FetchResult
+    from smartmetrics.evaluation import tune
+
+    config = parse_config({"sources": {"p": {"url": "http://127.0.0.1:9"}}, "store": {"path": str(tmp_path)},
+                           "baselines": {"q": {"expr": "x", "history": "3d", "calendar": {"events": [
+                               {"name": "freeze", "expr": "freeze_on"}]}}}})
+    series = noisy_series(days=6)
+    inside = (series.timestamps >= 4 * DAY + 13 * 3600) & (series.timestamps < 4 * DAY + 15 * 3600)
+    wild = Series(series.labels, series.timestamps, series.values + 40.0 * inside, STEP)
+    marker = Series({}, series.timestamps, (inside & freeze_on).astype(float), STEP)
+
+    def fetch(config, alias: str, end: float | None = None, **_: object) -> FetchResult:
+        found = [marker] if config.baselines[alias].expr == "freeze_on" else [wild]
+        return FetchResult(alias=alias, series=found, dropped=0, requests=1, points=0, seconds=0.0)
+
+    recs = []
+
+    def spy(*args, **kwargs):
+        recs.append(real(*args, sensitivities=(0.9,), **kwargs))
+        return recs[-1]
+
+    real = tune.tune_baseline
+    monkeypatch.setattr(tune, "tune_baseline", spy)
+    end = float(series.end + STEP)
+    assert tune.run_tune("c.yaml", config, ["q"], "1/week", write=False, console=Console(file=None, quiet=True),
+                         end=end, fetch=fetch) == 0
+    if freeze_on:  # a maintenance: the band withdrawn while the expr was on, nothing fires
+        assert recs[0].current.alerts == 0
+    else:
+        assert recs[0].current.alerts >= 1
+
+
 CONFIG = """\
 # my config: keep this comment
 sources:
