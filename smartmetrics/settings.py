@@ -149,13 +149,15 @@ def events_of(baseline: Baseline) -> tuple[Event, ...]:
 
 
 def planned_windows(baseline: Baseline, span: tuple[float, float] | None = None,
-                    observed: Mapping[str, Windows] | None = None) -> tuple[Windows, Widenings]:
-    """The baseline's events as the engine takes them: maintenance windows and expected changes
-    (with factor and direction), each [start, end) in Unix seconds, ascending. A cron event counts
-    over `span` (none without it), a PromQL event where `observed` (by event name) found it."""
+                    observed: Mapping[str, Windows] | None = None,
+                    expr_only: bool = False) -> tuple[Windows, Widenings]:
+    """The baseline's events (with `expr_only`, its PromQL events only) as the engine takes them:
+    maintenance windows and expected changes (with factor and direction), each [start, end) in Unix
+    seconds, ascending. A cron event counts over `span` (none without it), a PromQL event where
+    `observed` (by event name) found it."""
     withdrawn: list[tuple[int, int]] = []
     widened: list[tuple[int, int, float, str]] = []
-    for event in events_of(baseline):
+    for event in (e for e in events_of(baseline) if e.expr is not None or not expr_only):
         for start, end in event_windows(event, baseline.timezone, span, observed):
             if event.kind == "maintenance":
                 withdrawn.append((start, end))
@@ -174,20 +176,40 @@ def event_windows(event: Event, zone: str, span: tuple[float, float] | None = No
     return tuple((observed or {}).get(event.name, ()))
 
 
-def events_at(baseline: Baseline, now: float) -> list[tuple[str, str, bool]]:
-    """(event, kind, on) at `now` for each window and cron event of the baseline, and for its holidays
-    as event `holiday` of kind `holiday` (today on its local clock); a PromQL event is left out: its
-    own expr says when it is on.
+OPEN_END = 2**62
+"""The end of a window that lasts until further notice."""
+
+
+def live_windows(baseline: Baseline, on: Collection[str]) -> tuple[Windows, Widenings]:
+    """The baseline's PromQL events named in `on` (on now, as the daemon last read their exprs) as
+    `planned_windows`, each open at both ends: the served band is withdrawn or widened for them until
+    a later read finds them off (their window and cron events are in the forecast table already).
+
+    >>> from smartmetrics.config import parse_config
+    >>> b = parse_config({"sources": {"p": {"url": "http://localhost:9090"}}, "baselines": {"q": {"expr": "up",
+    ...     "calendar": {"events": [{"name": "freeze", "expr": "freeze_on", "kind": "expected_change", "widen": 3},
+    ...     {"name": "upgrade", "start": "2026-03-01T02:00:00Z", "end": "2026-03-01T04:00:00Z"}]}}}}).baselines["q"]
+    >>> live_windows(b, {"freeze"}) == ((), ((0, OPEN_END, 3.0, "both"),)), live_windows(b, ())
+    (True, ((), ()))
+    """
+    return planned_windows(baseline, None, {name: ((0, OPEN_END),) for name in on}, expr_only=True)
+
+
+def events_at(baseline: Baseline, now: float, on: Collection[str] = ()) -> list[tuple[str, str, bool]]:
+    """(event, kind, on) at `now` for each event of the baseline (a PromQL event on if named in `on`,
+    as the daemon last read its expr), and for its holidays as event `holiday` of kind `holiday`
+    (today on its local clock).
 
     >>> from smartmetrics.config import parse_config
     >>> b = parse_config({"sources": {"p": {"url": "http://localhost:9090"}}, "baselines": {"q": {"expr": "up",
     ...     "calendar": {"holidays": {"extra": ["2026-03-01"]}, "events": [{"name": "backup", "cron": "0 2 * * 0",
-    ...     "duration": "2h"}]}}}}).baselines["q"]
-    >>> events_at(b, 1_772_330_400)  # Sunday 2026-03-01, 02:00 UTC
-    [('backup', 'maintenance', True), ('holiday', 'holiday', True)]
+    ...     "duration": "2h"}, {"name": "freeze", "expr": "freeze_on"}]}}}}).baselines["q"]
+    >>> events_at(b, 1_772_330_400, on={"freeze"})  # Sunday 2026-03-01, 02:00 UTC
+    [('backup', 'maintenance', True), ('freeze', 'maintenance', True), ('holiday', 'holiday', True)]
     """
-    found = [(e.name, e.kind, any(s <= now < end for s, end in event_windows(e, baseline.timezone, (now, now + 1))))
-             for e in events_of(baseline) if e.expr is None]
+    found = [(e.name, e.kind, e.name in on if e.expr is not None else
+              any(s <= now < end for s, end in event_windows(e, baseline.timezone, (now, now + 1))))
+             for e in events_of(baseline)]
     days = holiday_days(baseline.calendar.holidays if baseline.calendar else None)
     if days:
         local = now + int(utc_offsets(np.array([int(now)]), zone_transitions(baseline.timezone))[0])

@@ -180,8 +180,10 @@ def test_the_daemon_exports_which_calendar_events_are_on() -> None:
         {"name": "freeze", "expr": "freeze_on"}]})
     christmas_night = 1_798_153_200  # 2026-12-25 00:00 Berlin (23:00 UTC the day before): a holiday, the sale over
     assert events_at(b, christmas_night) == [("backup", "maintenance", False), ("sale", "expected_change", False),
-                                             ("holiday", "holiday", True)]
-    assert events_at(b, christmas_night - 1)[1:] == [("sale", "expected_change", True), ("holiday", "holiday", False)]
+                                             ("freeze", "maintenance", False), ("holiday", "holiday", True)]
+    assert events_at(b, christmas_night - 1)[1:] == [("sale", "expected_change", True), ("freeze", "maintenance", False),
+                                                     ("holiday", "holiday", False)]
+    assert events_at(b, christmas_night, on={"freeze"})[2] == ("freeze", "maintenance", True)  # as its expr last read
     assert events_at(b, 1_767_488_400)[0] == ("backup", "maintenance", True)  # Sunday 2026-01-04, 02:00 in Berlin
     metrics = SelfMetrics()
     metrics.set_calendar({"qps": events_at(b, christmas_night)})

@@ -30,10 +30,16 @@ interpolated the same way at `now + ahead`, labelled with the offset as configur
 
 A series whose table does not reach `now + ahead` has no such sample; without any `ahead` in the
 snapshot these families are not rendered at all, so other baselines cost and read exactly as before.
+
+A baseline's PromQL calendar events that are on (the snapshot's `events`, which the daemon swaps in
+as it reads their exprs) change its current band as a window event changes the table: a maintenance
+exports no band (nor the constants that go with it), an expected change widens it. The forecast
+ahead stays as the table has it: how long such an event lasts is not known in advance.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -44,6 +50,7 @@ import numpy as np
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from smartmetrics.engine.calendars import Widenings, Windows, band_at
 from smartmetrics.engine.ranges import clip_values, finite_number, stored_range
 from smartmetrics.engine.realised import realised_coverage
 from smartmetrics.engine.state import BaselineState, stack_columns
@@ -125,6 +132,7 @@ class _Tables:
     points: np.ndarray  # (n,) int64
     values: np.ndarray  # (3, n, width) float32: yhat, lower, upper
     constants: tuple[_Constants, ...]  # one per CONSTANT_METRICS family
+    bounds: np.ndarray  # (2, n) float64: each series' natural range, lo and hi (NaN: unbounded)
     ahead: tuple[_Ahead, ...] = ()  # the baseline's ahead offsets, if any
 
 
@@ -230,10 +238,12 @@ def render_label_text(labels: Mapping[str, str]) -> str:
 
 def _stack(state: BaselineState, ahead: Sequence[tuple[str, float]] = ()) -> _Tables:
     values = stack_columns(state.series, min_width=1)
+    ranges = np.full((2, len(state.series)), np.nan)
     for j, band in enumerate(state.series):  # what a release or a follow moved stays in the natural range
         bounds = stored_range(band.meta.get("training") if isinstance(band.meta, Mapping) else None)
         if bounds is not None:
             values[:, j] = clip_values(values[:, j], *bounds)
+            ranges[:, j] = [np.nan if b is None else b for b in bounds]
     labels = tuple(export_labels(state.alias, b.labels) for b in state.series)
     label_text = tuple(render_label_text(x) for x in labels)
     per_series = [constant_values(b.meta) for b in state.series]
@@ -246,6 +256,7 @@ def _stack(state: BaselineState, ahead: Sequence[tuple[str, float]] = ()) -> _Ta
         values=values,
         constants=tuple(_constants(name, label_text, [v[j] for v in per_series])
                         for j, (name, _) in enumerate(CONSTANT_METRICS)),
+        bounds=ranges,
         ahead=tuple(_ahead(labels, spelling, seconds) for spelling, seconds in ahead),
     )
 
@@ -285,20 +296,40 @@ class Snapshot:
     """An immutable view of every baseline, ready to interpolate; build a new one to change it."""
 
     def __init__(self, states: Mapping[str, BaselineState],
-                 ahead: Mapping[str, Sequence[tuple[str, float]]] | None = None):
-        """`ahead`: per baseline alias, its (label as configured, seconds) offsets (`Baseline.ahead_offsets`)."""
+                 ahead: Mapping[str, Sequence[tuple[str, float]]] | None = None,
+                 events: Mapping[str, tuple[Windows, Widenings]] | None = None):
+        """`ahead`: per baseline alias, its (label as configured, seconds) offsets (`Baseline.ahead_offsets`);
+        `events`: per alias, the live PromQL events' windows (`settings.live_windows`)."""
         ahead = ahead or {}
         self._tables = {alias: _stack(state, ahead.get(alias, ())) for alias, state in sorted(states.items())}
         self.states = dict(states)
         self.has_ahead = any(t.ahead for t in self._tables.values())
+        self.events = dict(events or {})
+
+    def with_events(self, events: Mapping[str, tuple[Windows, Widenings]]) -> Snapshot:
+        """This snapshot with other live `events` (the stacked tables shared, not rebuilt)."""
+        other = copy.copy(self)
+        other.events = dict(events)
+        return other
+
+    def _current(self, now: float) -> list[tuple[_Tables, np.ndarray, np.ndarray]]:
+        """Each baseline's tables, every series' band at `now` and which series have one, with the
+        baseline's live events applied (`calendars.band_at`, widened edges kept in the natural range)."""
+        found = []
+        for alias, tables in self._tables.items():
+            values, ok = interpolate_tables(tables, now)
+            if alias in self.events:
+                values, ok = band_at(now, values, ok, *self.events[alias])
+                values[1:] = clip_values(values[1:], tables.bounds[:1], tables.bounds[1:])
+            found.append((tables, values, ok))
+        return found
 
     def series_count(self) -> int:
         return sum(len(t.labels) for t in self._tables.values())
 
     def values_at(self, now: float) -> Iterator[tuple[dict[str, str], float, float, float]]:
         """(labels, yhat, lower, upper) for every series with a band at `now`."""
-        for tables in self._tables.values():
-            out, ok = interpolate_tables(tables, now)
+        for tables, out, ok in self._current(now):
             for idx in np.flatnonzero(ok):
                 yield tables.labels[idx], float(out[0, idx]), float(out[1, idx]), float(out[2, idx])
 
@@ -317,8 +348,7 @@ class Snapshot:
     def constants_at(self, now: float) -> Iterator[tuple[int, dict[str, str], float]]:
         """(index in `CONSTANT_METRICS`, labels, value) for every per-series constant of a series with a
         band at `now`."""
-        for tables in self._tables.values():
-            ok = interpolate_tables(tables, now)[1]
+        for tables, _, ok in self._current(now):
             for j, constants in enumerate(tables.constants):
                 for k in np.flatnonzero(ok[constants.rows]).tolist():
                     yield j, tables.labels[constants.rows[k]], constants.values[k]
@@ -330,7 +360,7 @@ class Snapshot:
         Label strings are rendered once per snapshot, so a scrape costs one interpolation and one
         float formatting per value: 100k series scrape in well under a second.
         """
-        current = [(t, *interpolate_tables(t, now)) for t in self._tables.values()]
+        current = self._current(now)
         chunks = []
         for row, (name, doc) in enumerate(BAND_METRICS):
             chunks.append(f"# HELP {name} {doc}\n# TYPE {name} gauge\n")

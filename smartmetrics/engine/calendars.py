@@ -138,6 +138,25 @@ def widen_band(ts: np.ndarray, yhat: np.ndarray, lower: np.ndarray, upper: np.nd
     return yhat - down * (yhat - lower), yhat + up * (upper - yhat)
 
 
+
+def band_at(now: float, values: np.ndarray, ok: np.ndarray, withdrawn: Windows,
+            widened: Widenings) -> tuple[np.ndarray, np.ndarray]:
+    """Every series' band at `now` (`values` (3, n): yhat, lower, upper; `ok`: which have one) as planned
+    events make it: none in a maintenance window, widened in an expected change (`widen_band`).
+
+    >>> band_at(5, np.array([[0.0], [-1.0], [1.0]]), np.array([True]), (), ((0, 9, 2.0, "down"),))
+    (array([[ 0.],
+           [-2.],
+           [ 1.]]), array([ True]))
+    >>> band_at(5, np.zeros((3, 1)), np.array([True]), ((5, 6),), ())[1]
+    array([False])
+    """
+    at = np.full(len(ok), now)
+    if in_windows(at[:1], withdrawn).any():
+        return values, np.zeros_like(ok)
+    lower, upper = widen_band(at, values[0], values[1], values[2], widened)
+    return np.stack([values[0], lower, upper]), ok
+
 def masked(series: Series, out: np.ndarray) -> Series:
     """The series with the points where `out` holds blanked (NaN)."""
     if not out.any():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -275,3 +277,25 @@ def test_fast_text_rendering_matches_the_collector_with_ahead() -> None:
     slow = samples(generate_latest(ahead_registry(states, ahead, now)).decode())
     assert fast == slow
     assert sum(1 for s in fast if s[0] in AHEAD_FAMILIES) == 2 * 3  # qps/a 15m, lat 15m and 30m; not qps/b
+
+
+def test_live_events_withdraw_or_widen_the_current_band_within_its_range_and_leave_ahead_alone() -> None:
+    from smartmetrics.settings import OPEN_END
+
+    bounded = replace(band({"i": "a"}, n=60), meta={"training": {"range": [10.0, None], "stuck_after": 600}})
+    state = BaselineState("q", T0, (bounded, band({"i": "b"}, n=60)))
+    plain = Snapshot({"q": state}, ahead={"q": [("15m", 900)]})
+    now = T0 + 120
+    usual = {x["i"]: v for x, *v in plain.values_at(now)}
+    ahead = list(plain.ahead_at(now))
+
+    down = plain.with_events({"q": ((), ((0, OPEN_END, 3.0, "down"),))})
+    widened = {x["i"]: v for x, *v in down.values_at(now)}
+    assert widened["b"] == [usual["b"][0], usual["b"][0] - 3.0, usual["b"][2]]  # lower 1 below yhat, now 3
+    assert widened["a"][1] == 10.0  # 9 would be below the natural range
+    assert list(down.ahead_at(now)) == ahead and [v for x, *v in plain.values_at(now)] == list(usual.values())
+
+    off = plain.with_events({"q": (((0, OPEN_END),), ())})
+    assert list(off.values_at(now)) == [] and list(off.constants_at(now)) == []
+    assert "smartmetrics_yhat{" not in off.render_text(now) and "smartmetrics_stuck_after_seconds{" not in off.render_text(now)
+    assert list(off.ahead_at(now)) == ahead  # how long a PromQL event lasts is not known: the forecast ahead stays
