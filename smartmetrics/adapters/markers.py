@@ -16,15 +16,17 @@ from smartmetrics.engine.series import Series
 
 def fetch_expr(
     config: Config, alias: str, expr: str, history: float, end: float,
-    fetch: Callable[..., FetchResult] = fetch_baseline, max_series: int | None = None,
+    fetch: Callable[..., FetchResult] = fetch_baseline, max_series: int | None = None, step: float | None = None,
 ) -> list[Series]:
     """The series of another `expr` over the last `history` before `end`, on baseline `alias`'s source
-    and step (release markers, exported bands), every one of them: these series are not the
-    baseline's, so no shard's share applies."""
+    and step (or `step`) (release markers, exported bands), every one of them: these series are not
+    the baseline's, so no shard's share applies."""
     baseline = config.baselines[alias]
     update: dict = {"expr": expr, "history": history}
     if max_series is not None:
         update["max_series"] = max_series
+    if step is not None:
+        update["step"] = step
     every = {"baselines": {alias: baseline.model_copy(update=update)}, "sharding": Sharding()}
     return fetch(config.model_copy(update=every), alias, end=end).series
 
@@ -56,15 +58,18 @@ def fetch_release_markers(
 
 def fetch_event_windows(
     config: Config, alias: str, since: float, now: float, fetch: Callable[..., FetchResult] = fetch_baseline,
+    step: float | None = None,
 ) -> dict[str, Windows]:
     """Where each PromQL calendar event of a baseline was on in (since, now], by event name: the runs
-    of non-zero points of any of its series, joined. Raises `SourceError`."""
+    of non-zero points of any of its series, read every `step` (default the baseline's), joined.
+    Raises `SourceError`."""
     baseline = config.baselines[alias]
+    every = step or baseline.step
     found: dict[str, Windows] = {}
     for event in baseline.calendar.events if baseline.calendar else ():
         if event.expr is not None:
-            marks = fetch_expr(config, alias, event.expr, max(now - since, 2 * baseline.step), now, fetch,
-                               max_series=10000)
+            marks = fetch_expr(config, alias, event.expr, max(now - since, 2 * every), now, fetch,
+                               max_series=10000, step=step)
             found[event.name] = merged_windows(tuple(w for s in marks for w in active_windows(
                 s.timestamps, s.values, s.step)))
     return found

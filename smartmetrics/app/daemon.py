@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -36,6 +37,7 @@ from smartmetrics.adapters.server import HTTPServer, serve
 from smartmetrics.adapters.source import SourceError, fetch_baseline
 from smartmetrics.adapters.store import load_store, save_baseline
 from smartmetrics.app.alerts import AlertBook, alerts_doc, feedback_doc, receive_doc
+from smartmetrics.app.calendar_watch import EventWatch, has_promql_events
 from smartmetrics.app.export import RemoteWritePusher, start_remote_write
 from smartmetrics.app.selfmetrics import SelfMetrics, settling_count
 from smartmetrics.app.workers import FitPool, open_pool
@@ -54,9 +56,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("smartmetrics.app.daemon")
 
 RELEASE_POLL = 60.0
+"""Seconds between two reads of the release markers and of the PromQL calendar events (baselines
+with them only)."""
 STOP_GRACE = 5.0  # seconds a stop waits for the job under way before the process exits anyway
 COVERAGE_LOOKBACK = 86400.0  # after a long stop, tally at most the last day (one bounded query)
-"""Seconds between two reads of the release markers (baselines with `releases` only)."""
 
 
 def _withheld(band: SeriesBand) -> bool:
@@ -76,7 +79,9 @@ class Daemon:
         self.states: dict[str, BaselineState] = {}
         self.last_seen: dict[str, dict[str, float]] = {}
         self.releases_seen: dict[str, set[tuple[str, int]]] = {}
+        self.events = EventWatch()  # the PromQL calendar events on, as last read
         self._snapshot: Snapshot = EMPTY
+        self._publish_lock = threading.Lock()  # a snapshot swap never undoes another one
         self._ready = threading.Event()
         self._stopping = threading.Event()
         self._reload = threading.Event()
@@ -130,7 +135,8 @@ class Daemon:
     def _publish(self) -> None:
         """Swap in a new immutable snapshot (one reference assignment: scrapes never see half a state)."""
         ahead = {alias: baseline.ahead_offsets() for alias, baseline in self.config.baselines.items()}
-        self._snapshot = Snapshot(self.states, ahead=ahead)
+        with self._publish_lock:
+            self._snapshot = Snapshot(self.states, ahead=ahead, events=self.events.windows(self.config))
         for alias, state in self.states.items():
             self.metrics.owned.labels(alias).set(len(state.series))
 
@@ -373,6 +379,25 @@ class Daemon:
         self._publish()
         log.info("%s: releases applied to %d series, %d settling", alias, changed, settling)
 
+    def watch_events(self) -> None:
+        """Read the PromQL calendar events of the baselines that have them (`app.calendar_watch`) and
+        swap in a snapshot that serves their bands withdrawn or widened while they are on. Not held
+        back by a retrain, as releases are: no stored band changes, and a maintenance that starts
+        during a long retrain must not page."""
+        now, changed = time.time(), False
+        for alias, baseline in self.config.baselines.items():
+            if self._stopping.is_set():
+                return
+            if has_promql_events(baseline):
+                try:
+                    changed |= self.events.poll(self.config, alias, now, self.fetch)
+                except SourceError as exc:
+                    log.warning("calendar events: %s; keeping their last known state", exc)
+                    self.metrics.source_errors.labels(self.config.source_for(alias)[0], alias).inc()
+        if changed:
+            with self._publish_lock:
+                self._snapshot = self._snapshot.with_events(self.events.windows(self.config))
+
     # --- HTTP app -----------------------------------------------------------------------------
 
     def is_ready(self) -> bool:
@@ -383,7 +408,8 @@ class Daemon:
         snapshot = self._snapshot
         for alias, hours in snapshot.remaining_hours(now).items():
             self.metrics.hours_remaining.labels(alias).set(hours)
-        self.metrics.set_calendar({alias: events_at(b, now) for alias, b in self.config.baselines.items()})
+        self.metrics.set_calendar({alias: events_at(b, now, self.events.active(alias))
+                                   for alias, b in self.config.baselines.items()})
         return snapshot.render_text(now).encode() + generate_latest(self.metrics.registry)
 
     def baselines_json(self) -> dict[str, Any]:
@@ -477,11 +503,17 @@ class Daemon:
                                 name="follow new levels", replace_existing=True)
         self._scheduler.add_job(self.check_coverage, "interval", seconds=schedule.discover, id="coverage",
                                 name="tally realised coverage", replace_existing=True)
-        if any(b.releases is not None for b in self.config.baselines.values()):
-            self._scheduler.add_job(self.watch_releases, "interval", seconds=RELEASE_POLL, id="releases",
-                                    name="apply release markers", replace_existing=True)
-        elif self._scheduler.get_job("releases") is not None:
-            self._scheduler.remove_job("releases")
+        baselines = self.config.baselines.values()
+        polls = (("releases", self.watch_releases, "apply release markers", {},
+                  any(b.releases is not None for b in baselines)),
+                 ("events", self.watch_events, "follow PromQL calendar events",
+                  {"next_run_time": datetime.now(timezone.utc)}, any(has_promql_events(b) for b in baselines)))
+        for job, action, name, first, wanted in polls:
+            if wanted:
+                self._scheduler.add_job(action, "interval", seconds=RELEASE_POLL, id=job, name=name,
+                                        replace_existing=True, **first)
+            elif self._scheduler.get_job(job) is not None:
+                self._scheduler.remove_job(job)
 
     def reload(self) -> bool:
         """Re-read the config; a bad one is logged and the running one kept."""

@@ -108,7 +108,7 @@ class SelfMetrics:
         self.calendar_event = Gauge(
             "smartmetrics_calendar_event_active",
             "1 while a calendar event of the baseline lasts (holiday, maintenance, expected_change), else 0; "
-            "PromQL events are not listed (their expr says when they are on).",
+            "a PromQL event as its expr last read (every minute).",
             ["baseline", "event", "kind"], registry=r,
         )
         self.ready = Gauge("smartmetrics_ready", "1 once stored baselines are loaded or a fit finished.", registry=r)

@@ -702,3 +702,98 @@ def test_the_retrain_schedule_reads_the_day_of_week_as_cron_does(tmp_path: Path,
     fires = daemon._scheduler.get_job("retrain").trigger.get_next_fire_time(None, wednesday)
     assert (fires.weekday(), fires.hour, fires.minute) == (weekday, 3, 0)
     assert wednesday < fires <= wednesday.replace(day=11)
+
+
+class EventSource:
+    """A baseline's series, and calendar-event exprs whose last point is `on[expr]` (0 before it);
+    `failing` makes the event reads raise as an unreachable source does."""
+
+    def __init__(self, series: list, on: dict[str, float]) -> None:
+        self.series, self.on, self.failing = series, on, False
+
+    def __call__(self, config, alias: str, end: float | None = None, **_: object):
+        from smartmetrics.adapters.source import FetchResult, SourceError
+        from smartmetrics.engine.series import Series
+
+        baseline = config.baselines[alias]
+        if baseline.expr not in self.on:
+            return FetchResult(alias=alias, series=list(self.series), dropped=0, requests=1, points=0, seconds=0.0)
+        if self.failing:
+            raise SourceError("connection refused", alias)
+        step = int(baseline.step)
+        t = np.arange(align_down(end - baseline.history, step), align_down(end, step) + 1, step, dtype=np.int64)
+        values = np.where(t == t[-1], self.on[baseline.expr], 0.0)
+        return FetchResult(alias=alias, series=[Series({}, t, values, step)], dropped=0, requests=1, points=0,
+                           seconds=0.0)
+
+
+def daemon_with_events(tmp_path: Path, prom_url: str = "http://127.0.0.1:9"):
+    """A loaded daemon fitting in-process whose baseline `rate` has a PromQL maintenance and a PromQL
+    expected change (widen 3, up)."""
+    config = write_config(tmp_path / "c.yaml", prom_url, free_port(), tmp_path / "models")
+    raw = yaml.safe_load(config.read_text())
+    raw["baselines"]["rate"]["calendar"] = {"events": [
+        {"name": "upgrade", "expr": "upgrade_on"},
+        {"name": "sale", "expr": "sale_on", "kind": "expected_change", "widen": 3, "direction": "up"}]}
+    config.write_text(yaml.safe_dump(raw))
+    return offline(str(config))
+
+
+def test_a_promql_event_withdraws_or_widens_the_served_band_while_its_expr_is_on(tmp_path: Path) -> None:
+    daemon = daemon_with_events(tmp_path)
+    now = time.time()
+    source = EventSource([level_history(i, now - 3 * 86400, now) for i in "abc"], {"upgrade_on": 0, "sale_on": 0})
+    daemon.fetch = source
+    assert daemon.retrain()[0].fitted == 3
+    daemon._schedule()  # read every minute, the first time at once
+    assert daemon._scheduler.get_job("events").trigger.interval.total_seconds() == 60
+
+    def served() -> dict[str, tuple[float, float, float]]:
+        return {labels["instance"]: tuple(v) for labels, *v in daemon._snapshot.values_at(now + 60)}
+
+    def active(event: str, kind: str) -> float | None:
+        daemon.metrics_text()
+        return daemon.metrics.registry.get_sample_value(
+            "smartmetrics_calendar_event_active", {"baseline": "rate", "event": event, "kind": kind})
+
+    usual = served()
+    assert set(usual) == {"a", "b", "c"} and active("upgrade", "maintenance") == 0
+    source.on["upgrade_on"] = 1.0
+    daemon.watch_events()  # the maintenance is on: no band, so no alert can fire
+    assert served() == {} and active("upgrade", "maintenance") == 1 and active("sale", "expected_change") == 0
+    assert b"smartmetrics_yhat{" not in daemon.metrics_text()
+    daemon._publish()  # as a retrain or a follow publishes: the event still applies
+    assert served() == {}
+
+    errors = daemon.metrics.source_errors.labels("prom", "rate")
+    before = errors._value.get()
+    source.failing = True
+    daemon.watch_events()  # the expr cannot be read: the last known state stays, counted
+    assert served() == {} and errors._value.get() == before + 1 and active("upgrade", "maintenance") == 1
+
+    source.failing, source.on = False, {"upgrade_on": 0.0, "sale_on": 2.0}
+    daemon.watch_events()  # the expected change: the upper edge three times as far from yhat, the lower as it was
+    widened = served()
+    assert set(widened) == {"a", "b", "c"} and active("sale", "expected_change") == 1
+    for key, (yhat, lower, upper) in widened.items():
+        assert abs(yhat - usual[key][0]) < 1e-4 and abs(lower - usual[key][1]) < 1e-4
+        assert abs((upper - yhat) - 3 * (usual[key][2] - usual[key][0])) < 1e-3
+    source.on["sale_on"] = 0.0
+    daemon.watch_events()
+    assert served() == usual and active("sale", "expected_change") == 0
+
+
+def test_a_promql_maintenance_read_from_prometheus_withdraws_the_served_band(
+        tmp_path: Path, prometheus_binaries: tuple[str, str]) -> None:
+    end = align_down(time.time(), 60)
+    t = np.arange(end - 3600, end + 1, 60, dtype=np.int64)
+    markers = [MetricSeries("upgrade_on", {"team": "db"}, t, np.zeros(len(t))),
+               MetricSeries("upgrade_on", {"team": "ml"}, t, (t >= end - 600).astype(float)),  # on for 10 min
+               MetricSeries("sale_on", {}, t, np.zeros(len(t)))]
+    with LocalPrometheus(history(end, days=2) + markers) as prom:
+        daemon = daemon_with_events(tmp_path, prom.url)
+        assert daemon.retrain()[0].fitted == 3
+        now = time.time()
+        assert len(list(daemon._snapshot.values_at(now))) == 3
+        daemon.watch_events()
+        assert list(daemon._snapshot.values_at(now)) == [] and daemon.events.active("rate") == {"upgrade"}
