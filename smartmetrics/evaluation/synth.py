@@ -248,7 +248,10 @@ def _regime(t: np.ndarray, level: float, sd: float, rng: np.random.Generator) ->
     on = np.zeros(n, bool)
     if variant == "batch":
         jobs = rng.poisson(rng.uniform(0.7, 3.0) * n * step / DAY)
-        for start in rng.integers(0, n, max(jobs, 3)):
+        # three jobs in the first 22 hours: a detector judges from the second day on, and a regime
+        # it has seen again and again is normal; one first seen on day three is no unambiguous label
+        first_day = rng.integers(0, max(1, min(n, 22 * 3600 // step)), 3)
+        for start in np.r_[first_day, rng.integers(0, n, max(jobs, 3))]:
             on[start:start + int(rng.uniform(600, 2 * 3600) // step) + 1] = True
     else:
         state, i = bool(rng.random() < 0.5), 0

@@ -98,6 +98,22 @@ def anomaly_size(values: np.ndarray, noise_sd: float, rng: np.random.Generator) 
     return float(size)
 
 
+STATIONARY = ("stable", "noisy", "intermittent")  # one distribution all along: its tails are its normal
+BEYOND_TAILS = ("spike", "dip", "variance_burst")  # short anomalies judged against those tails
+
+
+def tail_size(values: np.ndarray, rng: np.random.Generator) -> float:
+    """For a series whose values come from one distribution all along: 1.1 to 1.5 times its 0.1%..99.9%
+    span, so a short anomaly leaves what the clean history shows. Smaller, it would be a label no
+    detector can tell from the series' own heavy tail (a lognormal's, a sparse counter's largest
+    bursts): an ambiguous label caps every detector's F1 below 1."""
+    finite = values[np.isfinite(values)]
+    if len(finite) == 0:
+        return 0.0
+    low, high = np.quantile(finite, [0.001, 0.999])
+    return float(rng.uniform(1.1, 1.5) * (high - low))
+
+
 def regime_size(values: np.ndarray, rng: np.random.Generator) -> float:
     """For a series switching between levels: enough to leave every level it has, from any of them
     (1.3 to 1.8 times the distance between the lowest and the highest)."""
@@ -132,6 +148,8 @@ def plan_anomalies(kind: str, periods: tuple[int, ...], timestamps: np.ndarray, 
                 taken[at:at + width] = True
                 anomaly = Anomaly(what, int(timestamps[at]), int(timestamps[min(at + width, n) - 1]))
                 size = regime_size(values, rng) if kind == "regime" else anomaly_size(values, noise_sd, rng)
+                if kind in STATIONARY and what in BEYOND_TAILS:
+                    size = max(size, tail_size(values, rng))
                 plans.append((anomaly, size))
                 break
     return sorted(plans, key=lambda p: p[0].start)
