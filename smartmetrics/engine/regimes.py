@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from smartmetrics.engine.bands import tail_quantile
 from smartmetrics.engine.robust import robust_sd
@@ -183,17 +184,25 @@ def _tail(values: np.ndarray, timestamps: np.ndarray, regime: Regime, miss: floa
 
 
 def blip_band(upper: np.ndarray, values: np.ndarray, coverage: float, floor: float = 0.0) -> np.ndarray:
-    """A sparse series' upper edge reaches the sizes its blips usually take: the blips' own quantile at
-    the miss rate the point band allows them (the sensitivity's misses spread over the blips alone),
-    at least their second largest (what was seen twice is normal; a one-off is not).
+    """A sparse series' upper edge reaches the sizes its blips usually take: the quantile of its
+    episodes' peaks (a run of points above the floor is one episode) at the miss rate the point band
+    allows them (the sensitivity's misses spread over the episodes alone). Episodes, not points: an
+    afternoon-long incident is one episode, a one-off, and its hundred points must not make its
+    height look usual.
 
     >>> v = np.zeros(1000); v[::50] = np.linspace(1, 2, 20)
     >>> 2.0 < float(blip_band(np.full(3, 0.5), v, 0.9995)[0]) < 2.5
     True
+    >>> v[500:530] = 9.0  # one long incident among twenty blips stays outside
+    >>> float(blip_band(np.full(3, 0.5), v, 0.9995)[0]) < 9.0
+    True
     """
-    x = values[np.isfinite(values)]
-    blips = np.sort(x[x > floor])
-    if len(blips) < 2:
+    above = np.isfinite(values) & (values > floor)
+    if not above.any():
         return upper
-    miss = min(0.5, (1 - coverage) * len(x) / len(blips))
-    return np.maximum(upper, floor + tail_quantile(blips - floor, miss))
+    runs, count = ndimage.label(above)
+    peaks = np.sort(np.asarray(ndimage.maximum(values, runs, np.arange(1, count + 1)), dtype=np.float64))
+    if len(peaks) < 2:
+        return upper
+    miss = min(0.5, (1 - coverage) * int(np.isfinite(values).sum()) / len(peaks))
+    return np.maximum(upper, floor + tail_quantile(peaks - floor, miss))
