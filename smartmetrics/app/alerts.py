@@ -59,13 +59,17 @@ def select_records(
                   key=lambda r: r.starts_at, reverse=True)
 
 
-def set_feedback(records: list[AlertRecord], alert_id: str, feedback: str) -> list[AlertRecord]:
-    """`records` with `feedback` on the alert `alert_id`; `FeedbackError` if there is none or the word is wrong."""
+def set_feedback(
+    records: list[AlertRecord], alert_id: str, feedback: str, now: float | None = None
+) -> list[AlertRecord]:
+    """`records` with `feedback` on the alert `alert_id`, given at `now` (a replay counts it from then
+    on); `FeedbackError` if there is none or the word is wrong."""
     if feedback not in FEEDBACK:
         raise FeedbackError(f"feedback must be one of {', '.join(FEEDBACK)}, not {feedback!r}")
     if not any(r.id == alert_id for r in records):
         raise FeedbackError(f"no recorded alert with id {alert_id!r}")
-    return [AlertRecord.from_doc({**r.to_doc(), "feedback": feedback}) if r.id == alert_id else r for r in records]
+    return [AlertRecord.from_doc({**r.to_doc(), "feedback": feedback, "feedback_at": now}) if r.id == alert_id else r
+            for r in records]
 
 
 def parse_feedback_body(body: bytes) -> str:
@@ -115,10 +119,10 @@ class AlertBook:
                 self._save()
         return made, fresh, ignored
 
-    def feedback(self, alert_id: str, feedback: str) -> AlertRecord:
-        """Record on-call's word on one alert; `FeedbackError` if it cannot be."""
+    def feedback(self, alert_id: str, feedback: str, now: float | None = None) -> AlertRecord:
+        """Record on-call's word on one alert, given at `now`; `FeedbackError` if it cannot be."""
         with self._lock:
-            self.records = set_feedback(self.records, alert_id, feedback)
+            self.records = set_feedback(self.records, alert_id, feedback, now)
             self._save()
             return next(r for r in self.records if r.id == alert_id)
 
@@ -154,10 +158,10 @@ def receive_doc(
     return 200, {"status": "success", "data": {"recorded": [r.id for r in made], "ignored": ignored}}
 
 
-def feedback_doc(book: AlertBook, alert_id: str, body: bytes) -> tuple[int, dict[str, Any]]:
+def feedback_doc(book: AlertBook, alert_id: str, body: bytes, now: float | None = None) -> tuple[int, dict[str, Any]]:
     """The `POST /api/v1/alerts/<id>/feedback` answer."""
     try:
-        record = book.feedback(alert_id, parse_feedback_body(body))
+        record = book.feedback(alert_id, parse_feedback_body(body), now)
     except FeedbackError as exc:
         return (404 if str(exc).startswith("no recorded") else 400), {"status": "error", "error": str(exc)}
     log.info("alert %s (%s %s): feedback %s", record.id, record.baseline, record.series, record.feedback)

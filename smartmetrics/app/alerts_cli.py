@@ -88,7 +88,7 @@ def run_feedback_file(config: Config, alert_id: str, feedback: str) -> int:
     """The `feedback` command without `--url`: write the word into the store's history directly."""
     try:
         book = AlertBook(config.store.path, _raise_store_error)
-        record = book.feedback(alert_id, feedback)
+        record = book.feedback(alert_id, feedback, time.time())
     except FeedbackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -269,8 +269,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                                       min_rel_deviation=args.min_rel_deviation)
     options = dict(sensitivity=sensitivity, retrain_every=retrain, history=history, rules=rules,
                    releases=releases, settle=settle, absorb=args.absorb, follow=follow, follow_absorb=args.follow_absorb)
-    if args.baseline and not args.config:
-        print("error: --baseline needs --config", file=sys.stderr)
+    if args.baseline and not (args.config or args.feedback):
+        print("error: --baseline needs --config or --feedback", file=sys.stderr)
         return EXIT_USAGE
     try:
         if args.config:
@@ -285,6 +285,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             series = _query_series(config, args.input, args.source, step, span)
         else:
             series = _read_csv_input(args.input)
+        if args.feedback:
+            options["widen"] = _replay_feedback(args.feedback, series, args.baseline)
         frame = run_backtest_series(series, args.out, **options)
     except OSError as exc:
         return _fail(f"cannot write {_os_error(exc, args.out)}")
@@ -292,6 +294,23 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         return _fail(f"{args.input}: {exc}")
     print(f"wrote {args.out}: {len(frame)} rows, {int(frame['alert'].sum())} alerts")
     return EXIT_OK
+
+
+def _replay_feedback(path: str, series, baseline: str | None):
+    """The feedback widening of a replay (`--feedback FILE`), told on stdout; exit 2 with the reason
+    for a file that cannot be read or has no feedback on this series."""
+    from smartmetrics.adapters.alert_store import AlertStoreError, load_feedback_file
+    from smartmetrics.evaluation.feedback import pick_feedback
+
+    try:
+        records = load_feedback_file(path)
+        chosen = pick_feedback(records, series, baseline)
+    except (AlertStoreError, ValueError) as exc:
+        print(f"error: --feedback {path}: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    print(f"feedback: {chosen.noise} noise, {chosen.real} real on {chosen.series} of baseline {chosen.baseline}, "
+          "each counted from the first retrain after it was given")
+    return chosen.widen(records)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -603,7 +622,13 @@ def build_parser() -> argparse.ArgumentParser:
         "latencies), so a release that makes things worse still alerts.\n\n"
         "A series that stays beyond one edge of its band for --follow (1h) is followed there until\n"
         "the next retrain: the band also covers the new level, as the daemon's follow pass does\n"
-        "(follow.after); --follow 0 turns this off, --follow-absorb down follows only moves down.",
+        "(follow.after); --follow 0 turns this off, --follow-absorb down follows only moves down.\n\n"
+        "With --feedback FILE (alert records with on-call's noise or real: the store's alerts.json,\n"
+        "`smartmetrics alerts --json` or GET /api/v1/alerts), each retrain widens the side of the band\n"
+        "that repeated noise fell on, as the daemon's retrain does, counting only the feedback given\n"
+        "before it (feedback_at; a record without it counts from its alert's start). The series is\n"
+        "the file's series with the same labels (a CSV's: the file's only one; --baseline picks the\n"
+        "baseline when the file has several).",
     )
     p.add_argument("input", metavar="INPUT", help="CSV file with columns timestamp,value, or a query with --config")
     p.add_argument("--config", metavar="F", help="read INPUT as a PromQL query against this config's source")
@@ -622,7 +647,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-rel-deviation", type=float, default=0.0, metavar="X",
                    help="alert only where |value - yhat| >= X * |yhat|, as alert.min_rel_deviation (default: 0)")
     p.add_argument("--baseline", metavar="A",
-                   help="with --config: replay with this baseline's sensitivity and alert settings, as its rules fire")
+                   help="with --config: replay with this baseline's sensitivity and alert settings, as its rules "
+                        "fire; with --feedback: the feedback of this baseline")
     p.add_argument("--releases", metavar="FILE", help="deploy times, one per line: re-anchor the band after each")
     p.add_argument("--settle", default="30m", metavar="D", help="with --releases: band withdrawn this long (30m)")
     p.add_argument("--absorb", default="both", choices=["both", "up", "down"],
@@ -631,6 +657,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="follow a level the series stays at this long (default: 1h; 0: never)")
     p.add_argument("--follow-absorb", default="both", choices=["both", "up", "down"],
                    help="which levels are followed (default: both)")
+    p.add_argument("--feedback", metavar="FILE",
+                   help="on-call's noise/real on recorded alerts (the store's alerts.json, `smartmetrics alerts "
+                        "--json` or GET /api/v1/alerts): each retrain widens the band as the daemon's would, "
+                        "from the feedback given before it")
     p.add_argument("--out", required=True, metavar="OUT.csv", help="where to write the replay")
 
     p = _add(
@@ -709,8 +739,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(
         sub, "feedback", cmd_feedback, "mark a recorded alert as noise or real",
         "Record on-call's word on one alert (its id from `smartmetrics alerts`). At the next retrain a\n"
-        "series with 2 or more `noise` alerts on the same side of its band gets that side widened, x1.25\n"
-        "for each beyond the first, at most x2; a `real` alert on that side cancels it. Without --url the\n"
+        "series with `noise` on one side of its band gets that side widened, x1.25 for each, or enough\n"
+        "to hold the farthest value called noise with a margin of x1.5, at most x3; a `real` alert on\n"
+        "that side cancels it. Only the feedback given before a retrain counts in `backtest --feedback`.\n"
+        "Without --url the\n"
         "store's alerts.json is written directly (while the daemon is stopped); with --url the running\n"
         "daemon records it (with the config's basic auth and TLS certificate).",
     )

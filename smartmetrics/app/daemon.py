@@ -478,7 +478,7 @@ class Daemon:
         self._count_alert("rejected", reason)
 
     def alert_feedback(self, alert_id: str, body: bytes) -> tuple[int, dict[str, Any]]:
-        return feedback_doc(self.alerts, alert_id, body)
+        return feedback_doc(self.alerts, alert_id, body, time.time())
 
     # --- lifecycle ----------------------------------------------------------------------------
 

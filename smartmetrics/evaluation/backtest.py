@@ -10,13 +10,15 @@ one loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
+from smartmetrics.engine.alerts import widen_edges
 from smartmetrics.engine.firing import (
     AlertRules,
     Fired,
@@ -44,6 +46,8 @@ class Band(Protocol):
 
 FitFn = Callable[[Series, int], "Band | None"]
 BandFn = Callable[[Series], tuple[np.ndarray, np.ndarray, np.ndarray]]
+WidenFn = Callable[[int], Mapping[str, float]]
+"""The feedback widening a retrain at a boundary applies (`smartmetrics.engine.alerts.feedback_schedule`)."""
 
 
 def slice_series(series: Series, start: int, stop: int) -> Series:
@@ -82,6 +86,22 @@ class WalkForward:
     periods: tuple[tuple[int, int], ...] = ()  # `[start, stop)` predicted by each fitted model
     floor: np.ndarray | None = None  # per point, the natural range of the model's series (NaN: none)
     ceiling: np.ndarray | None = None
+    widened: tuple[tuple[int, dict[str, float]], ...] = ()  # (period start, factors) where feedback widened
+
+    def with_feedback(self, series: Series, widen: WidenFn | None) -> WalkForward:
+        """This band with each period widened as on-call's feedback given before its retrain asks
+        (`smartmetrics.engine.alerts.widen_edges`), as the daemon widens the bands of a retrain."""
+        if widen is None:
+            return self
+        lower, upper, widened = self.lower.copy(), self.upper.copy(), []
+        for start, stop in self.periods:
+            factors = dict(widen(start))
+            if not factors:
+                continue
+            rows = (series.timestamps >= start) & (series.timestamps < stop)
+            lower[rows], upper[rows] = widen_edges(self.yhat[rows], lower[rows], upper[rows], factors)
+            widened.append((start, factors))
+        return dataclasses.replace(self, lower=lower, upper=upper, widened=(*self.widened, *widened))
 
     def clipped(self, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, ...]:
         """A moved band put back inside the natural range, as the daemon clips what it serves."""
@@ -97,8 +117,9 @@ class WalkForward:
             settle=settle, absorb=absorb,
         )
         stuck = np.where(np.isnan(lower) & ~np.isnan(self.lower), np.nan, self.stuck_after)  # held, not moved
-        return WalkForward(*self.clipped(yhat, lower, upper), stuck, mean_lower, mean_upper, self.periods,
-                           self.floor, self.ceiling)
+        yhat, lower, upper = self.clipped(yhat, lower, upper)
+        return dataclasses.replace(self, yhat=yhat, lower=lower, upper=upper, stuck_after=stuck,
+                                   mean_lower=mean_lower, mean_upper=mean_upper)
 
     def with_follow(self, series: Series, after: float, absorb: str = "both") -> WalkForward:
         """This band following new levels the series stays at for `after` seconds (`smartmetrics.engine.follow`),
@@ -109,8 +130,9 @@ class WalkForward:
             series.timestamps, series.values, self.yhat, self.lower, self.upper,
             (self.mean_lower, self.mean_upper), self.periods, after=after, absorb=absorb,
         )
-        return WalkForward(*self.clipped(yhat, lower, upper), self.stuck_after, mean_lower, mean_upper,
-                           self.periods, self.floor, self.ceiling)
+        yhat, lower, upper = self.clipped(yhat, lower, upper)
+        return dataclasses.replace(self, yhat=yhat, lower=lower, upper=upper, mean_lower=mean_lower,
+                                   mean_upper=mean_upper)
 
 
 def walk_forward_band(
@@ -218,16 +240,17 @@ def assemble_frame(
 def backtest_series(
     series: Series, fit: FitFn, rules: AlertRules, *, retrain_every: int = DAY, history: int = 14 * DAY,
     min_history: int = DAY, releases: tuple[float, ...] = (), settle: float = SETTLE, absorb: str = "both",
-    follow: float = 0.0, follow_absorb: str = "both",
+    follow: float = 0.0, follow_absorb: str = "both", widen: WidenFn | None = None,
 ) -> pd.DataFrame:
     """Walk-forward replay of one series with a retrained model; one row per input point, alerts as
     `rules` fire them.
 
-    With `releases` (Unix seconds) each model's band is re-anchored after them (`smartmetrics.engine.releases`);
+    With `widen` each retrain's band is widened as on-call's feedback given before it asks; with
+    `releases` (Unix seconds) each model's band is re-anchored after them (`smartmetrics.engine.releases`);
     with `follow` (seconds) it follows a level the series stays at that long (`smartmetrics.engine.follow`).
     """
     band = walk_forward_band(series, fit, retrain_every=retrain_every, history=history, min_history=min_history)
-    band = band.with_releases(series, releases, settle, absorb).with_follow(series, follow, follow_absorb)
+    band = band.with_feedback(series, widen).with_releases(series, releases, settle, absorb).with_follow(series, follow, follow_absorb)
     return band_frame(series, band, rules)
 
 

@@ -25,6 +25,7 @@ from smartmetrics.engine.releases import SETTLE
 from smartmetrics.engine.series import Series
 from smartmetrics.evaluation.backtest import (
     DAY,
+    WidenFn,
     backtest_live,
     backtest_series,
     band_frame,
@@ -262,15 +263,16 @@ def nab_rows(case: Case) -> list[tuple[int, int]]:
 def run_backtest_series(
     series: Series, out: str | Path, *, sensitivity: str | float, retrain_every: int, history: int,
     rules: AlertRules | None = None, releases: tuple[int, ...] = (), settle: float = SETTLE,
-    absorb: str = "both", follow: float = FOLLOW, follow_absorb: str = "both",
+    absorb: str = "both", follow: float = FOLLOW, follow_absorb: str = "both", widen: WidenFn | None = None,
 ) -> pd.DataFrame:
-    """Replay one series walk-forward with smartmetrics' fit and alert logic (re-anchored after
-    `releases`, if any, and following new levels after `follow` seconds); write the table to `out`."""
+    """Replay one series walk-forward with smartmetrics' fit and alert logic (each retrain's band
+    widened by `widen`, on-call's feedback, where given; re-anchored after `releases`, if any, and
+    following new levels after `follow` seconds); write the table to `out`."""
     rules = rules or AlertRules.of_sensitivity(sensitivity)
     frame = backtest_series(
         series, smartmetrics_fit(sensitivity, releases, settle, absorb), rules, retrain_every=retrain_every,
         history=history, min_history=min(DAY, history), releases=releases, settle=settle, absorb=absorb,
-        follow=follow, follow_absorb=follow_absorb,
+        follow=follow, follow_absorb=follow_absorb, widen=widen,
     )
     write_frame(frame, out)
     return frame

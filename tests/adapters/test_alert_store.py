@@ -1,12 +1,19 @@
-"""The alert history file: round trip, atomic writes, and a readable error for a bad file."""
+"""The alert history file: round trip, atomic writes, and a readable error for a bad file; feedback files."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from smartmetrics.adapters.alert_store import AlertStoreError, alerts_path, load_alerts, save_alerts
+from smartmetrics.adapters.alert_store import (
+    AlertStoreError,
+    alerts_path,
+    load_alerts,
+    load_feedback_file,
+    save_alerts,
+)
 from smartmetrics.engine.alerts import AlertRecord
 
 
@@ -31,3 +38,30 @@ def test_a_bad_file_is_an_error_naming_it(tmp_path: Path, text: str, why: str) -
     with pytest.raises(AlertStoreError, match=why) as caught:
         load_alerts(tmp_path)
     assert "alerts.json" in str(caught.value)
+
+
+def test_a_feedback_file_may_be_the_history_the_cli_listing_or_the_api_answer(tmp_path: Path) -> None:
+    record = AlertRecord("a1", "qps", "f", {}, "{}", 10.0, side="above", feedback="noise", feedback_at=12.0)
+    save_alerts(tmp_path, [record])
+    listing, answer = tmp_path / "list.json", tmp_path / "api.json"
+    listing.write_text(json.dumps([record.to_doc()]))
+    answer.write_text(json.dumps({"status": "success", "data": [record.to_doc()]}))
+    assert [load_feedback_file(p) for p in (alerts_path(tmp_path), listing, answer)] == [[record]] * 3
+
+
+@pytest.mark.parametrize("text, why", [
+    (None, "cannot read"),
+    ("[", "not JSON"),
+    ('{"status": "error"}', "expected alerts.json"),
+    ('[{"id": "x", "baseline": "q", "fingerprint": "f", "labels": {}, "series": "{}", "starts_at": 1}, 3]',
+     "record 1: not an object"),
+    ('[{"id": "x", "baseline": "q", "fingerprint": "f", "labels": {}, "series": "{}", "starts_at": "noon"}]',
+     "invalid record 0: alert record x: starts_at must be Unix seconds"),
+])
+def test_a_bad_feedback_file_is_an_error_naming_it_and_the_record(tmp_path: Path, text: str | None, why: str) -> None:
+    path = tmp_path / "feedback.json"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(AlertStoreError, match=why) as caught:
+        load_feedback_file(path)
+    assert str(caught.value).startswith(str(path))

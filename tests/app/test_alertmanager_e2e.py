@@ -19,6 +19,7 @@ import yaml
 from smartmetrics.adapters.remote_write import HEADERS, render_history_requests
 from smartmetrics.adapters.server import serve
 from smartmetrics.app.promlocal import LocalPrometheus, MetricSeries, free_port
+from smartmetrics.engine.alerts import WIDEN_MAX, feedback_factors
 from smartmetrics.engine.firing import AlertRules, anomaly_condition, firing_and_onsets
 from smartmetrics.engine.series import align_down
 from smartmetrics.engine.state import SeriesBand
@@ -201,8 +202,8 @@ def test_noise_twice_widens_the_band_so_the_same_excursion_stays_quiet_and_a_lar
         rules = AlertRules.of_baseline(daemon.config.baselines["e2e"])
         yhat, _, upper = daemon.states["e2e"].series[0].at(time.time())
         line = yhat + rules.threshold * (upper - yhat)  # where the anomaly rule fires, at this hour
-        excursion = yhat + 1.12 * (line - yhat)  # past the line, inside it once widened by 1.25
-        larger = yhat + 2 * (line - yhat)
+        excursion = yhat + 1.12 * (line - yhat)  # past the line, inside it once widened
+        larger = yhat + (WIDEN_MAX + 0.5) * (line - yhat)  # beyond any widening feedback may give
         # The stand-in for the generated anomaly rule: the same line, as a constant for this hour.
         files = write_files(tmp_path, daemon_port)
         rules_file.write_text(files["rules"].read_text().replace("sm_e2e > 150", f"sm_e2e > {line:.6f}"))
@@ -232,8 +233,9 @@ def test_noise_twice_widens_the_band_so_the_same_excursion_stays_quiet_and_a_lar
     assert all(r.value == pytest.approx(excursion) for r in records)
     assert retrained.fitted == 1 and retrained.adjusted == 1
     band = daemon.states["e2e"].series[0]
-    assert band.meta["feedback"] == {"above": 1.25}
-    unwidened = dataclasses.replace(band, upper=band.yhat + (band.upper - band.yhat) / 1.25)
+    (factor,) = feedback_factors(records, "e2e")[band.key].values()
+    assert 1 < factor <= WIDEN_MAX and band.meta["feedback"] == {"above": factor}
+    unwidened = dataclasses.replace(band, upper=band.yhat + (band.upper - band.yhat) / factor)
     assert replay_fires(unwidened, excursion, rules)  # without the feedback it would fire again
     assert not replay_fires(band, excursion, rules)
     assert replay_fires(band, larger, rules)

@@ -13,7 +13,7 @@ import yaml
 from smartmetrics.app.promlocal import free_port
 from smartmetrics.app.retrain import retrain_baseline
 from smartmetrics.config import load_config
-from smartmetrics.engine.alerts import AlertRecord
+from smartmetrics.engine.alerts import WIDEN_MAX, AlertRecord
 
 
 def write_config(path: Path, store: Path) -> Path:
@@ -136,18 +136,19 @@ def test_repeated_noise_widens_that_side_at_the_next_retrain_and_real_cancels(
 
     _, plain = fitted([])
     outcome, wider = fitted(daemon.alerts.records)
-    assert outcome.adjusted == 1 and wider.meta["feedback"] == {"above": 1.25}
-    assert (wider.upper - wider.yhat) == pytest.approx(1.25 * (plain.upper - plain.yhat), rel=1e-5)
+    # the value 1e6 is far past the band: that side is widened up to the bound, no further
+    assert outcome.adjusted == 1 and wider.meta["feedback"] == {"above": WIDEN_MAX}
+    assert (wider.upper - wider.yhat) == pytest.approx(WIDEN_MAX * (plain.upper - plain.yhat), rel=1e-5)
     assert wider.lower == pytest.approx(plain.lower)
     from_store = retrain_baseline(config, "rate", None, None, now, fetch=fake_fetch)  # as `smartmetrics fit` does
     assert from_store.adjusted == 1
     daemon.retrain()
     assert sample(daemon, "smartmetrics_feedback_adjustments", baseline="rate") == 1
-    assert daemon.states["rate"].series[0].meta["feedback"] == {"above": 1.25}
+    assert daemon.states["rate"].series[0].meta["feedback"] == {"above": WIDEN_MAX}
     from smartmetrics.app.classify_cli import classify_baselines
 
     monkeypatch.setattr("smartmetrics.adapters.source.fetch_baseline", fake_fetch)
-    assert [row.feedback for row in classify_baselines(config, ["rate"])] == [{"above": 1.25}]
+    assert [row.feedback for row in classify_baselines(config, ["rate"])] == [{"above": WIDEN_MAX}]
     (real_id,) = daemon.receive_alerts(webhook(band.start + 7200, 1e6))[1]["data"]["recorded"]
     daemon.alert_feedback(real_id, b'{"feedback": "real"}')
     assert fitted(daemon.alerts.records)[0].adjusted == 0

@@ -182,3 +182,42 @@ def test_backtest_refuses_an_unreadable_csv(tmp_path: Path, capsys: pytest.Captu
     err = capsys.readouterr().err
     assert err.startswith(f"error: {path}") and message in err and err.count(str(path)) == 1, err
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_backtest_with_feedback_widens_the_side_on_call_called_noise_from_the_next_retrain_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from smartmetrics.engine.alerts import AlertRecord
+    from smartmetrics.engine.series import labels_key
+
+    t = np.arange(0, 4 * 86400, 600) + 1_704_067_200
+    values = 100 + np.random.default_rng(1).normal(0, 3, len(t))
+    pd.DataFrame({"timestamp": t, "value": values}).to_csv(tmp_path / "s.csv", index=False)
+    given = float(t[0] + 2 * 86400 + 3600)
+    labels = {"job": "api", "alertname": "SmartmetricsAnomaly", "baseline": "qps"}
+    noise = AlertRecord("a1", "qps", "f", labels, labels_key({"job": "api"}), given - 600, value=140.0,
+                        yhat=100.0, lower=90.0, upper=110.0, side="above", feedback="noise", feedback_at=given)
+    (tmp_path / "fb.json").write_text(json.dumps([noise.to_doc()]))
+    argv = ["backtest", str(tmp_path / "s.csv"), "--follow", "0"]
+    assert main([*argv, "--out", str(tmp_path / "plain.csv")]) == 0
+    assert main([*argv, "--feedback", str(tmp_path / "fb.json"), "--out", str(tmp_path / "fed.csv")]) == 0
+    assert "feedback: 1 noise, 0 real" in capsys.readouterr().out
+    plain, fed = (pd.read_csv(tmp_path / f"{n}.csv") for n in ("plain", "fed"))
+    assert len(plain) == len(t)
+    after = t >= t[0] + 3 * 86400  # from the first retrain after the feedback was given
+    assert np.allclose(plain.yhat_upper[~after], fed.yhat_upper[~after], equal_nan=True)
+    assert (fed.yhat_upper[after] - fed.yhat[after] > 1.5 * (plain.yhat_upper[after] - plain.yhat[after])).all()
+    assert np.allclose(plain.yhat_lower, fed.yhat_lower, equal_nan=True)
+
+    other = AlertRecord.from_doc({**noise.to_doc(), "id": "b2", "baseline": "lat"})
+    (tmp_path / "two.json").write_text(json.dumps({"alerts": [noise.to_doc(), other.to_doc()]}))
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--feedback", str(tmp_path / "two.json"), "--out", str(tmp_path / "x.csv")])
+    assert info.value.code == 2 and "choose one with --baseline" in capsys.readouterr().err
+    assert main([*argv, "--feedback", str(tmp_path / "two.json"), "--baseline", "lat",
+                 "--out", str(tmp_path / "x.csv")]) == 0

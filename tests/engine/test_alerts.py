@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
 from smartmetrics.engine.alerts import (
+    NOISE_MARGIN,
     WIDEN_MAX,
+    WIDEN_STEP,
     AlertRecord,
     WebhookError,
     feedback_factors,
+    feedback_schedule,
+    given_before,
     match_band,
     merge_records,
     new_record,
@@ -89,13 +94,39 @@ def noted(feedback: str, side: str, n: int, series: str = "{}") -> list[AlertRec
             for i in range(n)]
 
 
-def test_repeated_noise_widens_that_side_bounded_and_real_cancels_it() -> None:
-    assert feedback_factors(noted("noise", "above", 1), "q") == {}
-    assert feedback_factors(noted("noise", "above", 2), "q") == {"{}": {"above": 1.25}}
+def test_noise_widens_that_side_bounded_and_real_cancels_it() -> None:
+    assert feedback_factors(noted("noise", "above", 1), "q") == {"{}": {"above": 1.25}}
+    assert feedback_factors(noted("noise", "above", 2), "q") == {"{}": {"above": 1.5625}}
     assert feedback_factors(noted("noise", "below", 9), "q") == {"{}": {"below": WIDEN_MAX}}
     assert feedback_factors(noted("noise", "above", 3) + noted("real", "above", 1), "q") == {}
-    assert feedback_factors(noted("noise", "above", 3) + noted("real", "below", 1), "q") == {"{}": {"above": 1.5625}}
+    assert feedback_factors(noted("noise", "above", 3) + noted("real", "below", 1), "q") == {"{}": {"above": 1.9531}}
     assert feedback_factors(noted("noise", "above", 3), "other") == {}
+
+
+def excursion_noise(value: float, side: str = "above") -> AlertRecord:
+    return AlertRecord(f"n{value}", "q", "f", {}, "{}", 0.0, value=value, yhat=100.0, lower=90.0, upper=110.0,
+                       side=side, feedback="noise")
+
+
+def test_noise_far_past_the_band_widens_enough_to_hold_it_with_a_margin_up_to_the_bound() -> None:
+    # 2 half-bands out: widened to 2 x NOISE_MARGIN, more than one WIDEN_STEP
+    assert feedback_factors([excursion_noise(120.0)], "q") == {"{}": {"above": 2 * NOISE_MARGIN}}
+    assert feedback_factors([excursion_noise(75.0, "below")], "q") == {"{}": {"below": WIDEN_MAX}}  # 2.5 out
+    assert feedback_factors([excursion_noise(105.0)], "q") == {"{}": {"above": WIDEN_STEP}}  # inside: a step
+    held = widen_band(band(), feedback_factors([excursion_noise(120.0)], "q")["{}"])
+    assert held.upper[0] > 120.0 and held.lower[0] == 90.0
+
+
+def test_a_replay_counts_only_the_feedback_given_before_each_retrain() -> None:
+    given = [dataclasses.replace(r, feedback_at=1000.0 + 100 * i) for i, r in enumerate(noted("noise", "above", 2))]
+    unsaid = AlertRecord("u", "q", "f", {}, "{}", 0.0, side="above")
+    schedule = feedback_schedule([*given, unsaid], "q", "{}")
+    assert schedule(1000.0) == {}  # given at the cut-off: not yet seen
+    assert schedule(1000.5) == {"above": 1.25}
+    assert schedule(1101.0) == {"above": 1.5625}
+    assert feedback_schedule(given, "q", "other")(5000.0) == {}
+    late = dataclasses.replace(given[0], feedback_at=None, starts_at=50.0)  # no time given: from its start
+    assert given_before([late, unsaid], 60.0) == [late]
 
 
 def test_widening_moves_only_the_named_side_and_is_recorded() -> None:

@@ -1,4 +1,4 @@
-"""Walk-forward backtest: no look-ahead, exact columns, cold-start rows, `for` logic, onsets, direction."""
+"""Walk-forward backtest: no look-ahead, exact columns, cold-start rows, `for` logic, onsets, direction, feedback."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from smartmetrics.engine.alerts import AlertRecord, feedback_factors, feedback_schedule
 from smartmetrics.engine.firing import AlertRules, anomaly_condition, firing_and_onsets
 from smartmetrics.engine.series import Series
 from smartmetrics.evaluation.backtest import (
@@ -14,6 +15,7 @@ from smartmetrics.evaluation.backtest import (
     assemble_frame,
     backtest_live,
     backtest_series,
+    walk_forward_band,
 )
 from smartmetrics.evaluation.peers import ConstantBand
 
@@ -142,3 +144,23 @@ def test_score_threshold_moves_the_alerting_edges() -> None:
     frame = assemble_frame(series, np.zeros(4), -np.ones(4), np.ones(4), points(1, threshold=2.0))
     assert frame["firing"].tolist() == [0, 1, 0, 1]
     assert frame["anomaly_score"].tolist() == [1.5, 2.5, 1.5, 2.5]
+
+
+def test_feedback_widens_only_the_retrains_after_it_was_given_and_only_its_side() -> None:
+    series = hourly(6)
+    given = 3 * DAY + 5 * STEP  # during the fourth day: the retrain at day 4 is the first to see it
+    noise = AlertRecord("n", "b", "f", {}, series.key, given - 3600.0, value=12.5, yhat=10.0, lower=9.0,
+                        upper=11.0, side="above", feedback="noise", feedback_at=float(given))
+    widen = feedback_schedule([noise], "b", series.key)
+    plain = walk_forward_band(series, mean_fit, retrain_every=DAY, history=2 * DAY, min_history=DAY)
+    wider = plain.with_feedback(series, widen)
+    before = series.timestamps < 4 * DAY
+    assert np.array_equal(wider.upper[before], plain.upper[before], equal_nan=True)  # no look-ahead
+    half, wide = plain.upper - plain.yhat, wider.upper - wider.yhat
+    factor = feedback_factors([noise], "b")[series.key]["above"]
+    assert factor > 1 and np.allclose(wide[~before], factor * half[~before])
+    assert np.array_equal(wider.lower, plain.lower, equal_nan=True)
+    assert [start for start, _ in wider.widened] == [4 * DAY, 5 * DAY]
+    frame = backtest_series(series, mean_fit, points(1), history=2 * DAY, widen=widen)
+    assert np.allclose(frame.yhat_upper[~before], wider.upper[~before])
+    assert plain.with_feedback(series, None) is plain
