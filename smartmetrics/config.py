@@ -635,6 +635,34 @@ class Cluster(_Strict):
         return address
 
 
+class Alertmanager(HTTPEndpoint):
+    """An Alertmanager's API (`GET /api/v2/silences`), with the auth and TLS it asks for."""
+
+
+class Feedback(_Strict):
+    """On-call's feedback besides `smartmetrics feedback` and its API (`smartmetrics.app.alerts`)."""
+
+    silences_as_noise: bool = False
+    """A recorded alert silenced in Alertmanager by a silence created after it started counts as
+    `noise` (an explicit `real` or `noise` is never overridden); needs `alertmanager`."""
+    alertmanager: Alertmanager | None = None
+    """Where the silences are read from, every `interval` and before each retrain."""
+    interval: Duration = 300.0
+
+    @field_validator("interval")
+    @classmethod
+    def _check_interval(cls, interval: float) -> float:
+        if not 10 <= interval <= 86400:
+            raise ValueError("interval must be at least 10s and at most 1d")
+        return interval
+
+    @model_validator(mode="after")
+    def _check_alertmanager(self) -> Feedback:
+        if self.silences_as_noise and self.alertmanager is None:
+            raise ValueError("silences_as_noise needs alertmanager: {url: http://alertmanager:9093}")
+        return self
+
+
 class Config(_Strict):
     sources: dict[str, Source]
     baselines: dict[str, Baseline]
@@ -644,6 +672,7 @@ class Config(_Strict):
     sharding: Sharding = Sharding()
     cluster: Cluster = Cluster()
     export: Export | None = None
+    feedback: Feedback | None = None
     calendar: Calendar | None = None
     """The calendar of every baseline that has none of its own."""
 
@@ -766,7 +795,8 @@ def render_config(config: Config) -> str:
         return node
 
     data = redact(config.model_dump(mode="json", by_alias=True))
-    endpoints = [*data.get("sources", {}).values(), (data.get("export") or {}).get("remote_write")]
+    endpoints = [*data.get("sources", {}).values(), (data.get("export") or {}).get("remote_write"),
+                 (data.get("feedback") or {}).get("alertmanager")]
     for endpoint in filter(None, endpoints):  # tokens travel in headers and URLs too
         endpoint["url"] = redact_url(endpoint["url"])
         endpoint["headers"] = {k: "<redacted>" for k in endpoint.get("headers", {})}

@@ -288,3 +288,31 @@ def test_ahead_does_not_change_the_fit() -> None:
 
     plain = parse_config(MINIMAL).baselines["qps"]
     assert fit_fingerprint(plain) == fit_fingerprint(parse_config(with_ahead(["15m"])).baselines["qps"])
+
+
+@pytest.mark.parametrize("feedback, problem", [
+    ({"silences_as_noise": True}, "feedback: silences_as_noise needs alertmanager"),
+    ({"alertmanager": {"url": "alertmanager:9093"}}, "feedback.alertmanager.url: url \"alertmanager:9093\" must start"),
+    ({"interval": "5s"}, "feedback.interval: interval must be at least 10s"),
+    ({"silences": True}, "feedback.silences: unknown key"),
+])
+def test_feedback_problems_name_the_field(feedback: dict, problem: str) -> None:
+    found = problems_of({**MINIMAL, "feedback": feedback})
+    assert any(p.startswith(problem) for p in found), found
+
+
+def test_silences_as_noise_reads_an_alertmanager_whose_secrets_are_redacted() -> None:
+    config = parse_config({**MINIMAL, "feedback": {"silences_as_noise": True, "alertmanager": {
+        "url": "https://oncall:s3cret@am.example:9093/", "headers": {"X-Token": "t0k"}}}})
+    assert config.feedback.alertmanager.url == "https://oncall:s3cret@am.example:9093"
+    assert config.feedback.interval == 300
+    text = render_config(config)
+    assert "s3cret" not in text and "t0k" not in text and "am.example:9093" in text
+
+
+def test_the_commented_feedback_example_is_valid_once_uncommented() -> None:
+    text = (Path(__file__).parent.parent / "configs" / "example.yaml").read_text()
+    block = text[text.index("# feedback:"):].split("\n\n")[0].splitlines()
+    uncommented = "\n".join(line[2:] for line in block if not line.startswith("#     #"))
+    config = parse_config({**yaml.safe_load(text), **yaml.safe_load(uncommented)})
+    assert config.feedback.silences_as_noise and config.feedback.alertmanager.url == "http://alertmanager:9093"

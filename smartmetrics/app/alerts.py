@@ -2,16 +2,18 @@
 
 `AlertBook` holds the records in memory, folds each webhook into them with the band of the alert's
 series (`smartmetrics.engine.alerts`) and writes the whole history to `<store>/alerts.json` after
-every change (atomic; read back at start). Used by the daemon's HTTP endpoints and, on the file
+every change (atomic; read back at start), and marks `noise` where on-call silenced an alert in
+Alertmanager (`feedback.silences_as_noise`). Used by the daemon's HTTP endpoints and, on the file
 alone, by `smartmetrics alerts` and `smartmetrics feedback`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from smartmetrics.engine.alerts import (
     parse_webhook,
 )
 from smartmetrics.engine.durations import parse_duration
+from smartmetrics.engine.silences import Silence, silenced_alerts
 from smartmetrics.engine.state import SeriesBand
 
 log = logging.getLogger(__name__)
@@ -68,8 +71,11 @@ def set_feedback(
         raise FeedbackError(f"feedback must be one of {', '.join(FEEDBACK)}, not {feedback!r}")
     if not any(r.id == alert_id for r in records):
         raise FeedbackError(f"no recorded alert with id {alert_id!r}")
-    return [AlertRecord.from_doc({**r.to_doc(), "feedback": feedback, "feedback_at": now}) if r.id == alert_id else r
-            for r in records]
+    return [_noted(r, feedback, now) if r.id == alert_id else r for r in records]
+
+
+def _noted(record: AlertRecord, feedback: str, now: float | None) -> AlertRecord:
+    return dataclasses.replace(record, feedback=feedback, feedback_at=now)
 
 
 def parse_feedback_body(body: bytes) -> str:
@@ -118,6 +124,19 @@ class AlertBook:
                 self.records = merge_records(self.records, made)
                 self._save()
         return made, fresh, ignored
+
+    def silence_as_noise(self, silences: Sequence[Silence], now: float) -> dict[str, Silence]:
+        """Mark `noise` (given at `now`) on each alert without feedback that on-call silenced
+        (`smartmetrics.engine.silences.silenced_alerts`); which alerts, by id, with their silence."""
+        with self._lock:
+            found = silenced_alerts(self.records, silences, now)
+            if found:
+                self.records = [_noted(r, "noise", now) if r.id in found else r for r in self.records]
+                self._save()
+        for alert_id, silence in sorted(found.items()):
+            log.info("alert %s: noise, silenced in Alertmanager by %s (silence %s: %s)", alert_id,
+                     silence.created_by or "?", silence.id, silence.comment)
+        return found
 
     def feedback(self, alert_id: str, feedback: str, now: float | None = None) -> AlertRecord:
         """Record on-call's word on one alert, given at `now`; `FeedbackError` if it cannot be."""

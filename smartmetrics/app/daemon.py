@@ -158,6 +158,7 @@ class Daemon:
             log.warning("retrain skipped: the previous one is still running")
             return []
         try:
+            self.sync_silences()  # a silence set since the last sync counts at this retrain
             now = time.time()
             wanted = [a for a in (aliases or list(self.config.baselines)) if a in self.config.baselines]
             return [self._retrain_one(a, now) for a in wanted if not only_due or self.due(a, now)]
@@ -185,6 +186,22 @@ class Daemon:
         if baseline.releases is not None and outcome.fitted and alias in self.states and not self._stopping.is_set():
             self._releases_one(alias, baseline, now)  # a release still settling at the fit's end: withdraw now
         return outcome
+
+    def sync_silences(self) -> None:
+        """Alerts on-call silenced in Alertmanager become `noise` (`feedback.silences_as_noise`); an
+        Alertmanager that cannot be read is logged and counted, and tried again at the next sync."""
+        feedback = self.config.feedback
+        if feedback is None or not feedback.silences_as_noise or feedback.alertmanager is None:
+            return
+        from smartmetrics.adapters.alertmanager import AlertmanagerError, fetch_silences
+
+        try:
+            silences = fetch_silences(feedback.alertmanager)
+        except AlertmanagerError as exc:
+            log.warning("silences: %s", exc)
+            self.metrics.silence_errors.inc()
+            return
+        self.alerts.silence_as_noise(silences, time.time())
 
     def _record(self, outcome: RetrainOutcome, now: float) -> None:
         """Count, store and publish one retrain's result (or keep the old state on failure)."""
@@ -503,14 +520,18 @@ class Daemon:
                                 name="follow new levels", replace_existing=True)
         self._scheduler.add_job(self.check_coverage, "interval", seconds=schedule.discover, id="coverage",
                                 name="tally realised coverage", replace_existing=True)
+        feedback = self.config.feedback
+        silences = feedback is not None and feedback.silences_as_noise
         baselines = self.config.baselines.values()
-        polls = (("releases", self.watch_releases, "apply release markers", {},
+        polls = (("releases", self.watch_releases, "apply release markers", RELEASE_POLL, {},
                   any(b.releases is not None for b in baselines)),
-                 ("events", self.watch_events, "follow PromQL calendar events",
-                  {"next_run_time": datetime.now(timezone.utc)}, any(has_promql_events(b) for b in baselines)))
-        for job, action, name, first, wanted in polls:
+                 ("events", self.watch_events, "follow PromQL calendar events", RELEASE_POLL,
+                  {"next_run_time": datetime.now(timezone.utc)}, any(has_promql_events(b) for b in baselines)),
+                 ("silences", self.sync_silences, "silences as noise", feedback.interval if silences else 0, {},
+                  silences))
+        for job, action, name, every, first, wanted in polls:
             if wanted:
-                self._scheduler.add_job(action, "interval", seconds=RELEASE_POLL, id=job, name=name,
+                self._scheduler.add_job(action, "interval", seconds=every, id=job, name=name,
                                         replace_existing=True, **first)
             elif self._scheduler.get_job(job) is not None:
                 self._scheduler.remove_job(job)

@@ -101,6 +101,10 @@ class SelfMetrics:
             "smartmetrics_alert_payloads_rejected", "Webhook requests refused (invalid, too_large).", ["reason"],
             registry=r,
         )
+        self.silence_errors = Counter(
+            "smartmetrics_silence_sync_errors", "Reads of Alertmanager's silences that failed (feedback.silences_as_noise).",
+            registry=r,
+        )
         self.feedback_adjustments = Gauge(
             "smartmetrics_feedback_adjustments", "Series whose band feedback widened at the last retrain.",
             ["baseline"], registry=r,

@@ -241,3 +241,52 @@ def test_noise_twice_widens_the_band_so_the_same_excursion_stays_quiet_and_a_lar
     assert replay_fires(band, larger, rules)
     adjustments = daemon.metrics.registry.get_sample_value("smartmetrics_feedback_adjustments", {"baseline": "e2e"})
     assert adjustments == 1
+
+
+@pytest.mark.slow
+def test_an_alert_silenced_in_a_real_alertmanager_counts_as_noise_at_the_next_retrain(
+    tmp_path: Path, alertmanager
+) -> None:
+    """`feedback.silences_as_noise`: on-call silences one of smartmetrics' alerts in Alertmanager (its
+    API, as amtool and the UI do); the next retrain reads the silences, marks that alert `noise`, and
+    widens its series' band; an alert on another instance and an explicit `real` stay as they were."""
+    from smartmetrics.adapters.alert_store import load_alerts, save_alerts
+    from tests.app.test_alerts import offline, silenced_record, write_silence_config
+
+    am_port, am_log, start_alertmanager = alertmanager
+    am = tmp_path / "am.yml"
+    am.write_text(yaml.safe_dump({"route": {"receiver": "none"}, "receivers": [{"name": "none"}]}))
+    start_alertmanager(am)
+    base = f"http://127.0.0.1:{am_port}"
+    wait_for(lambda: _answers(f"{base}/-/ready"), 30, "alertmanager ready", am_log)
+    now = time.time()
+    store = tmp_path / "models"
+    save_alerts(store, [silenced_record("on-a", now - 600), silenced_record("on-b", now - 600, instance="b"),
+                        silenced_record("said-real", now - 600, "real", instance="c")])
+    daemon = offline(write_silence_config(tmp_path / "c.yaml", store, base))
+    (before,) = daemon.retrain()  # no silence yet
+    assert before.adjusted == 0 and [r.feedback for r in daemon.alerts.records] == [None, None, "real"]
+    silence = {"matchers": [{"name": "baseline", "value": "rate", "isRegex": False, "isEqual": True},
+                            {"name": "instance", "value": "a|c", "isRegex": True, "isEqual": True}],
+               "startsAt": rfc3339(time.time()), "endsAt": rfc3339(time.time() + 3600),
+               "createdBy": "oncall", "comment": "known flaky"}
+    created = httpx.post(f"{base}/api/v2/silences", json=silence, timeout=10)
+    assert created.status_code == 200, created.text
+    (after,) = daemon.retrain()
+    records = {r.id: r for r in load_alerts(store)}  # written to the store, not only in memory
+    assert {i: r.feedback for i, r in records.items()} == {"on-a": "noise", "on-b": None, "said-real": "real"}
+    assert records["on-a"].feedback_at >= now
+    assert after.adjusted == 1 and daemon.states["rate"].series[0].meta["feedback"] == {"above": WIDEN_MAX}
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def rfc3339(t: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

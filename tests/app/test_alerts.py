@@ -152,3 +152,34 @@ def test_repeated_noise_widens_that_side_at_the_next_retrain_and_real_cancels(
     (real_id,) = daemon.receive_alerts(webhook(band.start + 7200, 1e6))[1]["data"]["recorded"]
     daemon.alert_feedback(real_id, b'{"feedback": "real"}')
     assert fitted(daemon.alerts.records)[0].adjusted == 0
+
+
+def write_silence_config(path: Path, store: Path, alertmanager: str) -> Path:
+    write_config(path, store)
+    doc = yaml.safe_load(path.read_text())
+    doc["feedback"] = {"silences_as_noise": True, "alertmanager": {"url": alertmanager, "timeout": "2s"}}
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def silenced_record(id: str, starts: float, feedback: str | None = None, instance: str = "a") -> AlertRecord:
+    from smartmetrics.engine.series import labels_key
+
+    labels = {"instance": instance, "job": "api"}
+    return AlertRecord(id, "rate", "fp" + id, {**labels, "alertname": "SmartmetricsAnomaly", "baseline": "rate"},
+                       labels_key(labels), starts, value=1e6, yhat=1.0, lower=0.5, upper=1.5, side="above",
+                       feedback=feedback)
+
+
+def test_an_alertmanager_that_cannot_be_read_is_counted_and_changes_nothing(tmp_path: Path, caplog) -> None:
+    from smartmetrics.adapters.alert_store import load_alerts, save_alerts
+
+    store = tmp_path / "models"
+    save_alerts(store, [silenced_record("x", 1000.0)])
+    daemon = offline(write_silence_config(tmp_path / "c.yaml", store, f"http://127.0.0.1:{free_port()}"))
+    daemon.sync_silences()
+    assert sample(daemon, "smartmetrics_silence_sync_errors_total") == 1
+    assert "silences: http://127.0.0.1" in caplog.text
+    assert [r.feedback for r in load_alerts(store)] == [None]
+    assert daemon.retrain()[0].fitted == 1  # the retrain goes on without them
+    assert sample(daemon, "smartmetrics_silence_sync_errors_total") == 2
