@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo notebook test test-fast lint bench bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults bench-servers bench-retrain bench-cluster bench-dst bench-autoscale clean
+.PHONY: install demo notebook test test-fast lint bench bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults bench-servers bench-retrain bench-cluster bench-dst bench-autoscale bench-feedback clean
 
 # the real servers the tests start: Prometheus (with promtool), Alertmanager, node_exporter (Debian's)
 SERVERS := prometheus promtool prometheus-alertmanager prometheus-node-exporter
@@ -87,11 +87,15 @@ bench-dst: $(STAMP)
 bench-autoscale: $(STAMP)
 	$(BIN)/python -m smartmetrics.benchmarks.autoscale
 
+# issue 26: noise on every false alert of the first week, replayed walk-forward (test seeds 2 and 3)
+bench-feedback: $(STAMP)
+	$(BIN)/python -m smartmetrics.benchmarks.feedback --seeds 2,3 --workers 2
+
 bench-tuning: $(STAMP)
 	$(BIN)/python -m smartmetrics.benchmarks.tuning
 
 # every benchmark of BENCHMARKS.md, one after the other (about 40 minutes on 2 cores)
-bench: bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults bench-retrain bench-cluster bench-dst bench-autoscale
+bench: bench-fetch bench-classify bench-quality bench-ceiling bench-speed bench-daemon bench-tuning bench-faults bench-retrain bench-cluster bench-dst bench-autoscale bench-feedback
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
