@@ -182,6 +182,13 @@ class Source(HTTPEndpoint):
     max_samples_per_request: int = Field(default=250_000, ge=1000)
 
 
+def _interval_within(interval: float, shortest: int) -> float:
+    """A polling interval of at least `shortest` seconds and at most a day, or the error saying so."""
+    if not shortest <= interval <= 86400:
+        raise ValueError(f"interval must be at least {shortest}s and at most 1d")
+    return interval
+
+
 class RemoteWrite(HTTPEndpoint):
     """A Prometheus remote-write receiver the bands are pushed to (`smartmetrics.adapters.remote_write`):
     Prometheus with `--web.enable-remote-write-receiver` (`/api/v1/write`), Mimir (`/api/v1/push`, with
@@ -197,9 +204,7 @@ class RemoteWrite(HTTPEndpoint):
     @field_validator("interval")
     @classmethod
     def _check_interval(cls, interval: float) -> float:
-        if not 1 <= interval <= 86400:
-            raise ValueError("interval must be at least 1s and at most 1d")
-        return interval
+        return _interval_within(interval, 1)
 
 
 class Export(_Strict):
@@ -652,9 +657,7 @@ class Feedback(_Strict):
     @field_validator("interval")
     @classmethod
     def _check_interval(cls, interval: float) -> float:
-        if not 10 <= interval <= 86400:
-            raise ValueError("interval must be at least 10s and at most 1d")
-        return interval
+        return _interval_within(interval, 10)
 
     @model_validator(mode="after")
     def _check_alertmanager(self) -> Feedback:
