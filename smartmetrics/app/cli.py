@@ -625,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(follow.after); --follow 0 turns this off, --follow-absorb down follows only moves down.\n\n"
         "With --feedback FILE (alert records with on-call's noise or real: the store's alerts.json,\n"
         "`smartmetrics alerts --json` or GET /api/v1/alerts), each retrain widens the side of the band\n"
-        "that repeated noise fell on, as the daemon's retrain does, counting only the feedback given\n"
+        "that noise fell on, as the daemon's retrain does, counting only the feedback given\n"
         "before it (feedback_at; a record without it counts from its alert's start). The series is\n"
         "the file's series with the same labels (a CSV's: the file's only one; --baseline picks the\n"
         "baseline when the file has several).",
@@ -741,10 +741,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Record on-call's word on one alert (its id from `smartmetrics alerts`). At the next retrain a\n"
         "series with `noise` on one side of its band gets that side widened, x1.25 for each, or enough\n"
         "to hold the farthest value called noise with a margin of x1.5, at most x3; a `real` alert on\n"
-        "that side cancels it. Only the feedback given before a retrain counts in `backtest --feedback`.\n"
-        "Without --url the\n"
-        "store's alerts.json is written directly (while the daemon is stopped); with --url the running\n"
-        "daemon records it (with the config's basic auth and TLS certificate).",
+        "that side cancels it; `backtest --feedback` replays it. Without --url the store's alerts.json\n"
+        "is written directly (while the daemon is stopped); with --url the running daemon records it\n"
+        "(with the config's basic auth and TLS certificate).",
     )
     p.add_argument("--config", required=True, metavar="F", help="path to the YAML config")
     p.add_argument("id", metavar="ID", help="the alert's id")
