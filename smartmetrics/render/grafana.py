@@ -308,6 +308,8 @@ FLEET_PANELS = (
      "sum by (reason) (increase(smartmetrics_alert_payloads_rejected_total[1h]))", "{{reason}}", "short"),
     ("Series widened by on-call feedback", "sum by (baseline) (smartmetrics_feedback_adjustments)",
      "{{baseline}}", "short"),
+    ("Alertmanager silence reads failed per hour", "sum(increase(smartmetrics_silence_sync_errors_total[1h]))",
+     "failed reads", "short"),
     ("Calendar events now on (holidays, maintenance, expected changes)",
      f"sum by (baseline, kind, event) ({EVENT_ACTIVE}) > 0", "{{baseline}} {{kind}} {{event}}", "short"),
 )
