@@ -289,6 +289,23 @@ def weekend_prior(lower: np.ndarray, yhat: np.ndarray, ts: np.ndarray, train: Se
     return np.where(unseen & (yhat > 0), np.minimum(lower, WEEKEND_DIP * yhat), lower)
 
 
+def weekday_prior(upper: np.ndarray, yhat: np.ndarray, ts: np.ndarray, train: Series) -> np.ndarray:
+    """The mirror of `weekend_prior`: a history that began on a weekend and holds only Saturdays and
+    Sundays lets the band reach up to `yhat / WEEKEND_DIP` on the weekdays it has not shown yet, for
+    a quiet first weekend says nothing of Monday's load.
+
+    >>> from smartmetrics.engine.series import Series
+    >>> s = Series({}, np.arange(2 * 86400, 4 * 86400, 3600), np.ones(48), 3600)  # a Saturday and a Sunday
+    >>> weekday_prior(np.full(2, 11.0), np.full(2, 10.0), np.array([4 * 86400, 5 * 86400]), s).tolist()
+    [20.0, 20.0]
+    """
+    seen = np.unique(_day_of_week(train.timestamps[np.isfinite(train.values)]))
+    if len(seen) == 0 or not np.isin(seen, (5, 6)).all():
+        return upper
+    unseen = ~np.isin(_day_of_week(ts), (5, 6))
+    return np.where(unseen & (yhat > 0), np.maximum(upper, yhat / WEEKEND_DIP), upper)
+
+
 def last_week_prior(lower: np.ndarray, upper: np.ndarray, yhat: np.ndarray, ts: np.ndarray,
                     train: Series, slope: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Widen the band to also cover itself re-centred on earlier days like the coming one (an hourly

@@ -28,6 +28,7 @@ from smartmetrics.engine.bands import (
     held_out_coverage,
     last_week_prior,
     recurring_excursions,
+    weekday_prior,
     weekend_prior,
 )
 from smartmetrics.engine.calendars import (
@@ -409,6 +410,7 @@ def _fit_utc(series: Series, settings: FitSettings, releases: tuple[int, ...]) -
     lower, upper = _span_cap(series, yhat, lower, upper)
     if week_unknown:  # after the cap: a first weekend may fall below anything the history shows
         lower = weekend_prior(lower, yhat, table_ts, series)
+        upper = weekday_prior(upper, yhat, table_ts, series)
     lower, upper = recurring_excursions(lower, upper, table_ts, series)
     lower, upper = _young_envelope(train, lower, upper, history)
     lower, upper = _recurring_levels(curve, classification, series, lower, upper, policy.coverage)
