@@ -130,7 +130,7 @@ class _Tables:
     start: np.ndarray  # (n,) int64
     step: np.ndarray  # (n,) int64
     points: np.ndarray  # (n,) int64
-    values: np.ndarray  # (3, n, width) float32: yhat, lower, upper
+    values: Sequence[np.ndarray]  # yhat, lower, upper: each (n, width) float32
     constants: tuple[_Constants, ...]  # one per CONSTANT_METRICS family
     bounds: np.ndarray  # (2, n) float64: each series' natural range, lo and hi (NaN: unbounded)
     ahead: tuple[_Ahead, ...] = ()  # the baseline's ahead offsets, if any
@@ -237,13 +237,8 @@ def render_label_text(labels: Mapping[str, str]) -> str:
 
 
 def _stack(state: BaselineState, ahead: Sequence[tuple[str, float]] = ()) -> _Tables:
-    values = stack_columns(state.series, min_width=1)
-    ranges = np.full((2, len(state.series)), np.nan)
-    for j, band in enumerate(state.series):  # what a release or a follow moved stays in the natural range
-        bounds = stored_range(band.meta.get("training") if isinstance(band.meta, Mapping) else None)
-        if bounds is not None:
-            values[:, j] = clip_values(values[:, j], *bounds)
-            ranges[:, j] = [np.nan if b is None else b for b in bounds]
+    values = state.tables if state.tables is not None else stack_columns(state.series, min_width=1)
+    ranges = _ranges(state)
     labels = tuple(export_labels(state.alias, b.labels) for b in state.series)
     label_text = tuple(render_label_text(x) for x in labels)
     per_series = [constant_values(b.meta) for b in state.series]
@@ -253,12 +248,38 @@ def _stack(state: BaselineState, ahead: Sequence[tuple[str, float]] = ()) -> _Ta
         start=np.array([b.start for b in state.series], dtype=np.int64),
         step=np.array([b.step for b in state.series], dtype=np.int64),
         points=np.array([len(b.yhat) for b in state.series], dtype=np.int64),
-        values=values,
+        values=_in_range(values, ranges),
         constants=tuple(_constants(name, label_text, [v[j] for v in per_series])
                         for j, (name, _) in enumerate(CONSTANT_METRICS)),
         bounds=ranges,
         ahead=tuple(_ahead(labels, spelling, seconds) for spelling, seconds in ahead),
     )
+
+
+def _ranges(state: BaselineState) -> np.ndarray:
+    """(2, n) float64: every series' stored natural range, lo and hi (NaN: no bound on that side)."""
+    ranges = np.full((2, len(state.series)), np.nan)
+    for j, band in enumerate(state.series):
+        bounds = stored_range(band.meta.get("training") if isinstance(band.meta, Mapping) else None)
+        if bounds is not None:
+            ranges[:, j] = [np.nan if b is None else b for b in bounds]
+    return ranges
+
+
+def _in_range(values: Sequence[np.ndarray], ranges: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The tables with every series kept in its stored natural range `ranges` (what a release or a follow
+    moved must not leave it). A table nothing of which is out of range is the same object: the store's
+    tables are served without a copy (a fresh fit is in range already)."""
+    lo, hi = (side[:, None].astype(np.float32) for side in ranges)  # the bound as a float32 table holds it
+    out = []
+    for table in values:
+        with np.errstate(invalid="ignore"):  # lower bound first, then upper, as `clip_values` does
+            if (table < lo).any():
+                table = np.where(table < lo, lo, table)
+            if (table > hi).any():
+                table = np.where(table > hi, hi, table)
+        out.append(table)
+    return tuple(out)
 
 
 def _ahead(labels: tuple[dict[str, str], ...], spelling: str, seconds: float) -> _Ahead:
@@ -283,9 +304,8 @@ def interpolate_tables(tables: _Tables, now: float) -> tuple[np.ndarray, np.ndar
     i = np.minimum(np.floor(pos).astype(np.int64), np.maximum(tables.points - 2, 0))
     frac = np.where(tables.points > 1, pos - i, 0.0)
     rows = np.arange(n)
-    left = tables.values[:, rows, i]
-    right = tables.values[:, rows, np.minimum(i + 1, tables.values.shape[2] - 1)]
-    left, right = left.astype(np.float64), right.astype(np.float64)
+    left = np.array([table[rows, i] for table in tables.values], dtype=np.float64)
+    right = np.array([table[rows, np.minimum(i + 1, table.shape[1] - 1)] for table in tables.values], dtype=np.float64)
     out = left + frac * (right - left)
     out = np.where(frac == 0, left, out)  # exact grid hits need no neighbour (which may be a gap)
     ok = inside & np.isfinite(out).all(axis=0)

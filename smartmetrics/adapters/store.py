@@ -122,19 +122,27 @@ def _checked_header(arrays: dict[str, np.ndarray]) -> _Header:
 
 
 def _bands(header: _Header, arrays: dict[str, np.ndarray]) -> BaselineState:
-    """The state the header describes, its columns views into the archive's tables."""
+    """The state the header describes, its columns views into the archive's tables (which the state
+    keeps, for the exporter, when they are the float32 tables this version writes)."""
+    n = len(header.series)
+    tables = [arrays.get(name) for name in COLUMNS]
+    for name, table in zip(COLUMNS, tables):
+        if table is None or table.ndim != 2 or table.dtype.kind != "f" or len(table) < n:
+            raise StoreError(f"inconsistent contents: table {name!r} does not hold the {n} series of the header")
+    narrowest = min(range(len(COLUMNS)), key=lambda j: tables[j].shape[1])
+    width = tables[narrowest].shape[1]
+    yhat, lower, upper = tables
     bands = []
-    for i, entry in enumerate(header.series):
-        cols = {}
-        for name in COLUMNS:
-            table = arrays.get(name)
-            if table is None or table.ndim != 2 or table.dtype.kind != "f" or i >= len(table) \
-                    or entry.points > table.shape[1]:
-                raise StoreError(f"inconsistent contents: table {name!r} does not hold series {i}'s "
-                                 f"{entry.points} points")
-            cols[name] = table[i, :entry.points]  # a view: no copy
-        bands.append(SeriesBand(dict(entry.labels), entry.start, entry.step, meta=entry.meta, **cols))
-    return BaselineState(header.alias, header.fitted_at, tuple(bands), header.meta)
+    for i, entry in enumerate(header.series):  # the header's dicts are fresh: no copy needed
+        p = entry.points
+        if p > width:
+            raise StoreError(f"inconsistent contents: table {COLUMNS[narrowest]!r} does not hold series {i}'s "
+                             f"{p} points")
+        bands.append(SeriesBand(entry.labels, entry.start, entry.step, yhat[i, :p], lower[i, :p], upper[i, :p],
+                                entry.meta))
+    whole = width > 0 and all(t.shape == (n, width) and t.dtype == np.float32 for t in tables)
+    return BaselineState(header.alias, header.fitted_at, tuple(bands), header.meta,
+                         tables=(yhat, lower, upper) if whole else None)
 
 
 def save_baseline(root: str | Path, state: BaselineState) -> Path:

@@ -13,6 +13,8 @@ import numpy as np
 
 from smartmetrics.engine.series import labels_key
 
+COLUMNS = ("yhat", "lower", "upper")
+
 
 @dataclass(frozen=True)
 class SeriesBand:
@@ -57,15 +59,22 @@ class BaselineState:
     fitted_at: float
     series: tuple[SeriesBand, ...]
     meta: dict[str, Any] = field(default_factory=dict)
+    tables: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
+    """The series' yhat, lower and upper as rows of three (n, width) float32 tables, NaN-padded, when they are
+    held that way already (a state read from the store: its bands are views into them), so the exporter
+    serves from them without a copy. Only the store passes it; a state of other bands has None."""
+
+    def __post_init__(self) -> None:
+        if self.tables is not None and (len(self.tables) != len(COLUMNS) or any(
+                t.ndim != 2 or len(t) != len(self.series) or t.shape != self.tables[0].shape or t.dtype != np.float32
+                for t in self.tables)):
+            raise ValueError("tables must be three (series, width) float32 tables of the same shape")
 
     def merged(self, newer: Iterable[SeriesBand], fitted_at: float, drop: frozenset[str] = frozenset()) -> BaselineState:
         """This state with `newer` bands replacing (or adding to) those with the same labels."""
         table = {b.key: b for b in self.series if b.key not in drop}
         table.update({b.key: b for b in newer})
         return BaselineState(self.alias, fitted_at, tuple(table[k] for k in sorted(table)), self.meta)
-
-
-COLUMNS = ("yhat", "lower", "upper")
 
 
 def stack_columns(series: tuple[SeriesBand, ...], min_width: int = 0) -> np.ndarray:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from smartmetrics.adapters.exporter import Snapshot
 from smartmetrics.adapters.store import load_baseline, load_store, save_baseline
@@ -98,6 +99,21 @@ def test_what_this_version_writes_serves_the_same(tmp_path: Path) -> None:
     assert _exposition(written) == _exposition(old)
     for alias in old:
         assert load_baseline(tmp_path / alias / "state.npz").series[0].key == old[alias].series[0].key
+
+
+def test_the_exporter_serves_from_the_store_tables_without_copying_or_changing_them() -> None:
+    states, _ = load_store(V1)
+    lat, qps = states["lat"], states["qps"]
+    assert lat.tables is not None and all(b.yhat.base is not None for b in lat.series)  # views into them
+    before = [t.copy() for t in qps.tables]
+    rebuilt = {a: BaselineState(s.alias, s.fitted_at, s.series, s.meta) for a, s in states.items()}  # no tables
+    assert _exposition(states) == _exposition(rebuilt)
+    for old, now in zip(before, qps.tables):  # qps has series out of their range: clipped in a copy
+        np.testing.assert_array_equal(old, now)
+    served = Snapshot(states)._tables["lat"].values
+    assert all(a is b for a, b in zip(served, lat.tables))  # nothing out of range: the same arrays
+    with pytest.raises(ValueError, match="tables"):  # tables that are not these series' are refused
+        BaselineState("lat", 0.0, lat.series[:1], tables=lat.tables)
 
 
 if __name__ == "__main__":
