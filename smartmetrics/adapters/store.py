@@ -10,13 +10,15 @@ raises `StoreError`; `load_store` logs and counts it and carries on with the res
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -184,6 +186,25 @@ def _fsync_dir(folder: Path) -> None:
 
 def load_baseline(path: str | Path) -> BaselineState:
     """Read one baseline file; `StoreError` for anything that is not a valid state."""
+    with _collector_paused():
+        return _read_baseline(path)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off meanwhile: reading a baseline builds a few objects per series,
+    none of them in a cycle, and at 100k series the collector would walk the growing heap again and
+    again for nothing (a third of the read's CPU time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _read_baseline(path: str | Path) -> BaselineState:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}

@@ -201,3 +201,17 @@ def test_sigkill_at_random_moments_of_store_writes_never_leaves_a_partial_baseli
         assert loaded.fitted_at >= (done[-1] if done else 1), f"trial {trial}: an older file than the last written"
         assert not list(tmp_path.glob("*/.state-*")), f"trial {trial}: a temp file survived the load"
     assert mid_write >= 10, f"only {mid_write} of 50 kills landed inside a write: the test did not test it"
+
+
+def test_the_collector_is_paused_only_while_a_baseline_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    path = save_baseline(tmp_path, state())
+    seen: list[bool] = []
+    parse = store.parse_state
+    monkeypatch.setattr(store, "parse_state", lambda arrays: (seen.append(gc.isenabled()), parse(arrays))[1])
+    assert len(load_baseline(path).series) == 3
+    path.write_bytes(b"")
+    with pytest.raises(StoreError):
+        load_baseline(path)
+    assert seen == [False] and gc.isenabled()  # back on, after an error too
