@@ -40,6 +40,7 @@ ahead stays as the table has it: how long such an event lasts is not known in ad
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -52,6 +53,7 @@ from prometheus_client.registry import Collector
 
 from smartmetrics.engine.calendars import Widenings, Windows, band_at
 from smartmetrics.engine.ranges import clip_values, finite_number, stored_range
+from smartmetrics.engine.realised import KEY as REALISED
 from smartmetrics.engine.realised import realised_coverage
 from smartmetrics.engine.state import BaselineState, stack_columns
 
@@ -125,7 +127,8 @@ class _Ahead:
 class _Tables:
     """One baseline's forecast tables stacked for vectorised interpolation."""
 
-    labels: tuple[dict[str, str], ...]
+    alias: str
+    series_labels: tuple[dict[str, str], ...]  # as stored
     label_text: tuple[str, ...]  # `{baseline="qps",model="a"}`, rendered once per snapshot
     start: np.ndarray  # (n,) int64
     step: np.ndarray  # (n,) int64
@@ -134,6 +137,11 @@ class _Tables:
     constants: tuple[_Constants, ...]  # one per CONSTANT_METRICS family
     bounds: np.ndarray  # (2, n) float64: each series' natural range, lo and hi (NaN: unbounded)
     ahead: tuple[_Ahead, ...] = ()  # the baseline's ahead offsets, if any
+
+    @functools.cached_property
+    def labels(self) -> tuple[dict[str, str], ...]:
+        """Every series' exported label set, built on first use: `/metrics` needs only `label_text`."""
+        return tuple(export_labels(self.alias, x) for x in self.series_labels)
 
 
 def export_labels(alias: str, labels: Mapping[str, str]) -> dict[str, str]:
@@ -181,9 +189,9 @@ def ahead_labels(labels: Mapping[str, str], spelling: str) -> dict[str, str]:
     return out
 
 
-def _training(meta: Mapping[str, Any], key: str) -> Any:
+def _training(meta: Mapping[str, Any]) -> Mapping[str, Any] | None:
     training = meta.get("training") if isinstance(meta, Mapping) else None
-    return training.get(key) if isinstance(training, Mapping) else None
+    return training if isinstance(training, Mapping) else None
 
 
 def stored_stuck_after(meta: Mapping[str, Any]) -> float:
@@ -192,7 +200,11 @@ def stored_stuck_after(meta: Mapping[str, Any]) -> float:
     >>> stored_stuck_after({"training": {"stuck_after": 1800}}), stored_stuck_after({})
     (1800.0, 0.0)
     """
-    value = finite_number(_training(meta, "stuck_after"))
+    return _stuck_after(_training(meta))
+
+
+def _stuck_after(training: Mapping[str, Any] | None) -> float:
+    value = finite_number(training.get("stuck_after")) if training is not None else None
     return value if value is not None and value > 0 else 0.0
 
 
@@ -206,7 +218,11 @@ def stored_mean_limits(meta: Mapping[str, Any]) -> MeanLimits | None:
     >>> stored_mean_limits({"training": {"sustained": {"window": 3600, "lower": 3, "upper": "2"}}})
     MeanLimits(window=3600.0, lower=3.0, upper=None)
     """
-    sustained = _training(meta, "sustained")
+    return _mean_limits(_training(meta))
+
+
+def _mean_limits(training: Mapping[str, Any] | None) -> MeanLimits | None:
+    sustained = training.get("sustained") if training is not None else None
     if not isinstance(sustained, Mapping):
         return None
     window, lower, upper = (finite_number(sustained.get(k)) for k in ("window", "lower", "upper"))
@@ -217,10 +233,16 @@ def stored_mean_limits(meta: Mapping[str, Any]) -> MeanLimits | None:
     return MeanLimits(window, lower, upper)
 
 
+_NO_LIMITS = MeanLimits(0.0, None, None)
+
+
 def constant_values(meta: Mapping[str, Any]) -> tuple[float | None, ...]:
-    """A stored series' per-series constants in `CONSTANT_METRICS` order (None: not exported)."""
-    limits = stored_mean_limits(meta) or MeanLimits(0.0, None, None)
-    return stored_stuck_after(meta) or None, limits.upper, limits.lower, realised_coverage(meta)
+    """A stored series' per-series constants in `CONSTANT_METRICS` order (None: not exported); its training
+    metadata looked up once (this runs for every series at every start-up)."""
+    training = _training(meta)
+    limits = _mean_limits(training) or _NO_LIMITS
+    coverage = realised_coverage(meta) if isinstance(meta, Mapping) and REALISED in meta else None
+    return _stuck_after(training) or None, limits.upper, limits.lower, coverage
 
 
 def render_label_text(labels: Mapping[str, str]) -> str:
@@ -229,21 +251,18 @@ def render_label_text(labels: Mapping[str, str]) -> str:
     >>> render_label_text({"a": 'say "hi"\\n'})
     '{a="say \\\\"hi\\\\"\\\\n"}'
     """
-    body = ",".join(
-        f'{k}="' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-        for k, v in labels.items()
-    )
-    return "{" + body + "}"
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
 
 
 def _stack(state: BaselineState, ahead: Sequence[tuple[str, float]] = ()) -> _Tables:
     values = state.tables if state.tables is not None else stack_columns(state.series, min_width=1)
     ranges = _ranges(state)
-    labels = tuple(export_labels(state.alias, b.labels) for b in state.series)
-    label_text = tuple(render_label_text(x) for x in labels)
+    label_text = tuple(_export_text(state.alias, b.labels) for b in state.series)
     per_series = [constant_values(b.meta) for b in state.series]
+    labels = tuple(export_labels(state.alias, b.labels) for b in state.series) if ahead else ()
     return _Tables(
-        labels=labels,
+        alias=state.alias,
+        series_labels=tuple(b.labels for b in state.series),
         label_text=label_text,
         start=np.array([b.start for b in state.series], dtype=np.int64),
         step=np.array([b.step for b in state.series], dtype=np.int64),
@@ -256,11 +275,30 @@ def _stack(state: BaselineState, ahead: Sequence[tuple[str, float]] = ()) -> _Ta
     )
 
 
+def _export_text(alias: str, labels: Mapping[str, str]) -> str:
+    """`render_label_text(export_labels(alias, labels))`, the exported names and the text around the
+    values worked out once per set of label names (the series of a baseline mostly share one)."""
+    named, template = _export_template(tuple(labels))
+    values = [v for k, v in labels.items() if k != "__name__"] if named else labels.values()
+    return template % tuple(_escape(str(v)) for v in (alias, *values))
+
+
+@functools.lru_cache(maxsize=4096)
+def _export_template(names: tuple[str, ...]) -> tuple[bool, str]:
+    """(whether `__name__` is among `names`, the label text with a `%s` per value, `baseline`'s first)."""
+    exported = export_labels("", dict.fromkeys(names, ""))  # the names `export_labels` gives, in its order
+    return "__name__" in names, "{" + ",".join(f'{k}="%s"' for k in exported) + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def _ranges(state: BaselineState) -> np.ndarray:
     """(2, n) float64: every series' stored natural range, lo and hi (NaN: no bound on that side)."""
     ranges = np.full((2, len(state.series)), np.nan)
     for j, band in enumerate(state.series):
-        bounds = stored_range(band.meta.get("training") if isinstance(band.meta, Mapping) else None)
+        bounds = stored_range(_training(band.meta))
         if bounds is not None:
             ranges[:, j] = [np.nan if b is None else b for b in bounds]
     return ranges
@@ -295,7 +333,7 @@ def _constants(name: str, label_text: tuple[str, ...], values: list[float | None
 
 def interpolate_tables(tables: _Tables, now: float) -> tuple[np.ndarray, np.ndarray]:
     """(values (3, n) at `now`, mask of series with a finite band at `now`)."""
-    n = len(tables.labels)
+    n = len(tables.label_text)
     if n == 0:
         return np.empty((3, 0)), np.zeros(0, dtype=bool)
     pos = (now - tables.start) / tables.step
@@ -345,7 +383,7 @@ class Snapshot:
         return found
 
     def series_count(self) -> int:
-        return sum(len(t.labels) for t in self._tables.values())
+        return sum(len(t.label_text) for t in self._tables.values())
 
     def values_at(self, now: float) -> Iterator[tuple[dict[str, str], float, float, float]]:
         """(labels, yhat, lower, upper) for every series with a band at `now`."""
@@ -407,7 +445,7 @@ class Snapshot:
         """Per baseline, hours until its earliest-ending forecast table runs out (negative: expired)."""
         result = {}
         for alias, tables in self._tables.items():
-            if len(tables.labels):
+            if len(tables.label_text):
                 ends = tables.start + (tables.points - 1) * tables.step
                 result[alias] = float(ends.min() - now) / 3600.0
         return result

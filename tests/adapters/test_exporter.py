@@ -299,3 +299,12 @@ def test_live_events_withdraw_or_widen_the_current_band_within_its_range_and_lea
     assert list(off.values_at(now)) == [] and list(off.constants_at(now)) == []
     assert "smartmetrics_yhat{" not in off.render_text(now) and "smartmetrics_stuck_after_seconds{" not in off.render_text(now)
     assert list(off.ahead_at(now)) == ahead  # how long a PromQL event lasts is not known: the forecast ahead stays
+
+
+def test_label_text_worked_out_per_set_of_names_is_the_exported_labels_rendered() -> None:
+    from smartmetrics.adapters.exporter import _export_text, export_labels, render_label_text
+
+    odd = [{"__name__": "up", "job": "a%s"}, {"baseline": "x", "exported_baseline": "y", "a.b": "1", "a_b": "2"},
+           {"k": 'q"uo\\te\n'}, {}, {"1st": "%d", "ahead": "z"}, {"job": "b%s", "__name__": "up"}]
+    for labels in odd + odd:  # the second time from the cached template
+        assert _export_text("q%s", labels) == render_label_text(export_labels("q%s", labels))
