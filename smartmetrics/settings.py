@@ -12,14 +12,17 @@ import hashlib
 import json
 from collections.abc import Callable, Collection, Mapping
 from datetime import date, datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from smartmetrics.config import Baseline, Event, Holidays, cron_trigger
 from smartmetrics.engine.calendars import Transitions, Widenings, Windows, on_days, utc_offsets
-from smartmetrics.engine.ensemble import FitSettings, FittedSeries, walk_forward_fit
-from smartmetrics.engine.series import Series
+
+if TYPE_CHECKING:  # the fit machinery (pandas, scipy) is imported where a fit is set up, not to serve
+    from smartmetrics.engine.ensemble import FitSettings, FittedSeries
+    from smartmetrics.engine.series import Series
 
 
 def forecast_margin(horizon: float) -> float:
@@ -36,6 +39,8 @@ def fit_settings(baseline: Baseline, alias: str = "", span: tuple[float, float] 
     """The pure fit's settings for a configured baseline (its `alias` read for what the metric is).
     Its planned events as windows (`planned_windows`): cron events over `span` (start, end in Unix
     seconds; none without it), PromQL events where `observed` found them."""
+    from smartmetrics.engine.ensemble import FitSettings
+
     marked = {"settle": baseline.releases.settle, "absorb": baseline.releases.absorb} if baseline.releases else {}
     withdrawn, widened = planned_windows(baseline, span, observed)
     return FitSettings(
@@ -57,6 +62,8 @@ def baseline_fit(baseline: Baseline, sensitivity: str | float | None = None,
     """The daemon's fit of a configured baseline as a walk-forward fit function `(train, horizon)`, at
     another `sensitivity` if given; each training window is told the `releases` up to its end, and
     its cron events over itself and its horizon, as a retrain then would."""
+    from smartmetrics.engine.ensemble import walk_forward_fit
+
     settings = fit_settings(baseline, alias, observed=observed)
     if sensitivity is not None:
         settings = dataclasses.replace(settings, sensitivity=sensitivity)

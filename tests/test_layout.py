@@ -74,3 +74,12 @@ def test_import_linter_contracts_hold() -> None:
                          cwd=ROOT, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "0 broken" in run.stdout
+
+
+def test_serving_the_stored_bands_imports_no_fit_machinery() -> None:
+    """`smartmetrics run` reaches ready without pandas, scipy, statsmodels or scikit-learn (half its
+    import time): they come with the first fit."""
+    code = ("import sys, smartmetrics.app.cli, smartmetrics.app.daemon; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'scipy', 'statsmodels', 'sklearn'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"

@@ -13,7 +13,6 @@ too, and the band is widened by their factor on their side(s) while they last (`
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from smartmetrics.engine.series import Series, on_grid
 
@@ -191,6 +190,8 @@ def holiday_band(ts: np.ndarray, yhat: np.ndarray, lower: np.ndarray, upper: np.
     today = on_days(ts, holidays)
     if not today.any() or len(history) == 0:
         return yhat, lower, upper
+    import pandas as pd  # here, not at the top: serving applies calendar events without the fit machinery
+
     width = max(1, 3600 // history.step)
     smooth = pd.Series(history.values).rolling(width, center=True, min_periods=1).median().to_numpy()
     days = int((ts.max() - history.start) // DAY)

@@ -12,9 +12,12 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class Series:
         return labels_key(self.labels)
 
     def to_pandas(self) -> pd.Series:
+        import pandas as pd  # not at the top: serving stored bands needs no pandas (a faster start-up)
+
         index = pd.to_datetime(self.timestamps, unit="s", utc=True)
         return pd.Series(self.values, index=index, name=self.name or None)
 
