@@ -77,7 +77,8 @@ class Daemon:
         self.metrics = SelfMetrics()
         self.workers = workers or max(1, (os.cpu_count() or 2))
         self.states: dict[str, BaselineState] = {}
-        self.last_seen: dict[str, dict[str, float]] = {}
+        self.last_seen: dict[str, dict[str, float]] = {}  # per baseline, when each series was last present
+        self._loaded_at = 0.0  # when the stored series were loaded: seen then, as far as `last_seen` knows
         self.releases_seen: dict[str, set[tuple[str, int]]] = {}
         self.events = EventWatch()  # the PromQL calendar events on, as last read
         self._snapshot: Snapshot = EMPTY
@@ -114,7 +115,7 @@ class Daemon:
         self._publish()
         self._ready.set()  # serving needs nothing more; what discovery needs comes after
         self.metrics.ready.set(1)
-        self.last_seen = {a: {b.key: now for b in s.series} for a, s in self.states.items()}
+        self.last_seen, self._loaded_at = {}, now  # filled by `_seen` on first use: not needed to serve
         log.info("loaded %d series of %d baselines from %s; ready", self._snapshot.series_count(),
                  len(self.states), self.config.store.path)
 
@@ -226,8 +227,8 @@ class Daemon:
         m.fits.labels(alias, "failed").inc(sum(outcome.failures.values()))
         if self._stopping.is_set() or outcome.state is None:
             return
+        seen = self._seen(alias)  # before the save: the stored series count as seen at the load
         self._save(outcome.state)
-        seen = self.last_seen.setdefault(alias, {})
         seen.update({b.key: now for b in outcome.state.series if b.key not in seen})
         if outcome.fitted:
             m.last_success.labels(alias).set(now)
@@ -261,6 +262,16 @@ class Daemon:
         finally:
             self._retrain_lock.release()
 
+    def _seen(self, alias: str) -> dict[str, float]:
+        """When each series of a baseline was last present at its source, by key; the series loaded from
+        the store count as present at the load. Built on first use: at 100k series the keys cost a third of
+        a second of CPU, which the start-up has better uses for."""
+        seen = self.last_seen.get(alias)
+        if seen is None:
+            state = self.states.get(alias)
+            seen = self.last_seen[alias] = {b.key: self._loaded_at for b in state.series} if state else {}
+        return seen
+
     def _with_history(self, alias: str, history: float) -> Config:
         """The config with only this baseline, reading `history` seconds back instead of its own."""
         baseline = self.config.baselines[alias].model_copy(update={"history": history})
@@ -274,7 +285,7 @@ class Daemon:
             log.warning("discovery: %s", exc)
             self.metrics.source_errors.labels(self.config.source_for(alias)[0], alias).inc()
             return
-        seen = self.last_seen.setdefault(alias, {})
+        seen = self._seen(alias)
         seen.update({k: now for k in present})
         state = self.states.get(alias)
         known = {b.key for b in state.series} if state else set()
@@ -552,6 +563,7 @@ class Daemon:
         stored, _ = load_store(config.store.path)  # e.g. written by `smartmetrics fit` meanwhile
         for alias, state in stored.items():
             if alias not in self.states or state.fitted_at > self.states[alias].fitted_at:
+                self._seen(alias)  # as it was: series new in the file count as seen at the next discovery
                 self.states[alias] = self._own(state)
                 self.metrics.restore(self.states[alias])
         self.states = {a: s for a, s in self.states.items() if a in config.baselines}

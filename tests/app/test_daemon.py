@@ -797,3 +797,22 @@ def test_a_promql_maintenance_read_from_prometheus_withdraws_the_served_band(
         assert len(list(daemon._snapshot.values_at(now))) == 3
         daemon.watch_events()
         assert list(daemon._snapshot.values_at(now)) == [] and daemon.events.active("rate") == {"upgrade"}
+
+
+def test_discovery_after_a_restart_counts_the_stored_series_as_seen_at_the_load(tmp_path: Path) -> None:
+    """The last-seen table is built at the first discovery, not at start-up (it costs a third of a second
+    at 100k series), with the same times: a stored series gone from the source expires `stale_after`
+    after the load, one still there stays."""
+    config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", free_port(), tmp_path / "models")
+    first = offline(str(config))
+    first.fetch = FakeSource([series_for("a", 1), series_for("b", 2)])
+    assert first.retrain()[0].fitted == 2
+    daemon = offline(str(config))  # the restart
+    assert daemon.last_seen == {} and len(daemon.states["rate"].series) == 2
+    daemon.fetch = FakeSource([series_for("b", 2)])  # "a" is gone
+    daemon.discover()
+    assert sorted(b.labels["instance"] for b in daemon.states["rate"].series) == ["a", "b"]  # not yet stale
+    assert daemon.last_seen["rate"][series_for("a", 1).key] == daemon._loaded_at
+    daemon.last_seen["rate"][series_for("a", 1).key] -= daemon.config.schedule.stale_after + 1  # loaded long ago
+    daemon.discover()
+    assert [b.labels["instance"] for b in daemon.states["rate"].series] == ["b"]
