@@ -296,26 +296,24 @@ def _escape(value: str) -> str:
 
 def _ranges(state: BaselineState) -> np.ndarray:
     """(2, n) float64: every series' stored natural range, lo and hi (NaN: no bound on that side)."""
-    ranges = np.full((2, len(state.series)), np.nan)
-    for j, band in enumerate(state.series):
-        bounds = stored_range(_training(band.meta))
-        if bounds is not None:
-            ranges[:, j] = [np.nan if b is None else b for b in bounds]
-    return ranges
+    ranges = [stored_range(_training(b.meta)) or (None, None) for b in state.series]
+    return np.array([[np.nan if r[k] is None else r[k] for r in ranges] for k in (0, 1)], dtype=np.float64)
 
 
 def _in_range(values: Sequence[np.ndarray], ranges: np.ndarray) -> tuple[np.ndarray, ...]:
     """The tables with every series kept in its stored natural range `ranges` (what a release or a follow
     moved must not leave it). A table nothing of which is out of range is the same object: the store's
     tables are served without a copy (a fresh fit is in range already)."""
-    lo, hi = (side[:, None].astype(np.float32) for side in ranges)  # the bound as a float32 table holds it
+    bounds = [(beyond, side[:, None].astype(np.float32))  # (n, 1) each, as a float32 table holds it; NaN: no bound
+              for side, beyond in zip(ranges, (np.less, np.greater))]
     out = []
     for table in values:
-        with np.errstate(invalid="ignore"):  # lower bound first, then upper, as `clip_values` does
-            if (table < lo).any():
-                table = np.where(table < lo, lo, table)
-            if (table > hi).any():
-                table = np.where(table > hi, hi, table)
+        for beyond, bound in bounds:  # the lower first, then the upper, as `clip_values` does
+            if len(bound) and not np.isnan(bound).all():
+                with np.errstate(invalid="ignore"):
+                    outside = beyond(table, bound)
+                if outside.any():
+                    table = np.where(outside, bound, table)
         out.append(table)
     return tuple(out)
 
