@@ -134,6 +134,7 @@ class _Tables:
     step: np.ndarray  # (n,) int64
     points: np.ndarray  # (n,) int64
     values: Sequence[np.ndarray]  # yhat, lower, upper: each (n, width) float32
+    table_bounds: tuple[np.ndarray | None, np.ndarray | None]  # `bounds` as (n,) float32; None: no series has one
     constants: tuple[_Constants, ...]  # one per CONSTANT_METRICS family
     bounds: np.ndarray  # (2, n) float64: each series' natural range, lo and hi (NaN: unbounded)
     ahead: tuple[_Ahead, ...] = ()  # the baseline's ahead offsets, if any
@@ -267,7 +268,8 @@ def _stack(state: BaselineState, ahead: Sequence[tuple[str, float]] = ()) -> _Ta
         start=np.array([b.start for b in state.series], dtype=np.int64),
         step=np.array([b.step for b in state.series], dtype=np.int64),
         points=np.array([len(b.yhat) for b in state.series], dtype=np.int64),
-        values=_in_range(values, ranges),
+        values=values,
+        table_bounds=_table_bounds(ranges),
         constants=tuple(_constants(name, label_text, [v[j] for v in per_series])
                         for j, (name, _) in enumerate(CONSTANT_METRICS)),
         bounds=ranges,
@@ -300,22 +302,21 @@ def _ranges(state: BaselineState) -> np.ndarray:
     return np.array([[np.nan if r[k] is None else r[k] for r in ranges] for k in (0, 1)], dtype=np.float64)
 
 
-def _in_range(values: Sequence[np.ndarray], ranges: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The tables with every series kept in its stored natural range `ranges` (what a release or a follow
-    moved must not leave it). A table nothing of which is out of range is the same object: the store's
-    tables are served without a copy (a fresh fit is in range already)."""
-    bounds = [(beyond, side[:, None].astype(np.float32))  # (n, 1) each, as a float32 table holds it; NaN: no bound
-              for side, beyond in zip(ranges, (np.less, np.greater))]
-    out = []
-    for table in values:
-        for beyond, bound in bounds:  # the lower first, then the upper, as `clip_values` does
-            if len(bound) and not np.isnan(bound).all():
-                with np.errstate(invalid="ignore"):
-                    outside = beyond(table, bound)
-                if outside.any():
-                    table = np.where(outside, bound, table)
-        out.append(table)
-    return tuple(out)
+def _table_bounds(ranges: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """`_ranges`' lower and upper bounds as float32 (the bound as a float32 table holds it), NaN where a
+    series has no such bound; None for a side no series has a bound on."""
+    return tuple(None if np.isnan(side).all() else side.astype(np.float32) for side in ranges)
+
+
+def _in_range(values: np.ndarray, bounds: tuple[np.ndarray | None, np.ndarray | None]) -> np.ndarray:
+    """(3, n) table values kept inside their series' natural range (what a release or a follow moved must
+    not leave it), the lower bound first, then the upper, as `clip_values` does. Done on the values a
+    scrape reads, not on the tables: the store's tables are served as read, without a copy."""
+    for beyond, bound in zip((np.less, np.greater), bounds):
+        if bound is not None:
+            with np.errstate(invalid="ignore"):
+                values = np.where(beyond(values, bound), bound, values)
+    return values
 
 
 def _ahead(labels: tuple[dict[str, str], ...], spelling: str, seconds: float) -> _Ahead:
@@ -340,8 +341,9 @@ def interpolate_tables(tables: _Tables, now: float) -> tuple[np.ndarray, np.ndar
     i = np.minimum(np.floor(pos).astype(np.int64), np.maximum(tables.points - 2, 0))
     frac = np.where(tables.points > 1, pos - i, 0.0)
     rows = np.arange(n)
-    left = np.array([table[rows, i] for table in tables.values], dtype=np.float64)
-    right = np.array([table[rows, np.minimum(i + 1, table.shape[1] - 1)] for table in tables.values], dtype=np.float64)
+    left = _in_range(np.array([table[rows, i] for table in tables.values]), tables.table_bounds).astype(np.float64)
+    right = _in_range(np.array([table[rows, np.minimum(i + 1, table.shape[1] - 1)] for table in tables.values]),
+                      tables.table_bounds).astype(np.float64)
     out = left + frac * (right - left)
     out = np.where(frac == 0, left, out)  # exact grid hits need no neighbour (which may be a gap)
     ok = inside & np.isfinite(out).all(axis=0)

@@ -308,3 +308,35 @@ def test_label_text_worked_out_per_set_of_names_is_the_exported_labels_rendered(
            {"k": 'q"uo\\te\n'}, {}, {"1st": "%d", "ahead": "z"}, {"job": "b%s", "__name__": "up"}]
     for labels in odd + odd:  # the second time from the cached template
         assert _export_text("q%s", labels) == render_label_text(export_labels("q%s", labels))
+
+
+def test_the_range_clip_at_each_read_serves_what_clipping_the_whole_tables_did_with_live_events_too() -> None:
+    """The natural-range clip is applied to the two table values a scrape interpolates between, not to
+    whole tables up front; a live event's widened edges are clipped after, in float64, as before."""
+    from smartmetrics.engine.ranges import clip_values
+    from smartmetrics.engine.state import stack_columns
+    from smartmetrics.settings import OPEN_END
+
+    rng = np.random.default_rng(7)
+    series = []
+    for i, bounds in enumerate([[0.1, None], [None, 10.7], [0.3, 10.3], None]):  # not float32-exact bounds
+        y = rng.uniform(-1.0, 12.0, 90)
+        meta = {"training": {"range": bounds}} if bounds else {}
+        series.append(SeriesBand({"i": str(i)}, T0, 60, y, y - rng.uniform(0, 2, 90), y + rng.uniform(0, 2, 90),
+                                 meta=meta))
+    values = stack_columns(tuple(series), min_width=1)  # what the exporter served from until now
+    for j, b in enumerate(series):
+        if b.meta:
+            values[:, j] = clip_values(values[:, j], *b.meta["training"]["range"])
+    clipped = tuple(replace(b, yhat=values[0, j], lower=values[1, j], upper=values[2, j]) for j, b in enumerate(series))
+    ahead = {"q": [("15m", 900.0)]}
+    events = {"q": ((), ((0, OPEN_END, 2.5, "both"),))}
+    served, expected = (Snapshot({"q": BaselineState("q", T0, tuple(s))}, ahead=ahead) for s in (series, clipped))
+    for now in T0 + np.array([0, 30, 59.5, 60, 1234.5, 3600, 4400.25]):
+        assert served.render_text(now) == expected.render_text(now)
+        assert list(served.ahead_at(now)) == list(expected.ahead_at(now))
+        assert served.with_events(events).render_text(now) == expected.with_events(events).render_text(now)
+    widened = [{labels["i"]: (lower, upper) for labels, _, lower, upper in served.with_events(events).values_at(now)}
+               for now in T0 + 60 * np.arange(90)]
+    lowest, highest = min(e["0"][0] for e in widened), max(e["1"][1] for e in widened)
+    assert (lowest, highest) == (0.1, 10.7)  # widened beyond its range: the bound itself, not its float32 neighbour
