@@ -816,3 +816,12 @@ def test_discovery_after_a_restart_counts_the_stored_series_as_seen_at_the_load(
     daemon.last_seen["rate"][series_for("a", 1).key] -= daemon.config.schedule.stale_after + 1  # loaded long ago
     daemon.discover()
     assert [b.labels["instance"] for b in daemon.states["rate"].series] == ["b"]
+
+
+def test_the_load_leaves_the_collector_on_and_what_it_loaded_frozen(offline_daemon) -> None:
+    import gc
+
+    try:
+        assert gc.isenabled() and gc.get_freeze_count() > 0  # later collections skip the loaded bands
+    finally:
+        gc.unfreeze()
