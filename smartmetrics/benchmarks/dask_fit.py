@@ -1,9 +1,15 @@
-"""Fits on a Dask cluster beside the local process pool: the same series, the same bands, the time.
+"""Fits on a Dask cluster beside the local process pool: the same series, the same bands, the time,
+and what a retrain of 1,000,000 series would take on N workers.
 
-Starts a real `dask scheduler` and `dask worker` processes on this machine, fits one synthetic corpus
-(14 days at 5 minutes) through `app.retrain.fit_all` on the local pool and on the cluster, in turns,
-checks that every series was fitted on both and that the bands are identical to the last bit, and
-prints the throughput of each and their ratio. Exits non-zero if any check fails.
+Starts two real Dask clusters on this machine (a `dask scheduler` with 1 `dask worker` process, and
+one with `--workers`), fits one synthetic corpus (14 days at 5 minutes) through `app.retrain.fit_all`
+on the local pool of 1 and of `--workers` processes and on each cluster, in turns, checks that every
+series was fitted every time and that the bands are identical to the last bit, and prints the
+throughput of each and the Dask / local ratios. Each batch is timed inside its worker, which splits
+a run's worker time into a cost per series (the fits) and an overhead per batch (shipping, scheduling,
+idle slots: the rest of slots x wall time); with this process's CPU per series (submitting and
+reading results) they project a 1,000,000-series retrain on N workers. Exits non-zero if any check
+fails.
 
     python -m smartmetrics.benchmarks.dask_fit [--series 300] [--workers 2] [--rounds 3]
 """
@@ -13,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import shutil
 import statistics
@@ -20,12 +27,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from smartmetrics.app.promlocal import free_port
+from smartmetrics.app.workers import FitPool
+from smartmetrics.engine.batch import MAX_BATCH
 
 DAY = 86400
+PROJECT_SERIES = 1_000_000
+PROJECT_WORKERS = (2, 8, 32, 64)
 SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 WORKER_ENV = {
     **SINGLE_THREADED,
@@ -113,8 +127,101 @@ def identical(a: list, b: list) -> bool:
     return fingerprints(a) == fingerprints(b)
 
 
+def timed_call(fn: Callable[..., Any], *args: Any) -> tuple[Any, float, float]:
+    """`fn(*args)` and the seconds it took where it ran: wall, and CPU of the thread that ran it."""
+    wall, cpu = time.perf_counter(), time.thread_time()
+    result = fn(*args)
+    return result, time.perf_counter() - wall, time.thread_time() - cpu
+
+
+class TimedPool(FitPool):
+    """A fit pool whose batches are timed inside the worker, so `fit_all` runs unchanged: each finished
+    batch adds (series, wall seconds, CPU seconds) to `batches`."""
+
+    def __init__(self, pool: FitPool):
+        self.pool = pool
+        self.batches: list[tuple[int, float, float]] = []
+
+    def executor(self) -> Any:
+        return _TimedExecutor(self.pool.executor(), self.batches)
+
+    def slots(self) -> int:
+        return self.pool.slots()
+
+    def problem(self) -> str | None:
+        return self.pool.problem()
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+@dataclass
+class _TimedExecutor:
+    inner: Executor
+    record: list[tuple[int, float, float]]
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        """`fn(*args)` run as `timed_call` on the inner executor; the returned future holds its result."""
+        proxy: Future = Future()
+
+        def settle(done: Future) -> None:
+            try:
+                result, wall, cpu = done.result()
+            except BaseException as exc:  # noqa: BLE001 - handed on: fit_all counts the batch as lost
+                proxy.set_exception(exc)
+                return
+            self.record.append((len(args[0]), wall, cpu))
+            proxy.set_result(result)
+
+        self.inner.submit(timed_call, fn, *args).add_done_callback(settle)
+        return proxy
+
+
+@dataclass
+class Runs:
+    """The timed rounds of one way of fitting: per round, the wall time and, per series or per batch,
+    the workers' seconds (`timed_call`) and this process's CPU."""
+
+    slots: int
+    walls: list[float] = field(default_factory=list)
+    per_series: list[float] = field(default_factory=list)  # worker wall seconds per series
+    cpu_per_series: list[float] = field(default_factory=list)  # worker CPU seconds per series
+    per_batch: list[float] = field(default_factory=list)  # slots x wall not spent fitting, per batch
+    client: list[float] = field(default_factory=list)  # this process's CPU seconds per series
+    batches: int = 0
+
+    def add(self, wall: float, client_cpu: float, timed: list[tuple[int, float, float]]) -> None:
+        series = sum(n for n, _, _ in timed)
+        fitting = sum(w for _, w, _ in timed)
+        self.walls.append(wall)
+        self.per_series.append(fitting / series)
+        self.cpu_per_series.append(sum(c for _, _, c in timed) / series)
+        self.per_batch.append((self.slots * wall - fitting) / len(timed))
+        self.client.append(client_cpu / series)
+        self.batches = len(timed)
+
+    def median(self, name: str) -> float:
+        return statistics.median(getattr(self, name))
+
+
+def project(series: int, workers: int, per_series: float, per_batch: float, client: float,
+            batch: int = MAX_BATCH) -> tuple[float, float]:
+    """Seconds to fit `series` on `workers` workers (their share of the fits and of the batches'
+    overhead), and the floor set by the process that submits them and reads every result.
+
+    >>> project(1000, 4, 0.02, 0.1, 0.001, batch=50)
+    (5.5, 1.0)
+    """
+    return (series * per_series + math.ceil(series / batch) * per_batch) / workers, series * client
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Print series/s on the local pool and on the cluster, their ratio, and whether the bands agree."""
+    """Print series/s of each way of fitting, the Dask / local ratios, whether the bands agree, the
+    costs per series and per batch, and the projection; 1 if a series was not fitted or bands differ."""
     from smartmetrics.app.retrain import fit_all
     from smartmetrics.app.workers import DaskPool, LocalPool
     from smartmetrics.engine.ensemble import FitSettings
@@ -128,35 +235,70 @@ def main(argv: list[str] | None = None) -> int:
     corpus = [item.series for item in make_corpus(args.series) if item.series.observed > DAY // 300]
     settings = FitSettings(horizon=DAY)
     os.environ.update(SINGLE_THREADED)  # the local pool's spawned workers inherit it, as Dask's do
-    times: dict[str, list[float]] = {"local": [], "dask": []}
+    sizes = sorted({1, args.workers})
+    runs = {f"{kind} x{n}": Runs(n) for n in sizes for kind in ("local", "dask")}
     results: dict[str, list] = {}
-    with dask_cluster(args.workers) as (address, _):
-        pools = {"local": LocalPool(args.workers), "dask": DaskPool(address)}
-        try:
-            for pool in pools.values():  # warm: processes spawned, modules imported, connection made
-                fit_all(corpus[: 2 * args.workers], settings, pool)
-            for _ in range(args.rounds):
-                for name, pool in pools.items():
-                    start = time.perf_counter()
-                    fitted, failures = fit_all(corpus, settings, pool)
-                    times[name].append(time.perf_counter() - start)
-                    if failures or len(fitted) != len(corpus):
-                        print(f"FAILED: {name} fitted {len(fitted)} of {len(corpus)} series ({dict(failures)})")
-                        return 1
-                    results[name] = fitted
-        finally:
-            for pool in pools.values():
-                pool.close()
-    same = identical(results["local"], results["dask"])
-    rate = {name: len(corpus) / statistics.median(t) for name, t in times.items()}
-    print(f"{len(corpus)} synthetic series, 14 days at 5m, horizon 1d; {args.workers} local processes vs "
-          f"{args.workers} Dask workers (1 thread each); median of {args.rounds} rounds")
-    for name, t in times.items():
-        print(f"{name:>6}: {rate[name]:7.1f} series/s  (rounds: {', '.join(f'{x:.1f}s' for x in t)})")
-    print(f" ratio dask / local: {rate['dask'] / rate['local']:.3f}")
-    print(f" bands identical on all {len(corpus)} series: {'yes' if same else 'NO'}")
+    with contextlib.ExitStack() as stack:
+        pools: dict[str, TimedPool] = {}
+        for n in sizes:
+            address, _ = stack.enter_context(dask_cluster(n))
+            pools[f"local x{n}"] = TimedPool(LocalPool(n))
+            pools[f"dask x{n}"] = TimedPool(DaskPool(address))
+        for pool in pools.values():
+            stack.callback(pool.close)
+        for pool in pools.values():  # warm: processes spawned, modules imported, connection made
+            fit_all(corpus[: 2 * pool.slots()], settings, pool)
+        for _ in range(args.rounds):
+            for name, pool in pools.items():
+                pool.batches.clear()
+                start, cpu = time.perf_counter(), time.process_time()
+                fitted, failures = fit_all(corpus, settings, pool)
+                runs[name].add(time.perf_counter() - start, time.process_time() - cpu, list(pool.batches))
+                if failures or len(fitted) != len(corpus):
+                    print(f"FAILED: {name} fitted {len(fitted)} of {len(corpus)} series ({dict(failures)})")
+                    return 1
+                results[name] = fitted
+    first, *others = results.values()
+    same = all(identical(first, other) for other in others)
+    _print_runs(runs, len(corpus), args.rounds, sizes)
+    print(f" bands identical on all {len(corpus)} series, {len(results)} ways: {'yes' if same else 'NO'}")
+    _print_projection(runs["dask x1"])
     return 0 if same else 1
 
 
+def _print_runs(runs: dict[str, Runs], series: int, rounds: int, sizes: list[int]) -> None:
+    rate = {name: series / r.median("walls") for name, r in runs.items()}
+    print(f"{series} synthetic series, 14 days at 5m, horizon 1d; local processes and Dask workers of 1 thread; "
+          f"median of {rounds} rounds, interleaved")
+    print(f"{'':>10} {'series/s':>9} {'worker s/series (CPU)':>22} {'overhead s/batch (batches)':>27} "
+          f"{'this process ms CPU/series':>27}   rounds")
+    for name, r in runs.items():
+        worker = f"{r.median('per_series'):.4f} ({r.median('cpu_per_series'):.4f})"
+        batch = f"{r.median('per_batch'):.4f} ({r.batches})"
+        print(f"{name:>9}: {rate[name]:9.1f} {worker:>22} {batch:>27} {1000 * r.median('client'):27.2f}   "
+              + ", ".join(f"{x:.1f}s" for x in r.walls))
+    print(" ratio dask / local: " + ", ".join(
+        f"{rate[f'dask x{n}'] / rate[f'local x{n}']:.3f} at {n} worker{'s' if n > 1 else ''}" for n in sizes))
+    if len(sizes) > 1:
+        n = sizes[-1]
+        print(f" dask {n} workers / 1 worker: {rate[f'dask x{n}'] / rate['dask x1']:.2f}x the throughput "
+              f"(local: {rate[f'local x{n}'] / rate['local x1']:.2f}x)")
+
+
+def _print_projection(dask: Runs) -> None:
+    per_series, per_batch, client = dask.median("per_series"), dask.median("per_batch"), dask.median("client")
+    print(f"projection, {PROJECT_SERIES:,} series of 14 days at 5m in batches of {MAX_BATCH}, from Dask at 1 worker "
+          f"({per_series:.4f} s/series, {per_batch:.3f} s/batch; this process {1000 * client:.2f} ms CPU/series, "
+          f"the scheduler not counted):")
+    for workers in PROJECT_WORKERS:
+        fits, floor = project(PROJECT_SERIES, workers, per_series, per_batch, client)
+        print(f"  {workers:>3} workers: fits {_duration(fits):>8}; submitting and reading the results "
+              f"{_duration(floor):>8}; the retrain {_duration(max(fits, floor)):>8}"
+              f"{'  (bound by the submitting process)' if floor > fits else ''}")
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # run under the module's own name, so the functions sent to the workers pickle by reference
+    from smartmetrics.benchmarks.dask_fit import main as _main
+
+    raise SystemExit(_main())
