@@ -75,7 +75,7 @@ bench-servers: $(STAMP)
 # per series and per batch, a projection of 1,000,000 series), 3 sharded daemons of 100k series, the series
 # moved by resharding 3 -> 4 (and 4 -> 5, 9 -> 10) of 300k, remote-write encoding of 100k series
 bench-scale: $(STAMP)
-	$(BIN)/python -m smartmetrics.benchmarks.dask_fit --series 600 --rounds 3
+	$(BIN)/python -m smartmetrics.benchmarks.dask_fit --series 300 --rounds 3
 	$(BIN)/python -m smartmetrics.benchmarks.daemon --sizes "" --retrain-series 0 --shards 3 --per-shard 100000
 	$(BIN)/python -m smartmetrics.benchmarks.reshard --series 300000
 	$(BIN)/python -m smartmetrics.benchmarks.remote_write --series 100000
