@@ -46,6 +46,10 @@ WORKER_ENV = {
     # the worker's statistical profiler samples every thread's stack every 10 ms, holding the GIL
     # the fits need; deploy/kubernetes/dask.yaml turns it off too
     "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
+    # the memory monitor (every 100 ms) and the system monitor (every 500 ms) poll psutil in every
+    # process; fits of a few milliseconds each feel it on a machine with as many workers as cores
+    "DASK_DISTRIBUTED__WORKER__MEMORY__MONITOR_INTERVAL": "2s",
+    "DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL": "2s",
 }
 
 
