@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from smartmetrics.adapters.files import read_csv_series
+from smartmetrics.adapters.store import write_atomic
 from smartmetrics.engine.bands import band_policy
 from smartmetrics.engine.firing import AlertRules
 from smartmetrics.engine.follow import AFTER as FOLLOW
@@ -284,9 +285,7 @@ def write_frame(frame: pd.DataFrame, out: str | Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     text = frame.copy()
     text["timestamp"] = pd.to_datetime(frame["timestamp"], unit="s").dt.strftime("%Y-%m-%d %H:%M:%S")
-    tmp = out.with_name(out.name + ".tmp")
-    text.to_csv(tmp, index=False, na_rep="", float_format="%.10g")
-    tmp.replace(out)
+    write_atomic(out, lambda fh: text.to_csv(fh, index=False, na_rep="", float_format="%.10g"), ".backtest-", ".csv")
 
 
 def evaluate_dataset(
