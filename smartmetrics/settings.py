@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Callable, Collection, Mapping
 from datetime import date, datetime, timedelta, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -234,8 +234,30 @@ def cron_windows(cron: str, duration: int, zone: str, start: float, end: float) 
     """
     trigger = cron_trigger(cron, zone)
     moment = trigger.get_next_fire_time(None, datetime.fromtimestamp(start - duration + 1, timezone.utc))
-    found = []
-    while moment is not None and moment.timestamp() < end:
+    found: list[tuple[int, int]] = []
+    while moment is not None and moment.timestamp() < end and len(found) < MAX_CRON_RUNS:
         found.append((int(moment.timestamp()), int(moment.timestamp()) + duration))
-        moment = trigger.get_next_fire_time(moment, moment + timedelta(seconds=1))
+        moment = _next_run(trigger, moment)
     return tuple(found)
+
+
+MAX_CRON_RUNS = 100_000  # a run a minute for ten weeks: more is a crontab no window list should hold
+
+
+def _next_run(trigger: Any, moment: datetime) -> datetime | None:
+    """The trigger's first run strictly after `moment` on the UTC clock. In the hour a daylight-saving
+    switch repeats, APScheduler 3 answers with the wall-clock time's first occurrence, which is
+    `moment` itself again: look from the next hour on (a run in the repeated hour happens once, as
+    cron does it).
+
+    >>> night = cron_windows("0 * * * *", 600, "Europe/Berlin", 1_729_983_600, 1_729_998_000)  # 2024-10-27 23:00-03:00 UTC
+    >>> [datetime.fromtimestamp(s, timezone.utc).strftime("%H:%M") for s, _ in night]  # 02:00 CEST, 02:00 CET, ...
+    ['23:00', '00:00', '01:00', '02:00']
+    """
+    probe = moment + timedelta(seconds=1)
+    for _ in range(3):
+        found = trigger.get_next_fire_time(moment, probe)
+        if found is None or found.timestamp() > moment.timestamp():
+            return found
+        probe += timedelta(hours=1)
+    return None

@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 
 from smartmetrics.config import ConfigError, parse_config
-from smartmetrics.settings import EPOCH_DAY, fit_fingerprint, fit_settings, zone_transitions
+from smartmetrics.settings import EPOCH_DAY, cron_windows, fit_fingerprint, fit_settings, zone_transitions
 
 SOURCES = {"prom": {"url": "http://localhost:9090"}}
 
@@ -192,3 +192,14 @@ def test_the_daemon_exports_which_calendar_events_are_on() -> None:
     assert get("smartmetrics_calendar_event_active", {"baseline": "qps", "event": "sale", "kind": "expected_change"}) == 0
     metrics.set_calendar({"qps": [("holiday", "holiday", False)]})  # a reload dropped the events
     assert get("smartmetrics_calendar_event_active", {"baseline": "qps", "event": "sale", "kind": "expected_change"}) is None
+
+
+def test_cron_windows_cross_a_fall_back_night_without_repeating_a_run() -> None:
+    """APScheduler 3 answers a search inside the repeated hour with the same run again: each zone's
+    fall-back night must still give a finite list of strictly increasing runs."""
+    for cron, zone, start in (("0 * * * *", "Europe/Berlin", 1_729_980_000),  # 2024-10-27
+                              ("30 1 * * 0", "America/New_York", 1_730_600_000),  # 2024-11-03
+                              ("*/10 * * * *", "Europe/Berlin", 1_729_980_000)):
+        runs = [s for s, _ in cron_windows(cron, 600, zone, start, start + 2 * 86400)]
+        assert runs and all(b > a for a, b in zip(runs, runs[1:]))
+        assert len(runs) <= 2 * 86400 // 600 + 6
