@@ -206,6 +206,11 @@ def replay_alerts(series: Series, yhat: np.ndarray, lower: np.ndarray, upper: np
     the anomaly alert always; the stuck alert where `stuck_after` is given (per point, seconds; NaN
     none) and `rules.stuck`; the sustained alert where mean limits are given and `rules.sustained`."""
     step = series.step
+    # the exporter serves a series' constants only while it has a band (none while a maintenance
+    # window, a settling release or a withheld fit hides it): the stuck and sustained rules then match nothing
+    no_band = ~(np.isfinite(yhat) & np.isfinite(lower) & np.isfinite(upper))
+    stuck_after, mean_lower, mean_upper = (None if a is None else np.where(no_band, np.nan, a)
+                                           for a in (stuck_after, mean_lower, mean_upper))
     condition = anomaly_condition(series.values, yhat, lower, upper, rules)
     by_kind = {"anomaly": firing_and_onsets(condition, rules.for_points(step), rules.keep_points(step))[0]}
     if rules.stuck and stuck_after is not None:

@@ -15,6 +15,7 @@ from smartmetrics.evaluation.backtest import (
     assemble_frame,
     backtest_live,
     backtest_series,
+    replay_alerts,
     walk_forward_band,
 )
 from smartmetrics.evaluation.peers import ConstantBand
@@ -164,3 +165,20 @@ def test_feedback_widens_only_the_retrains_after_it_was_given_and_only_its_side(
     frame = backtest_series(series, mean_fit, points(1), history=2 * DAY, widen=widen)
     assert np.allclose(frame.yhat_upper[~before], wider.upper[~before])
     assert plain.with_feedback(series, None) is plain
+
+
+def test_no_stuck_or_sustained_alert_where_the_band_is_withdrawn() -> None:
+    """The exporter serves the stuck limit and the mean limits only with a band: during a maintenance
+    window the generated stuck and sustained rules match nothing, and the replay must agree."""
+    t = np.arange(0, 4 * 3600, 300)
+    values = np.r_[np.arange(12.0), np.full(len(t) - 12, 5.0)]  # moves, then holds for three hours
+    series = Series({}, t, values, 300)
+    band = np.full(len(t), 5.0), np.full(len(t), 0.0), np.full(len(t), 20.0)
+    rules = AlertRules.of_sensitivity("medium")
+    limits = {"stuck_after": np.full(len(t), 1800.0), "mean_upper": np.full(len(t), 1.0)}
+    served = replay_alerts(series, *band, rules, **limits)
+    assert served.by_kind["stuck"].any() and served.by_kind["sustained"].any()
+    withdrawn = [np.where(t >= 3600, np.nan, b) for b in band]  # from when the value holds
+    hidden = replay_alerts(series, *withdrawn, rules, **limits)
+    assert not hidden.by_kind["stuck"].any()
+    assert not hidden.by_kind["sustained"][t >= 3600 + 2 * 3600].any()  # beyond keep_firing_for
