@@ -424,7 +424,7 @@ class Event(_Strict):
     duration: Duration | None = None
     expr: PromQL | None = None
     """PromQL that is non-zero while the event lasts (like `releases.expr`): any of its series counts."""
-    widen: float | None = Field(default=None, gt=1)
+    widen: float | None = Field(default=None, gt=1, le=100, allow_inf_nan=False)
     """An expected change's band width as a multiple of the usual one (default 2)."""
     direction: Literal["up", "down", "both"] | None = None
     """Which edge an expected change moves: `up`, `down` or `both` (default)."""

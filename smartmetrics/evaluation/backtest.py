@@ -101,7 +101,8 @@ class WalkForward:
             rows = (series.timestamps >= start) & (series.timestamps < stop)
             lower[rows], upper[rows] = widen_edges(self.yhat[rows], lower[rows], upper[rows], factors)
             widened.append((start, factors))
-        return dataclasses.replace(self, lower=lower, upper=upper, widened=(*self.widened, *widened))
+        yhat, lower, upper = self.clipped(self.yhat, lower, upper)  # the daemon serves it clipped too
+        return dataclasses.replace(self, yhat=yhat, lower=lower, upper=upper, widened=(*self.widened, *widened))
 
     def clipped(self, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, ...]:
         """A moved band put back inside the natural range, as the daemon clips what it serves."""

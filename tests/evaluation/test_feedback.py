@@ -44,3 +44,15 @@ def test_a_series_without_labels_takes_the_files_only_series() -> None:
 def test_what_cannot_be_picked_is_said(records: list[AlertRecord], baseline: str | None, why: str) -> None:
     with pytest.raises(ValueError, match=why):
         pick_feedback(records, series(job="api"), baseline)
+
+
+def test_a_band_widened_by_feedback_stays_in_the_natural_range() -> None:
+    """The daemon serves a widened band clipped to the series' range; the replay must too."""
+    from smartmetrics.evaluation.backtest import WalkForward
+
+    t = np.arange(0, 3600, 300)
+    n = len(t)
+    band = WalkForward(np.full(n, 1.0), np.full(n, 0.5), np.full(n, 1.5), *(np.full(n, np.nan) for _ in range(3)),
+                       periods=((0, 3600),), floor=np.zeros(n), ceiling=np.full(n, np.nan))
+    widened = band.with_feedback(Series({}, t, np.ones(n), 300), lambda start: {"below": 3.0, "above": 3.0})
+    assert widened.lower.min() == 0.0 and widened.upper.max() > 1.5  # x3 below reaches -0.5: held at 0
