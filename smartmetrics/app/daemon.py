@@ -99,6 +99,7 @@ class Daemon:
         self._pusher: RemoteWritePusher | None = None  # export.remote_write
         self.fetch = fetch_baseline  # the only way history comes in; tests may swap it
         self.alerts = AlertBook(self.config.store.path, lambda op: self.metrics.store_errors.labels(op).inc())
+        self._silences_seen: dict[str, float] = {}  # silence id -> its updatedAt when first read
 
     # --- state --------------------------------------------------------------------------------
 
@@ -208,6 +209,7 @@ class Daemon:
         if feedback is None or not feedback.silences_as_noise or feedback.alertmanager is None:
             return
         from smartmetrics.adapters.alertmanager import AlertmanagerError, fetch_silences
+        from smartmetrics.engine.silences import first_seen
 
         try:
             silences = fetch_silences(feedback.alertmanager)
@@ -215,7 +217,7 @@ class Daemon:
             log.warning("silences: %s", exc)
             self.metrics.silence_errors.inc()
             return
-        self.alerts.silence_as_noise(silences, time.time())
+        self.alerts.silence_as_noise(first_seen(silences, self._silences_seen), time.time())
 
     def _record(self, outcome: RetrainOutcome, now: float) -> None:
         """Count, store and publish one retrain's result (or keep the old state on failure)."""

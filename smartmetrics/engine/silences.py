@@ -11,6 +11,7 @@ the alert). Alerts with feedback already are left alone: an explicit `real` is n
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -87,6 +88,24 @@ def matcher_matches(matcher: Matcher, labels: Mapping[str, str]) -> bool:
 def silence_matches(silence: Silence, labels: Mapping[str, str]) -> bool:
     """Whether every matcher of `silence` holds on the alert's `labels`."""
     return all(matcher_matches(m, labels) for m in silence.matchers)
+
+
+def first_seen(silences: Sequence[Silence], seen: dict[str, float]) -> list[Silence]:
+    """The silences with `updated_at` as first seen (kept in `seen`, by silence id, for the ids still
+    listed): Alertmanager moves `updatedAt` when a silence is expired or extended, so a silence planned
+    before an alert would otherwise look made after it once on-call ends it early.
+
+    >>> seen = {}
+    >>> planned = Silence("a", (), 100.0, 200.0, updated_at=50.0)
+    >>> [s.updated_at for s in first_seen([planned], seen)]
+    [50.0]
+    >>> [s.updated_at for s in first_seen([dataclasses.replace(planned, updated_at=150.0)], seen)]
+    [50.0]
+    """
+    current = {s.id: min(seen.get(s.id, s.updated_at), s.updated_at) for s in silences}
+    seen.clear()
+    seen.update(current)
+    return [dataclasses.replace(s, updated_at=current[s.id]) for s in silences]
 
 
 def silenced_alerts(

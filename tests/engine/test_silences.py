@@ -3,10 +3,19 @@ on-call silenced (never over an explicit word)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from smartmetrics.engine.alerts import AlertRecord
-from smartmetrics.engine.silences import Matcher, Silence, parse_silences, silence_matches, silenced_alerts
+from smartmetrics.engine.silences import (
+    Matcher,
+    Silence,
+    first_seen,
+    parse_silences,
+    silence_matches,
+    silenced_alerts,
+)
 
 T0 = 1_796_551_200.0  # 2026-12-06T10:00:00Z
 LABELS = {"alertname": "SmartmetricsAnomaly", "baseline": "qps", "job": "api", "instance": "a"}
@@ -68,3 +77,15 @@ def test_only_alerts_silenced_while_firing_by_a_silence_made_for_them_become_noi
     found = silenced_alerts(records, [silence], now=T0 + 900)
     assert sorted(found) == ["firing", "resolved-in-it"] and found["firing"] is silence
     assert silenced_alerts(records, [], now=T0 + 900) == {}
+
+
+def test_a_planned_silence_ended_early_is_still_planned() -> None:
+    """Expiring or extending a silence moves its updatedAt; what counts is when it was first seen."""
+    record = AlertRecord(id="a1", baseline="q", fingerprint="f", labels={"baseline": "q"}, series="{}",
+                         starts_at=1_000.0)
+    planned = Silence("s1", (), starts_at=1_200.0, ends_at=5_000.0, updated_at=900.0)
+    seen: dict[str, float] = {}
+    assert silenced_alerts([record], first_seen([planned], seen), now=2_000.0) == {}
+    expired = dataclasses.replace(planned, ends_at=1_800.0, updated_at=1_800.0)  # on-call ends it early
+    assert silenced_alerts([record], [expired], now=2_000.0)  # read alone, it looks made after the alert
+    assert silenced_alerts([record], first_seen([expired], seen), now=2_000.0) == {}
