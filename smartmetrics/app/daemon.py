@@ -427,19 +427,19 @@ class Daemon:
         swap in a snapshot that serves their bands withdrawn or widened while they are on. Not held
         back by a retrain, as releases are: no stored band changes, and a maintenance that starts
         during a long retrain must not page."""
-        now, changed = time.time(), False
-        for alias, baseline in self.config.baselines.items():
+        now, changed, config = time.time(), False, self.config  # one config throughout: a reload may swap it
+        for alias, baseline in config.baselines.items():
             if self._stopping.is_set():
                 return
             if has_promql_events(baseline):
                 try:
-                    changed |= self.events.poll(self.config, alias, now, self.fetch)
+                    changed |= self.events.poll(config, alias, now, self.fetch)
                 except SourceError as exc:
                     log.warning("calendar events: %s; keeping their last known state", exc)
-                    self.metrics.source_errors.labels(self.config.source_for(alias)[0], alias).inc()
+                    self.metrics.source_errors.labels(config.source_for(alias)[0], alias).inc()
         if changed:
             with self._publish_lock:
-                self._snapshot = self._snapshot.with_events(self.events.windows(self.config))
+                self._snapshot = self._snapshot.with_events(self.events.windows(config))
 
     # --- HTTP app -----------------------------------------------------------------------------
 

@@ -68,7 +68,8 @@ def _planned_settings(config: Config, alias: str, now: float, fetch: Callable[..
     try:
         observed = fetch_event_windows(config, alias, now - baseline.history, now, fetch)
     except SourceError as exc:
-        outcome.release_error = f"calendar events: {exc}"
+        said = f"calendar events: {exc}"  # beside a release markers' error, if there was one
+        outcome.release_error = f"{outcome.release_error}; {said}" if outcome.release_error else said
         log.warning("%s: calendar event markers: %s; fitting without them", alias, exc)
     span = (now - baseline.history, now + baseline.horizon + forecast_margin(baseline.horizon))
     return fit_settings(baseline, alias, span, observed)
