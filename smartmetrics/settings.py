@@ -245,10 +245,10 @@ MAX_CRON_RUNS = 100_000  # a run a minute for ten weeks: more is a crontab no wi
 
 
 def _next_run(trigger: Any, moment: datetime) -> datetime | None:
-    """The trigger's first run strictly after `moment` on the UTC clock. In the hour a daylight-saving
-    switch repeats, APScheduler 3 answers with the wall-clock time's first occurrence, which is
-    `moment` itself again: look from the next hour on (a run in the repeated hour happens once, as
-    cron does it).
+    """The trigger's first run strictly after `moment` on the UTC clock. From a run in the hour a
+    daylight-saving switch repeats, APScheduler 3 can answer with that same run again (it reads the
+    wall-clock time's first occurrence): then look from an hour later on. Both occurrences of a
+    wall-clock run in the repeated hour are runs.
 
     >>> night = cron_windows("0 * * * *", 600, "Europe/Berlin", 1_729_983_600, 1_729_998_000)  # 2024-10-27 23:00-03:00 UTC
     >>> [datetime.fromtimestamp(s, timezone.utc).strftime("%H:%M") for s, _ in night]  # 02:00 CEST, 02:00 CET, ...

@@ -191,7 +191,8 @@ def retrain_baseline(
         outcome.release_error = str(exc)
         log.warning("%s: release markers: %s; fitting without them", alias, exc)
     try:
-        fitted, failures = fit_all(series, _planned_settings(config, alias, now, fetch, outcome), pool, tick, releases)
+        settings = _planned_settings(config, alias, now, fetch, outcome)
+        fitted, failures = fit_all(series, settings, pool, tick, releases)
     except PoolError as exc:  # the fits could not be sent anywhere: every band stays as it was
         outcome.error, outcome.stage, outcome.seconds = f"{alias}: {exc}", "cluster", time.monotonic() - t0
         return outcome

@@ -2,8 +2,8 @@
 
 Pure data and transforms: `parse_webhook` reads Alertmanager's webhook payload (version 4),
 `new_record` ties one alert to the band of its series, `merge_records` folds repeats (the same
-fingerprint and start) into one record, bounded per baseline, and `feedback_factors` turns repeated
-`noise` on one side of a series' band into a bounded widening of that side at the next retrain
+fingerprint and start) into one record, bounded per baseline, and `feedback_factors` turns `noise`
+on one side of a series' band into a bounded widening of that side at the next retrain
 (`widen_band`; `feedback_schedule` gives the same widening at each retrain of a walk-forward replay,
 from the feedback given before its cut-off). Reading the payload off the wire and the file on disk
 is the adapters' business.

@@ -272,38 +272,33 @@ def allow_reversal(lower: np.ndarray, upper: np.ndarray, yhat: np.ndarray, shift
     return np.minimum(lower, lower - shift["size"]), np.maximum(upper, upper - shift["size"])
 
 
-def weekend_prior(lower: np.ndarray, yhat: np.ndarray, ts: np.ndarray, train: Series) -> np.ndarray:
-    """On a Saturday or Sunday (UTC) the history has not shown yet, let the band reach down to
-    `WEEKEND_DIP` of `yhat`: many services are quieter at weekends, and before the first weekend
-    the engine cannot know whether this one is.
+def first_week_priors(lower: np.ndarray, upper: np.ndarray, yhat: np.ndarray, ts: np.ndarray,
+                      train: Series) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) before the history has shown a whole week (UTC days):
+
+    - on a Saturday or Sunday it has not shown yet, the band reaches down to `WEEKEND_DIP` of `yhat`:
+      many services are quieter at weekends, and before the first weekend the engine cannot know
+      whether this one is;
+    - a history that began on a weekend and holds only Saturdays and Sundays lets the band reach up
+      to `yhat / WEEKEND_DIP` on the weekdays: a quiet first weekend says nothing of Monday's load.
 
     >>> from smartmetrics.engine.series import Series
     >>> s = Series({}, np.arange(0, 2 * 86400, 3600), np.ones(48), 3600)  # a Thursday and a Friday
-    >>> weekend_prior(np.full(2, 9.0), np.full(2, 10.0), np.array([2 * 86400, 3 * 86400]), s).tolist()
-    [5.0, 5.0]
-    """
-    seen = np.unique(_day_of_week(train.timestamps[np.isfinite(train.values)]))
-    unseen = np.isin(_day_of_week(ts), (5, 6)) & ~np.isin(_day_of_week(ts), seen)
-    if not unseen.any():
-        return lower
-    return np.where(unseen & (yhat > 0), np.minimum(lower, WEEKEND_DIP * yhat), lower)
-
-
-def weekday_prior(upper: np.ndarray, yhat: np.ndarray, ts: np.ndarray, train: Series) -> np.ndarray:
-    """The mirror of `weekend_prior`: a history that began on a weekend and holds only Saturdays and
-    Sundays lets the band reach up to `yhat / WEEKEND_DIP` on the weekdays it has not shown yet, for
-    a quiet first weekend says nothing of Monday's load.
-
-    >>> from smartmetrics.engine.series import Series
+    >>> [e.tolist() for e in first_week_priors(np.full(2, 9.0), np.full(2, 11.0), np.full(2, 10.0),
+    ...                                         np.array([2 * 86400, 3 * 86400]), s)]
+    [[5.0, 5.0], [11.0, 11.0]]
     >>> s = Series({}, np.arange(2 * 86400, 4 * 86400, 3600), np.ones(48), 3600)  # a Saturday and a Sunday
-    >>> weekday_prior(np.full(2, 11.0), np.full(2, 10.0), np.array([4 * 86400, 5 * 86400]), s).tolist()
-    [20.0, 20.0]
+    >>> [e.tolist() for e in first_week_priors(np.full(2, 9.0), np.full(2, 11.0), np.full(2, 10.0),
+    ...                                         np.array([4 * 86400, 5 * 86400]), s)]
+    [[9.0, 9.0], [20.0, 20.0]]
     """
     seen = np.unique(_day_of_week(train.timestamps[np.isfinite(train.values)]))
-    if len(seen) == 0 or not np.isin(seen, (5, 6)).all():
-        return upper
-    unseen = ~np.isin(_day_of_week(ts), (5, 6))
-    return np.where(unseen & (yhat > 0), np.maximum(upper, yhat / WEEKEND_DIP), upper)
+    days, positive = _day_of_week(ts), yhat > 0
+    weekend = np.isin(days, (5, 6))
+    lower = np.where(weekend & ~np.isin(days, seen) & positive, np.minimum(lower, WEEKEND_DIP * yhat), lower)
+    if len(seen) and np.isin(seen, (5, 6)).all():
+        upper = np.where(~weekend & positive, np.maximum(upper, yhat / WEEKEND_DIP), upper)
+    return lower, upper
 
 
 def last_week_prior(lower: np.ndarray, upper: np.ndarray, yhat: np.ndarray, ts: np.ndarray,

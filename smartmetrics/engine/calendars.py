@@ -137,7 +137,6 @@ def widen_band(ts: np.ndarray, yhat: np.ndarray, lower: np.ndarray, upper: np.nd
     return yhat - down * (yhat - lower), yhat + up * (upper - yhat)
 
 
-
 def band_at(now: float, values: np.ndarray, ok: np.ndarray, withdrawn: Windows,
             widened: Widenings) -> tuple[np.ndarray, np.ndarray]:
     """Every series' band at `now` (`values` (3, n): yhat, lower, upper; `ok`: which have one) as planned
@@ -155,6 +154,7 @@ def band_at(now: float, values: np.ndarray, ok: np.ndarray, withdrawn: Windows,
         return values, np.zeros_like(ok)
     lower, upper = widen_band(at, values[0], values[1], values[2], widened)
     return np.stack([values[0], lower, upper]), ok
+
 
 def masked(series: Series, out: np.ndarray) -> Series:
     """The series with the points where `out` holds blanked (NaN)."""

@@ -25,11 +25,10 @@ from smartmetrics.engine.bands import (
     apply_band,
     band_policy,
     calibrate,
+    first_week_priors,
     held_out_coverage,
     last_week_prior,
     recurring_excursions,
-    weekday_prior,
-    weekend_prior,
 )
 from smartmetrics.engine.calendars import (
     Transitions,
@@ -337,7 +336,8 @@ def _fit_on_calendar(series: Series, settings: FitSettings, releases: tuple[int,
     read back at UTC instants, widened for expected changes (`calendars.widen_band`, within the natural
     range) and withdrawn (NaN) in maintenance windows."""
     zone, holidays = settings.local_time, settings.holidays
-    planned = settings.withdrawn + tuple((s, e) for s, e, _, _ in settings.widened)
+    changes = tuple((s, e) for s, e, _, _ in settings.widened)
+    planned = settings.withdrawn + changes
     local = to_local(masked(series, in_windows(series.timestamps, planned)), zone)
     told = tuple(int(r) for r in np.asarray(releases, dtype=np.int64) + utc_offsets(np.asarray(releases), zone))
     core = dataclasses.replace(settings, local_time=(), holidays=(), withdrawn=(), widened=(),
@@ -347,7 +347,7 @@ def _fit_on_calendar(series: Series, settings: FitSettings, releases: tuple[int,
     table_ts = series.end + series.step * np.arange(1, settings.horizon // series.step + 1, dtype=np.int64)
     yhat, lower, upper = table_at_utc(fitted.timestamps, columns, table_ts, zone)
     training = dict(fitted.training)
-    if in_windows(table_ts, tuple((s, e) for s, e, _, _ in settings.widened)).any():
+    if in_windows(table_ts, changes).any():
         yhat, lower, upper = clip_band(yhat, *widen_band(table_ts, yhat, lower, upper, settings.widened),
                                        tuple(training["range"]) if training.get("range") else None)
         training["widened"] = [[int(s), int(e), float(f), d] for s, e, f, d in settings.widened
@@ -409,8 +409,7 @@ def _fit_utc(series: Series, settings: FitSettings, releases: tuple[int, ...]) -
         lower, upper = last_week_prior(lower, upper, yhat, table_ts, unshifted, slope)
     lower, upper = _span_cap(series, yhat, lower, upper)
     if week_unknown:  # after the cap: a first weekend may fall below anything the history shows
-        lower = weekend_prior(lower, yhat, table_ts, series)
-        upper = weekday_prior(upper, yhat, table_ts, series)
+        lower, upper = first_week_priors(lower, upper, yhat, table_ts, series)
     lower, upper = recurring_excursions(lower, upper, table_ts, series)
     lower, upper = _young_envelope(train, lower, upper, history)
     lower, upper = _recurring_levels(curve, classification, series, lower, upper, policy.coverage)

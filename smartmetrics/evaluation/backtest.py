@@ -256,7 +256,8 @@ def backtest_series(
     with `follow` (seconds) it follows a level the series stays at that long (`smartmetrics.engine.follow`).
     """
     band = walk_forward_band(series, fit, retrain_every=retrain_every, history=history, min_history=min_history)
-    band = band.with_feedback(series, widen).with_releases(series, releases, settle, absorb).with_follow(series, follow, follow_absorb)
+    band = band.with_feedback(series, widen).with_releases(series, releases, settle, absorb)
+    band = band.with_follow(series, follow, follow_absorb)
     return band_frame(series, band, rules)
 
 
