@@ -27,6 +27,7 @@ import asyncio
 import json
 import math
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -82,6 +83,7 @@ class FitRun:
     banded: int
     output: str
     code: int
+    cpu: float = 0.0  # CPU seconds of the process and its workers together
 
 
 def _rss_mb(pids: set[int]) -> float:
@@ -96,10 +98,23 @@ def _rss_mb(pids: set[int]) -> float:
     return total
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds a running process has used so far (`/proc/PID/stat`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process' children that have ended and been waited for (with theirs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_fit(config: Path, store: Path) -> FitRun:
-    """`smartmetrics fit` as a process, timed, with its peak RSS (process and workers), and the store
-    it left read back."""
+    """`smartmetrics fit` as a process, timed, with its peak RSS (process and workers), its CPU time
+    (workers included: they end before it does), and the store it left read back."""
     peak = peak_main = 0.0
+    cpu0 = children_cpu()
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "smartmetrics", "fit", "--config", str(config), "--workers", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "160"})
@@ -116,7 +131,8 @@ def run_fit(config: Path, store: Path) -> FitRun:
     bands = [b for s in states.values() for b in s.series] if not errors else []
     banded = sum(bool(np.isfinite(b.yhat).all() and np.isfinite(b.lower).all() and np.isfinite(b.upper).all())
                  for b in bands)
-    return FitRun(seconds, peak, peak_main, len(bands), banded, "".join(output), proc.returncode)
+    return FitRun(seconds, peak, peak_main, len(bands), banded, "".join(output), proc.returncode,
+                  children_cpu() - cpu0)
 
 
 async def _bare_fetch(url: str, n: int, start: int, end: int, concurrency: int = 8) -> int:
@@ -154,11 +170,15 @@ def bench_size(n: int, days: int, prophet_n: int, root: Path, console: Console,
             "store": {"path": str(store)},
         }))
         console.print("[dim]  smartmetrics fit ...[/dim]")
+        prom_cpu = cpu_seconds(prom.process.pid)
         fit = run_fit(config, store)
+        prom_fit_cpu = cpu_seconds(prom.process.pid) - prom_cpu
         console.print("[dim]  bare fetch ...[/dim]")
+        prom_cpu, own_cpu = cpu_seconds(prom.process.pid), time.process_time()
         t = time.perf_counter()
         samples = asyncio.run(_bare_fetch(prom.url, n, end - days * 86400, end))
         fetch_s = time.perf_counter() - t
+        fetch_cpu = (cpu_seconds(prom.process.pid) - prom_cpu, time.process_time() - own_cpu)
         console.print(f"[dim]  one Prophet per series ({prophet_n}) ...[/dim]")
         t = time.perf_counter()
         prophet_per_series(prom.url, prophet_n, METRIC)
@@ -176,7 +196,23 @@ def bench_size(n: int, days: int, prophet_n: int, root: Path, console: Console,
             console.print(f"[red]error:[/red] {n:,} series: {problem}")
         return None
     return {"series": n, "fit": n / fit.seconds, "fetch": n / fetch_s, "prophet": prophet_n / prophet_s,
-            "rss": fit.peak_rss_mb, "main": fit.peak_main_mb, "seconds": fit.seconds}
+            "rss": fit.peak_rss_mb, "main": fit.peak_main_mb, "seconds": fit.seconds, "fetch_seconds": fetch_s,
+            "fit_cpu": fit.cpu, "prom_fit_cpu": prom_fit_cpu, "prom_fetch_cpu": fetch_cpu[0],
+            "client_fetch_cpu": fetch_cpu[1]}
+
+
+def cpu_table(rows: list[dict[str, float]]) -> Table:
+    """Where the seconds went: CPU seconds of Prometheus and of the client in each run, beside the
+    wall time, so a run bound by the machine's cores shows as such (CPU / wall near the core count)."""
+    table = Table(title="CPU seconds (both runs share the machine with Prometheus)", title_justify="left")
+    for column in ("series", "run", "wall s", "Prometheus CPU s", "client CPU s", "CPU / wall", "client CPU ms/series"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        for run, wall, prom, client in (("smartmetrics fit", r["seconds"], r["prom_fit_cpu"], r["fit_cpu"]),
+                                        ("bare fetch", r["fetch_seconds"], r["prom_fetch_cpu"], r["client_fetch_cpu"])):
+            table.add_row(f"{r['series']:,}", run, f"{wall:.1f}", f"{prom:.1f}", f"{client:.1f}",
+                          f"{(prom + client) / wall:.2f}", f"{1000 * client / r['series']:.1f}")
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['prophet']:.2f}", f"{r['fit'] / r['prophet']:.0f}x", f"{r['rss']:.0f} MB ({r['main']:.0f} MB)",
                       f"{r['seconds']:.1f}")
     console.print(table)
+    console.print(cpu_table(rows))
     console.print("every series fitted and stored with a finite band; the bare fetch received every sample")
     return 0
 
