@@ -11,7 +11,7 @@ import ssl
 
 import httpx
 
-from smartmetrics.adapters.source import build_ssl_context, client_auth
+from smartmetrics.adapters.client import build_ssl_context, client_auth
 from smartmetrics.config import Alertmanager, redact_url
 from smartmetrics.engine.silences import Silence, parse_silences
 

@@ -13,14 +13,14 @@ from typing import Any
 
 import httpx
 
-from smartmetrics.adapters.matrix import parse_error_text
-from smartmetrics.adapters.source import (
+from smartmetrics.adapters.client import (
     SourceError,
     _describe_connect_error,
     _tls_failure,
     build_ssl_context,
     client_auth,
 )
+from smartmetrics.adapters.matrix import parse_error_text
 from smartmetrics.config import Source, redact_url
 
 SAMPLE_WINDOW = 3600.0

@@ -1,6 +1,7 @@
 """Pure handling of Prometheus `query_range` answers: split a range, parse, merge, relabel, grid.
 
-No I/O here; `smartmetrics.adapters.source` does the requests and re-exports these names.
+No I/O here; `smartmetrics.adapters.client` does the requests and `smartmetrics.adapters.source`
+re-exports these names.
 """
 
 from __future__ import annotations

@@ -32,9 +32,9 @@ import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 
+from smartmetrics.adapters.client import MAX_RETRY_AFTER, backoff_delay, build_ssl_context, client_auth
 from smartmetrics.adapters.exporter import AHEAD_METRICS, BAND_METRICS, CONSTANT_METRICS, Snapshot
 from smartmetrics.adapters.matrix import parse_retry_after
-from smartmetrics.adapters.source import MAX_RETRY_AFTER, backoff_delay, build_ssl_context, client_auth
 from smartmetrics.config import RemoteWrite, redact_url
 
 log = logging.getLogger(__name__)
