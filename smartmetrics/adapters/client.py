@@ -28,6 +28,7 @@ from smartmetrics.adapters.matrix import (
     parse_error_text,
     parse_matrix,
     parse_retry_after,
+    parse_series_list,
     split_range,
 )
 from smartmetrics.config import ClientTLS, HTTPEndpoint, Source, redact_url
@@ -173,7 +174,7 @@ class PrometheusClient:
         async def one(lo: int, hi: int) -> Matrix:
             nonlocal done
             form = {"query": expr, "start": str(lo), "end": str(hi), "step": str(step)}
-            matrix = await self._request("/api/v1/query_range", form)
+            matrix = await self._request("/api/v1/query_range", form, parse_matrix)
             done += 1
             if on_progress:
                 on_progress(done, len(chunks))
@@ -182,14 +183,20 @@ class PrometheusClient:
             into.add(matrix)
             return Matrix([], [])
 
-        return merge_matrices(await _gather_or_cancel([one(lo, hi) for lo, hi in chunks]))
+        return merge_matrices(await gather_or_cancel([one(lo, hi) for lo, hi in chunks]))
 
-    async def _request(self, path: str, form: dict[str, str]) -> Matrix:
-        """POST `form` to `path`, retrying what may pass on its own; a `SourceError` otherwise."""
+    async def list_series(self, match: str, start: int, end: int) -> list[dict[str, str]]:
+        """The label sets of the series the selector `match` selects with samples in [start, end]."""
+        form = {"match[]": match, "start": str(start), "end": str(end)}
+        return await self._request("/api/v1/series", form, parse_series_list)
+
+    async def _request(self, path: str, form: dict[str, str], parse: Callable[[bytes], T]) -> T:
+        """POST `form` to `path` and `parse` the answer, retrying what may pass on its own; a
+        `SourceError` otherwise."""
         attempts = self.source.retries + 1
         for attempt in range(attempts):
             try:
-                return await self._attempt(path, form)
+                return await self._attempt(path, form, parse)
             except _Retry as exc:
                 last = exc
                 if attempt + 1 == attempts:
@@ -200,7 +207,7 @@ class PrometheusClient:
                 await asyncio.sleep(delay or 0.0)
         raise SourceError(self._exhausted_message(last, attempts))
 
-    async def _attempt(self, path: str, form: dict[str, str]) -> Matrix:
+    async def _attempt(self, path: str, form: dict[str, str], parse: Callable[[bytes], T]) -> T:
         """One request and its parsing; raises `_Retry` for transient faults, `SourceError` for final ones."""
         url = redact_url(self.source.url)
         async with self._semaphore:
@@ -226,7 +233,7 @@ class PrometheusClient:
         if status != 200:
             raise SourceError(self._status_message(status, body, path))
         try:
-            return parse_matrix(body)
+            return parse(body)
         except ResponseError as exc:
             if exc.retryable:
                 raise _Retry("body", str(exc)) from None
@@ -255,7 +262,7 @@ class PrometheusClient:
         return f"{url} failed after {tries}: {last.why}"
 
 
-async def _gather_or_cancel(coros: list[Coroutine[Any, Any, T]]) -> list[T]:
+async def gather_or_cancel(coros: list[Coroutine[Any, Any, T]]) -> list[T]:
     """Run `coros` concurrently; on the first failure cancel the rest and re-raise it."""
     tasks = [asyncio.ensure_future(c) for c in coros]
     try:

@@ -1,4 +1,5 @@
-"""Pure handling of Prometheus `query_range` answers: split a range, parse, merge, relabel, grid.
+"""Pure handling of Prometheus `query_range` (and `series`) answers: split a range, parse, merge,
+relabel, grid.
 
 No I/O here; `smartmetrics.adapters.client` does the requests and `smartmetrics.adapters.source`
 re-exports these names.
@@ -10,7 +11,7 @@ import gc
 import itertools
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,13 +112,30 @@ def parse_matrix(body: bytes | str) -> Matrix:
     """
     with _gc_paused():
         fast = _parse_typed(body)
-        if fast is not None:
-            return fast
-        try:
-            doc = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ResponseError(f"invalid JSON in response ({exc})", retryable=True) from None
-        return _parse_doc(doc)
+        return fast if fast is not None else _parse_doc(_load_json(body))
+
+
+def _load_json(body: bytes | str) -> Any:
+    """The decoded body; a retryable `ResponseError` when it is not JSON (an answer cut short, a proxy's page)."""
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ResponseError(f"invalid JSON in response ({exc})", retryable=True) from None
+
+
+def parse_series_list(body: bytes | str) -> list[dict[str, str]]:
+    """The label sets of a `/api/v1/series` answer, or a `ResponseError`.
+
+    >>> parse_series_list('{"status":"success","data":[{"__name__":"up","job":"a"}]}')
+    [{'__name__': 'up', 'job': 'a'}]
+    """
+    doc = _load_json(body)
+    if not isinstance(doc, dict) or doc.get("status") != "success":
+        raise ResponseError(parse_error_text(doc) or "response status is not success")
+    data = doc.get("data") or []
+    if not isinstance(data, list) or not all(isinstance(labels, dict) for labels in data):
+        raise ResponseError("malformed response: 'data' is not a list of label sets")
+    return [{str(k): str(v) for k, v in labels.items()} for labels in data]
 
 
 def _parse_typed(body: bytes | str) -> Matrix | None:
@@ -284,17 +302,20 @@ class GridSeries:
     ([[1.0, 2.0, 3.0]], ['w'])
     """
 
-    def __init__(self, start: int, end: int, step: int, keep: Callable[[dict[str, str]], bool] | None = None):
+    def __init__(self, start: int, end: int, step: int, keep: Callable[[dict[str, str]], bool] | None = None,
+                 expected: Collection[LabelKey] | None = None):
         self.start, self.end, self.step = start, end, step
         self.timestamps = start + step * np.arange((end - start) // step + 1, dtype=np.int64)
         self.values: dict[LabelKey, np.ndarray] = {}
         self.passed: set[LabelKey] = set()
-        self.keep = keep
+        self.keep, self.expected = keep, expected
         self.warnings: list[str] = []
 
     def add(self, piece: Matrix) -> None:
         """Place one piece's samples as `build_grid_series` would (`place_on_grid`); the samples of
-        series that `keep` refuses (another shard's) are passed over."""
+        series that `keep` refuses (another shard's), or whose labels (as `parse_labels` gives them:
+        a source may drop the metric name) are not `expected` (a batch's listed series: not one that
+        appeared since, nor one of another batch), are passed over."""
         self.warnings += [w for w in piece.warnings if w not in self.warnings]
         n = len(self.timestamps)
         for raw in piece.series:
@@ -303,7 +324,9 @@ class GridSeries:
             if row is None:
                 if key in self.passed:
                     continue
-                if self.keep is not None and not self.keep(parse_labels(raw.metric)):
+                labels = parse_labels(raw.metric)
+                if (self.expected is not None and tuple(sorted(labels.items())) not in self.expected) or (
+                        self.keep is not None and not self.keep(labels)):
                     self.passed.add(key)
                     continue
                 row = self.values[key] = np.full(n, np.nan)
@@ -316,16 +339,27 @@ class GridSeries:
 
     def render(self, max_series: int) -> tuple[list[Series], int]:
         """Grid series sorted by labels, the first `max_series` kept; also how many were dropped."""
-        entries = sorted(((parse_labels(dict(key)), key) for key in self.values), key=lambda e: sorted(e[0].items()))
-        for (a, first), (b, second) in zip(entries, entries[1:]):
-            if a == b:
-                names = (dict(first).get("__name__", ""), dict(second).get("__name__", ""))
-                raise ResponseError(f"series {names[0]} and {names[1]} have the same labels once the metric name "
-                                    f"is dropped ({a}); select one metric or aggregate in expr")
+        entries = sorted_entries(self.values)
         kept = entries[:max_series]
         series = [Series(labels=labels, timestamps=self.timestamps, values=self.values[key], step=self.step,
                          name=dict(key).get("__name__", "")) for labels, key in kept]
         return series, len(entries) - len(kept)
+
+
+def sorted_entries(keys: Iterable[LabelKey]) -> list[tuple[dict[str, str], LabelKey]]:
+    """(labels as exported, key) of each series, in the order of their labels: the order `max_series`
+    keeps the first of. Two series whose labels differ only by the metric name are a `ResponseError`.
+
+    >>> sorted_entries([(("__name__", "up"), ("job", "b")), (("job", "a"),)])
+    [({'job': 'a'}, (('job', 'a'),)), ({'job': 'b'}, (('__name__', 'up'), ('job', 'b')))]
+    """
+    entries = sorted(((parse_labels(dict(key)), key) for key in keys), key=lambda e: sorted(e[0].items()))
+    for (a, first), (b, second) in zip(entries, entries[1:]):
+        if a == b:
+            names = (dict(first).get("__name__", ""), dict(second).get("__name__", ""))
+            raise ResponseError(f"series {names[0]} and {names[1]} have the same labels once the metric name "
+                                f"is dropped ({a}); select one metric or aggregate in expr")
+    return entries
 
 
 def render_series(matrix: Matrix, start: int, end: int, step: int, max_series: int) -> tuple[list[Series], int]:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import httpx
 
+from smartmetrics.adapters.batches import Batched, parse_selector, query_in_batches
 from smartmetrics.adapters.client import PrometheusClient, SourceError, run_sync
 from smartmetrics.adapters.matrix import (
     GridSeries,
@@ -47,9 +48,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+DELIVERY = 500
+"""Series per call of `on_series` when a baseline's series all arrive at once (time pieces)."""
+
+
 @dataclass
 class FetchResult:
-    """A baseline's series on its grid, with what it cost to get them."""
+    """A baseline's series on its grid, with what it cost to get them; `series` holds only those not
+    handed to an `on_series` callback (none, for `fetch_baseline`)."""
 
     alias: str
     series: list[Series]
@@ -58,40 +64,79 @@ class FetchResult:
     points: int
     seconds: float
     bytes_received: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    """Labels of the series whose batch still failed after its retries (`adapters.batches`)."""
+
+
+class _Arrivals:
+    """Series as they arrive: counted, then handed to `on_series`, or kept for the result."""
+
+    def __init__(self, on_series: Callable[[list[Series]], None] | None):
+        self.on_series, self.points = on_series, 0
+        self.kept: list[Series] = []
+
+    def __call__(self, series: list[Series]) -> None:
+        self.points += sum(s.observed for s in series)
+        if self.on_series is None:
+            self.kept += series
+        else:
+            self.on_series(series)
 
 
 async def fetch_baseline_async(
     client: PrometheusClient, config: Config, alias: str, end: float,
     on_progress: Callable[[int, int], None] | None = None,
+    on_series: Callable[[list[Series]], None] | None = None,
 ) -> FetchResult:
-    """A baseline's history through an open client (for callers that already run an event loop)."""
+    """A baseline's history through an open client (for callers that already run an event loop); with
+    `on_series`, handed to it in lists of series whose whole range has arrived (each sorted by labels)
+    instead of returned, so that what is held stays bounded by a batch, not the baseline."""
     baseline = config.baselines[alias]
     step, history = int(baseline.step), int(baseline.history)
     if step != baseline.step or step < 1:
         raise SourceError(f"step {baseline.step:g}s must be a whole number of seconds", alias)
     start, stop = align_down(end - history, step), align_down(end, step)
     t0, requests0, bytes0 = time.monotonic(), client.requests, client.bytes_received
+    arrived = _Arrivals(on_series)
     try:
         sharding = config.sharding
         per_series = sharding.shards > 1 and sharding.by == "series"
         grid = GridSeries(start, stop, step, partial(sharding.owns, alias) if per_series else None)
-        await _query_in_pieces(client, baseline.expr, grid, baseline.max_series, on_progress)
-        series, dropped = grid.render(baseline.max_series)
+        got = await _query(client, alias, baseline.expr, grid, baseline.max_series, arrived, on_progress)
     except SourceError as exc:
         raise exc.for_baseline(alias) from None
     except ResponseError as exc:
         raise SourceError(str(exc), alias) from None
-    for warning in grid.warnings:
+    for warning in got.warnings:
         log.warning("baseline %s: Prometheus warns: %s", alias, warning)
-    if dropped:
+    if got.dropped:
         log.warning("baseline %s: expr matched %d series, over max_series=%d; keeping the first %d by labels "
-                    "and dropping %d (raise baselines.%s.max_series to keep them)",
-                    alias, len(series) + dropped, baseline.max_series, len(series), dropped, alias)
+                    "and dropping %d (raise baselines.%s.max_series to keep them)", alias,
+                    baseline.max_series + got.dropped, baseline.max_series, baseline.max_series, got.dropped, alias)
     return FetchResult(
-        alias=alias, series=series, dropped=dropped, requests=client.requests - requests0,
-        points=sum(s.observed for s in series), seconds=time.monotonic() - t0,
-        bytes_received=client.bytes_received - bytes0,
+        alias=alias, series=sorted(arrived.kept, key=lambda s: sorted(s.labels.items())), dropped=got.dropped,
+        requests=client.requests - requests0, points=arrived.points, seconds=time.monotonic() - t0,
+        bytes_received=client.bytes_received - bytes0, failed=got.failed,
     )
+
+
+async def _query(
+    client: PrometheusClient, alias: str, expr: str, grid: GridSeries, max_series: int,
+    deliver: Callable[[list[Series]], None], on_progress: Callable[[int, int], None] | None,
+) -> Batched:
+    """The series of `expr` on the grid's range, handed to `deliver`: in batches of series for a plain
+    selector whose range does not fit one request (`adapters.batches`), else in time pieces, all
+    handed over once the last piece is in."""
+    source = client.source
+    probe = piece_points(max_series, source.max_points_per_request, source.max_samples_per_request)
+    selector = parse_selector(expr) if len(grid.timestamps) > probe else None
+    if selector is not None:
+        return await query_in_batches(client, alias, selector, grid, max_series, deliver, on_progress)
+    await _query_in_pieces(client, expr, grid, max_series, on_progress)
+    series, dropped = grid.render(max_series)
+    for i in range(0, len(series), DELIVERY):
+        deliver(series[i:i + DELIVERY])
+    return Batched(dropped, warnings=grid.warnings)
 
 
 async def _query_in_pieces(
@@ -123,9 +168,11 @@ def fetch_baseline(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    on_series: Callable[[list[Series]], None] | None = None,
     backoff: float = 0.5,
 ) -> FetchResult:
-    """A baseline's series over its history ending at `end` (default now); blocking, thread-safe."""
+    """A baseline's series over its history ending at `end` (default now); blocking, thread-safe.
+    `on_series` is called in the fetch's own thread (see `fetch_baseline_async`)."""
     if alias not in config.baselines:
         raise SourceError(f"not configured (configured: {', '.join(config.baselines)})", alias)
     name, source = config.source_for(alias)
@@ -133,7 +180,7 @@ def fetch_baseline(
 
     async def main() -> FetchResult:
         async with PrometheusClient(name, source, transport, backoff=backoff) as client:
-            return await fetch_baseline_async(client, config, alias, end, on_progress)
+            return await fetch_baseline_async(client, config, alias, end, on_progress, on_series)
 
     try:
         return run_sync(main())

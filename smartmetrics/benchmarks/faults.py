@@ -416,16 +416,18 @@ def store_trials(root: Path, prom_url: str) -> Row:
 
 
 class FakeSource:
-    """A Prometheus stand-in on 127.0.0.1 answering every query_range with one scripted answer."""
+    """A Prometheus stand-in on 127.0.0.1 answering every query_range with one scripted answer (and the
+    series listing a large baseline starts with, `adapters.batches`, with its one series)."""
 
     def __init__(self) -> None:
         self.answer: Callable[[BaseHTTPRequestHandler], None] = lambda h: None
         owner = self
+        listing = _reply(200, {"status": "success", "data": [{"__name__": "up", "instance": "i0"}]})
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                owner.answer(self)
+                (listing if self.path == "/api/v1/series" else owner.answer)(self)
 
             def log_message(self, *args: object) -> None:
                 return

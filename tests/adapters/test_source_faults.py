@@ -153,12 +153,14 @@ def test_concurrency_is_bounded(make_config):
         peak = max(peak, in_flight)
         await asyncio.sleep(0.01)
         in_flight -= 1
+        if request.url.path == "/api/v1/series":
+            return httpx.Response(200, json={"status": "success", "data": [{"__name__": "up", "job": "a"}]})
         return httpx.Response(200, text=OK_BODY)
 
     config = make_config("http://prom.test", {"qps": {"expr": "up", "step": "1m", "history": "1d"}},
                          concurrency=3, max_points_per_request=100)
     result = fetch_baseline(config, "qps", END, transport=httpx.MockTransport(slow))
-    assert result.requests == 15 and peak == 3
+    assert result.requests == 1 + 15 and peak == 3  # the listing, then 15 pieces of the one series
 
 
 def test_unreadable_ca_file_is_a_clear_error(make_config, tmp_path):
