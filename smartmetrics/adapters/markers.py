@@ -6,6 +6,7 @@ series on its `releases.match` labels (the maths of what a release does is
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from typing import TypeAlias
 
 from smartmetrics.adapters.source import FetchResult, fetch_baseline
 from smartmetrics.config import Config, Sharding
@@ -31,17 +32,33 @@ def fetch_expr(
     return fetch(config.model_copy(update=every), alias, end=end).series
 
 
+ReleasesOf: TypeAlias = Callable[[Series], tuple[int, ...]]
+
+
 def series_releases(
     config: Config, alias: str, series: Collection[Series], since: float, now: float,
     fetch: Callable[..., FetchResult] = fetch_baseline,
 ) -> dict[str, tuple[int, ...]]:
     """Each series' release times in (since, now] by key, from the baseline's release markers matched
     on its `releases.match` labels; empty when the baseline has no `releases`. Raises `SourceError`."""
-    baseline = config.baselines[alias]
-    if baseline.releases is None or not series:
+    if not series:
         return {}
+    releases_of = fetch_releases_of(config, alias, since, now, fetch)
+    return {s.key: releases_of(s) for s in series}
+
+
+def fetch_releases_of(
+    config: Config, alias: str, since: float, now: float, fetch: Callable[..., FetchResult] = fetch_baseline,
+) -> ReleasesOf:
+    """Each series' release times in (since, now], as a function of the series: the baseline's release
+    markers are read once, here, and matched to each series on its `releases.match` labels when it
+    comes (a retrain's series arrive in batches). No releases when the baseline has no `releases`.
+    Raises `SourceError`."""
+    releases = config.baselines[alias].releases
+    if releases is None:
+        return lambda series: ()
     markers = fetch_release_markers(config, alias, since, now, fetch)
-    return {s.key: tuple(releases_for(s.labels, markers, baseline.releases.match)) for s in series}
+    return lambda series: tuple(releases_for(series.labels, markers, releases.match))
 
 
 def fetch_release_markers(

@@ -1,32 +1,39 @@
 """One retrain of one baseline: fetch its series, fit each in a worker pool, merge, store.
 
-Used by the daemon's schedule and by `smartmetrics fit`. A series whose fit raises is counted by
-reason and skipped (its previous band, if any, stays); a fetch that fails leaves the whole previous
-state in place. The per-series fit itself is `smartmetrics.engine.ensemble.fit_series`, a pure function of
-(series, settings), shipped in batches to a local process pool or a Dask cluster (`app.workers`).
+Used by the daemon's schedule and by `smartmetrics fit`. The fits start while the fetch goes on: the
+pool's workers are started first, the fetch runs in a thread of its own and hands over each list of
+series whose whole range has arrived (`fetch_baseline(..., on_series=...)`), and each list goes to the
+pool at once (`app.fitstream`). A series whose fit raises is counted by reason and skipped (its
+previous band, if any, stays), as is a series whose batch could not be fetched (`FetchFailed`); a
+fetch that fails as a whole leaves the whole previous state in place. The state is merged once, after
+the last fit, for the caller to store. The per-series fit itself is
+`smartmetrics.engine.ensemble.fit_series`, a pure function of (series, settings), shipped in batches to
+a local process pool or a Dask cluster (`app.workers`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
+import queue
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from smartmetrics.adapters.alert_store import AlertStoreError, load_alerts
-from smartmetrics.adapters.markers import fetch_event_windows, series_releases
+from smartmetrics.adapters.markers import ReleasesOf, fetch_event_windows, fetch_releases_of
 from smartmetrics.adapters.source import FetchResult, SourceError, fetch_baseline
+from smartmetrics.app.fitstream import FitStream
 from smartmetrics.app.selfmetrics import adjusted_count, series_kinds
 from smartmetrics.app.workers import FitPool, PoolError
 from smartmetrics.config import Config
 from smartmetrics.engine.alerts import AlertRecord, feedback_factors, widen_band
-from smartmetrics.engine.batch import FitFailure, batch_size, batches, fit_batch
-from smartmetrics.engine.ensemble import FitSettings, FittedSeries
-from smartmetrics.engine.fitted import band_from_fitted, band_problem
-from smartmetrics.engine.series import Series, format_labels
+from smartmetrics.engine.ensemble import FitSettings
+from smartmetrics.engine.fitted import band_from_fitted
+from smartmetrics.engine.series import Series, format_labels, labels_key
 from smartmetrics.engine.state import BaselineState, SeriesBand
 from smartmetrics.settings import fit_fingerprint, fit_settings, forecast_margin
 
@@ -54,10 +61,6 @@ class RetrainOutcome:
     adjusted: int = 0  # series whose band on-call's feedback widens (`smartmetrics.engine.alerts`)
 
 
-class PoolLost(Exception):
-    """The pool went away while fits were pending (e.g. the Dask scheduler): they were abandoned."""
-
-
 def _planned_settings(config: Config, alias: str, now: float, fetch: Callable[..., FetchResult],
                       outcome: RetrainOutcome) -> FitSettings:
     """The baseline's fit settings with its calendar events as of `now`: cron events over the history
@@ -75,74 +78,93 @@ def _planned_settings(config: Config, alias: str, now: float, fetch: Callable[..
     return fit_settings(baseline, alias, span, observed)
 
 
-def fit_all(
-    series: list[Series], settings: FitSettings, pool: FitPool | None,
-    on_done: Callable[[], None] | None = None, releases: Mapping[str, tuple[int, ...]] | None = None,
-) -> tuple[list[FittedSeries], Counter[str]]:
-    """Fit every series (told its `releases`, by series key), in batches on the pool when given;
-    failures counted by exception type (a batch lost as a whole counts each of its series)."""
-    fitted: list[FittedSeries] = []
-    failures: Counter[str] = Counter()
-    known = releases or {}
+def _releases_of(config: Config, alias: str, now: float, fetch: Callable[..., FetchResult],
+                 outcome: RetrainOutcome) -> ReleasesOf:
+    """Each series' releases in the history, from the release markers read once (none, and said in
+    `release_error`, when the source cannot tell)."""
+    try:
+        return fetch_releases_of(config, alias, now - config.baselines[alias].history, now, fetch)
+    except SourceError as exc:
+        outcome.release_error = str(exc)
+        log.warning("%s: release markers: %s; fitting without them", alias, exc)
+        return lambda series: ()
 
-    def take(group: list[Series], results: list[FittedSeries | FitFailure]) -> None:
-        for s, result in zip(group, results, strict=True):
-            if isinstance(result, FitFailure):
-                failures[result.kind] += 1
-                log.warning("fit of %s failed: %s: %s", format_labels(s.labels), result.kind, result.message)
-            elif (problem := band_problem(result, s)) is None:
-                fitted.append(result)
-            else:  # counted as a failed fit; the series keeps the band it had
-                failures["InsaneBand"] += 1
-                log.warning("fit of %s rejected: %s", format_labels(result.labels), problem)
-            if on_done is not None:
-                on_done()
 
-    if pool is None:
-        for s in series:
-            take([s], fit_batch([s], settings, [known.get(s.key, ())]))
-        return fitted, failures
-    executor = pool.executor()
-    groups = batches(series, batch_size(len(series), pool.slots()))
-    futures = {executor.submit(fit_batch, g, settings, [known.get(s.key, ()) for s in g]): g for g in groups}
-    for future, reason in _as_done(list(futures), pool.problem):
-        group = futures[future]
+class Arrivals:
+    """Lists of series handed over by the fetch, in its own thread, to the fits, in the caller's."""
+
+    _END = object()
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.open = True
+        self.closed_at = 0.0  # time.monotonic() when the fetch ended
+
+    def put(self, series: list[Series]) -> None:
+        """The fetch's `on_series` callback."""
+        self._queue.put(series)
+
+    def close(self) -> None:
+        """No more series will come (the fetch returned or raised)."""
+        self.closed_at = time.monotonic()
+        self._queue.put(self._END)
+
+    def get(self, timeout: float) -> list[Series]:
+        """The next list of series; [] if none came within `timeout`, or none will (`open` is then False)."""
         try:
-            if reason is not None:
-                raise PoolLost(reason)
-            take(group, future.result())
-        except Exception as exc:  # the batch was lost as a whole (a broken pool, a cancelled or killed task)
-            kind = type(exc).__name__
-            failures[kind] += len(group)
-            log.warning("a batch of %d fits was lost: %s: %s", len(group), kind, exc)
-            if on_done is not None:
-                for _ in group:
-                    on_done()
-    return fitted, failures
+            item = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return []
+        if item is self._END:
+            self.open = False
+            return []
+        return item
 
 
-def _as_done(
-    futures: list[Future], problem: Callable[[], str | None] = lambda: None
-) -> Iterator[tuple[Future, str | None]]:
-    """Each future as it finishes, cancelled ones included (a pool shut down with `cancel_futures`
-    cancels the queued fits without notifying `as_completed`, which would wait for them forever).
-    Once `problem()` names a reason to stop waiting, the rest are cancelled and come with that reason
-    (as do futures the pool cancelled itself while it had a problem, e.g. Dask on losing its scheduler)."""
-    pending = set(futures)
-    while pending:
-        done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-        cancelled = {f for f in pending | done if f.cancelled()}
-        pending -= cancelled
-        yield from ((f, None) for f in done - cancelled)
-        if cancelled:  # by a stop (no reason: counted as cancelled), or by a cluster that went away
-            reason = problem()
-            yield from ((f, reason) for f in cancelled)
-        if pending and (reason := problem()) is not None:
-            log.error("%s; the %d batches still pending keep their previous bands", reason, len(pending))
-            for f in pending:
-                f.cancel()
-            yield from ((f, reason) for f in pending)
-            return
+def _fetch_into(arrivals: Arrivals, fetch: Callable[..., FetchResult], config: Config, alias: str,
+                now: float) -> FetchResult:
+    """Run `fetch` (in the fetch thread), its series handed to `arrivals` as they come; a fetch that
+    does not take `on_series` (a test's fake) hands over what it returns, at its end."""
+    try:
+        if _takes_on_series(fetch):
+            result = fetch(config, alias, end=now, on_series=arrivals.put)
+        else:
+            result = fetch(config, alias, end=now)
+        if result.series:  # not handed to the callback: a fetch that ignores it
+            arrivals.put(result.series)
+        return result
+    finally:
+        arrivals.close()
+
+
+def _takes_on_series(fetch: Callable[..., FetchResult]) -> bool:
+    """Whether `fetch` accepts an `on_series` keyword."""
+    try:
+        params = inspect.signature(fetch).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "on_series" or p.kind is p.VAR_KEYWORD for p in params)
+
+
+@dataclass
+class _Intake:
+    """The series that arrive, before their fits: only those asked for (`only`), counted, and those
+    without a single usable value set aside (only gaps, or values no metric can take: their bands stay)."""
+
+    alias: str
+    only: Collection[str] | None
+    fetched: int = 0
+    empty: int = 0
+
+    def __call__(self, series: list[Series]) -> list[Series]:
+        series = [s for s in series if self.only is None or s.key in self.only]
+        usable = [s for s in series if s.observed]
+        self.fetched += len(series)
+        if len(usable) < len(series):
+            self.empty += len(series) - len(usable)
+            log.warning("%s: %d series returned no usable value; their bands stay as they were", self.alias,
+                        len(series) - len(usable))
+        return usable
 
 
 def retrain_baseline(
@@ -159,47 +181,69 @@ def retrain_baseline(
     alerts: Sequence[AlertRecord] | None = None,
 ) -> RetrainOutcome:
     """Fetch and fit a baseline (or only the series whose keys are in `only`) and merge with `previous`;
-    the fresh bands widened where on-call called the recorded `alerts` noise (default: the store's)."""
+    the fresh bands widened where on-call called the recorded `alerts` noise (default: the store's).
+    `on_progress(done, total)` counts the fits; `total` grows as the series arrive."""
     outcome = RetrainOutcome(alias)
     t0 = time.monotonic()
     try:
-        result = fetch(config, alias, end=now)
-    except SourceError as exc:
-        outcome.error, outcome.seconds = str(exc), time.monotonic() - t0
-        return outcome
-    outcome.fetch_seconds = time.monotonic() - t0
-    series = [s for s in result.series if only is None or s.key in only]
-    outcome.fetched, outcome.dropped = len(series), result.dropped
-    empty = [s for s in series if s.observed == 0]
-    if empty:  # nothing to learn from (only gaps, or values no metric can take): the bands they had stay
-        outcome.failures["NoData"] += len(empty)
-        log.warning("%s: %d series returned no usable value; their bands stay as they were", alias, len(empty))
-        series = [s for s in series if s.observed]
-    done = 0
-
-    def tick() -> None:
-        nonlocal done
-        done += 1
-        if on_progress is not None:
-            on_progress(done, len(series))
-
-    baseline = config.baselines[alias]
-    releases = None
-    try:
-        releases = series_releases(config, alias, series, now - baseline.history, now, fetch)
-    except SourceError as exc:
-        outcome.release_error = str(exc)
-        log.warning("%s: release markers: %s; fitting without them", alias, exc)
-    try:
-        settings = _planned_settings(config, alias, now, fetch, outcome)
-        fitted, failures = fit_all(series, settings, pool, tick, releases)
+        stream = FitStream(pool)
     except PoolError as exc:  # the fits could not be sent anywhere: every band stays as it was
         outcome.error, outcome.stage, outcome.seconds = f"{alias}: {exc}", "cluster", time.monotonic() - t0
         return outcome
-    outcome.failures.update(failures)
+    if on_progress is not None:
+        stream.on_done = lambda: on_progress(stream.done, stream.submitted)
+    arrivals, intake = Arrivals(), _Intake(alias, only)
+    with ThreadPoolExecutor(1, thread_name_prefix="smartmetrics-fetch") as thread:
+        fetching = thread.submit(_fetch_into, arrivals, fetch, config, alias, now)
+        plan: tuple[FitSettings, ReleasesOf] | None = None
+        while arrivals.open or stream.pending:
+            if arrived := intake(arrivals.get(0.05 if stream.pending else 0.5)):
+                plan = plan or _plan(config, alias, now, fetch, outcome)  # read once, when there is a series to fit
+                stream.submit(arrived, *plan)
+                if on_progress is not None:
+                    on_progress(stream.done, stream.submitted)
+            stream.collect(0.0 if arrivals.open else 0.5)
+    try:
+        result = fetching.result()
+    except SourceError as exc:
+        outcome.error, outcome.seconds = str(exc), time.monotonic() - t0
+        return outcome
+    outcome.fetch_seconds = arrivals.closed_at - t0
+    outcome.fetched, outcome.dropped = intake.fetched, result.dropped
+    _count_failures(outcome, intake, result, only, stream)
+    _merge(outcome, config, previous, stream, now, drop, alerts)
+    outcome.seconds = time.monotonic() - t0
+    return outcome
+
+
+def _plan(config: Config, alias: str, now: float, fetch: Callable[..., FetchResult],
+          outcome: RetrainOutcome) -> tuple[FitSettings, ReleasesOf]:
+    """The fit settings and each series' releases, their markers read once for the whole baseline."""
+    releases_of = _releases_of(config, alias, now, fetch, outcome)  # first: its error is said first
+    return _planned_settings(config, alias, now, fetch, outcome), releases_of
+
+
+def _count_failures(outcome: RetrainOutcome, intake: _Intake, result: FetchResult,
+                    only: Collection[str] | None, stream: FitStream) -> None:
+    """The series that were not fitted, by reason: no usable value, a batch that could not be
+    fetched, and the fits' own failures."""
+    if intake.empty:
+        outcome.failures["NoData"] += intake.empty
+    unfetched = sum(1 for labels in result.failed if only is None or labels_key(labels) in only)
+    if unfetched:
+        outcome.failures["FetchFailed"] += unfetched
+        log.warning("%s: %d series could not be fetched; their bands stay as they were", outcome.alias, unfetched)
+    outcome.failures.update(stream.failures)
+
+
+def _merge(outcome: RetrainOutcome, config: Config, previous: BaselineState | None, stream: FitStream,
+           now: float, drop: Collection[str], alerts: Sequence[AlertRecord] | None) -> None:
+    """The fresh bands merged into `previous` as the outcome's state, with what the summary shows."""
+    alias, fitted = outcome.alias, stream.fitted
+    baseline = config.baselines[alias]
     bands = _with_feedback(alias, [band_from_fitted(f, now) for f in fitted], alerts, config.store.path)
     base = previous or BaselineState(alias, now, ())
-    merged = base.merged(bands, fitted_at=now if fitted or not series else base.fitted_at, drop=set(drop))
+    merged = base.merged(bands, fitted_at=now if fitted or not stream.submitted else base.fitted_at, drop=set(drop))
     meta = {"expr": baseline.expr, "step": baseline.step, "fingerprint": fit_fingerprint(baseline),
             "sharding": [config.sharding.shard, config.sharding.shards]}
     outcome.state = dataclasses.replace(merged, meta=meta)
@@ -208,8 +252,6 @@ def retrain_baseline(
     outcome.adjusted = adjusted_count(outcome.state.series)
     outcome.coverage = [float(f.coverage["held_out"]) for f in fitted if f.coverage.get("held_out") is not None]
     outcome.nominal = max((float(f.coverage.get("nominal", 0.0)) for f in fitted), default=None)
-    outcome.seconds = time.monotonic() - t0
-    return outcome
 
 
 def _with_feedback(

@@ -30,7 +30,14 @@ WATCH_INTERVAL = 0.5  # seconds between a worker's looks at its parent
 def new_pool(workers: int | None) -> ProcessPoolExecutor:
     """A pool of `workers` spawned processes that exit when this process does."""
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=watch_parent, initargs=(os.getpid(),))
+                               initializer=start_worker, initargs=(os.getpid(),))
+
+
+def start_worker(parent: int) -> None:
+    """Pool initializer: watch the parent (`watch_parent`) and import the fit machinery now, so that a
+    worker started while a baseline is fetched (`FitPool.start`) is ready when the first batch comes."""
+    watch_parent(parent)
+    import smartmetrics.engine.batch  # noqa: F401 - pandas, statsmodels, scikit-learn: seconds, paid once
 
 
 def watch_parent(parent: int) -> None:
@@ -66,6 +73,11 @@ class FitPool:
     def executor(self) -> Executor:
         raise NotImplementedError
 
+    def start(self) -> Executor:
+        """The executor, its workers started now rather than at the first fit (their start-up then
+        overlaps the fetch); raises `PoolError` when the fits cannot be sent anywhere."""
+        return self.executor()
+
     def slots(self) -> int:
         raise NotImplementedError
 
@@ -93,6 +105,12 @@ class LocalPool(FitPool):
         if self._executor is None:
             self._executor = new_pool(self.workers)
         return self._executor
+
+    def start(self) -> ProcessPoolExecutor:
+        executor = self.executor()
+        for _ in range(self.workers):  # spawned processes start on demand, one per task while none is idle
+            executor.submit(os.getpid)
+        return executor
 
     def slots(self) -> int:
         return self.workers

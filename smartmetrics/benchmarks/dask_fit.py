@@ -2,7 +2,7 @@
 and what a retrain of 1,000,000 series would take on N workers.
 
 Starts two real Dask clusters on this machine (a `dask scheduler` with 1 `dask worker` process, and
-one with `--workers`), fits one synthetic corpus (14 days at 5 minutes) through `app.retrain.fit_all`
+one with `--workers`), fits one synthetic corpus (14 days at 5 minutes) through `app.fitstream.fit_all`
 on the local pool of 1 and of `--workers` processes and on each cluster, in turns, checks that every
 series was fitted every time and that the bands are identical to the last bit, and prints the
 throughput of each and the Dask / local ratios. Each batch is timed inside its worker, which splits
@@ -226,7 +226,7 @@ def _duration(seconds: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Print series/s of each way of fitting, the Dask / local ratios, whether the bands agree, the
     costs per series and per batch, and the projection; 1 if a series was not fitted or bands differ."""
-    from smartmetrics.app.retrain import fit_all
+    from smartmetrics.app.fitstream import fit_all
     from smartmetrics.app.workers import DaskPool, LocalPool
     from smartmetrics.engine.ensemble import FitSettings
     from smartmetrics.evaluation.synth import make_corpus

@@ -15,8 +15,8 @@ import yaml
 
 pytest.importorskip("distributed")
 
+from smartmetrics.app.fitstream import fit_all  # noqa: E402
 from smartmetrics.app.promlocal import free_port  # noqa: E402
-from smartmetrics.app.retrain import fit_all  # noqa: E402
 from smartmetrics.app.workers import DaskPool, LocalPool, PoolError  # noqa: E402
 from smartmetrics.benchmarks.dask_fit import dask_cluster, fingerprints, identical  # noqa: E402
 from smartmetrics.engine.ensemble import FitSettings  # noqa: E402
