@@ -17,10 +17,11 @@ import dataclasses
 import inspect
 import logging
 import queue
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from smartmetrics.adapters.alert_store import AlertStoreError, load_alerts
@@ -121,6 +122,22 @@ class Arrivals:
         return item
 
 
+def _start_fetch(arrivals: Arrivals, fetch: Callable[..., FetchResult], config: Config, alias: str,
+                 now: float) -> Future[FetchResult]:
+    """`_fetch_into` in a daemon thread, its outcome in the future returned: a Ctrl-C of `smartmetrics
+    fit` or an exception in the fits never waits for a fetch still retrying a source that is down."""
+    future: Future[FetchResult] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(_fetch_into(arrivals, fetch, config, alias, now))
+        except BaseException as exc:  # noqa: BLE001 - handed on to the retrain through the future
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=f"smartmetrics-fetch-{alias}", daemon=True).start()
+    return future
+
+
 def _fetch_into(arrivals: Arrivals, fetch: Callable[..., FetchResult], config: Config, alias: str,
                 now: float) -> FetchResult:
     """Run `fetch` (in the fetch thread), its series handed to `arrivals` as they come; a fetch that
@@ -193,16 +210,15 @@ def retrain_baseline(
     if on_progress is not None:
         stream.on_done = lambda: on_progress(stream.done, stream.submitted)
     arrivals, intake = Arrivals(), _Intake(alias, only)
-    with ThreadPoolExecutor(1, thread_name_prefix="smartmetrics-fetch") as thread:
-        fetching = thread.submit(_fetch_into, arrivals, fetch, config, alias, now)
-        plan: tuple[FitSettings, ReleasesOf] | None = None
-        while arrivals.open or stream.pending:
-            if arrived := intake(arrivals.get(0.05 if stream.pending else 0.5)):
-                plan = plan or _plan(config, alias, now, fetch, outcome)  # read once, when there is a series to fit
-                stream.submit(arrived, *plan)
-                if on_progress is not None:
-                    on_progress(stream.done, stream.submitted)
-            stream.collect(0.0 if arrivals.open else 0.5)
+    fetching = _start_fetch(arrivals, fetch, config, alias, now)
+    plan: tuple[FitSettings, ReleasesOf] | None = None
+    while arrivals.open or stream.pending:
+        if arrived := intake(arrivals.get(0.05 if stream.pending else 0.5)):
+            plan = plan or _plan(config, alias, now, fetch, outcome)  # read once, when there is a series to fit
+            stream.submit(arrived, *plan)
+            if on_progress is not None:
+                on_progress(stream.done, stream.submitted)
+        stream.collect(0.0 if arrivals.open else 0.5)
     try:
         result = fetching.result()
     except SourceError as exc:
