@@ -1,12 +1,15 @@
 """What a baseline asks of its source: its history, fetched in requests that each stay small.
 
-A baseline's history is fetched as `[align_down(end - history, step), align_down(end, step)]`, split so
-that no request asks for more than `max_points_per_request` points per series (Prometheus refuses
-more than 11,000) nor, over all its series, more than `max_samples_per_request` samples (the newest
-piece shows how many series there are; thousands of them then arrive in short time pieces, each
-well within the timeout), requested with bounded concurrency, merged, and laid on a regular grid
-where anything missing, NaN or ±Inf is a NaN gap. Every failure becomes a `SourceError` naming the baseline.
-The HTTP client is `smartmetrics.adapters.client`, the pure `parse_*` helpers live in
+A baseline's history is `[align_down(end - history, step), align_down(end, step)]` on its step grid,
+and no request asks for more than `max_points_per_request` points per series (Prometheus refuses more
+than 11,000) nor, over all its series, more than `max_samples_per_request` samples. A range that does
+not fit one request is fetched in batches of series when `expr` is a plain selector (listed first:
+`smartmetrics.adapters.batches`), each batch's series handed over as soon as its whole range is in;
+any other expr in time pieces over all its series (the newest piece, asked first, shows how many
+there are), handed over at the end. Requests go out with bounded concurrency; series are laid on a
+regular grid where anything missing, NaN or ±Inf is a NaN gap. Every failure becomes a `SourceError`
+naming the baseline, except a batch's, which costs only its series (`FetchResult.failed`). The HTTP
+client is `smartmetrics.adapters.client`, the pure `parse_*` helpers live in
 `smartmetrics.adapters.matrix`; both are re-exported here.
 """
 
