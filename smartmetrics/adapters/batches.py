@@ -203,8 +203,8 @@ async def query_in_batches(
         except SourceError as exc:
             errors.append(exc)
             result.failed += labels
-            log.warning("baseline %s: a batch of %d series (%d values of %s) failed; they keep their previous "
-                        "bands: %s", alias, len(batch.keys), len(batch.values), batch.label, exc)
+            log.warning("baseline %s: a batch of %d series (by %s) failed; they keep their previous bands: %s",
+                        alias, len(batch.keys), batch.label, exc)
             return
         result.warnings += [w for w in into.warnings if w not in result.warnings]
         series, _ = into.render(len(batch.keys))

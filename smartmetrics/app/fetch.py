@@ -39,15 +39,16 @@ def write_baseline(result: FetchResult, out_dir: str | Path) -> Path:
 
 
 def render_summary(results: Sequence[FetchResult], failed: Sequence[str]) -> Table:
-    """The summary table: one row per baseline, failures marked."""
+    """The summary table: one row per baseline, failures marked (a whole baseline, or the series of
+    its batches that could not be fetched)."""
     table = Table(title="fetch summary")
-    for column in ("baseline", "series", "dropped", "points", "requests", "MB", "seconds"):
+    for column in ("baseline", "series", "dropped", "not fetched", "points", "requests", "MB", "seconds"):
         table.add_column(column, justify="left" if column == "baseline" else "right")
     for r in results:
-        table.add_row(r.alias, str(len(r.series)), str(r.dropped), f"{r.points:,}", str(r.requests),
-                      f"{r.bytes_received / 1e6:.1f}", f"{r.seconds:.2f}")
+        table.add_row(r.alias, str(len(r.series)), str(r.dropped), f"[red]{len(r.failed)}[/red]" if r.failed else "0",
+                      f"{r.points:,}", str(r.requests), f"{r.bytes_received / 1e6:.1f}", f"{r.seconds:.2f}")
     for alias in failed:
-        table.add_row(f"[red]{alias}[/red]", "[red]failed[/red]", "", "", "", "", "")
+        table.add_row(f"[red]{alias}[/red]", "[red]failed[/red]", "", "", "", "", "", "")
     return table
 
 
@@ -57,7 +58,8 @@ def _print_error(console: Console, message: str) -> None:
 
 
 def run_fetch(config: Config, aliases: Sequence[str], out_dir: str | Path, end: float | None = None) -> int:
-    """Fetch and write every baseline in `aliases`; exit code 1 if any of them failed, else 0."""
+    """Fetch and write every baseline in `aliases`; exit code 1 if any of them failed, or was written
+    without the series of a batch that could not be fetched, else 0."""
     console = Console(file=sys.stderr)
     if not logging.getLogger("httpx").isEnabledFor(logging.DEBUG):
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request hides the bar
@@ -87,4 +89,7 @@ def run_fetch(config: Config, aliases: Sequence[str], out_dir: str | Path, end: 
     console.print(render_summary(results, failed))
     if failed:
         console.print(f"[red]{len(failed)} of {len(aliases)} baselines failed: {', '.join(failed)}[/red]")
-    return 1 if failed else 0
+    partial = [r.alias for r in results if r.failed]
+    if partial:
+        console.print(f"[red]written without the series that could not be fetched: {', '.join(partial)}[/red]")
+    return 1 if failed or partial else 0

@@ -278,7 +278,7 @@ def test_a_batch_failing_on_every_retry_fails_only_its_series(make_config, caplo
     assert [s.labels["id"] for s in result.series] == ["i0", "i1", "i4", "i5"]
     assert result.failed == [{"id": "i2"}, {"id": "i3"}]
     assert result.requests == 1 + 2 + 3  # the listing, two batches, the failing one 3 times
-    assert "baseline b: a batch of 2 series (2 values of id) failed" in caplog.text
+    assert "baseline b: a batch of 2 series (by id) failed; they keep their previous bands: " in caplog.text
 
 
 def test_every_batch_failing_fails_the_baseline(make_config):

@@ -83,3 +83,20 @@ def test_fetch_benchmark_runs_and_both_ways_agree(capsys):
     assert bench(["--series", "2", "--days", "1", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "same data: both got 2 series and 2,882 points" in out and "series/s" in out
+
+
+def test_a_baseline_written_without_a_batch_that_failed_exits_1(tmp_path, capsys, monkeypatch):
+    from smartmetrics.adapters.source import FetchResult
+    from smartmetrics.engine.series import Series
+
+    def partial(config, alias, end=None, **_):
+        got = Series({"id": "a"}, np.array([0, 300]), np.array([1.0, 2.0]), 300)
+        return FetchResult(alias, [got], 0, 3, 2, 0.1, failed=[{"id": "b"}, {"id": "c"}])
+
+    monkeypatch.setattr("smartmetrics.app.fetch.fetch_baseline", partial)
+    config = write_config(tmp_path / "c.yaml", "http://prom.test", {"big": {"expr": "m"}})
+    out = tmp_path / "out"
+    assert main(["fetch", "--config", config, "--out", str(out)]) == 1
+    assert list(json.loads((out / "big" / "labels.json").read_text()).values()) == [{"id": "a"}]
+    err = capsys.readouterr().err
+    assert "written without the series that could not be fetched: big" in err
