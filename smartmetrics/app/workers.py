@@ -108,8 +108,11 @@ class LocalPool(FitPool):
 
     def start(self) -> ProcessPoolExecutor:
         executor = self.executor()
-        for _ in range(self.workers):  # spawned processes start on demand, one per task while none is idle
-            executor.submit(os.getpid)
+        try:
+            for _ in range(self.workers):  # spawned processes start on demand, one per task while none is idle
+                executor.submit(os.getpid)
+        except RuntimeError as exc:  # a broken pool: its fits fail as lost batches, and the daemon renews it
+            log.debug("the fit pool could not start its workers: %s", exc)
         return executor
 
     def slots(self) -> int:
