@@ -37,7 +37,7 @@ def start_worker(parent: int) -> None:
     """Pool initializer: watch the parent (`watch_parent`) and import the fit machinery now, so that a
     worker started while a baseline is fetched (`FitPool.start`) is ready when the first batch comes."""
     watch_parent(parent)
-    import smartmetrics.engine.batch  # noqa: F401 - pandas, statsmodels, scikit-learn: seconds, paid once
+    import smartmetrics.engine.batch  # noqa: F401 - the fit machinery (pandas, scipy), paid while the fetch runs
 
 
 def watch_parent(parent: int) -> None:
