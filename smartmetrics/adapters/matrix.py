@@ -142,7 +142,7 @@ def _parse_typed(body: bytes | str) -> Matrix | None:
     """The matrix of a well-formed successful answer, or None for anything else (`_parse_doc` then
     says what is wrong, exactly as before there was a fast path)."""
     raw = body.encode() if isinstance(body, str) else body
-    if b',"+Inf"]' in raw:  # the one sample string msgspec does not read; a label's "+Inf" (le) is never followed by ]
+    if b',"+Inf"]' in raw:  # the one sample string msgspec does not read (a label's "+Inf", le, is never before ])
         raw = raw.replace(b',"+Inf"]', b',"Inf"]')
     try:
         answer = _MATRIX.decode(raw)

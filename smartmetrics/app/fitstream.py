@@ -95,7 +95,7 @@ class FitStream:
             if reason is not None:
                 raise PoolLost(reason)
             results = future.result()
-        except Exception as exc:  # noqa: BLE001 - the group was lost as a whole (a broken pool, a cancelled or killed task)
+        except Exception as exc:  # noqa: BLE001 - lost as a whole: a broken pool, a cancelled or killed task
             self._lose(group, exc)
             return
         for s, result in zip(group, results, strict=True):

@@ -183,8 +183,8 @@ class FakePrometheus:
         for i in wanted:
             s = history(i, self.level)
             inside = (s.timestamps >= lo) & (s.timestamps <= hi)
-            result.append({"metric": {"__name__": "m", "instance": i, "job": "api"},
-                           "values": [[int(t), repr(float(v))] for t, v in zip(s.timestamps[inside], s.values[inside])]})
+            pairs = [[int(t), repr(float(v))] for t, v in zip(s.timestamps[inside], s.values[inside])]
+            result.append({"metric": {"__name__": "m", "instance": i, "job": "api"}, "values": pairs})
         return httpx.Response(200, json={"status": "success", "data": {"resultType": "matrix", "result": result}})
 
 
