@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 import re2
 
-from smartmetrics.adapters.batches import Selector, escape_re2, parse_selector, pick_label, plan_batches, select_series
+from smartmetrics.adapters.batches import (
+    Selector,
+    escape_re2,
+    parse_selector,
+    pick_label,
+    plan_batches,
+    select_series,
+)
 from smartmetrics.adapters.source import fetch_baseline, parse_matrix
 from smartmetrics.app.promlocal import LocalPrometheus, MetricSeries
 from smartmetrics.config import parse_config
