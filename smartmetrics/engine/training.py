@@ -143,15 +143,10 @@ def _framed(days: np.ndarray, inside: np.ndarray, m: np.ndarray, base: float, di
                 and abs(m[before] - base) < 0.25 * diff and abs(m[after] - base) < 0.25 * diff)
 
 
-def baseline_residuals(series: Series, seasonal: bool, period: int = DAY) -> np.ndarray:
-    """Residuals from a robust baseline: a trend-adjusted daily (or weekly) profile at the last day's
-    level when seasonal, else a one-day rolling median."""
-    return _baseline(series, seasonal, period)[0]
-
-
 def _baseline(series: Series, seasonal: bool, period: int = DAY) -> tuple[np.ndarray, float]:
-    """`baseline_residuals` and the last day's level offset they include (0 for the rolling median):
-    adding it back gives the residuals from the whole history's level."""
+    """Residuals from a robust baseline (a trend-adjusted daily or weekly profile at the last day's level
+    when seasonal, else a one-day rolling median) and the last day's level offset they include (0 for
+    the rolling median): adding it back gives the residuals from the whole history's level."""
     y = series.values
     if seasonal and np.isfinite(y).sum() >= DAY // series.step:
         kind = SeasonalProfile if period == DAY else WeeklyProfile
@@ -342,7 +337,8 @@ def clean_training(series: Series, seasonal: bool, mask: bool = True, period: in
     info: dict = {"masked": 0, "level_shift": None}
     if not mask and not releases:
         return Series(series.labels, series.timestamps, values, series.step, series.name), info
-    deseason = baseline_residuals(series, seasonal, period) if seasonal else values.copy()
+    first = _baseline(series, seasonal, period) if seasonal else None
+    deseason = first[0].copy() if first else values.copy()
     if releases:
         info["releases"] = release_shifts(series.timestamps, deseason, releases, settle, absorb)
         values = relevel(series.timestamps, values, info["releases"])
@@ -363,7 +359,8 @@ def clean_training(series: Series, seasonal: bool, mask: bool = True, period: in
     start = latest if latest and len(values) - latest >= CUT_AFTER // series.step else 0
     out = Series(series.labels, series.timestamps[start:], values[start:], series.step, series.name)
     long_run = max(3, LONG_RUN // series.step)
-    resid, level = _baseline(out, seasonal, period)
+    moved = bool(releases) or info["level_shift"] is not None  # else `out` holds the series' own values,
+    resid, level = first if first and not moved else _baseline(out, seasonal, period)  # whose profile is fitted
     masked = anomaly_mask(resid, long_run=long_run)
     if level and masked.any():  # an incident against the recent level and the whole history alike:
         # against a quiet Sunday alone, a first week's weekdays would look like one long incident
