@@ -183,11 +183,16 @@ def classify_for_fit(series: Series, curve_type: str) -> dict[str, Any]:
 
 
 def choose_candidates(curve_type: str, settings: FitSettings, history: int, weekly: bool = False) -> list[str]:
-    """Model names to try: the override or the curve type's set (the weekly profile alone when a
-    week's pattern is known), filtered by history, unknown dropped."""
+    """Model names to try: the override or the curve type's set (of the two profiles, the weekly one
+    when a week's pattern is known, else the daily one), filtered by history, unknown dropped.
+
+    The weekly profile on a curve with no week's pattern fits noise into its half hours of the week, at
+    2.6 times the daily profile's cost; without it there, false alerts fell on every corpus and the
+    events caught moved by one or two either way (BENCHMARKS.md, issue 22)."""
     names = list(settings.models) if settings.models else list(CANDIDATES.get(curve_type, ("level",)))
-    if weekly and not settings.models and history >= MIN_HISTORY["profile_week"]:
-        names = [n for n in names if n != "profile_day"]
+    if not settings.models:
+        week_known = weekly and history >= MIN_HISTORY["profile_week"]
+        names = [n for n in names if n != ("profile_day" if week_known else "profile_week")]
     if settings.allow_prophet and not settings.models and curve_type in ("seasonal", "trending"):
         names.append("prophet")
     names = [n for n in names if n in MODELS and history >= MIN_HISTORY.get(n, 0)]
