@@ -58,11 +58,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     corpus = [item.series for item in make_corpus(args.series) if item.series.observed > DAY // 300]
     ours = series_per_second(_fit_smartmetrics, corpus, args.workers)
-    theirs = series_per_second(_fit_prophet, corpus[: args.prophet_series], args.workers)
     print(f"{len(corpus)} synthetic series, 14 days at 5m, horizon 1d, {args.workers} worker processes")
     print(f"smartmetrics (default ensemble, no Prophet): {ours:8.1f} series/s")
-    print(f"prophet-bands (first {min(len(corpus), args.prophet_series)} series):   {theirs:8.1f} series/s")
-    print(f"ratio smartmetrics / prophet-bands:          {ours / theirs:8.1f}x")
+    if args.prophet_series > 0:  # 0: our fit alone, e.g. for an A/B of two commits
+        theirs = series_per_second(_fit_prophet, corpus[: args.prophet_series], args.workers)
+        print(f"prophet-bands (first {min(len(corpus), args.prophet_series)} series):   {theirs:8.1f} series/s")
+        print(f"ratio smartmetrics / prophet-bands:          {ours / theirs:8.1f}x")
 
 
 if __name__ == "__main__":
