@@ -83,6 +83,10 @@ class FitStream:
                 future.cancel()
                 self._take(future, reason)
 
+    def backlog(self) -> int:
+        """Series sent and not fitted yet (a lost group counts as done)."""
+        return self.submitted - self.done
+
     def drain(self) -> None:
         """Wait for every fit sent."""
         while self.pending:

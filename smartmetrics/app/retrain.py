@@ -91,24 +91,47 @@ def _releases_of(config: Config, alias: str, now: float, fetch: Callable[..., Fe
         return lambda series: ()
 
 
+BACKLOG = 512
+"""Series sent to the pool and not fitted yet above which a retrain takes no more from the fetch: a
+few seconds of work for two workers, and 16 MB of values at 14 days of 5 minutes."""
+
+
 class Arrivals:
-    """Lists of series handed over by the fetch, in its own thread, to the fits, in the caller's."""
+    """Lists of series handed over by the fetch, in its own thread, to the fits, in the caller's.
+
+    At most `capacity` lists wait here: once they do, the fetch's `put` waits for the fits to take
+    one, so a retrain holds a few batches of series, not the whole baseline, whatever its size (the
+    caller takes lists only while the pool's backlog is small, `FitStream.backlog`). Once
+    `abandon`ed (the retrain gave up), `put` drops what it is given and never waits again."""
 
     _END = object()
 
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+    def __init__(self, capacity: int = 4) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=capacity)
+        self._abandoned = threading.Event()
         self.open = True
         self.closed_at = 0.0  # time.monotonic() when the fetch ended
 
     def put(self, series: list[Series]) -> None:
         """The fetch's `on_series` callback."""
-        self._queue.put(series)
+        self._put(series)
 
     def close(self) -> None:
         """No more series will come (the fetch returned or raised)."""
         self.closed_at = time.monotonic()
-        self._queue.put(self._END)
+        self._put(self._END)
+
+    def _put(self, item: object) -> None:
+        while not self._abandoned.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def abandon(self) -> None:
+        """No more lists will be taken: the fetch goes on to its end without waiting for anyone."""
+        self._abandoned.set()
 
     def get(self, timeout: float) -> list[Series]:
         """The next list of series; [] if none came within `timeout`, or none will (`open` is then False)."""
@@ -212,13 +235,18 @@ def retrain_baseline(
     arrivals, intake = Arrivals(), _Intake(alias, only)
     fetching = _start_fetch(arrivals, fetch, config, alias, now)
     plan: tuple[FitSettings, ReleasesOf] | None = None
-    while arrivals.open or stream.pending:
-        if arrived := intake(arrivals.get(0.05 if stream.pending else 0.5)):
-            plan = plan or _plan(config, alias, now, fetch, outcome)  # read once, when there is a series to fit
-            stream.submit(arrived, *plan)
-            if on_progress is not None:
-                on_progress(stream.done, stream.submitted)
-        stream.collect(0.0 if arrivals.open else 0.5)
+    try:
+        while arrivals.open or stream.pending:
+            # new series only while the pool has little left to do: the rest wait in the fetch
+            taking = arrivals.open and stream.backlog() < BACKLOG
+            if taking and (arrived := intake(arrivals.get(0.05 if stream.pending else 0.5))):
+                plan = plan or _plan(config, alias, now, fetch, outcome)  # read once, when there is a series to fit
+                stream.submit(arrived, *plan)
+                if on_progress is not None:
+                    on_progress(stream.done, stream.submitted)
+            stream.collect(0.0 if taking else 0.5)
+    finally:
+        arrivals.abandon()
     try:
         result = fetching.result()
     except SourceError as exc:

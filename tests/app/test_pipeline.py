@@ -114,6 +114,52 @@ def test_fits_start_while_the_fetch_goes_on_and_give_the_fetch_then_fit_state(tm
     assert plain.fitted == 6 and same_bands(piped.state, plain.state)
 
 
+def test_a_fetch_faster_than_the_fits_waits_for_them(tmp_path, monkeypatch):
+    """The retrain holds a few lists of series, not the baseline: once the pool's backlog is full and
+    the hand-over holds its capacity, the fetch's `on_series` waits until the fits take more."""
+    from smartmetrics.app import retrain
+
+    monkeypatch.setattr(retrain, "BACKLOG", 2)
+    config = config_for(tmp_path)
+    series = [history(f"i{n:02d}", 100 + n) for n in range(12)]
+    gate = threading.Event()
+    held: list[int] = []  # series sent to the pool while its fits were held back, at each hand-over
+    ended: list[bool] = []  # whether the fits had been let go when the fetch ended
+
+    class Gated(ThreadPool):
+        """Fits that wait for `gate`: the fetch runs ahead of them as far as it is allowed."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            inner = self._executor
+
+            class Waiting(Executor):
+                def submit(self, fn, /, *args, **kwargs) -> Future:
+                    return inner.submit(lambda *a, **k: (gate.wait(30), fn(*a, **k))[1], *args, **kwargs)
+
+            self._executor = Waiting()
+
+    def streaming(config, alias, end=None, on_series=None) -> FetchResult:
+        for s in series:
+            on_series([s])
+            if not gate.is_set():
+                held.append(len(pool.submitted))
+        ended.append(gate.is_set())
+        return FetchResult(alias, [], 0, len(series), sum(s.observed for s in series), 0.0)
+
+    pool = Gated()
+    threading.Timer(1.0, gate.set).start()  # the fits hold back for a second, then go
+    try:
+        outcome = retrain_baseline(config, "b", None, pool, NOW, fetch=streaming, alerts=[])
+    finally:
+        gate.set()
+        pool.close()
+    assert outcome.fitted == 12 and not outcome.failures and len(pool.submitted) == 12
+    # while the fits were held back: 2 series sent (the backlog), then 4 lists waiting in the hand-over,
+    # and the fetch itself waiting for the fits: it could not end before they were let go
+    assert held and max(held) <= 2 and ended == [True]
+
+
 def test_release_markers_are_read_once_for_every_batch(tmp_path):
     config = config_for(tmp_path, releases={"expr": "changes(deploy[5m]) > 0", "match": ["instance"]})
     series = [history(i) for i in "abcd"]
