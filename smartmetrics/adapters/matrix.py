@@ -146,7 +146,7 @@ def _parse_typed(body: bytes | str) -> Matrix | None:
         raw = raw.replace(b',"+Inf"]', b',"Inf"]')
     try:
         answer = _MATRIX.decode(raw)
-    except msgspec.DecodeError:  # not JSON, or another shape: the slow path says which
+    except (msgspec.DecodeError, UnicodeDecodeError):  # not JSON, another shape, bad UTF-8: the slow path says which
         return None
     if answer.status != "success" or answer.data.resultType != "matrix":
         return None

@@ -172,10 +172,15 @@ def fetch_baseline(
     transport: httpx.AsyncBaseTransport | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     on_series: Callable[[list[Series]], None] | None = None,
+    partial: bool = False,
     backoff: float = 0.5,
 ) -> FetchResult:
     """A baseline's series over its history ending at `end` (default now); blocking, thread-safe.
-    `on_series` is called in the fetch's own thread (see `fetch_baseline_async`)."""
+    `on_series` is called in the fetch's own thread (see `fetch_baseline_async`). When a batch of
+    series could not be fetched, the result says which (`failed`) if the caller takes `partial`
+    results or streams them (`on_series`: a retrain fits the others); anyone else gets a
+    `SourceError`, as for a failed request: release markers, discovery or a chart missing some series
+    without knowing it would be wrong, not short."""
     if alias not in config.baselines:
         raise SourceError(f"not configured (configured: {', '.join(config.baselines)})", alias)
     name, source = config.source_for(alias)
@@ -186,6 +191,9 @@ def fetch_baseline(
             return await fetch_baseline_async(client, config, alias, end, on_progress, on_series)
 
     try:
-        return run_sync(main())
+        result = run_sync(main())
     except SourceError as exc:
         raise exc if exc.baseline else exc.for_baseline(alias) from None
+    if result.failed and not (partial or on_series is not None):
+        raise SourceError(f"{len(result.failed)} of its series could not be fetched (see the log for why)", alias)
+    return result

@@ -74,7 +74,7 @@ def run_fetch(config: Config, aliases: Sequence[str], out_dir: str | Path, end: 
                 progress.update(task, completed=done, total=total)
 
             try:
-                result = fetch_baseline(config, alias, end, on_progress=report)
+                result = fetch_baseline(config, alias, end, on_progress=report, partial=True)
                 write_baseline(result, out_dir)
             except SourceError as exc:
                 progress.update(task, description=f"[red]{alias} failed[/red]")

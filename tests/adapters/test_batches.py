@@ -281,11 +281,22 @@ def test_a_batch_failing_on_every_retry_fails_only_its_series(make_config, caplo
     config = make_config("http://prom.test", {"b": {"expr": "m", "step": "1m", "history": "1d"}},
                          retries=2, max_samples_per_request=3000)  # 2 series a batch
     result = fetch_baseline(config, "b", END, transport=httpx.MockTransport(fake_prometheus("i3", ids)),
-                            backoff=0.001)
+                            backoff=0.001, partial=True)
     assert [s.labels["id"] for s in result.series] == ["i0", "i1", "i4", "i5"]
     assert result.failed == [{"id": "i2"}, {"id": "i3"}]
     assert result.requests == 1 + 2 + 3  # the listing, two batches, the failing one 3 times
     assert "baseline b: a batch of 2 series (by id) failed; they keep their previous bands: " in caplog.text
+
+
+def test_a_caller_not_taking_partial_results_gets_an_error_for_a_failed_batch(make_config):
+    """Release markers, discovery or a chart short of some series would be wrong without knowing it."""
+    from smartmetrics.adapters.source import SourceError
+
+    ids = [f"i{n}" for n in range(6)]
+    config = make_config("http://prom.test", {"b": {"expr": "m", "step": "1m", "history": "1d"}},
+                         retries=0, max_samples_per_request=3000)
+    with pytest.raises(SourceError, match="baseline b: 2 of its series could not be fetched"):
+        fetch_baseline(config, "b", END, transport=httpx.MockTransport(fake_prometheus("i3", ids)))
 
 
 def test_every_batch_failing_fails_the_baseline(make_config):

@@ -242,3 +242,15 @@ def test_https_to_a_plain_http_server_is_a_clear_tls_error(prometheus, make_conf
     config = make_config(prometheus.url.replace("http://", "https://"), {"one": {"expr": "vector(1)"}}, retries=0)
     with pytest.raises(SourceError, match=r"baseline one: TLS handshake with https://.* failed.*serve HTTPS"):
         fetch_baseline(config, "one")
+
+
+def test_an_answer_with_bad_utf8_is_a_retryable_response_error_on_either_parse_path() -> None:
+    """The typed (msgspec) decode hands what it cannot read to the json path, which says what is
+    wrong: bad bytes in a label are a garbled answer, worth retrying, never a bare UnicodeDecodeError."""
+    from smartmetrics.adapters.matrix import parse_matrix
+
+    body = (b'{"status":"success","data":{"resultType":"matrix","result":'
+            b'[{"metric":{"a":"\xe9"},"values":[[60,"1"]]}]}}')
+    with pytest.raises(ResponseError) as caught:
+        parse_matrix(body)
+    assert caught.value.retryable
