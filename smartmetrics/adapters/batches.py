@@ -61,8 +61,14 @@ class Selector:
         {__name__="up",job="a\"b",i=~"x|y"}
         """
         named = (("__name__", "=", self.name),) if self.name else ()
-        return "{" + ",".join(f"{label}{op}{json.dumps(value, ensure_ascii=False)}"
+        return "{" + ",".join(f"{_name(label)}{op}{json.dumps(value, ensure_ascii=False)}"
                               for label, op, value in (*named, *self.matchers, *extra)) + "}"
+
+
+def _name(label: str) -> str:
+    """A label name as a matcher writes it: quoted when it is not a classic name (Prometheus 3 allows
+    any UTF-8 name, written `"my.label"="x"`)."""
+    return label if _LABEL_NAME.match(label) else json.dumps(label, ensure_ascii=False)
 
 
 def parse_selector(expr: str) -> Selector | None:
@@ -98,11 +104,14 @@ def escape_re2(value: str) -> str:
 
 @dataclass(frozen=True)
 class Batch:
-    """Series asked for in one query: those whose `label` is one of `values` ("" for those without it)."""
+    """Series asked for in one query: those whose `label` is one of `values` ("" for those without it);
+    `keys` are the ones wanted, `matched` how many the query returns (other shards' and those past
+    `max_series` share the values too: the request is sized for all of them)."""
 
     label: str
     values: tuple[str, ...]
     keys: tuple[LabelKey, ...]
+    matched: int = 0
 
     def expr(self, selector: Selector) -> str:
         r"""The selector narrowed to this batch: an empty value matches the series without the label.
@@ -145,30 +154,38 @@ def pick_label(keys: Sequence[LabelKey]) -> str | None:
     return min(usable, key=cost, default=None)
 
 
-def plan_batches(keys: Sequence[LabelKey], size: int) -> list[Batch]:
-    """`keys` in batches of at most `size` series, each made of whole groups sharing the value of one
-    label (`pick_label`); a group larger than `size` is a batch of its own.
+def plan_batches(keys: Sequence[LabelKey], size: int, listed: Sequence[LabelKey] | None = None) -> list[Batch]:
+    """`keys` in batches that each return at most `size` series, each made of whole groups sharing the
+    value of one label (`pick_label` over every `listed` series, default `keys`: what a query matches);
+    a group that returns more than `size` by itself is a batch of its own.
 
     >>> [b.values for b in plan_batches([(("i", str(n)),) for n in range(5)], 2)]
     [('0', '1'), ('2', '3'), ('4',)]
+    >>> listed = [(("i", str(n % 3)), ("x.y", str(n))) for n in range(9)]  # 3 series of each i...
+    >>> [(b.values, b.matched) for b in plan_batches([listed[0], listed[1]], 4, listed)]  # ...1 wanted
+    [(('0',), 3), (('1',), 3)]
     """
-    label = pick_label(keys)
+    listed = list(listed) if listed is not None else list(keys)
+    label = pick_label(listed)
     if label is None:
         return []
+    matched = Counter(dict(key).get(label, "") for key in listed)
     groups: dict[str, list[LabelKey]] = {}
     for key in keys:
         groups.setdefault(dict(key).get(label, ""), []).append(key)
     out: list[Batch] = []
     values: list[str] = []
     members: list[LabelKey] = []
+    weight = 0
     for value in sorted(groups):
-        if members and len(members) + len(groups[value]) > size:
-            out.append(Batch(label, tuple(values), tuple(members)))
-            values, members = [], []
+        if members and weight + matched[value] > size:
+            out.append(Batch(label, tuple(values), tuple(members), weight))
+            values, members, weight = [], [], 0
         values.append(value)
         members += groups[value]
+        weight += matched[value]
     if members:
-        out.append(Batch(label, tuple(values), tuple(members)))
+        out.append(Batch(label, tuple(values), tuple(members), weight))
     return out
 
 
@@ -191,7 +208,8 @@ async def query_in_batches(
     or when every batch did."""
     listed = await client.list_series(selector.render(), grid.start - LOOKBACK, grid.end)
     keys, dropped = select_series(listed, grid.keep, max_series)
-    plan = plan_requests(keys, len(grid.timestamps), client.source)
+    every = list({tuple(sorted(labels.items())) for labels in listed})  # what a batch's regex also matches
+    plan = plan_requests(keys, len(grid.timestamps), client.source, every)
     progress = _Progress(on_progress, sum(len(split_range(grid.start, grid.end, grid.step, n)) for _, n in plan))
     result, errors = Batched(dropped), []
 
@@ -217,14 +235,16 @@ async def query_in_batches(
     return result
 
 
-def plan_requests(keys: Sequence[LabelKey], points: int, source: Source) -> list[tuple[Batch, int]]:
+def plan_requests(keys: Sequence[LabelKey], points: int, source: Source,
+                  listed: Sequence[LabelKey] | None = None) -> list[tuple[Batch, int]]:
     """The batches of `keys` for a range of `points` points, each with its points per request: as many
-    series a batch as requests of at most `max_points_per_request` points a series hold within
-    `max_samples_per_request`; a batch of one large group is cut in time more finely."""
+    series a batch (counting every `listed` series its query also matches) as requests of at most
+    `max_points_per_request` points a series hold within `max_samples_per_request`; a batch of one
+    large group is cut in time more finely."""
     per_series = min(points, source.max_points_per_request)
-    batches = plan_batches(keys, max(1, source.max_samples_per_request // per_series))
-    return [(b, piece_points(len(b.keys), source.max_points_per_request, source.max_samples_per_request))
-            for b in batches]
+    batches = plan_batches(keys, max(1, source.max_samples_per_request // per_series), listed)
+    return [(b, piece_points(max(b.matched, len(b.keys)), source.max_points_per_request,
+                             source.max_samples_per_request)) for b in batches]
 
 
 class _Progress:

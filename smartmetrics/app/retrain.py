@@ -96,13 +96,18 @@ BACKLOG = 512
 few seconds of work for two workers, and 16 MB of values at 14 days of 5 minutes."""
 
 
+class Abandoned(Exception):
+    """The retrain gave up on the fetch's series: raised in the fetch, so it stops asking for more."""
+
+
 class Arrivals:
     """Lists of series handed over by the fetch, in its own thread, to the fits, in the caller's.
 
     At most `capacity` lists wait here: once they do, the fetch's `put` waits for the fits to take
     one, so a retrain holds a few batches of series, not the whole baseline, whatever its size (the
-    caller takes lists only while the pool's backlog is small, `FitStream.backlog`). Once
-    `abandon`ed (the retrain gave up), `put` drops what it is given and never waits again."""
+    caller takes lists only while the pool's backlog is small, `FitStream.backlog`); `waited` says
+    how long the fetch spent waiting. Once `abandon`ed (the retrain gave up), `put` raises
+    `Abandoned`, which ends the fetch and cancels its requests still under way."""
 
     _END = object()
 
@@ -111,26 +116,34 @@ class Arrivals:
         self._abandoned = threading.Event()
         self.open = True
         self.closed_at = 0.0  # time.monotonic() when the fetch ended
+        self.waited = 0.0  # seconds the fetch spent waiting for the fits
 
     def put(self, series: list[Series]) -> None:
         """The fetch's `on_series` callback."""
-        self._put(series)
+        if not self._put(series):
+            raise Abandoned("the retrain no longer takes series")
 
     def close(self) -> None:
         """No more series will come (the fetch returned or raised)."""
         self.closed_at = time.monotonic()
         self._put(self._END)
 
-    def _put(self, item: object) -> None:
-        while not self._abandoned.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+    def _put(self, item: object) -> bool:
+        """Whether `item` was handed over (not, once abandoned)."""
+        since = time.monotonic()
+        try:
+            while not self._abandoned.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+        finally:
+            self.waited += time.monotonic() - since
 
     def abandon(self) -> None:
-        """No more lists will be taken: the fetch goes on to its end without waiting for anyone."""
+        """No more lists will be taken: the fetch stops at its next hand-over."""
         self._abandoned.set()
 
     def get(self, timeout: float) -> list[Series]:
@@ -252,7 +265,7 @@ def retrain_baseline(
     except SourceError as exc:
         outcome.error, outcome.seconds = str(exc), time.monotonic() - t0
         return outcome
-    outcome.fetch_seconds = arrivals.closed_at - t0
+    outcome.fetch_seconds = arrivals.closed_at - t0 - arrivals.waited  # not the time it waited for the fits
     outcome.fetched, outcome.dropped = intake.fetched, result.dropped
     _count_failures(outcome, intake, result, only, stream)
     _merge(outcome, config, previous, stream, now, drop, alerts)

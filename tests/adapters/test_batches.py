@@ -19,6 +19,7 @@ from smartmetrics.adapters.batches import (
     parse_selector,
     pick_label,
     plan_batches,
+    plan_requests,
     select_series,
 )
 from smartmetrics.adapters.source import fetch_baseline, parse_matrix
@@ -83,6 +84,29 @@ def test_selection_keeps_this_shards_series_then_the_first_max_series_by_labels(
     listed = [{"__name__": "m", "id": str(i)} for i in (5, 1, 3, 2, 4, 1)]  # the listing may repeat a series
     keys, dropped = select_series(listed, lambda labels: labels["id"] != "2", 3)
     assert [dict(k)["id"] for k in keys] == ["1", "3", "4"] and dropped == 1
+
+
+def test_a_batch_is_sized_for_every_series_its_query_matches_not_only_this_shards():
+    """A shard's batch regex also matches the other shards' series with the same values (and those
+    past `max_series`): the request must stay within `max_samples_per_request` with all of them."""
+    from smartmetrics.config import Source
+
+    listed = [(("__name__", "m"), ("instance", f"i{i:03d}"), ("method", f"m{j}")) for i in range(100) for j in range(10)]
+    own = [key for n, key in enumerate(listed) if n % 4 == 1]  # a quarter of each instance's series
+    source = Source(url="http://prom.test", max_samples_per_request=250_000)
+    points = 4033
+    plan = plan_requests(own, points, source, listed)
+    assert sorted(key for b, _ in plan for key in b.keys) == sorted(own)
+    for batch, per_request in plan:
+        returned = sum(1 for key in listed if dict(key)[batch.label] in batch.values)
+        assert batch.matched == returned and returned * min(points, per_request) <= 250_000
+    assert plan[0][0].label == "instance" and len(plan) <= 1000 // 61 + 1
+
+
+def test_rendering_quotes_label_names_that_are_not_classic_names():
+    selector = parse_selector('{"my.metric","my.label"="x"}')  # Prometheus 3's UTF-8 names
+    assert selector.render() == '{__name__="my.metric","my.label"="x"}'
+    assert parse_selector(selector.render()) == selector
 
 
 def test_rendering_quotes_values_as_promql_reads_them():

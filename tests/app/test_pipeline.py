@@ -160,6 +160,33 @@ def test_a_fetch_faster_than_the_fits_waits_for_them(tmp_path, monkeypatch):
     assert held and max(held) <= 2 and ended == [True]
 
 
+def test_a_retrain_that_gives_up_stops_its_fetch(tmp_path):
+    """An error in the fits' side (here the progress callback) ends the retrain at once, and the
+    fetch, at its next hand-over, rather than going on to ask the source for every remaining batch."""
+    config = config_for(tmp_path)
+    series = [history(f"i{n:02d}") for n in range(40)]
+    handed: list[int] = []
+    stopped = threading.Event()
+
+    def streaming(config, alias, end=None, on_series=None) -> FetchResult:
+        try:
+            for s in series:
+                on_series([s])
+                handed.append(1)
+                time.sleep(0.01)
+        finally:
+            stopped.set()
+        return FetchResult(alias, [], 0, len(series), 0, 0.0)
+
+    def failing(done: int, total: int) -> None:
+        if total >= 3:
+            raise RuntimeError("the progress bar broke")
+
+    with pytest.raises(RuntimeError, match="progress bar broke"):
+        retrain_baseline(config, "b", None, None, NOW, fetch=streaming, alerts=[], on_progress=failing)
+    assert stopped.wait(10) and len(handed) < 10
+
+
 def test_release_markers_are_read_once_for_every_batch(tmp_path):
     config = config_for(tmp_path, releases={"expr": "changes(deploy[5m]) > 0", "match": ["instance"]})
     series = [history(i) for i in "abcd"]
