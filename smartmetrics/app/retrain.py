@@ -249,7 +249,7 @@ def retrain_baseline(
     fetching = _start_fetch(arrivals, fetch, config, alias, now)
     plan: tuple[FitSettings, ReleasesOf] | None = None
     try:
-        while arrivals.open or stream.pending:
+        while (arrivals.open or stream.pending) and stream.lost is None:  # a lost pool: fetching more is in vain
             # new series only while the pool has little left to do: the rest wait in the fetch
             taking = arrivals.open and stream.backlog() < BACKLOG
             if taking and (arrived := intake(arrivals.get(0.05 if stream.pending else 0.5))):
@@ -265,6 +265,9 @@ def retrain_baseline(
     except SourceError as exc:
         outcome.error, outcome.seconds = str(exc), time.monotonic() - t0
         return outcome
+    except Abandoned:  # the pool went away: what was fitted is kept, the series not fetched keep their bands
+        log.error("%s: %s; stopped fetching, the series not fetched yet keep their previous bands", alias, stream.lost)
+        result = FetchResult(alias, [], 0, 0, 0, 0.0)
     outcome.fetch_seconds = arrivals.closed_at - t0 - arrivals.waited  # not the time it waited for the fits
     outcome.fetched, outcome.dropped = intake.fetched, result.dropped
     _count_failures(outcome, intake, result, only, stream)

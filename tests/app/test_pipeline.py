@@ -187,6 +187,36 @@ def test_a_retrain_that_gives_up_stops_its_fetch(tmp_path):
     assert stopped.wait(10) and len(handed) < 10
 
 
+def test_a_pool_lost_mid_retrain_stops_the_fetch_and_keeps_what_was_fitted(tmp_path):
+    """A cluster gone (the pool names a `problem`) ends the retrain without asking the source for the
+    remaining batches: the fitted series are stored, the lost ones counted, the others keep their bands."""
+    config = config_for(tmp_path)
+    series = [history(f"i{n:02d}") for n in range(30)]
+    handed: list[int] = []
+
+    class Vanishing(ThreadPool):
+        """Fits two groups, then reports its cluster gone."""
+
+        def problem(self) -> str | None:
+            return "the Dask scheduler went away" if len(self.submitted) >= 2 else None
+
+    def streaming(config, alias, end=None, on_series=None) -> FetchResult:
+        for s in series:
+            on_series([s])
+            handed.append(1)
+            time.sleep(0.02)
+        return FetchResult(alias, [], 0, len(series), 0, 0.0)
+
+    pool = Vanishing()
+    try:
+        outcome = retrain_baseline(config, "b", None, pool, NOW, fetch=streaming, alerts=[])
+    finally:
+        pool.close()
+    assert outcome.error is None and len(handed) < 15  # the fetch stopped well before its end
+    assert outcome.fitted + outcome.failures["PoolLost"] == outcome.fetched
+    assert outcome.fitted >= 1 and len(outcome.state.series) == outcome.fitted
+
+
 def test_release_markers_are_read_once_for_every_batch(tmp_path):
     config = config_for(tmp_path, releases={"expr": "changes(deploy[5m]) > 0", "match": ["instance"]})
     series = [history(i) for i in "abcd"]
