@@ -125,8 +125,9 @@ class Arrivals:
 
     def close(self) -> None:
         """No more series will come (the fetch returned or raised)."""
-        self.closed_at = time.monotonic()
+        self.closed_at, waited = time.monotonic(), self.waited
         self._put(self._END)
+        self.waited = waited  # the fetch had ended: its time is up to `closed_at`
 
     def _put(self, item: object) -> bool:
         """Whether `item` was handed over (not, once abandoned)."""
