@@ -122,12 +122,17 @@ class Batch:
         return selector.render((self.label, "=~", "|".join(escape_re2(v) for v in self.values)))
 
 
+def listed_keys(listed: Iterable[dict[str, str]]) -> set[LabelKey]:
+    """The distinct series of a listing (it may repeat one), as label keys."""
+    return {tuple(sorted(labels.items())) for labels in listed}
+
+
 def select_series(
-    listed: Iterable[dict[str, str]], keep: Callable[[dict[str, str]], bool] | None, max_series: int,
+    keys: set[LabelKey], keep: Callable[[dict[str, str]], bool] | None, max_series: int,
 ) -> tuple[list[LabelKey], int]:
-    """The listed series to fetch, in label order: those `keep` accepts (this shard's own), the first
-    `max_series` of them; and how many more there were (dropped). Same choice as `GridSeries`."""
-    keys = {tuple(sorted(labels.items())) for labels in listed}
+    """The listed series (`listed_keys`) to fetch, in label order: those `keep` accepts (this shard's
+    own), the first `max_series` of them; and how many more there were (dropped). Same choice as
+    `GridSeries`."""
     if keep is not None:
         keys = {key for key in keys if keep(parse_labels(dict(key)))}
     entries = sorted_entries(keys)
@@ -207,9 +212,9 @@ async def query_in_batches(
     (sorted by labels) once its whole range has arrived. Raises `SourceError` when the listing fails,
     or when every batch did."""
     listed = await client.list_series(selector.render(), grid.start - LOOKBACK, grid.end)
-    keys, dropped = select_series(listed, grid.keep, max_series)
-    every = list({tuple(sorted(labels.items())) for labels in listed})  # what a batch's regex also matches
-    plan = plan_requests(keys, len(grid.timestamps), client.source, every)
+    every = listed_keys(listed)  # what a batch's regex may match, this shard's own series or not
+    keys, dropped = select_series(every, grid.keep, max_series)
+    plan = plan_requests(keys, len(grid.timestamps), client.source, list(every))
     progress = _Progress(on_progress, sum(len(split_range(grid.start, grid.end, grid.step, n)) for _, n in plan))
     result, errors = Batched(dropped), []
 

@@ -16,6 +16,7 @@ import re2
 from smartmetrics.adapters.batches import (
     Selector,
     escape_re2,
+    listed_keys,
     parse_selector,
     pick_label,
     plan_batches,
@@ -82,7 +83,7 @@ def test_a_group_larger_than_a_batch_is_a_batch_of_its_own():
 
 def test_selection_keeps_this_shards_series_then_the_first_max_series_by_labels():
     listed = [{"__name__": "m", "id": str(i)} for i in (5, 1, 3, 2, 4, 1)]  # the listing may repeat a series
-    keys, dropped = select_series(listed, lambda labels: labels["id"] != "2", 3)
+    keys, dropped = select_series(listed_keys(listed), lambda labels: labels["id"] != "2", 3)
     assert [dict(k)["id"] for k in keys] == ["1", "3", "4"] and dropped == 1
 
 
