@@ -139,6 +139,8 @@ class PrometheusClient:
         self.bytes_received = 0
         self._semaphore = asyncio.Semaphore(source.concurrency)
         headers, auth = client_auth(source)
+        if not source.gzip() and "accept-encoding" not in {key.lower() for key in headers}:
+            headers["Accept-Encoding"] = "identity"  # a loopback answer costs the server's CPU, not bandwidth
         try:
             verify = build_ssl_context(source.tls) if transport is None else True
         except (ssl.SSLError, OSError) as exc:

@@ -12,7 +12,9 @@ For each size N: N series of mixed kinds (daily-seasonal, stable, bursty, sparse
 - **the bare-fetch limit**: the same series and range fetched with 8 concurrent `query_range`
   requests (httpx; each a batch of series by a regex on their `series` label, at most 250,000
   samples a request), each answer decoded with `json.loads` and nothing else: what no retrain that
-  reads Prometheus' JSON API from this machine can beat.
+  reads Prometheus' JSON API from this machine can beat. Uncompressed, as the fit asks a loopback
+  source (`compression: auto`); the same fetch with gzip-compressed answers (httpx's default, and
+  the fit's before the option) is measured beside it.
 - **one Prophet per series** (the Prometheus Anomaly Detector's way: fetch one series, fit Prophet,
   predict a day) on a sample of `--prophet-series`.
 
@@ -135,14 +137,15 @@ def run_fit(config: Path, store: Path) -> FitRun:
                   children_cpu() - cpu0)
 
 
-async def _bare_fetch(url: str, n: int, start: int, end: int, concurrency: int = 8) -> int:
-    """Every series over [start, end] in batches of series, 8 requests at a time, JSON-decoded only;
-    returns the samples received."""
+async def _bare_fetch(url: str, n: int, start: int, end: int, concurrency: int = 8, gzip: bool = False) -> int:
+    """Every series over [start, end] in batches of series, 8 requests at a time, JSON-decoded only
+    (answers gzip-compressed if `gzip`); returns the samples received."""
     points = (end - start) // STEP + 1
     per_batch = max(1, 250_000 // points)
     batches = [range(lo, min(n, lo + per_batch)) for lo in range(0, n, per_batch)]
     gate = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+    encoding = "gzip" if gzip else "identity"
+    async with httpx.AsyncClient(base_url=url, timeout=120, headers={"Accept-Encoding": encoding}) as client:
 
         async def one(ids: range) -> int:
             selector = f'{METRIC}{{series=~"{"|".join(str(i) for i in ids)}"}}'
@@ -157,14 +160,14 @@ async def _bare_fetch(url: str, n: int, start: int, end: int, concurrency: int =
 
 
 def bench_size(n: int, days: int, prophet_n: int, root: Path, console: Console,
-               max_samples: int | None = None) -> dict[str, float] | None:
+               max_samples: int | None = None, compression: str = "auto") -> dict[str, float] | None:
     end = align_down(time.time(), STEP)
     console.print(f"[dim]{n:,} series x {days} days at 5m: generating and backfilling ...[/dim]")
     with LocalPrometheus(mixed_series(n, end, days)) as prom:
         store = root / f"store-{n}"
         config = root / f"retrain-{n}.yaml"
         config.write_text(yaml.safe_dump({
-            "sources": {"prom": {"url": prom.url, "timeout": "5s",
+            "sources": {"prom": {"url": prom.url, "timeout": "5s", "compression": compression,
                                  **({"max_samples_per_request": max_samples} if max_samples else {})}},
             "baselines": {"all": {"expr": METRIC, "step": "5m", "history": f"{days}d", "max_series": n}},
             "store": {"path": str(store)},
@@ -179,6 +182,10 @@ def bench_size(n: int, days: int, prophet_n: int, root: Path, console: Console,
         samples = asyncio.run(_bare_fetch(prom.url, n, end - days * 86400, end))
         fetch_s = time.perf_counter() - t
         fetch_cpu = (cpu_seconds(prom.process.pid) - prom_cpu, time.process_time() - own_cpu)
+        console.print("[dim]  bare fetch, gzip ...[/dim]")
+        t = time.perf_counter()
+        gzip_samples = asyncio.run(_bare_fetch(prom.url, n, end - days * 86400, end, gzip=True))
+        gzip_s = time.perf_counter() - t
         console.print(f"[dim]  one Prophet per series ({prophet_n}) ...[/dim]")
         t = time.perf_counter()
         prophet_per_series(prom.url, prophet_n, METRIC)
@@ -189,13 +196,14 @@ def bench_size(n: int, days: int, prophet_n: int, root: Path, console: Console,
         problems.append(f"smartmetrics fit exited {fit.code}:\n{fit.output[-3000:]}")
     if fit.stored != n or fit.banded != n:
         problems.append(f"the store holds {fit.stored} series, {fit.banded} with a finite band, of {n}")
-    if samples != expected_samples:
-        problems.append(f"the bare fetch received {samples:,} samples of {expected_samples:,}")
+    for what, got in (("the bare fetch", samples), ("the bare fetch with gzip", gzip_samples)):
+        if got != expected_samples:
+            problems.append(f"{what} received {got:,} samples of {expected_samples:,}")
     if problems:
         for problem in problems:
             console.print(f"[red]error:[/red] {n:,} series: {problem}")
         return None
-    return {"series": n, "fit": n / fit.seconds, "fetch": n / fetch_s, "prophet": prophet_n / prophet_s,
+    return {"series": n, "fit": n / fit.seconds, "fetch": n / fetch_s, "gzip_fetch": n / gzip_s, "prophet": prophet_n / prophet_s,
             "rss": fit.peak_rss_mb, "main": fit.peak_main_mb, "seconds": fit.seconds, "fetch_seconds": fetch_s,
             "fit_cpu": fit.cpu, "prom_fit_cpu": prom_fit_cpu, "prom_fetch_cpu": fetch_cpu[0],
             "client_fetch_cpu": fetch_cpu[1]}
@@ -222,22 +230,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prophet-series", type=int, default=5, help="series fitted by the Prophet peer (default 5)")
     parser.add_argument("--max-samples-per-request", type=int, default=None, metavar="N",
                         help="the source's max_samples_per_request (default: the config's own, 250,000)")
+    parser.add_argument("--compression", choices=("auto", "gzip", "none"), default="auto",
+                        help="the source's compression (default auto: none from this loopback Prometheus)")
     args = parser.parse_args(argv)
     console = Console(width=140)
     rows = []
     with tempfile.TemporaryDirectory(prefix="sm-retrain-") as tmp:
         for n in (int(s) for s in args.sizes.split(",")):
-            row = bench_size(n, args.days, args.prophet_series, Path(tmp), console, args.max_samples_per_request)
+            row = bench_size(n, args.days, args.prophet_series, Path(tmp), console, args.max_samples_per_request,
+                             args.compression)
             if row is None:
                 return 1
             rows.append(row)
     table = Table(title=f"daily retrain end to end: smartmetrics fit (2 workers) on a real Prometheus, {args.days} days "
                         "at 5m, mixed curves", title_justify="left")
-    for column in ("series", "fit series/s", "bare fetch series/s", "of the fetch limit", "Prophet series/s",
-                   "x Prophet", "peak RSS (main process)", "fit seconds"):
+    for column in ("series", "fit series/s", "bare fetch series/s", "of the fetch limit", "with gzip: series/s",
+                   "of it", "Prophet series/s", "x Prophet", "peak RSS (main process)", "fit seconds"):
         table.add_column(column, justify="right")
     for r in rows:
         table.add_row(f"{r['series']:,}", f"{r['fit']:.1f}", f"{r['fetch']:.1f}", f"{r['fit'] / r['fetch']:.0%}",
+                      f"{r['gzip_fetch']:.1f}", f"{r['fit'] / r['gzip_fetch']:.0%}",
                       f"{r['prophet']:.2f}", f"{r['fit'] / r['prophet']:.0f}x", f"{r['rss']:.0f} MB ({r['main']:.0f} MB)",
                       f"{r['seconds']:.1f}")
     console.print(table)

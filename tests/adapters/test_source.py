@@ -157,10 +157,13 @@ class RecordingTransport(httpx.AsyncBaseTransport):
     def __init__(self) -> None:
         self.inner = httpx.AsyncHTTPTransport()
         self.requests: list[httpx.Request] = []
+        self.encodings: list[str | None] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
-        return await self.inner.handle_async_request(request)
+        response = await self.inner.handle_async_request(request)
+        self.encodings.append(response.headers.get("Content-Encoding"))
+        return response
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -181,6 +184,27 @@ def test_tenant_header_and_basic_auth_are_sent(prometheus, make_config, monkeypa
     form = dict(httpx.QueryParams(request.content.decode()))
     assert form == {"query": "sm_requests_rate", "start": str(prometheus.end - 86400),
                     "end": str(prometheus.end), "step": "3600"}
+
+
+@pytest.mark.parametrize("compression,host,encoding", [
+    ("auto", "127.0.0.1", None), ("auto", "localhost", None), ("gzip", "127.0.0.1", "gzip"), ("none", "localhost", None)])
+def test_answers_come_uncompressed_from_a_loopback_source_unless_asked(prometheus, make_config, compression, host,
+                                                                      encoding):
+    url = prometheus.url.replace("127.0.0.1", host)
+    baselines = {"r": {"expr": "sm_requests_rate", "step": "1h", "history": "1d"}}
+    config = make_config(url, baselines, compression=compression)
+    transport = RecordingTransport()
+    result = fetch_baseline(config, "r", prometheus.end, transport=transport)
+    assert transport.encodings == [encoding]  # what the real Prometheus sent back
+    assert_same_series(result.series, fetch_baseline(make_config(url, baselines, compression="gzip"), "r",
+                                                     prometheus.end).series)
+
+
+@pytest.mark.parametrize("url,gzip", [("http://[::1]:9090", False), ("http://127.1.2.3", False),
+                                      ("https://prometheus.example:9090", True), ("http://10.0.0.7:9090", True),
+                                      ("http://prom.localhost", False)])
+def test_auto_compression_asks_for_gzip_from_every_host_but_a_loopback(url, gzip, make_config):
+    assert make_config(url, {}).sources["main"].gzip() is gzip
 
 
 def test_bearer_token_from_file_is_sent(prometheus, make_config, tmp_path):
