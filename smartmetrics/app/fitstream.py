@@ -55,6 +55,7 @@ class FitStream:
             try:
                 future = self.executor.submit(fit_batch, group, settings, [releases_of(s) for s in group])
             except Exception as exc:  # noqa: BLE001 - a pool a stop shut down, a cluster gone: the group is lost
+                self.lost = f"the pool refused fits ({type(exc).__name__}: {exc})"  # and so would it every later one
                 self._lose(group, exc)
                 continue
             self.pending[future] = group

@@ -218,6 +218,32 @@ def test_a_pool_lost_mid_retrain_stops_the_fetch_and_keeps_what_was_fitted(tmp_p
     assert outcome.fitted >= 1 and len(outcome.state.series) == outcome.fitted
 
 
+def test_a_pool_terminated_mid_retrain_stops_the_fetch(tmp_path):
+    """A daemon's stop terminates its local pool under a running retrain: the next group it refuses
+    ends the retrain, and the fetch at its next hand-over, instead of fetching every remaining batch
+    only to lose its fits."""
+    config = config_for(tmp_path)
+    series = [history(f"i{n:02d}") for n in range(40)]
+    handed: list[int] = []
+    pool = LocalPool(1)
+
+    def streaming(config, alias, end=None, on_series=None) -> FetchResult:
+        for n, s in enumerate(series):
+            if n == 3:
+                pool.terminate()  # what `Daemon.stop` does
+            on_series([s])
+            handed.append(1)
+            time.sleep(0.02)
+        return FetchResult(alias, [], 0, len(series), 0, 0.0)
+
+    try:
+        outcome = retrain_baseline(config, "b", None, pool, NOW, fetch=streaming, alerts=[])
+    finally:
+        pool.close()
+    assert len(handed) < 15  # the fetch stopped well before its end
+    assert outcome.fitted + sum(outcome.failures.values()) == outcome.fetched < len(series)
+
+
 def test_release_markers_are_read_once_for_every_batch(tmp_path):
     config = config_for(tmp_path, releases={"expr": "changes(deploy[5m]) > 0", "match": ["instance"]})
     series = [history(i) for i in "abcd"]
