@@ -159,6 +159,11 @@ def pick_label(keys: Sequence[LabelKey]) -> str | None:
     return min(usable, key=cost, default=None)
 
 
+MAX_BATCH_SERIES = 1000
+"""Series a batch asks for at most, however short the range: a regex of thousands of values costs the
+server its compilation and matching, and the fits wait for a whole batch to arrive."""
+
+
 def plan_batches(keys: Sequence[LabelKey], size: int, listed: Sequence[LabelKey] | None = None) -> list[Batch]:
     """`keys` in batches that each return at most `size` series, each made of whole groups sharing the
     value of one label (`pick_label` over every `listed` series, default `keys`: what a query matches);
@@ -247,7 +252,8 @@ def plan_requests(keys: Sequence[LabelKey], points: int, source: Source,
     `max_points_per_request` points a series hold within `max_samples_per_request`; a batch of one
     large group is cut in time more finely."""
     per_series = min(points, source.max_points_per_request)
-    batches = plan_batches(keys, max(1, source.max_samples_per_request // per_series), listed)
+    size = min(MAX_BATCH_SERIES, max(1, source.max_samples_per_request // per_series))
+    batches = plan_batches(keys, size, listed)
     return [(b, piece_points(max(b.matched, len(b.keys)), source.max_points_per_request,
                              source.max_samples_per_request)) for b in batches]
 

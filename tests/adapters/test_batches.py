@@ -104,6 +104,17 @@ def test_a_batch_is_sized_for_every_series_its_query_matches_not_only_this_shard
     assert plan[0][0].label == "instance" and len(plan) <= 1000 // 61 + 1
 
 
+def test_a_short_range_still_asks_for_a_bounded_number_of_series_a_batch():
+    """An hour at 5 minutes is 13 points a series: 250,000 samples would be a regex of 19,000 values."""
+    from smartmetrics.adapters.batches import MAX_BATCH_SERIES
+    from smartmetrics.config import Source
+
+    listed = [(("__name__", "m"), ("id", f"{i:05d}")) for i in range(5000)]
+    plan = plan_requests(listed, 13, Source(url="http://prom.test"), listed)
+    assert max(len(b.values) for b, _ in plan) == MAX_BATCH_SERIES and len(plan) == 5000 // MAX_BATCH_SERIES
+    assert sorted(key for b, _ in plan for key in b.keys) == listed
+
+
 def test_rendering_quotes_label_names_that_are_not_classic_names():
     selector = parse_selector('{"my.metric","my.label"="x"}')  # Prometheus 3's UTF-8 names
     assert selector.render() == '{__name__="my.metric","my.label"="x"}'
