@@ -613,7 +613,7 @@ class Daemon:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         if self._pool is not None:
-            self._pool.terminate()  # running fits are abandoned: their bands were never going to be saved
+            self._pool.stop()  # running fits are abandoned: their bands were never going to be saved
         if self._server is not None:
             self._server.stop()
         if self._pusher is not None:

@@ -93,6 +93,10 @@ def run_fit(config: Config, aliases: Sequence[str], workers: int | None = None, 
                 console.print(f"[red]error:[/] {escape(outcome.error)}")
             elif outcome.state is not None:
                 save_baseline(config.store.path, outcome.state)
+            if outcome.interrupted is not None:
+                console.print(f"[red]error:[/] baseline {alias}: {escape(outcome.interrupted)}: the fits stopped "
+                              "before the fetch's end; what was fitted is stored, the other series keep their "
+                              "previous bands", soft_wrap=True, highlight=False)
             if outcome.error is None and not outcome.fetched:
                 console.print(f"[yellow]warning:[/] baseline {alias}: its expr matched no series over its "
                               f"history: {escape(config.baselines[alias].expr)} (check it in Prometheus, and "
@@ -106,4 +110,4 @@ def run_fit(config: Config, aliases: Sequence[str], workers: int | None = None, 
         console.print(f"[red]error:[/] nothing was fitted (baselines: {escape(', '.join(o.alias for o in outcomes))})",
                       highlight=False)
         return 1
-    return 1 if any(o.error for o in outcomes) else 0
+    return 1 if any(o.error or o.interrupted for o in outcomes) else 0

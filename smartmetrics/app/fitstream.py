@@ -10,6 +10,7 @@ sane, or whose whole group was lost (a broken pool, a stop, a cluster gone), kee
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
@@ -25,6 +26,9 @@ from smartmetrics.engine.series import Series, format_labels
 log = logging.getLogger("smartmetrics.app.retrain")
 
 
+STOPPING = "the daemon is stopping"
+
+
 class PoolLost(Exception):
     """The pool went away while fits were pending (e.g. the Dask scheduler): they were abandoned."""
 
@@ -38,6 +42,7 @@ class FitStream:
         self.executor = pool.start() if pool is not None else _Inline()
         self.slots = pool.slots() if pool is not None else 1
         self.problem = pool.problem if pool is not None else lambda: None
+        self.stopped = (lambda: pool.stopped) if pool is not None else lambda: False
         self.on_done = on_done  # called once per series, fitted or not
         self.pending: dict[Future, list[Series]] = {}
         self.fitted: list[FittedSeries] = []
@@ -50,12 +55,14 @@ class FitStream:
         self.submitted += len(series)
         for group in batches(series, batch_size(len(series), self.slots)):
             if self.lost is not None:
-                self._lose(group, PoolLost(self.lost))
+                self.lose(group)
                 continue
+            releases = [releases_of(s) for s in group]
             try:
-                future = self.executor.submit(fit_batch, group, settings, [releases_of(s) for s in group])
+                future = self.executor.submit(fit_batch, group, settings, releases)
             except Exception as exc:  # noqa: BLE001 - a pool a stop shut down, a cluster gone: the group is lost
-                self.lost = f"the pool refused fits ({type(exc).__name__}: {exc})"  # and so would it every later one
+                # and so would be every later one: the retrain takes no more series
+                self.lost = STOPPING if self.stopped() else f"the pool refused fits ({type(exc).__name__}: {exc})"
                 self._lose(group, exc)
                 continue
             self.pending[future] = group
@@ -83,6 +90,21 @@ class FitStream:
             for future in rest:
                 future.cancel()
                 self._take(future, reason)
+
+    def settle(self, grace: float) -> None:
+        """Once `lost`: take the fits that finish within `grace` seconds; the rest are cancelled and
+        lost with that reason (a stop waits for none)."""
+        deadline = time.monotonic() + grace
+        while self.pending and (left := deadline - time.monotonic()) > 0:
+            self.collect(min(0.5, left))
+        for future in list(self.pending):
+            future.cancel()
+            self._take(future, self.lost or "abandoned")
+
+    def lose(self, series: list[Series]) -> None:
+        """Series that will not be sent: lost with the pool's reason."""
+        if series:
+            self._lose(series, PoolLost(self.lost or "abandoned"))
 
     def backlog(self) -> int:
         """Series sent and not fitted yet (a lost group counts as done)."""
@@ -117,7 +139,8 @@ class FitStream:
     def _lose(self, group: list[Series], exc: BaseException) -> None:
         kind = type(exc).__name__
         self.failures[kind] += len(group)
-        log.warning("a batch of %d fits was lost: %s: %s", len(group), kind, exc)
+        log.log(logging.INFO if self.lost == STOPPING else logging.WARNING, "a batch of %d fits was lost: %s: %s",
+                len(group), kind, exc)
         for _ in group:
             self._done()
 

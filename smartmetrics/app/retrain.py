@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from smartmetrics.adapters.alert_store import AlertStoreError, load_alerts
 from smartmetrics.adapters.markers import ReleasesOf, fetch_event_windows, fetch_releases_of
 from smartmetrics.adapters.source import FetchResult, SourceError, fetch_baseline
-from smartmetrics.app.fitstream import FitStream
+from smartmetrics.app.fitstream import STOPPING, FitStream
 from smartmetrics.app.selfmetrics import adjusted_count, series_kinds
 from smartmetrics.app.workers import FitPool, PoolError
 from smartmetrics.config import Config
@@ -60,6 +60,7 @@ class RetrainOutcome:
     stage: str = "fetch"  # where `error` happened: fetch, or cluster (the fits could not be sent)
     release_error: str | None = None  # the release markers could not be read: fitted without them
     adjusted: int = 0  # series whose band on-call's feedback widens (`smartmetrics.engine.alerts`)
+    interrupted: str | None = None  # why the fits stopped before the fetch's end (a pool lost, a stop)
 
 
 def _planned_settings(config: Config, alias: str, now: float, fetch: Callable[..., FetchResult],
@@ -90,6 +91,9 @@ def _releases_of(config: Config, alias: str, now: float, fetch: Callable[..., Fe
         log.warning("%s: release markers: %s; fitting without them", alias, exc)
         return lambda series: ()
 
+
+LOST_GRACE = 10.0
+"""Seconds a retrain whose pool refused a fit waits for the fits already under way."""
 
 BACKLOG = 512
 """Series sent to the pool and not fitted yet above which a retrain takes no more from the fetch: a
@@ -146,6 +150,17 @@ class Arrivals:
     def abandon(self) -> None:
         """No more lists will be taken: the fetch stops at its next hand-over."""
         self._abandoned.set()
+
+    def leftovers(self) -> list[list[Series]]:
+        """The lists still waiting, once abandoned: fetched, never to be fitted."""
+        out = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return out
+            if item is not self._END:
+                out.append(item)
 
     def get(self, timeout: float) -> list[Series]:
         """The next list of series; [] if none came within `timeout`, or none will (`open` is then False)."""
@@ -261,14 +276,20 @@ def retrain_baseline(
             stream.collect(0.0 if taking else 0.5)
     finally:
         arrivals.abandon()
+    if stream.lost is not None:  # the fits under way finish or are lost
+        stream.settle(0.0 if stream.lost == STOPPING else LOST_GRACE)
     try:
         result = fetching.result()
     except SourceError as exc:
         outcome.error, outcome.seconds = str(exc), time.monotonic() - t0
         return outcome
     except Abandoned:  # the pool went away: what was fitted is kept, the series not fetched keep their bands
-        log.error("%s: %s; stopped fetching, the series not fetched yet keep their previous bands", alias, stream.lost)
+        log.log(logging.INFO if stream.lost == STOPPING else logging.ERROR,
+                "%s: %s; stopped fetching, the series not fetched yet keep their previous bands", alias, stream.lost)
         result = FetchResult(alias, [], 0, 0, 0, 0.0)
+    for left in arrivals.leftovers():  # fetched (the fetch has ended), never fitted: counted as lost
+        stream.lose(intake(left))
+    outcome.interrupted = stream.lost
     outcome.fetch_seconds = arrivals.closed_at - t0 - arrivals.waited  # not the time it waited for the fits
     outcome.fetched, outcome.dropped = intake.fetched, result.dropped
     _count_failures(outcome, intake, result, only, stream)

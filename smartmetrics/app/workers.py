@@ -81,14 +81,22 @@ class FitPool:
     def slots(self) -> int:
         raise NotImplementedError
 
+    stopped = False  # `stop` was called: a fit it refuses is the stop's, not a fault
+
     def problem(self) -> str | None:
         return None
 
     def renew(self) -> None:
         """Replace a pool that broke (a worker died) before the next retrain."""
 
+    def stop(self) -> None:
+        """Abandon the fits under way for good (the daemon stops); a retrain still running ends at
+        its next fit, quietly."""
+        self.stopped = True
+        self.terminate()
+
     def terminate(self) -> None:
-        """Abandon the fits under way now (a stop)."""
+        """Abandon the fits under way now."""
 
     def close(self) -> None:
         """Release the pool once no more fits will be sent."""

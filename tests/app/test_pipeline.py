@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 import threading
 import time
@@ -218,10 +219,10 @@ def test_a_pool_lost_mid_retrain_stops_the_fetch_and_keeps_what_was_fitted(tmp_p
     assert outcome.fitted >= 1 and len(outcome.state.series) == outcome.fitted
 
 
-def test_a_pool_terminated_mid_retrain_stops_the_fetch(tmp_path):
-    """A daemon's stop terminates its local pool under a running retrain: the next group it refuses
-    ends the retrain, and the fetch at its next hand-over, instead of fetching every remaining batch
-    only to lose its fits."""
+def test_a_pool_stopped_mid_retrain_stops_the_fetch_quietly(tmp_path, caplog):
+    """A daemon's stop stops its local pool under a running retrain: the next group it refuses ends
+    the retrain, and the fetch at its next hand-over, instead of fetching every remaining batch only
+    to lose its fits; every series fetched is counted, and nothing is logged as an error."""
     config = config_for(tmp_path)
     series = [history(f"i{n:02d}") for n in range(40)]
     handed: list[int] = []
@@ -230,18 +231,56 @@ def test_a_pool_terminated_mid_retrain_stops_the_fetch(tmp_path):
     def streaming(config, alias, end=None, on_series=None) -> FetchResult:
         for n, s in enumerate(series):
             if n == 3:
-                pool.terminate()  # what `Daemon.stop` does
+                pool.stop()  # what `Daemon.stop` does
             on_series([s])
             handed.append(1)
             time.sleep(0.02)
         return FetchResult(alias, [], 0, len(series), 0, 0.0)
 
     try:
-        outcome = retrain_baseline(config, "b", None, pool, NOW, fetch=streaming, alerts=[])
+        with caplog.at_level(logging.INFO, logger="smartmetrics"):
+            outcome = retrain_baseline(config, "b", None, pool, NOW, fetch=streaming, alerts=[])
     finally:
         pool.close()
     assert len(handed) < 15  # the fetch stopped well before its end
     assert outcome.fitted + sum(outcome.failures.values()) == outcome.fetched < len(series)
+    assert outcome.interrupted == "the daemon is stopping"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert "stopped fetching" in caplog.text
+
+
+def test_a_pool_that_refuses_a_fit_ends_the_retrain_after_the_fits_under_way(tmp_path):
+    """A refused submission (a broken pool) ends the retrain, but the fits already running are taken,
+    and every series fetched is counted: fitted, or lost with a reason."""
+    config = config_for(tmp_path)
+    series = [history(f"i{n:02d}") for n in range(10)]
+
+    class Refusing(ThreadPool):
+        def __init__(self) -> None:
+            super().__init__()
+            recording, outer = self._executor, self
+
+            class Slow(Executor):
+                def submit(self, fn, /, *args, **kwargs) -> Future:
+                    if len(outer.submitted) == 2:
+                        raise RuntimeError("cannot schedule new futures after shutdown")
+                    return recording.submit(lambda *a: (time.sleep(0.5), fn(*a))[1], *args)
+
+            self._executor = Slow()
+
+    def streaming(config, alias, end=None, on_series=None) -> FetchResult:
+        for s in series:
+            on_series([s])
+        return FetchResult(alias, [], 0, len(series), 0, 0.0)
+
+    pool = Refusing()
+    try:
+        outcome = retrain_baseline(config, "b", None, pool, NOW, fetch=streaming, alerts=[])
+    finally:
+        pool.close()
+    assert outcome.fitted == 2 and len(outcome.state.series) == 2  # the two under way were waited for
+    assert outcome.fitted + sum(outcome.failures.values()) == outcome.fetched
+    assert outcome.interrupted.startswith("the pool refused fits (RuntimeError")
 
 
 def test_release_markers_are_read_once_for_every_batch(tmp_path):
