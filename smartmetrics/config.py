@@ -195,13 +195,20 @@ class Source(HTTPEndpoint):
 
 
 def is_loopback(host: str) -> bool:
-    """Whether `host` (a name or an address, as in a URL) is this machine's loopback."""
-    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
+    """Whether `host` (a name or an address, as in a URL) is this machine itself.
+
+    >>> [is_loopback(h) for h in ("localhost.", "127.0.0.2", "[::1]", "0.0.0.0", "::ffff:127.0.0.1", "10.0.0.1")]
+    [True, True, True, True, True, False]
+    """
+    name = host.lower().strip("[]").rstrip(".")
+    if name in ("localhost", "localhost.localdomain", "ip6-localhost") or name.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        address = ipaddress.ip_address(name)
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or address.is_unspecified or bool(mapped and mapped.is_loopback)
 
 
 def _interval_within(interval: float, shortest: int) -> float:

@@ -1,7 +1,7 @@
 """What a Prometheus holds, for `smartmetrics init`: metric names, their metadata, a sample of each
 metric's series, and instant queries to try a proposed expr.
 
-Blocking httpx with the same headers, auth and TLS as `PrometheusClient` (`client_auth`,
+Blocking httpx with the same headers, auth and TLS as `PrometheusClient` (`source_auth`,
 `build_ssl_context`); every failure is a `SourceError` saying what to check.
 """
 
@@ -18,7 +18,7 @@ from smartmetrics.adapters.client import (
     _describe_connect_error,
     _tls_failure,
     build_ssl_context,
-    client_auth,
+    source_auth,
 )
 from smartmetrics.adapters.matrix import parse_error_text
 from smartmetrics.config import Source, redact_url
@@ -32,7 +32,7 @@ class Catalog:
 
     def __init__(self, source: Source, name: str = "prometheus", transport: httpx.BaseTransport | None = None):
         self.source, self.name = source, name
-        headers, auth = client_auth(source)
+        headers, auth = source_auth(source)
         try:
             verify: ssl.SSLContext | bool = build_ssl_context(source.tls) if transport is None else True
         except (ssl.SSLError, OSError) as exc:

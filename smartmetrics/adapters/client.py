@@ -91,6 +91,15 @@ def client_auth(endpoint: HTTPEndpoint) -> tuple[dict[str, str], httpx.BasicAuth
     return headers, auth
 
 
+def source_auth(source: Source) -> tuple[dict[str, str], httpx.BasicAuth | None]:
+    """`client_auth` for a source, with `Accept-Encoding: identity` where it is not to compress its
+    answers (`Source.gzip`), unless the source's own headers say otherwise."""
+    headers, auth = client_auth(source)
+    if not source.gzip() and "accept-encoding" not in {key.lower() for key in headers}:
+        headers["Accept-Encoding"] = "identity"  # a loopback answer costs the server's CPU, not bandwidth
+    return headers, auth
+
+
 def _cause(exc: BaseException, kind: type[BaseException], errno: bool = False) -> BaseException | None:
     """The first exception of type `kind` (with an errno, if asked) in the cause/context chain of `exc`."""
     seen: BaseException | None = exc
@@ -138,9 +147,7 @@ class PrometheusClient:
         self.requests = 0
         self.bytes_received = 0
         self._semaphore = asyncio.Semaphore(source.concurrency)
-        headers, auth = client_auth(source)
-        if not source.gzip() and "accept-encoding" not in {key.lower() for key in headers}:
-            headers["Accept-Encoding"] = "identity"  # a loopback answer costs the server's CPU, not bandwidth
+        headers, auth = source_auth(source)
         try:
             verify = build_ssl_context(source.tls) if transport is None else True
         except (ssl.SSLError, OSError) as exc:

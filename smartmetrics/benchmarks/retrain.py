@@ -44,6 +44,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from smartmetrics.adapters.batches import MAX_BATCH_SERIES
 from smartmetrics.adapters.store import load_store
 from smartmetrics.app.promlocal import LocalPrometheus, MetricSeries
 from smartmetrics.benchmarks.daemon import prophet_per_series, rss_mb
@@ -141,7 +142,7 @@ async def _bare_fetch(url: str, n: int, start: int, end: int, concurrency: int =
     """Every series over [start, end] in batches of series, 8 requests at a time, JSON-decoded only
     (answers gzip-compressed if `gzip`); returns the samples received."""
     points = (end - start) // STEP + 1
-    per_batch = max(1, 250_000 // points)
+    per_batch = min(MAX_BATCH_SERIES, max(1, 250_000 // points))  # the fit's batches
     batches = [range(lo, min(n, lo + per_batch)) for lo in range(0, n, per_batch)]
     gate = asyncio.Semaphore(concurrency)
     encoding = "gzip" if gzip else "identity"
@@ -153,6 +154,8 @@ async def _bare_fetch(url: str, n: int, start: int, end: int, concurrency: int =
                 reply = await client.post("/api/v1/query_range", data={
                     "query": selector, "start": str(start), "end": str(end), "step": str(STEP)})
             reply.raise_for_status()
+            if reply.headers.get("Content-Encoding", "identity") != encoding:
+                raise RuntimeError(f"asked for {encoding}, Prometheus answered {reply.headers.get('Content-Encoding')}")
             result = json.loads(reply.content)["data"]["result"]
             return sum(len(s["values"]) for s in result)
 

@@ -202,9 +202,25 @@ def test_answers_come_uncompressed_from_a_loopback_source_unless_asked(prometheu
 
 @pytest.mark.parametrize("url,gzip", [("http://[::1]:9090", False), ("http://127.1.2.3", False),
                                       ("https://prometheus.example:9090", True), ("http://10.0.0.7:9090", True),
-                                      ("http://prom.localhost", False)])
+                                      ("http://prom.localhost", False), ("http://localhost.:9090", False),
+                                      ("http://0.0.0.0:9090", False)])
 def test_auto_compression_asks_for_gzip_from_every_host_but_a_loopback(url, gzip, make_config):
     assert make_config(url, {}).sources["main"].gzip() is gzip
+
+
+@pytest.mark.parametrize("url,compression,gzip", [("http://10.0.0.7:9090", "none", False),
+                                                  ("http://127.0.0.1:9090", "gzip", True)])
+def test_compression_set_by_hand_wins_over_the_host(url, compression, gzip, make_config):
+    assert make_config(url, {}, compression=compression).sources["main"].gzip() is gzip
+
+
+def test_an_accept_encoding_header_of_the_users_own_is_sent_unchanged(prometheus, make_config):
+    config = make_config(prometheus.url, {"r": {"expr": "sm_requests_rate", "step": "1h", "history": "1d"}},
+                         headers={"ACCEPT-ENCODING": "gzip"})
+    transport = RecordingTransport()
+    fetch_baseline(config, "r", prometheus.end, transport=transport)
+    assert transport.requests[0].headers.get_list("accept-encoding") == ["gzip"]
+    assert transport.encodings == ["gzip"]
 
 
 def test_bearer_token_from_file_is_sent(prometheus, make_config, tmp_path):
