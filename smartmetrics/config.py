@@ -187,6 +187,12 @@ class Source(HTTPEndpoint):
     save bandwidth a loopback connection does not need: `auto` asks for gzip except from a loopback
     host (localhost, 127.0.0.0/8, ::1)."""
 
+    @model_validator(mode="after")
+    def _check_compression(self) -> Source:
+        if self.compression != "auto" and any(key.lower() == "accept-encoding" for key in self.headers):
+            raise ValueError("compression and an Accept-Encoding header say the same thing twice: keep one")
+        return self
+
     def gzip(self) -> bool:
         """Whether to ask this source for gzip-compressed answers."""
         if self.compression != "auto":

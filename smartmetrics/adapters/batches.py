@@ -159,6 +159,10 @@ def pick_label(keys: Sequence[LabelKey]) -> str | None:
     return min(usable, key=cost, default=None)
 
 
+MAX_REGEX_BYTES = 256 << 10
+"""Characters a batch's regex holds at most: long label values (URLs, queries) would otherwise make
+requests past the 10 MB form Prometheus reads (it then answers about a missing `start`)."""
+
 MAX_BATCH_SERIES = 1000
 """Series a batch asks for at most, however short the range: a regex of thousands of values costs the
 server its compilation and matching, and the fits wait for a whole batch to arrive."""
@@ -186,14 +190,16 @@ def plan_batches(keys: Sequence[LabelKey], size: int, listed: Sequence[LabelKey]
     out: list[Batch] = []
     values: list[str] = []
     members: list[LabelKey] = []
-    weight = 0
+    weight = length = 0
     for value in sorted(groups):
-        if members and weight + matched[value] > size:
+        grows = len(escape_re2(value)) + 1
+        if members and (weight + matched[value] > size or length + grows > MAX_REGEX_BYTES):
             out.append(Batch(label, tuple(values), tuple(members), weight))
-            values, members, weight = [], [], 0
+            values, members, weight, length = [], [], 0, 0
         values.append(value)
         members += groups[value]
         weight += matched[value]
+        length += grows
     if members:
         out.append(Batch(label, tuple(values), tuple(members), weight))
     return out

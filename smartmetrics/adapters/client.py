@@ -38,6 +38,10 @@ log = logging.getLogger("smartmetrics.adapters.source")  # one logger for everyt
 MAX_RETRY_AFTER = 30.0
 """A `Retry-After` up to this many seconds is honoured as given; longer ones fall back to backoff."""
 
+MAX_ANSWER_BYTES = 256 << 20
+"""An answer larger than this once decoded is refused: a request for `max_samples_per_request`
+samples (250,000 by default) is about 8 MB of JSON, and a few MB of gzip can decode to gigabytes."""
+
 T = TypeVar("T")
 
 
@@ -197,7 +201,11 @@ class PrometheusClient:
     async def list_series(self, match: str, start: int, end: int) -> list[dict[str, str]]:
         """The label sets of the series the selector `match` selects with samples in [start, end]."""
         form = {"match[]": match, "start": str(start), "end": str(end)}
-        return await self._request("/api/v1/series", form, parse_series_list)
+        listed, warnings = await self._request("/api/v1/series", form, parse_series_list)
+        for warning in warnings:  # the series it leaves out are not asked for: say so
+            log.warning("source %s: the series listing of %s warns: %s (a partial answer lists fewer series; "
+                        "those keep their bands)", self.name, match, warning)
+        return listed
 
     async def _request(self, path: str, form: dict[str, str], parse: Callable[[bytes], T]) -> T:
         """POST `form` to `path` and `parse` the answer, retrying what may pass on its own; a
@@ -222,8 +230,9 @@ class PrometheusClient:
         async with self._semaphore:
             self.requests += 1
             try:
-                response = await self._http.post(path, data=form)
-            except httpx.TimeoutException:
+                async with asyncio.timeout(self.source.timeout):  # the whole answer, however it trickles
+                    response, body = await self._post(path, form)
+            except (httpx.TimeoutException, TimeoutError):
                 raise _Retry("timeout", f"timed out after {self.source.timeout:g}s") from None
             except httpx.ConnectError as exc:
                 if (tls_error := _tls_failure(exc, url, self.name)) is not None:
@@ -231,9 +240,11 @@ class PrometheusClient:
                 raise _Retry("connect", _describe_connect_error(exc)) from None
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
                 raise _Retry("broken", f"connection broken: {exc or type(exc).__name__}") from None
+            except httpx.DecodingError as exc:  # a compressed answer cut short or corrupt, or wrongly labelled
+                raise _Retry("body", f"cannot decode the answer as its Content-Encoding says: {exc} (if it "
+                                     f"persists, check sources.{self.name}.compression and headers)") from None
             except httpx.HTTPError as exc:
                 raise SourceError(f"request to {url} failed: {exc or type(exc).__name__}") from None
-        body = response.content
         self.bytes_received += len(body)
         status = response.status_code
         if status == 429 or status >= 500:
@@ -247,6 +258,19 @@ class PrometheusClient:
             if exc.retryable:
                 raise _Retry("body", str(exc)) from None
             raise SourceError(f"unusable answer from {url}: {exc}") from None
+
+    async def _post(self, path: str, form: dict[str, str]) -> tuple[httpx.Response, bytes]:
+        """The answer to one POST and its body, decoded, refused past `MAX_ANSWER_BYTES`."""
+        async with self._http.stream("POST", path, data=form) as response:
+            chunks, size = [], 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raise SourceError(
+                        f"{redact_url(self.source.url)}{path} sent an answer of more than {MAX_ANSWER_BYTES >> 20} MiB "
+                        f"(decoded); lower sources.{self.name}.max_samples_per_request, or check what answers")
+                chunks.append(chunk)
+            return response, b"".join(chunks)
 
     def _status_message(self, status: int, body: bytes, path: str) -> str:
         """The final message for a 4xx answer other than 429."""

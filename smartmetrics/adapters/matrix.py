@@ -123,11 +123,12 @@ def _load_json(body: bytes | str) -> Any:
         raise ResponseError(f"invalid JSON in response ({exc})", retryable=True) from None
 
 
-def parse_series_list(body: bytes | str) -> list[dict[str, str]]:
-    """The label sets of a `/api/v1/series` answer, or a `ResponseError`.
+def parse_series_list(body: bytes | str) -> tuple[list[dict[str, str]], list[str]]:
+    """The label sets of a `/api/v1/series` answer and its warnings (a partial answer of Thanos or
+    Mimir says so there), or a `ResponseError`.
 
-    >>> parse_series_list('{"status":"success","data":[{"__name__":"up","job":"a"}]}')
-    [{'__name__': 'up', 'job': 'a'}]
+    >>> parse_series_list('{"status":"success","data":[{"__name__":"up","job":"a"}],"warnings":["partial"]}')
+    ([{'__name__': 'up', 'job': 'a'}], ['partial'])
     """
     doc = _load_json(body)
     if not isinstance(doc, dict) or doc.get("status") != "success":
@@ -135,7 +136,9 @@ def parse_series_list(body: bytes | str) -> list[dict[str, str]]:
     data = doc.get("data") or []
     if not isinstance(data, list) or not all(isinstance(labels, dict) for labels in data):
         raise ResponseError("malformed response: 'data' is not a list of label sets")
-    return [{str(k): str(v) for k, v in labels.items()} for labels in data]
+    warnings = doc.get("warnings") or []
+    return ([{str(k): str(v) for k, v in labels.items()} for labels in data],
+            [str(w) for w in warnings] if isinstance(warnings, list) else [str(warnings)])
 
 
 def _parse_typed(body: bytes | str) -> Matrix | None:

@@ -234,7 +234,7 @@ class Daemon:
             m.source_errors.labels(source, alias).inc()
         for reason, count in outcome.failures.items():
             m.fit_failures.labels(alias, reason).inc(count)
-        if "BrokenProcessPool" in outcome.failures:
+        if "BrokenProcessPool" in outcome.failures and not self._stopping.is_set():  # a stop breaks it too
             log.error("the worker pool broke (a worker died); starting a new one")
             if self._pool is not None:
                 self._pool.renew()

@@ -115,6 +115,15 @@ def test_a_short_range_still_asks_for_a_bounded_number_of_series_a_batch():
     assert sorted(key for b, _ in plan for key in b.keys) == listed
 
 
+def test_long_label_values_make_smaller_batches_not_a_request_prometheus_refuses():
+    from smartmetrics.adapters.batches import MAX_REGEX_BYTES, escape_re2
+
+    listed = [(("__name__", "m"), ("url", f"/api/v{i:05d}/" + "a.b/" * 1000)) for i in range(300)]
+    plan = plan_batches(listed, 1000)
+    assert len(plan) > 1 and sorted(key for b in plan for key in b.keys) == sorted(listed)
+    assert all(len("|".join(escape_re2(v) for v in b.values)) <= MAX_REGEX_BYTES for b in plan)
+
+
 def test_rendering_quotes_label_names_that_are_not_classic_names():
     selector = parse_selector('{"my.metric","my.label"="x"}')  # Prometheus 3's UTF-8 names
     assert selector.render() == '{__name__="my.metric","my.label"="x"}'

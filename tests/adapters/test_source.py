@@ -214,6 +214,13 @@ def test_compression_set_by_hand_wins_over_the_host(url, compression, gzip, make
     assert make_config(url, {}, compression=compression).sources["main"].gzip() is gzip
 
 
+def test_compression_and_an_accept_encoding_header_together_are_a_config_error(make_config):
+    from smartmetrics.config import ConfigError
+
+    with pytest.raises(ConfigError, match="sources.main: .*compression and an Accept-Encoding header"):
+        make_config("http://10.0.0.7", {}, compression="none", headers={"accept-encoding": "gzip"})
+
+
 def test_an_accept_encoding_header_of_the_users_own_is_sent_unchanged(prometheus, make_config):
     config = make_config(prometheus.url, {"r": {"expr": "sm_requests_rate", "step": "1h", "history": "1d"}},
                          headers={"ACCEPT-ENCODING": "gzip"})

@@ -213,3 +213,65 @@ def test_secrets_in_a_source_url_or_headers_never_show(make_config, tmp_path, ca
     assert main(["check-config", str(path)]) == 0
     out = capsys.readouterr().out
     assert "s3cret-pw" not in out and "tok-123" not in out and "X-Api-Key: <redacted>" in out
+
+
+# --- answers that trickle, swell or do not decode -----------------------------------------------
+
+
+def dripping(_: httpx.Request) -> httpx.Response:
+    """Every byte well within the read timeout, the whole answer far beyond it."""
+    async def body():
+        for i in range(0, len(OK_BODY), 16):
+            await asyncio.sleep(0.3)
+            yield OK_BODY[i:i + 16].encode()
+    return httpx.Response(200, content=body())
+
+
+def test_an_answer_that_trickles_in_times_out_as_a_whole(run):
+    script = Script(dripping)
+    started = time.monotonic()
+    with pytest.raises(SourceError, match="timed out after 1s"):
+        run(script, retries=1, timeout="1s")
+    assert script.calls == 2 and time.monotonic() - started < 4.5  # without a deadline: 2 x 3 s, and success
+
+
+def test_an_answer_that_decodes_past_the_limit_is_refused_without_holding_it(run, monkeypatch):
+    import gzip
+
+    from smartmetrics.adapters import client
+
+    monkeypatch.setattr(client, "MAX_ANSWER_BYTES", 1 << 20)
+    bomb = gzip.compress(b'{"status":"success","data":{"resultType":"matrix","result":[' + b" " * (8 << 20) + b"]}}")
+    script = Script(lambda _: httpx.Response(200, content=bomb, headers={"Content-Encoding": "gzip"}))
+    with pytest.raises(SourceError, match=r"more than 1 MiB \(decoded\); lower sources.main.max_samples_per_request"):
+        run(script)
+    assert script.calls == 1 and len(bomb) < 64 << 10  # final: the same request would get the same answer
+
+
+@pytest.mark.parametrize("body", ["corrupt", "not-compressed"])
+def test_an_answer_that_does_not_decode_is_retried_and_names_the_setting(run, body):
+    import gzip
+
+    data = bytearray(gzip.compress(OK_BODY.encode()))
+    data[-6] ^= 0xFF  # a wrong CRC
+    content = bytes(data) if body == "corrupt" else OK_BODY.encode()
+    bad = lambda _: httpx.Response(200, content=content, headers={"Content-Encoding": "gzip"})  # noqa: E731
+    script = Script(bad, ok)
+    assert run(script).series[0].values[1:].tolist() == [1.0, 2.0] and script.calls == 2
+    with pytest.raises(SourceError, match="check sources.main.compression and headers"):
+        run(Script(bad), retries=1)
+
+
+def test_a_listing_that_warns_of_a_partial_answer_is_logged(run, caplog):
+    """A baseline fetched in batches of series is listed first: what the listing leaves out is never
+    asked for, so its warnings (Thanos', Mimir's partial answers) must be seen."""
+    listing = {"status": "success", "warnings": ["partial response: store b unavailable"],
+               "data": [{"__name__": "up", "job": "a"}]}
+
+    def server(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=listing) if request.url.path.endswith("/series") else ok(request)
+
+    with caplog.at_level(logging.WARNING, logger="smartmetrics.adapters.source"):
+        result = run(Script(server), max_samples_per_request=1000)  # too many for one request: batched
+    assert result.series[0].values[1:].tolist() == [1.0, 2.0]
+    assert "series listing of {__name__=\"up\"} warns: partial response: store b unavailable" in caplog.text
