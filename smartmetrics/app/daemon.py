@@ -306,6 +306,7 @@ class Daemon:
         known = {b.key for b in state.series} if state else set()
         stale = {k for k in known if now - seen.get(k, now) > self.config.schedule.stale_after}
         waiting = {b.key for b in state.series if _withheld(b)} if state else set()  # too few points yet
+        waiting |= set(state.meta.get("unfitted", ())) if state else set()  # not refitted at the last retrain
         new = present - (known - waiting)
         if new or stale:
             self._retrain_one(alias, now, only=new, drop=stale)

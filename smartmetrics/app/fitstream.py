@@ -49,6 +49,7 @@ class FitStream:
         self.failures: Counter[str] = Counter()
         self.submitted = self.done = 0  # series sent, and series whose fit is over (fitted or not)
         self.lost: str | None = None  # the pool's reason to give up: later groups are not sent
+        self.lost_keys: set[str] = set()  # series whose group was lost (not a fit's own failure): worth a retry
 
     def submit(self, series: list[Series], settings: FitSettings, releases_of: ReleasesOf = lambda s: ()) -> None:
         """Send the fits of `series` (each told its `releases_of`) to the pool, in groups."""
@@ -139,6 +140,7 @@ class FitStream:
     def _lose(self, group: list[Series], exc: BaseException) -> None:
         kind = type(exc).__name__
         self.failures[kind] += len(group)
+        self.lost_keys.update(s.key for s in group)
         log.log(logging.INFO if self.lost == STOPPING else logging.WARNING, "a batch of %d fits was lost: %s: %s",
                 len(group), kind, exc)
         for _ in group:

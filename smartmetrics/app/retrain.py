@@ -293,7 +293,7 @@ def retrain_baseline(
     outcome.fetch_seconds = arrivals.closed_at - t0 - arrivals.waited  # not the time it waited for the fits
     outcome.fetched, outcome.dropped = intake.fetched, result.dropped
     _count_failures(outcome, intake, result, only, stream)
-    _merge(outcome, config, previous, stream, now, drop, alerts)
+    _merge(outcome, config, previous, stream, now, drop, alerts, result, only)
     outcome.seconds = time.monotonic() - t0
     return outcome
 
@@ -319,15 +319,34 @@ def _count_failures(outcome: RetrainOutcome, intake: _Intake, result: FetchResul
 
 
 def _merge(outcome: RetrainOutcome, config: Config, previous: BaselineState | None, stream: FitStream,
-           now: float, drop: Collection[str], alerts: Sequence[AlertRecord] | None) -> None:
-    """The fresh bands merged into `previous` as the outcome's state, with what the summary shows."""
+           now: float, drop: Collection[str], alerts: Sequence[AlertRecord] | None, result: FetchResult,
+           only: Collection[str] | None) -> None:
+    """The fresh bands merged into `previous` as the outcome's state, with what the summary shows.
+
+    The series that keep an older band for a reason that may pass (their batch could not be
+    fetched, their fits were lost with a pool) are listed in the state's `meta["unfitted"]`, which
+    discovery retries once before the next retrain. A full retrain that found no series at all where `previous`
+    has some (a source's glitch, a listing answered empty) leaves `previous` as it was: if it was
+    due (its config changed, its fit is old), it stays due."""
     alias, fitted = outcome.alias, stream.fitted
     baseline = config.baselines[alias]
+    if only is None and not outcome.fetched and not result.failed and previous is not None and previous.series:
+        log.warning("%s: the source returned none of its %d series; they keep their bands, and the baseline "
+                    "its last fit (a retrain it was due stays due)", alias, len(previous.series))
+        outcome.state = previous
+        return
     bands = _with_feedback(alias, [band_from_fitted(f, now) for f in fitted], alerts, config.store.path)
     base = previous or BaselineState(alias, now, ())
     merged = base.merged(bands, fitted_at=now if fitted or not stream.submitted else base.fitted_at, drop=set(drop))
+    failed = {key for key in map(labels_key, result.failed) if only is None or key in only} | stream.lost_keys
+    held = {b.key for b in merged.series}
+    unfitted = (set(base.meta.get("unfitted", ())) | failed) - {b.key for b in bands}
+    if only is not None:  # discovery's retry is the one retry: a series that fails again waits for the retrain
+        unfitted -= set(only)
     meta = {"expr": baseline.expr, "step": baseline.step, "fingerprint": fit_fingerprint(baseline),
             "sharding": [config.sharding.shard, config.sharding.shards]}
+    if unfitted & held:
+        meta["unfitted"] = sorted(unfitted & held)
     outcome.state = dataclasses.replace(merged, meta=meta)
     outcome.fitted = len(fitted)
     outcome.kinds = series_kinds(outcome.state.series)

@@ -6,6 +6,7 @@ unreachable Prometheus during a retrain is counted while the last good bands kee
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -255,6 +256,49 @@ def test_discovery_fits_only_new_series_and_expires_gone_ones(offline_daemon) ->
     daemon.discover()
     assert sorted(b.labels["instance"] for b in daemon.states["rate"].series) == ["b", "c"]
     assert daemon._snapshot.series_count() == 2  # the published snapshot follows the state
+
+
+def test_a_series_whose_batch_failed_is_refitted_by_the_next_discovery(offline_daemon) -> None:
+    """A series that kept yesterday's band because its batch could not be fetched is not left for a
+    day: the state lists it as unfitted (also across a restart), and discovery fits it."""
+    from smartmetrics.adapters.source import FetchResult
+
+    daemon = offline_daemon
+    a, b = series_for("a", 1), series_for("b", 2)
+    daemon.fetch = FakeSource([a, b])
+    daemon.retrain()
+    old_b = next(x for x in daemon.states["rate"].series if x.key == b.key).meta["fitted_at"]
+
+    def b_failed(config, alias, end=None, **_):
+        return FetchResult(alias, [a], 0, 2, 0, 0.0, failed=[dict(b.labels)])
+
+    daemon.fetch = b_failed
+    daemon.retrain()
+    assert daemon.states["rate"].meta["unfitted"] == [b.key]
+    daemon.load()  # a restart reads it from the store
+    assert daemon.states["rate"].meta["unfitted"] == [b.key]
+
+    source = daemon.fetch = FakeSource([a, b])
+    daemon.discover()
+    state = daemon.states["rate"]
+    assert "unfitted" not in state.meta and source.calls == 2  # present, then the refit of b alone
+    assert next(x for x in state.series if x.key == b.key).meta["fitted_at"] > old_b
+
+
+def test_a_source_that_returns_no_series_leaves_the_baseline_as_it_was_and_due(offline_daemon, caplog) -> None:
+    import dataclasses
+
+    daemon = offline_daemon
+    daemon.fetch = FakeSource([series_for("a", 1)])
+    daemon.retrain()
+    state = daemon.states["rate"]  # as if fitted under an older config: due
+    before = daemon.states["rate"] = dataclasses.replace(state, meta={**state.meta, "fingerprint": "older"})
+    assert daemon.due("rate", before.fitted_at + 60)
+    daemon.fetch = FakeSource([])
+    with caplog.at_level(logging.WARNING, logger="smartmetrics.app.retrain"):
+        daemon.retrain()
+    assert daemon.states["rate"] is before and daemon.due("rate", before.fitted_at + 60)  # a restart retries
+    assert "returned none of its 1 series" in caplog.text
 
 
 def test_retrains_never_overlap(offline_daemon) -> None:
