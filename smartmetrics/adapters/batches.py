@@ -14,6 +14,7 @@ aggregation) has no series to list before it is evaluated: a recording rule make
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -228,8 +229,14 @@ async def query_in_batches(
     plan = plan_requests(keys, len(grid.timestamps), client.source, list(every))
     progress = _Progress(on_progress, sum(len(split_range(grid.start, grid.end, grid.step, n)) for _, n in plan))
     result, errors = Batched(dropped), []
+    held = asyncio.Semaphore(client.source.concurrency)  # batches asked for and not handed over yet
+    handing = asyncio.Lock()  # one hand-over at a time, as `deliver` expects
 
     async def one(batch: Batch, points: int) -> None:
+        async with held:
+            await fetch_one(batch, points)
+
+    async def fetch_one(batch: Batch, points: int) -> None:
         labels = [parse_labels(dict(key)) for key in batch.keys]
         into = GridSeries(grid.start, grid.end, grid.step, expected={tuple(sorted(x.items())) for x in labels})
         try:
@@ -242,8 +249,9 @@ async def query_in_batches(
             return
         result.warnings += [w for w in into.warnings if w not in result.warnings]
         series, _ = into.render(len(batch.keys))
-        if series:
-            deliver(series)
+        if series:  # in a thread: a hand-over that waits for the fits must not stall the answers under way
+            async with handing:
+                await asyncio.to_thread(deliver, series)
 
     await gather_or_cancel([one(batch, points) for batch, points in plan])
     if plan and len(errors) == len(plan):

@@ -266,9 +266,10 @@ class PrometheusClient:
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > MAX_ANSWER_BYTES:
-                    raise SourceError(
-                        f"{redact_url(self.source.url)}{path} sent an answer of more than {MAX_ANSWER_BYTES >> 20} MiB "
-                        f"(decoded); lower sources.{self.name}.max_samples_per_request, or check what answers")
+                    what = ("give the baseline a narrower expr, or split it in several" if path.endswith("/series")
+                            else f"lower sources.{self.name}.max_samples_per_request")
+                    raise SourceError(f"{redact_url(self.source.url)}{path} sent an answer of more than "
+                                      f"{MAX_ANSWER_BYTES >> 20} MiB (decoded); {what}, or check what answers")
                 chunks.append(chunk)
             return response, b"".join(chunks)
 

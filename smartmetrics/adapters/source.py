@@ -176,7 +176,8 @@ def fetch_baseline(
     backoff: float = 0.5,
 ) -> FetchResult:
     """A baseline's series over its history ending at `end` (default now); blocking, thread-safe.
-    `on_series` is called in the fetch's own thread (see `fetch_baseline_async`). When a batch of
+    `on_series` is called in a thread of the fetch's (see `fetch_baseline_async`); while it has not
+    returned, no more than the source's `concurrency` batches are asked for. When a batch of
     series could not be fetched, the result says which (`failed`) if the caller takes `partial`
     results or streams them (`on_series`: a retrain fits the others); anyone else gets a
     `SourceError`, as for a failed request: release markers, discovery or a chart missing some series

@@ -9,6 +9,7 @@ This is the only module that reads the clock.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import os
@@ -312,6 +313,18 @@ class Daemon:
             self._retrain_one(alias, now, only=new, drop=stale)
             for key in stale:
                 seen.pop(key, None)
+            self._tried(alias, new)
+
+    def _tried(self, alias: str, keys: set[str]) -> None:
+        """The unfitted series discovery just tried are not tried again, whatever came of it (a
+        retrain that failed as a whole saved nothing): the next retrain takes them."""
+        state = self.states.get(alias)
+        unfitted = set(state.meta.get("unfitted", ())) if state else set()
+        if state is not None and unfitted & keys:
+            meta = {k: v for k, v in state.meta.items() if k != "unfitted"}
+            if unfitted - keys:
+                meta["unfitted"] = sorted(unfitted - keys)
+            self.states[alias] = dataclasses.replace(state, meta=meta)
 
     def watch_releases(self) -> None:
         """Apply new release markers to the baselines that have them (`smartmetrics.engine.releases`); not

@@ -81,12 +81,13 @@ class FitStream:
         for future in done - cancelled:
             self._take(future, None)
         if cancelled:  # by a stop (no reason: counted as cancelled), or by a cluster that went away
-            reason = self.problem()
+            reason = STOPPING if self.stopped() else self.problem()
             for future in cancelled:
                 self._take(future, reason)
         rest -= cancelled
-        if rest and (reason := self.problem()) is not None:
-            log.error("%s; the %d batches still pending keep their previous bands", reason, len(rest))
+        if rest and (reason := STOPPING if self.stopped() else self.problem()) is not None:
+            log.log(logging.INFO if reason == STOPPING else logging.ERROR,
+                    "%s; the %d batches still pending keep their previous bands", reason, len(rest))
             self.lost = reason
             for future in rest:
                 future.cancel()
@@ -105,6 +106,7 @@ class FitStream:
     def lose(self, series: list[Series]) -> None:
         """Series that will not be sent: lost with the pool's reason."""
         if series:
+            self.submitted += len(series)
             self._lose(series, PoolLost(self.lost or "abandoned"))
 
     def backlog(self) -> int:
@@ -141,7 +143,7 @@ class FitStream:
         kind = type(exc).__name__
         self.failures[kind] += len(group)
         self.lost_keys.update(s.key for s in group)
-        log.log(logging.INFO if self.lost == STOPPING else logging.WARNING, "a batch of %d fits was lost: %s: %s",
+        log.log(logging.INFO if self.stopped() else logging.WARNING, "a batch of %d fits was lost: %s: %s",
                 len(group), kind, exc)
         for _ in group:
             self._done()

@@ -289,7 +289,8 @@ def retrain_baseline(
         result = FetchResult(alias, [], 0, 0, 0, 0.0)
     for left in arrivals.leftovers():  # fetched (the fetch has ended), never fitted: counted as lost
         stream.lose(intake(left))
-    outcome.interrupted = stream.lost
+    outcome.interrupted = stream.lost or (f"{len(stream.lost_keys)} fits were lost with the pool"
+                                          if stream.lost_keys and not stream.stopped() else None)
     outcome.fetch_seconds = arrivals.closed_at - t0 - arrivals.waited  # not the time it waited for the fits
     outcome.fetched, outcome.dropped = intake.fetched, result.dropped
     _count_failures(outcome, intake, result, only, stream)
@@ -334,17 +335,24 @@ def _merge(outcome: RetrainOutcome, config: Config, previous: BaselineState | No
         log.warning("%s: the source returned none of its %d series; they keep their bands, and the baseline "
                     "its last fit (a retrain it was due stays due)", alias, len(previous.series))
         outcome.state = previous
+        outcome.kinds, outcome.adjusted = series_kinds(previous.series), adjusted_count(previous.series)
         return
     bands = _with_feedback(alias, [band_from_fitted(f, now) for f in fitted], alerts, config.store.path)
     base = previous or BaselineState(alias, now, ())
-    merged = base.merged(bands, fitted_at=now if fitted or not stream.submitted else base.fitted_at, drop=set(drop))
+    partial = only is not None and previous is not None  # discovery: the baseline's fit stays the last full one
+    fresh = (fitted or not stream.submitted) and not partial
+    merged = base.merged(bands, fitted_at=now if fresh else base.fitted_at, drop=set(drop))
     failed = {key for key in map(labels_key, result.failed) if only is None or key in only} | stream.lost_keys
+    if outcome.interrupted and only is None:  # the series never fetched keep their bands too
+        failed |= {b.key for b in base.series}
     held = {b.key for b in merged.series}
     unfitted = (set(base.meta.get("unfitted", ())) | failed) - {b.key for b in bands}
     if only is not None:  # discovery's retry is the one retry: a series that fails again waits for the retrain
         unfitted -= set(only)
     meta = {"expr": baseline.expr, "step": baseline.step, "fingerprint": fit_fingerprint(baseline),
             "sharding": [config.sharding.shard, config.sharding.shards]}
+    if partial:  # what the last full retrain was fitted with, so that a config change stays due
+        meta.update({k: base.meta[k] for k in ("expr", "step", "fingerprint") if k in base.meta})
     if unfitted & held:
         meta["unfitted"] = sorted(unfitted & held)
     outcome.state = dataclasses.replace(merged, meta=meta)

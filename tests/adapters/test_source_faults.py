@@ -235,7 +235,7 @@ def test_an_answer_that_trickles_in_times_out_as_a_whole(run):
     assert script.calls == 2 and time.monotonic() - started < 4.5  # without a deadline: 2 x 3 s, and success
 
 
-def test_an_answer_that_decodes_past_the_limit_is_refused_without_holding_it(run, monkeypatch):
+def test_an_answer_that_decodes_past_the_limit_is_refused(run, monkeypatch):
     import gzip
 
     from smartmetrics.adapters import client
