@@ -326,9 +326,10 @@ def _merge(outcome: RetrainOutcome, config: Config, previous: BaselineState | No
 
     The series that keep an older band for a reason that may pass (their batch could not be
     fetched, their fits were lost with a pool) are listed in the state's `meta["unfitted"]`, which
-    discovery retries once before the next retrain. A full retrain that found no series at all where `previous`
-    has some (a source's glitch, a listing answered empty) leaves `previous` as it was: if it was
-    due (its config changed, its fit is old), it stays due."""
+    discovery retries once before the next retrain. A discovery (`only`) keeps the fit time and the
+    fingerprint of the last full retrain. A full retrain that found no series at all where
+    `previous` has some (a source's glitch, a listing answered empty) leaves `previous` as it was:
+    if it was due (its config changed, its fit is old), it stays due."""
     alias, fitted = outcome.alias, stream.fitted
     baseline = config.baselines[alias]
     if only is None and not outcome.fetched and not result.failed and previous is not None and previous.series:
