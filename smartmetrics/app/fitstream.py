@@ -81,17 +81,21 @@ class FitStream:
         for future in done - cancelled:
             self._take(future, None)
         if cancelled:  # by a stop (no reason: counted as cancelled), or by a cluster that went away
-            reason = STOPPING if self.stopped() else self.problem()
+            reason = self._reason()
             for future in cancelled:
                 self._take(future, reason)
         rest -= cancelled
-        if rest and (reason := STOPPING if self.stopped() else self.problem()) is not None:
+        if rest and (reason := self._reason()) is not None:
             log.log(logging.INFO if reason == STOPPING else logging.ERROR,
                     "%s; the %d batches still pending keep their previous bands", reason, len(rest))
             self.lost = reason
             for future in rest:
                 future.cancel()
                 self._take(future, reason)
+
+    def _reason(self) -> str | None:
+        """Why the fits pending will not come: the daemon's stop, or the pool's own problem (if any)."""
+        return STOPPING if self.stopped() else self.problem()
 
     def settle(self, grace: float) -> None:
         """Once `lost`: take the fits that finish within `grace` seconds; the rest are cancelled and
