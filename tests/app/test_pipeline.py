@@ -10,6 +10,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -80,6 +81,21 @@ class ThreadPool(FitPool):
 
     def close(self) -> None:
         self.inner.shutdown()
+
+
+def one_at_a_time(series: list[Series], handed: list[int], pause: float = 0.0,
+                  before: Callable[[int], object] = lambda n: None) -> Callable[..., FetchResult]:
+    """A streaming fetch that hands `series` over one at a time (calling `before(n)` first), counting
+    each in `handed`, `pause` seconds apart."""
+    def fetch(config, alias, end=None, on_series=None) -> FetchResult:
+        for n, s in enumerate(series):
+            before(n)
+            on_series([s])
+            handed.append(1)
+            time.sleep(pause)
+        return FetchResult(alias, [], 0, len(series), 0, 0.0)
+
+    return fetch
 
 
 # --- fits while fetching ----------------------------------------------------------------------------
@@ -202,13 +218,7 @@ def test_a_pool_lost_mid_retrain_stops_the_fetch_and_keeps_what_was_fitted(tmp_p
         def problem(self) -> str | None:
             return "the Dask scheduler went away" if len(self.submitted) >= 2 else None
 
-    def streaming(config, alias, end=None, on_series=None) -> FetchResult:
-        for s in series:
-            on_series([s])
-            handed.append(1)
-            time.sleep(0.02)
-        return FetchResult(alias, [], 0, len(series), 0, 0.0)
-
+    streaming = one_at_a_time(series, handed, pause=0.02)
     pool = Vanishing()
     try:
         outcome = retrain_baseline(config, "b", None, pool, NOW, fetch=streaming, alerts=[])
@@ -227,16 +237,8 @@ def test_a_pool_stopped_mid_retrain_stops_the_fetch_quietly(tmp_path, caplog):
     series = [history(f"i{n:02d}") for n in range(40)]
     handed: list[int] = []
     pool = LocalPool(1)
-
-    def streaming(config, alias, end=None, on_series=None) -> FetchResult:
-        for n, s in enumerate(series):
-            if n == 3:
-                pool.stop()  # what `Daemon.stop` does
-            on_series([s])
-            handed.append(1)
-            time.sleep(0.02)
-        return FetchResult(alias, [], 0, len(series), 0, 0.0)
-
+    # the pool stopped as `Daemon.stop` does, before the fourth series is handed over
+    streaming = one_at_a_time(series, handed, pause=0.02, before=lambda n: n == 3 and pool.stop())
     try:
         with caplog.at_level(logging.INFO, logger="smartmetrics"):
             outcome = retrain_baseline(config, "b", None, pool, NOW, fetch=streaming, alerts=[])
@@ -268,11 +270,7 @@ def test_a_pool_that_refuses_a_fit_ends_the_retrain_after_the_fits_under_way(tmp
 
             self._executor = Slow()
 
-    def streaming(config, alias, end=None, on_series=None) -> FetchResult:
-        for s in series:
-            on_series([s])
-        return FetchResult(alias, [], 0, len(series), 0, 0.0)
-
+    streaming = one_at_a_time(series, [])
     pool = Refusing()
     try:
         outcome = retrain_baseline(config, "b", None, pool, NOW, fetch=streaming, alerts=[])
