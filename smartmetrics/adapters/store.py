@@ -151,7 +151,8 @@ def save_baseline(root: str | Path, state: BaselineState) -> Path:
     """Write one baseline atomically (temp file, fsync, rename); returns its path."""
     folder = baseline_dir(root, state.alias)
     folder.mkdir(parents=True, exist_ok=True)
-    return write_atomic(folder / STATE_FILE, lambda fh: np.savez(fh, **render_state(state)), ".state-", ".npz.tmp")
+    return write_atomic(folder / STATE_FILE, lambda fh: np.savez(fh, **render_state(state)),
+                        f".state-{os.getpid()}-", ".npz.tmp")
 
 
 def write_atomic(target: Path, write: Callable[[BinaryIO], Any], prefix: str, suffix: str) -> Path:
@@ -247,5 +248,23 @@ def load_store(root: str | Path) -> tuple[dict[str, BaselineState], list[str]]:
             continue
         states[state.alias] = state
     for stray in Path(root).glob("*/.state-*.npz.tmp"):
-        stray.unlink(missing_ok=True)  # left by a crash mid-write; the previous state is intact
+        if not _written_now(stray):
+            stray.unlink(missing_ok=True)  # left by a crash mid-write; the previous state is intact
     return states, errors
+
+
+def _written_now(temp: Path) -> bool:
+    """Whether a temporary state file (`.state-<pid>-...`, `save_baseline`) belongs to a process that
+    is still running, i.e. is a write under way: any reader of the store (a daemon's reload,
+    `smartmetrics classify`, a test polling the store) would otherwise pull it from under that
+    process's rename. A file without a pid, or of a process gone, is a crash's leftover."""
+    pid = temp.name.removeprefix(".state-").partition("-")[0]
+    if not pid.isdigit() or int(pid) <= 0:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # alive, another user's
+        return True
+    return True

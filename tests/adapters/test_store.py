@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
@@ -118,6 +119,16 @@ def test_stray_temp_files_from_a_crash_are_cleaned(tmp_path: Path) -> None:
     states, errors = load_store(tmp_path)
     assert "qps" in states and not errors
     assert not list((tmp_path / "qps").glob(".state-*"))
+
+
+def test_a_reader_never_removes_a_write_under_way(tmp_path: Path) -> None:
+    """Any process may read the store while the daemon writes it: the daemon's temporary file must
+    survive the read, or its rename fails (found by an end-to-end test polling the store)."""
+    save_baseline(tmp_path, state())
+    writing = tmp_path / "qps" / f".state-{os.getpid()}-now.npz.tmp"  # this process: alive
+    writing.write_bytes(b"half")
+    states, errors = load_store(tmp_path)
+    assert "qps" in states and not errors and writing.exists()
 
 
 def test_empty_or_missing_store(tmp_path: Path) -> None:
