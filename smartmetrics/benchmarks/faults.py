@@ -42,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -376,8 +377,15 @@ def _bad_files(path: Path) -> dict[str, Callable[[], None]]:
         return write
 
     def flip() -> None:
+        """One byte flipped in the middle of the largest array's data. Not simply the file's middle
+        byte: that can fall in a zip header field nothing checks (a member's modification time),
+        which leaves a file as usable as before and the trial with nothing to find."""
+        with zipfile.ZipFile(path) as archive:
+            largest = max(archive.infolist(), key=lambda member: member.file_size)
+        name_and_extra = int.from_bytes(good[largest.header_offset + 26:largest.header_offset + 28], "little") + \
+            int.from_bytes(good[largest.header_offset + 28:largest.header_offset + 30], "little")
         data = bytearray(good)
-        data[len(data) // 2] ^= 0xFF
+        data[largest.header_offset + 30 + name_and_extra + largest.compress_size // 2] ^= 0xFF  # 30: the local header
         path.write_bytes(bytes(data))
 
     return {
