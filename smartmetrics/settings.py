@@ -67,14 +67,15 @@ def baseline_fit(baseline: Baseline, sensitivity: str | float | None = None,
     settings = fit_settings(baseline, alias, observed=observed)
     if sensitivity is not None:
         settings = dataclasses.replace(settings, sensitivity=sensitivity)
-    fit = walk_forward_fit(settings, tuple(releases))
+    memory: dict = {}  # each series' last classification, kept as a daily retrain keeps it
+    fit = walk_forward_fit(settings, tuple(releases), memory)
     if not any(e.cron for e in events_of(baseline)):
         return fit
 
     def fit_with_cron(train: Series, horizon: int) -> FittedSeries:
         withdrawn, widened = planned_windows(baseline, (train.start, train.end + horizon), observed)
         return walk_forward_fit(dataclasses.replace(settings, withdrawn=withdrawn, widened=widened),
-                                tuple(releases))(train, horizon)
+                                tuple(releases), memory)(train, horizon)
     return fit_with_cron
 
 

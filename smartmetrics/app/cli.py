@@ -201,7 +201,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     aliases = _pick_baselines(config, args.baseline)
     from smartmetrics.app.fit import run_fit
 
-    return run_fit(config, aliases, workers=args.workers, dask=args.dask)
+    return run_fit(config, aliases, workers=args.workers, dask=args.dask, reclassify=args.reclassify)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -597,7 +597,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub, "fit", cmd_fit, "retrain now in the foreground and print a summary",
         "Fetch each baseline's history, fit every series (classification, ensemble, calibrated band)\n"
         "and write the result to the store, as the daemon's daily retrain does, with a progress bar and\n"
-        "a summary table. A running daemon picks the new bands up on SIGHUP or its next restart.",
+        "a summary table. A running daemon picks the new bands up on SIGHUP or its next restart.\n\n"
+        "Like the daily retrain, it keeps each series' curve type from its last fit while that is less\n"
+        "than a week old, its history no longer and its level where it was (a third of a fit's work);\n"
+        "a changed fit config, or --reclassify, classifies every series again.",
     )
     p.add_argument("--config", required=True, metavar="F", help="path to the YAML config")
     p.add_argument("--baseline", action="append", metavar="A", help="only this baseline (repeatable)")
@@ -605,6 +608,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dask", metavar="ADDRESS", default=None,
                    help="run the fits on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://sched:8786; "
                         "overrides cluster.dask)")
+    p.add_argument("--reclassify", action="store_true",
+                   help="classify every series afresh instead of keeping the curve type of its last fit")
 
     p = _add(
         sub, "backtest", cmd_backtest, "walk-forward replay of one series (CSV or PromQL in, CSV out)",

@@ -27,16 +27,17 @@ def _top(counts: Counter, limit: int = 3) -> str:
 
 
 def render_fit_summary(outcomes: Sequence[RetrainOutcome]) -> Table:
-    """One row per baseline: series, curve types, chosen models, held-out coverage (median, and how many
-    series fall more than a point below nominal), failures, time."""
+    """One row per baseline: series, curve types (how many kept from the last fit), chosen models,
+    held-out coverage (median, and how many series fall more than a point below nominal), failures, time."""
     table = Table(title="smartmetrics fit", title_justify="left",
-                  caption="held-out coverage: the last backtest day inside a band calibrated on the days before it")
-    for column in ("baseline", "series", "curve types", "models", "held-out coverage (median)",
+                  caption="held-out coverage: the last backtest day inside a band calibrated on the days before it; "
+                          "kept: series whose curve type came from their last fit (--reclassify classifies all)")
+    for column in ("baseline", "series", "curve types", "kept", "models", "held-out coverage (median)",
                    "below nominal -1pt", "failed", "seconds"):
         table.add_column(column, justify="left" if column in ("baseline", "curve types", "models") else "right")
     for o in outcomes:
         if o.error is not None:
-            table.add_row(o.alias, "-", "-", "-", "-", "-", o.stage, f"{o.seconds:.1f}", style="red")
+            table.add_row(o.alias, "-", "-", "-", "-", "-", "-", o.stage, f"{o.seconds:.1f}", style="red")
             continue
         curves: Counter[str] = Counter()
         models: Counter[str] = Counter()
@@ -47,7 +48,8 @@ def render_fit_summary(outcomes: Sequence[RetrainOutcome]) -> Table:
         below = sum(c < o.nominal - 0.01 for c in o.coverage) if o.nominal is not None else 0
         failed = sum(o.failures.values())
         table.add_row(
-            o.alias, f"{o.fitted}/{o.fetched}" if o.fetched else "no series", _top(curves), _top(models), coverage,
+            o.alias, f"{o.fitted}/{o.fetched}" if o.fetched else "no series", _top(curves),
+            f"{o.kept}/{o.fitted}" if o.fitted else "-", _top(models), coverage,
             f"{below}/{len(o.coverage)}" if o.coverage else "-", str(failed) if failed else "0", f"{o.seconds:.1f}",
             style=None if o.fitted else "yellow",
         )
@@ -66,10 +68,12 @@ def _previous(config: Config, alias: str, console: Console) -> BaselineState | N
         return None
 
 
-def run_fit(config: Config, aliases: Sequence[str], workers: int | None = None, dask: str | None = None) -> int:
+def run_fit(config: Config, aliases: Sequence[str], workers: int | None = None, dask: str | None = None,
+            reclassify: bool = False) -> int:
     """Retrain the baselines now and write them to the store (fits on the Dask scheduler at `dask`, or
-    `cluster.dask`, when given); a baseline whose expr matched no series is warned about by name; exit 1
-    if any baseline failed or nothing at all was fitted."""
+    `cluster.dask`, when given; every series classified afresh with `reclassify`); a baseline whose
+    expr matched no series is warned about by name; exit 1 if any baseline failed or nothing at all
+    was fitted."""
     console = make_console(stderr=True)
     outcomes = []
     pool = open_pool(workers or os.cpu_count() or 1, dask or config.cluster.dask, config.cluster.timeout)
@@ -86,7 +90,7 @@ def run_fit(config: Config, aliases: Sequence[str], workers: int | None = None, 
             now = time.time()
             try:
                 outcome = retrain_baseline(config, alias, _previous(config, alias, console), pool, now,
-                                           on_progress=report)
+                                           on_progress=report, reclassify=reclassify)
             except Exception as exc:  # noqa: BLE001 - one baseline's failure never stops the others
                 outcome = RetrainOutcome(alias, error=f"{alias}: retrain failed: {type(exc).__name__}: {exc}")
             if outcome.error is not None:

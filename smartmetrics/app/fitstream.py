@@ -51,8 +51,10 @@ class FitStream:
         self.lost: str | None = None  # the pool's reason to give up: later groups are not sent
         self.lost_keys: set[str] = set()  # series whose group was lost (not a fit's own failure): worth a retry
 
-    def submit(self, series: list[Series], settings: FitSettings, releases_of: ReleasesOf = lambda s: ()) -> None:
-        """Send the fits of `series` (each told its `releases_of`) to the pool, in groups."""
+    def submit(self, series: list[Series], settings: FitSettings, releases_of: ReleasesOf = lambda s: (),
+               classification_of: Callable[[Series], dict | None] = lambda s: None) -> None:
+        """Send the fits of `series` (each told its `releases_of` and the `classification_of` its last
+        fit, `engine.ensemble.kept_classification`) to the pool, in groups."""
         self.submitted += len(series)
         for group in batches(series, batch_size(len(series), self.slots)):
             if self.lost is not None:
@@ -60,7 +62,8 @@ class FitStream:
                 continue
             releases = [releases_of(s) for s in group]
             try:
-                future = self.executor.submit(fit_batch, group, settings, releases)
+                future = self.executor.submit(fit_batch, group, settings, releases,
+                                              [classification_of(s) for s in group])
             except Exception as exc:  # noqa: BLE001 - a pool a stop shut down, a cluster gone: the group is lost
                 # and so would be every later one: the retrain takes no more series
                 self.lost = STOPPING if self.stopped() else f"the pool refused fits ({type(exc).__name__}: {exc})"

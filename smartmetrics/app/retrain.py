@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 from smartmetrics.adapters.alert_store import AlertStoreError, load_alerts
 from smartmetrics.adapters.markers import ReleasesOf, fetch_event_windows, fetch_releases_of
@@ -61,6 +62,7 @@ class RetrainOutcome:
     release_error: str | None = None  # the release markers could not be read: fitted without them
     adjusted: int = 0  # series whose band on-call's feedback widens (`smartmetrics.engine.alerts`)
     interrupted: str | None = None  # why the fits stopped before the fetch's end (a pool lost, a stop)
+    kept: int = 0  # fitted series that kept their last fit's classification (`ensemble.kept_classification`)
 
 
 def _planned_settings(config: Config, alias: str, now: float, fetch: Callable[..., FetchResult],
@@ -91,6 +93,8 @@ def _releases_of(config: Config, alias: str, now: float, fetch: Callable[..., Fe
         log.warning("%s: release markers: %s; fitting without them", alias, exc)
         return lambda series: ()
 
+
+ClassificationOf: TypeAlias = Callable[[Series], "dict | None"]
 
 LOST_GRACE = 10.0
 """Seconds a retrain whose pool refused a fit waits for the fits already under way."""
@@ -248,9 +252,12 @@ def retrain_baseline(
     fetch: Callable[..., FetchResult] = fetch_baseline,
     on_progress: Callable[[int, int], None] | None = None,
     alerts: Sequence[AlertRecord] | None = None,
+    reclassify: bool = False,
 ) -> RetrainOutcome:
     """Fetch and fit a baseline (or only the series whose keys are in `only`) and merge with `previous`;
     the fresh bands widened where on-call called the recorded `alerts` noise (default: the store's).
+    Each series keeps the classification of its last fit in `previous` where the engine allows
+    (`engine.ensemble.kept_classification`), unless `reclassify`.
     `on_progress(done, total)` counts the fits; `total` grows as the series arrive."""
     outcome = RetrainOutcome(alias)
     t0 = time.monotonic()
@@ -263,13 +270,13 @@ def retrain_baseline(
         stream.on_done = lambda: on_progress(stream.done, stream.submitted)
     arrivals, intake = Arrivals(), _Intake(alias, only)
     fetching = _start_fetch(arrivals, fetch, config, alias, now)
-    plan: tuple[FitSettings, ReleasesOf] | None = None
+    plan: tuple[FitSettings, ReleasesOf, ClassificationOf] | None = None
     try:
         while (arrivals.open or stream.pending) and stream.lost is None:  # a lost pool: fetching more is in vain
             # new series only while the pool has little left to do: the rest wait in the fetch
             taking = arrivals.open and stream.backlog() < BACKLOG
             if taking and (arrived := intake(arrivals.get(0.05 if stream.pending else 0.5))):
-                plan = plan or _plan(config, alias, now, fetch, outcome)  # read once, when there is a series to fit
+                plan = plan or _plan(config, alias, None if reclassify else previous, now, fetch, outcome)
                 stream.submit(arrived, *plan)
                 if on_progress is not None:
                     on_progress(stream.done, stream.submitted)
@@ -299,11 +306,21 @@ def retrain_baseline(
     return outcome
 
 
-def _plan(config: Config, alias: str, now: float, fetch: Callable[..., FetchResult],
-          outcome: RetrainOutcome) -> tuple[FitSettings, ReleasesOf]:
-    """The fit settings and each series' releases, their markers read once for the whole baseline."""
+def _plan(config: Config, alias: str, previous: BaselineState | None, now: float, fetch: Callable[..., FetchResult],
+          outcome: RetrainOutcome) -> tuple[FitSettings, ReleasesOf, ClassificationOf]:
+    """The fit settings, each series' releases (their markers read once for the whole baseline) and
+    each series' classification from its last fit."""
     releases_of = _releases_of(config, alias, now, fetch, outcome)  # first: its error is said first
-    return _planned_settings(config, alias, now, fetch, outcome), releases_of
+    return _planned_settings(config, alias, now, fetch, outcome), releases_of, _classifications(config, alias, previous)
+
+
+def _classifications(config: Config, alias: str, previous: BaselineState | None) -> ClassificationOf:
+    """Each series' classification from its last fit, which a daily retrain keeps while
+    `engine.ensemble.kept_classification` allows; none after the baseline's fit config changed."""
+    if previous is None or previous.meta.get("fingerprint") != fit_fingerprint(config.baselines[alias]):
+        return lambda series: None
+    known = {band.key: band.meta.get("classification") for band in previous.series}
+    return lambda series: known.get(series.key)
 
 
 def _count_failures(outcome: RetrainOutcome, intake: _Intake, result: FetchResult,
@@ -358,6 +375,7 @@ def _merge(outcome: RetrainOutcome, config: Config, previous: BaselineState | No
         meta["unfitted"] = sorted(unfitted & held)
     outcome.state = dataclasses.replace(merged, meta=meta)
     outcome.fitted = len(fitted)
+    outcome.kept = sum(f.training.get("classification") == "kept" for f in fitted)
     outcome.kinds = series_kinds(outcome.state.series)
     outcome.adjusted = adjusted_count(outcome.state.series)
     outcome.coverage = [float(f.coverage["held_out"]) for f in fitted if f.coverage.get("held_out") is not None]

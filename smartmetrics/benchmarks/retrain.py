@@ -6,9 +6,13 @@ For each size N: N series of mixed kinds (daily-seasonal, stable, bursty, sparse
 `--days` days at 5 minutes, backfilled into a real local Prometheus with promtool. Then, in one run:
 
 - **smartmetrics fit**, its own process with 2 workers, on one baseline selecting all N series
-  (`max_series: N`, source `timeout: 5s`): wall time from start to exit, and peak RSS of the process
-  with its workers and of the process alone (sampled every 0.1 s). The store it wrote is read back: every series must have a
-  finite band, and the fit must report no failed piece or series, or the benchmark fails.
+  (`max_series: N`, source `timeout: 5s`), twice: the **first fit** on an empty store (every series
+  classified), then the **daily retrain** on the store it left (each series keeps its last fit's
+  classification, as the daemon's next retrain does; `engine.ensemble.kept_classification`). Each:
+  wall time from start to exit, and peak RSS of the process with its workers and of the process alone
+  (sampled every 0.1 s). The store is read back after each: every series must have a finite band,
+  the fit must report no failed piece or series, and the daily retrain must have kept every series'
+  classification (the first fit none), or the benchmark fails.
 - **the bare-fetch limit**: the same series and range fetched with 8 concurrent `query_range`
   requests (httpx; each a batch of series by a regex on their `series` label, at most 250,000
   samples a request), each answer decoded with `json.loads` and nothing else: what no retrain that
@@ -87,6 +91,7 @@ class FitRun:
     output: str
     code: int
     cpu: float = 0.0  # CPU seconds of the process and its workers together
+    kept: int = 0  # stored series whose fit kept the classification of the one before
 
 
 def _rss_mb(pids: set[int]) -> float:
@@ -134,8 +139,9 @@ def run_fit(config: Path, store: Path) -> FitRun:
     bands = [b for s in states.values() for b in s.series] if not errors else []
     banded = sum(bool(np.isfinite(b.yhat).all() and np.isfinite(b.lower).all() and np.isfinite(b.upper).all())
                  for b in bands)
+    kept = sum((b.meta.get("training") or {}).get("classification") == "kept" for b in bands)
     return FitRun(seconds, peak, peak_main, len(bands), banded, "".join(output), proc.returncode,
-                  children_cpu() - cpu0)
+                  children_cpu() - cpu0, kept)
 
 
 async def _bare_fetch(url: str, n: int, start: int, end: int, concurrency: int = 8, gzip: bool = False) -> int:
@@ -175,7 +181,11 @@ def bench_size(n: int, days: int, prophet_n: int, root: Path, console: Console,
             "baselines": {"all": {"expr": METRIC, "step": "5m", "history": f"{days}d", "max_series": n}},
             "store": {"path": str(store)},
         }))
-        console.print("[dim]  smartmetrics fit ...[/dim]")
+        console.print("[dim]  smartmetrics fit: the first fit ...[/dim]")
+        prom_cpu = cpu_seconds(prom.process.pid)
+        first = run_fit(config, store)
+        prom_first_cpu = cpu_seconds(prom.process.pid) - prom_cpu
+        console.print("[dim]  smartmetrics fit: the daily retrain ...[/dim]")
         prom_cpu = cpu_seconds(prom.process.pid)
         fit = run_fit(config, store)
         prom_fit_cpu = cpu_seconds(prom.process.pid) - prom_cpu
@@ -195,10 +205,13 @@ def bench_size(n: int, days: int, prophet_n: int, root: Path, console: Console,
         prophet_s = time.perf_counter() - t
     expected_samples = n * ((days * 86400) // STEP + 1)
     problems = []
-    if fit.code != 0:
-        problems.append(f"smartmetrics fit exited {fit.code}:\n{fit.output[-3000:]}")
-    if fit.stored != n or fit.banded != n:
-        problems.append(f"the store holds {fit.stored} series, {fit.banded} with a finite band, of {n}")
+    for what, run, kept in (("the first fit", first, 0), ("the daily retrain", fit, n)):
+        if run.code != 0:
+            problems.append(f"{what}: smartmetrics fit exited {run.code}:\n{run.output[-3000:]}")
+        if run.stored != n or run.banded != n:
+            problems.append(f"after {what} the store holds {run.stored} series, {run.banded} with a finite band, of {n}")
+        if run.kept != kept:
+            problems.append(f"{what} kept the classification of {run.kept} series, not {kept}")
     for what, got in (("the bare fetch", samples), ("the bare fetch with gzip", gzip_samples)):
         if got != expected_samples:
             problems.append(f"{what} received {got:,} samples of {expected_samples:,}")
@@ -209,7 +222,9 @@ def bench_size(n: int, days: int, prophet_n: int, root: Path, console: Console,
     return {"series": n, "fit": n / fit.seconds, "fetch": n / fetch_s, "gzip_fetch": n / gzip_s, "prophet": prophet_n / prophet_s,
             "rss": fit.peak_rss_mb, "main": fit.peak_main_mb, "seconds": fit.seconds, "fetch_seconds": fetch_s,
             "fit_cpu": fit.cpu, "prom_fit_cpu": prom_fit_cpu, "prom_fetch_cpu": fetch_cpu[0],
-            "client_fetch_cpu": fetch_cpu[1]}
+            "client_fetch_cpu": fetch_cpu[1], "first": n / first.seconds, "first_rss": first.peak_rss_mb,
+            "first_main": first.peak_main_mb, "first_seconds": first.seconds, "first_cpu": first.cpu,
+            "prom_first_cpu": prom_first_cpu}
 
 
 def cpu_table(rows: list[dict[str, float]]) -> Table:
@@ -219,7 +234,8 @@ def cpu_table(rows: list[dict[str, float]]) -> Table:
     for column in ("series", "run", "wall s", "Prometheus CPU s", "client CPU s", "CPU / wall", "client CPU ms/series"):
         table.add_column(column, justify="right")
     for r in rows:
-        for run, wall, prom, client in (("smartmetrics fit", r["seconds"], r["prom_fit_cpu"], r["fit_cpu"]),
+        for run, wall, prom, client in (("first fit", r["first_seconds"], r["prom_first_cpu"], r["first_cpu"]),
+                                        ("daily retrain", r["seconds"], r["prom_fit_cpu"], r["fit_cpu"]),
                                         ("bare fetch", r["fetch_seconds"], r["prom_fetch_cpu"], r["client_fetch_cpu"])):
             table.add_row(f"{r['series']:,}", run, f"{wall:.1f}", f"{prom:.1f}", f"{client:.1f}",
                           f"{(prom + client) / wall:.2f}", f"{1000 * client / r['series']:.1f}")
@@ -247,17 +263,20 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
     table = Table(title=f"daily retrain end to end: smartmetrics fit (2 workers) on a real Prometheus, {args.days} days "
                         "at 5m, mixed curves", title_justify="left")
-    for column in ("series", "fit series/s", "bare fetch series/s", "of the fetch limit", "with gzip: series/s",
+    for column in ("series", "run", "fit series/s", "bare fetch series/s", "of the fetch limit", "with gzip: series/s",
                    "of it", "Prophet series/s", "x Prophet", "peak RSS (main process)", "fit seconds"):
         table.add_column(column, justify="right")
     for r in rows:
-        table.add_row(f"{r['series']:,}", f"{r['fit']:.1f}", f"{r['fetch']:.1f}", f"{r['fit'] / r['fetch']:.0%}",
-                      f"{r['gzip_fetch']:.1f}", f"{r['fit'] / r['gzip_fetch']:.0%}",
-                      f"{r['prophet']:.2f}", f"{r['fit'] / r['prophet']:.0f}x", f"{r['rss']:.0f} MB ({r['main']:.0f} MB)",
-                      f"{r['seconds']:.1f}")
+        for run, rate, rss, main_rss, seconds in (
+                ("first fit", r["first"], r["first_rss"], r["first_main"], r["first_seconds"]),
+                ("daily retrain", r["fit"], r["rss"], r["main"], r["seconds"])):
+            table.add_row(f"{r['series']:,}", run, f"{rate:.1f}", f"{r['fetch']:.1f}", f"{rate / r['fetch']:.1%}",
+                          f"{r['gzip_fetch']:.1f}", f"{rate / r['gzip_fetch']:.0%}", f"{r['prophet']:.2f}",
+                          f"{rate / r['prophet']:.0f}x", f"{rss:.0f} MB ({main_rss:.0f} MB)", f"{seconds:.1f}")
     console.print(table)
     console.print(cpu_table(rows))
-    console.print("every series fitted and stored with a finite band; the bare fetch received every sample")
+    console.print("every series fitted and stored with a finite band by both runs; the daily retrain kept every "
+                  "series' classification, the first fit none; the bare fetch received every sample")
     return 0
 
 

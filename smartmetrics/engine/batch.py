@@ -30,13 +30,15 @@ class FitFailure:
 
 
 def fit_batch(
-    batch: list[Series], settings: FitSettings, releases: list[tuple[int, ...]]
+    batch: list[Series], settings: FitSettings, releases: list[tuple[int, ...]],
+    previous: list[dict | None] | None = None,
 ) -> list[FittedSeries | FitFailure]:
-    """Fit each series of `batch` (told its `releases`, in the same order); one result per series."""
+    """Fit each series of `batch` (told its `releases` and its `previous` classification, in the same
+    order); one result per series."""
     results: list[FittedSeries | FitFailure] = []
-    for series, known in zip(batch, releases, strict=True):
+    for series, known, last in zip(batch, releases, previous or [None] * len(batch), strict=True):
         try:
-            results.append(fit_series(series, settings, known))
+            results.append(fit_series(series, settings, known, last))
         except Exception as exc:  # noqa: BLE001 - reported per series, the batch goes on
             results.append(FitFailure(type(exc).__name__, str(exc)))
     return results

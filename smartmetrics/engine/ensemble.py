@@ -11,8 +11,9 @@ fallback model guarantees a result.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +82,10 @@ COLD_DAYS = 7
 MIN_POINTS = 48  # fewer finite points than this (`classify.MIN_POINTS`), scattered: the band is withheld...
 MIN_YOUNG = 12  # ...and below this many, however dense
 MAX_FOLDS = 4
+RECLASSIFY_AFTER = 7 * DAY
+"""A daily retrain keeps the curve type its series was given at most this long ago (`kept_classification`)."""
+LEVEL_MOVE = 3.0
+"""...unless the last day's median moved by more than this many interquartile ranges of the history since."""
 
 
 @dataclass(frozen=True)
@@ -323,19 +328,83 @@ def cold_start_widening(history_seconds: float) -> float:
     return 1.0 + 0.5 * float(np.clip((COLD_DAYS - days) / (COLD_DAYS - 1), 0.0, 1.0))
 
 
-def fit_series(series: Series, settings: FitSettings, releases: tuple[int, ...] = ()) -> FittedSeries:
+def fit_series(series: Series, settings: FitSettings, releases: tuple[int, ...] = (),
+               previous: Mapping[str, Any] | None = None) -> FittedSeries:
     """Fit the ensemble to one series and tabulate its calibrated band over the horizon (pure).
 
     `releases` are the times of the series' releases in its history (`smartmetrics.engine.releases`): the
     shift each settled one made is undone in the training data, as the daemon moved the band for it.
+    `previous` is the classification of the series' last fit (`FittedSeries.classification`, as
+    stored): a daily retrain keeps it while `kept_classification` allows, instead of classifying again.
     A time zone, holidays, maintenance windows or expected changes fit it on the local clock (`_fit_on_calendar`).
     """
     if settings.local_time or settings.holidays or settings.withdrawn or settings.widened:
-        return _fit_on_calendar(series, settings, releases)
-    return _fit_utc(series, settings, releases)
+        return _fit_on_calendar(series, settings, releases, previous)
+    return _fit_utc(series, settings, releases, previous)
 
 
-def _fit_on_calendar(series: Series, settings: FitSettings, releases: tuple[int, ...]) -> FittedSeries:
+def kept_classification(previous: Mapping[str, Any] | None, series: Series, curve_type: str = "auto"
+                        ) -> dict[str, Any] | None:
+    """A copy of `previous` (the classification of the series' last fit) if this fit may keep it, else
+    None (classify again).
+
+    Classification and the day-of-week test are about a third of a fit, and a curve's type seldom
+    changes from one day to the next. A daily retrain keeps it while it was made at most
+    `RECLASSIFY_AFTER` before the series' end (so every series is classified afresh at least weekly),
+    on a history at least 90% as long as this one (a young series is classified again as it grows),
+    the last day's median has not moved by more than `LEVEL_MOVE` interquartile ranges of that
+    history (a shift is a reason to look again), and a configured curve type has not changed. An
+    `insufficient` verdict is never kept, nor anything malformed (a hand-edited store).
+
+    >>> t = np.arange(0, 8 * DAY, 3600)
+    >>> s = Series({}, t, np.sin(t / DAY * 2 * np.pi) + 10, 3600)
+    >>> first = fit_series(s, FitSettings()).classification
+    >>> kept_classification(first, s)["curve_type"] == first["curve_type"]
+    True
+    >>> later = Series({}, t + 8 * DAY, s.values, 3600)  # eight days on: classified again
+    >>> moved = Series({}, t, s.values + 5, 3600)  # 5 against an interquartile range of 1.4
+    >>> kept_classification(first, later), kept_classification(first, moved)
+    (None, None)
+    """
+    if not isinstance(previous, Mapping) or not isinstance(stamp := previous.get("classified"), Mapping):
+        return None
+    try:
+        at, span, level, spread = (float(stamp[k]) for k in ("at", "span", "level", "spread"))
+        kept = copy.deepcopy(dict(previous))
+        kept["periods"] = [int(p) for p in kept.get("periods", ())]
+        for regime in kept.get("regimes", ()):
+            Regime(**regime)
+    except (KeyError, TypeError, ValueError):
+        return None
+    curve = kept.get("curve_type")
+    if curve not in CANDIDATES or curve == "insufficient" or (curve_type != "auto" and curve != curve_type):
+        return None
+    if not (0 <= series.end - at < RECLASSIFY_AFTER and span >= 0.9 * (series.end - series.start)):
+        return None
+    now_level = _last_day_median(series)
+    if not np.isfinite(now_level) or abs(now_level - level) > LEVEL_MOVE * spread:
+        return None
+    return kept
+
+
+def _classified(series: Series) -> dict[str, float]:
+    """What `kept_classification` compares a later history with: when and on how long a history the
+    series was classified, its last day's median and the history's interquartile range then."""
+    y = series.values[np.isfinite(series.values)]
+    spread = float(np.subtract(*np.quantile(y, [0.75, 0.25]))) if len(y) else 0.0
+    return {"at": int(series.end), "span": int(series.end - series.start), "level": _last_day_median(series),
+            "spread": spread}
+
+
+def _last_day_median(series: Series) -> float:
+    """The median of the finite values of the series' last day (NaN without any)."""
+    recent = series.values[series.timestamps > series.end - DAY]
+    recent = recent[np.isfinite(recent)]
+    return float(np.median(recent)) if len(recent) else float("nan")
+
+
+def _fit_on_calendar(series: Series, settings: FitSettings, releases: tuple[int, ...],
+                     previous: Mapping[str, Any] | None = None) -> FittedSeries:
     """`_fit_utc` on the series moved onto the local clock, without its maintenance windows, expected
     changes and holidays; holidays in the table get their band (`calendars.holiday_band`), the table is
     read back at UTC instants, widened for expected changes (`calendars.widen_band`, within the natural
@@ -347,7 +416,7 @@ def _fit_on_calendar(series: Series, settings: FitSettings, releases: tuple[int,
     told = tuple(int(r) for r in np.asarray(releases, dtype=np.int64) + utc_offsets(np.asarray(releases), zone))
     core = dataclasses.replace(settings, local_time=(), holidays=(), withdrawn=(), widened=(),
                                horizon=local_horizon(series.end, settings.horizon, series.step, zone))
-    fitted = _fit_utc(masked(local, on_days(local.timestamps, holidays)), core, told)
+    fitted = _fit_utc(masked(local, on_days(local.timestamps, holidays)), core, told, previous)
     columns = holiday_band(fitted.timestamps, fitted.yhat, fitted.lower, fitted.upper, local, holidays)
     table_ts = series.end + series.step * np.arange(1, settings.horizon // series.step + 1, dtype=np.int64)
     yhat, lower, upper = table_at_utc(fitted.timestamps, columns, table_ts, zone)
@@ -369,19 +438,26 @@ def _fit_on_calendar(series: Series, settings: FitSettings, releases: tuple[int,
                                data_start=series.start, data_end=series.end, training=training)
 
 
-def _fit_utc(series: Series, settings: FitSettings, releases: tuple[int, ...]) -> FittedSeries:
+def _fit_utc(series: Series, settings: FitSettings, releases: tuple[int, ...],
+             previous: Mapping[str, Any] | None = None) -> FittedSeries:
     """`fit_series` on the series' own timestamps, the time of day read from them as they are."""
     policy = band_policy(settings.sensitivity)
-    classification = classify_for_fit(series, settings.curve_type)
+    classification = kept_classification(previous, series, settings.curve_type)
+    kept = classification is not None
+    if classification is None:
+        classification = classify_for_fit(series, settings.curve_type)
+        curve, weekly = classification["curve_type"], WEEK in classification["periods"]
+        if settings.curve_type == "auto" and not weekly and curve not in SPARSE and weekly_effect(series):
+            classification["periods"].append(WEEK)
+            classification.setdefault("reasons", []).append("day-of-week effect found by the ensemble")
+            classification["curve_type"] = "seasonal"
+        classification["classified"] = _classified(series)
     curve, weekly = classification["curve_type"], WEEK in classification["periods"]
-    if settings.curve_type == "auto" and not weekly and curve not in SPARSE and weekly_effect(series):
-        classification["periods"].append(WEEK)
-        classification.setdefault("reasons", []).append("day-of-week effect found by the ensemble")
-        curve, weekly = "seasonal", True
-        classification["curve_type"] = curve
     seasonal = curve == "seasonal" or bool(classification["periods"])
     train, training = clean_training(series, seasonal, mask=curve not in UNMASKED, period=WEEK if weekly else DAY,
                                      releases=tuple(releases), settle=settings.settle, absorb=settings.absorb)
+    if kept:
+        training["classification"] = "kept"  # from the last fit (`kept_classification`)
     if curve == "constant" and (away := _one_off_excursions(train)).any():
         training["excursions"] = int(away.sum())
         train = Series(train.labels, train.timestamps, np.where(away, np.nan, train.values), train.step, train.name)
@@ -436,14 +512,23 @@ def _fit_utc(series: Series, settings: FitSettings, releases: tuple[int, ...]) -
     )
 
 
-def walk_forward_fit(settings: FitSettings, releases: tuple[int, ...] = ()) -> Callable[[Series, int], FittedSeries]:
+def walk_forward_fit(settings: FitSettings, releases: tuple[int, ...] = (),
+                     memory: dict[str, dict[str, Any]] | None = None) -> Callable[[Series, int], FittedSeries]:
     """`fit_series` as a walk-forward fit function `(train, horizon)`: each training window is fitted
-    for that horizon and told the `releases` up to its end (none after it), as the daemon's retrain is."""
+    for that horizon, told the `releases` up to its end (none after it) and the classification of the
+    series' previous window (kept by series in `memory`, which calls may share), as the daemon's
+    daily retrain is."""
     known = tuple(sorted(int(r) for r in releases))
+    memory = {} if memory is None else memory
 
     def fit(train: Series, horizon: int) -> FittedSeries:
         told = tuple(r for r in known if r <= train.end)
-        return fit_series(train, dataclasses.replace(settings, horizon=int(horizon)), told)
+        key = f"{train.name}{train.key}"
+        last = memory.get(key)
+        fitted = fit_series(train, dataclasses.replace(settings, horizon=int(horizon)), told,
+                            last if last is not None and last["classified"]["at"] <= train.end else None)
+        memory[key] = fitted.classification
+        return fitted
     return fit
 
 

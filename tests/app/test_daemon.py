@@ -332,6 +332,34 @@ def test_due_when_never_fitted_stale_or_config_changed(offline_daemon) -> None:
     assert daemon.due("rate", now + 60)
 
 
+def test_a_daily_retrain_keeps_each_series_classification_across_a_restart_until_the_config_changes(
+        offline_daemon) -> None:
+    daemon = offline_daemon
+    daemon.fetch = FakeSource([series_for("a", 1)])
+    daemon.retrain()
+    assert daemon.states["rate"].series[0].meta["curve_type"] == "stable"
+    # what the last fit said, changed on disk, so that keeping it is told apart from classifying again
+    state = daemon.states["rate"]
+    state.series[0].meta["classification"]["curve_type"] = "noisy"
+    save_baseline(daemon.config.store.path, state)
+
+    restarted = offline(daemon.config_path)
+    restarted.fetch = daemon.fetch
+    restarted.retrain()
+    assert restarted.states["rate"].series[0].meta["curve_type"] == "noisy"  # kept, read back from the store
+    from smartmetrics.app.retrain import retrain_baseline  # `smartmetrics fit --reclassify`
+
+    fresh = retrain_baseline(restarted.config, "rate", restarted.states["rate"], None, time.time(),
+                             fetch=restarted.fetch, reclassify=True)
+    assert fresh.state is not None and fresh.state.series[0].meta["curve_type"] == "stable"
+
+    changed = restarted.config.baselines["rate"].model_copy(update={"sensitivity": "low"})
+    restarted.config = restarted.config.model_copy(update={"baselines": {"rate": changed}})
+    restarted.retrain()
+    assert restarted.states["rate"].series[0].meta["curve_type"] == "stable"  # a new fit config: classified again
+    restarted.stop = lambda: None
+
+
 class MarkedSource:
     """A baseline's series and a release-marker series, told apart by the query's expression."""
 
@@ -563,7 +591,7 @@ def test_a_fit_whose_band_is_not_sane_is_counted_and_the_old_band_stays(offline_
     before = daemon.states["rate"].series[0].upper.copy()
     fit = batch.fit_series
 
-    def broken(series, settings, releases=()):
+    def broken(series, settings, releases=(), previous=None):
         fitted = fit(series, settings, releases)
         fitted.upper[:] = np.inf  # what values of 1e300 once made
         return fitted

@@ -34,6 +34,21 @@ def test_a_store_short_of_series_fails_the_benchmark(prometheus_binaries: tuple[
     assert "the store holds 19 series" in capsys.readouterr().out
 
 
+def test_a_daily_retrain_that_classified_again_fails_the_benchmark(prometheus_binaries: tuple[str, str],
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    real = retrain.run_fit
+
+    def cold(config: Path, store: Path) -> retrain.FitRun:
+        run = real(config, store)
+        run.kept = 0  # as if the second fit had not kept what the first one found
+        return run
+
+    monkeypatch.setattr(retrain, "run_fit", cold)
+    assert retrain.main(["--sizes", "20", "--days", "2", "--prophet-series", "1"]) == 1
+    assert "the daily retrain kept the classification of 0 series, not 20" in capsys.readouterr().out
+
+
 def test_mixed_series_hold_every_kind() -> None:
     series = retrain.mixed_series(8, 86400 * 30, 2)
     assert [s.labels["kind"] for s in series[:4]] == list(retrain.KINDS)

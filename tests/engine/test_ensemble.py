@@ -383,3 +383,74 @@ def test_band_stays_sane_on_plateaus_of_a_histogram_quantile() -> None:
     span = np.quantile(values, 0.995) - np.quantile(values, 0.005)
     assert np.nanmax(fitted.upper - fitted.yhat) <= SPAN_CAP * span + 1e-9
     assert np.nanmax(fitted.upper) < 3 * values.max()
+
+
+# --- a daily retrain keeps the curve type of the series' last fit (`kept_classification`) ---
+
+
+def later(series: Series, days: float) -> Series:
+    """The same history, `days` later: the window a daily retrain sees (the oldest points dropped)."""
+    shift = int(days * DAY)
+    t = series.timestamps + shift
+    return Series(series.labels, t, series.values.copy(), series.step)
+
+
+def test_a_warm_fit_keeps_the_last_classification_and_gives_the_cold_fit_s_band() -> None:
+    s = make(seed=3)
+    cold = fit_series(s, FitSettings())
+    stamp = cold.classification["classified"]
+    assert stamp["at"] == s.end and stamp["span"] == s.end - s.start
+    warm = fit_series(s, FitSettings(), previous=json.loads(json.dumps(cold.classification)))  # as stored
+    assert warm.classification == cold.classification
+    for a, b in ((warm.yhat, cold.yhat), (warm.lower, cold.lower), (warm.upper, cold.upper)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_kept_classification_is_used_as_it_was_not_recomputed() -> None:
+    s = make(seed=4)
+    told = dict(fit_series(s, FitSettings()).classification, curve_type="stable", periods=[])  # not what it is
+    day_later = later(s, 1)
+    warm = fit_series(day_later, FitSettings(), previous=told)
+    assert warm.classification["curve_type"] == "stable"
+    assert warm.classification["classified"] == told["classified"]  # still the first one's: its age counts on
+    assert fit_series(day_later, FitSettings()).classification["curve_type"] == "seasonal"
+
+
+@pytest.mark.parametrize("why", ["a week old", "the history grew", "the level moved", "insufficient",
+                                 "another configured type", "no stamp", "a malformed regime"])
+def test_a_classification_is_made_afresh_when(why: str) -> None:
+    s = make(seed=5)
+    told = dict(fit_series(s, FitSettings()).classification, curve_type="stable", periods=[])
+    series, settings = later(s, 1), FitSettings()
+    if why == "a week old":
+        series = later(s, 7)
+    elif why == "the history grew":
+        series = Series(s.labels, s.timestamps[len(s) // 2:], s.values[len(s) // 2:], s.step)
+        told = dict(fit_series(series, FitSettings()).classification, curve_type="stable", periods=[])
+        series = s  # twice as long now
+    elif why == "the level moved":
+        series = Series(s.labels, series.timestamps, series.values + 200.0, s.step)  # 200 against an IQR of ~57
+    elif why == "insufficient":
+        told["curve_type"] = "insufficient"
+    elif why == "another configured type":
+        settings = FitSettings(curve_type="noisy")
+    elif why == "no stamp":
+        del told["classified"]
+    else:
+        told["regimes"] = [{"centre": "x"}]
+    fitted = fit_series(series, settings, previous=told)
+    assert fitted.classification["classified"]["at"] == series.end
+    assert fitted.classification["curve_type"] == ("noisy" if why == "another configured type" else "seasonal")
+
+
+def test_a_walk_forward_replay_keeps_each_series_classification_as_the_daemon_does() -> None:
+    from smartmetrics.engine.ensemble import walk_forward_fit
+
+    s = make(days=16, seed=6)
+    fit = walk_forward_fit(FitSettings())
+    first = fit(Series(s.labels, s.timestamps[:-2 * 288], s.values[:-2 * 288], STEP), DAY)
+    second = fit(Series(s.labels, s.timestamps[288:-288], s.values[288:-288], STEP), DAY)
+    # another series, its level within the first one's spread: kept, the first's would pass for it
+    other = fit(make(days=14, seed=7, kind="stable"), DAY)
+    assert second.classification["classified"] == first.classification["classified"]
+    assert other.classification["curve_type"] == "stable"
