@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from smartmetrics.engine.models.base import group_median
+from smartmetrics.engine.robust import rolling_median
 
 if TYPE_CHECKING:
     from smartmetrics.engine.series import Series
@@ -325,7 +326,7 @@ def last_week_prior(lower: np.ndarray, upper: np.ndarray, yhat: np.ndarray, ts: 
     [11.0]
     """
     width = max(1, 3600 // train.step)
-    smooth = pd.Series(train.values).rolling(width, center=True, min_periods=1).median().to_numpy()
+    smooth = rolling_median(train.values, width)
     for lag in (np.full(len(ts), WEEK_SECONDS), _last_like_day(ts, train) * 86400):
         ref = np.where(lag > 0, _value_at(train, smooth, ts - lag), np.nan)
         shift = np.nan_to_num(ref + slope * lag - yhat, nan=0.0)

@@ -190,10 +190,10 @@ def holiday_band(ts: np.ndarray, yhat: np.ndarray, lower: np.ndarray, upper: np.
     today = on_days(ts, holidays)
     if not today.any() or len(history) == 0:
         return yhat, lower, upper
-    import pandas as pd  # here, not at the top: serving applies calendar events without the fit machinery
+    from smartmetrics.engine.robust import rolling_median  # here: serving applies calendar events without it
 
     width = max(1, 3600 // history.step)
-    smooth = pd.Series(history.values).rolling(width, center=True, min_periods=1).median().to_numpy()
+    smooth = rolling_median(history.values, width)
     days = int((ts.max() - history.start) // DAY)
     earlier = ts[np.newaxis, today] - np.arange(1, days + 1)[:, np.newaxis] * DAY  # a row per day back
     like = on_days(earlier, holidays) | ((earlier // DAY + 3) % 7 >= 5)

@@ -94,6 +94,25 @@ def scale_floor(values: np.ndarray) -> float:
     return max(1e-3 * size, 1e-9)
 
 
+def floored_sigma(resid: np.ndarray, values: np.ndarray) -> float:
+    """`max(robust_sigma(resid), scale_floor(values))`, the floor's median taken only where it could
+    win: it is at most a thousandth of the largest value, which the sigma of a fit that varies at all
+    clears (a fit makes several of these, and each median is a partition of the whole history).
+
+    >>> floored_sigma(np.array([1.0, -1.0, 2.0]), np.array([100.0, 101.0])), floored_sigma(np.zeros(3), np.full(2, 50.0))
+    (1.4826, 0.05)
+    """
+    return floored(robust_sigma(resid), values)
+
+
+def floored(sigma: float, values: np.ndarray) -> float:
+    """`max(sigma, scale_floor(values))`, the floor's median taken only where it could win."""
+    finite = values[np.isfinite(values)]
+    if len(finite) and sigma >= max(1e-3 * float(np.max(np.abs(finite))), 1e-9):
+        return sigma
+    return max(sigma, scale_floor(values))
+
+
 def group_median(groups: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
     """Median of `values` within each integer group 0..n_groups-1 (NaN for empty groups).
 

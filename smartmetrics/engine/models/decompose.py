@@ -19,8 +19,7 @@ from smartmetrics.engine.models.base import (
     array_to_json,
     check_fitted,
     finite_points,
-    robust_sigma,
-    scale_floor,
+    floored_sigma,
     theil_sen_slope,
 )
 from smartmetrics.engine.models.resample import bucket_width, downsample
@@ -76,7 +75,7 @@ class STLDecomposition:
         t, y = finite_points(series)
         recent = t > t[-1] - 7 * DAY
         fit = self._mean(t[recent], in_sample=True)
-        return max(robust_sigma(y[recent] - fit), scale_floor(y))
+        return floored_sigma(y[recent] - fit, y)
 
     def _mean(self, ts: np.ndarray, in_sample: bool = False) -> np.ndarray:
         m = len(self.cycle_)

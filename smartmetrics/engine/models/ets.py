@@ -21,8 +21,7 @@ from smartmetrics.engine.models.base import (
     array_to_json,
     check_fitted,
     finite_points,
-    robust_sigma,
-    scale_floor,
+    floored_sigma,
 )
 from smartmetrics.engine.models.resample import bucket_width, downsample
 from smartmetrics.engine.series import Series
@@ -77,7 +76,7 @@ class HoltWinters:
         t, y = finite_points(series)
         inside = t >= grid[0]
         idx = np.clip((t[inside] - grid[0]) // self.width_, 0, len(grid) - 1)
-        return max(robust_sigma(y[inside] - np.asarray(fitted)[idx]), scale_floor(y))
+        return floored_sigma(y[inside] - np.asarray(fitted)[idx], y)
 
     def predict(self, timestamps: np.ndarray) -> Forecast:
         """The Holt-Winters path at the buckets around each timestamp, interpolated linearly."""

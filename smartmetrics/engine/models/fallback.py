@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from smartmetrics.engine.models.base import Forecast, check_fitted, flat_forecast, robust_sigma, scale_floor
+from smartmetrics.engine.models.base import Forecast, check_fitted, flat_forecast, floored_sigma
 from smartmetrics.engine.series import Series
 
 
@@ -31,7 +31,7 @@ class Fallback:
             self.level_, self.scale_ = 0.0, 1.0
             return self
         self.level_ = float(np.median(y))
-        self.scale_ = max(robust_sigma(y), scale_floor(y))
+        self.scale_ = floored_sigma(y, y)
         return self
 
     def predict(self, timestamps: np.ndarray) -> Forecast:

@@ -23,9 +23,8 @@ from smartmetrics.engine.models.base import (
     array_to_json,
     check_fitted,
     finite_points,
+    floored_sigma,
     group_median,
-    robust_sigma,
-    scale_floor,
 )
 from smartmetrics.engine.models.profile import interpolate_circular
 from smartmetrics.engine.series import Series
@@ -69,7 +68,7 @@ class GradientBoostedQuantile:
         hours = (np.mod(t, DAY) // 3600).astype(np.int64)
         resid = y - model.predict(calendar_features(t))
         mad = MAD_TO_SIGMA * group_median(hours, np.abs(resid - np.median(resid)), 24)
-        overall = max(robust_sigma(resid), scale_floor(y))
+        overall = floored_sigma(resid, y)
         self.scales_ = np.maximum(np.where(np.isfinite(mad), mad, overall), 0.5 * overall)
         return self
 

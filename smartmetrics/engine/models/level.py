@@ -16,8 +16,7 @@ from smartmetrics.engine.models.base import (
     check_fitted,
     finite_points,
     flat_forecast,
-    robust_sigma,
-    scale_floor,
+    floored_sigma,
 )
 from smartmetrics.engine.robust import median
 from smartmetrics.engine.series import Series
@@ -43,7 +42,7 @@ class RobustLevel:
         self.level_ = float(median(recent))
         longer = _tail(t, y, self.scale_window, self.min_points)
         dev = longer - median(longer)
-        self.scale_ = max(robust_sigma(dev), scale_floor(y))
+        self.scale_ = floored_sigma(dev, y)
         return self
 
     def predict(self, timestamps: np.ndarray) -> Forecast:

@@ -29,9 +29,8 @@ from smartmetrics.engine.models.base import (
     check_fitted,
     circular_smooth,
     finite_points,
+    floored,
     group_median,
-    robust_sigma,
-    scale_floor,
     theil_sen_slope,
 )
 from smartmetrics.engine.robust import median, nanmedian_columns
@@ -208,9 +207,12 @@ class SeasonalProfile:
         return circular_median3(raw) if cycles < SMOOTH_BELOW else raw
 
     def _slot_scales(self, slots: np.ndarray, resid: np.ndarray, n_slots: int, y: np.ndarray) -> np.ndarray:
-        """Per-slot robust sigma, smoothed and floored at half the overall one."""
-        overall = max(robust_sigma(resid), scale_floor(y))
-        mad = MAD_TO_SIGMA * group_median(slots, np.abs(resid - median(resid)), n_slots)
+        """Per-slot robust sigma, smoothed and floored at half the overall one (`robust_sigma` of the
+        residuals, from the same absolute deviations the slots' take their medians of)."""
+        spread = np.abs(resid - median(resid))
+        total = float(median(spread))
+        overall = floored(MAD_TO_SIGMA * total if total > 0 else float(np.std(resid)), y)
+        mad = MAD_TO_SIGMA * group_median(slots, spread, n_slots)
         mad = np.where(np.isfinite(mad), mad, overall)
         return np.maximum(circular_smooth(mad, 9), 0.5 * overall)
 

@@ -23,8 +23,7 @@ from smartmetrics.engine.models.base import (
     array_to_json,
     check_fitted,
     finite_points,
-    robust_sigma,
-    scale_floor,
+    floored_sigma,
 )
 from smartmetrics.engine.models.resample import bucket_width, downsample
 from smartmetrics.engine.series import Series
@@ -66,7 +65,7 @@ class ProphetModel:
         self.repeat_ = WEEK if self.table_days * DAY >= WEEK else DAY
         t, fine = finite_points(series)
         fitted_fine = np.interp(t, grid.astype(float), pred[: len(grid)])
-        self.scale_ = max(robust_sigma(fine - fitted_fine), scale_floor(fine))
+        self.scale_ = floored_sigma(fine - fitted_fine, fine)
         return self
 
     def predict(self, timestamps: np.ndarray) -> Forecast:
