@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -199,9 +200,14 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def cmd_fit(args: argparse.Namespace) -> int:
     config = _load(args.config).own_share()  # sharded: this daemon's baselines (its series, in the fetch)
     aliases = _pick_baselines(config, args.baseline)
+    from smartmetrics.app.workers import LocalPool, open_pool
+
+    pool = open_pool(args.workers or os.cpu_count() or 1, args.dask or config.cluster.dask, config.cluster.timeout)
+    if isinstance(pool, LocalPool):  # its workers import the fit machinery while this process imports its own
+        pool.start()
     from smartmetrics.app.fit import run_fit
 
-    return run_fit(config, aliases, workers=args.workers, dask=args.dask, reclassify=args.reclassify)
+    return run_fit(config, aliases, pool, reclassify=args.reclassify)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -598,9 +604,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Fetch each baseline's history, fit every series (classification, ensemble, calibrated band)\n"
         "and write the result to the store, as the daemon's daily retrain does, with a progress bar and\n"
         "a summary table. A running daemon picks the new bands up on SIGHUP or its next restart.\n\n"
-        "Like the daily retrain, it keeps each series' curve type from its last fit while that is less\n"
-        "than a week old, its history no longer and its level where it was (a third of a fit's work);\n"
-        "a changed fit config, or --reclassify, classifies every series again.",
+        "Like the daily retrain, it keeps each series' curve type from its last fit (a third of a fit's\n"
+        "work): each series is classified afresh once a week on a day of its own, and sooner when its\n"
+        "history grew or its level moved; a changed fit config, or --reclassify, classifies them all.",
     )
     p.add_argument("--config", required=True, metavar="F", help="path to the YAML config")
     p.add_argument("--baseline", action="append", metavar="A", help="only this baseline (repeatable)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections import Counter
@@ -17,7 +16,7 @@ from rich.table import Table
 from smartmetrics.adapters.store import STATE_FILE, StoreError, baseline_dir, load_baseline, save_baseline
 from smartmetrics.app.retrain import RetrainOutcome, retrain_baseline
 from smartmetrics.app.terminal import make_console
-from smartmetrics.app.workers import open_pool
+from smartmetrics.app.workers import FitPool
 from smartmetrics.config import Config
 from smartmetrics.engine.state import BaselineState
 
@@ -68,15 +67,12 @@ def _previous(config: Config, alias: str, console: Console) -> BaselineState | N
         return None
 
 
-def run_fit(config: Config, aliases: Sequence[str], workers: int | None = None, dask: str | None = None,
-            reclassify: bool = False) -> int:
-    """Retrain the baselines now and write them to the store (fits on the Dask scheduler at `dask`, or
-    `cluster.dask`, when given; every series classified afresh with `reclassify`); a baseline whose
-    expr matched no series is warned about by name; exit 1 if any baseline failed or nothing at all
-    was fitted."""
+def run_fit(config: Config, aliases: Sequence[str], pool: FitPool, reclassify: bool = False) -> int:
+    """Retrain the baselines now on `pool` (closed at the end) and write them to the store (every
+    series classified afresh with `reclassify`); a baseline whose expr matched no series is warned
+    about by name; exit 1 if any baseline failed or nothing at all was fitted."""
     console = make_console(stderr=True)
     outcomes = []
-    pool = open_pool(workers or os.cpu_count() or 1, dask or config.cluster.dask, config.cluster.timeout)
     with closing(pool), Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, transient=False,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from smartmetrics.app import fit
+from smartmetrics.app import fit, workers
 from smartmetrics.app.cli import main
 from smartmetrics.app.retrain import RetrainOutcome
 from smartmetrics.engine.state import BaselineState
@@ -38,7 +38,7 @@ def write_config(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(("fitted", "code"), [({"qps": 2, "typo": 0}, 0), ({"qps": 0, "typo": 0}, 1)])
 def test_a_baseline_matching_no_series_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str], fitted: dict, code: int) -> None:
-    monkeypatch.setattr(fit, "open_pool", lambda *a, **k: NoPool())
+    monkeypatch.setattr(workers, "open_pool", lambda *a, **k: NoPool())
     monkeypatch.setattr(fit, "retrain_baseline", fake_retrain(fitted))
     assert main(["fit", "--config", str(write_config(tmp_path))]) == code
     captured = capsys.readouterr()
