@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from smartmetrics import __version__
 from smartmetrics.engine import stuck, sustained
 from smartmetrics.engine.bands import (
     Calibration,
@@ -52,6 +55,7 @@ from smartmetrics.engine.ranges import clip_band, natural_range
 from smartmetrics.engine.regimes import Regime, blip_band, find_regimes, regime_band
 from smartmetrics.engine.releases import SETTLE
 from smartmetrics.engine.series import Series, on_grid
+from smartmetrics.engine.state import json_safe
 from smartmetrics.engine.training import (
     clean_training,
     excursions,
@@ -82,10 +86,11 @@ COLD_DAYS = 7
 MIN_POINTS = 48  # fewer finite points than this (`classify.MIN_POINTS`), scattered: the band is withheld...
 MIN_YOUNG = 12  # ...and below this many, however dense
 MAX_FOLDS = 4
-RECLASSIFY_AFTER = 7 * DAY
-"""A daily retrain keeps the curve type its series was given at most this long ago (`kept_classification`)."""
 LEVEL_MOVE = 3.0
-"""...unless the last day's median moved by more than this many interquartile ranges of the history since."""
+"""A fit classifies again when the last day's median moved by more than this many interquartile
+ranges of the history since the last classification (`kept_classification`)..."""
+SHARE_MOVE = 0.1
+"""...or the share of the last day's values sitting at that median moved by more than this."""
 
 
 @dataclass(frozen=True)
@@ -345,16 +350,23 @@ def fit_series(series: Series, settings: FitSettings, releases: tuple[int, ...] 
 
 def kept_classification(previous: Mapping[str, Any] | None, series: Series, curve_type: str = "auto"
                         ) -> dict[str, Any] | None:
-    """A copy of `previous` (the classification of the series' last fit) if this fit may keep it, else
-    None (classify again).
+    """A copy of `previous` (the classification of the series' last fit, as stored) if this fit may
+    keep it, else None (classify again).
 
     Classification and the day-of-week test are about a third of a fit, and a curve's type seldom
-    changes from one day to the next. A daily retrain keeps it while it was made at most
-    `RECLASSIFY_AFTER` before the series' end (so every series is classified afresh at least weekly),
-    on a history at least 90% as long as this one (a young series is classified again as it grows),
-    the last day's median has not moved by more than `LEVEL_MOVE` interquartile ranges of that
-    history (a shift is a reason to look again), and a configured curve type has not changed. An
-    `insufficient` verdict is never kept, nor anything malformed (a hand-edited store).
+    changes from one day to the next. A fit keeps it while all of these hold:
+
+    - it was made in the series' current week: each series is classified afresh once a week, on a
+      weekday of its own (`reclassify_week`), so a daily retrain reclassifies a seventh of its series;
+    - by this version of smartmetrics, on a history (first to last finite point) as long as this one
+      within 10% (a young series is classified again as it grows);
+    - the last day's median has not moved by more than `LEVEL_MOVE` interquartile ranges of the
+      history then, nor the share of the last day's values sitting exactly at that median by more
+      than `SHARE_MOVE` (a shift, or a flat gauge that starts to move, is a reason to look again);
+    - a configured curve type has not changed; the verdict was not `insufficient`; nothing in it is
+      malformed (a hand-edited store).
+
+    A kept `regime` verdict has its regimes found again (`_fit_utc`): they shape the band.
 
     >>> t = np.arange(0, 8 * DAY, 3600)
     >>> s = Series({}, t, np.sin(t / DAY * 2 * np.pi) + 10, 3600)
@@ -369,38 +381,63 @@ def kept_classification(previous: Mapping[str, Any] | None, series: Series, curv
     if not isinstance(previous, Mapping) or not isinstance(stamp := previous.get("classified"), Mapping):
         return None
     try:
-        at, span, level, spread = (float(stamp[k]) for k in ("at", "span", "level", "spread"))
+        at, span, level, spread, flat = (float(stamp[k]) for k in ("at", "span", "level", "spread", "flat"))
+        curve, periods = previous["curve_type"], previous.get("periods", [])
+        if stamp.get("version") != __version__ or not isinstance(curve, str) or not isinstance(periods, list) \
+                or not all(type(p) is int and p > 0 for p in periods) \
+                or not all(math.isfinite(v) for v in (at, span, level, spread, flat)):
+            return None
         kept = copy.deepcopy(dict(previous))
-        kept["periods"] = [int(p) for p in kept.get("periods", ())]
         for regime in kept.get("regimes", ()):
             Regime(**regime)
     except (KeyError, TypeError, ValueError):
         return None
-    curve = kept.get("curve_type")
     if curve not in CANDIDATES or curve == "insufficient" or (curve_type != "auto" and curve != curve_type):
         return None
-    if not (0 <= series.end - at < RECLASSIFY_AFTER and span >= 0.9 * (series.end - series.start)):
+    if at > series.end or reclassify_week(at, series.key) != reclassify_week(series.end, series.key):
         return None
-    now_level = _last_day_median(series)
-    if not np.isfinite(now_level) or abs(now_level - level) > LEVEL_MOVE * spread:
+    now_span, (now_level, now_flat) = _finite_span(series), _last_day(series)
+    if abs(now_span - span) > 0.1 * now_span or not np.isfinite(now_level):
+        return None
+    if abs(now_level - level) > LEVEL_MOVE * spread or abs(now_flat - flat) > SHARE_MOVE:
         return None
     return kept
 
 
-def _classified(series: Series) -> dict[str, float]:
-    """What `kept_classification` compares a later history with: when and on how long a history the
-    series was classified, its last day's median and the history's interquartile range then."""
+def reclassify_week(t: float, key: str) -> int:
+    """Which of its own weeks `t` falls in for the series of `key` (`Series.key`): weeks start on a
+    weekday set by the key, so that a daily retrain classifies a seventh of its series afresh, not all
+    of them on one day."""
+    return int((t // DAY + zlib.crc32(key.encode()) % 7) // 7)
+
+
+def _classified(series: Series) -> dict[str, Any]:
+    """What `kept_classification` compares a later history with: when, by which version and on how
+    long a history the series was classified, its last day's median and share of values at it, and
+    the history's interquartile range then."""
     y = series.values[np.isfinite(series.values)]
     spread = float(np.subtract(*np.quantile(y, [0.75, 0.25]))) if len(y) else 0.0
-    return {"at": int(series.end), "span": int(series.end - series.start), "level": _last_day_median(series),
-            "spread": spread}
+    level, flat = _last_day(series)
+    return {"at": int(series.end), "version": __version__, "span": _finite_span(series), "level": level,
+            "flat": flat, "spread": spread}
 
 
-def _last_day_median(series: Series) -> float:
-    """The median of the finite values of the series' last day (NaN without any)."""
+def _finite_span(series: Series) -> int:
+    """Seconds from the first finite point to the last, one step included (0 without any): a fetch
+    gives a young series the whole history window, NaN before it began."""
+    ok = np.flatnonzero(np.isfinite(series.values))
+    return int((ok[-1] - ok[0] + 1) * series.step) if len(ok) else 0
+
+
+def _last_day(series: Series) -> tuple[float, float]:
+    """The median of the finite values of the series' last day, and the share of them equal to it
+    (NaN and 0 without any)."""
     recent = series.values[series.timestamps > series.end - DAY]
     recent = recent[np.isfinite(recent)]
-    return float(np.median(recent)) if len(recent) else float("nan")
+    if not len(recent):
+        return float("nan"), 0.0
+    middle = float(np.median(recent))
+    return middle, float(np.mean(recent == middle))
 
 
 def _fit_on_calendar(series: Series, settings: FitSettings, releases: tuple[int, ...],
@@ -452,6 +489,8 @@ def _fit_utc(series: Series, settings: FitSettings, releases: tuple[int, ...],
             classification.setdefault("reasons", []).append("day-of-week effect found by the ensemble")
             classification["curve_type"] = "seasonal"
         classification["classified"] = _classified(series)
+    elif classification["curve_type"] == "regime":  # its levels shape the band: found in today's history
+        classification["regimes"] = [r.to_dict() for r in find_regimes(series.values, series.step)]
     curve, weekly = classification["curve_type"], WEEK in classification["periods"]
     seasonal = curve == "seasonal" or bool(classification["periods"])
     train, training = clean_training(series, seasonal, mask=curve not in UNMASKED, period=WEEK if weekly else DAY,
@@ -524,10 +563,8 @@ def walk_forward_fit(settings: FitSettings, releases: tuple[int, ...] = (),
     def fit(train: Series, horizon: int) -> FittedSeries:
         told = tuple(r for r in known if r <= train.end)
         key = f"{train.name}{train.key}"
-        last = memory.get(key)
-        fitted = fit_series(train, dataclasses.replace(settings, horizon=int(horizon)), told,
-                            last if last is not None and last["classified"]["at"] <= train.end else None)
-        memory[key] = fitted.classification
+        fitted = fit_series(train, dataclasses.replace(settings, horizon=int(horizon)), told, memory.get(key))
+        memory[key] = json_safe(fitted.classification)  # as the store gives it back to the next retrain
         return fitted
     return fit
 

@@ -5,32 +5,14 @@ operator wants to see, JSON-safe).
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import numpy as np
 
 from smartmetrics.engine.calendars import in_windows
 from smartmetrics.engine.ensemble import FittedSeries
 from smartmetrics.engine.series import Series
-from smartmetrics.engine.state import SeriesBand
+from smartmetrics.engine.state import SeriesBand, json_safe
 
 FAR = 1000.0  # spans of the history beyond which a band edge is no band
-
-
-def json_safe(value: Any) -> Any:
-    """Metadata made JSON-safe: numpy scalars to Python, NaN/±Inf to None, tuples to lists."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [json_safe(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def lead_model(fitted: FittedSeries) -> str:

@@ -5,6 +5,7 @@ Reading and writing them is `smartmetrics.adapters.store`'s business.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,21 @@ import numpy as np
 from smartmetrics.engine.series import labels_key
 
 COLUMNS = ("yhat", "lower", "upper")
+
+
+def json_safe(value: Any) -> Any:
+    """Metadata made JSON-safe: numpy scalars to Python, NaN/±Inf to None, tuples to lists."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [json_safe(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 @dataclass(frozen=True)

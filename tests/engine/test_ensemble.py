@@ -390,17 +390,29 @@ def test_band_stays_sane_on_plateaus_of_a_histogram_quantile() -> None:
 
 def later(series: Series, days: float) -> Series:
     """The same history, `days` later: the window a daily retrain sees (the oldest points dropped)."""
-    shift = int(days * DAY)
-    t = series.timestamps + shift
-    return Series(series.labels, t, series.values.copy(), series.step)
+    return Series(series.labels, series.timestamps + int(days * DAY), series.values.copy(), series.step)
+
+
+def stored(classification: dict) -> dict:
+    """A classification as the store gives it back (JSON, NaN as null)."""
+    from smartmetrics.engine.state import json_safe
+
+    return json.loads(json.dumps(json_safe(classification)))
+
+
+def same_week(series: Series, days: float) -> bool:
+    from smartmetrics.engine.ensemble import reclassify_week
+
+    return reclassify_week(series.end, series.key) == reclassify_week(series.end + days * DAY, series.key)
 
 
 def test_a_warm_fit_keeps_the_last_classification_and_gives_the_cold_fit_s_band() -> None:
     s = make(seed=3)
     cold = fit_series(s, FitSettings())
     stamp = cold.classification["classified"]
-    assert stamp["at"] == s.end and stamp["span"] == s.end - s.start
-    warm = fit_series(s, FitSettings(), previous=json.loads(json.dumps(cold.classification)))  # as stored
+    assert stamp["at"] == s.end and stamp["span"] == s.end - s.start + STEP
+    warm = fit_series(s, FitSettings(), previous=stored(cold.classification))
+    assert warm.training["classification"] == "kept" and "classification" not in cold.training
     assert warm.classification == cold.classification
     for a, b in ((warm.yhat, cold.yhat), (warm.lower, cold.lower), (warm.upper, cold.upper)):
         np.testing.assert_array_equal(a, b)
@@ -408,49 +420,103 @@ def test_a_warm_fit_keeps_the_last_classification_and_gives_the_cold_fit_s_band(
 
 def test_a_kept_classification_is_used_as_it_was_not_recomputed() -> None:
     s = make(seed=4)
+    days = next(d for d in (1, 2, 3) if same_week(s, d))
     told = dict(fit_series(s, FitSettings()).classification, curve_type="stable", periods=[])  # not what it is
-    day_later = later(s, 1)
-    warm = fit_series(day_later, FitSettings(), previous=told)
+    warm = fit_series(later(s, days), FitSettings(), previous=told)
     assert warm.classification["curve_type"] == "stable"
-    assert warm.classification["classified"] == told["classified"]  # still the first one's: its age counts on
-    assert fit_series(day_later, FitSettings()).classification["curve_type"] == "seasonal"
+    assert warm.classification["classified"] == told["classified"]  # still the first one's: its week counts on
+    assert fit_series(later(s, days), FitSettings()).classification["curve_type"] == "seasonal"
 
 
-@pytest.mark.parametrize("why", ["a week old", "the history grew", "the level moved", "insufficient",
-                                 "another configured type", "no stamp", "a malformed regime"])
+def test_each_series_is_classified_afresh_once_a_week_on_a_day_of_its_own() -> None:
+    from smartmetrics.engine.ensemble import kept_classification, reclassify_week
+
+    base = make(seed=5)
+    fresh_days = []
+    for i in range(40):
+        s = Series({"job": "seasonal", "i": str(i)}, base.timestamps, base.values, STEP)
+        first = stored(fit_series(s, FitSettings()).classification)
+        kept = [kept_classification(first, later(s, d)) is not None for d in range(8)]
+        assert kept[0] and not kept[7]  # never a week old
+        assert kept == [reclassify_week(s.end, s.key) == reclassify_week(s.end + d * DAY, s.key) for d in range(8)]
+        fresh_days.append(kept.index(False))
+    assert len(set(fresh_days)) >= 5  # spread over the week, not one day for all
+
+
+@pytest.mark.parametrize("why", ["next week", "the history grew", "a young series in a full window",
+                                 "the level moved", "a flat gauge began to move", "no data on the last day",
+                                 "insufficient", "another configured type", "no stamp", "another version",
+                                 "periods malformed", "a malformed regime"])
 def test_a_classification_is_made_afresh_when(why: str) -> None:
     s = make(seed=5)
+    days = next(d for d in (1, 2, 3) if same_week(s, d))
+    series, settings = later(s, days), FitSettings()
     told = dict(fit_series(s, FitSettings()).classification, curve_type="stable", periods=[])
-    series, settings = later(s, 1), FitSettings()
-    if why == "a week old":
-        series = later(s, 7)
+    stamp = told["classified"] = dict(told["classified"])
+    if why == "next week":
+        series = later(s, next(d for d in range(1, 8) if not same_week(s, d)))
     elif why == "the history grew":
-        series = Series(s.labels, s.timestamps[len(s) // 2:], s.values[len(s) // 2:], s.step)
-        told = dict(fit_series(series, FitSettings()).classification, curve_type="stable", periods=[])
+        half = Series(s.labels, s.timestamps[len(s) // 2:], s.values[len(s) // 2:], s.step)
+        told = dict(fit_series(half, FitSettings()).classification, curve_type="stable", periods=[])
         series = s  # twice as long now
+    elif why == "a young series in a full window":  # as a fetch gives it: NaN before it began
+        young = Series(s.labels, s.timestamps, np.where(s.timestamps < s.end - 5 * DAY, np.nan, s.values), STEP)
+        told = dict(fit_series(young, FitSettings()).classification, curve_type="stable", periods=[])
+        series = Series(s.labels, young.timestamps + DAY, np.r_[young.values[288:], s.values[-288:]], STEP)
     elif why == "the level moved":
         series = Series(s.labels, series.timestamps, series.values + 200.0, s.step)  # 200 against an IQR of ~57
+    elif why == "a flat gauge began to move":
+        stamp["flat"] = 0.5
+    elif why == "no data on the last day":
+        series = Series(s.labels, series.timestamps, np.where(series.timestamps > series.end - DAY, np.nan,
+                                                              series.values), s.step)
     elif why == "insufficient":
         told["curve_type"] = "insufficient"
     elif why == "another configured type":
         settings = FitSettings(curve_type="noisy")
     elif why == "no stamp":
         del told["classified"]
+    elif why == "another version":
+        stamp["version"] = "0.0.1"
+    elif why == "periods malformed":
+        told["periods"] = "86400"
     else:
         told["regimes"] = [{"centre": "x"}]
-    fitted = fit_series(series, settings, previous=told)
+    fitted = fit_series(series, settings, previous=stored(told))
+    assert "classification" not in fitted.training
     assert fitted.classification["classified"]["at"] == series.end
-    assert fitted.classification["curve_type"] == ("noisy" if why == "another configured type" else "seasonal")
+
+
+def test_a_kept_regime_curve_finds_its_regimes_in_today_s_history() -> None:
+    rng = np.random.default_rng(8)
+    t = EPOCH + STEP * np.arange(14 * 288, dtype=np.int64)
+    levels = np.repeat(rng.choice([2.0, 6.0], 14 * 288 // 36), 36)  # an autoscaler's replicas, 3 h at a time
+    s = Series({"job": "replicas"}, t, levels + rng.normal(0, 0.05, len(t)), STEP)
+    first = fit_series(s, FitSettings())
+    assert first.classification["curve_type"] == "regime"
+    days = next(d for d in (1, 2, 3) if same_week(s, d))
+    grown = np.r_[levels[days * 288:], np.tile([10.0] * 36 + [2.0] * 36, days * 4)]  # a third level, recurring
+    now = Series(s.labels, t + days * DAY, grown + rng.normal(0, 0.05, len(t)), STEP)
+    warm = fit_series(now, FitSettings(), previous=stored(first.classification))
+    assert warm.training["classification"] == "kept"
+    assert any(abs(r["centre"] - 10.0) < 0.5 for r in warm.classification["regimes"])
+    assert warm.upper.max() >= 10.0
 
 
 def test_a_walk_forward_replay_keeps_each_series_classification_as_the_daemon_does() -> None:
     from smartmetrics.engine.ensemble import walk_forward_fit
 
     s = make(days=16, seed=6)
+    first_window = Series(s.labels, s.timestamps[:-2 * 288], s.values[:-2 * 288], STEP)
+    if not same_week(first_window, 1):
+        s = Series({"job": "seasonal", "other": "1"}, s.timestamps, s.values, STEP)
+        first_window = Series(s.labels, s.timestamps[:-2 * 288], s.values[:-2 * 288], STEP)
+    assert same_week(first_window, 1)
     fit = walk_forward_fit(FitSettings())
-    first = fit(Series(s.labels, s.timestamps[:-2 * 288], s.values[:-2 * 288], STEP), DAY)
+    first = fit(first_window, DAY)
     second = fit(Series(s.labels, s.timestamps[288:-288], s.values[288:-288], STEP), DAY)
     # another series, its level within the first one's spread: kept, the first's would pass for it
     other = fit(make(days=14, seed=7, kind="stable"), DAY)
+    assert second.training["classification"] == "kept"
     assert second.classification["classified"] == first.classification["classified"]
     assert other.classification["curve_type"] == "stable"
