@@ -21,10 +21,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from smartmetrics.engine.bands import tail_quantile
-from smartmetrics.engine.robust import robust_sd
+from smartmetrics.engine.robust import robust_sd, run_maxima
 from smartmetrics.engine.training import recurring
 
 MIN_EPISODES = 3       # separate visits that make a level a regime, not a one-off
@@ -200,8 +199,7 @@ def blip_band(upper: np.ndarray, values: np.ndarray, coverage: float, floor: flo
     above = np.isfinite(values) & (values > floor)
     if not above.any():
         return upper
-    runs, count = ndimage.label(above)
-    peaks = np.sort(np.asarray(ndimage.maximum(values, runs, np.arange(1, count + 1)), dtype=np.float64))
+    peaks = np.sort(run_maxima(values, above))
     if len(peaks) < 2:
         return upper
     miss = min(0.5, (1 - coverage) * int(np.isfinite(values).sum()) / len(peaks))

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
 from smartmetrics.engine.models.base import DAY, WEEK, group_median, robust_sigma
 from smartmetrics.engine.models.profile import SeasonalProfile, WeeklyProfile
 from smartmetrics.engine.releases import SETTLE, absorbed, bursts
-from smartmetrics.engine.robust import median, nanmedian_columns
+from smartmetrics.engine.robust import dilate, label_runs, median, median3, nanmedian_columns
 from smartmetrics.engine.series import Series
 
 CLEAN_Z = 6.0
@@ -181,15 +180,15 @@ def anomaly_mask(resid: np.ndarray, z: float = CLEAN_Z, max_fraction: float = MA
     absz = np.nan_to_num(np.abs(resid) / sigma, nan=0.0)
     long_mask = np.zeros(len(resid), dtype=bool)
     if long_run > 0:  # on a 3-point median, so noise does not break a long run into short ones
-        long_runs, _ = ndimage.label(ndimage.median_filter(absz, size=3, mode="nearest") > GROW_Z)
+        long_runs, _ = label_runs(median3(absz) > GROW_Z)
         sizes = np.bincount(long_runs.ravel())
         long_mask = np.isin(long_runs, np.flatnonzero(sizes >= long_run)) & (long_runs > 0)
     if len(absz) and np.mean((absz > z) & ~long_mask) > max_fraction:  # heavy tails, not incidents
         return np.zeros(len(resid), dtype=bool)
-    runs, _ = ndimage.label(absz > GROW_Z)
+    runs, _ = label_runs(absz > GROW_Z)
     seeds = np.unique(runs[(absz > z) & (runs > 0)])
     mask = (np.isin(runs, seeds) & (runs > 0)) | long_mask
-    return ndimage.binary_dilation(mask, iterations=2) if mask.any() else mask
+    return dilate(mask, 2) if mask.any() else mask
 
 
 def release_shifts(timestamps: np.ndarray, deseason: np.ndarray, releases: tuple[int, ...],
@@ -387,11 +386,11 @@ def recurring(masked: np.ndarray, resid: np.ndarray, timestamps: np.ndarray) -> 
     out = np.zeros(len(masked), dtype=bool)
     if not masked.any():
         return out
-    runs, count = ndimage.label(masked)
+    runs, count = label_runs(masked)
     days_seen = len(np.unique(timestamps // DAY))
     need = recur_episodes(float(timestamps[-1] - timestamps[0]) / DAY)
-    signs = np.sign(ndimage.sum(np.nan_to_num(resid), runs, np.arange(1, count + 1)))
-    starts = np.asarray(ndimage.minimum(np.arange(len(masked)), runs, np.arange(1, count + 1)), dtype=np.int64)
+    signs = np.sign(np.bincount(runs, weights=np.nan_to_num(resid), minlength=count + 1)[1:])
+    starts = np.flatnonzero(masked & ~np.r_[False, masked[:-1]])  # each run's first point
     for sign in (1.0, -1.0):
         episodes = np.flatnonzero(signs == sign)
         days = len(np.unique(timestamps[starts[episodes]] // DAY))
