@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from smartmetrics.engine.models.base import group_median
 from smartmetrics.engine.robust import rolling_median
@@ -359,6 +358,8 @@ def recurring_excursions(lower: np.ndarray, upper: np.ndarray, ts: np.ndarray, h
     if days < 2 or len(recent) == 0:
         return lower, upper
     half = max(1, RECUR_SLACK // history.step)
+    import pandas as pd  # here: the process that serves and stores bands needs no pandas (0.2 s to import)
+
     rolled = pd.Series(values).rolling(2 * half + 1, center=True, min_periods=1)
     day = (history.timestamps - history.start) // period
     moved = float(np.median(recent)) - group_median(day[ok], values[ok], int(day[-1]) + 1)[day]

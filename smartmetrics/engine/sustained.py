@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from smartmetrics.engine.bands import tail_quantile
 
@@ -60,6 +59,8 @@ def rolling_mean(timestamps: np.ndarray, values: np.ndarray, window: int, step: 
     >>> rolling_mean(np.arange(6) * 60, np.array([1.0, 2, 3, np.nan, 5, 6]), 180, 60).round(2).tolist()
     [nan, 1.5, 2.0, 2.0, 3.33, 4.67]
     """
+    import pandas as pd  # here: the process that serves and stores bands needs no pandas
+
     t = pd.to_datetime(np.asarray(timestamps, dtype=np.int64), unit="s")
     s = pd.Series(np.asarray(values, dtype=np.float64), index=t)
     rolled = s.rolling(f"{int(window)}s", closed="both")  # [t - window, t], as Prometheus 2.x ranges

@@ -8,7 +8,6 @@ before a persistent level shift is moved to the new level (or cut, when enough f
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from smartmetrics.engine.models.base import DAY, WEEK, group_median, robust_sigma
 from smartmetrics.engine.models.profile import SeasonalProfile, WeeklyProfile
@@ -154,6 +153,8 @@ def _baseline(series: Series, seasonal: bool, period: int = DAY) -> tuple[np.nda
         fitted = kind(trend=True, recent=DAY).fit(series)
         return y - fitted.predict(series.timestamps).mean, fitted.level_
     window = max(3, DAY // series.step)
+    import pandas as pd  # here: the process that serves and stores bands needs no pandas
+
     med = pd.Series(y).rolling(window, center=True, min_periods=1).median().to_numpy()
     return y - med, 0.0
 
