@@ -17,8 +17,9 @@ For each size N: N series of mixed kinds (daily-seasonal, stable, bursty, sparse
   fit none), or the benchmark fails.
 - **the bare-fetch limit**: the same series and range fetched with 8 concurrent `query_range`
   requests (httpx; each a batch of series by a regex on their `series` label, at most 250,000
-  samples a request), each answer decoded with `json.loads` and nothing else: what no retrain that
-  reads Prometheus' JSON API from this machine can beat. Uncompressed, as the fit asks a loopback
+  samples a request), each answer decoded with `json.loads` and nothing else, in a lean process of
+  its own (`smartmetrics.benchmarks.barefetch`): what no retrain that reads Prometheus' JSON API
+  from this machine can beat. Uncompressed, as the fit asks a loopback
   source (`compression: auto`); the same fetch with gzip-compressed answers (httpx's default, and
   the fit's before the option) is measured beside it.
 - **one Prophet per series** (the Prometheus Anomaly Detector's way: fetch one series, fit Prophet,
@@ -31,7 +32,6 @@ its peak RSS. Exits 1 when a series is missing from the store or a check fails.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import os
@@ -44,7 +44,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 import yaml
 from rich.console import Console
@@ -167,28 +166,16 @@ def dated_a_day_earlier(store: Path) -> int:
     return keep
 
 
-async def _bare_fetch(url: str, n: int, start: int, end: int, concurrency: int = 8, gzip: bool = False) -> int:
-    """Every series over [start, end] in batches of series, 8 requests at a time, JSON-decoded only
-    (answers gzip-compressed if `gzip`); returns the samples received."""
+def bare_fetch(url: str, n: int, start: int, end: int, gzip: bool = False) -> tuple[int, float, float]:
+    """(samples, wall seconds, client CPU seconds) of the bare fetch of every series over [start, end],
+    run in a process of its own (`smartmetrics.benchmarks.barefetch`), in the fit's batches."""
     points = (end - start) // STEP + 1
     per_batch = min(MAX_BATCH_SERIES, max(1, 250_000 // points))  # the fit's batches
-    batches = [range(lo, min(n, lo + per_batch)) for lo in range(0, n, per_batch)]
-    gate = asyncio.Semaphore(concurrency)
-    encoding = "gzip" if gzip else "identity"
-    async with httpx.AsyncClient(base_url=url, timeout=120, headers={"Accept-Encoding": encoding}) as client:
-
-        async def one(ids: range) -> int:
-            selector = f'{METRIC}{{series=~"{"|".join(str(i) for i in ids)}"}}'
-            async with gate:
-                reply = await client.post("/api/v1/query_range", data={
-                    "query": selector, "start": str(start), "end": str(end), "step": str(STEP)})
-            reply.raise_for_status()
-            if reply.headers.get("Content-Encoding", "identity") != encoding:
-                raise RuntimeError(f"asked for {encoding}, Prometheus answered {reply.headers.get('Content-Encoding')}")
-            result = json.loads(reply.content)["data"]["result"]
-            return sum(len(s["values"]) for s in result)
-
-        return sum(await asyncio.gather(*(one(b) for b in batches)))
+    out = subprocess.run([sys.executable, "-m", "smartmetrics.benchmarks.barefetch", url, METRIC, str(n), str(start),
+                          str(end), str(STEP), str(per_batch), *(["--gzip"] if gzip else [])],
+                         check=True, capture_output=True, text=True).stdout
+    got = json.loads(out)
+    return int(got["samples"]), float(got["seconds"]), float(got["cpu"])
 
 
 def bench_size(n: int, days: int, prophet_n: int, root: Path, console: Console,
@@ -217,15 +204,11 @@ def bench_size(n: int, days: int, prophet_n: int, root: Path, console: Console,
         fit = run_fit(config, store)
         prom_fit_cpu = cpu_seconds(prom.process.pid) - prom_cpu
         console.print("[dim]  bare fetch ...[/dim]")
-        prom_cpu, own_cpu = cpu_seconds(prom.process.pid), time.process_time()
-        t = time.perf_counter()
-        samples = asyncio.run(_bare_fetch(prom.url, n, end - days * 86400, end))
-        fetch_s = time.perf_counter() - t
-        fetch_cpu = (cpu_seconds(prom.process.pid) - prom_cpu, time.process_time() - own_cpu)
+        prom_cpu = cpu_seconds(prom.process.pid)
+        samples, fetch_s, client_cpu = bare_fetch(prom.url, n, end - days * 86400, end)
+        fetch_cpu = (cpu_seconds(prom.process.pid) - prom_cpu, client_cpu)
         console.print("[dim]  bare fetch, gzip ...[/dim]")
-        t = time.perf_counter()
-        gzip_samples = asyncio.run(_bare_fetch(prom.url, n, end - days * 86400, end, gzip=True))
-        gzip_s = time.perf_counter() - t
+        gzip_samples, gzip_s, _ = bare_fetch(prom.url, n, end - days * 86400, end, gzip=True)
         console.print(f"[dim]  one Prophet per series ({prophet_n}) ...[/dim]")
         t = time.perf_counter()
         prophet_per_series(prom.url, prophet_n, METRIC)
