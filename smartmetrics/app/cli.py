@@ -203,10 +203,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from smartmetrics.app.workers import LocalPool, open_pool
 
     pool = open_pool(args.workers or os.cpu_count() or 1, args.dask or config.cluster.dask, config.cluster.timeout)
-    if isinstance(pool, LocalPool):  # its workers import the fit machinery while this process imports its own
-        pool.start()
-    from smartmetrics.app.fit import run_fit
-
+    try:
+        if isinstance(pool, LocalPool):  # its workers import the fit machinery while this process imports its own
+            pool.start()
+        from smartmetrics.app.fit import run_fit
+    except BaseException:  # an interrupt during the import: no worker waits for the garbage collector
+        pool.close()
+        raise
     return run_fit(config, aliases, pool, reclassify=args.reclassify)
 
 

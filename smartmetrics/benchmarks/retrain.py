@@ -171,11 +171,21 @@ def bare_fetch(url: str, n: int, start: int, end: int, gzip: bool = False) -> tu
     run in a process of its own (`smartmetrics.benchmarks.barefetch`), in the fit's batches."""
     points = (end - start) // STEP + 1
     per_batch = min(MAX_BATCH_SERIES, max(1, 250_000 // points))  # the fit's batches
-    out = subprocess.run([sys.executable, "-m", "smartmetrics.benchmarks.barefetch", url, METRIC, str(n), str(start),
-                          str(end), str(STEP), str(per_batch), *(["--gzip"] if gzip else [])],
-                         check=True, capture_output=True, text=True).stdout
-    got = json.loads(out)
+    got = json.loads(_child([sys.executable, "-m", "smartmetrics.benchmarks.barefetch", url, METRIC, str(n), str(start),
+                             str(end), str(STEP), str(per_batch), *(["--gzip"] if gzip else [])], "the bare fetch"))
     return int(got["samples"]), float(got["seconds"]), float(got["cpu"])
+
+
+class ChildFailed(RuntimeError):
+    """A step the benchmark runs in a process of its own failed; the message holds what it printed."""
+
+
+def _child(command: list[str], what: str) -> str:
+    """The standard output of `command`, or `ChildFailed` with its exit code and error output."""
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ChildFailed(f"{what} failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
+    return done.stdout
 
 
 def bench_size(n: int, days: int, prophet_n: int, root: Path, console: Console,
@@ -195,10 +205,9 @@ def bench_size(n: int, days: int, prophet_n: int, root: Path, console: Console,
         prom_cpu = cpu_seconds(prom.process.pid)
         first = run_fit(config, store)
         prom_first_cpu = cpu_seconds(prom.process.pid) - prom_cpu
-        keep = int(subprocess.run(
-            [sys.executable, "-c", "import sys; from pathlib import Path; from smartmetrics.benchmarks.retrain import "
-             "dated_a_day_earlier; print(dated_a_day_earlier(Path(sys.argv[1])))", str(store)],
-            check=True, capture_output=True, text=True).stdout)
+        keep = int(_child([sys.executable, "-c", "import sys; from pathlib import Path; from smartmetrics.benchmarks."
+                           "retrain import dated_a_day_earlier; print(dated_a_day_earlier(Path(sys.argv[1])))", str(store)],
+                          "dating the store a day back"))
         console.print("[dim]  smartmetrics fit: the daily retrain ...[/dim]")
         prom_cpu = cpu_seconds(prom.process.pid)
         fit = run_fit(config, store)
@@ -266,8 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="sm-retrain-") as tmp:
         for n in (int(s) for s in args.sizes.split(",")):
-            row = bench_size(n, args.days, args.prophet_series, Path(tmp), console, args.max_samples_per_request,
-                             args.compression)
+            try:
+                row = bench_size(n, args.days, args.prophet_series, Path(tmp), console, args.max_samples_per_request,
+                                 args.compression)
+            except ChildFailed as exc:
+                console.print(f"[red]error:[/red] {n:,} series: {exc}")
+                return 1
             if row is None:
                 return 1
             rows.append(row)

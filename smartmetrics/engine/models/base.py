@@ -106,7 +106,8 @@ def floored_sigma(resid: np.ndarray, values: np.ndarray) -> float:
 
 
 def floored(sigma: float, values: np.ndarray) -> float:
-    """`max(sigma, scale_floor(values))`, the floor's median taken only where it could win."""
+    """`max(sigma, scale_floor(values))`, the floor's median taken only where it could win (values
+    near the float limit aside, where that median overflows to infinity and this keeps `sigma`)."""
     finite = values[np.isfinite(values)]
     if len(finite) and sigma >= max(1e-3 * float(np.max(np.abs(finite))), 1e-9):
         return sigma

@@ -209,7 +209,7 @@ class SeasonalProfile:
     def _slot_scales(self, slots: np.ndarray, resid: np.ndarray, n_slots: int, y: np.ndarray) -> np.ndarray:
         """Per-slot robust sigma, smoothed and floored at half the overall one (`robust_sigma` of the
         residuals, from the same absolute deviations the slots' take their medians of)."""
-        spread = np.abs(resid - median(resid))
+        spread = np.abs(resid - median(resid))  # the residuals of finite points: finite, as robust_sigma wants
         total = float(median(spread))
         overall = floored(MAD_TO_SIGMA * total if total > 0 else float(np.std(resid)), y)
         mad = MAD_TO_SIGMA * group_median(slots, spread, n_slots)
