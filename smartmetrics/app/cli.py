@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -200,9 +199,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def cmd_fit(args: argparse.Namespace) -> int:
     config = _load(args.config).own_share()  # sharded: this daemon's baselines (its series, in the fetch)
     aliases = _pick_baselines(config, args.baseline)
-    from smartmetrics.app.workers import LocalPool, open_pool
+    from smartmetrics.app.workers import LocalPool, pool_for
 
-    pool = open_pool(args.workers or os.cpu_count() or 1, args.dask or config.cluster.dask, config.cluster.timeout)
+    pool = pool_for(config.cluster, args.workers, args.dask)
     try:
         if isinstance(pool, LocalPool):  # its workers import the fit machinery while this process imports its own
             pool.start()

@@ -42,7 +42,7 @@ from smartmetrics.app.alerts import AlertBook, alerts_doc, feedback_doc, receive
 from smartmetrics.app.calendar_watch import EventWatch, has_promql_events
 from smartmetrics.app.export import RemoteWritePusher, start_remote_write
 from smartmetrics.app.selfmetrics import SelfMetrics, settling_count
-from smartmetrics.app.workers import FitPool, open_pool
+from smartmetrics.app.workers import FitPool, pool_for
 from smartmetrics.config import Baseline, Config, ConfigError, cron_trigger, load_config
 from smartmetrics.engine.follow import follow_band
 from smartmetrics.engine.realised import oldest_tally, tally
@@ -89,8 +89,7 @@ class Daemon:
         self._stopping = threading.Event()
         self._reload = threading.Event()
         self._retrain_lock = threading.Lock()
-        cluster = self.config.cluster
-        self._pool: FitPool | None = open_pool(self.workers, dask or cluster.dask, cluster.timeout)
+        self._pool: FitPool | None = pool_for(self.config.cluster, self.workers, dask)
         self._scheduler = BackgroundScheduler(
             timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600}
         )

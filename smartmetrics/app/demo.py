@@ -10,7 +10,6 @@ running.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
 import signal
@@ -37,7 +36,7 @@ from smartmetrics.app.demo_live import JOB, LiveMetrics
 from smartmetrics.app.fit import run_fit
 from smartmetrics.app.promlocal import LocalPrometheus, free_port
 from smartmetrics.app.terminal import make_console
-from smartmetrics.app.workers import open_pool
+from smartmetrics.app.workers import pool_for
 from smartmetrics.config import Config, load_config, parse_config
 from smartmetrics.engine.series import Series, align_down, format_labels
 from smartmetrics.render.plots import plot_band
@@ -163,7 +162,7 @@ def run_demo(out: str | Path = "out/demo", duration: float | None = None, worker
         config_path = demo_config(DEMO_CONFIG, prom.url, out, port)
         config = load_config(config_path)
         console.print(f"config: {config_path}  (from {DEMO_CONFIG.name}, pointed at {prom.url})")
-        run_fit(config, list(config.baselines), open_pool(workers or os.cpu_count() or 1))
+        run_fit(config, list(config.baselines), pool_for(config.cluster, workers))
         with _stage(console, "writing Prometheus rules and Grafana dashboards; loading the rules"):
             load_generated_rules(config, prom, out)
         with _stage(console, f"replaying the last {REPLAY_DAYS} days walk-forward for every series"):

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
-from typing import Any
+from typing import Any, TypeAlias
 
 from smartmetrics.adapters.markers import ReleasesOf
 from smartmetrics.app.workers import FitPool
@@ -27,6 +27,9 @@ log = logging.getLogger("smartmetrics.app.retrain")
 
 
 STOPPING = "the daemon is stopping"
+
+ClassificationOf: TypeAlias = Callable[[Series], "dict | None"]
+"""A series' classification from its last fit (`engine.ensemble.kept_classification`), or None."""
 
 
 class PoolLost(Exception):
@@ -52,7 +55,7 @@ class FitStream:
         self.lost_keys: set[str] = set()  # series whose group was lost (not a fit's own failure): worth a retry
 
     def submit(self, series: list[Series], settings: FitSettings, releases_of: ReleasesOf = lambda s: (),
-               classification_of: Callable[[Series], dict | None] = lambda s: None) -> None:
+               classification_of: ClassificationOf = lambda s: None) -> None:
         """Send the fits of `series` (each told its `releases_of` and the `classification_of` its last
         fit, `engine.ensemble.kept_classification`) to the pool, in groups."""
         self.submitted += len(series)

@@ -23,12 +23,11 @@ from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TypeAlias
 
 from smartmetrics.adapters.alert_store import AlertStoreError, load_alerts
 from smartmetrics.adapters.markers import ReleasesOf, fetch_event_windows, fetch_releases_of
 from smartmetrics.adapters.source import FetchResult, SourceError, fetch_baseline
-from smartmetrics.app.fitstream import STOPPING, FitStream
+from smartmetrics.app.fitstream import STOPPING, ClassificationOf, FitStream
 from smartmetrics.app.selfmetrics import adjusted_count, series_kinds
 from smartmetrics.app.workers import FitPool, PoolError
 from smartmetrics.config import Config
@@ -93,8 +92,6 @@ def _releases_of(config: Config, alias: str, now: float, fetch: Callable[..., Fe
         log.warning("%s: release markers: %s; fitting without them", alias, exc)
         return lambda series: ()
 
-
-ClassificationOf: TypeAlias = Callable[[Series], "dict | None"]
 
 LOST_GRACE = 10.0
 """Seconds a retrain whose pool refused a fit waits for the fits already under way."""

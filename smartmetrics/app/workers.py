@@ -18,9 +18,12 @@ import os
 import threading
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smartmetrics import __version__
+
+if TYPE_CHECKING:
+    from smartmetrics.config import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -225,3 +228,9 @@ class DaskPool(FitPool):
 def open_pool(workers: int, dask: str | None = None, timeout: float = 30.0) -> FitPool:
     """The fit pool: a Dask cluster when `dask` names its scheduler, else `workers` local processes."""
     return DaskPool(dask, timeout) if dask else LocalPool(workers)
+
+
+def pool_for(cluster: Cluster, workers: int | None = None, dask: str | None = None) -> FitPool:
+    """The fit pool a config's `cluster` section asks for: the Dask scheduler at `dask` (else
+    `cluster.dask`) if any, else `workers` local processes (default: one per CPU)."""
+    return open_pool(workers or os.cpu_count() or 1, dask or cluster.dask, cluster.timeout)

@@ -203,14 +203,14 @@ def history_series(n: int, end: int, days: int = 14, step: int = 300) -> list[Me
 def bench_retrain(n: int, prophet_n: int, console: Console) -> None:
     """smartmetrics fetch+classify+fit+store for n series vs fetch+Prophet (PAD's way) for a sample."""
     from smartmetrics.app.fit import run_fit
-    from smartmetrics.app.workers import open_pool
+    from smartmetrics.app.workers import pool_for
 
     end = align_down(time.time(), 300)
     with tempfile.TemporaryDirectory() as tmp, LocalPrometheus(history_series(n, end)) as prom:
         root = Path(tmp)
         config = parse_config(write_config(root / "c.yaml", 1, root / "models", free_port(), prom.url))
         t = time.perf_counter()
-        code = run_fit(config, ["b0"], open_pool(2))
+        code = run_fit(config, ["b0"], pool_for(config.cluster, 2))
         ours = n / (time.perf_counter() - t)
         states, errors = load_store(root / "models")
         stored = len(states["b0"].series) if "b0" in states and not errors else 0

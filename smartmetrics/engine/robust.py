@@ -221,9 +221,20 @@ def label_runs(mask: np.ndarray) -> tuple[np.ndarray, int]:
     (array([0, 1, 1, 0, 2], dtype=int32), 2)
     """
     mask = np.asarray(mask, dtype=bool)
+    starts = run_starts(mask)
+    return (np.cumsum(starts) * mask).astype(np.int32), int(starts.sum())
+
+
+def run_starts(mask: np.ndarray) -> np.ndarray:
+    """True at the first point of each run of True in the 1-D `mask`.
+
+    >>> run_starts(np.array([1, 1, 0, 1], dtype=bool)).astype(int).tolist()
+    [1, 0, 0, 1]
+    """
+    mask = np.asarray(mask, dtype=bool)
     starts = mask.copy()
     starts[1:] &= ~mask[:-1]
-    return (np.cumsum(starts) * mask).astype(np.int32), int(starts.sum())
+    return starts
 
 
 def run_maxima(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -232,12 +243,11 @@ def run_maxima(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     >>> run_maxima(np.array([5.0, 1.0, 3.0, 9.0, 2.0]), np.array([1, 1, 1, 0, 1], dtype=bool)).tolist()
     [5.0, 2.0]
     """
-    labels, count = label_runs(mask)
-    inside = np.flatnonzero(labels)
-    if count == 0:
+    mask = np.asarray(mask, dtype=bool)
+    inside = np.flatnonzero(mask)
+    if len(inside) == 0:
         return np.zeros(0)
-    firsts = np.flatnonzero(np.r_[True, labels[inside][1:] != labels[inside][:-1]])
-    return np.maximum.reduceat(np.asarray(values, dtype=np.float64)[inside], firsts)
+    return np.maximum.reduceat(np.asarray(values, dtype=np.float64)[inside], np.flatnonzero(run_starts(mask)[inside]))
 
 
 def median3(x: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 from smartmetrics.engine.models.base import DAY, WEEK, group_median, robust_sigma
 from smartmetrics.engine.models.profile import SeasonalProfile, WeeklyProfile
 from smartmetrics.engine.releases import SETTLE, absorbed, bursts
-from smartmetrics.engine.robust import dilate, label_runs, median, median3, nanmedian_columns
+from smartmetrics.engine.robust import dilate, label_runs, median, median3, nanmedian_columns, run_starts
 from smartmetrics.engine.series import Series
 
 CLEAN_Z = 6.0
@@ -391,7 +391,7 @@ def recurring(masked: np.ndarray, resid: np.ndarray, timestamps: np.ndarray) -> 
     days_seen = len(np.unique(timestamps // DAY))
     need = recur_episodes(float(timestamps[-1] - timestamps[0]) / DAY)
     signs = np.sign(np.bincount(runs, weights=np.nan_to_num(resid), minlength=count + 1)[1:])
-    starts = np.flatnonzero(masked & ~np.r_[False, masked[:-1]])  # each run's first point
+    starts = np.flatnonzero(run_starts(masked))
     for sign in (1.0, -1.0):
         episodes = np.flatnonzero(signs == sign)
         days = len(np.unique(timestamps[starts[episodes]] // DAY))

@@ -81,7 +81,17 @@ def robust_sigma(x: np.ndarray) -> float:
     x = x[np.isfinite(x)]
     if len(x) == 0:
         return 0.0
-    mad = float(median(np.abs(x - median(x))))
+    return sigma_of(abs_deviations(x), x)
+
+
+def abs_deviations(x: np.ndarray) -> np.ndarray:
+    """|x - median(x)| of finite values `x`: what `robust_sigma` takes the median of."""
+    return np.abs(x - median(x))
+
+
+def sigma_of(deviations: np.ndarray, x: np.ndarray) -> float:
+    """`robust_sigma(x)` from `abs_deviations(x)` already at hand (finite `x`)."""
+    mad = float(median(deviations))
     if mad > 0:
         return MAD_TO_SIGMA * mad
     return float(np.std(x))

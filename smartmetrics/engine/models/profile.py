@@ -24,6 +24,7 @@ from smartmetrics.engine.models.base import (
     WEEK,
     WEEKEND,
     Forecast,
+    abs_deviations,
     array_from_json,
     array_to_json,
     check_fitted,
@@ -31,6 +32,7 @@ from smartmetrics.engine.models.base import (
     finite_points,
     floored,
     group_median,
+    sigma_of,
     theil_sen_slope,
 )
 from smartmetrics.engine.robust import median, nanmedian_columns
@@ -209,9 +211,8 @@ class SeasonalProfile:
     def _slot_scales(self, slots: np.ndarray, resid: np.ndarray, n_slots: int, y: np.ndarray) -> np.ndarray:
         """Per-slot robust sigma, smoothed and floored at half the overall one (`robust_sigma` of the
         residuals, from the same absolute deviations the slots' take their medians of)."""
-        spread = np.abs(resid - median(resid))  # the residuals of finite points: finite, as robust_sigma wants
-        total = float(median(spread))
-        overall = floored(MAD_TO_SIGMA * total if total > 0 else float(np.std(resid)), y)
+        spread = abs_deviations(resid)  # the residuals of finite points: finite, as robust_sigma wants
+        overall = floored(sigma_of(spread, resid), y)
         mad = MAD_TO_SIGMA * group_median(slots, spread, n_slots)
         mad = np.where(np.isfinite(mad), mad, overall)
         return np.maximum(circular_smooth(mad, 9), 0.5 * overall)
