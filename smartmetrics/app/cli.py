@@ -34,6 +34,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc)
 
 
+class StderrHandler(logging.StreamHandler):
+    """Log lines to `sys.stderr` as it is when each line is written, not as it was when logging was set
+    up: `main` run in-process by a caller that swaps stderr (a test's capture, a notebook) keeps working
+    after that stream is closed."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self):  # noqa: ANN201 - whatever sys.stderr is
+        return sys.stderr
+
+
 def _print_config_error(exc: ConfigError, what: str = "invalid configuration") -> None:
     """`error: <file>: <what>` and one indented line per problem (the file named once)."""
     print(f"error: {exc.source}: {what}", file=sys.stderr)
@@ -859,7 +872,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(JsonFormatter() if args.log_format == "json" else logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler], force=True)

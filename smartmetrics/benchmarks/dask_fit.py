@@ -66,8 +66,6 @@ def _dask_command() -> list[str]:
 def dask_cluster(workers: int = 2, threads: int = 1, timeout: float = 60.0) -> Iterator[tuple[str, list]]:
     """A real scheduler and `workers` worker processes of `threads` threads on 127.0.0.1; yields the
     scheduler address and the worker `Popen`s (one `dask worker` per process, so each can be killed)."""
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, **WORKER_ENV}
     logs = tempfile.TemporaryDirectory(prefix="smartmetrics-dask-")
     started: list[subprocess.Popen] = []
@@ -80,7 +78,7 @@ def dask_cluster(workers: int = 2, threads: int = 1, timeout: float = 60.0) -> I
         return proc
 
     try:
-        spawn(["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], "scheduler")
+        address = _start_scheduler(spawn, Path(logs.name) / "scheduler.log", timeout)
         worker_procs = [
             spawn(["worker", address, "--nworkers", "1", "--nthreads", str(threads), "--no-dashboard",
                    "--host", "127.0.0.1", "--name", f"w{i}"], f"worker{i}")
@@ -101,6 +99,24 @@ def dask_cluster(workers: int = 2, threads: int = 1, timeout: float = 60.0) -> I
                     os.killpg(proc.pid, 9)
                 proc.wait()
         logs.cleanup()
+
+
+def _start_scheduler(spawn: Callable[[list[str], str], subprocess.Popen], log: Path, timeout: float) -> str:
+    """Start `dask scheduler` on a free port of 127.0.0.1 and wait until it listens; its address. A port
+    taken between probing and binding (another process's outgoing connection) is tried again."""
+    for _ in range(3):
+        port = free_port()
+        proc = spawn(["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], "scheduler")
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and time.monotonic() < deadline:
+            if "Scheduler at:" in log.read_text(errors="replace"):
+                return f"tcp://127.0.0.1:{port}"
+            time.sleep(0.2)
+        text = log.read_text(errors="replace")
+        if proc.poll() is None or "Address already in use" not in text:
+            break
+    causes = [line for line in text.splitlines() if "Error" in line] or text.splitlines()[-5:]
+    raise RuntimeError(f"the Dask scheduler did not start within {timeout:g}s: " + " | ".join(causes[-4:]))
 
 
 def _wait_for_workers(address: str, workers: int, timeout: float, logs: str) -> None:

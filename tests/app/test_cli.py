@@ -221,3 +221,21 @@ def test_backtest_with_feedback_widens_the_side_on_call_called_noise_from_the_ne
     assert info.value.code == 2 and "choose one with --baseline" in capsys.readouterr().err
     assert main([*argv, "--feedback", str(tmp_path / "two.json"), "--baseline", "lat",
                  "--out", str(tmp_path / "x.csv")]) == 0
+
+
+def test_log_lines_follow_stderr_after_the_stream_main_started_with_is_closed(monkeypatch) -> None:
+    import io
+    import logging
+
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    with pytest.raises(SystemExit) as exited:
+        main(["classify", "--config", "/nonexistent/smartmetrics.yaml"])
+    assert exited.value.code == 2
+    assert "nonexistent" in first.getvalue()
+    first.close()
+    second = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", second)
+    logging.getLogger("smartmetrics").warning("still heard")
+    assert "WARNING smartmetrics: still heard" in second.getvalue()
+    assert "Logging error" not in second.getvalue()

@@ -117,6 +117,26 @@ def test_a_scheduler_lost_mid_retrain_ends_the_wait_and_counts_the_pending_serie
     assert failures["PoolLost"] > 0
 
 
+def test_a_scheduler_port_taken_before_it_binds_is_tried_again_on_another(monkeypatch) -> None:
+    import socket
+
+    from smartmetrics.benchmarks import dask_fit
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = iter([taken.getsockname()[1]])
+        monkeypatch.setattr(dask_fit, "free_port", lambda: next(ports, None) or free_port())
+        with dask_cluster(1) as (address, _):
+            assert address != f"tcp://127.0.0.1:{taken.getsockname()[1]}"
+            pool = DaskPool(address)
+            try:
+                fitted, failures = fit_all(corpus(2), SETTINGS, pool)
+            finally:
+                pool.close()
+    assert len(fitted) == 2 and not failures
+
+
 def _children_named(word: str) -> list[int]:
     """Pids of this test's processes whose command line holds `dask` and `word`."""
     pids = []
