@@ -236,12 +236,22 @@ def _regime(t: np.ndarray, level: float, sd: float, rng: np.random.Generator) ->
     noise = sd * rng.uniform(0.1, 0.5)
     if variant == "autoscaled":  # replicas between a floor and a ceiling, hours at each count
         floor = int(rng.integers(1, 4))
+        top = floor + int(rng.integers(2, 5))
         counts = np.empty(n)
-        current, i = floor, 0
+        # the first hours scale up to the ceiling and back twice (at most 18 h): every count the
+        # series later takes is one it has shown again and again, as with the batch jobs below; a
+        # count first reached on day three is what the regime alert exists for, no unambiguous label
+        tour = [*range(floor, top), *range(top, floor, -1)] * 2
+        i = 0
+        for current in tour:
+            run = int(rng.uniform(1800, 3600) // step) + 1
+            counts[i:i + run] = current
+            i += run
+        current = floor
         while i < n:
             run = int(rng.uniform(1800, 6 * 3600) // step) + 1
             counts[i:i + run] = current
-            current = int(np.clip(current + rng.choice([-1, 1]), floor, floor + int(rng.integers(2, 5))))
+            current = int(np.clip(current + rng.choice([-1, 1]), floor, top))
             i += run
         return _Draft(counts, (), 0.0, variant, "kube_deployment_status_replicas", quantum=1.0)
     idle, busy = level * rng.uniform(0.05, 0.3), level * rng.uniform(1.0, 3.0)
