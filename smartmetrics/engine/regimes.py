@@ -156,12 +156,13 @@ def describe(regimes: list[Regime]) -> str:
 def regime_band(lower: np.ndarray, upper: np.ndarray, values: np.ndarray, timestamps: np.ndarray,
                 regimes: list[Regime], coverage: float) -> tuple[np.ndarray, np.ndarray]:
     """A regime curve's band: from the lowest regime down to its tail to the highest up to its tail,
-    in place of the models' band, which a mixture of levels only blurs. A tail is the quantile of that regime's values, with the excursions beyond it that recur
-    (`training.recurring`: spikes every few hours on top of the level) but not the one-offs (an
-    incident stays an incident), at the sensitivity's misses per side spread over those values alone,
-    extrapolated where the data are short, and one step of the resolution the regimes were found at
-    beyond. A switch between regimes alerts at no hour, a level beyond
-    every regime and its usual excursions at any."""
+    in place of the models' band, which a mixture of levels only blurs. A tail is the quantile of that
+    regime's values, with the excursions beyond it that recur (`training.recurring`: spikes every few
+    hours on top of the level) but not the one-offs (an incident stays an incident), at the
+    sensitivity's misses per side spread over those values alone, extrapolated where the data are
+    short, and half a step of the resolution the regimes were found at beyond (a replica count one
+    above the highest sits on the edge, two above it outside). A switch between regimes alerts at no
+    hour, a level beyond every regime and its usual excursions at any."""
     if not regimes or not np.isfinite(values).any():
         return lower, upper
     miss = (1 - coverage) / 2 * int(np.isfinite(values).sum())
@@ -179,7 +180,7 @@ def _tail(values: np.ndarray, timestamps: np.ndarray, regime: Regime, miss: floa
     usual = recurring(beyond, np.where(beyond, 1.0, 0.0), timestamps)
     x = values[inside | usual]
     reach = tail_quantile(x, min(0.5, miss / len(x))) if len(x) else regime.high
-    return max(reach, regime.high) + regime.width  # a step of the resolution beyond is still the regime
+    return max(reach, regime.high) + 0.5 * regime.width  # half a step of the resolution beyond: the regime
 
 
 def blip_band(upper: np.ndarray, values: np.ndarray, coverage: float, floor: float = 0.0) -> np.ndarray:
