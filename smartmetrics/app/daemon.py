@@ -251,8 +251,9 @@ class Daemon:
         m.feedback_adjustments.labels(alias).set(outcome.adjusted)
         self._publish()
         self._ready.set()
-        log.info("%s: %d series fitted (%d kept their curve type), %d failed, %.1fs", alias, outcome.fitted,
-                 outcome.kept, sum(outcome.failures.values()), outcome.seconds)
+        log.info("%s: %d series fitted (%d kept their curve type, %d their backtest too), %d failed, %.1fs",
+                 alias, outcome.fitted, outcome.kept, outcome.kept_backtests, sum(outcome.failures.values()),
+                 outcome.seconds)
 
     def _save(self, state: BaselineState) -> None:
         """Write a baseline to the store and hold it in memory (served from memory if the write fails)."""

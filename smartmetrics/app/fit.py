@@ -30,7 +30,8 @@ def render_fit_summary(outcomes: Sequence[RetrainOutcome]) -> Table:
     held-out coverage (median, and how many series fall more than a point below nominal), failures, time."""
     table = Table(title="smartmetrics fit", title_justify="left",
                   caption="held-out coverage: the last backtest day inside a band calibrated on the days before it; "
-                          "kept: series whose curve type came from their last fit (--reclassify classifies all)")
+                          "kept: series whose curve type came from their last fit (--reclassify classifies all), "
+                          "in brackets those that kept its backtest too")
     for column in ("baseline", "series", "curve types", "kept", "models", "held-out coverage (median)",
                    "below nominal -1pt", "failed", "seconds"):
         table.add_column(column, justify="left" if column in ("baseline", "curve types", "models") else "right")
@@ -48,7 +49,7 @@ def render_fit_summary(outcomes: Sequence[RetrainOutcome]) -> Table:
         failed = sum(o.failures.values())
         table.add_row(
             o.alias, f"{o.fitted}/{o.fetched}" if o.fetched else "no series", _top(curves),
-            f"{o.kept}/{o.fitted}" if o.fitted else "-", _top(models), coverage,
+            f"{o.kept}/{o.fitted} ({o.kept_backtests})" if o.fitted else "-", _top(models), coverage,
             f"{below}/{len(o.coverage)}" if o.coverage else "-", str(failed) if failed else "0", f"{o.seconds:.1f}",
             style=None if o.fitted else "yellow",
         )

@@ -62,6 +62,7 @@ class RetrainOutcome:
     adjusted: int = 0  # series whose band on-call's feedback widens (`smartmetrics.engine.alerts`)
     interrupted: str | None = None  # why the fits stopped before the fetch's end (a pool lost, a stop)
     kept: int = 0  # fitted series that kept their last fit's classification (`ensemble.kept_classification`)
+    kept_backtests: int = 0  # ...and its backtest's members and calibration (`ensemble.kept_ensemble`)
 
 
 def _planned_settings(config: Config, alias: str, now: float, fetch: Callable[..., FetchResult],
@@ -373,6 +374,7 @@ def _merge(outcome: RetrainOutcome, config: Config, previous: BaselineState | No
     outcome.state = dataclasses.replace(merged, meta=meta)
     outcome.fitted = len(fitted)
     outcome.kept = sum(f.training.get("classification") == "kept" for f in fitted)
+    outcome.kept_backtests = sum(f.training.get("ensemble") == "kept" for f in fitted)
     outcome.kinds = series_kinds(outcome.state.series)
     outcome.adjusted = adjusted_count(outcome.state.series)
     outcome.coverage = [float(f.coverage["held_out"]) for f in fitted if f.coverage.get("held_out") is not None]

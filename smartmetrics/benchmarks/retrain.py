@@ -93,6 +93,7 @@ class FitRun:
     code: int
     cpu: float = 0.0  # CPU seconds of the process and its workers together
     kept: int = 0  # stored series whose fit kept the classification of the one before
+    kept_backtests: int = 0  # ...and the members and calibration of its backtest
 
 
 def _rss_mb(pids: set[int]) -> float:
@@ -141,8 +142,9 @@ def run_fit(config: Path, store: Path) -> FitRun:
     banded = sum(bool(np.isfinite(b.yhat).all() and np.isfinite(b.lower).all() and np.isfinite(b.upper).all())
                  for b in bands)
     kept = sum((b.meta.get("training") or {}).get("classification") == "kept" for b in bands)
+    kept_backtests = sum((b.meta.get("training") or {}).get("ensemble") == "kept" for b in bands)
     return FitRun(seconds, peak, peak_main, len(bands), banded, "".join(output), proc.returncode,
-                  children_cpu() - cpu0, kept)
+                  children_cpu() - cpu0, kept, kept_backtests)
 
 
 def dated_a_day_earlier(store: Path) -> int:
@@ -231,6 +233,8 @@ def bench_size(n: int, days: int, prophet_n: int, root: Path, console: Console,
             problems.append(f"after {what} the store holds {run.stored} series, {run.banded} with a finite band, of {n}")
         if run.kept != kept:
             problems.append(f"{what} kept the classification of {run.kept} series, not {kept}")
+        if run.kept_backtests > run.kept:
+            problems.append(f"{what} kept the backtest of {run.kept_backtests} series, more than kept their type")
     for what, got in (("the bare fetch", samples), ("the bare fetch with gzip", gzip_samples)):
         if got != expected_samples:
             problems.append(f"{what} received {got:,} samples of {expected_samples:,}")
@@ -240,6 +244,7 @@ def bench_size(n: int, days: int, prophet_n: int, root: Path, console: Console,
         return None
     return {"series": n, "fit": n / fit.seconds, "fetch": n / fetch_s, "gzip_fetch": n / gzip_s, "prophet": prophet_n / prophet_s,
             "rss": fit.peak_rss_mb, "main": fit.peak_main_mb, "seconds": fit.seconds, "fetch_seconds": fetch_s,
+            "kept": fit.kept, "kept_backtests": fit.kept_backtests,
             "fit_cpu": fit.cpu, "prom_fit_cpu": prom_fit_cpu, "prom_fetch_cpu": fetch_cpu[0],
             "client_fetch_cpu": fetch_cpu[1], "first": n / first.seconds, "first_rss": first.peak_rss_mb,
             "first_main": first.peak_main_mb, "first_seconds": first.seconds, "first_cpu": first.cpu,
@@ -300,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     console.print(cpu_table(rows))
     console.print("every series fitted and stored with a finite band by both runs; the daily retrain kept the "
                   "classifications the weekly rule keeps, the first fit none; the bare fetch received every sample")
+    console.print("the daily retrain kept " + "; ".join(
+        f"at {r['series']:,} series {r['kept']:,} curve types and {r['kept_backtests']:,} backtests" for r in rows
+        if "kept" in r) + " (a kept type's backtest is made again where the newest day disagrees with it)")
     return 0
 
 

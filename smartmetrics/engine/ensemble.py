@@ -306,21 +306,30 @@ def select_members(train: Series, names: list[str]) -> tuple[dict[str, float], l
     return weights, members, combine(forecasts, weights), y_test, t_test
 
 
-def refit(train: Series, weights: dict[str, float], timestamps: np.ndarray) -> tuple[dict[str, float], Forecast]:
-    """Refit the weighted members on all training data; failures dropped, the fallback if none is left."""
+def refit(train: Series, weights: dict[str, float], timestamps: np.ndarray,
+          seen: np.ndarray | None = None) -> tuple[dict[str, float], Forecast, Forecast | None]:
+    """Refit the weighted members on all training data; failures dropped, the fallback if none is left.
+    With `seen` (training timestamps), also the refitted ensemble's in-sample forecast there."""
     forecasts: dict[str, Forecast] = {}
+    insample: dict[str, Forecast] = {}
     for name in weights:
         try:
-            fc = _fit_model(name, train).predict(timestamps)
+            model = _fit_model(name, train)
+            fc = model.predict(timestamps)
+            if seen is not None:
+                insample[name] = model.predict(seen)
         except Exception:  # noqa: BLE001 - one model failing never fails the fit
             continue
         if np.all(np.isfinite(fc.mean)) and np.all(np.isfinite(fc.scale)):
             forecasts[name] = fc
     if not forecasts:
-        forecasts = {FALLBACK: MODELS[FALLBACK]().fit(train).predict(timestamps)}
+        model = MODELS[FALLBACK]().fit(train)
+        forecasts = {FALLBACK: model.predict(timestamps)}
+        if seen is not None:
+            insample = {FALLBACK: model.predict(seen)}
     total = sum(weights.get(n, 0.0) for n in forecasts) or 1.0
     kept = {n: (weights.get(n, 0.0) / total if n in weights else 1.0) for n in forecasts}
-    return kept, combine(forecasts, kept)
+    return kept, combine(forecasts, kept), (combine(insample, kept) if seen is not None else None)
 
 
 def cold_start_widening(history_seconds: float) -> float:
@@ -402,6 +411,93 @@ def kept_classification(previous: Mapping[str, Any] | None, series: Series, curv
     if abs(now_level - level) > LEVEL_MOVE * spread or abs(now_flat - flat) > SHARE_MOVE:
         return None
     return kept
+
+
+KeptEnsemble = tuple[dict[str, float], list[dict], Calibration, float | None, int, float]
+KEPT_BULK = 1.5
+"""A kept ensemble is backtested again where the newest day's residuals are this many times as wide
+as the backtest's, or narrower by as much (`_kept_ensemble_holds`)."""
+
+
+def kept_ensemble(record: Any, names: list[str], coverage: float) -> KeptEnsemble | None:
+    """The members, weights and calibration a kept classification's backtest chose (`_ensemble_record`),
+    as `(weights, members, calibration, held_out, held_out_n, bulk)`, or None where they must be chosen again:
+    none recorded (a store from before), other candidates today (the history grew past a model's
+    minimum, the models setting changed), another coverage (the sensitivity changed), or malformed.
+
+    The backtest (every candidate over up to four walk-forward days) and its calibration are most of a
+    daily refit's cost, and what they decide (which model suits the curve, how heavy its residuals'
+    tails are, in units of the models' own scale) changes no faster than the curve type: a daily
+    retrain keeps them with the classification, refits the chosen members on today's history, and
+    applies the kept quantiles to today's scale, as long as the newest day agrees with them
+    (`_kept_ensemble_holds`). Each series backtests afresh on its weekly reclassification, whenever its
+    classification is not kept, and on a day that does not agree.
+
+    >>> cal = Calibration(-3.0, 3.5, (1.0,), 1, 0.9995, 0.9996, 1152)
+    >>> members = [{"name": "level", "loss": 0.2}]
+    >>> record = _ensemble_record(["level"], {"level": 1.0}, members, cal, 1.0, 288, 0.9)
+    >>> kept_ensemble(record, ["level"], 0.9995)[2] == cal
+    True
+    >>> kept_ensemble(record, ["level", "profile_day"], 0.9995), kept_ensemble(record, ["level"], 0.9999)
+    (None, None)
+    """
+    if not isinstance(record, Mapping):
+        return None
+    try:
+        if list(record["names"]) != list(names) or float(record["coverage"]) != coverage:
+            return None
+        weights = {str(k): float(v) for k, v in record["weights"].items()}
+        members = [dict(m) for m in record["members"]]
+        cal = Calibration(float(record["q_lo"]), float(record["q_hi"]),
+                          tuple(float(f) for f in record["factors"]), int(record["period"]), coverage,
+                          float(record["achieved"]), int(record["n"]))
+        held_out = None if record["held_out"] is None else float(record["held_out"])
+        checked = int(record["held_out_n"])
+        bulk = float(record["bulk"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    numbers = (*weights.values(), cal.q_lo, cal.q_hi, *cal.bucket_factors, bulk)
+    if not weights or not set(weights) <= set(names) | {FALLBACK} or cal.bucket_period < 1 \
+            or not all(math.isfinite(v) for v in numbers):
+        return None
+    return weights, members, cal, held_out, checked, bulk
+
+
+def _kept_ensemble_holds(values: np.ndarray, timestamps: np.ndarray, seen: Forecast | None,
+                         chosen: KeptEnsemble) -> bool:
+    """Whether a kept ensemble still describes the newest day: the refitted members' residuals there
+    (in sample: the refit is made anyway) reach no further than the kept quantiles, and their bulk
+    (`_bulk`) is within `KEPT_BULK` times the bulk the same refit left on the day it was backtested,
+    either way. A day that disagrees (an incident, a change of the noise) is backtested in full, as a
+    fit without a kept ensemble is."""
+    if seen is None:
+        return False
+    _, _, cal, _, _, bulk = chosen
+    z = (values - seen.mean) / seen.scale
+    now = _bulk(z, timestamps, cal)
+    ok = np.isfinite(z)
+    zn = z[ok] / cal.factors_at(timestamps[ok])
+    return bool(not np.any((zn > cal.q_hi) | (zn < cal.q_lo)) and bulk / KEPT_BULK <= now <= KEPT_BULK * bulk)
+
+
+def _bulk(z: np.ndarray, timestamps: np.ndarray, cal: Calibration) -> float:
+    """The 80% quantile of the calibrated |residuals| (each over its time-of-day factor): how wide the
+    body of the residuals is, where the band's quantiles describe their tails. NaN without any."""
+    ok = np.isfinite(z)
+    if not ok.any():
+        return float("nan")
+    return float(np.quantile(np.abs(z[ok] / cal.factors_at(timestamps[ok])), 0.8))
+
+
+def _ensemble_record(names: list[str], weights: dict[str, float], members: list[dict], cal: Calibration,
+                     held_out: float | None, checked: int, bulk: float) -> dict[str, Any]:
+    """What `kept_ensemble` reads back: the candidates, the backtest's weights and member reports, and the
+    calibration (floats as they are: JSON keeps them to the bit)."""
+    return {"names": list(names), "coverage": cal.coverage, "weights": dict(weights),
+            "members": [dict(m) for m in members], "q_lo": cal.q_lo, "q_hi": cal.q_hi,
+            "factors": list(cal.bucket_factors), "period": cal.bucket_period, "achieved": cal.achieved,
+            "n": cal.n,
+            "held_out": held_out, "held_out_n": checked, "bulk": bulk}
 
 
 def reclassify_week(t: float, key: str) -> int:
@@ -505,17 +601,31 @@ def _fit_utc(series: Series, settings: FitSettings, releases: tuple[int, ...],
         training["sustained"] = sustained.mean_limits(train.timestamps, train.values, train.step, policy.coverage)
     history = int(np.isfinite(train.values).sum()) * train.step
     names = choose_candidates(curve, settings, history, weekly)
-    weights, members, backtest_fc, y_test, t_test = select_members(train, names)
+    period = DAY if seasonal else 0
+    stamp = classification["classified"]
+    chosen = kept_ensemble(stamp.get("ensemble"), names, policy.coverage) if kept else None
     table_ts = series.end + series.step * np.arange(1, settings.horizon // series.step + 1, dtype=np.int64)
-    weights, forecast = refit(train, weights, table_ts)
+    last_day = slice(backtest_folds(len(train), train.step)[-1][0], None)
+    if chosen is not None:
+        refitted, forecast, seen = refit(train, chosen[0], table_ts, train.timestamps[last_day])
+        if _kept_ensemble_holds(train.values[last_day], train.timestamps[last_day], seen, chosen):
+            weights, members, cal, held_out, checked, _ = chosen
+            training["ensemble"] = "kept"  # members, weights and calibration from the week's backtest
+        else:
+            chosen = None
+    if chosen is None:
+        weights, members, backtest_fc, y_test, t_test = select_members(train, names)
+        z = (y_test - backtest_fc.mean) / backtest_fc.scale
+        cal = calibrate(z, t_test, policy.coverage, period=period, buckets=4 if seasonal else 1)
+        last_fold = backtest_folds(len(train), train.step)[-1]
+        held_out, checked = held_out_coverage(z, t_test, policy.coverage, last_fold[1] - last_fold[0],
+                                              period=period, buckets=4 if seasonal else 1)
+        refitted, forecast, seen = refit(train, weights, table_ts, train.timestamps[last_day])
+        bulk = _bulk((train.values[last_day] - seen.mean) / seen.scale, train.timestamps[last_day], cal)
+        stamp["ensemble"] = _ensemble_record(names, weights, members, cal, held_out, checked, bulk)
+    weights = refitted
     for m in members:
         m["weight"] = round(weights.get(m["name"], 0.0), 6)
-    z = (y_test - backtest_fc.mean) / backtest_fc.scale
-    period = DAY if seasonal else 0
-    cal = calibrate(z, t_test, policy.coverage, period=period, buckets=4 if seasonal else 1)
-    last_fold = backtest_folds(len(train), train.step)[-1]
-    held_out, checked = held_out_coverage(z, t_test, policy.coverage, last_fold[1] - last_fold[0], period=period,
-                                          buckets=4 if seasonal else 1)
     yhat, lower, upper = _band(train, forecast, cal, table_ts, policy, history)
     if curve == "insufficient":
         lower, upper = _sparse_guard(train, lower, upper)

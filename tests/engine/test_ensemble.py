@@ -424,7 +424,10 @@ def test_a_kept_classification_is_used_as_it_was_not_recomputed() -> None:
     told = dict(fit_series(s, FitSettings()).classification, curve_type="stable", periods=[])  # not what it is
     warm = fit_series(later(s, days), FitSettings(), previous=told)
     assert warm.classification["curve_type"] == "stable"
-    assert warm.classification["classified"] == told["classified"]  # still the first one's: its week counts on
+    stamp = dict(warm.classification["classified"])
+    # still the first one's: its week counts on; a stable curve's candidates are backtested afresh and kept
+    assert stamp.pop("ensemble")["names"] == ["level", "profile_day"] and "ensemble" not in warm.training
+    assert stamp == {k: v for k, v in told["classified"].items() if k != "ensemble"}
     assert fit_series(later(s, days), FitSettings()).classification["curve_type"] == "seasonal"
 
 
@@ -441,6 +444,58 @@ def test_each_series_is_classified_afresh_once_a_week_on_a_day_of_its_own() -> N
         assert kept == [reclassify_week(s.end, s.key) == reclassify_week(s.end + d * DAY, s.key) for d in range(8)]
         fresh_days.append(kept.index(False))
     assert len(set(fresh_days)) >= 5  # spread over the week, not one day for all
+
+
+def test_a_daily_refit_keeps_the_week_s_backtest_and_refits_its_members_on_today_s_history(monkeypatch) -> None:
+    from smartmetrics.engine import ensemble
+
+    s = make(seed=6)
+    days = next(d for d in (1, 2, 3) if same_week(s, d))
+    first = fit_series(s, FitSettings())
+    record = first.classification["classified"]["ensemble"]
+    assert record["names"] == ["profile_day"] and record["q_hi"] == first.coverage["q_hi"]
+    today = Series(s.labels, s.timestamps + days * DAY, s.values * 1.5, STEP)  # same curve, half as busy again
+
+    def no_backtest(*args, **kwargs):
+        raise AssertionError("a kept ensemble backtested its candidates")
+
+    monkeypatch.setattr(ensemble, "select_members", no_backtest)
+    warm = fit_series(today, FitSettings(), previous=stored(first.classification))
+    monkeypatch.undo()
+    assert warm.training["ensemble"] == "kept" and warm.training["classification"] == "kept"
+    assert {k: warm.coverage[k] for k in ("q_lo", "q_hi", "held_out")} == \
+        {k: first.coverage[k] for k in ("q_lo", "q_hi", "held_out")}
+    # the members are refitted: today's band follows today's level and noise, at the week's quantiles
+    assert np.median(warm.yhat) == pytest.approx(1.5 * np.median(first.yhat), rel=0.05)
+    assert np.median(warm.upper - warm.yhat) == pytest.approx(1.5 * np.median(first.upper - first.yhat), rel=0.1)
+    cold = fit_series(today, FitSettings())  # a backtest of today: the same choice, its own quantiles
+    assert [m["name"] for m in cold.members] == [m["name"] for m in warm.members]
+    assert cold.coverage["q_hi"] == pytest.approx(warm.coverage["q_hi"], rel=0.25)
+
+
+@pytest.mark.parametrize("why", ["no record", "other candidates", "another sensitivity", "malformed",
+                                 "a noisier day"])
+def test_a_kept_classification_backtests_again_when(why: str) -> None:
+    s = make(seed=6)
+    days = next(d for d in (1, 2, 3) if same_week(s, d))
+    told = stored(fit_series(s, FitSettings()).classification)
+    record, settings, series = told["classified"]["ensemble"], FitSettings(), later(s, days)
+    if why == "no record":  # a store written before the ensemble was kept
+        del told["classified"]["ensemble"]
+    elif why == "other candidates":  # e.g. the models setting changed
+        settings = FitSettings(models=("level", "profile_day"))
+    elif why == "another sensitivity":
+        settings = FitSettings(sensitivity="high")
+    elif why == "malformed":
+        record["q_hi"] = "wide"
+    else:  # the newest day three times as noisy (noise 3, plus 6 more)
+        last = series.timestamps > series.end - DAY
+        values = series.values.copy()
+        values[last] += np.random.default_rng(1).normal(0, 6.0, int(last.sum()))
+        series = Series(s.labels, series.timestamps, values, STEP)
+    warm = fit_series(series, settings, previous=told)
+    assert warm.training["classification"] == "kept" and "ensemble" not in warm.training
+    assert warm.classification["classified"]["ensemble"]["names"] == [m["name"] for m in warm.members]
 
 
 @pytest.mark.parametrize("why", ["next week", "the history grew", "a young series in a full window",
