@@ -31,7 +31,7 @@ def render_fit_summary(outcomes: Sequence[RetrainOutcome]) -> Table:
     table = Table(title="smartmetrics fit", title_justify="left",
                   caption="held-out coverage: the last backtest day inside a band calibrated on the days before it; "
                           "kept: series whose curve type came from their last fit (--reclassify classifies all), "
-                          "in brackets those that kept its backtest too")
+                          "in brackets those that kept their backtest too")
     for column in ("baseline", "series", "curve types", "kept", "models", "held-out coverage (median)",
                    "below nominal -1pt", "failed", "seconds"):
         table.add_column(column, justify="left" if column in ("baseline", "curve types", "models") else "right")

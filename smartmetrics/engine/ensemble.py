@@ -311,25 +311,27 @@ def refit(train: Series, weights: dict[str, float], timestamps: np.ndarray,
     """Refit the weighted members on all training data; failures dropped, the fallback if none is left.
     With `seen` (training timestamps), also the refitted ensemble's in-sample forecast there."""
     forecasts: dict[str, Forecast] = {}
-    insample: dict[str, Forecast] = {}
+    models = {}
     for name in weights:
         try:
             model = _fit_model(name, train)
             fc = model.predict(timestamps)
-            if seen is not None:
-                insample[name] = model.predict(seen)
         except Exception:  # noqa: BLE001 - one model failing never fails the fit
             continue
         if np.all(np.isfinite(fc.mean)) and np.all(np.isfinite(fc.scale)):
-            forecasts[name] = fc
+            forecasts[name], models[name] = fc, model
     if not forecasts:
-        model = MODELS[FALLBACK]().fit(train)
-        forecasts = {FALLBACK: model.predict(timestamps)}
-        if seen is not None:
-            insample = {FALLBACK: model.predict(seen)}
+        models = {FALLBACK: MODELS[FALLBACK]().fit(train)}
+        forecasts = {FALLBACK: models[FALLBACK].predict(timestamps)}
     total = sum(weights.get(n, 0.0) for n in forecasts) or 1.0
     kept = {n: (weights.get(n, 0.0) / total if n in weights else 1.0) for n in forecasts}
-    return kept, combine(forecasts, kept), (combine(insample, kept) if seen is not None else None)
+    insample = None
+    if seen is not None:
+        try:  # only a kept ensemble's check needs it: a model that cannot say it stays in the band
+            insample = combine({n: models[n].predict(seen) for n in kept}, kept)
+        except Exception:  # noqa: BLE001
+            insample = None
+    return kept, combine(forecasts, kept), insample
 
 
 def cold_start_widening(history_seconds: float) -> float:
@@ -413,91 +415,125 @@ def kept_classification(previous: Mapping[str, Any] | None, series: Series, curv
     return kept
 
 
-KeptEnsemble = tuple[dict[str, float], list[dict], Calibration, float | None, int, float]
 KEPT_BULK = 1.5
 """A kept ensemble is backtested again where the newest day's residuals are this many times as wide
-as the backtest's, or narrower by as much (`_kept_ensemble_holds`)."""
+as on the day of its backtest, or narrower by as much (`_kept_ensemble_holds`)."""
 
 
-def kept_ensemble(record: Any, names: list[str], coverage: float) -> KeptEnsemble | None:
-    """The members, weights and calibration a kept classification's backtest chose (`_ensemble_record`),
-    as `(weights, members, calibration, held_out, held_out_n, bulk)`, or None where they must be chosen again:
-    none recorded (a store from before), other candidates today (the history grew past a model's
-    minimum, the models setting changed), another coverage (the sensitivity changed), or malformed.
+@dataclasses.dataclass(frozen=True)
+class KeptEnsemble:
+    """What a backtest chose, as a later fit in the same week reuses it (`kept_ensemble`): the members'
+    weights and reports, the calibration, the held-out coverage then, and how the refitted members'
+    in-sample residuals looked on the backtest's last day (`bulk`, and the least and most `reach`)."""
+
+    weights: dict[str, float]
+    members: list[dict[str, Any]]
+    calibration: Calibration
+    held_out: float | None
+    checked: int
+    bulk: float
+    reach: tuple[float, float]
+
+
+def kept_ensemble(record: Any, names: list[str], coverage: float, history: int,
+                  folds: int) -> KeptEnsemble | None:
+    """The choice a kept classification's backtest made (`_ensemble_record`), or None where it must be
+    made again: none recorded (a store from before), other candidates today (the history grew past a
+    model's minimum, the models setting changed), another coverage (the sensitivity changed), another
+    number of backtest folds or a training history more than 10% longer or shorter (a young series,
+    the days since a level shift), or anything malformed.
 
     The backtest (every candidate over up to four walk-forward days) and its calibration are most of a
     daily refit's cost, and what they decide (which model suits the curve, how heavy its residuals'
-    tails are, in units of the models' own scale) changes no faster than the curve type: a daily
+    tails are, in units of the models' own scale) seldom changes from one day to the next: a daily
     retrain keeps them with the classification, refits the chosen members on today's history, and
-    applies the kept quantiles to today's scale, as long as the newest day agrees with them
+    applies the kept quantiles to today's scale, as long as the newest day agrees
     (`_kept_ensemble_holds`). Each series backtests afresh on its weekly reclassification, whenever its
     classification is not kept, and on a day that does not agree.
 
     >>> cal = Calibration(-3.0, 3.5, (1.0,), 1, 0.9995, 0.9996, 1152)
     >>> members = [{"name": "level", "loss": 0.2}]
-    >>> record = _ensemble_record(["level"], {"level": 1.0}, members, cal, 1.0, 288, 0.9)
-    >>> kept_ensemble(record, ["level"], 0.9995)[2] == cal
+    >>> record = _ensemble_record(["level"], {"level": 1.0}, members, cal, 1.0, 288, 0.9, (-2.0, 2.5),
+    ...                           14 * DAY, 4)
+    >>> kept_ensemble(record, ["level"], 0.9995, 14 * DAY, 4).calibration == cal
     True
-    >>> kept_ensemble(record, ["level", "profile_day"], 0.9995), kept_ensemble(record, ["level"], 0.9999)
-    (None, None)
+    >>> [kept_ensemble(r, names, coverage, history, 4) is None for r, names, coverage, history in (
+    ...     (record, ["level", "profile_day"], 0.9995, 14 * DAY), (record, ["level"], 0.9999, 14 * DAY),
+    ...     (record, ["level"], 0.9995, 10 * DAY), ({**record, "n": 1e999}, ["level"], 0.9995, 14 * DAY))]
+    [True, True, True, True]
     """
     if not isinstance(record, Mapping):
         return None
     try:
-        if list(record["names"]) != list(names) or float(record["coverage"]) != coverage:
+        if list(record["names"]) != list(names) or _finite(record["coverage"]) != coverage \
+                or _finite(record["folds"]) != folds \
+                or abs(_finite(record["history"]) - history) > 0.1 * history:
             return None
-        weights = {str(k): float(v) for k, v in record["weights"].items()}
-        members = [dict(m) for m in record["members"]]
-        cal = Calibration(float(record["q_lo"]), float(record["q_hi"]),
-                          tuple(float(f) for f in record["factors"]), int(record["period"]), coverage,
-                          float(record["achieved"]), int(record["n"]))
-        held_out = None if record["held_out"] is None else float(record["held_out"])
-        checked = int(record["held_out_n"])
-        bulk = float(record["bulk"])
-    except (KeyError, TypeError, ValueError, AttributeError):
+        weights = {k: _finite(v) for k, v in record["weights"].items() if isinstance(k, str)}
+        members = [dict(m) for m in record["members"]
+                   if isinstance(m, Mapping) and isinstance(m.get("name"), str)]
+        factors = tuple(_finite(f) for f in record["factors"])
+        period = int(_finite(record["period"]))
+        cal = Calibration(_finite(record["q_lo"]), _finite(record["q_hi"]), factors, period, coverage,
+                          _finite(record["achieved"]), int(_finite(record["n"])))
+        held_out = None if record["held_out"] is None else _finite(record["held_out"])
+        checked = int(_finite(record["held_out_n"]))
+        lo, hi = (_finite(v) for v in record["reach"])
+        kept = KeptEnsemble(weights, members, cal, held_out, checked, _finite(record["bulk"]), (lo, hi))
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError):
         return None
-    numbers = (*weights.values(), cal.q_lo, cal.q_hi, *cal.bucket_factors, bulk)
-    if not weights or not set(weights) <= set(names) | {FALLBACK} or cal.bucket_period < 1 \
-            or not all(math.isfinite(v) for v in numbers):
-        return None
-    return weights, members, cal, held_out, checked, bulk
+    sound = (weights and len(weights) == len(record["weights"]) and set(weights) <= set(names) | {FALLBACK}
+             and all(w > 0 for w in weights.values()) and len(members) == len(record["members"])
+             and period in (1, DAY) and len(factors) in (1, 4) and all(f > 0 for f in factors)
+             and cal.q_lo <= 0 <= cal.q_hi and lo <= 0 <= hi and kept.bulk >= 0
+             and (held_out is None or 0 <= held_out <= 1))
+    return kept if sound else None
+
+
+def _finite(value: Any) -> float:
+    """A finite number read from a stored record, or `ValueError` (booleans and strings are no numbers)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"not a finite number: {value!r}")
+    return float(value)
 
 
 def _kept_ensemble_holds(values: np.ndarray, timestamps: np.ndarray, seen: Forecast | None,
-                         chosen: KeptEnsemble) -> bool:
-    """Whether a kept ensemble still describes the newest day: the refitted members' residuals there
-    (in sample: the refit is made anyway) reach no further than the kept quantiles, and their bulk
-    (`_bulk`) is within `KEPT_BULK` times the bulk the same refit left on the day it was backtested,
-    either way. A day that disagrees (an incident, a change of the noise) is backtested in full, as a
-    fit without a kept ensemble is."""
+                         kept: KeptEnsemble) -> bool:
+    """Whether a kept ensemble still describes the newest day, judged by the refitted members'
+    residuals there in sample (the refit is made anyway), as they were judged on the backtest's day:
+    their bulk (`_bulk`) within `KEPT_BULK` times that day's either way, and their least and most no
+    further out than `KEPT_BULK` times that day's. A day that disagrees (a change of the noise; an
+    excursion cleaning left in training) is backtested in full, as a fit without a kept ensemble is;
+    an incident cleaning masked weighs on neither, as it weighs on no backtest."""
     if seen is None:
         return False
-    _, _, cal, _, _, bulk = chosen
-    z = (values - seen.mean) / seen.scale
-    now = _bulk(z, timestamps, cal)
-    ok = np.isfinite(z)
-    zn = z[ok] / cal.factors_at(timestamps[ok])
-    return bool(not np.any((zn > cal.q_hi) | (zn < cal.q_lo)) and bulk / KEPT_BULK <= now <= KEPT_BULK * bulk)
+    cal = kept.calibration
+    zn = _normalised((values - seen.mean) / seen.scale, timestamps, cal)
+    if not len(zn):
+        return False
+    now = float(np.quantile(np.abs(zn), 0.8))
+    lo, hi = kept.reach
+    return bool(kept.bulk / KEPT_BULK <= now <= KEPT_BULK * kept.bulk
+                and KEPT_BULK * lo <= zn.min() and zn.max() <= KEPT_BULK * hi)
 
 
-def _bulk(z: np.ndarray, timestamps: np.ndarray, cal: Calibration) -> float:
-    """The 80% quantile of the calibrated |residuals| (each over its time-of-day factor): how wide the
-    body of the residuals is, where the band's quantiles describe their tails. NaN without any."""
+def _normalised(z: np.ndarray, timestamps: np.ndarray, cal: Calibration) -> np.ndarray:
+    """The finite residuals `z`, each over its time-of-day factor."""
     ok = np.isfinite(z)
-    if not ok.any():
-        return float("nan")
-    return float(np.quantile(np.abs(z[ok] / cal.factors_at(timestamps[ok])), 0.8))
+    return z[ok] / cal.factors_at(timestamps[ok])
 
 
 def _ensemble_record(names: list[str], weights: dict[str, float], members: list[dict], cal: Calibration,
-                     held_out: float | None, checked: int, bulk: float) -> dict[str, Any]:
-    """What `kept_ensemble` reads back: the candidates, the backtest's weights and member reports, and the
-    calibration (floats as they are: JSON keeps them to the bit)."""
+                     held_out: float | None, checked: int, bulk: float, reach: tuple[float, float],
+                     history: int, folds: int) -> dict[str, Any]:
+    """What `kept_ensemble` reads back: the candidates, the backtest's weights and member reports, the
+    calibration (floats as they are: JSON keeps them to the bit), the in-sample residuals' bulk and
+    reach on the last day, and the training history and number of folds the backtest had."""
     return {"names": list(names), "coverage": cal.coverage, "weights": dict(weights),
             "members": [dict(m) for m in members], "q_lo": cal.q_lo, "q_hi": cal.q_hi,
             "factors": list(cal.bucket_factors), "period": cal.bucket_period, "achieved": cal.achieved,
-            "n": cal.n,
-            "held_out": held_out, "held_out_n": checked, "bulk": bulk}
+            "n": cal.n, "held_out": held_out, "held_out_n": checked, "bulk": bulk, "reach": list(reach),
+            "history": int(history), "folds": int(folds)}
 
 
 def reclassify_week(t: float, key: str) -> int:
@@ -603,13 +639,17 @@ def _fit_utc(series: Series, settings: FitSettings, releases: tuple[int, ...],
     names = choose_candidates(curve, settings, history, weekly)
     period = DAY if seasonal else 0
     stamp = classification["classified"]
-    chosen = kept_ensemble(stamp.get("ensemble"), names, policy.coverage) if kept else None
+    folds = backtest_folds(len(train), train.step)
+    chosen = None
+    if kept:
+        chosen = kept_ensemble(stamp.get("ensemble"), names, policy.coverage, history, len(folds))
     table_ts = series.end + series.step * np.arange(1, settings.horizon // series.step + 1, dtype=np.int64)
-    last_day = slice(backtest_folds(len(train), train.step)[-1][0], None)
+    last_day = slice(folds[-1][0], None)
     if chosen is not None:
-        refitted, forecast, seen = refit(train, chosen[0], table_ts, train.timestamps[last_day])
+        refitted, forecast, seen = refit(train, chosen.weights, table_ts, train.timestamps[last_day])
         if _kept_ensemble_holds(train.values[last_day], train.timestamps[last_day], seen, chosen):
-            weights, members, cal, held_out, checked, _ = chosen
+            weights, members, cal = chosen.weights, chosen.members, chosen.calibration
+            held_out, checked = chosen.held_out, chosen.checked
             training["ensemble"] = "kept"  # members, weights and calibration from the week's backtest
         else:
             chosen = None
@@ -617,12 +657,15 @@ def _fit_utc(series: Series, settings: FitSettings, releases: tuple[int, ...],
         weights, members, backtest_fc, y_test, t_test = select_members(train, names)
         z = (y_test - backtest_fc.mean) / backtest_fc.scale
         cal = calibrate(z, t_test, policy.coverage, period=period, buckets=4 if seasonal else 1)
-        last_fold = backtest_folds(len(train), train.step)[-1]
-        held_out, checked = held_out_coverage(z, t_test, policy.coverage, last_fold[1] - last_fold[0],
+        held_out, checked = held_out_coverage(z, t_test, policy.coverage, folds[-1][1] - folds[-1][0],
                                               period=period, buckets=4 if seasonal else 1)
         refitted, forecast, seen = refit(train, weights, table_ts, train.timestamps[last_day])
-        bulk = _bulk((train.values[last_day] - seen.mean) / seen.scale, train.timestamps[last_day], cal)
-        stamp["ensemble"] = _ensemble_record(names, weights, members, cal, held_out, checked, bulk)
+        zn = _normalised((train.values[last_day] - seen.mean) / seen.scale, train.timestamps[last_day], cal)
+        stamp.pop("ensemble", None)  # a kept classification's older record: replaced, or gone
+        if len(zn):  # else nothing to judge a later day by: backtested again tomorrow
+            stamp["ensemble"] = _ensemble_record(names, weights, members, cal, held_out, checked,
+                                                 float(np.quantile(np.abs(zn), 0.8)),
+                                                 (float(zn.min()), float(zn.max())), history, len(folds))
     weights = refitted
     for m in members:
         m["weight"] = round(weights.get(m["name"], 0.0), 6)

@@ -474,6 +474,7 @@ def test_a_daily_refit_keeps_the_week_s_backtest_and_refits_its_members_on_today
 
 
 @pytest.mark.parametrize("why", ["no record", "other candidates", "another sensitivity", "malformed",
+                                 "members without names", "an overflowing count", "a boolean weight",
                                  "a noisier day"])
 def test_a_kept_classification_backtests_again_when(why: str) -> None:
     s = make(seed=6)
@@ -488,6 +489,12 @@ def test_a_kept_classification_backtests_again_when(why: str) -> None:
         settings = FitSettings(sensitivity="high")
     elif why == "malformed":
         record["q_hi"] = "wide"
+    elif why == "members without names":  # a hand-edited store must not fail the fit every day
+        record["members"] = [{"loss": 0.2}]
+    elif why == "an overflowing count":
+        record["n"] = 1e999  # JSON's Infinity
+    elif why == "a boolean weight":
+        record["weights"] = {name: True for name in record["weights"]}
     else:  # the newest day three times as noisy (noise 3, plus 6 more)
         last = series.timestamps > series.end - DAY
         values = series.values.copy()
@@ -496,6 +503,23 @@ def test_a_kept_classification_backtests_again_when(why: str) -> None:
     warm = fit_series(series, settings, previous=told)
     assert warm.training["classification"] == "kept" and "ensemble" not in warm.training
     assert warm.classification["classified"]["ensemble"]["names"] == [m["name"] for m in warm.members]
+
+
+def test_the_days_since_a_level_shift_are_backtested_again_as_they_grow() -> None:
+    s = make(seed=0, kind="stable")
+    step_up = np.where(s.timestamps > s.end - 7.5 * DAY, 40.0, 0.0)
+    shifted = Series(s.labels, s.timestamps, s.values + step_up, STEP)
+    days = next(d for d in (1, 2, 3) if same_week(shifted, d))
+    first = fit_series(shifted, FitSettings())
+    assert first.classification["curve_type"] in ("level_shift", "stable")
+    nxt = Series(s.labels, shifted.timestamps + days * DAY,
+                 np.r_[shifted.values[days * 288:], shifted.values[-days * 288:]], STEP)
+    warm = fit_series(nxt, FitSettings(), previous=stored(first.classification))
+    # the backtest of the first covered the days since the shift (four folds either way): a day or more
+    # later there are more than 10% more of them
+    assert warm.training["classification"] == "kept" and "ensemble" not in warm.training, warm.training
+    grown = warm.classification["classified"]["ensemble"]["history"]
+    assert grown > 1.1 * first.classification["classified"]["ensemble"]["history"]
 
 
 @pytest.mark.parametrize("why", ["next week", "the history grew", "a young series in a full window",
