@@ -3,18 +3,22 @@
     python -m smartmetrics.benchmarks.retrain [--sizes 1000,10000] [--days 14] [--prophet-series 5]
 
 For each size N: N series of mixed kinds (daily-seasonal, stable, bursty, sparse; a quarter each),
-`--days` days at 5 minutes, backfilled into a real local Prometheus with promtool. Then, in one run:
+`--days` + 1 days at 5 minutes, of which yesterday's window (the first `--days`) and today's (the last
+`--days`: a new day at the end) are each backfilled into a real local Prometheus with promtool, both
+ending now. Then, in one run:
 
 - **smartmetrics fit**, its own process with 2 workers, on one baseline selecting all N series
-  (`max_series: N`, source `timeout: 5s`), twice: the **first fit** on an empty store (every series
-  classified), then the **daily retrain** on the store it left, its classifications dated a day
-  earlier as a retrain the day before would have left them: each series keeps its last fit's
-  classification but the seventh whose weekly reclassification falls on this day
+  (`max_series: N`, source `timeout: 5s`), twice: the **first fit** on an empty store and
+  yesterday's window (every series classified and backtested), then the **daily retrain** on the
+  store it left and today's window, the store's classifications dated a day earlier as a retrain
+  the day before would have left them: each series keeps its last fit's classification (and, where
+  the new day agrees with it, its backtest: `engine.ensemble.kept_ensemble`) but the seventh whose
+  weekly reclassification falls on this day and those whose level moved
   (`engine.ensemble.kept_classification`). Each: wall time from start to exit, and peak RSS of the
   process with its workers and of the process alone (sampled every 0.1 s). The store is read back
   after each: every series must have a finite band, the fit must report no failed piece or series,
-  and the daily retrain must have kept exactly the classifications the weekly rule keeps (the first
-  fit none), or the benchmark fails.
+  and the daily retrain must have kept some classifications and no more than the weekly rule
+  allows (the first fit none), or the benchmark fails.
 - **the bare-fetch limit**: the same series and range fetched with 8 concurrent `query_range`
   requests (httpx; each a batch of series by a regex on their `series` label, at most 250,000
   samples a request), each answer decoded with `json.loads` and nothing else, in a lean process of
@@ -32,6 +36,7 @@ its peak RSS. Exits 1 when a series is missing from the store or a check fails.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -194,19 +199,35 @@ def bench_size(n: int, days: int, prophet_n: int, root: Path, console: Console,
                max_samples: int | None = None, compression: str = "auto") -> dict[str, float] | None:
     end = align_down(time.time(), STEP)
     console.print(f"[dim]{n:,} series x {days} days at 5m: generating and backfilling ...[/dim]")
-    with LocalPrometheus(mixed_series(n, end, days)) as prom:
-        store = root / f"store-{n}"
-        config = root / f"retrain-{n}.yaml"
+    # one day more than a fit's window: the first fit reads the first `days` of it from a Prometheus
+    # where they end now, the daily retrain the last `days` (a new day at the end, the oldest gone)
+    generated, shift = mixed_series(n, end, days + 1), 86400 // STEP
+    yesterday = [dataclasses.replace(m, timestamps=m.timestamps[:-shift] + 86400, values=m.values[:-shift])
+                 for m in generated]
+    today = [dataclasses.replace(m, timestamps=m.timestamps[shift:], values=m.values[shift:]) for m in generated]
+    del generated
+    store = root / f"store-{n}"
+    config = root / f"retrain-{n}.yaml"
+
+    def write_config(url: str) -> None:  # the same baseline and source name: the same fit fingerprint
         config.write_text(yaml.safe_dump({
-            "sources": {"prom": {"url": prom.url, "timeout": "5s", "compression": compression,
+            "sources": {"prom": {"url": url, "timeout": "5s", "compression": compression,
                                  **({"max_samples_per_request": max_samples} if max_samples else {})}},
             "baselines": {"all": {"expr": METRIC, "step": "5m", "history": f"{days}d", "max_series": n}},
             "store": {"path": str(store)},
         }))
-        console.print("[dim]  smartmetrics fit: the first fit ...[/dim]")
-        prom_cpu = cpu_seconds(prom.process.pid)
+
+    with LocalPrometheus(yesterday) as before:
+        del yesterday
+        write_config(before.url)
+        console.print("[dim]  smartmetrics fit: the first fit, on yesterday's window ...[/dim]")
+        prom_cpu = cpu_seconds(before.process.pid)
         first = run_fit(config, store)
-        prom_first_cpu = cpu_seconds(prom.process.pid) - prom_cpu
+        prom_first_cpu = cpu_seconds(before.process.pid) - prom_cpu
+    console.print("[dim]  backfilling today's window ...[/dim]")
+    with LocalPrometheus(today) as prom:
+        del today
+        write_config(prom.url)
         keep = int(_child([sys.executable, "-c", "import sys; from pathlib import Path; from smartmetrics.benchmarks."
                            "retrain import dated_a_day_earlier; print(dated_a_day_earlier(Path(sys.argv[1])))", str(store)],
                           "dating the store a day back"))
@@ -231,8 +252,8 @@ def bench_size(n: int, days: int, prophet_n: int, root: Path, console: Console,
             problems.append(f"{what}: smartmetrics fit exited {run.code}:\n{run.output[-3000:]}")
         if run.stored != n or run.banded != n:
             problems.append(f"after {what} the store holds {run.stored} series, {run.banded} with a finite band, of {n}")
-        if run.kept != kept:
-            problems.append(f"{what} kept the classification of {run.kept} series, not {kept}")
+        if run.kept > kept or (kept and not run.kept):
+            problems.append(f"{what} kept the classification of {run.kept} series, of {kept} the weekly rule allows")
         if run.kept_backtests > run.kept:
             problems.append(f"{what} kept the backtest of {run.kept_backtests} series, more than kept their type")
     for what, got in (("the bare fetch", samples), ("the bare fetch with gzip", gzip_samples)):
