@@ -17,7 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TextIO
@@ -181,6 +181,43 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def start_on_free_port(
+    launch: Callable[[int], subprocess.Popen], log: str | Path, listening: str, *, port: int | None = None,
+    timeout: float = 60.0, attempts: int = 3,
+) -> tuple[subprocess.Popen, int]:
+    """Start a server process on a port of 127.0.0.1 and wait until it says it listens; the process and
+    its port.
+
+    `launch(port)` starts it with its output appended to `log`; `listening` in what it wrote since says
+    it bound the port. A port probed by `free_port()` can be taken by another process before this one
+    binds it: when the process exits saying the address is in use, it is started again on another.
+    `port` is the first port to try (default: a free one). A process that exits for another reason, or
+    does not say it listens within `timeout`, is returned as it is, for the caller's checks to report."""
+    log = Path(log)
+    for attempt in range(1, attempts + 1):
+        chosen = port if port is not None and attempt == 1 else free_port()
+        mark = log.stat().st_size if log.exists() else 0
+        process = launch(chosen)
+        deadline = time.monotonic() + timeout
+        while listening not in _written_since(log, mark) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        said = _written_since(log, mark)
+        if attempt == attempts or listening in said or process.poll() is None \
+                or "address already in use" not in said.lower():
+            return process, chosen
+    raise ValueError("attempts must be at least 1")
+
+
+def _written_since(log: Path, mark: int) -> str:
+    """What `log` holds past its first `mark` bytes ("" while it does not exist)."""
+    try:
+        with log.open("rb") as fh:
+            fh.seek(mark)
+            return fh.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 class LocalPrometheus:

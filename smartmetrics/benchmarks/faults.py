@@ -126,13 +126,36 @@ class Daemon:
     def __init__(self, config: Path, log: Path, verify: object = True, command: list[str] | None = None):
         """`command` replaces `smartmetrics run` (the server comparison starts another server on the
         same config)."""
-        self.config, self.log, self.verify = config, log, verify
+        self.config, self.log, self.verify, self.command = config, log, verify, command
         server = yaml.safe_load(config.read_text())["server"]
         self.port = int(server["listen"].rsplit(":", 1)[1])
         self.scheme = "https" if server.get("tls") else "http"
-        command = command or [sys.executable, "-m", "smartmetrics", "run", "--config", str(config), "--workers", "2"]
-        with log.open("ab") as out:
+        self.moves = 0
+        self._start()
+
+    def _start(self) -> None:
+        self.mark = self.log.stat().st_size if self.log.exists() else 0
+        command = self.command or [sys.executable, "-m", "smartmetrics", "run", "--config", str(self.config),
+                                   "--workers", "2"]
+        with self.log.open("ab") as out:
             self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+
+    def _exited(self) -> bool:
+        """Whether the daemon has exited. One that exited because its port was taken before it bound it
+        (`free_port` only probes: another process may bind that port first) is started again on
+        another port, written into its config, and has not."""
+        if self.proc.poll() is None:
+            return False
+        said = self.log.read_bytes()[self.mark:].decode(errors="replace").lower()
+        if self.command is not None or self.moves >= 2 or "address already in use" not in said:
+            return True
+        doc = yaml.safe_load(self.config.read_text())
+        self.port = free_port()
+        doc["server"]["listen"] = f"{doc['server']['listen'].rsplit(':', 1)[0]}:{self.port}"
+        self.config.write_text(yaml.safe_dump(doc))
+        self.moves += 1
+        self._start()
+        return False
 
     @property
     def url(self) -> str:
@@ -143,7 +166,7 @@ class Daemon:
         while time.monotonic() < deadline:
             if text.encode() in self.log.read_bytes()[after:]:
                 return True
-            if self.proc.poll() is not None:
+            if self._exited():
                 return False
             time.sleep(0.1)
         return False
@@ -162,7 +185,7 @@ class Daemon:
         while time.monotonic() - started < seconds:
             if self.served() >= count:
                 return time.monotonic() - started
-            if self.proc.poll() is not None:
+            if self._exited():
                 return None
             time.sleep(0.1)
         return None
@@ -440,7 +463,7 @@ class FakeSource:
             def log_message(self, *args: object) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # bound at once: no port to lose
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -603,7 +626,7 @@ def load_trials(root: Path, series: int, idle: int, requests: int, tls: bool = F
         verify = ssl.create_default_context(cafile=str(cert))
     daemon = Daemon(config, folder / "daemon.log", verify=verify, command=serve and [*serve, str(config)])
     daemon.wait_served(series, seconds=120)
-    sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(idle)]
+    sockets = [socket.create_connection(("127.0.0.1", daemon.port)) for _ in range(idle)]
 
     def ask(i: int) -> int:
         path = ("/api/v1/baselines", "/-/ready", "/api/v1/baselines/b0/series")[i % 3]

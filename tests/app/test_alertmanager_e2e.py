@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from smartmetrics.adapters.remote_write import HEADERS, render_history_requests
-from smartmetrics.adapters.server import serve
-from smartmetrics.app.promlocal import LocalPrometheus, MetricSeries, free_port
+from smartmetrics.adapters.server import HTTPServer, serve
+from smartmetrics.app.promlocal import LocalPrometheus, MetricSeries, free_port, start_on_free_port
 from smartmetrics.engine.alerts import WIDEN_MAX, feedback_factors
 from smartmetrics.engine.firing import AlertRules, anomaly_condition, firing_and_onsets
 from smartmetrics.engine.series import align_down
@@ -89,17 +89,22 @@ def wait_for(check, timeout: float, what: str, log: Path | None = None):
 
 
 @pytest.fixture
-def alertmanager(tmp_path: Path, alertmanager_binary: str) -> Iterator[tuple[int, Path, Callable[[Path], None]]]:
-    """Its port and log; started by the test (the daemon must be listening first), stopped here."""
+def alertmanager(tmp_path: Path, alertmanager_binary: str) -> Iterator[tuple[int, Path, Callable[[Path], int]]]:
+    """Its port and log; started by the test (the daemon must be listening first), stopped here. `start`
+    returns the port it listens on: another than the one given if that was taken before it bound it."""
     port, log = free_port(), tmp_path / "alertmanager.log"
     procs: list[subprocess.Popen] = []
 
-    def start(config: Path) -> None:
-        with log.open("wb") as out:
+    def launch(config: Path, at: int) -> subprocess.Popen:
+        with log.open("ab") as out:
             procs.append(subprocess.Popen(
                 [alertmanager_binary, f"--config.file={config}", f"--storage.path={tmp_path / 'am-data'}",
-                 f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=debug"],
+                 f"--web.listen-address=127.0.0.1:{at}", "--cluster.listen-address=", "--log.level=debug"],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        return procs[-1]
+
+    def start(config: Path) -> int:
+        return start_on_free_port(lambda at: launch(config, at), log, "Listening on", port=port, timeout=30)[1]
 
     yield port, log, start
     for proc in procs:
@@ -131,9 +136,10 @@ def test_a_real_alert_reaches_the_daemon_through_alertmanager_with_its_band(
         daemon.load()
         (outcome,) = daemon.retrain()
         assert outcome.fitted == 1, outcome
-        server = serve(daemon, daemon.config.server)
+        server, daemon_port = serve_daemon(daemon)
         try:
-            start_alertmanager(files["am"])
+            files = write_files(tmp_path, daemon_port)  # the webhook to the port the daemon listens on
+            alert_to(prom, am_port, start_alertmanager(files["am"]))
             records = wait_for(lambda: daemon.alerts.records, 45, "the alert to reach the daemon", am_log)
             base = f"http://127.0.0.1:{daemon_port}"
             listed = httpx.get(f"{base}/api/v1/alerts", params={"baseline": "e2e", "since": "1h"}, auth=AUTH)
@@ -153,6 +159,30 @@ def test_a_real_alert_reaches_the_daemon_through_alertmanager_with_its_band(
     assert refused.status_code == 401
     received = daemon.metrics.registry.get_sample_value("smartmetrics_alerts_recorded_total", {"baseline": "e2e"})
     assert received == 1
+
+
+def serve_daemon(daemon) -> tuple[HTTPServer, int]:
+    """The daemon's HTTP server, on its config's port or, if that was taken before it bound it,
+    on another; with the port it listens on."""
+    server = daemon.config.server
+    for _ in range(2):
+        try:
+            running = serve(daemon, server)
+            return running, running.address[1]
+        except OSError as exc:
+            if "in use" not in str(exc):
+                raise
+        server = server.model_copy(update={"listen": f"127.0.0.1:{free_port()}"})
+    running = serve(daemon, server)
+    return running, running.address[1]
+
+
+def alert_to(prom: LocalPrometheus, am_port: int, listening: int) -> None:
+    """Point Prometheus at the Alertmanager's port if it listens on another than first configured."""
+    if listening != am_port:
+        prom.alertmanagers = [f"127.0.0.1:{listening}"]
+        prom.write_config()
+        prom.reload()
 
 
 def push_samples(url: str, values: list[tuple[int, float]]) -> None:
@@ -204,14 +234,14 @@ def test_noise_twice_widens_the_band_so_the_same_excursion_stays_quiet_and_a_lar
         line = yhat + rules.threshold * (upper - yhat)  # where the anomaly rule fires, at this hour
         excursion = yhat + 1.12 * (line - yhat)  # past the line, inside it once widened
         larger = yhat + (WIDEN_MAX + 0.5) * (line - yhat)  # beyond any widening feedback may give
-        # The stand-in for the generated anomaly rule: the same line, as a constant for this hour.
-        files = write_files(tmp_path, daemon_port)
-        rules_file.write_text(files["rules"].read_text().replace("sm_e2e > 150", f"sm_e2e > {line:.6f}"))
-        prom.reload()
-        server = serve(daemon, daemon.config.server)
+        server, daemon_port = serve_daemon(daemon)
         base = f"http://127.0.0.1:{daemon_port}"
         try:
-            start_alertmanager(files["am"])
+            # The stand-in for the generated anomaly rule: the same line, as a constant for this hour.
+            files = write_files(tmp_path, daemon_port)
+            rules_file.write_text(files["rules"].read_text().replace("sm_e2e > 150", f"sm_e2e > {line:.6f}"))
+            prom.reload()
+            alert_to(prom, am_port, start_alertmanager(files["am"]))
             for period in (1, 2):  # up, wait until recorded, back to normal, wait until resolved
                 push_samples(prom.url, [(int(time.time()), excursion)])
                 wait_for(lambda n=period: len(daemon.alerts.records) == n, 45, f"firing period {period}", am_log)
@@ -253,11 +283,10 @@ def test_an_alert_silenced_in_a_real_alertmanager_counts_as_noise_at_the_next_re
     from smartmetrics.adapters.alert_store import load_alerts, save_alerts
     from tests.app.test_alerts import offline, silenced_record, write_silence_config
 
-    am_port, am_log, start_alertmanager = alertmanager
+    _, am_log, start_alertmanager = alertmanager
     am = tmp_path / "am.yml"
     am.write_text(yaml.safe_dump({"route": {"receiver": "none"}, "receivers": [{"name": "none"}]}))
-    start_alertmanager(am)
-    base = f"http://127.0.0.1:{am_port}"
+    base = f"http://127.0.0.1:{start_alertmanager(am)}"
     wait_for(lambda: _answers(f"{base}/-/ready"), 30, "alertmanager ready", am_log)
     now = time.time()
     store = tmp_path / "models"

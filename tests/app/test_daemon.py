@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from smartmetrics.adapters.store import load_baseline, load_store, save_baseline
-from smartmetrics.app.promlocal import LocalPrometheus, MetricSeries, free_port
+from smartmetrics.app.promlocal import LocalPrometheus, MetricSeries, free_port, start_on_free_port
 from smartmetrics.engine.series import align_down
 from smartmetrics.engine.state import BaselineState, SeriesBand
 
@@ -76,11 +76,25 @@ def stack(tmp_path_factory: pytest.TempPathFactory, prometheus_binaries: tuple[s
 
 
 def start_daemon(config: Path, log: Path) -> subprocess.Popen:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "smartmetrics", "run", "--config", str(config), "--workers", "1"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )
+    """`smartmetrics run` on `config`, waited for until it listens: on the config's port, or on another
+    (written into the config) if that one was taken before the daemon could bind it."""
+    doc = yaml.safe_load(config.read_text())
+
+    def launch(port: int) -> subprocess.Popen:
+        doc["server"]["listen"] = f"127.0.0.1:{port}"
+        config.write_text(yaml.safe_dump(doc))
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "smartmetrics", "run", "--config", str(config), "--workers", "1"],
+                stdout=out, stderr=subprocess.STDOUT,
+            )
+
+    proc, _ = start_on_free_port(launch, log, "listening on", port=config_port(config))
+    return proc
+
+
+def config_port(config: Path) -> int:
+    return int(yaml.safe_load(config.read_text())["server"]["listen"].rsplit(":", 1)[1])
 
 
 def stop_daemon(proc: subprocess.Popen) -> int:
@@ -95,9 +109,14 @@ def prom_query(url: str, query: str) -> list[dict]:
 
 @pytest.mark.slow
 def test_prometheus_scrapes_the_bands_the_daemon_fitted(stack: dict) -> None:
-    prom, port = stack["prom"], stack["port"]
+    prom = stack["prom"]
     daemon = start_daemon(stack["config"], stack["root"] / "daemon.log")
+    port = config_port(stack["config"])
     try:
+        if port != stack["port"]:  # its port was taken meanwhile: scrape the one it listens on
+            prom.scrape_targets = [f"127.0.0.1:{port}"]
+            prom.write_config()
+            prom.reload()
         wait_for(lambda: (stack["store"] / "rate" / "state.npz").exists(), 120, "the first fit")
         results = wait_for(lambda: len(r := prom_query(prom.url, 'smartmetrics_yhat_upper{baseline="rate"}')) == 3 and r,
                            60, "Prometheus to scrape three bands")
@@ -123,11 +142,11 @@ def test_prometheus_scrapes_the_bands_the_daemon_fitted(stack: dict) -> None:
 def test_restart_serves_stored_bands_at_once_even_without_prometheus(stack: dict) -> None:
     if not (stack["store"] / "rate" / "state.npz").exists():
         pytest.skip("needs the store written by the scrape test")
-    port = free_port()
-    config = write_config(stack["root"] / "offline.yaml", "http://127.0.0.1:9", port, stack["store"],
+    config = write_config(stack["root"] / "offline.yaml", "http://127.0.0.1:9", free_port(), stack["store"],
                           retries=0, timeout="1s")
     t0 = time.monotonic()
     daemon = start_daemon(config, stack["root"] / "offline.log")
+    port = config_port(config)
     try:
         wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/-/ready").status_code == 200, 30, "ready")
         ready_after = time.monotonic() - t0
@@ -136,6 +155,24 @@ def test_restart_serves_stored_bands_at_once_even_without_prometheus(stack: dict
         assert ready_after < 15
     finally:
         assert stop_daemon(daemon) == 0
+
+
+def test_a_daemon_whose_port_is_taken_before_it_binds_is_started_on_another(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9", taken.getsockname()[1], tmp_path / "models",
+                              retries=0, timeout="1s")
+        daemon = start_daemon(config, tmp_path / "daemon.log")
+        try:
+            port = config_port(config)
+            assert port != taken.getsockname()[1]
+            wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/-/healthy").status_code == 200, 30, "healthy")
+        finally:
+            assert stop_daemon(daemon) == 0
+    assert "Address already in use" in (tmp_path / "daemon.log").read_text()
 
 
 WRITER = """

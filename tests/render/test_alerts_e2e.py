@@ -28,6 +28,7 @@ from smartmetrics.app.promlocal import (
     MetricSeries,
     find_binaries,
     free_port,
+    start_on_free_port,
 )
 from smartmetrics.config import load_config
 from smartmetrics.engine.series import align_down
@@ -49,6 +50,16 @@ def wait_for(check: Callable[[], object], timeout: float, what: str) -> object:
             return result
         time.sleep(0.25)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def run_daemon(config_file: Path, port: int, log: Path) -> subprocess.Popen:
+    """`smartmetrics run` on the config, its server on `port`."""
+    doc = yaml.safe_load(config_file.read_text())
+    doc["server"]["listen"] = f"127.0.0.1:{port}"
+    config_file.write_text(yaml.safe_dump(doc))
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "smartmetrics", "run", "--config", str(config_file),
+                                 "--workers", "1"], stdout=out, stderr=subprocess.STDOUT)
 
 
 def history(now: int) -> list[MetricSeries]:
@@ -96,10 +107,14 @@ def test_injected_anomaly_fires_and_normal_series_stay_quiet(tmp_path: Path) -> 
             "store": {"path": str(tmp_path / "models")},
             "server": {"listen": f"127.0.0.1:{port}"},
         }))
-        with (tmp_path / "daemon.log").open("ab") as log:
-            daemon = subprocess.Popen([sys.executable, "-m", "smartmetrics", "run", "--config", str(config_file),
-                                       "--workers", "1"], stdout=log, stderr=subprocess.STDOUT)
+        daemon, listening = start_on_free_port(
+            lambda at: run_daemon(config_file, at, tmp_path / "daemon.log"), tmp_path / "daemon.log", "listening on",
+            port=port)
         try:
+            if listening != port:  # its port was taken before the daemon bound it: scrape the one it listens on
+                prom.scrape_targets = [f"127.0.0.1:{listening}"]
+                prom.write_config()
+                prom.reload()
             wait_for(lambda: len(load_store(tmp_path / "models")[0]) == 2, 120, "the first fit of both baselines")
             config = load_config(config_file)
             write_files(rules, render_rule_files(config, load_store(config.store.path)[0]))
