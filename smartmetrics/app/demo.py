@@ -34,7 +34,7 @@ from smartmetrics.app.backfill import replay, run_backfill
 from smartmetrics.app.demo_data import DEMO_INCIDENTS, LIVE_INCIDENT, generate_demo_metrics, until
 from smartmetrics.app.demo_live import JOB, LiveMetrics
 from smartmetrics.app.fit import run_fit
-from smartmetrics.app.promlocal import LocalPrometheus, free_port
+from smartmetrics.app.promlocal import LocalPrometheus, held_port
 from smartmetrics.app.terminal import make_console
 from smartmetrics.app.workers import pool_for
 from smartmetrics.config import Config, load_config, parse_config
@@ -146,7 +146,9 @@ def run_demo(out: str | Path = "out/demo", duration: float | None = None, worker
     out = Path(out).resolve()
     console.print(start_clean(out))
     (out / "replay").mkdir(parents=True, exist_ok=True)
-    port, live_port = free_port(), free_port()
+    # held, not probed: the daemon binds its port minutes later, after the fit and the replays
+    daemon_hold, live_hold = held_port(), held_port()
+    port, live_port = daemon_hold.getsockname()[1], live_hold.getsockname()[1]
     end = align_down(time.time(), 60)
     with _stage(console, "generating 14 days of synthetic AI-serving metrics"):
         target = f"127.0.0.1:{live_port}"  # the backfilled series carry the labels the live scrape adds
@@ -156,6 +158,7 @@ def run_demo(out: str | Path = "out/demo", duration: float | None = None, worker
         prom = LocalPrometheus(until(metrics, end), scrape_targets=[f"127.0.0.1:{port}"], scrape_interval="5s",
                                workdir=out / "prometheus", jobs={JOB: [target]})
         prom.start()
+    live_hold.close()
     live = LiveMetrics(metrics, live_port).start()
     daemon = None
     try:
@@ -176,6 +179,7 @@ def run_demo(out: str | Path = "out/demo", duration: float | None = None, worker
                       + "; ".join(f"{i.what} {format_labels(i.labels)} {i.start_h:g}h-{i.end_h:g}h"
                                   for i in DEMO_INCIDENTS))
         daemon = Daemon(str(config_path), workers=workers)
+        daemon_hold.close()
         daemon.start()
         with _stage(console, "waiting for Prometheus to scrape the bands from the daemon"):
             _wait_scraped(prom.url)
@@ -183,6 +187,7 @@ def run_demo(out: str | Path = "out/demo", duration: float | None = None, worker
         console.print(live_incident_text(end, prom.url, config))
         _serve(console, duration)
     finally:
+        daemon_hold.close()
         if daemon is not None:
             daemon.stop()
         live.stop()
