@@ -401,7 +401,7 @@ def kept_classification(previous: Mapping[str, Any] | None, series: Series, curv
         kept = copy.deepcopy(dict(previous))
         for regime in kept.get("regimes", ()):
             Regime(**regime)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, ArithmeticError):  # a hand-edited store: 10**400 overflows float()
         return None
     if curve not in CANDIDATES or curve == "insufficient" or (curve_type != "auto" and curve != curve_type):
         return None
