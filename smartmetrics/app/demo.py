@@ -148,51 +148,56 @@ def run_demo(out: str | Path = "out/demo", duration: float | None = None, worker
     (out / "replay").mkdir(parents=True, exist_ok=True)
     # held, not probed: the daemon binds its port minutes later, after the fit and the replays
     daemon_hold, live_hold = held_port(), held_port()
-    port, live_port = daemon_hold.getsockname()[1], live_hold.getsockname()[1]
-    end = align_down(time.time(), 60)
-    with _stage(console, "generating 14 days of synthetic AI-serving metrics"):
-        target = f"127.0.0.1:{live_port}"  # the backfilled series carry the labels the live scrape adds
-        metrics = generate_demo_metrics(end, step=DEMO_STEP, ahead=LIVE_HOURS * 3600,
-                                        extra={"job": JOB, "instance": target})
-    with _stage(console, f"backfilling {len(metrics)} series into a local Prometheus (promtool)"):
-        prom = LocalPrometheus(until(metrics, end), scrape_targets=[f"127.0.0.1:{port}"], scrape_interval="5s",
-                               workdir=out / "prometheus", jobs={JOB: [target]})
-        prom.start()
-    live_hold.close()
-    live = LiveMetrics(metrics, live_port).start()
-    daemon = None
     try:
-        config_path = demo_config(DEMO_CONFIG, prom.url, out, port)
-        config = load_config(config_path)
-        console.print(f"config: {config_path}  (from {DEMO_CONFIG.name}, pointed at {prom.url})")
-        run_fit(config, list(config.baselines), pool_for(config.cluster, workers))
-        with _stage(console, "writing Prometheus rules and Grafana dashboards; loading the rules"):
-            load_generated_rules(config, prom, out)
-        with _stage(console, f"replaying the last {REPLAY_DAYS} days walk-forward for every series"):
-            table = summarize(config, out)
-        console.print(table)
-        with _stage(console, "backfilling the bands over the past 14 days into Prometheus (smartmetrics backfill)"):
-            for outcome in run_backfill(config, list(config.baselines), 14, prom.workdir / "data", until=end + 1):
-                if outcome.error:
-                    console.print(f"[yellow]warning:[/] backfill of {outcome.alias}: {outcome.error}")
-        console.print("Injected incidents (hours before the end of the data): "
-                      + "; ".join(f"{i.what} {format_labels(i.labels)} {i.start_h:g}h-{i.end_h:g}h"
-                                  for i in DEMO_INCIDENTS))
-        daemon = Daemon(str(config_path), workers=workers)
+        port, live_port = daemon_hold.getsockname()[1], live_hold.getsockname()[1]
+        end = align_down(time.time(), 60)
+        with _stage(console, "generating 14 days of synthetic AI-serving metrics"):
+            target = f"127.0.0.1:{live_port}"  # the backfilled series carry the live scrape's labels
+            metrics = generate_demo_metrics(end, step=DEMO_STEP, ahead=LIVE_HOURS * 3600,
+                                            extra={"job": JOB, "instance": target})
+        with _stage(console, f"backfilling {len(metrics)} series into a local Prometheus (promtool)"):
+            prom = LocalPrometheus(until(metrics, end), scrape_targets=[f"127.0.0.1:{port}"],
+                                   scrape_interval="5s", workdir=out / "prometheus", jobs={JOB: [target]})
+            prom.start()
+        live_hold.close()
+        live = LiveMetrics(metrics, live_port).start()
+        daemon = None
+        try:
+            config_path = demo_config(DEMO_CONFIG, prom.url, out, port)
+            config = load_config(config_path)
+            console.print(f"config: {config_path}  (from {DEMO_CONFIG.name}, pointed at {prom.url})")
+            run_fit(config, list(config.baselines), pool_for(config.cluster, workers))
+            with _stage(console, "writing Prometheus rules and Grafana dashboards; loading the rules"):
+                load_generated_rules(config, prom, out)
+            with _stage(console, f"replaying the last {REPLAY_DAYS} days walk-forward for every series"):
+                table = summarize(config, out)
+            console.print(table)
+            with _stage(console, "backfilling the bands over the past 14 days into Prometheus "
+                                 "(smartmetrics backfill)"):
+                for outcome in run_backfill(config, list(config.baselines), 14, prom.workdir / "data",
+                                            until=end + 1):
+                    if outcome.error:
+                        console.print(f"[yellow]warning:[/] backfill of {outcome.alias}: {outcome.error}")
+            console.print("Injected incidents (hours before the end of the data): "
+                          + "; ".join(f"{i.what} {format_labels(i.labels)} {i.start_h:g}h-{i.end_h:g}h"
+                                      for i in DEMO_INCIDENTS))
+            daemon = Daemon(str(config_path), workers=workers)
+            daemon_hold.close()
+            daemon.start()
+            with _stage(console, "waiting for Prometheus to scrape the bands from the daemon"):
+                _wait_scraped(prom.url)
+            _print_links(console, prom.url, port, out)
+            console.print(live_incident_text(end, prom.url, config))
+            _serve(console, duration)
+        finally:
+            if daemon is not None:
+                daemon.stop()
+            live.stop()
+            prom.stop()
+            console.print("stopped: Prometheus and the daemon are down; files are in " + str(out))
+    finally:  # closed just before each server binds; here on every other way out
         daemon_hold.close()
-        daemon.start()
-        with _stage(console, "waiting for Prometheus to scrape the bands from the daemon"):
-            _wait_scraped(prom.url)
-        _print_links(console, prom.url, port, out)
-        console.print(live_incident_text(end, prom.url, config))
-        _serve(console, duration)
-    finally:
-        daemon_hold.close()
-        if daemon is not None:
-            daemon.stop()
-        live.stop()
-        prom.stop()
-        console.print("stopped: Prometheus and the daemon are down; files are in " + str(out))
+        live_hold.close()
     return 0
 
 

@@ -187,9 +187,8 @@ def held_port() -> socket.socket:
     """A socket bound to a free port of 127.0.0.1 (its number: `.getsockname()[1]`), held until the
     caller closes it just before a server binds that port: while it is held, no other process's probe
     or outgoing connection is given the port, as one probed with `free_port` minutes ahead may be."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # no SO_REUSEADDR: another socket with it
+    sock.bind(("127.0.0.1", 0))  # could bind the same port while this one does not listen
     return sock
 
 

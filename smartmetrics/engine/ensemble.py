@@ -480,13 +480,14 @@ def kept_ensemble(record: Any, names: list[str], coverage: float, history: int,
         checked = int(_finite(record["held_out_n"]))
         lo, hi = (_finite(v) for v in record["reach"])
         kept = KeptEnsemble(weights, members, cal, held_out, checked, _finite(record["bulk"]), (lo, hi))
+        reported = {m["name"] for m in members}
+        sound = (weights and len(weights) == len(record["weights"]) and set(weights) <= reported
+                 and reported <= set(names) and len(members) == len(record["members"])
+                 and all(w > 0 for w in weights.values()) and period in (1, DAY) and len(factors) in (1, 4)
+                 and all(f > 0 for f in factors) and cal.q_lo <= 0 <= cal.q_hi and lo <= 0 <= hi
+                 and kept.bulk >= 0 and cal.n >= 0 and checked >= 0 and (held_out is None or 0 <= held_out <= 1))
     except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError):
         return None
-    sound = (weights and len(weights) == len(record["weights"]) and set(weights) <= set(names) | {FALLBACK}
-             and all(w > 0 for w in weights.values()) and len(members) == len(record["members"])
-             and period in (1, DAY) and len(factors) in (1, 4) and all(f > 0 for f in factors)
-             and cal.q_lo <= 0 <= cal.q_hi and lo <= 0 <= hi and kept.bulk >= 0
-             and (held_out is None or 0 <= held_out <= 1))
     return kept if sound else None
 
 
@@ -501,7 +502,7 @@ def _kept_ensemble_holds(values: np.ndarray, timestamps: np.ndarray, seen: Forec
                          kept: KeptEnsemble) -> bool:
     """Whether a kept ensemble still describes the newest day, judged by the refitted members'
     residuals there in sample (the refit is made anyway), as they were judged on the backtest's day:
-    their bulk (`_bulk`) within `KEPT_BULK` times that day's either way, and their least and most no
+    their bulk (80% of |z|) within `KEPT_BULK` times that day's either way, and their least and most no
     further out than `KEPT_BULK` times that day's. A day that disagrees (a change of the noise; an
     excursion cleaning left in training) is backtested in full, as a fit without a kept ensemble is;
     an incident cleaning masked weighs on neither, as it weighs on no backtest."""
@@ -647,7 +648,8 @@ def _fit_utc(series: Series, settings: FitSettings, releases: tuple[int, ...],
     last_day = slice(folds[-1][0], None)
     if chosen is not None:
         refitted, forecast, seen = refit(train, chosen.weights, table_ts, train.timestamps[last_day])
-        if _kept_ensemble_holds(train.values[last_day], train.timestamps[last_day], seen, chosen):
+        if set(refitted) == set(chosen.weights) \
+                and _kept_ensemble_holds(train.values[last_day], train.timestamps[last_day], seen, chosen):
             weights, members, cal = chosen.weights, chosen.members, chosen.calibration
             held_out, checked = chosen.held_out, chosen.checked
             training["ensemble"] = "kept"  # members, weights and calibration from the week's backtest
@@ -660,9 +662,13 @@ def _fit_utc(series: Series, settings: FitSettings, releases: tuple[int, ...],
         held_out, checked = held_out_coverage(z, t_test, policy.coverage, folds[-1][1] - folds[-1][0],
                                               period=period, buckets=4 if seasonal else 1)
         refitted, forecast, seen = refit(train, weights, table_ts, train.timestamps[last_day])
-        zn = _normalised((train.values[last_day] - seen.mean) / seen.scale, train.timestamps[last_day], cal)
+        zn = np.empty(0)  # a member that cannot forecast the past leaves nothing to judge a later day by
+        if seen is not None:
+            zn = _normalised((train.values[last_day] - seen.mean) / seen.scale, train.timestamps[last_day], cal)
         stamp.pop("ensemble", None)  # a kept classification's older record: replaced, or gone
-        if len(zn):  # else nothing to judge a later day by: backtested again tomorrow
+        # without residuals to judge a later day by, or with only the fallback left (every candidate
+        # failed): backtested again tomorrow
+        if len(zn) and set(refitted) == set(weights) and FALLBACK not in weights:
             stamp["ensemble"] = _ensemble_record(names, weights, members, cal, held_out, checked,
                                                  float(np.quantile(np.abs(zn), 0.8)),
                                                  (float(zn.min()), float(zn.max())), history, len(folds))

@@ -475,7 +475,7 @@ def test_a_daily_refit_keeps_the_week_s_backtest_and_refits_its_members_on_today
 
 @pytest.mark.parametrize("why", ["no record", "other candidates", "another sensitivity", "malformed",
                                  "members without names", "an overflowing count", "a boolean weight",
-                                 "a noisier day"])
+                                 "members not the weighted ones", "a noisier day"])
 def test_a_kept_classification_backtests_again_when(why: str) -> None:
     s = make(seed=6)
     days = next(d for d in (1, 2, 3) if same_week(s, d))
@@ -495,6 +495,8 @@ def test_a_kept_classification_backtests_again_when(why: str) -> None:
         record["n"] = 1e999  # JSON's Infinity
     elif why == "a boolean weight":
         record["weights"] = {name: True for name in record["weights"]}
+    elif why == "members not the weighted ones":  # the summary would name a model that is not there
+        record["members"] = [dict(m, name="zzz") for m in record["members"]]
     else:  # the newest day three times as noisy (noise 3, plus 6 more)
         last = series.timestamps > series.end - DAY
         values = series.values.copy()
@@ -503,6 +505,31 @@ def test_a_kept_classification_backtests_again_when(why: str) -> None:
     warm = fit_series(series, settings, previous=told)
     assert warm.training["classification"] == "kept" and "ensemble" not in warm.training
     assert warm.classification["classified"]["ensemble"]["names"] == [m["name"] for m in warm.members]
+
+
+def test_a_member_that_cannot_forecast_the_past_is_kept_in_a_cold_fit_and_leaves_no_record(monkeypatch) -> None:
+    from smartmetrics.engine import ensemble
+
+    s = make(seed=6)
+    before = fit_series(s, FitSettings())
+    real = ensemble._fit_model
+
+    def no_past(name, series):
+        model = real(name, series)
+        predict = model.predict
+
+        def only_ahead(ts):
+            if np.min(ts) <= s.end and len(series) == len(s):  # the refit on the whole history
+                raise ValueError("cannot forecast the past")
+            return predict(ts)
+        model.predict = only_ahead
+        return model
+
+    monkeypatch.setattr(ensemble, "_fit_model", no_past)
+    cold = fit_series(s, FitSettings())
+    assert [m["name"] for m in cold.members] == [m["name"] for m in before.members]
+    np.testing.assert_array_equal(cold.upper, before.upper)
+    assert "ensemble" not in cold.classification["classified"]  # nothing to judge tomorrow by: backtested
 
 
 def test_the_days_since_a_level_shift_are_backtested_again_as_they_grow() -> None:
