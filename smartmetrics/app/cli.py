@@ -621,7 +621,9 @@ def build_parser() -> argparse.ArgumentParser:
         "a summary table. A running daemon picks the new bands up on SIGHUP or its next restart.\n\n"
         "Like the daily retrain, it keeps each series' curve type from its last fit (a third of a fit's\n"
         "work): each series is classified afresh once a week on a day of its own, and sooner when its\n"
-        "history grew or its level moved; a changed fit config, or --reclassify, classifies them all.",
+        "history grew or its level moved; a changed fit config, or --reclassify, classifies them all.\n"
+        "With its type a series keeps its last backtest's choice of models and calibration while its\n"
+        "newest day agrees with them (most of the rest of a fit's work); the summary counts both.",
     )
     p.add_argument("--config", required=True, metavar="F", help="path to the YAML config")
     p.add_argument("--baseline", action="append", metavar="A", help="only this baseline (repeatable)")
