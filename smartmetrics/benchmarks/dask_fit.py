@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smartmetrics.app.promlocal import free_port
+from smartmetrics.app.promlocal import free_port, start_on_free_port
 from smartmetrics.app.workers import FitPool
 from smartmetrics.engine.batch import MAX_BATCH
 
@@ -71,7 +71,7 @@ def dask_cluster(workers: int = 2, threads: int = 1, timeout: float = 60.0) -> I
     started: list[subprocess.Popen] = []
 
     def spawn(args: list[str], name: str) -> subprocess.Popen:
-        out = open(Path(logs.name) / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        out = open(Path(logs.name) / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(_dask_command() + args, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         started.append(proc)
@@ -103,18 +103,14 @@ def dask_cluster(workers: int = 2, threads: int = 1, timeout: float = 60.0) -> I
 
 def _start_scheduler(spawn: Callable[[list[str], str], subprocess.Popen], log: Path, timeout: float) -> str:
     """Start `dask scheduler` on a free port of 127.0.0.1 and wait until it listens; its address. A port
-    taken between probing and binding (another process's outgoing connection) is tried again."""
-    for _ in range(3):
-        port = free_port()
-        proc = spawn(["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], "scheduler")
-        deadline = time.monotonic() + timeout
-        while proc.poll() is None and time.monotonic() < deadline:
-            if "Scheduler at:" in log.read_text(errors="replace"):
-                return f"tcp://127.0.0.1:{port}"
-            time.sleep(0.2)
-        text = log.read_text(errors="replace")
-        if proc.poll() is None or "Address already in use" not in text:
-            break
+    taken between probing and binding is tried again on another (`start_on_free_port`)."""
+    def launch(port: int) -> subprocess.Popen:
+        return spawn(["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], "scheduler")
+
+    proc, port = start_on_free_port(launch, log, "Scheduler at:", port=free_port(), timeout=timeout)
+    text = log.read_text(errors="replace")  # a failed attempt never says where it listens
+    if proc.poll() is None and "Scheduler at:" in text:
+        return f"tcp://127.0.0.1:{port}"
     causes = [line for line in text.splitlines() if "Error" in line] or text.splitlines()[-5:]
     raise RuntimeError(f"the Dask scheduler did not start within {timeout:g}s: " + " | ".join(causes[-4:]))
 
