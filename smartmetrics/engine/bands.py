@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from smartmetrics.engine.models.base import group_median
-from smartmetrics.engine.robust import rolling_median
+from smartmetrics.engine.robust import rolling_extremes, rolling_median
 
 if TYPE_CHECKING:
     from smartmetrics.engine.series import Series
@@ -324,10 +324,12 @@ def last_week_prior(lower: np.ndarray, upper: np.ndarray, yhat: np.ndarray, ts: 
     >>> last_week_prior(np.full(1, 4.0), np.full(1, 6.0), np.full(1, 5.0), np.array([4 * 86400]), s)[1].tolist()
     [11.0]
     """
+    if len(train.timestamps) == 0:
+        return lower, upper
     width = max(1, 3600 // train.step)
-    smooth = rolling_median(train.values, width)
     for lag in (np.full(len(ts), WEEK_SECONDS), _last_like_day(ts, train) * 86400):
-        ref = np.where(lag > 0, _value_at(train, smooth, ts - lag), np.nan)
+        pos, exact = _position(train, ts - lag)  # the hourly median only where it is read
+        ref = np.where((lag > 0) & exact, rolling_median(train.values, width, at=pos), np.nan)
         shift = np.nan_to_num(ref + slope * lag - yhat, nan=0.0)
         lower, upper = np.minimum(lower, lower + shift), np.maximum(upper, upper + shift)
     return lower, upper
@@ -357,13 +359,10 @@ def recurring_excursions(lower: np.ndarray, upper: np.ndarray, ts: np.ndarray, h
     recent = values[(history.timestamps > history.end - period) & ok]
     if days < 2 or len(recent) == 0:
         return lower, upper
-    half = max(1, RECUR_SLACK // history.step)
-    import pandas as pd  # here: the process that serves and stores bands needs no pandas (0.2 s to import)
-
-    rolled = pd.Series(values).rolling(2 * half + 1, center=True, min_periods=1)
+    highs, lows = rolling_extremes(values, max(1, RECUR_SLACK // history.step))
     day = (history.timestamps - history.start) // period
     moved = float(np.median(recent)) - group_median(day[ok], values[ok], int(day[-1]) + 1)[day]
-    highs, lows = rolled.max().to_numpy() + moved, rolled.min().to_numpy() + moved
+    highs, lows = highs + moved, lows + moved
     earlier = ts[np.newaxis, :] - np.arange(1, days + 1)[:, np.newaxis] * period  # a row per day back
     hi, lo = _value_at(history, highs, earlier), _value_at(history, lows, earlier)
     above, below = hi > upper, lo < lower
@@ -390,20 +389,27 @@ def _value_at(train: Series, values: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """`values` (aligned with `train`) at the training timestamps `ts` (any shape), NaN where there is none."""
     if len(train.timestamps) == 0:
         return np.full(np.shape(ts), np.nan)
-    pos = np.clip(np.searchsorted(train.timestamps, ts), 0, len(train.timestamps) - 1)
-    exact = np.abs(train.timestamps[pos] - ts) < train.step
+    pos, exact = _position(train, ts)
     return np.where(exact, values[pos], np.nan)
+
+
+def _position(train: Series, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per timestamp of `ts`, the index of the training point nearest at or after it, and whether
+    that point is within a step of it (else there is no value there)."""
+    pos = np.clip(np.searchsorted(train.timestamps, ts), 0, len(train.timestamps) - 1)
+    return pos, np.abs(train.timestamps[pos] - ts) < train.step
 
 
 def _last_like_day(ts: np.ndarray, train: Series) -> np.ndarray:
     """Per timestamp, how many days back (2..6) the latest day of the same kind (weekday or weekend
     day) with data lies; 0 where that is yesterday or there is none (nothing to add)."""
-    seen = np.unique(train.timestamps[np.isfinite(train.values)] // 86400)
+    seen = train.timestamps[np.isfinite(train.values)] // 86400  # ascending, as the timestamps
     weekend = _day_of_week(ts) >= 5
     out = np.zeros(len(ts), dtype=np.int64)
     for lag in range(6, 0, -1):  # the nearest wins
         day = ts // 86400 - lag
-        like = ((_day_of_week(day * 86400) >= 5) == weekend) & np.isin(day, seen)
+        at = np.minimum(np.searchsorted(seen, day), max(len(seen) - 1, 0))
+        like = ((_day_of_week(day * 86400) >= 5) == weekend) & (seen[at] == day if len(seen) else False)
         out = np.where(like, lag, out)
     return np.where(out >= 2, out, 0)
 
