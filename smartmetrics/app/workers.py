@@ -40,8 +40,6 @@ def start_worker(parent: int) -> None:
     """Pool initializer: watch the parent (`watch_parent`) and import the fit machinery now, so that a
     worker started while a baseline is fetched (`FitPool.start`) is ready when the first batch comes."""
     watch_parent(parent)
-    import pandas  # noqa: F401 - the fit machinery, paid while the fetch runs (the engine imports pandas lazily)
-
     import smartmetrics.engine.batch  # noqa: F401
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import bottleneck as bn
 import numpy as np
 
 from smartmetrics.engine.bands import tail_quantile
@@ -54,18 +55,20 @@ def min_points(window: int, step: int) -> int:
 def rolling_mean(timestamps: np.ndarray, values: np.ndarray, window: int, step: int) -> np.ndarray:
     """Per point, the mean of the finite samples within the trailing `window` seconds (the point
     included), or NaN where fewer than half of the window's expected samples are present, as the
-    generated rule's sample-count guard does.
+    generated rule's sample-count guard does. The timestamps are a series' grid, `step` apart.
 
     >>> rolling_mean(np.arange(6) * 60, np.array([1.0, 2, 3, np.nan, 5, 6]), 180, 60).round(2).tolist()
     [nan, 1.5, 2.0, 2.0, 3.33, 4.67]
     """
-    import pandas as pd  # here: the process that serves and stores bands needs no pandas
-
-    t = pd.to_datetime(np.asarray(timestamps, dtype=np.int64), unit="s")
-    s = pd.Series(np.asarray(values, dtype=np.float64), index=t)
-    rolled = s.rolling(f"{int(window)}s", closed="both")  # [t - window, t], as Prometheus 2.x ranges
-    mean, count = rolled.mean().to_numpy(), rolled.count().to_numpy()
-    return np.where(count >= min_points(window, step), mean, np.nan)
+    t = np.asarray(timestamps, dtype=np.int64)
+    if len(t) > 1 and not (np.diff(t) == step).all():
+        raise ValueError(f"rolling_mean needs timestamps {step}s apart")
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) == 0:
+        return v.copy()
+    points = min(int(window) // int(step) + 1, len(v))  # [t - window, t], as Prometheus 2.x ranges
+    count = bn.move_sum(np.isfinite(v).astype(np.float64), points, min_count=1)
+    return np.where(count >= min_points(window, step), bn.move_mean(v, points, min_count=1), np.nan)
 
 
 def mean_limits(timestamps: np.ndarray, values: np.ndarray, step: int, coverage: float) -> dict[str, Any] | None:

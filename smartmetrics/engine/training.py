@@ -12,7 +12,15 @@ import numpy as np
 from smartmetrics.engine.models.base import DAY, WEEK, group_median, robust_sigma
 from smartmetrics.engine.models.profile import SeasonalProfile, WeeklyProfile
 from smartmetrics.engine.releases import SETTLE, absorbed, bursts
-from smartmetrics.engine.robust import dilate, label_runs, median, median3, nanmedian_columns, run_starts
+from smartmetrics.engine.robust import (
+    dilate,
+    label_runs,
+    median,
+    median3,
+    nanmedian_columns,
+    rolling_median,
+    run_starts,
+)
 from smartmetrics.engine.series import Series
 
 CLEAN_Z = 6.0
@@ -152,11 +160,7 @@ def _baseline(series: Series, seasonal: bool, period: int = DAY) -> tuple[np.nda
         # the week is seen for the second time, which the shift finder takes for a level shift.
         fitted = kind(trend=True, recent=DAY).fit(series)
         return y - fitted.predict(series.timestamps).mean, fitted.level_
-    window = max(3, DAY // series.step)
-    import pandas as pd  # here: the process that serves and stores bands needs no pandas
-
-    med = pd.Series(y).rolling(window, center=True, min_periods=1).median().to_numpy()
-    return y - med, 0.0
+    return y - rolling_median(y, max(3, DAY // series.step)), 0.0
 
 
 def anomaly_mask(resid: np.ndarray, z: float = CLEAN_Z, max_fraction: float = MAX_MASKED,

@@ -1,6 +1,10 @@
-"""The engine's own window statistics give pandas' and numpy's values, to the bit, on awkward input."""
+"""The engine's window statistics give pandas' values (to the bit, but for a mean's summation order) on
+awkward input, and a fit runs without importing pandas."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -9,6 +13,7 @@ import pytest
 from smartmetrics.engine.bands import _last_like_day
 from smartmetrics.engine.robust import rolling_extremes, rolling_median
 from smartmetrics.engine.series import Series
+from smartmetrics.engine.sustained import min_points, rolling_mean, window_seconds
 
 
 def _awkward(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -58,3 +63,48 @@ def test_last_like_day_reads_the_days_with_data() -> None:
     np.testing.assert_array_equal(_last_like_day(ts, train), np.where(expected >= 2, expected, 0))
     empty = Series({}, t, np.full(len(t), np.nan), 3600)
     assert not _last_like_day(ts, empty).any()
+
+
+@pytest.mark.parametrize("step", [60, 300, 900])
+def test_rolling_mean_is_the_trailing_time_window_mean(step: int) -> None:
+    """The sustained alert's trailing mean: pandas' closed time window [t - window, t], with the rule's
+    guard of half the expected samples; summed in another order, so equal to a few ulps."""
+    rng = np.random.default_rng(step)
+    t = np.arange(0, 3 * 86400, step)
+    x = rng.lognormal(3, 1, len(t))
+    x[rng.random(len(t)) < 0.3] = np.nan
+    x[100:140] = np.nan
+    window = window_seconds(step)
+    rolled = pd.Series(x, index=pd.to_datetime(t, unit="s")).rolling(f"{window}s", closed="both")
+    expected = np.where(rolled.count().to_numpy() >= min_points(window, step), rolled.mean().to_numpy(), np.nan)
+    got = rolling_mean(t, x, window, step)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_rolling_mean_refuses_timestamps_off_the_grid() -> None:
+    with pytest.raises(ValueError, match="60s apart"):
+        rolling_mean(np.array([0, 60, 150]), np.ones(3), 120, 60)
+
+
+def test_a_fit_does_not_import_pandas() -> None:
+    """A worker process fits without pandas (0.15 s of start-up per worker, per retrain of `fit`)."""
+    code = """
+import sys, numpy as np
+from smartmetrics.engine.batch import fit_batch
+from smartmetrics.engine.ensemble import FitSettings
+from smartmetrics.engine.series import Series
+rng = np.random.default_rng(0)
+t = np.arange(0, 8 * 86400, 300)
+day = np.sin(2 * np.pi * (t % 86400) / 86400)
+kinds = [100 + 30 * day + rng.normal(0, 2, len(t)), 50 + rng.normal(0, 1, len(t)),
+         np.where(rng.random(len(t)) < 0.03, rng.exponential(5, len(t)), 0.0), np.full(len(t), 3.0),
+         np.where((t // 3600) % 7 == 0, 90.0, 5.0) + rng.normal(0, 1, len(t)), rng.lognormal(0, 1, len(t))]
+out = fit_batch([Series({"i": str(i)}, t, v, 300) for i, v in enumerate(kinds)], FitSettings(), [()] * len(kinds))
+assert all(hasattr(o, "classification") for o in out), out
+print(sorted({o.classification["curve_type"] for o in out}), "pandas" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    kinds, imported = done.stdout.rsplit(" ", 1)
+    assert imported.strip() == "False", f"fitting {kinds} imported pandas"
