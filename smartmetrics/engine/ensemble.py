@@ -359,6 +359,18 @@ def fit_series(series: Series, settings: FitSettings, releases: tuple[int, ...] 
     return _fit_utc(series, settings, releases, previous)
 
 
+def _copied(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts, lists, scalars), a fifth of `copy.deepcopy`'s cost;
+    anything else goes to `copy.deepcopy`."""
+    if type(value) is dict:
+        return {k: _copied(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_copied(v) for v in value]
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    return copy.deepcopy(value)
+
+
 def kept_classification(previous: Mapping[str, Any] | None, series: Series, curve_type: str = "auto"
                         ) -> dict[str, Any] | None:
     """A copy of `previous` (the classification of the series' last fit, as stored) if this fit may
@@ -398,7 +410,7 @@ def kept_classification(previous: Mapping[str, Any] | None, series: Series, curv
                 or not all(type(p) is int and p > 0 for p in periods) \
                 or not all(math.isfinite(v) for v in (at, span, level, spread, flat)):
             return None
-        kept = copy.deepcopy(dict(previous))
+        kept = _copied(dict(previous))
         for regime in kept.get("regimes", ()):
             Regime(**regime)
     except (KeyError, TypeError, ValueError, ArithmeticError):  # a hand-edited store: 10**400 overflows float()
@@ -775,12 +787,14 @@ def _unshifted(series: Series, train: Series, releases: list[dict]) -> Series:
 def _span_cap(series: Series, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """No half-band wider than `SPAN_CAP` spans of the raw history, whatever the priors added."""
     y = series.values[np.isfinite(series.values)]
-    cap = _half_band_cap(y) if len(y) else 0.0
+    if not len(y):
+        return lower, upper
+    bulk_lo, bulk_hi = np.quantile(y, [0.005, 0.995])
+    cap = SPAN_CAP * float(bulk_hi - bulk_lo)  # `_half_band_cap`
     if cap <= 0:
         return lower, upper
     # the cap stops runaway widths; it never cuts into the 0.5%..99.5% the history holds (a sparse
     # counter's 0 stays inside however small its yhat and its span)
-    bulk_lo, bulk_hi = np.quantile(y, [0.005, 0.995])
     return np.maximum(lower, np.minimum(yhat - cap, bulk_lo)), np.minimum(upper, np.maximum(yhat + cap, bulk_hi))
 
 
