@@ -364,7 +364,8 @@ def recurring_excursions(lower: np.ndarray, upper: np.ndarray, ts: np.ndarray, h
     moved = float(np.median(recent)) - group_median(day[ok], values[ok], int(day[-1]) + 1)[day]
     highs, lows = highs + moved, lows + moved
     earlier = ts[np.newaxis, :] - np.arange(1, days + 1)[:, np.newaxis] * period  # a row per day back
-    hi, lo = _value_at(history, highs, earlier), _value_at(history, lows, earlier)
+    pos, exact = _position(history, earlier)
+    hi, lo = np.where(exact, highs[pos], np.nan), np.where(exact, lows[pos], np.nan)  # `_value_at`, once placed
     above, below = hi > upper, lo < lower
     # the second furthest: what at least two days showed, so a one-off at a recurring time (yesterday's
     # incident) does not set how far the band reaches for the next two weeks

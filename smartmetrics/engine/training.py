@@ -7,6 +7,7 @@ before a persistent level shift is moved to the new level (or cut, when enough f
 
 from __future__ import annotations
 
+import bottleneck as bn
 import numpy as np
 
 from smartmetrics.engine.models.base import DAY, WEEK, group_median, robust_sigma
@@ -263,10 +264,11 @@ def find_level_shift(values: np.ndarray, step: int, min_after: int = 2 * 3600,
         return None
     noise = max(robust_sigma(np.diff(blocks)) / np.sqrt(2), 1e-12)
     k = np.arange(2, n - min_after_blocks + 1)
-    padded = np.concatenate((np.full(w, np.nan), blocks, np.full(w, np.nan)))
-    windows = np.lib.stride_tricks.sliding_window_view(padded, w)
-    head, tail = windows[k], windows[k + w]  # blocks[k - w:k] and blocks[k:k + w], NaN-padded
-    (m_head, n_head), (m_tail, n_tail) = _row_medians(head), _row_medians(tail)
+    # the medians and counts of blocks[k - w:k] and blocks[k:k + w], windows that end at k - 1 and k + w - 1
+    padded = np.concatenate((blocks, np.full(w, np.nan)))
+    medians = bn.move_median(padded, w, min_count=1)
+    counts = bn.move_sum(np.isfinite(padded).astype(np.float64), w, min_count=1)
+    m_head, n_head, m_tail, n_tail = medians[k - 1], counts[k - 1], medians[k + w - 1], counts[k + w - 1]
     stat = np.abs(m_tail - m_head) / np.sqrt(1 / n_head + 1 / n_tail)
     best_k = _refine_split(blocks, int(k[np.argmax(stat)]), w, min_after_blocks)
     head, tail = blocks[max(0, best_k - w):best_k], blocks[best_k:best_k + w]
@@ -275,20 +277,6 @@ def find_level_shift(values: np.ndarray, step: int, min_after: int = 2 * 3600,
     if abs(jump) > 8 * noise and flat and abs(jump) > 3 * robust_sigma(head):
         return offset + best_k * block, jump
     return None
-
-
-def _row_medians(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Median of the finite values of each row (rows have at least one) and their count; a fast
-    `nanmedian` (NaN sorts last).
-
-    >>> _row_medians(np.array([[1.0, 5.0, np.nan], [3.0, 1.0, 2.0]]))
-    (array([3., 2.]), array([2, 3]))
-    """
-    ordered = np.sort(x, axis=1)
-    count = np.isfinite(x).sum(axis=1)
-    lo = np.take_along_axis(ordered, ((count - 1) // 2)[:, None], axis=1)[:, 0]
-    hi = np.take_along_axis(ordered, (count // 2)[:, None], axis=1)[:, 0]
-    return 0.5 * (lo + hi), count
 
 
 def _refine_split(blocks: np.ndarray, k: int, w: int, min_after: int) -> int:
