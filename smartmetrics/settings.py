@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from smartmetrics.config import Baseline, Event, Holidays, cron_trigger
+from smartmetrics.config import Baseline, Event, Holidays, Releases, cron_trigger
 from smartmetrics.engine.calendars import Transitions, Widenings, Windows, on_days, utc_offsets
 
 if TYPE_CHECKING:  # the fit machinery (pandas, scipy) is imported where a fit is set up, not to serve
@@ -79,13 +79,21 @@ def baseline_fit(baseline: Baseline, sensitivity: str | float | None = None,
     return fit_with_cron
 
 
+RELEASE_DEFAULTS = (Releases.model_fields["settle"].default, Releases.model_fields["absorb"].default)
+"""A release's default `settle` and `absorb`: with them, the digest stays as it was before it counted them."""
+
+
 def fit_fingerprint(baseline: Baseline) -> str:
-    """A digest of everything in a baseline's config that changes its fit (not its alerting, releases, unit
-    or the `ahead` offsets it exports)."""
+    """A digest of everything in a baseline's config that changes its fit (not its alerting, unit, the
+    `ahead` offsets it exports, or which markers are releases: only how a release moves the history,
+    its `settle` and `absorb`, where they are not the defaults)."""
     fields = baseline.model_dump(mode="json", exclude={"alert", "releases", "unit", "ahead"})
     for key, default in (("timezone", "UTC"), ("calendar", None)):
         if fields[key] == default:  # the defaults leave the digest as it was before calendars
             del fields[key]
+    releases = baseline.releases
+    if releases is not None and (releases.settle, releases.absorb) != RELEASE_DEFAULTS:
+        fields["releases"] = {"settle": releases.settle, "absorb": releases.absorb}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -316,3 +316,19 @@ def test_the_commented_feedback_example_is_valid_once_uncommented() -> None:
     uncommented = "\n".join(line[2:] for line in block if not line.startswith("#     #"))
     config = parse_config({**yaml.safe_load(text), **yaml.safe_load(uncommented)})
     assert config.feedback.silences_as_noise and config.feedback.alertmanager.url == "http://alertmanager:9093"
+
+
+def test_how_releases_move_the_history_is_part_of_the_fit() -> None:
+    """A changed `settle` or `absorb` refits (and drops the kept backtests); the markers' expr does not,
+    and releases with the defaults leave the digest as it was before it counted them."""
+    from smartmetrics.settings import fit_fingerprint
+
+    def baseline(**releases: object):
+        spec = {"expr": "up", **({"releases": {"expr": "deploys > 0", **releases}} if releases is not None else {})}
+        return parse_config({**MINIMAL, "baselines": {"qps": spec}}).baselines["qps"]
+
+    plain = fit_fingerprint(parse_config(MINIMAL).baselines["qps"])
+    assert fit_fingerprint(baseline()) == plain
+    assert fit_fingerprint(baseline(settle="30m", absorb="both")) == plain
+    assert fit_fingerprint(baseline(settle="1h")) != plain
+    assert fit_fingerprint(baseline(absorb="down")) not in (plain, fit_fingerprint(baseline(settle="1h")))
