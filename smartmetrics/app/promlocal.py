@@ -340,6 +340,16 @@ class LocalPrometheus:
         """Ask Prometheus to re-read its config and rule files (`/-/reload`)."""
         httpx.post(self.url + "/-/reload", timeout=10.0, verify=False).raise_for_status()
 
+    def retarget(self, scrape_targets: list[str] | None = None, alertmanagers: list[str] | None = None) -> None:
+        """Scrape other targets, or alert other Alertmanagers, from now on (e.g. a daemon that had to
+        move to another port): the config rewritten and reloaded."""
+        if scrape_targets is not None:
+            self.scrape_targets = list(scrape_targets)
+        if alertmanagers is not None:
+            self.alertmanagers = list(alertmanagers)
+        self.write_config()
+        self.reload()
+
     def stop(self) -> None:
         """Terminate Prometheus (kill it if it lingers) and remove the temporary directory."""
         if self.process is not None and self.process.poll() is None:

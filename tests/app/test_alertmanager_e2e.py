@@ -180,9 +180,7 @@ def serve_daemon(daemon) -> tuple[HTTPServer, int]:
 def alert_to(prom: LocalPrometheus, am_port: int, listening: int) -> None:
     """Point Prometheus at the Alertmanager's port if it listens on another than first configured."""
     if listening != am_port:
-        prom.alertmanagers = [f"127.0.0.1:{listening}"]
-        prom.write_config()
-        prom.reload()
+        prom.retarget(alertmanagers=[f"127.0.0.1:{listening}"])
 
 
 def push_samples(url: str, values: list[tuple[int, float]]) -> None:

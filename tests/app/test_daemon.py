@@ -114,9 +114,7 @@ def test_prometheus_scrapes_the_bands_the_daemon_fitted(stack: dict) -> None:
     port = config_port(stack["config"])
     try:
         if port != stack["port"]:  # its port was taken meanwhile: scrape the one it listens on
-            prom.scrape_targets = [f"127.0.0.1:{port}"]
-            prom.write_config()
-            prom.reload()
+            prom.retarget(scrape_targets=[f"127.0.0.1:{port}"])
         wait_for(lambda: (stack["store"] / "rate" / "state.npz").exists(), 120, "the first fit")
         results = wait_for(lambda: len(r := prom_query(prom.url, 'smartmetrics_yhat_upper{baseline="rate"}')) == 3 and r,
                            60, "Prometheus to scrape three bands")

@@ -112,9 +112,7 @@ def test_injected_anomaly_fires_and_normal_series_stay_quiet(tmp_path: Path) -> 
             port=port)
         try:
             if listening != port:  # its port was taken before the daemon bound it: scrape the one it listens on
-                prom.scrape_targets = [f"127.0.0.1:{listening}"]
-                prom.write_config()
-                prom.reload()
+                prom.retarget(scrape_targets=[f"127.0.0.1:{listening}"])
             wait_for(lambda: len(load_store(tmp_path / "models")[0]) == 2, 120, "the first fit of both baselines")
             config = load_config(config_file)
             write_files(rules, render_rule_files(config, load_store(config.store.path)[0]))
