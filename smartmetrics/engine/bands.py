@@ -326,10 +326,10 @@ def last_week_prior(lower: np.ndarray, upper: np.ndarray, yhat: np.ndarray, ts: 
     """
     if len(train.timestamps) == 0:
         return lower, upper
-    width = max(1, 3600 // train.step)
+    smooth = rolling_median(train.values, max(1, 3600 // train.step))
     for lag in (np.full(len(ts), WEEK_SECONDS), _last_like_day(ts, train) * 86400):
-        pos, exact = _position(train, ts - lag)  # the hourly median only where it is read
-        ref = np.where((lag > 0) & exact, rolling_median(train.values, width, at=pos), np.nan)
+        pos, exact = _position(train, ts - lag)
+        ref = np.where((lag > 0) & exact, smooth[pos], np.nan)
         shift = np.nan_to_num(ref + slope * lag - yhat, nan=0.0)
         lower, upper = np.minimum(lower, lower + shift), np.maximum(upper, upper + shift)
     return lower, upper

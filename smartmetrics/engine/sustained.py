@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import bottleneck as bn
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from smartmetrics.engine.bands import tail_quantile
 
@@ -32,6 +32,7 @@ WINDOW = 3600  # seconds: the trailing window the mean is taken over (at least M
 MIN_POINTS = 3
 MISS_SHARE = 0.05  # the limits' miss rate per side, as a share of the point band's two-sided miss rate
 MIN_DAYS = 3.0  # history needed before the hourly means say what is normal
+ROUNDING = 1e-9  # the limits' margin beyond the history's means, relative to their size
 
 
 def window_seconds(step: int) -> int:
@@ -57,6 +58,9 @@ def rolling_mean(timestamps: np.ndarray, values: np.ndarray, window: int, step: 
     included), or NaN where fewer than half of the window's expected samples are present, as the
     generated rule's sample-count guard does. The timestamps are a series' grid, `step` apart.
 
+    Each window is summed on its own (a few dozen values): a running sum would carry the rounding of
+    one huge sample into every later mean.
+
     >>> rolling_mean(np.arange(6) * 60, np.array([1.0, 2, 3, np.nan, 5, 6]), 180, 60).round(2).tolist()
     [nan, 1.5, 2.0, 2.0, 3.33, 4.67]
     """
@@ -66,9 +70,16 @@ def rolling_mean(timestamps: np.ndarray, values: np.ndarray, window: int, step: 
     v = np.asarray(values, dtype=np.float64)
     if len(v) == 0:
         return v.copy()
-    points = min(int(window) // int(step) + 1, len(v))  # [t - window, t], as Prometheus 2.x ranges
-    count = bn.move_sum(np.isfinite(v).astype(np.float64), points, min_count=1)
-    return np.where(count >= min_points(window, step), bn.move_mean(v, points, min_count=1), np.nan)
+    points = int(window) // int(step) + 1  # [t - window, t], as Prometheus 2.x ranges
+    finite = np.isfinite(v)
+    # in extended precision, so that windows holding the same values in another order have the same
+    # mean (a flat series' means must not cross a limit taken from those means by rounding)
+    padded = np.concatenate((np.zeros(points - 1), np.where(finite, v, 0.0))).astype(np.longdouble)
+    sums = sliding_window_view(padded, points).sum(axis=1)
+    seen = np.cumsum(np.concatenate(([0], finite)))  # exact integers
+    count = seen[1:] - seen[np.maximum(np.arange(len(v)) + 1 - points, 0)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count >= min_points(window, step), (sums / count).astype(np.float64), np.nan)
 
 
 def mean_limits(timestamps: np.ndarray, values: np.ndarray, step: int, coverage: float) -> dict[str, Any] | None:
@@ -91,7 +102,10 @@ def mean_limits(timestamps: np.ndarray, values: np.ndarray, step: int, coverage:
     if len(means) < 10 or np.ptp(means) <= 0:
         return None
     miss = MISS_SHARE * (1 - coverage)
-    upper = tail_quantile(means, miss)
-    lower = -tail_quantile(-means, miss)
+    # a hair beyond the tail: an hour that repeats one the history had (a flat or quantised series)
+    # must not cross the limit by how Prometheus or the replay rounds its sum
+    margin = ROUNDING * float(np.max(np.abs(means)))
+    upper = tail_quantile(means, miss) + margin
+    lower = -tail_quantile(-means, miss) - margin
     least = float(np.nanmin(v))
     return {"window": window, "upper": float(upper), "lower": float(lower) if lower > least else None}
