@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from smartmetrics.engine.bands import tail_quantile
 
@@ -58,8 +57,9 @@ def rolling_mean(timestamps: np.ndarray, values: np.ndarray, window: int, step: 
     included), or NaN where fewer than half of the window's expected samples are present, as the
     generated rule's sample-count guard does. The timestamps are a series' grid, `step` apart.
 
-    Each window is summed on its own (a few dozen values): a running sum would carry the rounding of
-    one huge sample into every later mean.
+    Each window is summed from at most two blocks of its own length (sums within a block, forward
+    and backward): a running sum would carry the rounding of one huge sample into every later mean,
+    and summing every window whole costs the window's length per point.
 
     >>> rolling_mean(np.arange(6) * 60, np.array([1.0, 2, 3, np.nan, 5, 6]), 180, 60).round(2).tolist()
     [nan, 1.5, 2.0, 2.0, 3.33, 4.67]
@@ -72,14 +72,33 @@ def rolling_mean(timestamps: np.ndarray, values: np.ndarray, window: int, step: 
         return v.copy()
     points = int(window) // int(step) + 1  # [t - window, t], as Prometheus 2.x ranges
     finite = np.isfinite(v)
-    # in extended precision, so that windows holding the same values in another order have the same
-    # mean (a flat series' means must not cross a limit taken from those means by rounding)
-    padded = np.concatenate((np.zeros(points - 1), np.where(finite, v, 0.0))).astype(np.longdouble)
-    sums = sliding_window_view(padded, points).sum(axis=1)
+    sums = _window_sums(np.where(finite, v, 0.0), points)
     seen = np.cumsum(np.concatenate(([0], finite)))  # exact integers
     count = seen[1:] - seen[np.maximum(np.arange(len(v)) + 1 - points, 0)]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count >= min_points(window, step), (sums / count).astype(np.float64), np.nan)
+
+
+def _window_sums(x: np.ndarray, width: int) -> np.ndarray:
+    """The sum of each trailing window of `width` values of `x` (fewer at the start), in extended
+    precision, so that windows holding the same values in another order sum alike (a flat series'
+    means must not cross a limit taken from those means by rounding): the window ending at `i` is
+    the backward sum from its start to its block's end plus the forward sum of the next block up to
+    `i`, blocks of `width` values.
+
+    >>> _window_sums(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), 2).astype(float).tolist()
+    [1.0, 3.0, 5.0, 7.0, 9.0]
+    """
+    n = len(x)
+    padded = np.zeros(-(-(n + width - 1) // width) * width, dtype=np.longdouble)
+    padded[width - 1:width - 1 + n] = x  # window i covers padded[i:i + width]
+    blocks = padded.reshape(-1, width)
+    forward = np.cumsum(blocks, axis=1).ravel()
+    backward = np.cumsum(blocks[:, ::-1], axis=1)[:, ::-1].ravel()
+    start = np.arange(n)
+    end = start + width - 1
+    whole = start % width == 0  # the window is one block
+    return np.where(whole, backward[start], backward[start] + forward[np.minimum(end, len(padded) - 1)])
 
 
 def mean_limits(timestamps: np.ndarray, values: np.ndarray, step: int, coverage: float) -> dict[str, Any] | None:

@@ -129,3 +129,12 @@ print(sorted({o.classification["curve_type"] for o in out}), "pandas" in sys.mod
     assert done.returncode == 0, done.stderr
     kinds, imported = done.stdout.rsplit(" ", 1)
     assert imported.strip() == "False", f"fitting {kinds} imported pandas"
+
+
+@pytest.mark.parametrize(("n", "points"), [(1, 13), (5, 2), (400, 1), (400, 13), (1000, 61), (30, 64)])
+def test_window_sums_are_each_windows_own_sum(n: int, points: int) -> None:
+    from smartmetrics.engine.sustained import _window_sums
+
+    x = np.random.default_rng(n).lognormal(3, 2, n)
+    expected = [float(np.sum(x[max(0, i - points + 1):i + 1], dtype=np.longdouble)) for i in range(n)]
+    np.testing.assert_allclose(_window_sums(x, points).astype(np.float64), expected, rtol=1e-15)
