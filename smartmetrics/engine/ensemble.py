@@ -524,10 +524,16 @@ def _kept_ensemble_holds(values: np.ndarray, timestamps: np.ndarray, seen: Forec
     zn = _normalised((values - seen.mean) / seen.scale, timestamps, cal)
     if not len(zn):
         return False
-    now = float(np.quantile(np.abs(zn), 0.8))
+    now = _residual_bulk(zn)
     lo, hi = kept.reach
     return bool(kept.bulk / KEPT_BULK <= now <= KEPT_BULK * kept.bulk
                 and KEPT_BULK * lo <= zn.min() and zn.max() <= KEPT_BULK * hi)
+
+
+def _residual_bulk(zn: np.ndarray) -> float:
+    """How wide the body of the normalised residuals `zn` is (80% of |zn|), where the band's quantiles
+    describe their tails: what `_kept_ensemble_holds` compares from one day to the next."""
+    return float(np.quantile(np.abs(zn), 0.8))
 
 
 def _normalised(z: np.ndarray, timestamps: np.ndarray, cal: Calibration) -> np.ndarray:
@@ -682,7 +688,7 @@ def _fit_utc(series: Series, settings: FitSettings, releases: tuple[int, ...],
         # failed): backtested again tomorrow
         if len(zn) and set(refitted) == set(weights) and FALLBACK not in weights:
             stamp["ensemble"] = _ensemble_record(names, weights, members, cal, held_out, checked,
-                                                 float(np.quantile(np.abs(zn), 0.8)),
+                                                 _residual_bulk(zn),
                                                  (float(zn.min()), float(zn.max())), history, len(folds))
     weights = refitted
     for m in members:
@@ -789,8 +795,8 @@ def _span_cap(series: Series, yhat: np.ndarray, lower: np.ndarray, upper: np.nda
     y = series.values[np.isfinite(series.values)]
     if not len(y):
         return lower, upper
-    bulk_lo, bulk_hi = np.quantile(y, [0.005, 0.995])
-    cap = SPAN_CAP * float(bulk_hi - bulk_lo)  # `_half_band_cap`
+    bulk_lo, bulk_hi = bulk = _bulk_range(y)
+    cap = _half_band_cap(bulk)
     if cap <= 0:
         return lower, upper
     # the cap stops runaway widths; it never cuts into the 0.5%..99.5% the history holds (a sparse
@@ -798,9 +804,15 @@ def _span_cap(series: Series, yhat: np.ndarray, lower: np.ndarray, upper: np.nda
     return np.maximum(lower, np.minimum(yhat - cap, bulk_lo)), np.minimum(upper, np.maximum(yhat + cap, bulk_hi))
 
 
-def _half_band_cap(y: np.ndarray) -> float:
-    """`SPAN_CAP` spans (0.5%..99.5% quantiles) of the finite values `y`."""
-    return SPAN_CAP * float(np.subtract(*np.quantile(y, [0.995, 0.005])))
+def _bulk_range(y: np.ndarray) -> tuple[float, float]:
+    """The 0.5% and 99.5% quantiles of the finite values `y`."""
+    lo, hi = np.quantile(y, [0.005, 0.995])
+    return float(lo), float(hi)
+
+
+def _half_band_cap(bulk: tuple[float, float]) -> float:
+    """`SPAN_CAP` spans of the history's bulk (`_bulk_range`)."""
+    return SPAN_CAP * (bulk[1] - bulk[0])
 
 
 def _envelope(train: Series, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -855,7 +867,7 @@ def _band(train: Series, forecast: Forecast, cal: Calibration, ts: np.ndarray, p
     yhat, lower, upper = apply_band(forecast.mean, forecast.scale, cal.q_lo * factors, cal.q_hi * factors,
                                     min_half, floor)
     if len(y):  # a half-band wider than the history's whole span can never alert on anything
-        cap = np.maximum(_half_band_cap(y), min_half)
+        cap = np.maximum(_half_band_cap(_bulk_range(y)), min_half)
         upper, lower = np.minimum(upper, yhat + cap), np.maximum(lower, yhat - cap)
     if len(y) and history < 2 * DAY:  # too short to know a day's shape: cover all that has been seen
         # (cleaning has masked its incidents; a spike the one day showed may be its usual one)
