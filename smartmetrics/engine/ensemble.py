@@ -80,7 +80,9 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
 }
 MIN_HISTORY: dict[str, int] = {"profile_week": 2 * DAY, "profile_day": DAY}
 SPARSE = ("intermittent", "constant")
-UNMASKED = SPARSE + ("noisy", "regime")  # their extremes are their nature, not incidents
+UNMASKED = SPARSE + ("regime",)  # their extremes are their nature, not incidents. A noisy series is
+# cleaned like the others: `training.anomaly_mask` leaves heavy tails alone (more than 2% of points
+# beyond its z) and `training.recurring` keeps spikes that recur, so only one-off incidents go
 DROP_RATIO = 1.5
 COLD_DAYS = 7
 MIN_POINTS = 48  # fewer finite points than this (`classify.MIN_POINTS`), scattered: the band is withheld...

@@ -120,6 +120,28 @@ def test_an_eight_hour_incident_is_masked_not_taken_for_heavy_tails() -> None:
     assert width(dirty) < 1.15 * width(fit_series(clean, FitSettings()))
 
 
+def test_a_noisy_series_one_off_incidents_do_not_widen_its_band_but_its_heavy_tail_does() -> None:
+    """An hourly crash rate whose noise is as large as its level (a `noisy` curve): two incidents
+    days ago, a few hours each at twenty times the level, stay yesterday's; a tail heavy all along
+    (a spike on a fifth of the hours) is the series' nature and stays in the band."""
+    rng = np.random.default_rng(11)
+    t = EPOCH + 3600 * np.arange(14 * 24, dtype=np.int64)
+    base = rng.gamma(1.2, 25.0, len(t))
+    clean = Series({"job": "crashes"}, t, base, 3600)
+    values = base.copy()
+    for start in (5 * 24 + 10, 9 * 24 + 3):
+        values[start:start + 4] = 600.0 + rng.normal(0, 20, 4)
+    dirty = Series(clean.labels, t, values, 3600)
+    a, b = fit_series(clean, FitSettings()), fit_series(dirty, FitSettings())
+    assert a.classification["curve_type"] == b.classification["curve_type"] == "noisy"
+    assert b.training["masked"] >= 8
+    assert np.max(b.upper) < 500.0 and np.median(b.upper) < 1.1 * np.median(a.upper)
+    heavy = np.where(rng.random(len(t)) < 0.2, base * 8, base)
+    fit = fit_series(Series(clean.labels, t, heavy, 3600), FitSettings())
+    assert fit.training["masked"] == 0
+    assert np.max(fit.upper) >= np.quantile(heavy, 0.99)
+
+
 def test_an_afternoon_away_from_a_constant_gauges_value_does_not_widen_its_band() -> None:
     t = EPOCH + STEP * np.arange(6 * DAY // STEP, dtype=np.int64)
     values = np.full(len(t), 8.0)
