@@ -54,6 +54,7 @@ from smartmetrics.engine.models.profile import daily_slope
 from smartmetrics.engine.ranges import clip_band, natural_range
 from smartmetrics.engine.regimes import Regime, blip_band, find_regimes, regime_band
 from smartmetrics.engine.releases import SETTLE
+from smartmetrics.engine.robust import dilate
 from smartmetrics.engine.series import Series, on_grid
 from smartmetrics.engine.state import json_safe
 from smartmetrics.engine.training import (
@@ -278,6 +279,7 @@ def combine(forecasts: dict[str, Forecast], weights: dict[str, float]) -> Foreca
 # gets slot scales near zero, normalised residuals in the thousands, and bands that explode wherever
 # the scale is ordinary.
 SPAN_CAP = 2.0
+BLIP_GAP = 3600  # a constant gauge's blips closer than this are one episode (`_recurring_blips`)
 
 
 def _spread(y: np.ndarray) -> float:
@@ -772,14 +774,35 @@ def _one_off_excursions(train: Series) -> np.ndarray:
 def _recurring_levels(curve: str, classification: dict[str, Any], series: Series, lower: np.ndarray,
                       upper: np.ndarray, coverage: float) -> tuple[np.ndarray, np.ndarray]:
     """What the history shows again and again is normal, whatever its size (`smartmetrics.engine.regimes`):
-    a regime curve's band reaches every recurring level, a sparse curve's upper edge its usual blips."""
+    a regime curve's band reaches every recurring level, a sparse curve's upper edge its usual blips
+    (a constant gauge's, where they recur: `_recurring_blips`)."""
     if curve == "regime":
         found = [Regime(**r) for r in classification.get("regimes", ())]
         regimes = found or find_regimes(series.values, series.step)  # a configured curve type: look now
         return regime_band(lower, upper, series.values, series.timestamps, regimes, coverage)
     if curve == "intermittent":
         return lower, blip_band(upper, series.values, coverage, floor=float(np.nanmin(series.values)))
+    if curve == "constant":
+        return lower, _recurring_blips(upper, series, coverage)
     return lower, upper
+
+
+def _recurring_blips(upper: np.ndarray, series: Series, coverage: float) -> np.ndarray:
+    """A constant gauge's upper edge reaches the blips above its value that recur (`training.recurring`:
+    an error ratio resting at zero with a blip on most days, too few blips to be called intermittent),
+    as a sparse curve's does (`blip_band`); a few one-offs stay outside. Blips less than
+    `BLIP_GAP` apart are one episode: an incident's burst of blips is one incident, not a habit."""
+    ok = np.isfinite(series.values)
+    if not ok.any():
+        return upper
+    levels, counts = np.unique(series.values[ok], return_counts=True)
+    mode = float(levels[np.argmax(counts)])
+    above = ok & (np.nan_to_num(series.values, nan=mode) > mode)
+    reach = -(-BLIP_GAP // (2 * series.step))
+    episodes = ~dilate(~dilate(above, reach), reach) if above.any() else above  # gaps under BLIP_GAP closed
+    if not recurring(episodes, episodes.astype(np.float64), series.timestamps).any():
+        return upper
+    return blip_band(upper, series.values, coverage, floor=mode)
 
 
 def _unshifted(series: Series, train: Series, releases: list[dict]) -> Series:

@@ -142,6 +142,33 @@ def test_a_noisy_series_one_off_incidents_do_not_widen_its_band_but_its_heavy_ta
     assert np.max(fit.upper) >= np.quantile(heavy, 0.99)
 
 
+def test_a_gauge_at_zero_with_a_blip_on_most_days_keeps_its_blips_inside_the_band() -> None:
+    """Seven blips in two weeks, each on a day of its own: too few to call the series intermittent, a
+    constant gauge at zero, yet the blips recur and the next one is no incident."""
+    rng = np.random.default_rng(5)
+    t = EPOCH + STEP * np.arange(14 * DAY // STEP, dtype=np.int64)
+    values = np.zeros(len(t))
+    sizes = rng.uniform(0.001, 0.003, 7)
+    for day, size in zip((0, 2, 4, 6, 8, 10, 12), sizes, strict=True):
+        values[day * DAY // STEP + int(rng.integers(10, 250))] = size
+    fit = fit_series(Series({"job": "ratio"}, t, values, STEP), FitSettings())
+    assert fit.classification["curve_type"] == "constant"
+    assert np.min(fit.upper) >= np.median(sizes)
+
+
+def test_bursts_of_blips_on_a_few_days_stay_incidents_on_a_constant_gauge() -> None:
+    """Five incidents, each a burst of blips minutes apart, on five days of fourteen: ten runs above
+    the gauge's value, but five episodes, too few to be its habit."""
+    t = EPOCH + STEP * np.arange(14 * DAY // STEP, dtype=np.int64)
+    values = np.full(len(t), 0.5)
+    for day in (1, 4, 6, 9, 11):
+        start = day * DAY // STEP + 100
+        values[start] = values[start + 3] = 0.9
+    fit = fit_series(Series({"job": "gauge"}, t, values, STEP), FitSettings())
+    assert fit.classification["curve_type"] == "constant"
+    assert np.max(fit.upper) < 0.7
+
+
 def test_an_afternoon_away_from_a_constant_gauges_value_does_not_widen_its_band() -> None:
     t = EPOCH + STEP * np.arange(6 * DAY // STEP, dtype=np.int64)
     values = np.full(len(t), 8.0)
