@@ -715,6 +715,8 @@ def _fit_utc(series: Series, settings: FitSettings, releases: tuple[int, ...],
     lower, upper = _young_envelope(train, lower, upper, history)
     lower, upper = _recurring_levels(curve, classification, series, lower, upper, policy.coverage)
     yhat = np.clip(yhat, lower, upper)
+    if curve == "regime":
+        yhat = _off_the_edge(yhat, lower, upper, [r["centre"] for r in classification.get("regimes", ())])
     bounds = natural_range(series.values, f"{settings.hints} {series.name or ''}", settings.range)
     training["range"] = list(bounds)
     yhat, lower, upper = clip_band(yhat, lower, upper, bounds)
@@ -785,6 +787,25 @@ def _recurring_levels(curve: str, classification: dict[str, Any], series: Series
     if curve == "constant":
         return lower, _recurring_blips(upper, series, coverage)
     return lower, upper
+
+
+def _off_the_edge(yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray, centres: list[float]) -> np.ndarray:
+    """A regime curve's yhat where the models put it on (or past) an edge of the band its regimes
+    span: the regime centre nearest that edge inside the band (else the band's middle). On the edge,
+    the anomaly score would divide a breach of any size by a half-band of zero.
+
+    >>> _off_the_edge(np.array([5.0, 12.0]), np.full(2, 5.0), np.full(2, 90.0), [10.0, 80.0]).tolist()
+    [10.0, 12.0]
+    """
+    edge = (upper > lower) & ((yhat <= lower) | (yhat >= upper))
+    if not edge.any():
+        return yhat
+    out = yhat.copy()
+    for i in np.flatnonzero(edge):
+        inside = [c for c in centres if lower[i] < c < upper[i]]
+        middle = 0.5 * (lower[i] + upper[i])
+        out[i] = min(inside, key=lambda c: abs(c - yhat[i])) if inside else middle
+    return out
 
 
 def _recurring_blips(upper: np.ndarray, series: Series, coverage: float) -> np.ndarray:

@@ -12,6 +12,7 @@ from smartmetrics.engine.ensemble import FitSettings, FittedSeries, fit_series, 
 from smartmetrics.engine.firing import rule_score
 from smartmetrics.engine.models import MODELS
 from smartmetrics.engine.series import Series
+from smartmetrics.evaluation.synth import make_series
 
 DAY = 86400
 STEP = 300
@@ -251,6 +252,18 @@ def test_rare_batch_jobs_at_random_times_are_a_regime_not_an_incident() -> None:
     assert fit.classification["curve_type"] == "regime"
     assert fit.training["sustained"] is not None  # a job running far longer than any before alerts
     assert fit.upper.min() >= 0.93 and fit.upper.max() <= 1.0  # the jobs' load, inside the natural range
+
+
+def test_a_regime_curve_s_yhat_never_sits_on_an_edge_of_its_band() -> None:
+    """A queue that drains to a few items and fills to eighty: where its models' yhat fell below the
+    lowest regime's tail, yhat sat on the lower edge, and a value a hair below it scored 2e8."""
+    queue = make_series("regime", step=300, days=14, seed=1_000_003 + 267, noise="high", anomalies=False)
+    train = Series(queue.series.labels, queue.series.timestamps[:1728], queue.series.values[:1728], 300)
+    fit = fit_series(train, FitSettings())
+    assert fit.classification["curve_type"] == "regime"
+    wide = fit.upper > fit.lower
+    assert np.all((fit.yhat[wide] > fit.lower[wide]) & (fit.yhat[wide] < fit.upper[wide]))
+    assert anomaly_score(fit.lower[0] - 0.2, fit.yhat[0], fit.lower[0], fit.upper[0]) < 1.3
 
 
 def test_spikes_that_recur_every_hour_on_a_quantised_level_are_normal() -> None:
