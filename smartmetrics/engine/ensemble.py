@@ -52,7 +52,7 @@ from smartmetrics.engine.models import MODELS
 from smartmetrics.engine.models.base import DAY, WEEK, Forecast, sub_series
 from smartmetrics.engine.models.profile import daily_slope
 from smartmetrics.engine.ranges import clip_band, natural_range
-from smartmetrics.engine.regimes import Regime, blip_band, find_regimes, regime_band
+from smartmetrics.engine.regimes import Regime, blip_band, current_level, find_regimes, regime_band
 from smartmetrics.engine.releases import SETTLE
 from smartmetrics.engine.robust import dilate
 from smartmetrics.engine.series import Series, on_grid
@@ -781,6 +781,9 @@ def _recurring_levels(curve: str, classification: dict[str, Any], series: Series
     if curve == "regime":
         found = [Regime(**r) for r in classification.get("regimes", ())]
         regimes = found or find_regimes(series.values, series.step)  # a configured curve type: look now
+        now = current_level(series.values, series.step, DAY) if regimes else None
+        if now is not None and not any(r.low <= now.centre <= r.high for r in regimes):
+            regimes = sorted([*regimes, now], key=lambda r: r.centre)  # a level it has held for a day
         return regime_band(lower, upper, series.values, series.timestamps, regimes, coverage)
     if curve == "intermittent":
         return lower, blip_band(upper, series.values, coverage, floor=float(np.nanmin(series.values)))

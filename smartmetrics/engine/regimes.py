@@ -66,36 +66,54 @@ def find_levels(values: np.ndarray, step: int) -> list[Regime]:
     >>> [(r.centre, r.episodes) for r in find_levels(v, 60)]
     [(0.0, 6), (9.0, 6)]
     """
+    return _levels(values, step)[0]
+
+
+def current_level(values: np.ndarray, step: int, lasting: int) -> Regime | None:
+    """The level the series is at now if it has stayed there (passing stays bridged) for at least
+    `lasting` seconds, else None: however few its visits, it is where the series lives now.
+
+    >>> v = np.r_[np.tile(np.r_[np.zeros(20), np.full(5, 9.0)], 6), np.full(40, 4.0)]
+    >>> current_level(v, 60, 1800).centre, current_level(v, 60, 3600)
+    (4.0, None)
+    """
+    levels, (last, length) = _levels(values, step)
+    return levels[last] if levels and length * int(step) >= lasting else None
+
+
+def _levels(values: np.ndarray, step: int) -> tuple[list[Regime], tuple[int, int]]:
+    """`find_levels`, and (index of the level of the latest visit, that visit's length in points)."""
     values = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(values)
     x = values[finite]
     n = len(x)
     if n < 4 * MIN_POINTS:
-        return []
+        return [], (0, 0)
     found, width = _stretches(x, point_noise(values))
     stretches = [(lo, hi) for lo, hi in found if np.sum((x >= lo) & (x <= hi)) >= max(MIN_POINTS, MIN_SHARE * n)]
     if len(stretches) < 2:
-        return []
+        return [], (0, 0)
     which = np.full(len(values), -1)
     for k, (lo, hi) in enumerate(stretches):
         which[finite & (values >= lo) & (values <= hi)] = k
-    visits = _visits(which, len(stretches))
+    visits, last = _visits(which, len(stretches))
     levels = []
     for k, (lo, hi) in enumerate(stretches):
         inside = which == k
         count, longest = visits[k]
         levels.append(Regime(float(np.median(values[inside])), float(lo), float(hi), float(inside.sum()) / n,
                              count, longest * int(step), float(width)))
-    return levels
+    return levels, last
 
 
-def _visits(which: np.ndarray, levels: int) -> list[tuple[int, int]]:
+def _visits(which: np.ndarray, levels: int) -> tuple[list[tuple[int, int]], tuple[int, int]]:
     """Per level, (visits, longest visit in points) of a per-point level index (-1: a gap, a switch
-    in passing or an outlier, which continues the level before it). A stay of at most `MERGE_POINTS`
-    points elsewhere does not end a visit: a dip is not a departure."""
+    in passing or an outlier, which continues the level before it), and (level, length) of the latest
+    visit. A stay of at most `MERGE_POINTS` points elsewhere does not end a visit: a dip is not a
+    departure."""
     idx = np.flatnonzero(which >= 0)
     if len(idx) == 0:
-        return [(0, 0)] * levels
+        return [(0, 0)] * levels, (0, 0)
     filled = which[idx]  # the points between belong to no level: they leave the visit as it is
     change = np.flatnonzero(np.diff(filled)) + 1
     starts, stops = np.r_[0, change], np.r_[change, len(filled)]
@@ -110,7 +128,7 @@ def _visits(which: np.ndarray, levels: int) -> list[tuple[int, int]]:
     for level, length in merged:
         count, longest = out[level]
         out[level] = (count + 1, max(longest, length))
-    return out
+    return out, (merged[-1][0], merged[-1][1])
 
 
 def find_regimes(values: np.ndarray, step: int) -> list[Regime]:

@@ -266,6 +266,23 @@ def test_a_regime_curve_s_yhat_never_sits_on_an_edge_of_its_band() -> None:
     assert anomaly_score(fit.lower[0] - 0.2, fit.yhat[0], fit.lower[0], fit.upper[0]) < 1.3
 
 
+@pytest.mark.parametrize(("hours", "inside"), [(20, False), (30, True)])
+def test_a_regime_curve_learns_a_level_it_has_held_for_a_day(hours: int, inside: bool) -> None:
+    """A GPU idling at 30% with jobs near full load, then drained to 2%: a level no regime has alerts,
+    until the series has stayed there a whole day, and then it is where the series lives now."""
+    rng = np.random.default_rng(4)
+    step = 60
+    t = EPOCH + step * np.arange(10 * DAY // step, dtype=np.int64)
+    y = 0.3 + rng.normal(0, 0.01, len(t))
+    for start in rng.integers(0, len(t) - 60 - 2000, 12):
+        y[start:start + int(rng.integers(20, 50))] = 0.93 + rng.normal(0, 0.02)
+    y[-hours * 60:] = 0.02 + rng.normal(0, 0.005, hours * 60)
+    fit = fit_series(Series({"gpu": "1"}, t, np.clip(y, 0, 1), step, name="gpu_utilization"), FitSettings())
+    assert fit.classification["curve_type"] == "regime"
+    assert bool(fit.lower.min() <= 0.02) is inside
+    assert fit.upper.max() >= 0.93
+
+
 def test_spikes_that_recur_every_hour_on_a_quantised_level_are_normal() -> None:
     rng = np.random.default_rng(8)
     t = EPOCH + STEP * np.arange(10 * DAY // STEP, dtype=np.int64)
