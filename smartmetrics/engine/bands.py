@@ -61,6 +61,7 @@ TAIL_EXCEEDANCES = 10
 MIN_SIDE_RATIO = 0.5  # neither side of a band is narrower than half the other
 REVERSAL_DAYS = 2
 WEEKEND_DIP = 0.5
+WEEKEND_EDGE = 6 * 3600  # an unseen weekend may begin or end this long either side of UTC midnight
 RECUR_SLACK = 1800  # seconds either side of the same time of day
 RECUR_SHARE = 0.5
 RECUR_CONTRAST = 3.0
@@ -276,9 +277,10 @@ def first_week_priors(lower: np.ndarray, upper: np.ndarray, yhat: np.ndarray, ts
                       train: Series) -> tuple[np.ndarray, np.ndarray]:
     """(lower, upper) before the history has shown a whole week (UTC days):
 
-    - on a Saturday or Sunday it has not shown yet, the band reaches down to `WEEKEND_DIP` of `yhat`:
-      many services are quieter at weekends, and before the first weekend the engine cannot know
-      whether this one is;
+    - on a Saturday or Sunday it has not shown yet, and within `WEEKEND_EDGE` of one, the band reaches
+      down to `WEEKEND_DIP` of `yhat`: many services are quieter at weekends, and before the first
+      weekend the engine cannot know whether this one is, nor when its users' weekend begins (their
+      Friday evening ramp, their time zone's midnight);
     - a history that began on a weekend and holds only Saturdays and Sundays lets the band reach up
       to `yhat / WEEKEND_DIP` on the weekdays: a quiet first weekend says nothing of Monday's load.
 
@@ -295,7 +297,10 @@ def first_week_priors(lower: np.ndarray, upper: np.ndarray, yhat: np.ndarray, ts
     seen = np.unique(_day_of_week(train.timestamps[np.isfinite(train.values)]))
     days, positive = _day_of_week(ts), yhat > 0
     weekend = np.isin(days, (5, 6))
-    lower = np.where(weekend & ~np.isin(days, seen) & positive, np.minimum(lower, WEEKEND_DIP * yhat), lower)
+    unseen = np.zeros(len(ts), dtype=bool)
+    for near in (days, _day_of_week(ts + WEEKEND_EDGE), _day_of_week(ts - WEEKEND_EDGE)):
+        unseen |= np.isin(near, (5, 6)) & ~np.isin(near, seen)
+    lower = np.where(unseen & positive, np.minimum(lower, WEEKEND_DIP * yhat), lower)
     if len(seen) and np.isin(seen, (5, 6)).all():
         upper = np.where(~weekend & positive, np.maximum(upper, yhat / WEEKEND_DIP), upper)
     return lower, upper

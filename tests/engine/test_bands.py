@@ -97,3 +97,18 @@ def test_a_one_off_at_a_recurring_time_does_not_set_how_far_the_band_reaches() -
     ts = 10 * 86400 + np.arange(1, 145) * 600
     _, upper = recurring_excursions(np.zeros(144), np.full(144, 2.0), ts, Series({}, t, values, 600))
     assert upper.max() == 9.0  # the job's usual peak is covered, the incident's is not
+
+
+def test_an_unseen_weekend_may_begin_on_friday_evening_and_end_on_monday_morning() -> None:
+    """Before the first weekend, its edges are not known to the hour either: users' Friday evening,
+    a time zone hours from UTC. Friday noon keeps its band; Friday 20:00 and Monday 03:00 may dip."""
+    from smartmetrics.engine.bands import first_week_priors
+    from smartmetrics.engine.series import Series
+
+    monday = 4 * 86400  # 1970-01-05 was a Monday
+    train = Series({}, np.arange(monday, monday + 4 * 86400, 3600), np.full(96, 10.0), 3600)  # Mon-Thu
+    ts = monday + np.array([4 * 86400 + 12 * 3600, 4 * 86400 + 20 * 3600, 7 * 86400 + 3 * 3600,
+                            7 * 86400 + 12 * 3600])  # Fri 12:00, Fri 20:00, Mon 03:00, Mon 12:00
+    lower, upper = first_week_priors(np.full(4, 9.0), np.full(4, 11.0), np.full(4, 10.0), ts, train)
+    assert lower.tolist() == [9.0, 5.0, 5.0, 9.0]
+    assert upper.tolist() == [11.0] * 4
