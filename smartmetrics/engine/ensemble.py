@@ -60,6 +60,7 @@ from smartmetrics.engine.state import json_safe
 from smartmetrics.engine.training import (
     clean_training,
     excursions,
+    one_off_episodes,
     quick_classify,
     recurring,
     relevel,
@@ -655,6 +656,9 @@ def _fit_utc(series: Series, settings: FitSettings, releases: tuple[int, ...],
     if curve == "constant" and (away := _one_off_excursions(train)).any():
         training["excursions"] = int(away.sum())
         train = Series(train.labels, train.timestamps, np.where(away, np.nan, train.values), train.step, train.name)
+    if curve == "intermittent" and (away := _one_off_bursts(train)).any():
+        training["excursions"] = int(away.sum())
+        train = Series(train.labels, train.timestamps, np.where(away, np.nan, train.values), train.step, train.name)
     training["stuck_after"] = stuck.stuck_after(series.timestamps, series.values, series.step)
     if curve in sustained.CURVE_TYPES:
         training["sustained"] = sustained.mean_limits(train.timestamps, train.values, train.step, policy.coverage)
@@ -773,6 +777,16 @@ def _one_off_excursions(train: Series) -> np.ndarray:
     return away & ~recurring(away, offset, train.timestamps)
 
 
+def _one_off_bursts(train: Series) -> np.ndarray:
+    """A sparse series' episodes above its floor far longer than its usual blips, once
+    (`training.one_off_episodes`): an afternoon of errors is an incident, masked from training so it
+    widens neither the model's band nor the trailing mean's limits."""
+    if not np.isfinite(train.values).any():
+        return np.zeros(len(train), dtype=bool)
+    floor = float(np.nanmin(train.values))
+    return one_off_episodes(np.nan_to_num(train.values, nan=floor) > floor, train.timestamps, train.step)
+
+
 def _recurring_levels(curve: str, classification: dict[str, Any], series: Series, lower: np.ndarray,
                       upper: np.ndarray, coverage: float) -> tuple[np.ndarray, np.ndarray]:
     """What the history shows again and again is normal, whatever its size (`smartmetrics.engine.regimes`):
@@ -786,7 +800,8 @@ def _recurring_levels(curve: str, classification: dict[str, Any], series: Series
             regimes = sorted([*regimes, now], key=lambda r: r.centre)  # a level it has held for a day
         return regime_band(lower, upper, series.values, series.timestamps, regimes, coverage)
     if curve == "intermittent":
-        return lower, blip_band(upper, series.values, coverage, floor=float(np.nanmin(series.values)))
+        return lower, blip_band(upper, series.values, coverage, floor=float(np.nanmin(series.values)),
+                                timestamps=series.timestamps, step=series.step)
     if curve == "constant":
         return lower, _recurring_blips(upper, series, coverage)
     return lower, upper
@@ -826,7 +841,7 @@ def _recurring_blips(upper: np.ndarray, series: Series, coverage: float) -> np.n
     episodes = ~dilate(~dilate(above, reach), reach) if above.any() else above  # gaps under BLIP_GAP closed
     if not recurring(episodes, episodes.astype(np.float64), series.timestamps).any():
         return upper
-    return blip_band(upper, series.values, coverage, floor=mode)
+    return blip_band(upper, series.values, coverage, floor=mode, timestamps=series.timestamps, step=series.step)
 
 
 def _unshifted(series: Series, train: Series, releases: list[dict]) -> Series:

@@ -24,7 +24,7 @@ import numpy as np
 
 from smartmetrics.engine.bands import tail_quantile
 from smartmetrics.engine.robust import robust_sd, run_maxima
-from smartmetrics.engine.training import recurring
+from smartmetrics.engine.training import one_off_episodes, recurring
 
 MIN_EPISODES = 3       # separate visits that make a level a regime, not a one-off
 MIN_SHARE = 0.002      # a level holds at least this share of the points...
@@ -201,12 +201,15 @@ def _tail(values: np.ndarray, timestamps: np.ndarray, regime: Regime, miss: floa
     return max(reach, regime.high) + 0.5 * regime.width  # half a step of the resolution beyond: the regime
 
 
-def blip_band(upper: np.ndarray, values: np.ndarray, coverage: float, floor: float = 0.0) -> np.ndarray:
+def blip_band(upper: np.ndarray, values: np.ndarray, coverage: float, floor: float = 0.0,
+              timestamps: np.ndarray | None = None, step: int = 0) -> np.ndarray:
     """A sparse series' upper edge reaches the sizes its blips usually take: the quantile of its
     episodes' peaks (a run of points above the floor is one episode) at the miss rate the point band
     allows them (the sensitivity's misses spread over the episodes alone). Episodes, not points: an
-    afternoon-long incident is one episode, a one-off, and its hundred points must not make its
-    height look usual.
+    afternoon-long incident is one episode, and its hundred points must not make its height look
+    usual. Given the `timestamps` and `step`, an episode far longer than the usual ones that does not
+    recur (`training.one_off_episodes`) is left out altogether: at the top of a few dozen blips, one
+    incident's peak would set the tail they are extrapolated by.
 
     >>> v = np.zeros(1000); v[::50] = np.linspace(1, 2, 20)
     >>> 2.0 < float(blip_band(np.full(3, 0.5), v, 0.9995)[0]) < 2.5
@@ -216,6 +219,8 @@ def blip_band(upper: np.ndarray, values: np.ndarray, coverage: float, floor: flo
     True
     """
     above = np.isfinite(values) & (values > floor)
+    if timestamps is not None and step > 0 and above.any():
+        above &= ~one_off_episodes(above, timestamps, step)
     if not above.any():
         return upper
     peaks = np.sort(run_maxima(values, above))
@@ -223,3 +228,4 @@ def blip_band(upper: np.ndarray, values: np.ndarray, coverage: float, floor: flo
         return upper
     miss = min(0.5, (1 - coverage) * int(np.isfinite(values).sum()) / len(peaks))
     return np.maximum(upper, floor + tail_quantile(peaks - floor, miss))
+

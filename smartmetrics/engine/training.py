@@ -33,6 +33,8 @@ RECUR_DAY_SHARE = 1 / 3  # ...this share of the days, are the series' nature, no
 MAX_SHIFTS = 3
 CUT_AFTER = 3 * DAY
 LONG_RUN = 3600  # seconds beyond GROW_Z that make an incident even without a peak at CLEAN_Z
+LONG_EPISODE = 3600  # a sparse series' episode longer than this...
+LONG_FACTOR = 4.0  # ...and this many times its median episode, if it does not recur, is an incident
 MAX_EXCURSION = DAY  # a constant gauge away from its value at most this long, and back, had an excursion...
 MAX_EXCURSION_SHARE = 0.1  # ...when it is away this rarely; more often, its other values are its nature
 
@@ -433,3 +435,21 @@ def excursions(values: np.ndarray, step: int) -> np.ndarray:
         if ended and idx[stop - 1] - idx[first] + step <= MAX_EXCURSION:
             out[idx[first]:idx[stop - 1] + 1] = True
     return out
+
+
+def one_off_episodes(above: np.ndarray, timestamps: np.ndarray, step: int) -> np.ndarray:
+    """The points of episodes (runs of `above`) longer than `LONG_EPISODE` and `LONG_FACTOR` times
+    the median episode that do not recur (`recurring`): a sparse counter's afternoon-long incident
+    among its one-scrape blips, masked from its training and from the blips its band reaches.
+
+    >>> a = np.zeros(2000, dtype=bool); a[::40] = True; a[1000:1030] = True
+    >>> np.flatnonzero(one_off_episodes(a, np.arange(2000) * 300, 300)).tolist() == list(range(1000, 1030))
+    True
+    """
+    runs, count = label_runs(above)
+    if count == 0:
+        return np.zeros(len(above), dtype=bool)
+    lengths = np.bincount(runs.ravel(), minlength=count + 1)[1:]
+    long = lengths * step > max(LONG_EPISODE, LONG_FACTOR * float(np.median(lengths)) * step)
+    points = np.isin(runs, np.flatnonzero(long) + 1)
+    return points & ~recurring(points, points.astype(np.float64), timestamps) if points.any() else points

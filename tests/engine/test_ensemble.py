@@ -143,6 +143,28 @@ def test_a_noisy_series_one_off_incidents_do_not_widen_its_band_but_its_heavy_ta
     assert np.max(fit.upper) >= np.quantile(heavy, 0.99)
 
 
+def test_an_afternoon_of_errors_on_a_sparse_counter_stays_yesterday_s_incident() -> None:
+    """Errors in one scrape of ten, then five hours of a steady stream four times their usual size:
+    one episode among hundreds, but its peak at the top of the blips set the band's tail, and its
+    hours the trailing mean's limit. A stream every day at the same size is the counter's habit."""
+    rng = np.random.default_rng(3)
+    t = EPOCH + STEP * np.arange(10 * DAY // STEP, dtype=np.int64)
+    errors = np.where(rng.random(len(t)) < 0.1, rng.poisson(3, len(t)) + 1.0, 0.0)
+    incident = errors.copy()
+    hours = slice(6 * DAY // STEP, 6 * DAY // STEP + 60)
+    incident[hours] = 16.0 + rng.poisson(3, 60)
+    clean, dirty = (fit_series(Series({"job": "api"}, t, v, STEP), FitSettings()) for v in (errors, incident))
+    assert clean.classification["curve_type"] == dirty.classification["curve_type"] == "intermittent"
+    assert dirty.training["excursions"] >= 60
+    assert np.max(dirty.upper) < 16.0 and np.max(dirty.upper) <= 1.1 * np.max(clean.upper)
+    assert dirty.training["sustained"]["upper"] <= 1.1 * clean.training["sustained"]["upper"]
+    daily = errors.copy()
+    for day in range(10):
+        daily[day * DAY // STEP + 100: day * DAY // STEP + 160] = 16.0 + rng.poisson(3, 60)
+    habit = fit_series(Series({"job": "api"}, t, daily, STEP), FitSettings())
+    assert "excursions" not in habit.training and np.max(habit.upper) >= 16.0
+
+
 def test_a_gauge_at_zero_with_a_blip_on_most_days_keeps_its_blips_inside_the_band() -> None:
     """Seven blips in two weeks, each on a day of its own: too few to call the series intermittent, a
     constant gauge at zero, yet the blips recur and the next one is no incident."""
