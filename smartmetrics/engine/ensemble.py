@@ -717,10 +717,11 @@ def _fit_utc(series: Series, settings: FitSettings, releases: tuple[int, ...],
         lower, upper = first_week_priors(lower, upper, yhat, table_ts, series)
     lower, upper = recurring_excursions(lower, upper, table_ts, series)
     lower, upper = _young_envelope(train, lower, upper, history)
-    lower, upper = _recurring_levels(curve, classification, series, lower, upper, policy.coverage)
+    regimes = _band_regimes(classification, series) if curve == "regime" else []
+    lower, upper = _recurring_levels(curve, regimes, series, lower, upper, policy.coverage)
     yhat = np.clip(yhat, lower, upper)
-    if curve == "regime":
-        yhat = _off_the_edge(yhat, lower, upper, [r["centre"] for r in classification.get("regimes", ())])
+    if regimes:
+        yhat = _off_the_edge(yhat, lower, upper, [r.centre for r in regimes])
     bounds = natural_range(series.values, f"{settings.hints} {series.name or ''}", settings.range)
     training["range"] = list(bounds)
     yhat, lower, upper = clip_band(yhat, lower, upper, bounds)
@@ -781,26 +782,39 @@ def _one_off_bursts(train: Series) -> np.ndarray:
     """A sparse series' episodes above its floor far longer than its usual blips, once
     (`training.one_off_episodes`): an afternoon of errors is an incident, masked from training so it
     widens neither the model's band nor the trailing mean's limits."""
-    if not np.isfinite(train.values).any():
-        return np.zeros(len(train), dtype=bool)
-    floor = float(np.nanmin(train.values))
-    return one_off_episodes(np.nan_to_num(train.values, nan=floor) > floor, train.timestamps, train.step)
+    floor = _finite_min(train.values)
+    with np.errstate(invalid="ignore"):
+        above = np.isfinite(train.values) & (train.values > floor)
+    return one_off_episodes(above, train.timestamps, train.step)
 
 
-def _recurring_levels(curve: str, classification: dict[str, Any], series: Series, lower: np.ndarray,
+def _finite_min(values: np.ndarray) -> float:
+    """The smallest finite value (0 without any): a sparse series' floor, whatever infinities it holds."""
+    finite = values[np.isfinite(values)]
+    return float(finite.min()) if len(finite) else 0.0
+
+
+def _band_regimes(classification: dict[str, Any], series: Series) -> list[Regime]:
+    """The levels a regime curve's band spans: its regimes (found now for a configured curve type)
+    and, if it is none of them, the level it has held for the last whole day (`regimes.current_level`),
+    lowest first; [] without regimes."""
+    found = [Regime(**r) for r in classification.get("regimes", ())]
+    regimes = found or find_regimes(series.values, series.step)  # a configured curve type: look now
+    now = current_level(series.values, series.step, DAY) if regimes else None
+    if now is not None and not any(r.low <= now.centre <= r.high for r in regimes):
+        regimes = sorted([*regimes, now], key=lambda r: r.centre)
+    return regimes
+
+
+def _recurring_levels(curve: str, regimes: list[Regime], series: Series, lower: np.ndarray,
                       upper: np.ndarray, coverage: float) -> tuple[np.ndarray, np.ndarray]:
     """What the history shows again and again is normal, whatever its size (`smartmetrics.engine.regimes`):
-    a regime curve's band reaches every recurring level, a sparse curve's upper edge its usual blips
-    (a constant gauge's, where they recur: `_recurring_blips`)."""
+    a regime curve's band reaches every level of `regimes` (`_band_regimes`), a sparse curve's upper
+    edge its usual blips (a constant gauge's, where they recur: `_recurring_blips`)."""
     if curve == "regime":
-        found = [Regime(**r) for r in classification.get("regimes", ())]
-        regimes = found or find_regimes(series.values, series.step)  # a configured curve type: look now
-        now = current_level(series.values, series.step, DAY) if regimes else None
-        if now is not None and not any(r.low <= now.centre <= r.high for r in regimes):
-            regimes = sorted([*regimes, now], key=lambda r: r.centre)  # a level it has held for a day
         return regime_band(lower, upper, series.values, series.timestamps, regimes, coverage)
     if curve == "intermittent":
-        return lower, blip_band(upper, series.values, coverage, floor=float(np.nanmin(series.values)),
+        return lower, blip_band(upper, series.values, coverage, floor=_finite_min(series.values),
                                 timestamps=series.timestamps, step=series.step)
     if curve == "constant":
         return lower, _recurring_blips(upper, series, coverage)
@@ -837,8 +851,8 @@ def _recurring_blips(upper: np.ndarray, series: Series, coverage: float) -> np.n
     levels, counts = np.unique(series.values[ok], return_counts=True)
     mode = float(levels[np.argmax(counts)])
     above = ok & (np.nan_to_num(series.values, nan=mode) > mode)
-    reach = -(-BLIP_GAP // (2 * series.step))
-    episodes = ~dilate(~dilate(above, reach), reach) if above.any() else above  # gaps under BLIP_GAP closed
+    reach = (BLIP_GAP // series.step - 1) // 2  # a closing bridges gaps of up to 2 * reach points
+    episodes = ~dilate(~dilate(above, reach), reach) if above.any() and reach >= 1 else above
     if not recurring(episodes, episodes.astype(np.float64), series.timestamps).any():
         return upper
     return blip_band(upper, series.values, coverage, floor=mode, timestamps=series.timestamps, step=series.step)

@@ -47,8 +47,13 @@ class Regime:
     width: float = 0.0  # the resolution it was found at: a histogram bin (noise sd or quantum)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe, rounded for people."""
-        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        """JSON-safe, rounded to 12 significant digits (the band is built from these: a fixed number
+        of decimals would round the levels of a series in the millionths to 0).
+
+        >>> Regime(1.2345678901234e-9, 0.0, 2e-9, 0.5, 3, 60).to_dict()["centre"]
+        1.23456789012e-09
+        """
+        return {k: (float(f"{v:.12g}") if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
 def point_noise(values: np.ndarray) -> float:

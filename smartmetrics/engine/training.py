@@ -440,16 +440,27 @@ def excursions(values: np.ndarray, step: int) -> np.ndarray:
 def one_off_episodes(above: np.ndarray, timestamps: np.ndarray, step: int) -> np.ndarray:
     """The points of episodes (runs of `above`) longer than `LONG_EPISODE` and `LONG_FACTOR` times
     the median episode that do not recur (`recurring`): a sparse counter's afternoon-long incident
-    among its one-scrape blips, masked from its training and from the blips its band reaches.
+    among its one-scrape blips, masked from its training and from the blips its band reaches. As for
+    a gauge's `excursions`, only an episode that ended within `MAX_EXCURSION` counts (one still under
+    way at the end may be the series' new level), and none when such episodes hold more than
+    `MAX_EXCURSION_SHARE` of the points (then they are the series' nature).
 
     >>> a = np.zeros(2000, dtype=bool); a[::40] = True; a[1000:1030] = True
     >>> np.flatnonzero(one_off_episodes(a, np.arange(2000) * 300, 300)).tolist() == list(range(1000, 1030))
     True
+    >>> a[1970:] = True  # under way at the end: kept
+    >>> int(one_off_episodes(a, np.arange(2000) * 300, 300)[1970:].sum())
+    0
     """
     runs, count = label_runs(above)
-    if count == 0:
+    if count == 0 or step <= 0:
         return np.zeros(len(above), dtype=bool)
     lengths = np.bincount(runs.ravel(), minlength=count + 1)[1:]
-    long = lengths * step > max(LONG_EPISODE, LONG_FACTOR * float(np.median(lengths)) * step)
+    long = (lengths * step > max(LONG_EPISODE, LONG_FACTOR * float(np.median(lengths)) * step)) \
+        & (lengths * step <= MAX_EXCURSION)
+    if runs[-1] > 0:
+        long[runs[-1] - 1] = False  # still under way
     points = np.isin(runs, np.flatnonzero(long) + 1)
-    return points & ~recurring(points, points.astype(np.float64), timestamps) if points.any() else points
+    if not points.any() or points.sum() > MAX_EXCURSION_SHARE * len(points):
+        return np.zeros(len(above), dtype=bool)
+    return points & ~recurring(points, points.astype(np.float64), timestamps)

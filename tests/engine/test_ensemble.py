@@ -163,6 +163,14 @@ def test_an_afternoon_of_errors_on_a_sparse_counter_stays_yesterday_s_incident()
         daily[day * DAY // STEP + 100: day * DAY // STEP + 160] = 16.0 + rng.poisson(3, 60)
     habit = fit_series(Series({"job": "api"}, t, daily, STEP), FitSettings())
     assert "excursions" not in habit.training and np.max(habit.upper) >= 16.0
+    lasting = errors.copy()
+    lasting[-2 * DAY // STEP:] = 16.0 + rng.poisson(3, 2 * DAY // STEP)  # still streaming: a new level
+    new_level = fit_series(Series({"job": "api"}, t, lasting, STEP), FitSettings())
+    assert "excursions" not in new_level.training and np.median(new_level.yhat) > 10.0
+    broken = errors + 5.0
+    broken[0:40:2], broken[1:40:2] = -np.inf, np.nan  # an infinity is no floor to measure episodes from
+    fit = fit_series(Series({"job": "api"}, t, broken, STEP), FitSettings(curve_type="intermittent"))
+    assert fit.training.get("excursions", 0) < 0.1 * len(t) and np.median(fit.yhat) >= 5.0
 
 
 def test_a_gauge_at_zero_with_a_blip_on_most_days_keeps_its_blips_inside_the_band() -> None:
@@ -286,6 +294,19 @@ def test_a_regime_curve_s_yhat_never_sits_on_an_edge_of_its_band() -> None:
     wide = fit.upper > fit.lower
     assert np.all((fit.yhat[wide] > fit.lower[wide]) & (fit.yhat[wide] < fit.upper[wide]))
     assert anomaly_score(fit.lower[0] - 0.2, fit.yhat[0], fit.lower[0], fit.upper[0]) < 1.3
+
+
+def test_a_configured_regime_curve_gets_the_same_yhat_cold_and_kept() -> None:
+    """A configured `regime` curve has no regimes in its classification: the band and yhat's move off
+    the band's edge both read the regimes found now, so the next day's kept fit agrees."""
+    rng = np.random.default_rng(0)
+    t = EPOCH + STEP * np.arange(14 * DAY // STEP, dtype=np.int64)
+    q = np.tile(np.r_[np.full(72, 10.0), np.full(72, 80.0)], len(t) // 144 + 1)[:len(t)] + rng.normal(0, 0.5, len(t))
+    q[-293:] = np.linspace(80, 300, 293)
+    series = Series({"job": "q"}, t, q, STEP)
+    cold = fit_series(series, FitSettings(curve_type="regime"))
+    kept = fit_series(series, FitSettings(curve_type="regime"), previous=json.loads(json.dumps(cold.classification)))
+    assert cold.yhat[0] == pytest.approx(kept.yhat[0]) == pytest.approx(80.0, abs=1.0)
 
 
 @pytest.mark.parametrize(("hours", "inside"), [(20, False), (30, True)])
