@@ -703,7 +703,7 @@ def _fit_utc(series: Series, settings: FitSettings, releases: tuple[int, ...],
         m["weight"] = round(weights.get(m["name"], 0.0), 6)
     yhat, lower, upper = _band(train, forecast, cal, table_ts, policy, history)
     if curve == "insufficient":
-        lower, upper = _sparse_guard(train, lower, upper)
+        lower, upper = _sparse_guard(series, lower, upper)
     if curve == "noisy":
         lower, upper = _envelope(train, lower, upper)
     lower, upper = allow_reversal(lower, upper, yhat, training.get("level_shift"), series.end)
@@ -924,10 +924,11 @@ def _young_envelope(series: Series, lower: np.ndarray, upper: np.ndarray, histor
     return np.minimum(lower, np.sort(lows)[1]), np.maximum(upper, np.sort(highs)[-2])
 
 
-def _sparse_guard(train: Series, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A band for a series with too few samples to learn from: everything seen, with as much again
-    (or half the typical level) on either side; it alerts only on values far outside the history."""
-    y = train.values[np.isfinite(train.values)]
+def _sparse_guard(series: Series, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A band for a series with too few samples to learn from: everything seen (the raw history: too
+    little of it to tell an incident from its nature), with as much again (or half the typical level)
+    on either side; it alerts only on values far outside the history."""
+    y = series.values[np.isfinite(series.values)]
     if len(y) == 0:
         return lower, upper
     margin = max(float(np.ptp(y)), 0.5 * abs(float(np.median(y))))

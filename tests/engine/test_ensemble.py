@@ -369,6 +369,19 @@ def test_a_handful_of_scrapes_gets_no_band_and_says_why() -> None:
     assert np.isfinite(fit_series(Series({"job": "rare"}, t, y, STEP), FitSettings()).upper).all()
 
 
+def test_a_first_day_s_batch_jobs_are_inside_its_band() -> None:
+    """Less than a day of a GPU's power: idle, and two jobs at forty times the idle draw. Too little
+    history to call them incidents (cleaning masks them as such): the band covers everything seen."""
+    rng = np.random.default_rng(2)
+    t = EPOCH + STEP * np.arange(20 * 3600 // STEP, dtype=np.int64)
+    y = 25_000 + rng.normal(0, 5_000, len(t))
+    for start in (30, 150):
+        y[start:start + 12] = 970_000 + rng.normal(0, 10_000, 12)
+    fit = fit_series(Series({"gpu": "0"}, t, y, STEP), FitSettings())
+    assert fit.classification["curve_type"] == "insufficient"
+    assert np.min(fit.upper) >= np.max(y)
+
+
 def test_small_error_blips_stay_inside_the_band() -> None:
     rng = np.random.default_rng(5)
     step = 60
