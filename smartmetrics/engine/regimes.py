@@ -233,4 +233,3 @@ def blip_band(upper: np.ndarray, values: np.ndarray, coverage: float, floor: flo
         return upper
     miss = min(0.5, (1 - coverage) * int(np.isfinite(values).sum()) / len(peaks))
     return np.maximum(upper, floor + tail_quantile(peaks - floor, miss))
-
