@@ -193,7 +193,7 @@ def render_table(title: str, summaries: list[Summary], *, nab: bool) -> Table:
             cells += [_num(s.nab.get(p.name, float("nan")), ".1f") for p in PROFILES]
         nominal = "—" if s.nominal is None else f"{s.nominal:.4g}"
         cells += [
-            _num(s.events.precision(), ".2f"), _num(s.events.recall(), ".2f"), _num(s.events.f1(), ".2f"),
+            _num(s.events.precision(), ".2f"), _num(s.events.recall(), ".2f"), _num(s.events.f1(), ".3f"),
             _num(s.events.median_delay() / 60, ".0f"), _num(s.false_per_day(), ".3f"),
             _num(s.alerts_per_day(), ".3f"),
             f"{_num(s.coverage(), '.4f')} ({nominal})",
