@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from smartmetrics.engine.bands import anomaly_score, band_policy
-from smartmetrics.engine.ensemble import FitSettings, FittedSeries, fit_series, weigh
+from smartmetrics.engine.ensemble import FitSettings, FittedSeries, _recurring_blips, fit_series, weigh
 from smartmetrics.engine.firing import rule_score
 from smartmetrics.engine.models import MODELS
 from smartmetrics.engine.series import Series
@@ -185,6 +185,18 @@ def test_a_gauge_at_zero_with_a_blip_on_most_days_keeps_its_blips_inside_the_ban
     fit = fit_series(Series({"job": "ratio"}, t, values, STEP), FitSettings())
     assert fit.classification["curve_type"] == "constant"
     assert np.min(fit.upper) >= np.median(sizes)
+
+
+@pytest.mark.parametrize("step", [300, 3600])
+def test_blips_hours_apart_are_separate_episodes_at_any_step(step: int) -> None:
+    """Two blips three hours apart on five days are ten episodes, a habit, at a 5-minute step and
+    at an hourly one alike: only blips less than an hour apart are one."""
+    t = EPOCH + step * np.arange(14 * DAY // step, dtype=np.int64)
+    values = np.zeros(len(t))
+    for day in (1, 4, 6, 9, 12):
+        at = (day * DAY + 10 * 3600) // step
+        values[at], values[at + 3 * 3600 // step] = 0.002, 0.0025
+    assert _recurring_blips(np.zeros(3), Series({}, t, values, step), 0.999)[0] == 0.0025
 
 
 def test_bursts_of_blips_on_a_few_days_stay_incidents_on_a_constant_gauge() -> None:
