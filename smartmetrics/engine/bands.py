@@ -370,7 +370,7 @@ def recurring_excursions(lower: np.ndarray, upper: np.ndarray, ts: np.ndarray, h
     highs, lows = highs + moved, lows + moved
     earlier = ts[np.newaxis, :] - np.arange(1, days + 1)[:, np.newaxis] * period  # a row per day back
     pos, exact = _position(history, earlier)
-    hi, lo = np.where(exact, highs[pos], np.nan), np.where(exact, lows[pos], np.nan)  # `_value_at`, once placed
+    hi, lo = np.where(exact, highs[pos], np.nan), np.where(exact, lows[pos], np.nan)  # both read at one placing
     above, below = hi > upper, lo < lower
     # the second furthest: what at least two days showed, so a one-off at a recurring time (yesterday's
     # incident) does not set how far the band reaches for the next two weeks
@@ -389,14 +389,6 @@ def _recurs(beyond: np.ndarray, seen: np.ndarray) -> np.ndarray:
     share = days / np.maximum(seen.sum(axis=0), 1)
     overall = beyond.sum() / max(int(seen.sum()), 1)
     return (days >= 2) & (share >= RECUR_SHARE) & (share >= RECUR_CONTRAST * overall)
-
-
-def _value_at(train: Series, values: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """`values` (aligned with `train`) at the training timestamps `ts` (any shape), NaN where there is none."""
-    if len(train.timestamps) == 0:
-        return np.full(np.shape(ts), np.nan)
-    pos, exact = _position(train, ts)
-    return np.where(exact, values[pos], np.nan)
 
 
 def _position(train: Series, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

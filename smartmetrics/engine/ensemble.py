@@ -64,6 +64,7 @@ from smartmetrics.engine.training import (
     quick_classify,
     recurring,
     relevel,
+    resting_value,
     weekly_effect,
 )
 
@@ -653,10 +654,8 @@ def _fit_utc(series: Series, settings: FitSettings, releases: tuple[int, ...],
                                      releases=tuple(releases), settle=settings.settle, absorb=settings.absorb)
     if kept:
         training["classification"] = "kept"  # from the last fit (`kept_classification`)
-    if curve == "constant" and (away := _one_off_excursions(train)).any():
-        training["excursions"] = int(away.sum())
-        train = Series(train.labels, train.timestamps, np.where(away, np.nan, train.values), train.step, train.name)
-    if curve == "intermittent" and (away := _one_off_bursts(train)).any():
+    one_offs = {"constant": _one_off_excursions, "intermittent": _one_off_bursts}.get(curve)
+    if one_offs is not None and (away := one_offs(train)).any():
         training["excursions"] = int(away.sum())
         train = Series(train.labels, train.timestamps, np.where(away, np.nan, train.values), train.step, train.name)
     training["stuck_after"] = stuck.stuck_after(series.timestamps, series.values, series.step)
@@ -782,9 +781,7 @@ def _one_off_bursts(train: Series) -> np.ndarray:
     """A sparse series' episodes above its floor far longer than its usual blips, once
     (`training.one_off_episodes`): an afternoon of errors is an incident, masked from training so it
     widens neither the model's band nor the trailing mean's limits."""
-    floor = _finite_min(train.values)
-    with np.errstate(invalid="ignore"):
-        above = np.isfinite(train.values) & (train.values > floor)
+    above = np.isfinite(train.values) & (train.values > _finite_min(train.values))
     return one_off_episodes(above, train.timestamps, train.step)
 
 
@@ -848,9 +845,8 @@ def _recurring_blips(upper: np.ndarray, series: Series, coverage: float) -> np.n
     ok = np.isfinite(series.values)
     if not ok.any():
         return upper
-    levels, counts = np.unique(series.values[ok], return_counts=True)
-    mode = float(levels[np.argmax(counts)])
-    above = ok & (np.nan_to_num(series.values, nan=mode) > mode)
+    mode = resting_value(series.values[ok])
+    above = ok & (series.values > mode)
     reach = (BLIP_GAP // series.step - 1) // 2  # a closing bridges gaps of up to 2 * reach points
     episodes = ~dilate(~dilate(above, reach), reach) if above.any() and reach >= 1 else above
     if not recurring(episodes, episodes.astype(np.float64), series.timestamps).any():

@@ -424,8 +424,7 @@ def excursions(values: np.ndarray, step: int) -> np.ndarray:
     if len(idx) == 0:
         return out
     seen = values[idx]
-    levels, counts = np.unique(seen, return_counts=True)
-    mode = levels[np.argmax(counts)]
+    mode = resting_value(seen)
     away = seen != mode
     if mode == 0 or not away.any() or away.mean() > MAX_EXCURSION_SHARE:
         return out
@@ -435,6 +434,16 @@ def excursions(values: np.ndarray, step: int) -> np.ndarray:
         if ended and idx[stop - 1] - idx[first] + step <= MAX_EXCURSION:
             out[idx[first]:idx[stop - 1] + 1] = True
     return out
+
+
+def resting_value(finite: np.ndarray) -> float:
+    """The value a gauge holds most often (the smallest of equally frequent ones), of its finite values.
+
+    >>> resting_value(np.array([3.0, 0.0, 3.0, 7.0]))
+    3.0
+    """
+    levels, counts = np.unique(finite, return_counts=True)
+    return float(levels[np.argmax(counts)])
 
 
 def one_off_episodes(above: np.ndarray, timestamps: np.ndarray, step: int) -> np.ndarray:
