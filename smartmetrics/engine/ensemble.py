@@ -54,11 +54,11 @@ from smartmetrics.engine.models.profile import daily_slope
 from smartmetrics.engine.ranges import clip_band, natural_range
 from smartmetrics.engine.regimes import Regime, blip_band, current_level, find_regimes, regime_band
 from smartmetrics.engine.releases import SETTLE
-from smartmetrics.engine.robust import dilate
 from smartmetrics.engine.series import Series, on_grid
 from smartmetrics.engine.state import json_safe
 from smartmetrics.engine.training import (
     clean_training,
+    episodes,
     excursions,
     one_off_episodes,
     quick_classify,
@@ -281,7 +281,6 @@ def combine(forecasts: dict[str, Forecast], weights: dict[str, float]) -> Foreca
 # gets slot scales near zero, normalised residuals in the thousands, and bands that explode wherever
 # the scale is ordinary.
 SPAN_CAP = 2.0
-BLIP_GAP = 3600  # a constant gauge's blips closer than this are one episode (`_recurring_blips`)
 
 
 def _spread(y: np.ndarray) -> float:
@@ -841,15 +840,14 @@ def _recurring_blips(upper: np.ndarray, series: Series, coverage: float) -> np.n
     """A constant gauge's upper edge reaches the blips above its value that recur (`training.recurring`:
     an error ratio resting at zero with a blip on most days, too few blips to be called intermittent),
     as a sparse curve's does (`blip_band`); a few one-offs stay outside. Blips less than
-    `BLIP_GAP` apart are one episode: an incident's burst of blips is one incident, not a habit."""
+    `training.BLIP_GAP` apart are one episode (`training.episodes`): an incident's burst of blips is
+    one incident, not a habit."""
     ok = np.isfinite(series.values)
     if not ok.any():
         return upper
     mode = resting_value(series.values[ok])
-    above = ok & (series.values > mode)
-    reach = (BLIP_GAP // series.step - 1) // 2  # a closing bridges gaps of up to 2 * reach points
-    episodes = ~dilate(~dilate(above, reach), reach) if above.any() and reach >= 1 else above
-    if not recurring(episodes, episodes.astype(np.float64), series.timestamps).any():
+    spans = episodes(ok & (series.values > mode), series.step)
+    if not recurring(spans, spans.astype(np.float64), series.timestamps).any():
         return upper
     return blip_band(upper, series.values, coverage, floor=mode, timestamps=series.timestamps, step=series.step)
 

@@ -241,6 +241,24 @@ def run_starts(mask: np.ndarray) -> np.ndarray:
     return starts
 
 
+def bridge(mask: np.ndarray, points: int) -> np.ndarray:
+    """`mask` with each gap of at most `points` False places between two True ones filled (a 1-D
+    closing that leaves both ends as they are).
+
+    >>> bridge(np.array([0, 1, 0, 0, 1, 0, 0, 0, 1, 0], dtype=bool), 2).astype(int).tolist()
+    [0, 1, 1, 1, 1, 0, 0, 0, 1, 0]
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if points < 1 or not mask.any():
+        return mask.copy()
+    gaps, count = label_runs(~mask)
+    fill = np.bincount(gaps, minlength=count + 1) <= points
+    fill[0] = False  # label 0: the True places themselves
+    fill[gaps[0]] &= bool(mask[0])  # a gap at either end is not between two True places
+    fill[gaps[-1]] &= bool(mask[-1])
+    return mask | fill[gaps]
+
+
 def run_maxima(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The largest of `values` in each run of True in `mask`, in order (`ndimage.maximum` per label).
 

@@ -14,6 +14,7 @@ from smartmetrics.engine.models.base import DAY, WEEK, group_median, robust_sigm
 from smartmetrics.engine.models.profile import SeasonalProfile, WeeklyProfile
 from smartmetrics.engine.releases import SETTLE, absorbed, bursts
 from smartmetrics.engine.robust import (
+    bridge,
     dilate,
     label_runs,
     median,
@@ -35,6 +36,8 @@ CUT_AFTER = 3 * DAY
 LONG_RUN = 3600  # seconds beyond GROW_Z that make an incident even without a peak at CLEAN_Z
 LONG_EPISODE = 3600  # a sparse series' episode longer than this...
 LONG_FACTOR = 4.0  # ...and this many times its median episode, if it does not recur, is an incident
+BURST_BLIPS = 6  # so is an episode of at least this many points above, and LONG_FACTOR times the usual
+BLIP_GAP = 3600  # a sparse series' blips closer than this are one episode (`episodes`)
 MAX_EXCURSION = DAY  # a constant gauge away from its value at most this long, and back, had an excursion...
 MAX_EXCURSION_SHARE = 0.1  # ...when it is away this rarely; more often, its other values are its nature
 
@@ -446,30 +449,56 @@ def resting_value(finite: np.ndarray) -> float:
     return float(levels[np.argmax(counts)])
 
 
+def episodes(above: np.ndarray, step: int) -> np.ndarray:
+    """`above` with the gaps between points less than `BLIP_GAP` apart filled: a burst of blips is one
+    episode, as an incident's errors come and go within it.
+
+    >>> episodes(np.array([1, 0, 0, 1, 0] + [0] * 12 + [1], dtype=bool), 300).astype(int).tolist()[:6]
+    [1, 1, 1, 1, 0, 0]
+    """
+    return bridge(above, -(-BLIP_GAP // max(step, 1)) - 2)
+
+
+def _long_runs(spans: np.ndarray, above: np.ndarray, step: int) -> np.ndarray:
+    """The points of the runs of `spans` that `one_off_episodes` calls incidents before asking whether
+    they recur: long (`LONG_EPISODE`), or holding at least `BURST_BLIPS` points of `above`, either
+    `LONG_FACTOR` times the usual run's; at most `MAX_EXCURSION` long and not under way at the end;
+    none when they would hold more than `MAX_EXCURSION_SHARE` of the points."""
+    runs, count = label_runs(spans)
+    if count == 0:
+        return np.zeros(len(spans), dtype=bool)
+    lengths = np.bincount(runs, minlength=count + 1)[1:]
+    blips = np.bincount(runs, weights=above, minlength=count + 1)[1:]
+    long = (lengths * step > max(LONG_EPISODE, LONG_FACTOR * float(np.median(lengths)) * step)) \
+        | (blips >= BURST_BLIPS) & (blips > LONG_FACTOR * float(np.median(blips)))
+    long &= lengths * step <= MAX_EXCURSION
+    if runs[-1] > 0:
+        long[runs[-1] - 1] = False  # still under way
+    points = np.isin(runs, np.flatnonzero(long) + 1)
+    if points.sum() > MAX_EXCURSION_SHARE * len(points):
+        return np.zeros(len(spans), dtype=bool)
+    return points
+
+
 def one_off_episodes(above: np.ndarray, timestamps: np.ndarray, step: int) -> np.ndarray:
-    """The points of episodes (runs of `above`) longer than `LONG_EPISODE` and `LONG_FACTOR` times
-    the median episode that do not recur (`recurring`): a sparse counter's afternoon-long incident
-    among its one-scrape blips, masked from its training and from the blips its band reaches. As for
+    """The points of episodes (runs of `above`, `episodes`) longer than `LONG_EPISODE` and
+    `LONG_FACTOR` times the median episode that do not recur (`recurring`): a sparse counter's
+    afternoon-long incident among its one-scrape blips, or an hour-long burst of blips, masked from its
+    training and from the blips its band reaches. As for
     a gauge's `excursions`, only an episode that ended within `MAX_EXCURSION` counts (one still under
     way at the end may be the series' new level), and none when such episodes hold more than
     `MAX_EXCURSION_SHARE` of the points (then they are the series' nature).
 
-    >>> a = np.zeros(2000, dtype=bool); a[::40] = True; a[1000:1030] = True
-    >>> np.flatnonzero(one_off_episodes(a, np.arange(2000) * 300, 300)).tolist() == list(range(1000, 1030))
+    >>> a = np.zeros(2000, dtype=bool); a[::40] = True; a[1005:1025] = True  # with the blip at 1000
+    >>> np.flatnonzero(one_off_episodes(a, np.arange(2000) * 300, 300)).tolist() == list(range(1000, 1025))
     True
     >>> a[1970:] = True  # under way at the end: kept
     >>> int(one_off_episodes(a, np.arange(2000) * 300, 300)[1970:].sum())
     0
     """
-    runs, count = label_runs(above)
-    if count == 0 or step <= 0:
+    if step <= 0:
         return np.zeros(len(above), dtype=bool)
-    lengths = np.bincount(runs.ravel(), minlength=count + 1)[1:]
-    long = (lengths * step > max(LONG_EPISODE, LONG_FACTOR * float(np.median(lengths)) * step)) \
-        & (lengths * step <= MAX_EXCURSION)
-    if runs[-1] > 0:
-        long[runs[-1] - 1] = False  # still under way
-    points = np.isin(runs, np.flatnonzero(long) + 1)
-    if not points.any() or points.sum() > MAX_EXCURSION_SHARE * len(points):
-        return np.zeros(len(above), dtype=bool)
+    points = _long_runs(above, above, step) | _long_runs(episodes(above, step), above, step)
+    if not points.any():
+        return points
     return points & ~recurring(points, points.astype(np.float64), timestamps)

@@ -173,6 +173,33 @@ def test_an_afternoon_of_errors_on_a_sparse_counter_stays_yesterday_s_incident()
     assert fit.training.get("excursions", 0) < 0.1 * len(t) and np.median(fit.yhat) >= 5.0
 
 
+def test_a_burst_of_blips_is_one_incident_not_a_dozen_blips() -> None:
+    """An error ratio with a blip in one scrape of fifty, and yesterday an hour in which most scrapes
+    had errors three times their usual size, with clean scrapes between them. Each run of points
+    above zero is short, but the burst is one episode (blips under `BLIP_GAP` apart), and a one-off:
+    its dozen peaks must not set the tail the band's upper edge is extrapolated by. A burst every
+    day is the series' habit and stays inside."""
+    rng = np.random.default_rng(11)
+    t = EPOCH + STEP * np.arange(12 * DAY // STEP, dtype=np.int64)
+    blips = np.where(rng.random(len(t)) < 0.02, rng.uniform(0.001, 0.004, len(t)), 0.0)
+
+    def burst(values: np.ndarray, start: int) -> None:
+        hour = np.arange(start, start + 12)
+        values[hour] = np.where(np.arange(12) % 4 == 3, 0.0, rng.uniform(0.009, 0.014, 12))
+
+    once = blips.copy()
+    burst(once, 11 * DAY // STEP - 100)
+    clean, dirty = (fit_series(Series({"job": "api"}, t, v, STEP), FitSettings()) for v in (blips, once))
+    assert clean.classification["curve_type"] == dirty.classification["curve_type"] == "intermittent"
+    assert dirty.training["excursions"] >= 9
+    assert np.max(dirty.upper) < 0.009 and np.max(dirty.upper) <= 1.1 * np.max(clean.upper)
+    daily = blips.copy()
+    for day in range(12):
+        burst(daily, day * DAY // STEP + 100)
+    habit = fit_series(Series({"job": "api"}, t, daily, STEP), FitSettings())
+    assert "excursions" not in habit.training and np.max(habit.upper) >= 0.014
+
+
 def test_a_gauge_at_zero_with_a_blip_on_most_days_keeps_its_blips_inside_the_band() -> None:
     """Seven blips in two weeks, each on a day of its own: too few to call the series intermittent, a
     constant gauge at zero, yet the blips recur and the next one is no incident."""
