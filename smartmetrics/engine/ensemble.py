@@ -359,9 +359,23 @@ def fit_series(series: Series, settings: FitSettings, releases: tuple[int, ...] 
     stored): a daily retrain keeps it while `kept_classification` allows, instead of classifying again.
     A time zone, holidays, maintenance windows or expected changes fit it on the local clock (`_fit_on_calendar`).
     """
+    _check_magnitude(series)
     if settings.local_time or settings.holidays or settings.withdrawn or settings.widened:
         return _fit_on_calendar(series, settings, releases, previous)
     return _fit_utc(series, settings, releases, previous)
+
+
+# Largest finite |value| a fit takes: its variances square values, and a square above ~1.8e308 is
+# infinite (seasonal curves then classify as stable, sparse ones fail inside the ensemble).
+MAX_MAGNITUDE = 1e150
+
+
+def _check_magnitude(series: Series) -> None:
+    """Raise a ValueError that says what to do when the series' values are too large to fit."""
+    finite = np.abs(series.values[np.isfinite(series.values)])
+    if len(finite) and (top := float(finite.max())) > MAX_MAGNITUDE:
+        raise ValueError(f"values up to {top:.3g} are beyond what a fit can square in float64 (at most "
+                         f"{MAX_MAGNITUDE:.0e}): divide the series in its query, e.g. `(my_metric) / 1e150`")
 
 
 def _copied(value: Any) -> Any:

@@ -456,6 +456,25 @@ def test_curve_type_override_and_tiny_inputs() -> None:
     assert np.all(fit.lower <= np.nanmin(short.values)) and np.all(fit.upper >= np.nanmax(short.values))
 
 
+@pytest.mark.parametrize("kind", ["seasonal", "intermittent"])
+def test_values_too_large_to_square_get_an_error_that_says_what_to_do(kind: str) -> None:
+    """Near the float64 limit a fit's variances overflow: an intermittent series failed with an
+    AttributeError from inside the ensemble, a seasonal one was classified stable. Now both get a
+    ValueError that names the size and the remedy (a batch reports it as the series' failure)."""
+    from smartmetrics.engine.batch import FitFailure, fit_batch
+
+    s = make(days=4, kind=kind)
+    huge = Series(s.labels, s.timestamps, s.values * 1e200, STEP)
+    with pytest.raises(ValueError, match=r"values up to .*e\+20\d.*divide the series in its query"):
+        fit_series(huge, FitSettings())
+    large = Series(s.labels, s.timestamps, s.values * 1e140, STEP)  # still fine: squares stay finite
+    fit = fit_series(large, FitSettings())
+    assert fit.classification["curve_type"] == kind and np.isfinite(fit.upper).all()
+    failed, fitted = fit_batch([huge, s], FitSettings(), [(), ()])
+    assert isinstance(failed, FitFailure) and "divide the series" in failed.message
+    assert isinstance(fitted, FittedSeries)
+
+
 def replay_onsets(series: Series, start_day: int) -> tuple[int, object]:
     """Alert onsets of a daily walk-forward replay from `start_day`, with the medium policy's alerting."""
     from smartmetrics.engine.firing import AlertRules
