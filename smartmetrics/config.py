@@ -528,6 +528,11 @@ class Baseline(_Strict):
     expr: PromQL
     step: Duration = 300.0
     history: Duration = 14 * 86400.0
+    min_history: Duration = 86400.0
+    """How much history (first to last point) a series needs before it gets a band: until then it is
+    learning (no band, no alert; the stored fit says until when). Under a day, the band is refitted
+    each time the series' history doubles, until it has a day. At most `history` (the default day
+    becomes the history where that is shorter)."""
     horizon: Duration = 86400.0
     sensitivity: Annotated[str | float, BeforeValidator(_check_sensitivity)] = "medium"
     curve_type: Literal[CURVE_TYPES] = "auto"  # type: ignore[valid-type]
@@ -578,6 +583,9 @@ class Baseline(_Strict):
             raise ValueError("history must cover at least two steps")
         if self.horizon < self.step:
             raise ValueError("horizon must be at least one step")
+        if self.min_history < 0 or ("min_history" in self.model_fields_set and self.min_history > self.history):
+            raise ValueError(f"min_history ({format_duration(self.min_history)}) must be between 0 and the "
+                             f"history ({format_duration(self.history)})")
         if self.range is not None:
             lo, hi = self.range
             if any(v is not None and not math.isfinite(v) for v in self.range):

@@ -51,7 +51,7 @@ def fit_settings(baseline: Baseline, alias: str = "", span: tuple[float, float] 
         range=baseline.range, hints=f"{alias} {baseline.expr}",
         local_time=zone_transitions(baseline.timezone),
         holidays=holiday_days(baseline.calendar.holidays if baseline.calendar else None),
-        withdrawn=withdrawn, widened=widened,
+        withdrawn=withdrawn, widened=widened, min_history=int(min(baseline.min_history, baseline.history)),
         **marked,
     )
 
@@ -88,8 +88,8 @@ def fit_fingerprint(baseline: Baseline) -> str:
     `ahead` offsets it exports, or which markers are releases: only how a release moves the history,
     its `settle` and `absorb`, where they are not the defaults)."""
     fields = baseline.model_dump(mode="json", exclude={"alert", "releases", "unit", "ahead"})
-    for key, default in (("timezone", "UTC"), ("calendar", None)):
-        if fields[key] == default:  # the defaults leave the digest as it was before calendars
+    for key, default in (("timezone", "UTC"), ("calendar", None), ("min_history", "1d")):
+        if fields[key] == default:  # the defaults leave the digest as it was before these knobs
             del fields[key]
     releases = baseline.releases
     if releases is not None and (releases.settle, releases.absorb) != RELEASE_DEFAULTS:

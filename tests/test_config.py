@@ -332,3 +332,19 @@ def test_how_releases_move_the_history_is_part_of_the_fit() -> None:
     assert fit_fingerprint(baseline(settle="30m", absorb="both")) == plain
     assert fit_fingerprint(baseline(settle="1h")) != plain
     assert fit_fingerprint(baseline(absorb="down")) not in (plain, fit_fingerprint(baseline(settle="1h")))
+
+
+def test_min_history_defaults_to_a_day_and_never_exceeds_the_history() -> None:
+    from smartmetrics.settings import fit_fingerprint, fit_settings
+
+    baseline = parse_config(MINIMAL).baselines["qps"]
+    assert baseline.min_history == 86400 and fit_settings(baseline).min_history == 86400
+    short = parse_config({**MINIMAL, "baselines": {"qps": {"expr": "up", "history": "6h"}}}).baselines["qps"]
+    assert fit_settings(short).min_history == 6 * 3600  # the default day, for a baseline that reads 6h
+    early = parse_config({**MINIMAL, "baselines": {"qps": {"expr": "up", "min_history": "1h"}}}).baselines["qps"]
+    assert fit_settings(early).min_history == 3600
+    assert fit_fingerprint(early) != fit_fingerprint(baseline)  # a learning time changes the fit
+    for value, problem in (("30d", "min_history (30d) must be between 0 and the history (14d)"),
+                           ("-1h", "min_history")):
+        problems = problems_of({**MINIMAL, "baselines": {"qps": {"expr": "up", "min_history": value}}})
+        assert len(problems) == 1 and problem in problems[0] and "qps" in problems[0]

@@ -48,7 +48,7 @@ from smartmetrics.engine.follow import follow_band
 from smartmetrics.engine.realised import oldest_tally, tally
 from smartmetrics.engine.releases import apply_to_band, needs_data_since, releases_for
 from smartmetrics.engine.series import Series, labels_key
-from smartmetrics.engine.state import BaselineState, SeriesBand
+from smartmetrics.engine.state import BaselineState, SeriesBand, growing
 from smartmetrics.render.promql import selector
 from smartmetrics.settings import events_at, fit_fingerprint
 
@@ -64,10 +64,19 @@ STOP_GRACE = 5.0  # seconds a stop waits for the job under way before the proces
 COVERAGE_LOOKBACK = 86400.0  # after a long stop, tally at most the last day (one bounded query)
 
 
-def _withheld(band: SeriesBand) -> bool:
-    """Whether the fit withheld this series' band (too few points): discovery fits it again."""
-    training = band.meta.get("training") if isinstance(band.meta, dict) else None
-    return isinstance(training, dict) and bool(training.get("withheld"))
+def _due(band: SeriesBand, now: float) -> bool:
+    """Whether discovery fits this series again before the next retrain: its fit withheld the band
+    (too few points; or learning, once `min_history` has passed), or its band is young and its history
+    has doubled since (`engine.state.growing`)."""
+    meta = band.meta if isinstance(band.meta, dict) else {}
+    training = meta.get("training")
+    if not isinstance(training, dict):
+        return False
+    if training.get("withheld"):
+        until = training.get("learning_until")
+        return not isinstance(until, int | float) or now >= until
+    history, end = training.get("history"), meta.get("data_end")
+    return isinstance(history, int | float) and isinstance(end, int | float) and growing(history, end, now)
 
 
 class Daemon:
@@ -306,7 +315,7 @@ class Daemon:
         state = self.states.get(alias)
         known = {b.key for b in state.series} if state else set()
         stale = {k for k in known if now - seen.get(k, now) > self.config.schedule.stale_after}
-        waiting = {b.key for b in state.series if _withheld(b)} if state else set()  # too few points yet
+        waiting = {b.key for b in state.series if _due(b, now)} if state else set()  # too few points, young
         waiting |= set(state.meta.get("unfitted", ())) if state else set()  # not refitted at the last retrain
         new = present - (known - waiting)
         if new or stale:

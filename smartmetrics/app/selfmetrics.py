@@ -19,8 +19,15 @@ from smartmetrics.engine.state import BaselineState, SeriesBand
 
 
 def series_kinds(series: Iterable[SeriesBand]) -> Tally[tuple[str, str]]:
-    """How many bands of each (curve type, heaviest model), from each band's fit metadata."""
-    return Tally((str(b.meta.get("curve_type")), str(b.meta.get("model"))) for b in series)
+    """How many bands of each (curve type, heaviest model), from each band's fit metadata; a series
+    still learning (younger than its baseline's `min_history`: no band yet) counts as `learning`."""
+    return Tally(("learning" if _learning(b) else str(b.meta.get("curve_type")), str(b.meta.get("model")))
+                 for b in series)
+
+
+def _learning(band: SeriesBand) -> bool:
+    training = band.meta.get("training")
+    return isinstance(training, dict) and bool(training.get("withheld")) and "learning_until" in training
 
 
 def settling_count(series: Iterable[SeriesBand]) -> int:

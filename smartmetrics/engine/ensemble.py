@@ -115,6 +115,7 @@ class FitSettings:
     holidays: tuple[int, ...] = ()  # local day numbers (days since 1970-01-01) fitted like a weekend day
     withdrawn: Windows = ()  # maintenance windows: out of training, no band while they last
     widened: Widenings = ()  # expected changes: out of training, the band widened while they last
+    min_history: int = 0  # seconds of history before a band: a younger series is learning (`_learning`)
 
 
 @dataclass
@@ -361,8 +362,39 @@ def fit_series(series: Series, settings: FitSettings, releases: tuple[int, ...] 
     """
     _check_magnitude(series)
     if settings.local_time or settings.holidays or settings.withdrawn or settings.widened:
-        return _fit_on_calendar(series, settings, releases, previous)
-    return _fit_utc(series, settings, releases, previous)
+        fitted = _fit_on_calendar(series, settings, releases, previous)
+    else:
+        fitted = _fit_utc(series, settings, releases, previous)
+    return _learning(fitted, series, settings.min_history)
+
+
+def _learning(fitted: FittedSeries, series: Series, min_history: int) -> FittedSeries:
+    """The fit with the span of history it saw (`training["history"]`, first to last finite point),
+    and its band withheld while that is under `min_history`: a series that appeared an hour ago has
+    not shown its day yet, and a band from its first hours alerts on the rest of it (the daemon's
+    discovery fits it again once `training["learning_until"]` has passed)."""
+    ok = np.flatnonzero(np.isfinite(series.values))
+    if len(ok) == 0:
+        return fitted
+    first = int(series.timestamps[ok[0]])
+    span = int(series.timestamps[ok[-1]]) - first + int(series.step)
+    fitted.training["history"] = span
+    if span >= min_history:
+        return fitted
+    fitted.training["withheld"] = (f"learning: {_hours(span)} of history, a band from {_hours(min_history)} on "
+                                   "(the baseline's min_history)")
+    fitted.training["learning_until"] = first + int(min_history)
+    none = np.full(len(fitted.yhat), np.nan)
+    return dataclasses.replace(fitted, yhat=none, lower=none.copy(), upper=none.copy())
+
+
+def _hours(seconds: float) -> str:
+    """`2.5h`, `24h`: a span of history as a person reads it.
+
+    >>> _hours(9000), _hours(86400)
+    ('2.5h', '24h')
+    """
+    return f"{seconds / 3600:.3g}h"
 
 
 # Largest finite |value| a fit takes: its variances square values, and a square above ~1.8e308 is

@@ -31,6 +31,7 @@ from smartmetrics.engine.follow import replay_follow
 from smartmetrics.engine.ranges import clip_band, stored_range
 from smartmetrics.engine.releases import SETTLE, replay_releases
 from smartmetrics.engine.series import Series
+from smartmetrics.engine.state import GROWING
 from smartmetrics.engine.stuck import held_seconds
 from smartmetrics.engine.sustained import rolling_mean, window_seconds
 
@@ -59,17 +60,45 @@ def slice_series(series: Series, start: int, stop: int) -> Series:
     )
 
 
-def period_starts(series: Series, retrain_every: int, min_history: int) -> list[int]:
+def period_starts(series: Series, retrain_every: int, min_history: int, young: int = 0) -> list[int]:
     """Retrain times: multiples of `retrain_every` (a daily cron at 00:00 UTC) once `min_history` exists.
+
+    With `young` (seconds), as the daemon lives a series that appears: its first band after `young`
+    of history (`ensemble.MIN_YOUNG` points: discovery's first fit that is not withheld), refitted
+    each time its history doubles while that is under a day (`smartmetrics.engine.state.growing`), and
+    at every daily retrain from then on; `min_history` is not used.
 
     >>> s = Series({}, np.arange(0, 3 * DAY, 3600), np.zeros(72), 3600)
     >>> period_starts(s, DAY, DAY)
     [86400, 172800]
+    >>> [t // 3600 for t in period_starts(s, DAY, DAY, young=3 * 3600)]
+    [3, 6, 12, 24, 48]
     """
     if len(series) == 0:
         return []
-    first = -(-(series.start + min_history) // retrain_every) * retrain_every
-    return list(range(first, series.end + 1, retrain_every))
+    if young <= 0:
+        first = -(-(series.start + min_history) // retrain_every) * retrain_every
+        return list(range(first, series.end + 1, retrain_every))
+    out, t = [], series.start + young
+    while t <= series.end:
+        out.append(t)
+        retrain = (t // retrain_every + 1) * retrain_every
+        span = t - series.start  # the history of the fit just made: refitted as it doubles while young
+        t = min(retrain, series.start + 2 * span) if span < GROWING else retrain
+    return out
+
+
+def first_band(step: int, min_history: float) -> int:
+    """Seconds from a series' first point to its first band in the daemon: `min_history`, or the
+    points a fit needs before it gives a band (`ensemble.MIN_YOUNG`) if that is longer. Pass it to
+    `period_starts` as `young`.
+
+    >>> first_band(300, 86400), first_band(300, 0)
+    (86400, 3600)
+    """
+    from smartmetrics.engine.ensemble import MIN_YOUNG
+
+    return max(MIN_YOUNG * int(step), int(min_history))
 
 
 @dataclass(frozen=True)
@@ -137,22 +166,24 @@ class WalkForward:
 
 
 def walk_forward_band(
-    series: Series, fit: FitFn, *, retrain_every: int, history: int, min_history: int
+    series: Series, fit: FitFn, *, retrain_every: int, history: int, min_history: int, young: int = 0
 ) -> WalkForward:
-    """Bands for every point, each period predicted by a model fitted only on data before it."""
+    """Bands for every point, each period predicted by a model fitted only on data before it (periods
+    from `period_starts`)."""
     n = len(series)
     yhat, lower, upper, stuck, mean_lower, mean_upper, floor, ceiling = (np.full(n, np.nan) for _ in range(8))
     periods = []
-    for boundary in period_starts(series, retrain_every, min_history):
+    starts = period_starts(series, retrain_every, min_history, young)
+    for boundary, stop in zip(starts, [*starts[1:], starts[-1] + retrain_every] if starts else [], strict=True):
         train = slice_series(series, boundary - history, boundary)
         if train.observed == 0:
             continue
-        target = (series.timestamps >= boundary) & (series.timestamps < boundary + retrain_every)
-        horizon = boundary + retrain_every - train.end
+        target = (series.timestamps >= boundary) & (series.timestamps < stop)
+        horizon = stop - train.end
         model = fit(train, int(horizon))
         if model is None:
             continue
-        periods.append((boundary, boundary + retrain_every))
+        periods.append((boundary, stop))
         y, lo, hi = model.band_at(series.timestamps[target])
         yhat[target], lower[target], upper[target] = y, lo, hi
         limit = getattr(model, "stuck_after", 0)
@@ -246,16 +277,18 @@ def assemble_frame(
 def backtest_series(
     series: Series, fit: FitFn, rules: AlertRules, *, retrain_every: int = DAY, history: int = 14 * DAY,
     min_history: int = DAY, releases: tuple[float, ...] = (), settle: float = SETTLE, absorb: str = "both",
-    follow: float = 0.0, follow_absorb: str = "both", widen: WidenFn | None = None,
+    follow: float = 0.0, follow_absorb: str = "both", widen: WidenFn | None = None, young: int = 0,
 ) -> pd.DataFrame:
     """Walk-forward replay of one series with a retrained model; one row per input point, alerts as
     `rules` fire them.
 
     With `widen` each retrain's band is widened as on-call's feedback given before it asks; with
     `releases` (Unix seconds) each model's band is re-anchored after them (`smartmetrics.engine.releases`);
-    with `follow` (seconds) it follows a level the series stays at that long (`smartmetrics.engine.follow`).
+    with `follow` (seconds) it follows a level the series stays at that long (`smartmetrics.engine.follow`);
+    with `young` (seconds), retrains as the daemon's for a series that appears (`period_starts`).
     """
-    band = walk_forward_band(series, fit, retrain_every=retrain_every, history=history, min_history=min_history)
+    band = walk_forward_band(series, fit, retrain_every=retrain_every, history=history, min_history=min_history,
+                             young=young)
     band = band.with_feedback(series, widen).with_releases(series, releases, settle, absorb)
     band = band.with_follow(series, follow, follow_absorb)
     return band_frame(series, band, rules)
@@ -269,6 +302,7 @@ def band_frame(series: Series, band: WalkForward, rules: AlertRules) -> pd.DataF
 
 def backtest_live(
     series: Series, band: BandFn, rules: AlertRules, *, retrain_every: int = DAY, min_history: int = DAY,
+    young: int = 0,
 ) -> pd.DataFrame:
     """Replay of a rule-based detector whose band is computed causally from live data (no retrain).
 
@@ -276,7 +310,7 @@ def backtest_live(
     as the retrained ones.
     """
     yhat, lower, upper = (np.asarray(a, dtype=np.float64).copy() for a in band(series))
-    starts = period_starts(series, retrain_every, min_history)
+    starts = period_starts(series, retrain_every, min_history, young)
     early = series.timestamps < (starts[0] if starts else series.end + 1)
     for arr in (yhat, lower, upper):
         arr[early] = np.nan

@@ -30,6 +30,7 @@ from smartmetrics.evaluation.backtest import (
     backtest_live,
     backtest_series,
     band_frame,
+    first_band,
     walk_forward_band,
 )
 from smartmetrics.evaluation.peers import (
@@ -68,7 +69,9 @@ class Replay:
     sensitivity: str | float = "medium"
     retrain_every: int = DAY
     history: int = 14 * DAY
-    min_history: int = DAY
+    min_history: int = DAY  # a baseline's default `min_history`
+    young: bool = True  # the first band as the daemon's discovery fits it (`backtest.first_band`), not at
+    # the first daily retrain after `min_history`
     for_points: int | None = None
     settle: float = SETTLE
     follow: float = FOLLOW
@@ -167,12 +170,13 @@ class _SharedProphet:
 
 
 def smartmetrics_fit(sensitivity: str | float, releases: tuple[int, ...] = (), settle: float = SETTLE,
-                     absorb: str = "both") -> Callable[[Series, int], object]:
-    """The engine under test as a backtest fit function; each fit is told the `releases` in its
-    training data (none after it), as the daemon's retrain is."""
+                     absorb: str = "both", min_history: int = DAY) -> Callable[[Series, int], object]:
+    """The engine under test as a backtest fit function, with a baseline's defaults; each fit is told
+    the `releases` in its training data (none after it), as the daemon's retrain is."""
     from smartmetrics.engine.ensemble import FitSettings, walk_forward_fit
 
-    return walk_forward_fit(FitSettings(sensitivity=sensitivity, settle=settle, absorb=absorb), releases)
+    settings = FitSettings(sensitivity=sensitivity, settle=settle, absorb=absorb, min_history=min_history)
+    return walk_forward_fit(settings, releases)
 
 
 def run_case(case: Case, detectors: tuple[str, ...], replay: Replay) -> dict[str, Run]:
@@ -181,7 +185,8 @@ def run_case(case: Case, detectors: tuple[str, ...], replay: Replay) -> dict[str
 
     quiet_prophet()
     series, runs, prophet = case.series, {}, _SharedProphet()
-    common = dict(retrain_every=replay.retrain_every, min_history=replay.min_history)
+    common = dict(retrain_every=replay.retrain_every, min_history=replay.min_history,
+                  young=first_band(series.step, replay.min_history) if replay.young else 0)
     for name in detectors:
         if name == "grafana-adaptive":
             start = time.perf_counter()
@@ -273,7 +278,7 @@ def run_backtest_series(
     frame = backtest_series(
         series, smartmetrics_fit(sensitivity, releases, settle, absorb), rules, retrain_every=retrain_every,
         history=history, min_history=min(DAY, history), releases=releases, settle=settle, absorb=absorb,
-        follow=follow, follow_absorb=follow_absorb, widen=widen,
+        follow=follow, follow_absorb=follow_absorb, widen=widen, young=first_band(series.step, min(DAY, history)),
     )
     write_frame(frame, out)
     return frame

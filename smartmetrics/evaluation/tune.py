@@ -30,7 +30,7 @@ from smartmetrics.engine.calendars import Windows
 from smartmetrics.engine.firing import AlertRules, Fired
 from smartmetrics.engine.releases import SETTLE
 from smartmetrics.engine.series import Series
-from smartmetrics.evaluation.backtest import DAY, replay_alerts, walk_forward_band
+from smartmetrics.evaluation.backtest import DAY, first_band, replay_alerts, walk_forward_band
 
 WEEK = 7 * DAY
 RECORDED_WEEKS = 4  # how far back `recorded_rate` counts the alerts Alertmanager reported
@@ -195,12 +195,13 @@ FitFactory = Callable[[float | str, tuple[int, ...]], Callable[[Series, int], ob
 
 def replay_series(series: Series, fit: Callable[[Series, int], object], history: int,
                   releases: tuple[int, ...] = (), settle: float = SETTLE, absorb: str = "both",
-                  follow: Follow | None = None) -> Replay:
-    """The walk-forward band of one series (daily retrain on `history` before each day), re-anchored
-    after its `releases` (pass a fit told the same releases) and following new levels as the
-    baseline's `follow` says (None: never), as the daemon would."""
+                  follow: Follow | None = None, min_history: int = DAY) -> Replay:
+    """The walk-forward band of one series (its first band after `min_history`, then a daily retrain
+    on `history` before each day), re-anchored after its `releases` (pass a fit told the same
+    releases) and following new levels as the baseline's `follow` says (None: never), as the daemon would."""
     band = walk_forward_band(series, fit, retrain_every=DAY, history=history,  # type: ignore[arg-type]
-                             min_history=min(DAY, history)).with_releases(series, releases, settle, absorb)
+                             min_history=min(DAY, history), young=first_band(series.step, min(min_history, history))
+                             ).with_releases(series, releases, settle, absorb)
     if follow is not None:
         band = band.with_follow(series, follow.after, follow.absorb)
     return Replay(series.timestamps, series.values, band.yhat, band.lower, band.upper, series.step,
@@ -216,7 +217,8 @@ def replay_baseline(baseline: Baseline, series: Sequence[Series], sensitivity: f
     settings = fit_settings(baseline)  # the settle time and absorb of its releases, if any
     known = (releases or {}) if baseline.releases is not None else {}
     return [replay_series(one, fit_factory(sensitivity, known.get(one.key, ())), int(baseline.history),
-                          known.get(one.key, ()), settings.settle, settings.absorb, baseline.follow) for one in series]
+                          known.get(one.key, ()), settings.settle, settings.absorb, baseline.follow,
+                          int(baseline.min_history)) for one in series]
 
 
 def tune_baseline(alias: str, baseline: Baseline, series: Sequence[Series], budget: float, fit_factory: FitFactory,

@@ -599,6 +599,56 @@ def test_a_series_with_a_handful_of_points_gets_its_band_as_soon_as_discovery_se
     assert served == {"a", "young"}
 
 
+def test_a_new_series_learns_for_a_day_then_discovery_gives_it_its_band(offline_daemon) -> None:
+    """A series that appeared two hours before the retrain: fitted, but no band served (`min_history`,
+    a day by default) and counted as learning. Discovery leaves it alone until its day has passed
+    (no full fetch for it meanwhile), then fits it and serves its band."""
+    from smartmetrics.app.selfmetrics import series_kinds
+    from smartmetrics.engine.series import Series
+
+    daemon = offline_daemon
+    old, full = series_for("a", 1), series_for("b", 2)
+    step, t = full.step, full.timestamps
+    first = int(t[-25 * 3600 // step])
+
+    def since(stop: int) -> Series:
+        return Series(full.labels, t, np.where((t >= first) & (t < stop), full.values, np.nan), step)
+
+    source = FakeSource([old, since(first + 2 * 3600)])
+    daemon.fetch = source
+    assert daemon.retrain()[0].fitted == 2
+    band = next(b for b in daemon.states["rate"].series if b.labels["instance"] == "b")
+    assert band.meta["training"]["learning_until"] == first + 86400
+    assert ("learning", band.meta["model"]) in series_kinds(daemon.states["rate"].series)
+    served = lambda: {labels["instance"] for labels, *_ in daemon._snapshot.values_at(full.end + step)}  # noqa: E731
+    assert served() == set()
+    baseline, calls = daemon.config.baselines["rate"], source.calls
+    daemon._discover_one("rate", baseline, first + 3 * 3600)
+    assert source.calls == calls + 1  # the listing of what is present, no fetch of history to fit
+    source.series = [old, since(first + 86400 + step)]
+    daemon._discover_one("rate", baseline, first + 86400 + step)
+    assert source.calls == calls + 3 and served() == {"b"}
+
+
+def test_discovery_refits_a_young_band_each_time_its_history_doubles() -> None:
+    """With a `min_history` under a day a series gets its band from its first hours; discovery fits it
+    again as its history doubles (2h -> 4h -> ...), and leaves a day-old band to the daily retrain."""
+    from smartmetrics.app.daemon import _due
+    from smartmetrics.engine.state import SeriesBand
+
+    def band(training: dict, end: int) -> SeriesBand:
+        return SeriesBand({}, end, 300, np.zeros(2), np.zeros(2), np.zeros(2),
+                          meta={"training": training, "data_end": end})
+
+    young = band({"history": 7200}, 100_000)
+    assert not _due(young, 100_000 + 7199) and _due(young, 100_000 + 7200)
+    assert not _due(band({"history": 86400}, 100_000), 100_000 + 5 * 86400)
+    assert not _due(band({}, 100_000), 100_000 + 5 * 86400)  # stored before `history` was recorded
+    learning = band({"withheld": "learning: ...", "learning_until": 150_000}, 100_000)
+    assert not _due(learning, 149_999) and _due(learning, 150_000)
+    assert _due(band({"withheld": "only 11 points"}, 100_000), 100_001)  # too few points: every discovery
+
+
 def test_bad_source_values_never_replace_good_bands(offline_daemon) -> None:
     from smartmetrics.engine.series import Series
 

@@ -475,6 +475,23 @@ def test_values_too_large_to_square_get_an_error_that_says_what_to_do(kind: str)
     assert isinstance(fitted, FittedSeries)
 
 
+def test_a_series_younger_than_min_history_is_learning_and_says_until_when() -> None:
+    """A series that appeared six hours ago (its grid reaches back further, as a range query's does):
+    no band yet, a reason, and the time its band is due; with a day of history it has its band."""
+    s = make(days=3)
+    young = s.values.copy()
+    young[: -6 * 3600 // STEP] = np.nan
+    fit = fit_series(Series(s.labels, s.timestamps, young, STEP), FitSettings(min_history=DAY))
+    first = int(s.timestamps[-6 * 3600 // STEP])
+    assert fit.training["history"] == 6 * 3600
+    assert np.isnan(fit.upper).all() and np.isnan(fit.yhat).all()
+    assert fit.training["withheld"].startswith("learning: 6h of history, a band from 24h on")
+    assert fit.training["learning_until"] == first + DAY
+    old = fit_series(s, FitSettings(min_history=DAY))
+    assert "withheld" not in old.training and np.isfinite(old.upper).all() and old.training["history"] == 3 * DAY
+    assert np.isfinite(fit_series(Series(s.labels, s.timestamps, young, STEP), FitSettings()).upper).all()
+
+
 def replay_onsets(series: Series, start_day: int) -> tuple[int, object]:
     """Alert onsets of a daily walk-forward replay from `start_day`, with the medium policy's alerting."""
     from smartmetrics.engine.firing import AlertRules

@@ -53,6 +53,33 @@ def test_model_never_sees_data_at_or_after_the_period_it_predicts() -> None:
     assert all(end + horizon >= end + DAY for _, end, horizon in seen)
 
 
+@pytest.mark.parametrize(("min_history", "fits_at"), [
+    (DAY, [34, 48, 72, 96]),  # its first band a day after its first point, as discovery gives it
+    (3 * STEP, [22, 24, 38, 48, 72, 96]),  # from MIN_YOUNG points; refitted as its history doubles, then daily
+])
+def test_the_replay_gives_a_series_its_bands_when_the_daemon_would(min_history: int, fits_at: list[int]) -> None:
+    """A series whose first point comes at 10:00: the daemon's discovery gives it its band once it has
+    `min_history` (`first_band`), not at the first midnight after it; young bands are refitted as their
+    history doubles (`engine.state.growing`). Every fit predicts up to the next one, on data before it."""
+    from smartmetrics.evaluation.backtest import first_band
+
+    series = hourly(5)
+    series = Series(series.labels, series.timestamps[10:], series.values[10:], STEP)
+    seen: list[tuple[int, int]] = []
+
+    def spy(train: Series, horizon: int) -> ConstantBand:
+        seen.append((int(train.timestamps.max()) + STEP, horizon))
+        return mean_fit(train, horizon)
+
+    young = first_band(STEP, min_history)
+    band = walk_forward_band(series, spy, retrain_every=DAY, history=14 * DAY, min_history=DAY, young=young)
+    assert [at // STEP for at, _ in seen] == fits_at
+    assert [b // STEP for b, _ in band.periods] == fits_at
+    assert all(at + horizon - STEP == stop for (at, horizon), (_, stop) in zip(seen, band.periods, strict=True))
+    banded = series.timestamps[np.isfinite(band.upper)]
+    assert banded[0] == 10 * STEP + young
+
+
 def test_changing_the_future_does_not_change_earlier_bands() -> None:
     series = hourly(4)
     base = backtest_series(series, mean_fit, points(1), retrain_every=DAY, history=3 * DAY)
