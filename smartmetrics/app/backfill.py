@@ -34,7 +34,7 @@ from smartmetrics.config import Config, redact_url
 from smartmetrics.engine.calendars import Windows
 from smartmetrics.engine.firing import AlertRules
 from smartmetrics.engine.series import Series
-from smartmetrics.evaluation.backtest import WidenFn, backtest_series
+from smartmetrics.evaluation.backtest import WidenFn, backtest_series, first_band
 from smartmetrics.render.promql import selector
 from smartmetrics.settings import baseline_fit, fit_settings
 
@@ -47,7 +47,8 @@ def replay(config: Config, alias: str, series: Series, releases: tuple[int, ...]
            min_history: int = DAY, observed: Mapping[str, Windows] | None = None,
            widen: WidenFn | None = None) -> pd.DataFrame:
     """Walk-forward replay of one series as the daemon would have lived it: a retrain every day on
-    the trailing `history`, from `min_history` of data on (its `releases` re-levelled in training and
+    the trailing `history`, its first band `min_history` (or the baseline's own, if longer) after its
+    first point, as discovery gives it (`evaluation.backtest.first_band`; its `releases` re-levelled in training and
     re-anchored after, when the baseline reads release markers; `follow` as configured; calendar
     events as planned, a PromQL event where `observed` found it on; each retrain's band widened by
     `widen`, on-call's feedback, where given)."""
@@ -57,6 +58,7 @@ def replay(config: Config, alias: str, series: Series, releases: tuple[int, ...]
     return backtest_series(
         series, baseline_fit(baseline, releases=releases, alias=alias, observed=observed), AlertRules.of_baseline(baseline),
         history=int(baseline.history), min_history=min_history,
+        young=first_band(series.step, max(min_history, settings.min_history)),
         releases=releases if baseline.releases is not None else (), settle=settings.settle, absorb=settings.absorb,
         follow=follow.after if follow else 0.0, follow_absorb=follow.absorb if follow else "both", widen=widen,
     )

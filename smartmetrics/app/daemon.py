@@ -64,10 +64,10 @@ STOP_GRACE = 5.0  # seconds a stop waits for the job under way before the proces
 COVERAGE_LOOKBACK = 86400.0  # after a long stop, tally at most the last day (one bounded query)
 
 
-def _due(band: SeriesBand, now: float) -> bool:
+def _due(band: SeriesBand, now: float, window: float) -> bool:
     """Whether discovery fits this series again before the next retrain: its fit withheld the band
     (too few points; or learning, once `min_history` has passed), or its band is young and its history
-    has doubled since (`engine.state.growing`)."""
+    has doubled since (`engine.state.growing`; `window` is the baseline's `history`)."""
     meta = band.meta if isinstance(band.meta, dict) else {}
     training = meta.get("training")
     if not isinstance(training, dict):
@@ -76,7 +76,7 @@ def _due(band: SeriesBand, now: float) -> bool:
         until = training.get("learning_until")
         return not isinstance(until, int | float) or now >= until
     history, end = training.get("history"), meta.get("data_end")
-    return isinstance(history, int | float) and isinstance(end, int | float) and growing(history, end, now)
+    return isinstance(history, int | float) and isinstance(end, int | float) and growing(history, end, now, window)
 
 
 class Daemon:
@@ -315,7 +315,7 @@ class Daemon:
         state = self.states.get(alias)
         known = {b.key for b in state.series} if state else set()
         stale = {k for k in known if now - seen.get(k, now) > self.config.schedule.stale_after}
-        waiting = {b.key for b in state.series if _due(b, now)} if state else set()  # too few points, young
+        waiting = {b.key for b in state.series if _due(b, now, baseline.history)} if state else set()  # young
         waiting |= set(state.meta.get("unfitted", ())) if state else set()  # not refitted at the last retrain
         new = present - (known - waiting)
         if new or stale:

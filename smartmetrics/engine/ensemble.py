@@ -370,9 +370,10 @@ def fit_series(series: Series, settings: FitSettings, releases: tuple[int, ...] 
 
 def _learning(fitted: FittedSeries, series: Series, min_history: int) -> FittedSeries:
     """The fit with the span of history it saw (`training["history"]`, first to last finite point),
-    and its band withheld while that is under `min_history`: a series that appeared an hour ago has
-    not shown its day yet, and a band from its first hours alerts on the rest of it (the daemon's
-    discovery fits it again once `training["learning_until"]` has passed)."""
+    and its band withheld while that is under `min_history`, its stuck and sustained alerts off: a
+    series that appeared an hour ago has not shown its day yet, and a band from its first hours
+    alerts on the rest of it (the daemon's discovery fits it again once `training["learning_until"]`
+    has passed)."""
     ok = np.flatnonzero(np.isfinite(series.values))
     if len(ok) == 0:
         return fitted
@@ -384,6 +385,8 @@ def _learning(fitted: FittedSeries, series: Series, min_history: int) -> FittedS
     fitted.training["withheld"] = (f"learning: {_hours(span)} of history, a band from {_hours(min_history)} on "
                                    "(the baseline's min_history)")
     fitted.training["learning_until"] = first + int(min_history)
+    fitted.training["stuck_after"] = 0  # no alert of any kind while learning: neither stuck...
+    fitted.training.pop("sustained", None)  # ...nor sustained
     none = np.full(len(fitted.yhat), np.nan)
     return dataclasses.replace(fitted, yhat=none, lower=none.copy(), upper=none.copy())
 

@@ -35,17 +35,20 @@ def json_safe(value: Any) -> Any:
 GROWING = 86400  # a band fitted on less history than this is refitted as its history doubles
 
 
-def growing(history: float, data_end: float, now: float) -> bool:
+def growing(history: float, data_end: float, now: float, window: float = float("inf")) -> bool:
     """Whether a band fitted on `history` seconds of a series (`training["history"]`) up to `data_end`
-    is due a refit at `now` between daily retrains: fitted on less than `GROWING` (a day), with twice
-    that history at hand now. A baseline whose `min_history` is under a day gives a series its band
-    from its first hours; without the refits it would keep that band until the next daily retrain,
-    and a day's rise it never saw would alert all afternoon.
+    is due a refit at `now` between daily retrains: fitted on less than `GROWING` (a day) and less than
+    half the baseline's `window` (its `history`, which a fit can never exceed), with twice that
+    history at hand now. A baseline whose `min_history` is under a day gives a series its band from its
+    first hours; without the refits it would keep that band until the next daily retrain, and a
+    day's rise it never saw would alert all afternoon.
 
     >>> growing(3600, 3600, 7199), growing(3600, 3600, 7200), growing(86400, 86400, 10 * 86400)
     (False, True, False)
+    >>> growing(3 * 3600, 3 * 3600, 10 * 86400, window=6 * 3600)  # half a 6h window: grown
+    False
     """
-    return 0 < history < GROWING and now - (data_end - history) >= 2 * history
+    return 0 < history < min(GROWING, window / 2) and now - (data_end - history) >= 2 * history
 
 
 @dataclass(frozen=True)

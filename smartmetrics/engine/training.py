@@ -456,14 +456,20 @@ def episodes(above: np.ndarray, step: int) -> np.ndarray:
     >>> episodes(np.array([1, 0, 0, 1, 0] + [0] * 12 + [1], dtype=bool), 300).astype(int).tolist()[:6]
     [1, 1, 1, 1, 0, 0]
     """
-    return bridge(above, -(-BLIP_GAP // max(step, 1)) - 2)
+    return bridge(above, _gap_points(step))
 
 
-def _long_runs(spans: np.ndarray, above: np.ndarray, step: int) -> np.ndarray:
+def _gap_points(step: int) -> int:
+    """The most points between two blips of one episode (`BLIP_GAP` apart at most)."""
+    return -(-BLIP_GAP // max(step, 1)) - 2
+
+
+def _long_runs(spans: np.ndarray, above: np.ndarray, step: int, gap: int = 0) -> np.ndarray:
     """The points of the runs of `spans` that `one_off_episodes` calls incidents before asking whether
     they recur: long (`LONG_EPISODE`), or holding at least `BURST_BLIPS` points of `above`, either
-    `LONG_FACTOR` times the usual run's; at most `MAX_EXCURSION` long and not under way at the end;
-    none when they would hold more than `MAX_EXCURSION_SHARE` of the points."""
+    `LONG_FACTOR` times the usual run's; at most `MAX_EXCURSION` long and not under way at the end
+    (ending in the last `gap` + 1 points: a burst whose last blip came a scrape ago goes on); none
+    when they would hold more than `MAX_EXCURSION_SHARE` of the points."""
     runs, count = label_runs(spans)
     if count == 0:
         return np.zeros(len(spans), dtype=bool)
@@ -472,8 +478,9 @@ def _long_runs(spans: np.ndarray, above: np.ndarray, step: int) -> np.ndarray:
     long = (lengths * step > max(LONG_EPISODE, LONG_FACTOR * float(np.median(lengths)) * step)) \
         | (blips >= BURST_BLIPS) & (blips > LONG_FACTOR * float(np.median(blips)))
     long &= lengths * step <= MAX_EXCURSION
-    if runs[-1] > 0:
-        long[runs[-1] - 1] = False  # still under way
+    last = np.flatnonzero(runs)[-1]
+    if last >= len(runs) - 1 - max(gap, 0):
+        long[runs[last] - 1] = False  # still under way
     points = np.isin(runs, np.flatnonzero(long) + 1)
     if points.sum() > MAX_EXCURSION_SHARE * len(points):
         return np.zeros(len(spans), dtype=bool)
@@ -498,7 +505,7 @@ def one_off_episodes(above: np.ndarray, timestamps: np.ndarray, step: int) -> np
     """
     if step <= 0:
         return np.zeros(len(above), dtype=bool)
-    points = _long_runs(above, above, step) | _long_runs(episodes(above, step), above, step)
+    points = _long_runs(above, above, step) | _long_runs(episodes(above, step), above, step, _gap_points(step))
     if not points.any():
         return points
     return points & ~recurring(points, points.astype(np.float64), timestamps)

@@ -60,31 +60,37 @@ def slice_series(series: Series, start: int, stop: int) -> Series:
     )
 
 
-def period_starts(series: Series, retrain_every: int, min_history: int, young: int = 0) -> list[int]:
+def period_starts(series: Series, retrain_every: int, min_history: int, young: int = 0,
+                  history: float = float("inf")) -> list[int]:
     """Retrain times: multiples of `retrain_every` (a daily cron at 00:00 UTC) once `min_history` exists.
 
-    With `young` (seconds), as the daemon lives a series that appears: its first band after `young`
-    of history (`ensemble.MIN_YOUNG` points: discovery's first fit that is not withheld), refitted
-    each time its history doubles while that is under a day (`smartmetrics.engine.state.growing`), and
-    at every daily retrain from then on; `min_history` is not used.
+    With `young` (seconds), as the daemon lives a series that appears: its first band `young` after
+    its first point (`first_band`), refitted each time its history doubles while it is young
+    (`smartmetrics.engine.state.growing`, in a `history` window), and at every daily retrain from
+    then on; `min_history` is not used.
 
     >>> s = Series({}, np.arange(0, 3 * DAY, 3600), np.zeros(72), 3600)
     >>> period_starts(s, DAY, DAY)
     [86400, 172800]
     >>> [t // 3600 for t in period_starts(s, DAY, DAY, young=3 * 3600)]
     [3, 6, 12, 24, 48]
+    >>> s.values[:30] = np.nan  # on a fetch's grid, the series' first point at 30h
+    >>> [t // 3600 for t in period_starts(s, DAY, DAY, young=3 * 3600)]
+    [33, 36, 42, 48, 66]
     """
-    if len(series) == 0:
+    seen = series.timestamps[np.isfinite(series.values)]
+    if len(seen) == 0:
         return []
     if young <= 0:
         first = -(-(series.start + min_history) // retrain_every) * retrain_every
         return list(range(first, series.end + 1, retrain_every))
-    out, t = [], series.start + young
+    start = int(seen[0])
+    out, t = [], start + young
     while t <= series.end:
         out.append(t)
         retrain = (t // retrain_every + 1) * retrain_every
-        span = t - series.start  # the history of the fit just made: refitted as it doubles while young
-        t = min(retrain, series.start + 2 * span) if span < GROWING else retrain
+        span = t - start  # the history of the fit just made: refitted as it doubles while young
+        t = min(retrain, start + 2 * span) if span < min(GROWING, history / 2) else retrain
     return out
 
 
@@ -173,7 +179,7 @@ def walk_forward_band(
     n = len(series)
     yhat, lower, upper, stuck, mean_lower, mean_upper, floor, ceiling = (np.full(n, np.nan) for _ in range(8))
     periods = []
-    starts = period_starts(series, retrain_every, min_history, young)
+    starts = period_starts(series, retrain_every, min_history, young, history)
     for boundary, stop in zip(starts, [*starts[1:], starts[-1] + retrain_every] if starts else [], strict=True):
         train = slice_series(series, boundary - history, boundary)
         if train.observed == 0:

@@ -203,7 +203,8 @@ def run_case(case: Case, detectors: tuple[str, ...], replay: Replay) -> dict[str
             band = walk_forward_band(series, timed, history=replay.history, **common).with_follow(series, replay.follow)
             frame = band_frame(series, band, rules)
             if WITH_RELEASES in detectors:
-                told = _Timed(smartmetrics_fit(replay.sensitivity, case.releases, replay.settle))
+                told = _Timed(smartmetrics_fit(replay.sensitivity, case.releases, replay.settle,
+                                               min_history=replay.min_history))
                 moved = walk_forward_band(series, told, history=replay.history, **common).with_releases(
                     series, case.releases, replay.settle, "both").with_follow(series, replay.follow)
                 runs[WITH_RELEASES] = Run(band_frame(series, moved, rules), k, told.seconds,
@@ -219,7 +220,7 @@ def _retrained(name: str, replay: Replay, prophet: _SharedProphet) -> tuple[int,
     """`for` points, fit function and (for prophet) interval width of a retrained detector."""
     if name == SMARTMETRICS:
         k = replay.for_points or band_policy(replay.sensitivity).for_points
-        return k, smartmetrics_fit(replay.sensitivity), 0.0
+        return k, smartmetrics_fit(replay.sensitivity, min_history=replay.min_history), 0.0
     if name == "prophet-bands":
         return 1, prophet.fit_for(0.8), 0.8
     if name == "prophet-bands-99":
@@ -276,7 +277,8 @@ def run_backtest_series(
     following new levels after `follow` seconds); write the table to `out`."""
     rules = rules or AlertRules.of_sensitivity(sensitivity)
     frame = backtest_series(
-        series, smartmetrics_fit(sensitivity, releases, settle, absorb), rules, retrain_every=retrain_every,
+        series, smartmetrics_fit(sensitivity, releases, settle, absorb, min(DAY, history)), rules,
+        retrain_every=retrain_every,
         history=history, min_history=min(DAY, history), releases=releases, settle=settle, absorb=absorb,
         follow=follow, follow_absorb=follow_absorb, widen=widen, young=first_band(series.step, min(DAY, history)),
     )

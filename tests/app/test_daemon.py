@@ -640,13 +640,18 @@ def test_discovery_refits_a_young_band_each_time_its_history_doubles() -> None:
         return SeriesBand({}, end, 300, np.zeros(2), np.zeros(2), np.zeros(2),
                           meta={"training": training, "data_end": end})
 
+    window = 14 * 86400
     young = band({"history": 7200}, 100_000)
-    assert not _due(young, 100_000 + 7199) and _due(young, 100_000 + 7200)
-    assert not _due(band({"history": 86400}, 100_000), 100_000 + 5 * 86400)
-    assert not _due(band({}, 100_000), 100_000 + 5 * 86400)  # stored before `history` was recorded
-    learning = band({"withheld": "learning: ...", "learning_until": 150_000}, 100_000)
-    assert not _due(learning, 149_999) and _due(learning, 150_000)
-    assert _due(band({"withheld": "only 11 points"}, 100_000), 100_001)  # too few points: every discovery
+    assert not _due(young, 100_000 + 7199, window) and _due(young, 100_000 + 7200, window)
+    assert not _due(band({"history": 86400}, 100_000), 100_000 + 5 * 86400, window)
+    assert not _due(band({}, 100_000), 100_000 + 5 * 86400, window)  # stored before `history` was recorded
+    learning = band({"withheld": "learning: ...", "learning_until": 150_000.0}, 100_000)  # as JSON gives it
+    assert not _due(learning, 149_999, window) and _due(learning, 150_000, window)
+    assert _due(band({"withheld": "only 11 points"}, 100_000), 100_001, window)  # too few points: every discovery
+    # a baseline that reads 6h: a fit has at most 6h, so a band from 3h on is grown, not refitted for ever
+    assert _due(young, 100_000 + 7200, 6 * 3600)
+    assert not _due(band({"history": 6 * 3600}, 100_000), 100_000 + 86400, 6 * 3600)
+    assert not _due(band({"history": 3 * 3600}, 100_000), 100_000 + 86400, 6 * 3600)
 
 
 def test_bad_source_values_never_replace_good_bands(offline_daemon) -> None:

@@ -200,6 +200,23 @@ def test_a_burst_of_blips_is_one_incident_not_a_dozen_blips() -> None:
     assert "excursions" not in habit.training and np.max(habit.upper) >= 0.014
 
 
+@pytest.mark.parametrize("quiet", [0, 1, 5])
+def test_a_burst_of_blips_still_under_way_is_not_masked(quiet: int) -> None:
+    """A burst in the last hour may be the series' new normal: kept whether its last blip is the last
+    scrape or came a few scrapes before it (it used to flip between retrains on that)."""
+    from smartmetrics.engine.training import one_off_episodes
+
+    t = EPOCH + STEP * np.arange(7 * DAY // STEP, dtype=np.int64)
+    above = np.zeros(len(t), dtype=bool)
+    above[::36] = True  # a blip every three hours
+    end = len(t) - quiet
+    above[end - 13:end:2] = True  # seven blips in the hour up to `quiet` scrapes before the end
+    above[end:] = False
+    assert not one_off_episodes(above, t, STEP)[-20:].any()
+    earlier = np.roll(above, -3 * DAY // STEP)  # the same burst three days before the end: an incident
+    assert one_off_episodes(earlier, t, STEP).sum() >= 7
+
+
 def test_a_gauge_at_zero_with_a_blip_on_most_days_keeps_its_blips_inside_the_band() -> None:
     """Seven blips in two weeks, each on a day of its own: too few to call the series intermittent, a
     constant gauge at zero, yet the blips recur and the next one is no incident."""
@@ -476,20 +493,23 @@ def test_values_too_large_to_square_get_an_error_that_says_what_to_do(kind: str)
 
 
 def test_a_series_younger_than_min_history_is_learning_and_says_until_when() -> None:
-    """A series that appeared six hours ago (its grid reaches back further, as a range query's does):
-    no band yet, a reason, and the time its band is due; with a day of history it has its band."""
+    """A series that appeared 20 hours ago (its grid reaches back further, as a range query's does):
+    no band yet and no stuck or sustained alert, a reason, and the time its band is due; with a day
+    of history it has its band."""
     s = make(days=3)
     young = s.values.copy()
-    young[: -6 * 3600 // STEP] = np.nan
+    young[: -20 * 3600 // STEP] = np.nan
     fit = fit_series(Series(s.labels, s.timestamps, young, STEP), FitSettings(min_history=DAY))
-    first = int(s.timestamps[-6 * 3600 // STEP])
-    assert fit.training["history"] == 6 * 3600
+    first = int(s.timestamps[-20 * 3600 // STEP])
+    assert fit.training["history"] == 20 * 3600
     assert np.isnan(fit.upper).all() and np.isnan(fit.yhat).all()
-    assert fit.training["withheld"].startswith("learning: 6h of history, a band from 24h on")
+    assert fit.training["withheld"].startswith("learning: 20h of history, a band from 24h on")
     assert fit.training["learning_until"] == first + DAY
+    assert fit.stuck_after == 0 and fit.sustained is None
+    unguarded = fit_series(Series(s.labels, s.timestamps, young, STEP), FitSettings())  # min_history 0
+    assert np.isfinite(unguarded.upper).all() and unguarded.stuck_after > 0
     old = fit_series(s, FitSettings(min_history=DAY))
     assert "withheld" not in old.training and np.isfinite(old.upper).all() and old.training["history"] == 3 * DAY
-    assert np.isfinite(fit_series(Series(s.labels, s.timestamps, young, STEP), FitSettings()).upper).all()
 
 
 def replay_onsets(series: Series, start_day: int) -> tuple[int, object]:

@@ -209,3 +209,17 @@ def test_no_stuck_or_sustained_alert_where_the_band_is_withdrawn() -> None:
     hidden = replay_alerts(series, *withdrawn, rules, **limits)
     assert not hidden.by_kind["stuck"].any()
     assert not hidden.by_kind["sustained"][t >= 3600 + 2 * 3600].any()  # beyond keep_firing_for
+
+
+def test_a_backtest_with_less_than_a_day_of_history_still_has_bands(tmp_path) -> None:
+    """`backtest --history 12h`: the fits learn for the history they are given, not for a day they
+    can never have (every band was withheld)."""
+    from smartmetrics.evaluation.evaluate import run_backtest_series
+
+    rng = np.random.default_rng(1)
+    t = np.arange(0, 4 * DAY, 300, dtype=np.int64)
+    series = Series({"job": "x"}, t, 50 + rng.normal(0, 1, len(t)), 300)
+    frame = run_backtest_series(series, tmp_path / "out.csv", sensitivity="medium", retrain_every=DAY,
+                                history=12 * 3600)
+    banded = frame["yhat_upper"].notna()
+    assert banded.sum() >= 3 * DAY // 300 and frame["timestamp"][banded].iloc[0] == 12 * 3600
