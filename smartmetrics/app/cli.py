@@ -86,6 +86,16 @@ def _sensitivity(text: str) -> str | float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _duration(text: str) -> float:
+    """argparse type of a duration (`1h`, `1d`): a bad one is a usage error (exit 2) that shows how to write one."""
+    from smartmetrics.engine.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _read_csv_input(path: str):
     """The series of a `timestamp,value` CSV, its repairs (sorted, duplicates, non-numbers) printed as
     warnings; a file that cannot be read is a usage error (exit 2)."""
@@ -350,7 +360,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"error: {missing[0]} has no combined_windows.json; give a folder in NAB layout "
               "(data/<group>/<series>.csv and combined_windows.json)", file=sys.stderr)
         return EXIT_USAGE
-    replay = Replay(sensitivity=args.sensitivity)
+    replay = Replay(sensitivity=args.sensitivity, min_history=int(args.min_history))
     from smartmetrics.app.terminal import make_console
 
     console = make_console()
@@ -712,6 +722,9 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="LIST", help="comma-separated peers to run beside smartmetrics")
     p.add_argument("--sensitivity", default="medium", type=_sensitivity, metavar="S",
                    help="low|medium|high or a number in (0,1) (default: medium)")
+    p.add_argument("--min-history", type=_duration, default="1d", metavar="D",
+                   help="a series' first band this long after its first point, as a baseline's min_history "
+                        "gives it (default: 1d; under a day, refitted as its history doubles)")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="worker processes (default: 2)")
     p.add_argument("--out", metavar="DIR", help="also write every backtest table as CSV under DIR")
 

@@ -95,6 +95,20 @@ def test_evaluate_usage_errors(nab_folder: Path, capsys) -> None:
     assert "unknown peer nope" in capsys.readouterr().err
 
 
+def test_evaluate_min_history_sets_when_a_series_gets_its_first_band(nab_folder: Path, tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["evaluate", "--nab", str(nab_folder), "--min-history", "2x"])
+    assert info.value.code == 2 and "--min-history" in capsys.readouterr().err
+    first = {}
+    for text in ("1d", "8h", "1h"):  # at 30-minute steps a fit needs 6h (12 points) for any band
+        out = tmp_path / text
+        assert main(["evaluate", "--nab", str(nab_folder), "--peers", "static-3sigma", "--min-history", text,
+                     "--out", str(out)]) == 0
+        frame = pd.read_csv(out / "nab" / "smartmetrics" / "realX__spiky.csv")
+        first[text] = pd.Timestamp(frame["timestamp"][frame["yhat"].notna()].iloc[0]) - pd.Timestamp(frame["timestamp"][0])
+    assert first == {"1d": pd.Timedelta("1d"), "8h": pd.Timedelta("8h"), "1h": pd.Timedelta("6h")}
+
+
 def test_recall_by_kind_counts_each_event_under_its_kind() -> None:
     from smartmetrics.engine.series import Series
     from smartmetrics.evaluation.evaluate import Case, Run
