@@ -531,8 +531,8 @@ class Baseline(_Strict):
     min_history: Duration = 86400.0
     """How much history (first to last point) a series needs before it gets a band: until then it is
     learning (no band, no alert; the stored fit says until when). Under a day, the band is refitted
-    each time the series' history doubles, until it has a day. At most `history` (the default day
-    becomes the history where that is shorter)."""
+    each time the series' history doubles, until it has a day (or half the `history`). At most
+    `history` (the default day becomes the history where that is shorter)."""
     horizon: Duration = 86400.0
     sensitivity: Annotated[str | float, BeforeValidator(_check_sensitivity)] = "medium"
     curve_type: Literal[CURVE_TYPES] = "auto"  # type: ignore[valid-type]

@@ -48,10 +48,10 @@ def replay(config: Config, alias: str, series: Series, releases: tuple[int, ...]
            widen: WidenFn | None = None) -> pd.DataFrame:
     """Walk-forward replay of one series as the daemon would have lived it: a retrain every day on
     the trailing `history`, its first band `min_history` (or the baseline's own, if longer) after its
-    first point, as discovery gives it (`evaluation.backtest.first_band`; its `releases` re-levelled in training and
-    re-anchored after, when the baseline reads release markers; `follow` as configured; calendar
-    events as planned, a PromQL event where `observed` found it on; each retrain's band widened by
-    `widen`, on-call's feedback, where given)."""
+    first point, as discovery gives it (`evaluation.backtest.first_band`). Its `releases` are
+    re-levelled in training and re-anchored after, when the baseline reads release markers; `follow`
+    as configured; calendar events as planned, a PromQL event where `observed` found it on; each
+    retrain's band widened by `widen`, on-call's feedback, where given."""
     baseline = config.baselines[alias]
     settings = fit_settings(baseline)  # the settle time and absorb of its releases, if any
     follow = baseline.follow

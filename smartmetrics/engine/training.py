@@ -488,12 +488,12 @@ def _long_runs(spans: np.ndarray, above: np.ndarray, step: int, gap: int = 0) ->
 
 
 def one_off_episodes(above: np.ndarray, timestamps: np.ndarray, step: int) -> np.ndarray:
-    """The points of episodes (runs of `above`, `episodes`) longer than `LONG_EPISODE` and
-    `LONG_FACTOR` times the median episode that do not recur (`recurring`): a sparse counter's
-    afternoon-long incident among its one-scrape blips, or an hour-long burst of blips, masked from its
-    training and from the blips its band reaches. As for
-    a gauge's `excursions`, only an episode that ended within `MAX_EXCURSION` counts (one still under
-    way at the end may be the series' new level), and none when such episodes hold more than
+    """The points of episodes that do not recur (`recurring`) and are far longer or hold far more blips
+    than the usual one (`_long_runs`; an episode is a run of `above`, or blips under `BLIP_GAP` apart,
+    `episodes`): a sparse counter's afternoon-long incident among its one-scrape blips, or an hour-long
+    burst of blips, masked from its training and from the blips its band reaches. As for a gauge's
+    `excursions`, only an episode that ended within `MAX_EXCURSION` counts (one still under way at the
+    end may be the series' new level), and none when such episodes hold more than
     `MAX_EXCURSION_SHARE` of the points (then they are the series' nature).
 
     >>> a = np.zeros(2000, dtype=bool); a[::40] = True; a[1005:1025] = True  # with the blip at 1000
