@@ -60,6 +60,7 @@ from smartmetrics.engine.training import (
     clean_training,
     episodes,
     excursions,
+    habit_episodes,
     one_off_episodes,
     quick_classify,
     recurring,
@@ -888,7 +889,8 @@ def _off_the_edge(yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray, centre
 def _recurring_blips(upper: np.ndarray, series: Series, coverage: float) -> np.ndarray:
     """A constant gauge's upper edge reaches the blips above its value that recur (`training.recurring`:
     an error ratio resting at zero with a blip on most days, too few blips to be called intermittent),
-    as a sparse curve's does (`blip_band`); a few one-offs stay outside. Blips less than
+    as a sparse curve's does (`blip_band`), once they come at the rate of a habit (`habit_episodes`);
+    a few one-offs stay outside. Blips less than
     `training.BLIP_GAP` apart are one episode (`training.episodes`): an incident's burst of blips is
     one incident, not a habit."""
     ok = np.isfinite(series.values)
@@ -896,7 +898,8 @@ def _recurring_blips(upper: np.ndarray, series: Series, coverage: float) -> np.n
         return upper
     mode = resting_value(series.values[ok])
     spans = episodes(ok & (series.values > mode), series.step)
-    if not recurring(spans, spans.astype(np.float64), series.timestamps).any():
+    need = habit_episodes(float(series.timestamps[-1] - series.timestamps[0]) / DAY)
+    if not recurring(spans, spans.astype(np.float64), series.timestamps, need).any():
         return upper
     return blip_band(upper, series.values, coverage, floor=mode, timestamps=series.timestamps, step=series.step)
 

@@ -368,13 +368,14 @@ def clean_training(series: Series, seasonal: bool, mask: bool = True, period: in
     return Series(series.labels, out.timestamps, cleaned, series.step, series.name), info
 
 
-def recurring(masked: np.ndarray, resid: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+def recurring(masked: np.ndarray, resid: np.ndarray, timestamps: np.ndarray, need: int | None = None) -> np.ndarray:
     """The masked points that belong to behaviour the history shows again and again: on each side
     (above or below the baseline), when the masked episodes number at least `RECUR_EPISODES` and fall
     on at least `RECUR_DAY_SHARE` of the days with data, all of that side's episodes are normal (hourly
     spikes, a nightly job's burst), not incidents, and stay in training. A few incidents on a few days
     stay masked. A history shorter than two days needs episodes pro rata (`recur_episodes`): a young
-    fit that saw spikes three times in its one day has seen them again and again.
+    fit that saw spikes three times in its one day has seen them again and again. `need` overrides
+    how many episodes it takes (`habit_episodes`).
 
     >>> t = np.arange(0, 7 * 86400, 3600)
     >>> r = np.zeros(len(t)); r[::12] = 9.0  # twice a day, every day
@@ -386,7 +387,8 @@ def recurring(masked: np.ndarray, resid: np.ndarray, timestamps: np.ndarray) -> 
         return out
     runs, count = label_runs(masked)
     days_seen = len(np.unique(timestamps // DAY))
-    need = recur_episodes(float(timestamps[-1] - timestamps[0]) / DAY)
+    if need is None:
+        need = recur_episodes(float(timestamps[-1] - timestamps[0]) / DAY)
     signs = np.sign(np.bincount(runs, weights=np.nan_to_num(resid), minlength=count + 1)[1:])
     starts = np.flatnonzero(run_starts(masked))
     for sign in (1.0, -1.0):
@@ -395,6 +397,17 @@ def recurring(masked: np.ndarray, resid: np.ndarray, timestamps: np.ndarray) -> 
         if len(episodes) >= need and days >= RECUR_DAY_SHARE * days_seen:
             out |= np.isin(runs, episodes + 1)
     return out
+
+
+def habit_episodes(span_days: float) -> int:
+    """Episodes that make a sparse gauge's blips a habit in a history of `span_days` days: the rate
+    of `RECUR_EPISODES` in two weeks, at least `RECUR_YOUNG`. An error ratio that blipped on four of
+    its first six days will blip again; `recur_episodes` would wait for a sixth blip, each one alerting.
+
+    >>> habit_episodes(14.0), habit_episodes(6.0), habit_episodes(2.0)
+    (6, 3, 3)
+    """
+    return int(np.clip(np.ceil(RECUR_EPISODES * span_days / 14), RECUR_YOUNG, RECUR_EPISODES))
 
 
 def recur_episodes(span_days: float) -> int:

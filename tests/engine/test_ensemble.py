@@ -231,6 +231,24 @@ def test_a_gauge_at_zero_with_a_blip_on_most_days_keeps_its_blips_inside_the_ban
     assert np.min(fit.upper) >= np.median(sizes)
 
 
+@pytest.mark.parametrize(("days", "blips", "inside"), [(6, (0, 2, 3, 5), True), (6, (0, 5), False),
+                                                     (14, (0, 4, 8, 12), False)])
+def test_a_young_gauge_s_blips_are_a_habit_at_the_rate_of_six_in_two_weeks(days: int, blips: tuple,
+                                                                           inside: bool) -> None:
+    """An error ratio at zero that blipped on four of its first six days will blip again: its band
+    reaches them (it waited for a sixth blip, and each one alerted). Two blips in six days, or four in
+    two weeks, stay one-offs outside the band."""
+    rng = np.random.default_rng(7)
+    t = EPOCH + STEP * np.arange(days * DAY // STEP, dtype=np.int64)
+    values = np.zeros(len(t))
+    sizes = rng.uniform(0.001, 0.003, len(blips))
+    for day, size in zip(blips, sizes, strict=True):
+        values[day * DAY // STEP + int(rng.integers(10, 250))] = size
+    fit = fit_series(Series({"job": "ratio"}, t, values, STEP), FitSettings())
+    assert fit.classification["curve_type"] == "constant"
+    assert (np.min(fit.upper) >= np.median(sizes)) == inside
+
+
 @pytest.mark.parametrize("step", [300, 3600])
 def test_blips_hours_apart_are_separate_episodes_at_any_step(step: int) -> None:
     """Two blips three hours apart on five days are ten episodes, a habit, at a 5-minute step and
