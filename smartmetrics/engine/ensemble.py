@@ -48,6 +48,7 @@ from smartmetrics.engine.calendars import (
     utc_offsets,
     widen_band,
 )
+from smartmetrics.engine.durations import format_duration
 from smartmetrics.engine.models import MODELS
 from smartmetrics.engine.models.base import DAY, WEEK, Forecast, sub_series
 from smartmetrics.engine.models.profile import daily_slope
@@ -383,22 +384,13 @@ def _learning(fitted: FittedSeries, series: Series, min_history: int) -> FittedS
     fitted.training["history"] = span
     if span >= min_history:
         return fitted
-    fitted.training["withheld"] = (f"learning: {_hours(span)} of history, a band from {_hours(min_history)} on "
-                                   "(the baseline's min_history)")
+    fitted.training["withheld"] = (f"learning: {format_duration(span)} of history, a band from "
+                                   f"{format_duration(min_history)} on (the baseline's min_history)")
     fitted.training["learning_until"] = first + int(min_history)
     fitted.training["stuck_after"] = 0  # no alert of any kind while learning: neither stuck...
     fitted.training.pop("sustained", None)  # ...nor sustained
     none = np.full(len(fitted.yhat), np.nan)
     return dataclasses.replace(fitted, yhat=none, lower=none.copy(), upper=none.copy())
-
-
-def _hours(seconds: float) -> str:
-    """`2.5h`, `24h`: a span of history as a person reads it.
-
-    >>> _hours(9000), _hours(86400)
-    ('2.5h', '24h')
-    """
-    return f"{seconds / 3600:.3g}h"
 
 
 # Largest finite |value| a fit takes: its variances square values, and a square above ~1.8e308 is

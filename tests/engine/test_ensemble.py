@@ -521,7 +521,7 @@ def test_a_series_younger_than_min_history_is_learning_and_says_until_when() -> 
     first = int(s.timestamps[-20 * 3600 // STEP])
     assert fit.training["history"] == 20 * 3600
     assert np.isnan(fit.upper).all() and np.isnan(fit.yhat).all()
-    assert fit.training["withheld"].startswith("learning: 20h of history, a band from 24h on")
+    assert fit.training["withheld"].startswith("learning: 20h of history, a band from 1d on")
     assert fit.training["learning_until"] == first + DAY
     assert fit.stuck_after == 0 and fit.sustained is None
     unguarded = fit_series(Series(s.labels, s.timestamps, young, STEP), FitSettings())  # min_history 0
