@@ -48,7 +48,18 @@ def growing(history: float, data_end: float, now: float, window: float = float("
     >>> growing(3 * 3600, 3 * 3600, 10 * 86400, window=6 * 3600)  # half a 6h window: grown
     False
     """
-    return 0 < history < min(GROWING, window / 2) and now - (data_end - history) >= 2 * history
+    return young_band(history, window) and now - (data_end - history) >= 2 * history
+
+
+def young_band(history: float, window: float = float("inf")) -> bool:
+    """Whether a band fitted on `history` seconds is still refitted as that history doubles: under
+    `GROWING` and under half the baseline's `window` (the daemon's `growing`, the replay's
+    `evaluation.backtest.period_starts`).
+
+    >>> young_band(3600), young_band(86400), young_band(3 * 3600, window=6 * 3600)
+    (True, False, False)
+    """
+    return 0 < history < min(GROWING, window / 2)
 
 
 @dataclass(frozen=True)

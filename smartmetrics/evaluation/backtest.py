@@ -31,7 +31,7 @@ from smartmetrics.engine.follow import replay_follow
 from smartmetrics.engine.ranges import clip_band, stored_range
 from smartmetrics.engine.releases import SETTLE, replay_releases
 from smartmetrics.engine.series import Series
-from smartmetrics.engine.state import GROWING
+from smartmetrics.engine.state import young_band
 from smartmetrics.engine.stuck import held_seconds
 from smartmetrics.engine.sustained import rolling_mean, window_seconds
 
@@ -66,7 +66,7 @@ def period_starts(series: Series, retrain_every: int, min_history: int, young: i
 
     With `young` (seconds), as the daemon lives a series that appears: its first band `young` after
     its first point (`first_band`), refitted each time its history doubles while it is young
-    (`smartmetrics.engine.state.growing`, in a `history` window), and at every daily retrain from
+    (`smartmetrics.engine.state.young_band`, in a `history` window), and at every daily retrain from
     then on; `min_history` is not used.
 
     >>> s = Series({}, np.arange(0, 3 * DAY, 3600), np.zeros(72), 3600)
@@ -90,7 +90,7 @@ def period_starts(series: Series, retrain_every: int, min_history: int, young: i
         out.append(t)
         retrain = (t // retrain_every + 1) * retrain_every
         span = t - start  # the history of the fit just made: refitted as it doubles while young
-        t = min(retrain, start + 2 * span) if span < min(GROWING, history / 2) else retrain
+        t = min(retrain, start + 2 * span) if young_band(span, history) else retrain
     return out
 
 

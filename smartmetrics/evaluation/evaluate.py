@@ -276,11 +276,11 @@ def run_backtest_series(
     widened by `widen`, on-call's feedback, where given; re-anchored after `releases`, if any, and
     following new levels after `follow` seconds); write the table to `out`."""
     rules = rules or AlertRules.of_sensitivity(sensitivity)
+    learn = min(DAY, history)  # a baseline's default min_history, never more than the history
     frame = backtest_series(
-        series, smartmetrics_fit(sensitivity, releases, settle, absorb, min(DAY, history)), rules,
-        retrain_every=retrain_every,
-        history=history, min_history=min(DAY, history), releases=releases, settle=settle, absorb=absorb,
-        follow=follow, follow_absorb=follow_absorb, widen=widen, young=first_band(series.step, min(DAY, history)),
+        series, smartmetrics_fit(sensitivity, releases, settle, absorb, learn), rules,
+        retrain_every=retrain_every, history=history, min_history=learn, releases=releases, settle=settle,
+        absorb=absorb, follow=follow, follow_absorb=follow_absorb, widen=widen, young=first_band(series.step, learn),
     )
     write_frame(frame, out)
     return frame
