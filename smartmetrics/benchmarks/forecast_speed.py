@@ -15,10 +15,14 @@ from smartmetrics.engine.series import Series
 DAY = 86400
 
 
-def _fit_smartmetrics(series: Series) -> None:
+def _fit_smartmetrics(series: Series) -> bool:
+    """Fit one series; whether its band came out finite (a fit that raises fails the whole run)."""
+    import numpy as np
+
     from smartmetrics.engine.ensemble import FitSettings, fit_series
 
-    fit_series(series, FitSettings(horizon=DAY))
+    fit = fit_series(series, FitSettings(horizon=DAY))
+    return bool(np.isfinite(fit.lower).all() and np.isfinite(fit.upper).all())
 
 
 def _fit_prophet(series: Series) -> None:
@@ -27,13 +31,14 @@ def _fit_prophet(series: Series) -> None:
     prophet_band_fit(0.8)(series, DAY)
 
 
-def series_per_second(fit, corpus: list[Series], workers: int) -> float:
-    """Wall-clock throughput of `fit` over `corpus` on `workers` processes (pool start-up excluded)."""
+def series_per_second(fit, corpus: list[Series], workers: int) -> tuple[float, list]:
+    """Wall-clock throughput of `fit` over `corpus` on `workers` processes (pool start-up excluded),
+    and what each fit returned."""
     with ProcessPoolExecutor(max_workers=workers) as pool:
         list(pool.map(_noop, range(workers)))
         start = time.perf_counter()
-        list(pool.map(fit, corpus, chunksize=1))
-        return len(corpus) / (time.perf_counter() - start)
+        results = list(pool.map(fit, corpus, chunksize=1))
+        return len(corpus) / (time.perf_counter() - start), results
 
 
 def _noop(_: int) -> None:
@@ -57,11 +62,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     corpus = [item.series for item in make_corpus(args.series) if item.series.observed > DAY // 300]
-    ours = series_per_second(_fit_smartmetrics, corpus, args.workers)
+    ours, finite = series_per_second(_fit_smartmetrics, corpus, args.workers)
+    if not all(finite):  # a rate over fits that gave no band measures nothing
+        raise SystemExit(f"{finite.count(False)} of {len(corpus)} fits gave no finite band; no figure printed")
     print(f"{len(corpus)} synthetic series, 14 days at 5m, horizon 1d, {args.workers} worker processes")
     print(f"smartmetrics (default ensemble, no Prophet): {ours:8.1f} series/s")
     if args.prophet_series > 0:  # 0: our fit alone, e.g. for an A/B of two commits
-        theirs = series_per_second(_fit_prophet, corpus[: args.prophet_series], args.workers)
+        theirs, _ = series_per_second(_fit_prophet, corpus[: args.prophet_series], args.workers)
         print(f"prophet-bands (first {min(len(corpus), args.prophet_series)} series):   {theirs:8.1f} series/s")
         print(f"ratio smartmetrics / prophet-bands:          {ours / theirs:8.1f}x")
 
