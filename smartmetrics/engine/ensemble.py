@@ -948,7 +948,7 @@ def _young_envelope(series: Series, lower: np.ndarray, upper: np.ndarray, histor
     """A young fit (two to five days) covers what at least two of its days reached, at any hour: a few
     days cannot tell a level's time of day from chance, while a one-day incident stays outside. Pass
     the cleaned training history: a release or level shift already moved the days before it."""
-    if not 2 * DAY <= history < YOUNG:
+    if not 2 * DAY <= history < YOUNG or _days_agree(series):
         return lower, upper
     ok = np.isfinite(series.values)
     day = (series.end - series.timestamps[ok]) // DAY  # 0: the last 24 hours
@@ -960,6 +960,43 @@ def _young_envelope(series: Series, lower: np.ndarray, upper: np.ndarray, histor
     np.maximum.at(highs, day, values)
     np.minimum.at(lows, day, values)
     return np.minimum(lower, np.sort(lows)[1]), np.maximum(upper, np.sort(highs)[-2])
+
+
+AGREE = 0.2  # days agree when their hours differ by at most this share of the daily shape
+
+
+def _days_agree(series: Series) -> bool:
+    """Whether the whole days seen have one daily shape: each hour of the day's means across the days
+    differ (median over the hours) by at most `AGREE` of how far the mean day rises and falls. Then a
+    level is tied to its time of day from the first days, and a young band need not cover every hour
+    with what any hour reached (a dip at the peak hour is as plain on the third day as on the tenth).
+
+    >>> t = np.arange(0, 3 * DAY, 300)
+    >>> def days(shift):  # a sine a day, the last day's moved by `shift` seconds
+    ...     return Series({}, t, 10 + 5 * np.sin(2 * np.pi * (t + shift * (t >= 2 * DAY)) / DAY), 300)
+    >>> _days_agree(days(0)), _days_agree(days(600)), _days_agree(days(8 * 3600))
+    (True, True, False)
+    """
+    if series.step > 3600:
+        return False
+    t, v = series.timestamps, series.values
+    ok = np.isfinite(v)
+    day = (series.end - t[ok]) // DAY
+    whole = day < (series.end - series.timestamps[0] + series.step) // DAY  # the first day may be partial
+    hour = (t[ok] % DAY) // 3600
+    days = int(day.max()) + 1 if ok.any() else 0
+    if days < 2:
+        return False
+    sums, counts = np.zeros((days, 24)), np.zeros((days, 24))
+    np.add.at(sums, (day[whole], hour[whole]), v[ok][whole])
+    np.add.at(counts, (day[whole], hour[whole]), 1)
+    full = (counts > 0).all(axis=1)
+    if full.sum() < 2:
+        return False
+    means = sums[full] / counts[full]
+    shape = float(np.ptp(means.mean(axis=0)))
+    differ = float(np.median(np.ptp(means, axis=0)))
+    return shape > 0 and differ <= AGREE * shape
 
 
 def _sparse_guard(series: Series, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

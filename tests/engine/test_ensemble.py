@@ -874,3 +874,22 @@ def test_a_walk_forward_replay_keeps_each_series_classification_as_the_daemon_do
     assert second.training["classification"] == "kept"
     assert second.classification["classified"] == first.classification["classified"]
     assert other.classification["curve_type"] == "stable"
+
+
+@pytest.mark.parametrize("shifted", [False, True])
+def test_a_young_band_keeps_its_daily_shape_once_the_days_agree_on_it(shifted: bool) -> None:
+    """Three days of one daily cycle tie each level to its hour: the fourth day's band at the peak stays
+    near the peak (a dip to the trough there alerts). When the last day's cycle came eight hours late,
+    the hours are not known yet, and the band at every hour reaches the lows two of the days had."""
+    s = make(days=3)
+    if shifted:
+        late = s.timestamps >= s.end - DAY + STEP
+        values = np.where(late, 100 + 40 * np.sin(2 * np.pi * (s.timestamps - 8 * 3600) / DAY), s.values)
+        s = Series(s.labels, s.timestamps, values, STEP)
+    fit = fit_series(s, FitSettings())
+    peak = np.argmin(np.abs((fit.timestamps - 6 * 3600) % DAY))  # sin(2 pi t / DAY) = 1
+    trough = np.nanmin(s.values[s.timestamps < s.end - DAY])  # the days before the last one
+    if shifted:
+        assert fit.lower.max() <= trough + 1e-9
+    else:
+        assert fit.lower[peak] > 100 > trough
