@@ -342,6 +342,15 @@ def refit(train: Series, weights: dict[str, float], timestamps: np.ndarray,
     return kept, combine(forecasts, kept), insample
 
 
+def _rescaled(cal: Calibration, backtest_scale: np.ndarray, scale: np.ndarray) -> Calibration:
+    """A young fit's calibration in the units of its refitted scale: under three days, the backtest's
+    members learned from a shorter history than the refit (half a day less of a day and a half), and a
+    profile's slot scale from one cycle is a fraction of its scale from two; offsets in the backtest's
+    scales would widen the refit's band by that ratio."""
+    ratio = float(np.clip(np.median(backtest_scale) / np.median(scale), 0.5, 2.0))
+    return dataclasses.replace(cal, q_lo=cal.q_lo * ratio, q_hi=cal.q_hi * ratio)
+
+
 def cold_start_widening(history_seconds: float) -> float:
     """Band multiplier for short histories: 1.5 at one day, falling linearly to 1 at `COLD_DAYS` days.
 
@@ -728,6 +737,8 @@ def _fit_utc(series: Series, settings: FitSettings, releases: tuple[int, ...],
         held_out, checked = held_out_coverage(z, t_test, policy.coverage, folds[-1][1] - folds[-1][0],
                                               period=period, buckets=4 if seasonal else 1)
         refitted, forecast, seen = refit(train, weights, table_ts, train.timestamps[last_day])
+        if history < 3 * DAY:
+            cal = _rescaled(cal, backtest_fc.scale, forecast.scale)
         zn = np.empty(0)  # a member that cannot forecast the past leaves nothing to judge a later day by
         if seen is not None:
             zn = _normalised((train.values[last_day] - seen.mean) / seen.scale, train.timestamps[last_day], cal)

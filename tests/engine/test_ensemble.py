@@ -893,3 +893,11 @@ def test_a_young_band_keeps_its_daily_shape_once_the_days_agree_on_it(shifted: b
         assert fit.lower.max() <= trough + 1e-9
     else:
         assert fit.lower[peak] > 100 > trough
+
+
+def test_a_two_day_fit_s_offsets_are_in_the_scale_of_its_refit() -> None:
+    """At two days the backtest's profile learned from a day and a half (most slots seen once) and its
+    slot scales are a fraction of the refit's: offsets calibrated in the backtest's scales, applied to
+    the refit's, gave a band three times as wide as the same cycle's after eight days."""
+    young, grown = fit_series(make(days=2), FitSettings()), fit_series(make(days=8), FitSettings())
+    assert young.members[0]["name"] == "profile_day" and width(young) < 2.5 * width(grown)
