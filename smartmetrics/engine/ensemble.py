@@ -977,16 +977,21 @@ AGREE = 0.2  # days agree when their hours differ by at most this share of the d
 
 
 def _days_agree(series: Series) -> bool:
-    """Whether the whole days seen have one daily shape: each hour of the day's means across the days
-    differ (median over the hours) by at most `AGREE` of how far the mean day rises and falls. Then a
-    level is tied to its time of day from the first days, and a young band need not cover every hour
-    with what any hour reached (a dip at the peak hour is as plain on the third day as on the tenth).
+    """Whether the whole days seen have one daily shape: at every hour of the day, the days' means
+    differ by at most `AGREE` of how far the mean day rises and falls. Then a level is tied to its time
+    of day from the first days, and a young band need not cover every hour with what any hour reached
+    (a dip at the peak hour is as plain on the third day as on the tenth). One hour that differs (a
+    nightly job that ran at one on Monday and at three on Tuesday, a spike on two of three days) is
+    enough to keep the envelope: its time of day is not known yet.
 
     >>> t = np.arange(0, 3 * DAY, 300)
     >>> def days(shift):  # a sine a day, the last day's moved by `shift` seconds
     ...     return Series({}, t, 10 + 5 * np.sin(2 * np.pi * (t + shift * (t >= 2 * DAY)) / DAY), 300)
     >>> _days_agree(days(0)), _days_agree(days(600)), _days_agree(days(8 * 3600))
     (True, True, False)
+    >>> job = days(0)  # and a job of an hour at 02:00 on the second day only
+    >>> _days_agree(Series({}, t, job.values + 20 * ((t >= DAY + 7200) & (t < DAY + 10800)), 300))
+    False
     """
     if series.step > 3600:
         return False
@@ -1006,7 +1011,7 @@ def _days_agree(series: Series) -> bool:
         return False
     means = sums[full] / counts[full]
     shape = float(np.ptp(means.mean(axis=0)))
-    differ = float(np.median(np.ptp(means, axis=0)))
+    differ = float(np.max(np.ptp(means, axis=0)))
     return shape > 0 and differ <= AGREE * shape
 
 
