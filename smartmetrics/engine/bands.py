@@ -261,14 +261,15 @@ def anomaly_score(value: np.ndarray | float, yhat: np.ndarray | float, lower: np
 
 def allow_reversal(lower: np.ndarray, upper: np.ndarray, yhat: np.ndarray, shift: dict | None,
                    end: int) -> tuple[np.ndarray, np.ndarray]:
-    """Within `REVERSAL_DAYS` of a level shift, widen the band to also cover itself moved back to the
-    level it left: the first weekend looks like a shift on Saturday, a rolled-back deploy is no
-    incident, and a shift seen for a few hours may be an incident that ends.
+    """Within `REVERSAL_DAYS` of a level shift (and `WEEKEND_EDGE` more, as a weekend may begin on
+    Friday evening), widen the band to also cover itself moved back to the level it left: the first
+    weekend looks like a shift, a rolled-back deploy is no incident, and a shift seen for a few hours
+    may be an incident that ends.
 
     >>> allow_reversal(np.array([9.0]), np.array([11.0]), np.array([10.0]), {"at": 0, "size": 5.0}, 3600)
     (array([4.]), array([11.]))
     """
-    if not shift or end - shift["at"] > REVERSAL_DAYS * 86400:
+    if not shift or end - shift["at"] > REVERSAL_DAYS * 86400 + WEEKEND_EDGE:
         return lower, upper
     return np.minimum(lower, lower - shift["size"]), np.maximum(upper, upper - shift["size"])
 

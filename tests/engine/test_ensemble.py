@@ -903,3 +903,15 @@ def test_a_two_day_fit_s_offsets_are_in_the_scale_of_its_refit() -> None:
     young, grown = fit_series(make(days=2), FitSettings()), fit_series(make(days=8), FitSettings())
     assert young.members[0]["name"] == "profile_day" and width(young) < 2.5 * width(grown)
 
+
+def test_a_first_weekend_that_began_on_friday_evening_may_end_on_monday() -> None:
+    """Tuesday to Sunday of a service that is half as busy from Friday 20:00: the drop looks like a
+    level shift, and Monday's band also covers a return to the weekday level, as it does for a weekend
+    that begins at Saturday midnight (the shift is then two days old, not two days and four hours)."""
+    rng = np.random.default_rng(3)
+    t = EPOCH + DAY + STEP * np.arange(6 * DAY // STEP, dtype=np.int64)  # 2024-01-02 (Tuesday) to Sunday
+    weekend = t >= EPOCH + 4 * DAY + 20 * 3600
+    s = Series({}, t, np.where(weekend, 50.0, 100.0) + rng.normal(0, 2, len(t)), STEP)
+    fit = fit_series(s, FitSettings())
+    assert fit.training["level_shift"] is not None
+    assert fit.upper.min() > 100
