@@ -97,6 +97,17 @@ def test_intermittent_keeps_the_zero_inflated_moments() -> None:
     assert model.predict(t[:1]).mean[0] == pytest.approx(0.5, abs=0.15)
 
 
+def test_a_daily_profile_s_slot_never_seen_follows_the_shape_around_it() -> None:
+    """Three days of a sine whose 05:45-06:15 was masked on every day (an incident at the same time, or
+    a scrape gap): the forecast there lies on the curve, not at the overall median half a swing away."""
+    s = seasonal_series(days=3, amp=40.0)
+    hole = ((s.timestamps % DAY) >= 5 * 3600 + 2700) & ((s.timestamps % DAY) <= 6 * 3600 + 900)
+    model = MODELS["profile_day"]().fit(Series({}, s.timestamps, np.where(hole, np.nan, s.values), STEP))
+    at = 3 * DAY + EPOCH + np.arange(5 * 3600 + 2700, 6 * 3600 + 901, STEP)
+    truth = 100 + 40 * np.sin(2 * np.pi * at / DAY)  # near the peak, 140
+    assert np.abs(model.predict(at).mean - truth).max() < 5
+
+
 def test_weekly_profile_fills_an_unseen_weekend_afternoon_from_the_other_weekend_day() -> None:
     """Nine days from a Thursday see one weekend; its Saturday afternoon was masked as an incident.
     The next Saturday afternoon is forecast at Sunday's level, not at a weekday's."""

@@ -201,10 +201,16 @@ class SeasonalProfile:
         return table, offsets
 
     def _slot_table(self, t: np.ndarray, y: np.ndarray, slots: np.ndarray, n_slots: int) -> np.ndarray:
-        """Median per slot (unseen slots from the median), median-filtered only for short histories."""
+        """Median per slot, median-filtered only for short histories. A slot never seen (a gap, or an
+        incident cleaning masked on every day the history has) lies on the line between the nearest
+        seen slots either side, round the cycle: the daily shape goes on through it. (The overall
+        median there cut a notch half the daily swing deep into a young sine's band.)"""
         raw = group_median(slots, y, n_slots)
-        if not np.isfinite(raw).all():  # the overall median only where a slot was never seen
-            raw = np.where(np.isfinite(raw), raw, np.nanmedian(y))
+        seen = np.flatnonzero(np.isfinite(raw))
+        if len(seen) == 1:
+            raw = np.full(n_slots, raw[seen[0]])
+        elif len(seen) < n_slots:
+            raw = np.interp(np.arange(n_slots), seen, raw[seen], period=n_slots)
         cycles = (t[-1] - t[0]) / self.period
         return circular_median3(raw) if cycles < SMOOTH_BELOW else raw
 
