@@ -346,8 +346,15 @@ def _rescaled(cal: Calibration, backtest_scale: np.ndarray, scale: np.ndarray) -
     """A young fit's calibration in the units of its refitted scale: under three days, the backtest's
     members learned from a shorter history than the refit (half a day less of a day and a half), and a
     profile's slot scale from one cycle is a fraction of its scale from two; offsets in the backtest's
-    scales would widen the refit's band by that ratio."""
-    ratio = float(np.clip(np.median(backtest_scale) / np.median(scale), 0.5, 2.0))
+    scales would widen the refit's band by that ratio. Both scales are taken at the same times (the
+    backtest's test points), or the ratio would say what time of day the fit ran at on a series whose
+    noise follows the hour; unchanged without a finite ratio."""
+    if len(backtest_scale) == 0 or len(backtest_scale) != len(scale):
+        return cal
+    ratio = float(np.median(backtest_scale) / np.median(scale))
+    if not np.isfinite(ratio) or ratio <= 0:
+        return cal
+    ratio = float(np.clip(ratio, 0.5, 2.0))
     return dataclasses.replace(cal, q_lo=cal.q_lo * ratio, q_hi=cal.q_hi * ratio)
 
 
@@ -737,8 +744,8 @@ def _fit_utc(series: Series, settings: FitSettings, releases: tuple[int, ...],
         held_out, checked = held_out_coverage(z, t_test, policy.coverage, folds[-1][1] - folds[-1][0],
                                               period=period, buckets=4 if seasonal else 1)
         refitted, forecast, seen = refit(train, weights, table_ts, train.timestamps[last_day])
-        if history < 3 * DAY:
-            cal = _rescaled(cal, backtest_fc.scale, forecast.scale)
+        if history < 3 * DAY and seen is not None:  # one backtest fold: its points are `last_day`'s
+            cal = _rescaled(cal, backtest_fc.scale[-len(seen.scale):], seen.scale)
         zn = np.empty(0)  # a member that cannot forecast the past leaves nothing to judge a later day by
         if seen is not None:
             zn = _normalised((train.values[last_day] - seen.mean) / seen.scale, train.timestamps[last_day], cal)
@@ -767,7 +774,7 @@ def _fit_utc(series: Series, settings: FitSettings, releases: tuple[int, ...],
     if week_unknown:  # after the cap: a first weekend may fall below anything the history shows
         lower, upper = first_week_priors(lower, upper, yhat, table_ts, series)
     lower, upper = recurring_excursions(lower, upper, table_ts, series)
-    lower, upper = _young_envelope(train, lower, upper, history)
+    lower, upper = _young_envelope(train, lower, upper, history, calibrated=cal.n > 0)
     regimes = _band_regimes(classification, series) if curve == "regime" else []
     lower, upper = _recurring_levels(curve, regimes, series, lower, upper, policy.coverage)
     yhat = np.clip(yhat, lower, upper)
@@ -955,11 +962,14 @@ def _envelope(train: Series, lower: np.ndarray, upper: np.ndarray) -> tuple[np.n
 YOUNG = 5 * DAY  # below this much history, a level is not yet tied to its time of day
 
 
-def _young_envelope(series: Series, lower: np.ndarray, upper: np.ndarray, history: int) -> tuple[np.ndarray, np.ndarray]:
+def _young_envelope(series: Series, lower: np.ndarray, upper: np.ndarray, history: int,
+                    calibrated: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """A young fit (two to five days) covers what at least two of its days reached, at any hour: a few
     days cannot tell a level's time of day from chance, while a one-day incident stays outside. Pass
-    the cleaned training history: a release or level shift already moved the days before it."""
-    if not 2 * DAY <= history < YOUNG or _days_agree(series):
+    the cleaned training history: a release or level shift already moved the days before it. Days
+    that agree on one shape (`_days_agree`) lift it, unless the band was calibrated on no residual at
+    all (the backtest's day was a scrape gap): its width then says nothing."""
+    if not 2 * DAY <= history < YOUNG or (calibrated and _days_agree(series)):
         return lower, upper
     ok = np.isfinite(series.values)
     day = (series.end - series.timestamps[ok]) // DAY  # 0: the last 24 hours
@@ -992,26 +1002,33 @@ def _days_agree(series: Series) -> bool:
     >>> job = days(0)  # and a job of an hour at 02:00 on the second day only
     >>> _days_agree(Series({}, t, job.values + 20 * ((t >= DAY + 7200) & (t < DAY + 10800)), 300))
     False
+    >>> late = days(8 * 3600).values.copy()  # the late day with an hour missing: still late
+    >>> late[(t >= 2 * DAY + 12 * 3600) & (t < 2 * DAY + 13 * 3600)] = np.nan
+    >>> _days_agree(Series({}, t, late, 300))
+    False
+
+    Each hour is compared across the days that have samples in it, and every hour must be seen on two
+    of them: a day missing an hour still speaks for its other hours.
     """
     if series.step > 3600:
         return False
     t, v = series.timestamps, series.values
     ok = np.isfinite(v)
+    if not ok.any():
+        return False
     day = (series.end - t[ok]) // DAY
     whole = day < (series.end - series.timestamps[0] + series.step) // DAY  # the first day may be partial
     hour = (t[ok] % DAY) // 3600
-    days = int(day.max()) + 1 if ok.any() else 0
-    if days < 2:
-        return False
+    days = int(day.max()) + 1
     sums, counts = np.zeros((days, 24)), np.zeros((days, 24))
     np.add.at(sums, (day[whole], hour[whole]), v[ok][whole])
     np.add.at(counts, (day[whole], hour[whole]), 1)
-    full = (counts > 0).all(axis=1)
-    if full.sum() < 2:
+    if ((counts > 0).sum(axis=0) < 2).any():
         return False
-    means = sums[full] / counts[full]
-    shape = float(np.ptp(means.mean(axis=0)))
-    differ = float(np.max(np.ptp(means, axis=0)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts > 0, sums / counts, np.nan)
+    shape = float(np.ptp(np.nanmean(means, axis=0)))
+    differ = float(np.max(np.nanmax(means, axis=0) - np.nanmin(means, axis=0)))
     return shape > 0 and differ <= AGREE * shape
 
 

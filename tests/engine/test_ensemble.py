@@ -915,3 +915,38 @@ def test_a_first_weekend_that_began_on_friday_evening_may_end_on_monday() -> Non
     fit = fit_series(s, FitSettings())
     assert fit.training["level_shift"] is not None
     assert fit.upper.min() > 100
+
+
+@pytest.mark.parametrize("hour", [0, 6, 12, 18])
+def test_a_young_fit_s_rescaling_does_not_depend_on_the_hour_it_ran_at(hour: int) -> None:
+    """Two and a half days of a cycle noisy by day and quiet by night: the backtest's test points are
+    the last half day's, so its scales, held against the refit's over the coming day, said what hour
+    the fit ran at (a ratio of 0.23 at midnight, 2.5 at noon). Held against the refit's scales at the
+    same points, each fit keeps its band: the next day is covered, whatever the hour."""
+    rng = np.random.default_rng(0)
+    t = EPOCH + STEP * np.arange(5 * DAY // STEP, dtype=np.int64)
+    phase = np.sin(2 * np.pi * t / DAY)
+    y = 100 + 40 * phase + rng.normal(0, 1, len(t)) * np.where(phase > 0, 8.0, 1.0)
+    start, n = hour * 3600 // STEP, (2 * DAY + DAY // 2) // STEP
+    fit = fit_series(Series({}, t[start:start + n], y[start:start + n], STEP), FitSettings())
+    after = y[start + n:start + n + len(fit.yhat)]
+    assert np.mean((after >= fit.lower) & (after <= fit.upper)) >= 0.99
+
+
+def test_a_young_fit_whose_backtest_day_was_a_gap_keeps_its_envelope() -> None:
+    """Three and a half days whose last day was lost to a scrape gap: the backtest had no residual to
+    calibrate on, so the band's width says nothing, and the days agreeing on their shape must not
+    lift the envelope (it was five times narrower, and the next day 86% covered)."""
+    t = EPOCH + STEP * np.arange(int(4.5 * DAY) // STEP, dtype=np.int64)
+    y = 100 + 40 * np.sin(2 * np.pi * t / DAY) + np.random.default_rng(0).normal(0, 3, len(t))
+    n = int(3.5 * DAY) // STEP
+    seen = np.where(np.arange(n) >= n - DAY // STEP, np.nan, y[:n])
+    fit = fit_series(Series({}, t[:n], seen, STEP), FitSettings())
+    after = y[n:n + len(fit.yhat)]
+    assert fit.coverage["n"] == 0 and np.mean((after >= fit.lower) & (after <= fit.upper)) >= 0.98
+
+
+def test_a_young_fit_with_a_horizon_under_a_step_keeps_finite_offsets() -> None:
+    fit = fit_series(make(days=2.5), FitSettings(horizon=60))
+    assert np.isfinite([fit.coverage["q_lo"], fit.coverage["q_hi"]]).all()
+    json.dumps(fit.to_dict(), allow_nan=False)
