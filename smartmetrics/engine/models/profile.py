@@ -207,9 +207,7 @@ class SeasonalProfile:
         median there cut a notch half the daily swing deep into a young sine's band.)"""
         raw = group_median(slots, y, n_slots)
         seen = np.flatnonzero(np.isfinite(raw))
-        if len(seen) == 1:
-            raw = np.full(n_slots, raw[seen[0]])
-        elif len(seen) < n_slots:
+        if len(seen) < n_slots:  # one seen slot: np.interp gives its value everywhere
             raw = np.interp(np.arange(n_slots), seen, raw[seen], period=n_slots)
         cycles = (t[-1] - t[0]) / self.period
         return circular_median3(raw) if cycles < SMOOTH_BELOW else raw
